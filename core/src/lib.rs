@@ -1,0 +1,25 @@
+//! `rill-core`: the part of Rill that runs everywhere — in the broker, on a sensor node and inside
+//! every Wasm plugin. Pure logic: no IO, no async, no allocation unless the `alloc` feature is on.
+//!
+//! - [`batch`]: the Kafka v2 RecordBatch codec (validate, iterate, build, rewrite in place).
+//! - [`log`]: the log model (offsets, high watermark, leader epochs, append/read/truncate).
+//! - [`retention`]: retention decisions returned as values, never performed here.
+//! - [`ram_log`]: a fixed-capacity log for devices.
+//! - [`partitioner`]: Kafka-compatible partitioners.
+//! - [`limits`]: every bound in one place.
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+pub mod batch;
+pub mod limits;
+#[cfg(feature = "alloc")]
+pub mod log;
+pub mod partitioner;
+pub mod ram_log;
+pub mod retention;
+pub mod varint;

@@ -1,0 +1,29 @@
+//! Every bound that `rill-core` enforces, in one place, each with the reason for its number.
+//! Host-side bounds (queues, connections, cache sizes) live in the host's own `limits.rs`.
+
+// ---- batch codec ----------------------------------------------------------------------------
+
+/// Largest record batch the codec accepts, header included. Kafka's default `message.max.bytes`
+/// is 1 MiB (+ overhead); a gateway has no use for bigger batches, and a bound here stops a corrupt
+/// length field from making a reader wait for (or allocate) gigabytes.
+pub const BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+// ---- log model ------------------------------------------------------------------------------
+
+/// Largest offset the log assigns (inclusive). Kafka's offsets are `i64` on the wire and in the
+/// batch header; the core keeps `u64`, so anything above `i64::MAX` could not be sent or stamped.
+pub const OFFSET_MAX: u64 = i64::MAX as u64;
+
+/// Largest partition leader epoch. The batch header's `partitionLeaderEpoch` is an `i32`, and
+/// Kafka reserves negative values (`-1` = no epoch).
+pub const LEADER_EPOCH_MAX: u32 = i32::MAX as u32;
+
+/// Entries in one partition's leader-epoch history. One entry per leadership change that wrote
+/// data still in the log (older ones are dropped as the log start moves). 4096 is years of daily
+/// fail-overs; the bound keeps persisted partition state under 64 KiB, so a corrupt length in it
+/// cannot make the host allocate more, and a bug that bumps the epoch per connection shows up as
+/// an error instead of unbounded growth.
+pub const EPOCH_HISTORY_ENTRIES_MAX: usize = 4096;
+
+const _: () = assert!(OFFSET_MAX <= i64::MAX as u64);
+const _: () = assert!(LEADER_EPOCH_MAX <= i32::MAX as u32);

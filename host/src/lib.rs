@@ -1,0 +1,9 @@
+//! `rill`: the daemon and CLI. Everything that touches a disk, socket or clock lives here;
+//! the pure logic lives in `rill-core`.
+
+pub mod bench;
+pub mod compression;
+pub mod config;
+pub mod limits;
+pub mod serve;
+pub mod storage;

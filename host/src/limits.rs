@@ -1,0 +1,46 @@
+//! Every bound the host enforces, in one place, each with the reason for its number.
+//! `rill-core` keeps its own in `rill_core::limits`.
+
+use rill_core::limits::BATCH_BYTES_MAX;
+
+/// Appends waiting for the storage writer. A bounded queue: when storage falls behind, producers
+/// wait here instead of the broker buffering without limit. 1024 covers a burst from every
+/// connection a gateway serves while one commit (a few ms of fsync) is in progress.
+pub const WRITER_QUEUE_MAX: usize = 1024;
+
+/// Most appends folded into one write transaction (group commit). Bounds the latency one commit
+/// adds to the first append in it.
+pub const COMMIT_APPENDS_MAX: usize = 512;
+
+/// Most payload bytes folded into one write transaction. 8 MiB keeps a commit's dirty pages well
+/// under redb's cache and a commit under ~50 ms on an SD card at 200 MB/s.
+pub const COMMIT_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// redb's page cache. redb's default (1 GiB) is too much for a gateway with 1–2 GiB of RAM.
+pub const CACHE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
+
+/// Longest interval the `interval` durability policy may be set to: the loss window on power cut.
+pub const FLUSH_INTERVAL_MS_MAX: u64 = 60_000;
+
+/// How often retention runs by default (Kafka's `log.retention.check.interval.ms` is 5 minutes;
+/// a gateway with a small disk checks more often).
+pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 60_000;
+
+/// Kafka's default `max.message.bytes` (1 MiB + record batch overhead).
+pub const MAX_MESSAGE_BYTES_DEFAULT: u32 = 1_048_588;
+
+/// Longest topic name, as in Kafka (a partition directory name must fit in 255 bytes).
+pub const TOPIC_NAME_LEN_MAX: usize = 249;
+
+/// Most partitions per topic. A gateway has no use for more; each costs a metadata row.
+pub const PARTITIONS_PER_TOPIC_MAX: u32 = 1024;
+
+const _: () = assert!(MAX_MESSAGE_BYTES_DEFAULT as usize <= BATCH_BYTES_MAX);
+const _: () = assert!(
+    COMMIT_BYTES_MAX >= BATCH_BYTES_MAX,
+    "one largest batch must fit a commit"
+);
+
+/// Largest records section a compressed batch may decompress to. Kafka producers compress at most
+/// `batch.size` (16 KiB default) to a few MiB; 64 MiB stops a decompression bomb.
+pub const DECOMPRESSED_BYTES_MAX: usize = 64 * 1024 * 1024;

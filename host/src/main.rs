@@ -1,0 +1,104 @@
+//! The `rill` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rill::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rill",
+    version,
+    about = "Rill: a streaming log for the edge, speaking Kafka."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker on embedded defaults (data in ./rill-data).
+    Serve {
+        /// Directory for the log and metadata (default ./rill-data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// TOML config file; flags override it. Unknown keys are errors.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Measure Rill against a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        what: rill::bench::BenchCommand,
+    },
+}
+
+/// A failure as the user sees it: one line with the cause, and what to try.
+struct Failure {
+    cause: String,
+    hint: &'static str,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {} (hint: {})", failure.cause, failure.hint);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve { data_dir, config } => {
+            let mut settings = match &config {
+                Some(path) => Config::load(path).map_err(|e| Failure {
+                    cause: e.to_string(),
+                    hint: "fix the file, or run without --config for the defaults",
+                })?,
+                None => Config::default(),
+            };
+            if let Some(dir) = data_dir {
+                settings.data_dir = dir;
+            }
+            let runtime = runtime()?;
+            runtime.block_on(rill::serve::serve(settings, rill::serve::shutdown_signal())).map_err(|e| Failure {
+                cause: e.to_string(),
+                hint: "check that the data directory is writable and not used by another rill (--data-dir DIR)",
+            })
+        }
+        Command::Bench { what } => {
+            let runtime = runtime()?;
+            runtime
+                .block_on(rill::bench::run(what))
+                .map_err(|e| Failure {
+                    cause: e,
+                    hint: "see `rill bench --help`",
+                })
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            cause: format!("cannot start the async runtime: {e}"),
+            hint: "check the process limits (ulimit -u, -n)",
+        })
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,494 @@
+//! The writer's non-append commands: topics, DeleteRecords, retention, flush. Each runs in its own
+//! durable transaction (they are rare; making them durable also syncs earlier interval commits).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use redb::{Durability, ReadableTable, WriteTransaction};
+use rill_core::batch;
+use rill_core::retention::{self, RetentionPolicy, Summary};
+use uuid::Uuid;
+
+use super::catalog::{PartitionState, TopicState};
+use super::layout::{BATCHES, META, NEXT_PARTITION_KEY, PARTITIONS, TOPICS};
+use super::meta::{self, PartitionMeta, TopicMeta};
+use super::read::{Group, groups_from};
+use super::topic::{TopicConfig, TopicError};
+use super::writer::{Command, PartitionLog, Writer};
+use super::{AppendError, RetentionReport};
+
+impl Writer {
+    pub(super) fn handle_admin(&mut self, command: Command) {
+        match command {
+            Command::CreateTopic {
+                name,
+                partitions,
+                config,
+                reply,
+            } => {
+                let _ = reply.send(self.create_topic(name, partitions, config));
+            }
+            Command::DeleteTopic { name, reply } => {
+                let _ = reply.send(self.delete_topic(&name));
+            }
+            Command::AlterTopicConfig {
+                name,
+                config,
+                reply,
+            } => {
+                let _ = reply.send(self.alter_topic(&name, |_, _| Ok(config)));
+            }
+            Command::CreatePartitions { name, total, reply } => {
+                let _ = reply.send(self.create_partitions(&name, total));
+            }
+            Command::DeleteRecords {
+                key,
+                before_offset,
+                reply,
+            } => {
+                let _ = reply.send(self.delete_records(key, before_offset));
+            }
+            Command::EnforceRetention { now_ms, reply } => {
+                let _ = reply.send(self.enforce_retention(now_ms));
+            }
+            Command::Flush { reply } => {
+                let _ = reply.send(self.durable_txn(|_| Ok(())).map_err(AppendError::Storage));
+            }
+            Command::Append { .. } | Command::Shutdown { .. } => {
+                unreachable!("the writer loop handles appends and shutdown itself")
+            }
+        }
+    }
+
+    /// Runs `body` in a durable write transaction; on failure nothing of it is kept.
+    fn durable_txn<T>(
+        &mut self,
+        body: impl FnOnce(&WriteTransaction) -> Result<T, String>,
+    ) -> Result<T, String> {
+        self.ensure_open()?;
+        let db = self.shared.database()?;
+        let result: Result<T, String> = (|| {
+            let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+            txn.set_durability(Durability::Immediate)
+                .map_err(|e| e.to_string())?;
+            let value = body(&txn)?;
+            txn.commit().map_err(|e| e.to_string())?;
+            Ok(value)
+        })();
+        match &result {
+            Ok(_) => {
+                self.shared.stats.count_commit(true);
+                self.commit_succeeded();
+                self.after_commit(&HashMap::new(), Durability::Immediate)
+            }
+            // Reopening after a failure that was not an IO error costs one clean open: cheaper
+            // than telling redb's IO errors from the rest by their text.
+            Err(cause) => self.mark_broken(cause.clone()),
+        }
+        result
+    }
+
+    fn create_topic(
+        &mut self,
+        name: String,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<Arc<TopicState>, TopicError> {
+        if self.shared.catalog().get(&name).is_some() {
+            return Err(TopicError::AlreadyExists(name));
+        }
+        let id = Uuid::new_v4();
+        let topic_meta = |keys: Vec<u64>| TopicMeta {
+            id: *id.as_bytes(),
+            config: config.clone(),
+            partition_keys: keys,
+            created_ms: now_ms(),
+        };
+        let keys = self
+            .durable_txn(|txn| {
+                let keys = allocate_partition_keys(txn, partitions)?;
+                write_new_partitions(txn, &keys)?;
+                let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
+                topics
+                    .insert(
+                        name.as_str(),
+                        meta::encode(&topic_meta(keys.clone())).as_slice(),
+                    )
+                    .map_err(|e| e.to_string())?;
+                Ok(keys)
+            })
+            .map_err(TopicError::Storage)?;
+        let states = keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| self.new_partition(index as u32, *key))
+            .collect();
+        let topic = Arc::new(TopicState {
+            name,
+            id,
+            config,
+            partitions: states,
+        });
+        self.shared
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.clone());
+        tracing::info!(topic = %topic.name, partitions, id = %id, "topic created");
+        Ok(topic)
+    }
+
+    fn new_partition(&mut self, index: u32, key: u64) -> Arc<PartitionState> {
+        let meta = fresh_partition();
+        self.logs.insert(
+            key,
+            PartitionLog::from_meta(&meta).expect("a fresh partition is consistent"),
+        );
+        Arc::new(PartitionState::new(
+            index,
+            key,
+            super::catalog::offsets_of(&meta),
+        ))
+    }
+
+    fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {
+        let topic = self
+            .shared
+            .catalog()
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
+        self.durable_txn(|txn| {
+            let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+            let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
+            for partition in &topic.partitions {
+                rows.retain_in(
+                    (partition.key, 0, 0)..=(partition.key, u64::MAX, u32::MAX),
+                    |_, _| false,
+                )
+                .map_err(|e| e.to_string())?;
+                partitions
+                    .remove(partition.key)
+                    .map_err(|e| e.to_string())?;
+            }
+            txn.open_table(TOPICS)
+                .map_err(|e| e.to_string())?
+                .remove(name)
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .map_err(TopicError::Storage)?;
+        for partition in &topic.partitions {
+            self.logs.remove(&partition.key);
+        }
+        self.shared
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    fn alter_topic(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(&mut Self, &TopicState) -> Result<TopicConfig, TopicError>,
+    ) -> Result<Arc<TopicState>, TopicError> {
+        let topic = self
+            .shared
+            .catalog()
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
+        let config = change(self, &topic)?;
+        let updated = Arc::new(TopicState {
+            name: topic.name.clone(),
+            id: topic.id,
+            config,
+            partitions: topic.partitions.clone(),
+        });
+        self.save_topic(&updated)?;
+        Ok(updated)
+    }
+
+    fn save_topic(&mut self, topic: &Arc<TopicState>) -> Result<(), TopicError> {
+        let row = TopicMeta {
+            id: *topic.id.as_bytes(),
+            config: topic.config.clone(),
+            partition_keys: topic.partitions.iter().map(|p| p.key).collect(),
+            created_ms: now_ms(),
+        };
+        let new_keys: Vec<u64> = topic
+            .partitions
+            .iter()
+            .map(|p| p.key)
+            .filter(|key| !self.is_stored(*key))
+            .collect();
+        self.durable_txn(|txn| {
+            write_new_partitions(txn, &new_keys)?;
+            let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
+            // Keep the original creation time.
+            let created_ms = topics
+                .get(topic.name.as_str())
+                .map_err(|e| e.to_string())?
+                .and_then(|old| meta::decode::<TopicMeta>(String::new, old.value()).ok())
+                .map_or(row.created_ms, |old| old.created_ms);
+            let row = TopicMeta { created_ms, ..row };
+            topics
+                .insert(topic.name.as_str(), meta::encode(&row).as_slice())
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .map_err(TopicError::Storage)?;
+        self.shared
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.clone());
+        Ok(())
+    }
+
+    fn is_stored(&self, key: u64) -> bool {
+        self.logs.contains_key(&key)
+    }
+
+    fn create_partitions(&mut self, name: &str, total: u32) -> Result<Arc<TopicState>, TopicError> {
+        let topic = self
+            .shared
+            .catalog()
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
+        let current = topic.partitions.len() as u32;
+        if total <= current {
+            return Err(TopicError::InvalidPartitions {
+                count: total,
+                max: crate::limits::PARTITIONS_PER_TOPIC_MAX,
+            });
+        }
+        let keys = self
+            .durable_txn(|txn| allocate_partition_keys(txn, total - current))
+            .map_err(TopicError::Storage)?;
+        let mut partitions = topic.partitions.clone();
+        for (i, key) in keys.into_iter().enumerate() {
+            let state = Arc::new(PartitionState::new(
+                current + i as u32,
+                key,
+                Default::default(),
+            ));
+            partitions.push(state);
+        }
+        let updated = Arc::new(TopicState {
+            name: topic.name.clone(),
+            id: topic.id,
+            config: topic.config.clone(),
+            partitions,
+        });
+        self.save_topic(&updated)?;
+        for partition in &updated.partitions[current as usize..] {
+            self.logs.insert(
+                partition.key,
+                PartitionLog::from_meta(&fresh_partition()).expect("fresh partition"),
+            );
+        }
+        Ok(updated)
+    }
+
+    fn delete_records(&mut self, key: u64, before_offset: u64) -> Result<u64, AppendError> {
+        let log = self
+            .logs
+            .get(&key)
+            .ok_or(AppendError::Log("partition was deleted".into()))?;
+        let high_watermark = log.state.high_watermark();
+        if before_offset > high_watermark {
+            return Err(AppendError::Log(format!(
+                "offset {before_offset} is above the high watermark {high_watermark}"
+            )));
+        }
+        let mut updated = log.clone();
+        updated.state.advance_log_start(before_offset);
+        let new_start = updated.state.log_start_offset();
+        self.durable_txn(|txn| {
+            // Delete whole groups that now lie entirely below the log start offset.
+            let doomed = groups_below(txn, key, new_start)?;
+            delete_groups(txn, key, &doomed, &mut updated)?;
+            write_partition(txn, key, &updated)
+        })
+        .map_err(AppendError::Storage)?;
+        self.logs.insert(key, updated);
+        self.republish(key);
+        Ok(new_start)
+    }
+
+    fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport, AppendError> {
+        let mut report = RetentionReport::default();
+        let topics = self.shared.catalog().all();
+        for topic in topics {
+            let policy = RetentionPolicy {
+                retention_ms: topic.config.retention_ms,
+                retention_bytes: topic.config.retention_bytes,
+            };
+            if policy.retention_ms.is_none() && policy.retention_bytes.is_none() {
+                continue;
+            }
+            for partition in &topic.partitions {
+                let Some(mut updated) = self.logs.get(&partition.key).cloned() else {
+                    continue;
+                };
+                let key = partition.key;
+                let trimmed = self
+                    .durable_txn(|txn| {
+                        let decision = decide(txn, key, &updated, now_ms, policy)?;
+                        let Some(decision) = decision else {
+                            return Ok(None);
+                        };
+                        let doomed = groups_below(txn, key, decision.delete_below)?;
+                        updated.state.advance_log_start(decision.delete_below);
+                        let bytes = delete_groups(txn, key, &doomed, &mut updated)?;
+                        write_partition(txn, key, &updated)?;
+                        Ok(Some((doomed.len() as u64, bytes)))
+                    })
+                    .map_err(AppendError::Storage)?;
+                if let Some((groups, bytes)) = trimmed {
+                    tracing::info!(topic = %topic.name, partition = partition.index, groups, bytes, log_start_offset = updated.state.log_start_offset(), "retention deleted old batches");
+                    report.groups_deleted += groups;
+                    report.bytes_deleted += bytes;
+                    report.partitions_trimmed += 1;
+                    self.logs.insert(key, updated);
+                    self.republish(key);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn republish(&self, key: u64) {
+        let catalog = self.shared.catalog();
+        let partition = catalog
+            .all()
+            .into_iter()
+            .flat_map(|t| t.partitions.clone())
+            .find(|p| p.key == key);
+        if let (Some(partition), Some(log)) = (partition, self.logs.get(&key)) {
+            super::writer::publish(&partition, log, true);
+        }
+    }
+}
+
+/// What retention would delete from one partition, decided by `rill-core`.
+fn decide(
+    txn: &WriteTransaction,
+    key: u64,
+    log: &PartitionLog,
+    now_ms: i64,
+    policy: RetentionPolicy,
+) -> Result<Option<retention::Decision>, String> {
+    let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+    let mut failure = None;
+    let summaries =
+        groups_from(&rows, key, 0)?.map_while(|group| match group.and_then(|g| summarize(&g)) {
+            Ok(summary) => Some(summary),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        });
+    let decision = retention::decide(summaries, log.size_bytes, now_ms, policy, None);
+    match failure {
+        // A corrupt group stops the scan: decide only on what was read before it, never past it.
+        Some(e) => Err(format!("retention stopped at a corrupt group: {e}")),
+        None => Ok(decision),
+    }
+}
+
+/// One group as a unit of deletion.
+fn summarize(group: &Group) -> Result<Summary, String> {
+    let mut summary = Summary {
+        base_offset: group.base_offset,
+        last_offset: group.base_offset,
+        max_timestamp_ms: i64::MIN,
+        size_bytes: group.bytes.len() as u64,
+    };
+    for parsed in batch::batches(&group.bytes) {
+        let parsed = parsed.map_err(|e| e.to_string())?;
+        let header = parsed.header();
+        summary.last_offset = header.last_offset() as u64;
+        summary.max_timestamp_ms = summary.max_timestamp_ms.max(header.max_timestamp);
+    }
+    Ok(summary)
+}
+
+/// The groups of `key` whose every offset is below `offset`: (base offset, bytes).
+fn groups_below(txn: &WriteTransaction, key: u64, offset: u64) -> Result<Vec<(u64, u64)>, String> {
+    let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+    let mut doomed = Vec::new();
+    for group in groups_from(&rows, key, 0)? {
+        let summary = summarize(&group?)?;
+        if summary.last_offset >= offset {
+            break;
+        }
+        doomed.push((summary.base_offset, summary.size_bytes));
+    }
+    Ok(doomed)
+}
+
+fn delete_groups(
+    txn: &WriteTransaction,
+    key: u64,
+    doomed: &[(u64, u64)],
+    log: &mut PartitionLog,
+) -> Result<u64, String> {
+    let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+    let mut bytes = 0;
+    for (base, size) in doomed {
+        rows.retain_in((key, *base, 0)..=(key, *base, u32::MAX), |_, _| false)
+            .map_err(|e| e.to_string())?;
+        bytes += size;
+    }
+    log.size_bytes = log.size_bytes.saturating_sub(bytes);
+    Ok(bytes)
+}
+
+fn write_partition(txn: &WriteTransaction, key: u64, log: &PartitionLog) -> Result<(), String> {
+    let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
+    partitions
+        .insert(key, meta::encode(&log.to_meta()).as_slice())
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn allocate_partition_keys(txn: &WriteTransaction, count: u32) -> Result<Vec<u64>, String> {
+    let mut meta_table = txn.open_table(META).map_err(|e| e.to_string())?;
+    let next = meta_table
+        .get(NEXT_PARTITION_KEY)
+        .map_err(|e| e.to_string())?
+        .map_or(0, |v| v.value());
+    meta_table
+        .insert(NEXT_PARTITION_KEY, next + u64::from(count))
+        .map_err(|e| e.to_string())?;
+    Ok((next..next + u64::from(count)).collect())
+}
+
+fn write_new_partitions(txn: &WriteTransaction, keys: &[u64]) -> Result<(), String> {
+    let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
+    for key in keys {
+        partitions
+            .insert(*key, meta::encode(&fresh_partition()).as_slice())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn fresh_partition() -> PartitionMeta {
+    PartitionMeta {
+        log_start_offset: 0,
+        next_offset: 0,
+        size_bytes: 0,
+        leader_epoch: 0,
+        epochs: Vec::new(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,99 @@
+//! Opening redb on a file or on any [`redb::StorageBackend`] (tests inject faults through one).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::StorageBackend;
+
+use super::{DB_FILE_NAME, OpenError};
+
+/// Makes a fresh backend over the same storage each time the database is (re)opened.
+pub type BackendFactory = Arc<dyn Fn() -> std::io::Result<Box<dyn StorageBackend>> + Send + Sync>;
+
+pub(super) fn file_factory(dir: &Path) -> Result<BackendFactory, OpenError> {
+    std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let path = dir.join(DB_FILE_NAME);
+    Ok(Arc::new(move || {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let backend = redb::backends::FileBackend::new(file).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                std::io::Error::new(std::io::ErrorKind::WouldBlock, "locked")
+            }
+            other => std::io::Error::other(other.to_string()),
+        })?;
+        Ok(Box::new(backend) as Box<dyn StorageBackend>)
+    }))
+}
+
+pub(super) fn open_database(
+    factory: &BackendFactory,
+    cache_bytes: usize,
+) -> Result<redb::Database, OpenError> {
+    let backend = factory().map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => OpenError::Locked,
+        _ => OpenError::Storage(e.to_string()),
+    })?;
+    let db = redb::Builder::new()
+        .set_cache_size(cache_bytes)
+        .create_with_backend(Boxed(backend));
+    match db {
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(OpenError::Locked),
+        other => Ok(other?),
+    }
+}
+
+/// `Box<dyn StorageBackend>` as a `StorageBackend`, every call forwarded (locks included, so a
+/// file stays locked against a second `rill serve`).
+#[derive(Debug)]
+struct Boxed(Box<dyn StorageBackend>);
+
+type IoResult<T> = Result<T, std::io::Error>;
+type LockResult<T> = Result<T, redb::BackendError>;
+type Bound = std::ops::Bound<u64>;
+
+impl StorageBackend for Boxed {
+    fn len(&self) -> IoResult<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> IoResult<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> IoResult<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> IoResult<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> IoResult<()> {
+        self.0.write(offset, data)
+    }
+    fn close(&self) -> IoResult<()> {
+        self.0.close()
+    }
+    fn try_lock_range(&self, start: Bound, end: Bound) -> LockResult<bool> {
+        self.0.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(&self, start: Bound, end: Bound) -> LockResult<bool> {
+        self.0.try_lock_shared_range(start, end)
+    }
+    fn lock_range(&self, start: Bound, end: Bound) -> LockResult<()> {
+        self.0.lock_range(start, end)
+    }
+    fn lock_shared_range(&self, start: Bound, end: Bound) -> LockResult<()> {
+        self.0.lock_shared_range(start, end)
+    }
+    fn unlock_range(&self, start: Bound, end: Bound) -> LockResult<()> {
+        self.0.unlock_range(start, end)
+    }
+    fn query_lock_range(&self, start: Bound, end: Bound) -> LockResult<bool> {
+        self.0.query_lock_range(start, end)
+    }
+}

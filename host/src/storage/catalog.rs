@@ -1,0 +1,195 @@
+//! The in-memory view of topics and partitions that readers use without touching redb.
+//! Only the writer thread changes it, and only after the commit that made the change durable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use redb::{ReadableDatabase, ReadableTable};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::OpenError;
+use super::layout::{FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITIONS, TOPICS};
+use super::meta::{self, PartitionMeta, TopicMeta};
+use super::topic::TopicConfig;
+
+/// A partition's offsets as readers may see them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub log_start_offset: u64,
+    /// Consumers read below this: everything committed.
+    pub high_watermark: u64,
+    /// Everything below this has been fsynced (equal to the high watermark under the
+    /// every-commit policy).
+    pub durable_offset: u64,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct PartitionState {
+    pub index: u32,
+    /// The partition's key in the `batches` and `partitions` tables.
+    pub key: u64,
+    offsets: watch::Sender<PartitionOffsets>,
+}
+
+impl PartitionState {
+    pub(super) fn new(index: u32, key: u64, offsets: PartitionOffsets) -> Self {
+        Self {
+            index,
+            key,
+            offsets: watch::Sender::new(offsets),
+        }
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        *self.offsets.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<PartitionOffsets> {
+        self.offsets.subscribe()
+    }
+
+    pub(super) fn publish(&self, offsets: PartitionOffsets) {
+        self.offsets.send_if_modified(|current| {
+            let changed = *current != offsets;
+            *current = offsets;
+            changed
+        });
+    }
+}
+
+/// An immutable snapshot of a topic; a change replaces the whole entry.
+#[derive(Debug)]
+pub struct TopicState {
+    pub name: String,
+    pub id: Uuid,
+    pub config: TopicConfig,
+    pub partitions: Vec<Arc<PartitionState>>,
+}
+
+impl TopicState {
+    pub fn partition(&self, index: u32) -> Option<Arc<PartitionState>> {
+        self.partitions.get(index as usize).cloned()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    topics: BTreeMap<String, Arc<TopicState>>,
+}
+
+impl Catalog {
+    pub fn get(&self, name: &str) -> Option<Arc<TopicState>> {
+        self.topics.get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<TopicState>> {
+        self.topics.values().cloned().collect()
+    }
+
+    pub(super) fn insert(&mut self, topic: Arc<TopicState>) {
+        self.topics.insert(topic.name.clone(), topic);
+    }
+
+    pub(super) fn remove(&mut self, name: &str) -> Option<Arc<TopicState>> {
+        self.topics.remove(name)
+    }
+}
+
+/// Reads the catalog and every partition's metadata; checks the format version.
+pub(super) fn load(
+    db: &redb::Database,
+) -> Result<(Catalog, BTreeMap<u64, PartitionMeta>), OpenError> {
+    let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
+    ensure_tables(db)?;
+    let txn = db.begin_read().map_err(|e| storage(&e))?;
+    let meta_table = txn.open_table(META).map_err(|e| storage(&e))?;
+    let found = meta_table
+        .get(FORMAT_VERSION_KEY)
+        .map_err(|e| storage(&e))?
+        .map(|v| v.value());
+    match found {
+        Some(found) if found > FORMAT_VERSION => {
+            return Err(OpenError::NewerFormat {
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Some(_) => {}
+        None => return Err(OpenError::Storage("database has no format version".into())),
+    }
+    let partitions_table = txn.open_table(PARTITIONS).map_err(|e| storage(&e))?;
+    let mut partitions = BTreeMap::new();
+    for row in partitions_table.iter().map_err(|e| storage(&e))? {
+        let (key, value) = row.map_err(|e| storage(&e))?;
+        let key = key.value();
+        let partition: PartitionMeta = meta::decode(|| format!("partition {key}"), value.value())?;
+        partitions.insert(key, partition);
+    }
+    let mut catalog = Catalog::default();
+    for row in txn
+        .open_table(TOPICS)
+        .map_err(|e| storage(&e))?
+        .iter()
+        .map_err(|e| storage(&e))?
+    {
+        let (name, value) = row.map_err(|e| storage(&e))?;
+        let name = name.value().to_owned();
+        let topic: TopicMeta = meta::decode(|| format!("topic {name}"), value.value())?;
+        let states = topic
+            .partition_keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| {
+                let offsets = partitions.get(key).map(offsets_of).unwrap_or_default();
+                Arc::new(PartitionState::new(index as u32, *key, offsets))
+            })
+            .collect();
+        catalog.insert(Arc::new(TopicState {
+            name,
+            id: Uuid::from_bytes(topic.id),
+            config: topic.config,
+            partitions: states,
+        }));
+    }
+    Ok((catalog, partitions))
+}
+
+/// Offsets as they are right after opening: everything in the file is committed and durable.
+pub(super) fn offsets_of(partition: &PartitionMeta) -> PartitionOffsets {
+    PartitionOffsets {
+        log_start_offset: partition.log_start_offset,
+        high_watermark: partition.next_offset,
+        durable_offset: partition.next_offset,
+        size_bytes: partition.size_bytes,
+    }
+}
+
+/// Creates the tables and the format version in a new database; a no-op on an existing one.
+fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
+    let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
+    {
+        let txn = db.begin_read().map_err(|e| storage(&e))?;
+        if let Ok(table) = txn.open_table(META)
+            && table
+                .get(FORMAT_VERSION_KEY)
+                .map_err(|e| storage(&e))?
+                .is_some()
+        {
+            return Ok(());
+        }
+    }
+    let txn = db.begin_write().map_err(|e| storage(&e))?;
+    {
+        let mut meta_table = txn.open_table(META).map_err(|e| storage(&e))?;
+        meta_table
+            .insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
+            .map_err(|e| storage(&e))?;
+        txn.open_table(TOPICS).map_err(|e| storage(&e))?;
+        txn.open_table(PARTITIONS).map_err(|e| storage(&e))?;
+        txn.open_table(super::layout::BATCHES)
+            .map_err(|e| storage(&e))?;
+    }
+    txn.commit().map_err(|e| storage(&e))
+}

@@ -1,0 +1,477 @@
+//! The log on disk: redb, one row per group of batches, one writer thread doing group commit.
+//!
+//! - [`Store::append`] validates batches on the caller's task (CRC, records, size), then hands them
+//!   to the writer thread, which gathers appends from every caller into one write transaction,
+//!   assigns offsets with `rill-core`'s log model, commits, and only then acknowledges each caller.
+//! - Reads ([`Store::read`]) run in redb read transactions (MVCC) and never block the writer.
+//! - Durability: `fsync every commit` (default) or `interval` (commits are visible at once and made
+//!   durable together every N ms: a power cut loses at most the last N ms of acknowledged appends).
+//! - After an IO error (disk full, failed fsync) redb refuses every later write until the database
+//!   is reopened; the writer reopens it by itself and appends resume once the cause is gone.
+//!
+//! Row layout: see [`layout`].
+
+mod admin;
+mod backend;
+mod catalog;
+pub mod layout;
+pub mod meta;
+mod read;
+pub mod topic;
+mod validate;
+mod writer;
+
+#[cfg(test)]
+mod fault;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use backend::BackendFactory;
+pub use catalog::{PartitionOffsets, PartitionState, TopicState};
+pub use read::ReadOutcome;
+pub use topic::{TopicConfig, TopicError};
+pub use validate::InvalidBatch;
+
+use crate::limits::{CACHE_BYTES_DEFAULT, WRITER_QUEUE_MAX};
+use catalog::Catalog;
+use writer::{Command, Writer};
+
+/// When an acknowledged append is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurabilityPolicy {
+    /// fsync before every acknowledgement (the default). Nothing acknowledged is ever lost.
+    EveryCommit,
+    /// Acknowledge once committed (visible to readers), fsync at most this often. A power cut or
+    /// kernel crash loses at most this window of acknowledged appends; a process crash loses
+    /// nothing (the data is in the page cache).
+    Interval(Duration),
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub durability: DurabilityPolicy,
+    /// redb's page cache (`[storage] cache_bytes`).
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            durability: DurabilityPolicy::EveryCommit,
+            cache_bytes: CACHE_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// Where the database lives.
+#[derive(Clone)]
+pub enum Location {
+    /// `<dir>/rill.redb`, created with the directory when missing.
+    Dir(PathBuf),
+    /// Any redb backend; tests use it to inject power cuts and full disks.
+    Backend(BackendFactory),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir(dir) => f.debug_tuple("Dir").field(dir).finish(),
+            Location::Backend(_) => f.write_str("Backend(..)"),
+        }
+    }
+}
+
+/// The database file's name inside the data directory.
+pub const DB_FILE_NAME: &str = "rill.redb";
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open database: {0}")]
+    Database(#[from] redb::DatabaseError),
+    #[error(
+        "database is in use by another process (is another `rill serve` running on the same data dir?)"
+    )]
+    Locked,
+    #[error(
+        "database format version {found} is newer than this build supports ({supported}): upgrade rill"
+    )]
+    NewerFormat { found: u64, supported: u64 },
+    #[error("cannot read database: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    Meta(#[from] meta::MetaDecodeError),
+}
+
+/// Why an append failed. Nothing of a failed append is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("topic {topic:?} has no partition {partition}")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error(transparent)]
+    InvalidBatch(#[from] InvalidBatch),
+    #[error("record batch of {size} bytes exceeds max.message.bytes={max}")]
+    MessageTooLarge { size: usize, max: u32 },
+    #[error("append refused by the log: {0}")]
+    Log(String),
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("store is shut down")]
+    ShutDown,
+}
+
+/// Why a read failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("topic {topic:?} has no partition {partition}")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("offset {offset} is out of range [{log_start_offset}, {next_offset}]")]
+    OffsetOutOfRange {
+        offset: u64,
+        log_start_offset: u64,
+        next_offset: u64,
+    },
+    #[error(
+        "stored batch at offset {offset} of partition key {partition_key} is corrupt: {reason}"
+    )]
+    Corrupt {
+        partition_key: u64,
+        offset: u64,
+        reason: String,
+    },
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    pub log_start_offset: u64,
+}
+
+/// What a retention pass deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub groups_deleted: u64,
+    pub bytes_deleted: u64,
+    pub partitions_trimmed: u64,
+}
+
+/// The storage engine. Cheap to clone; every clone talks to the same writer thread.
+#[derive(Clone, Debug)]
+pub struct Store {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    writer_thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+/// State that readers and the writer share.
+#[derive(Debug)]
+struct Shared {
+    /// The open database; `None` while the writer reopens it after an IO error.
+    db: RwLock<Option<Arc<redb::Database>>>,
+    catalog: RwLock<Catalog>,
+    stats: StoreStats,
+}
+
+/// Counters for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    commits: AtomicU64,
+    syncs: AtomicU64,
+}
+
+impl StoreStats {
+    fn count_commit(&self, synced: bool) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        if synced {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Write transactions committed.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Commits that were made durable (fsync).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store and starts its writer thread.
+    pub fn open(location: Location, config: StoreConfig) -> Result<Store, OpenError> {
+        let factory = match location {
+            Location::Dir(dir) => backend::file_factory(&dir)?,
+            Location::Backend(factory) => factory,
+        };
+        let db = backend::open_database(&factory, config.cache_bytes)?;
+        let (catalog, logs) = catalog::load(&db)?;
+        let shared = Arc::new(Shared {
+            db: RwLock::new(Some(Arc::new(db))),
+            catalog: RwLock::new(catalog),
+            stats: StoreStats::default(),
+        });
+        let (commands, inbox) = mpsc::channel(WRITER_QUEUE_MAX);
+        let writer = Writer::new(shared.clone(), factory, config, logs, inbox);
+        let thread = std::thread::Builder::new()
+            .name("rill-storage-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| OpenError::Storage(format!("cannot start writer thread: {e}")))?;
+        Ok(Store {
+            shared,
+            commands,
+            writer_thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Creates a topic with a fresh topic id.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<Arc<TopicState>, TopicError> {
+        topic::validate_topic_name(name)?;
+        topic::validate_partition_count(partitions)?;
+        let name = name.to_owned();
+        self.request(|reply| Command::CreateTopic {
+            name,
+            partitions,
+            config,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
+    }
+
+    /// Deletes a topic and all its batches.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        let name = name.to_owned();
+        self.request(|reply| Command::DeleteTopic { name, reply })
+            .await
+            .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
+    }
+
+    /// Replaces a topic's configuration.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        config: TopicConfig,
+    ) -> Result<Arc<TopicState>, TopicError> {
+        let name = name.to_owned();
+        self.request(|reply| Command::AlterTopicConfig {
+            name,
+            config,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
+    }
+
+    /// Grows a topic to `total` partitions (Kafka's CreatePartitions: partitions are never removed).
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        total: u32,
+    ) -> Result<Arc<TopicState>, TopicError> {
+        topic::validate_partition_count(total)?;
+        let name = name.to_owned();
+        self.request(|reply| Command::CreatePartitions { name, total, reply })
+            .await
+            .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.shared.stats
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicState>> {
+        self.shared.catalog().get(name)
+    }
+
+    pub fn topics(&self) -> Vec<Arc<TopicState>> {
+        self.shared.catalog().all()
+    }
+
+    /// Appends one or more concatenated v2 record batches (as a Kafka producer sends them) to a
+    /// partition. Returns once they are committed under the durability policy.
+    pub async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: Vec<u8>,
+    ) -> Result<AppendOutcome, AppendError> {
+        let partition_state = self.partition_for_append(topic, partition, &batches)?;
+        let key = partition_state.key;
+        self.request(|reply| Command::Append {
+            key,
+            batches,
+            reply,
+        })
+        .await
+        .unwrap_or_else(Err)
+    }
+
+    fn partition_for_append(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: &[u8],
+    ) -> Result<Arc<PartitionState>, AppendError> {
+        let topic_state = self
+            .topic(topic)
+            .ok_or_else(|| AppendError::UnknownTopic(topic.to_owned()))?;
+        let partition_state =
+            topic_state
+                .partition(partition)
+                .ok_or_else(|| AppendError::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                })?;
+        validate::validate_append(batches, topic_state.config.max_message_bytes)?;
+        Ok(partition_state)
+    }
+
+    /// Reads batches from the one containing `offset`, up to `max_bytes` but always at least one
+    /// whole batch (KIP-74), never past the high watermark. Blocking: call it from
+    /// `spawn_blocking` on a busy runtime.
+    pub fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<ReadOutcome, ReadError> {
+        let topic_state = self
+            .topic(topic)
+            .ok_or_else(|| ReadError::UnknownTopic(topic.to_owned()))?;
+        let partition_state =
+            topic_state
+                .partition(partition)
+                .ok_or_else(|| ReadError::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                })?;
+        read::read(&self.shared, &partition_state, offset, max_bytes)
+    }
+
+    /// Advances a partition's log start offset (Kafka's DeleteRecords). Batches wholly below it are
+    /// deleted; the rest stay but are no longer readable below the new start.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        before_offset: u64,
+    ) -> Result<u64, AppendError> {
+        let topic_state = self
+            .topic(topic)
+            .ok_or_else(|| AppendError::UnknownTopic(topic.to_owned()))?;
+        let key = topic_state
+            .partition(partition)
+            .ok_or_else(|| AppendError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+            })?
+            .key;
+        self.request(|reply| Command::DeleteRecords {
+            key,
+            before_offset,
+            reply,
+        })
+        .await
+        .unwrap_or_else(Err)
+    }
+
+    /// Applies every topic's retention policy now (the broker also does it on a timer).
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, AppendError> {
+        self.request(|reply| Command::EnforceRetention { now_ms, reply })
+            .await
+            .unwrap_or_else(Err)
+    }
+
+    /// Makes everything committed so far durable (an fsync), whatever the policy.
+    pub async fn flush(&self) -> Result<(), AppendError> {
+        self.request(|reply| Command::Flush { reply })
+            .await
+            .unwrap_or_else(Err)
+    }
+
+    /// Stops the writer after it has finished what was queued, flushed and closed the database.
+    pub async fn shutdown(&self) {
+        let _ = self.request(|reply| Command::Shutdown { reply }).await;
+        let thread = self
+            .writer_thread
+            .lock()
+            .map(|mut t| t.take())
+            .unwrap_or(None);
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| AppendError::ShutDown)?;
+        answer.await.map_err(|_| AppendError::ShutDown)
+    }
+
+    /// A receiver that changes whenever the partition's offsets do (for long-polling fetches).
+    pub fn watch_offsets(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Option<watch::Receiver<PartitionOffsets>> {
+        Some(self.topic(topic)?.partition(partition)?.subscribe())
+    }
+}
+
+impl Shared {
+    fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        // A poisoned lock means a writer panicked mid-update: the catalog it left is still a
+        // consistent set of Arcs (updates swap whole entries), so keep serving it.
+        self.catalog
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn database(&self) -> Result<Arc<redb::Database>, String> {
+        let guard = self
+            .db
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard
+            .clone()
+            .ok_or_else(|| "database is being reopened after an IO error".to_owned())
+    }
+}

@@ -1,0 +1,141 @@
+//! The read path: read transactions (MVCC), so readers never block the writer nor each other.
+
+use redb::{ReadableDatabase, ReadableTable};
+use rill_core::batch;
+
+use super::catalog::PartitionState;
+use super::layout::BATCHES;
+use super::{ReadError, Shared};
+
+/// Batches read from a partition, as stored (the bytes a Kafka Fetch response carries).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// Whole v2 batches, concatenated; the first one contains the requested offset.
+    pub records: Vec<u8>,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+}
+
+/// One group of batches (see [`super::layout`]) with its parts joined.
+#[derive(Debug)]
+pub(super) struct Group {
+    pub base_offset: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Any table handle over `batches` (a read or a write transaction's).
+pub(super) trait BatchRows: ReadableTable<(u64, u64, u32), &'static [u8]> {}
+impl<T: ReadableTable<(u64, u64, u32), &'static [u8]>> BatchRows for T {}
+
+/// The groups of partition `key` from the one whose base offset is `from_base`, oldest first.
+pub(super) fn groups_from<'t>(
+    table: &'t impl BatchRows,
+    key: u64,
+    from_base: u64,
+) -> Result<impl Iterator<Item = Result<Group, String>> + 't, String> {
+    let mut rows = table
+        .range((key, from_base, 0)..=(key, u64::MAX, u32::MAX))
+        .map_err(|e| e.to_string())?
+        .peekable();
+    Ok(std::iter::from_fn(move || {
+        let (row_key, value) = match rows.next()? {
+            Ok(row) => row,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let (_, base_offset, part) = row_key.value();
+        if part != 0 {
+            return Some(Err(format!(
+                "group at offset {base_offset} starts with part {part}"
+            )));
+        }
+        let mut bytes = value.value().to_vec();
+        while let Some(Ok((next_key, _))) = rows.peek() {
+            if next_key.value().2 == 0 {
+                break;
+            }
+            match rows.next() {
+                Some(Ok((_, value))) => bytes.extend_from_slice(value.value()),
+                Some(Err(e)) => return Some(Err(e.to_string())),
+                None => break,
+            }
+        }
+        Some(Ok(Group { base_offset, bytes }))
+    }))
+}
+
+/// The base offset of the group holding `offset`, or of the first group if none starts at or
+/// below it.
+pub(super) fn containing_group(
+    table: &impl BatchRows,
+    key: u64,
+    offset: u64,
+) -> Result<u64, String> {
+    let below = table
+        .range((key, 0, 0)..=(key, offset, u32::MAX))
+        .map_err(|e| e.to_string())?;
+    for row in below.rev() {
+        let (row_key, _) = row.map_err(|e| e.to_string())?;
+        let (_, base_offset, part) = row_key.value();
+        if part == 0 {
+            return Ok(base_offset);
+        }
+    }
+    Ok(0)
+}
+
+pub(super) fn read(
+    shared: &Shared,
+    partition: &PartitionState,
+    offset: u64,
+    max_bytes: usize,
+) -> Result<ReadOutcome, ReadError> {
+    // Offsets first: a read transaction begun afterwards sees at least everything below them.
+    let offsets = partition.offsets();
+    let mut outcome = ReadOutcome {
+        records: Vec::new(),
+        high_watermark: offsets.high_watermark,
+        log_start_offset: offsets.log_start_offset,
+    };
+    if offset < offsets.log_start_offset || offset > offsets.high_watermark {
+        return Err(ReadError::OffsetOutOfRange {
+            offset,
+            log_start_offset: offsets.log_start_offset,
+            next_offset: offsets.high_watermark,
+        });
+    }
+    if offset == offsets.high_watermark {
+        return Ok(outcome);
+    }
+    let storage = |e: String| ReadError::Storage(e);
+    let db = shared.database().map_err(storage)?;
+    let txn = db.begin_read().map_err(|e| storage(e.to_string()))?;
+    let table = txn
+        .open_table(BATCHES)
+        .map_err(|e| storage(e.to_string()))?;
+    let start = containing_group(&table, partition.key, offset).map_err(storage)?;
+    let corrupt = |at: u64, reason: String| ReadError::Corrupt {
+        partition_key: partition.key,
+        offset: at,
+        reason,
+    };
+    'groups: for group in groups_from(&table, partition.key, start).map_err(storage)? {
+        let group = group.map_err(storage)?;
+        for parsed in batch::batches(&group.bytes) {
+            // Checked again after reading (CRC included): a bad disk must not reach consumers.
+            let parsed = parsed.map_err(|e| corrupt(group.base_offset, e.to_string()))?;
+            let header = parsed.header();
+            if header.base_offset as u64 >= offsets.high_watermark {
+                break 'groups;
+            }
+            if (header.last_offset() as u64) < offset {
+                continue;
+            }
+            let bytes = parsed.as_bytes();
+            if !outcome.records.is_empty() && outcome.records.len() + bytes.len() > max_bytes {
+                break 'groups;
+            }
+            outcome.records.extend_from_slice(bytes);
+        }
+    }
+    Ok(outcome)
+}

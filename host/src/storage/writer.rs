@@ -1,0 +1,636 @@
+//! The single writer thread: group commit, offset assignment, durability policy, recovery.
+//!
+//! It takes the first queued command, then everything else already queued (up to
+//! [`COMMIT_APPENDS_MAX`] appends and [`COMMIT_BYTES_MAX`] bytes), writes all appends in one
+//! transaction and acknowledges them after the commit. No artificial wait: under load, appends
+//! queue while the previous commit syncs, so batching grows with load and a lone append at low
+//! rate is committed at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redb::Durability;
+use rill_core::batch;
+use rill_core::log::{EpochEntry, EpochHistory, LogState};
+use tokio::sync::{mpsc, oneshot};
+
+use super::backend::{self, BackendFactory};
+use super::catalog::{self, PartitionOffsets, PartitionState, TopicState};
+use super::layout::{BATCHES, PARTITIONS, part_lengths};
+use super::meta::{self, PartitionMeta};
+use super::topic::{TopicConfig, TopicError};
+use super::{AppendError, AppendOutcome, DurabilityPolicy, RetentionReport, Shared, StoreConfig};
+use crate::limits::{COMMIT_APPENDS_MAX, COMMIT_BYTES_MAX};
+
+type Reply<T> = oneshot::Sender<T>;
+
+#[derive(Debug)]
+pub(super) enum Command {
+    Append {
+        key: u64,
+        batches: Vec<u8>,
+        reply: Reply<Result<AppendOutcome, AppendError>>,
+    },
+    CreateTopic {
+        name: String,
+        partitions: u32,
+        config: TopicConfig,
+        reply: Reply<Result<Arc<TopicState>, TopicError>>,
+    },
+    DeleteTopic {
+        name: String,
+        reply: Reply<Result<(), TopicError>>,
+    },
+    AlterTopicConfig {
+        name: String,
+        config: TopicConfig,
+        reply: Reply<Result<Arc<TopicState>, TopicError>>,
+    },
+    CreatePartitions {
+        name: String,
+        total: u32,
+        reply: Reply<Result<Arc<TopicState>, TopicError>>,
+    },
+    DeleteRecords {
+        key: u64,
+        before_offset: u64,
+        reply: Reply<Result<u64, AppendError>>,
+    },
+    EnforceRetention {
+        now_ms: i64,
+        reply: Reply<Result<RetentionReport, AppendError>>,
+    },
+    Flush {
+        reply: Reply<Result<(), AppendError>>,
+    },
+    Shutdown {
+        reply: Reply<()>,
+    },
+}
+
+/// A partition as the writer sees it: the core log model plus what the model does not track.
+#[derive(Debug, Clone)]
+pub(super) struct PartitionLog {
+    pub state: LogState,
+    pub size_bytes: u64,
+}
+
+impl PartitionLog {
+    pub(super) fn from_meta(meta: &PartitionMeta) -> Result<Self, String> {
+        let entries: Vec<EpochEntry> = meta
+            .epochs
+            .iter()
+            .map(|&(epoch, start_offset)| EpochEntry {
+                epoch,
+                start_offset,
+            })
+            .collect();
+        let epochs = EpochHistory::from_entries(&entries).map_err(|e| e.to_string())?;
+        // Everything in the file was committed, so the high watermark is the log end.
+        let state = LogState::restore(
+            meta.log_start_offset,
+            meta.next_offset,
+            meta.next_offset,
+            meta.leader_epoch,
+            epochs,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Self {
+            state,
+            size_bytes: meta.size_bytes,
+        })
+    }
+
+    pub(super) fn to_meta(&self) -> PartitionMeta {
+        PartitionMeta {
+            log_start_offset: self.state.log_start_offset(),
+            next_offset: self.state.next_offset(),
+            size_bytes: self.size_bytes,
+            leader_epoch: self.state.leader_epoch(),
+            epochs: self
+                .state
+                .epochs()
+                .entries()
+                .iter()
+                .map(|e| (e.epoch, e.start_offset))
+                .collect(),
+        }
+    }
+}
+
+/// How long writes are refused after the first IO error; doubled for each further one in a row.
+const RECOVERY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// The longest refusal: a gateway whose disk was full resumes within this of space returning.
+const RECOVERY_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+pub(super) struct Writer {
+    pub(super) shared: Arc<Shared>,
+    pub(super) factory: BackendFactory,
+    pub(super) config: StoreConfig,
+    pub(super) logs: HashMap<u64, PartitionLog>,
+    pub(super) inbox: mpsc::Receiver<Command>,
+    /// Commits made with `Durability::None` since the last durable one (interval policy).
+    unsynced_since: Option<Instant>,
+    /// Set after an IO error: the database must be reopened before the next write.
+    broken: Option<Broken>,
+}
+
+struct Broken {
+    cause: String,
+    /// Failed commits and reopens in a row.
+    failures: u32,
+    writes_refused_until: Instant,
+    reopened: bool,
+}
+
+impl Writer {
+    pub fn new(
+        shared: Arc<Shared>,
+        factory: BackendFactory,
+        config: StoreConfig,
+        metas: BTreeMap<u64, PartitionMeta>,
+        inbox: mpsc::Receiver<Command>,
+    ) -> Self {
+        let logs = metas
+            .iter()
+            .filter_map(|(key, meta)| match PartitionLog::from_meta(meta) {
+                Ok(log) => Some((*key, log)),
+                Err(e) => {
+                    tracing::error!(partition_key = key, error = %e, "partition metadata is inconsistent; partition skipped");
+                    None
+                }
+            })
+            .collect();
+        Self {
+            shared,
+            factory,
+            config,
+            logs,
+            inbox,
+            unsynced_since: None,
+            broken: None,
+        }
+    }
+
+    pub fn run(mut self) {
+        // The writer is a plain thread (redb calls block on fsync); a tiny runtime lets it wait on
+        // the async queue with a timeout, which the interval policy needs.
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::error!(error = %e, "storage writer cannot start its runtime");
+                return;
+            }
+        };
+        loop {
+            let first = match self.wake_deadline() {
+                None => runtime.block_on(self.inbox.recv()),
+                Some(deadline) => match runtime.block_on(async {
+                    tokio::time::timeout_at(deadline.into(), self.inbox.recv()).await
+                }) {
+                    Ok(command) => command,
+                    Err(_elapsed) => {
+                        self.on_wake();
+                        continue;
+                    }
+                },
+            };
+            let Some(first) = first else { break };
+            if let Command::Shutdown { reply } = first {
+                self.shutdown();
+                let _ = reply.send(());
+                return;
+            }
+            let mut appends = Vec::new();
+            let mut bytes = 0;
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Append {
+                        key,
+                        batches,
+                        reply,
+                    } => {
+                        bytes += batches.len();
+                        appends.push(PendingAppend {
+                            key,
+                            batches,
+                            reply,
+                        });
+                    }
+                    other => {
+                        // Keep order: appends queued before an admin command commit before it.
+                        self.commit_appends(std::mem::take(&mut appends));
+                        bytes = 0;
+                        if let Command::Shutdown { reply } = other {
+                            self.shutdown();
+                            let _ = reply.send(());
+                            return;
+                        }
+                        self.handle_admin(other);
+                    }
+                }
+                if appends.len() < COMMIT_APPENDS_MAX && bytes < COMMIT_BYTES_MAX {
+                    next = self.inbox.try_recv().ok();
+                }
+            }
+            self.commit_appends(appends);
+        }
+        self.shutdown();
+    }
+
+    /// When the writer must act without a command: an interval sync or a reopen retry.
+    fn wake_deadline(&self) -> Option<Instant> {
+        let flush = match (self.config.durability, self.unsynced_since) {
+            (DurabilityPolicy::Interval(interval), Some(since)) => Some(since + interval),
+            _ => None,
+        };
+        match (flush, self.reopen_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_wake(&mut self) {
+        if self
+            .reopen_deadline()
+            .is_some_and(|at| at <= Instant::now())
+        {
+            let _ = self.retry_reopen();
+        }
+        self.sync_now();
+    }
+
+    fn shutdown(&mut self) {
+        self.sync_now();
+        // Dropping the last handle closes the database cleanly (no repair on the next open).
+        let db = self
+            .shared
+            .db
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(db);
+        tracing::info!("storage closed");
+    }
+}
+
+struct PendingAppend {
+    key: u64,
+    batches: Vec<u8>,
+    reply: Reply<Result<AppendOutcome, AppendError>>,
+}
+
+impl Writer {
+    fn commit_appends(&mut self, appends: Vec<PendingAppend>) {
+        if appends.is_empty() {
+            return;
+        }
+        if let Err(cause) = self.ensure_open() {
+            for append in appends {
+                let _ = append.reply.send(Err(AppendError::Storage(cause.clone())));
+            }
+            return;
+        }
+        let mut before: HashMap<u64, PartitionLog> = HashMap::new();
+        let mut groups: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut results = Vec::with_capacity(appends.len());
+        for PendingAppend {
+            key,
+            batches,
+            reply,
+        } in appends
+        {
+            let result = self.assign(key, batches, &mut before, &mut groups);
+            results.push((key, reply, result));
+        }
+        let durability = self.durability_for_commit();
+        let written = self.write_groups(&groups, durability);
+        match written {
+            Ok(()) => {
+                self.shared
+                    .stats
+                    .count_commit(matches!(durability, Durability::Immediate));
+                self.commit_succeeded();
+                self.after_commit(&before, durability);
+                for (key, reply, result) in results {
+                    let log_start_offset = self
+                        .logs
+                        .get(&key)
+                        .map_or(0, |log| log.state.log_start_offset());
+                    let _ = reply.send(result.map(|(base_offset, last_offset)| AppendOutcome {
+                        base_offset,
+                        last_offset,
+                        log_start_offset,
+                    }));
+                }
+            }
+            Err(cause) => {
+                // Nothing of this commit is on disk: forget its offsets so the next one reuses them.
+                self.logs.extend(before);
+                for (_, reply, _) in results {
+                    let _ = reply.send(Err(AppendError::Storage(cause.clone())));
+                }
+                self.mark_broken(cause);
+            }
+        }
+    }
+
+    /// Assigns offsets to one append's batches and adds them to its partition's group.
+    fn assign(
+        &mut self,
+        key: u64,
+        batches: Vec<u8>,
+        before: &mut HashMap<u64, PartitionLog>,
+        groups: &mut BTreeMap<u64, Vec<u8>>,
+    ) -> Result<(u64, u64), AppendError> {
+        let log = self
+            .logs
+            .get_mut(&key)
+            .ok_or(AppendError::Log("partition was deleted".into()))?;
+        before.entry(key).or_insert_with(|| log.clone());
+        let undo = log.clone();
+        let group = groups.entry(key).or_default();
+        let mark = group.len();
+        group.extend_from_slice(&batches);
+        let mut at = mark;
+        let mut first_offset = None;
+        let mut last_offset = 0;
+        while at < group.len() {
+            let outcome = batch::batch_len(&group[at..])
+                .map_err(|e| AppendError::Log(e.to_string()))
+                .and_then(|len| {
+                    let info = log
+                        .state
+                        .prepare_append(&mut group[at..at + len])
+                        .map_err(|e| AppendError::Log(e.to_string()))?;
+                    Ok((len, info))
+                });
+            match outcome {
+                Ok((len, info)) => {
+                    first_offset.get_or_insert(info.base_offset);
+                    last_offset = info.last_offset;
+                    log.size_bytes += len as u64;
+                    at += len;
+                }
+                Err(e) => {
+                    *log = undo;
+                    group.truncate(mark);
+                    return Err(e);
+                }
+            }
+        }
+        Ok((first_offset.unwrap_or(last_offset), last_offset))
+    }
+
+    fn durability_for_commit(&mut self) -> Durability {
+        match self.config.durability {
+            DurabilityPolicy::EveryCommit => Durability::Immediate,
+            DurabilityPolicy::Interval(interval) => match self.unsynced_since {
+                Some(since) if since.elapsed() >= interval => Durability::Immediate,
+                _ => Durability::None,
+            },
+        }
+    }
+
+    fn write_groups(
+        &self,
+        groups: &BTreeMap<u64, Vec<u8>>,
+        durability: Durability,
+    ) -> Result<(), String> {
+        let db = self.shared.database()?;
+        let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+        txn.set_durability(durability).map_err(|e| e.to_string())?;
+        {
+            let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+            let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
+            for (key, bytes) in groups.iter().filter(|(_, bytes)| !bytes.is_empty()) {
+                let base_offset = batch::Batch::parse(
+                    &bytes[..batch::batch_len(bytes).map_err(|e| e.to_string())?],
+                )
+                .map_err(|e| format!("batch changed after validation: {e}"))?
+                .header()
+                .base_offset as u64;
+                let mut at = 0;
+                for (part, len) in part_lengths(bytes.len()).enumerate() {
+                    rows.insert((*key, base_offset, part as u32), &bytes[at..at + len])
+                        .map_err(|e| e.to_string())?;
+                    at += len;
+                }
+                let log = self
+                    .logs
+                    .get(key)
+                    .ok_or("partition vanished during commit")?;
+                partitions
+                    .insert(*key, meta::encode(&log.to_meta()).as_slice())
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        txn.commit().map_err(|e| e.to_string())
+    }
+
+    /// Publishes what a successful commit made visible (and durable).
+    pub(super) fn after_commit(
+        &mut self,
+        touched: &HashMap<u64, PartitionLog>,
+        durability: Durability,
+    ) {
+        let durable = matches!(durability, Durability::Immediate);
+        if durable {
+            self.unsynced_since = None;
+        } else if !touched.is_empty() {
+            self.unsynced_since.get_or_insert_with(Instant::now);
+        }
+        let catalog = self.shared.catalog();
+        for topic in catalog.all() {
+            for partition in &topic.partitions {
+                if let Some(log) = self.logs.get_mut(&partition.key) {
+                    let touched = touched.contains_key(&partition.key);
+                    if touched {
+                        let next = log.state.next_offset();
+                        log.state.advance_high_watermark(next);
+                    }
+                    if touched || durable {
+                        publish(partition, log, durable);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes all commits so far durable with an empty durable commit.
+    fn sync_now(&mut self) {
+        if self.unsynced_since.is_none() {
+            return;
+        }
+        let synced = self.shared.database().and_then(|db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            txn.commit().map_err(|e| e.to_string())
+        });
+        match synced {
+            Ok(()) => {
+                self.shared.stats.count_commit(true);
+                self.commit_succeeded();
+                self.after_commit(&HashMap::new(), Durability::Immediate)
+            }
+            Err(cause) => self.mark_broken(cause),
+        }
+    }
+}
+
+pub(super) fn publish(partition: &PartitionState, log: &PartitionLog, durable: bool) {
+    let previous = partition.offsets();
+    let high_watermark = log.state.high_watermark();
+    partition.publish(PartitionOffsets {
+        log_start_offset: log.state.log_start_offset(),
+        high_watermark,
+        durable_offset: if durable {
+            high_watermark
+        } else {
+            previous.durable_offset.min(high_watermark)
+        },
+        size_bytes: log.size_bytes,
+    });
+}
+
+// ---- recovery after IO errors -----------------------------------------------------------------
+//
+// After an IO error redb refuses every later call, reads included, until the database is
+// reopened; reopening repairs it (a scan of the whole file). So the writer reopens at once — reads
+// resume as soon as the file can be opened — but refuses writes for a backoff that doubles with
+// each failure in a row, so a disk that stays full costs one repair per backoff, not one per
+// append.
+
+impl Writer {
+    pub(super) fn mark_broken(&mut self, cause: String) {
+        let failures = self.broken.as_ref().map_or(1, |b| b.failures + 1);
+        let backoff =
+            (RECOVERY_BACKOFF_MIN * 2u32.saturating_pow(failures - 1)).min(RECOVERY_BACKOFF_MAX);
+        tracing::error!(error = %cause, failures, backoff_ms = backoff.as_millis() as u64, "storage write failed; reopening the database");
+        let reopened = self.reopen();
+        if let Err(e) = &reopened {
+            tracing::error!(error = %e, "storage reopen failed; reads and writes wait for the next attempt");
+        }
+        self.broken = Some(Broken {
+            cause,
+            failures,
+            writes_refused_until: Instant::now() + backoff,
+            reopened: reopened.is_ok(),
+        });
+    }
+
+    /// Whether writes may go ahead: not during the backoff, and only on a reopened database.
+    pub(super) fn ensure_open(&mut self) -> Result<(), String> {
+        let Some(broken) = &self.broken else {
+            return Ok(());
+        };
+        let wait = broken
+            .writes_refused_until
+            .saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            return Err(format!(
+                "{}; storage is recovering, writes resume in {} ms at the earliest",
+                broken.cause,
+                wait.as_millis()
+            ));
+        }
+        if !broken.reopened {
+            self.retry_reopen()?;
+        }
+        Ok(())
+    }
+
+    /// Called when the backoff ends with the database still closed (also without any writes, so
+    /// that reads come back by themselves).
+    pub(super) fn retry_reopen(&mut self) -> Result<(), String> {
+        let Some(broken) = self.broken.as_mut() else {
+            return Ok(());
+        };
+        if broken.reopened {
+            return Ok(());
+        }
+        match self.reopen() {
+            Ok(()) => {
+                tracing::info!("storage reopened after an IO error");
+                if let Some(broken) = self.broken.as_mut() {
+                    broken.reopened = true;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let broken = self.broken.as_mut().expect("checked above");
+                broken.failures += 1;
+                let backoff = (RECOVERY_BACKOFF_MIN * 2u32.saturating_pow(broken.failures - 1))
+                    .min(RECOVERY_BACKOFF_MAX);
+                broken.writes_refused_until = Instant::now() + backoff;
+                tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "storage reopen failed");
+                Err(format!(
+                    "{}; reopening the database failed: {e}",
+                    broken.cause
+                ))
+            }
+        }
+    }
+
+    /// A successful commit ends the failure streak.
+    pub(super) fn commit_succeeded(&mut self) {
+        if self.broken.take().is_some() {
+            tracing::info!("storage writes resumed");
+        }
+    }
+
+    /// When the writer must wake up by itself to retry reopening.
+    pub(super) fn reopen_deadline(&self) -> Option<Instant> {
+        self.broken
+            .as_ref()
+            .filter(|b| !b.reopened)
+            .map(|b| b.writes_refused_until)
+    }
+
+    fn reopen(&mut self) -> Result<(), String> {
+        let old = self
+            .shared
+            .db
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(old) = old {
+            wait_for_readers(old);
+        }
+        let db = backend::open_database(&self.factory, self.config.cache_bytes)
+            .map_err(|e| e.to_string())?;
+        let (_, metas) = catalog::load(&db).map_err(|e| e.to_string())?;
+        // The file is the truth now: commits that were not durable may be gone.
+        self.logs = metas
+            .iter()
+            .filter_map(|(key, meta)| Some((*key, PartitionLog::from_meta(meta).ok()?)))
+            .collect();
+        self.unsynced_since = None;
+        *self.shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
+        let catalog = self.shared.catalog();
+        for topic in catalog.all() {
+            for partition in &topic.partitions {
+                if let Some(log) = self.logs.get(&partition.key) {
+                    publish(partition, log, true);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits until readers have dropped their handles, so the file lock is released before reopening.
+fn wait_for_readers(mut db: Arc<redb::Database>) {
+    for _ in 0..1000 {
+        match Arc::try_unwrap(db) {
+            Ok(db) => return drop(db),
+            Err(shared) => db = shared,
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    tracing::warn!("readers still hold the database after 5 s; reopening anyway");
+}
