@@ -1,1 +1,131 @@
-//! Shared helpers for the black-box tests live in `tests/tests/common/`.
+//! Helpers for black-box tests: start the real `rill` binary, read its log, signal it.
+//!
+//! The binary's path comes from `RILL_BIN`, which `cargo xtask test` sets to the binary it built.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for rill to log a line or to exit.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The `rill` binary under test.
+pub fn rill_bin() -> PathBuf {
+    match std::env::var_os("RILL_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => panic!(
+            "RILL_BIN is not set: run the black-box tests with `cargo xtask test`, which builds rill and sets it"
+        ),
+    }
+}
+
+/// A `rill` command with plain-text logs.
+pub fn rill() -> Command {
+    let mut command = Command::new(rill_bin());
+    command.env("RILL_LOG", "info").env_remove("RUST_LOG");
+    command
+}
+
+/// A running `rill` process whose stderr is read line by line.
+#[derive(Debug)]
+pub struct Running {
+    child: Option<Child>,
+    lines: Receiver<String>,
+    /// Every stderr line read so far.
+    pub log: Vec<String>,
+}
+
+impl Running {
+    pub fn start(command: &mut Command) -> Running {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rill starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (send, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child: Some(child),
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn wait_for(&mut self, needle: &str) -> Result<String, String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return Ok(line);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "no line with {needle:?} in {WAIT:?}; log:\n{}",
+                        self.log.join("\n")
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(format!(
+                        "rill exited before logging {needle:?}; log:\n{}",
+                        self.log.join("\n")
+                    ));
+                }
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.as_ref().expect("running").id() as libc::pid_t;
+        // SAFETY-free: libc::kill has no memory-safety preconditions; it only sends a signal.
+        #[allow(unsafe_code)]
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits for the process to exit, collecting the rest of its log.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.log.push(line);
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "rill did not exit within {WAIT:?}; log:\n{}",
+                    self.log.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,1 +1,232 @@
-fn main() {}
+//! `cargo xtask <task>`: the project's commands that are more than one cargo call.
+//!
+//! - `cargo xtask test`: what CI runs and what a newcomer runs on a fresh machine. Installs what
+//!   is missing (rustup targets), checks formatting and lints, builds the `rill` binary, runs every
+//!   test (black-box tests get the binary in `RILL_BIN`), builds `rill-core` for Cortex-M, and
+//!   smoke-runs the benchmarks. Prints how long each phase took.
+//! - `cargo xtask bench storage [ARGS]`: the storage benchmark on a release build.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// Targets that `cargo xtask test` builds for besides the host.
+const TARGETS: &[&str] = &["thumbv7em-none-eabihf"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
+        _ => Err(format!(
+            "usage: cargo xtask test | cargo xtask bench storage [ARGS]\n(got {:?})",
+            args.first()
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask lives one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+fn run(what: &str, command: &mut Command) -> Result<(), String> {
+    let status = command
+        .status()
+        .map_err(|e| format!("{what}: cannot start {command:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{what} failed ({status})"));
+    }
+    Ok(())
+}
+
+struct Phases {
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn run<T>(
+        &mut self,
+        name: &'static str,
+        phase: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
+        eprintln!("\n==> {name}");
+        let started = Instant::now();
+        let result = phase();
+        let took = started.elapsed();
+        eprintln!(
+            "==> {name}: {} in {:.1} s",
+            if result.is_ok() { "ok" } else { "FAILED" },
+            took.as_secs_f64()
+        );
+        self.done.push((name, took));
+        result
+    }
+
+    fn summary(&self) {
+        eprintln!("\nphase times:");
+        for (name, took) in &self.done {
+            eprintln!("  {name:<28} {:>7.1} s", took.as_secs_f64());
+        }
+        let total: Duration = self.done.iter().map(|(_, t)| *t).sum();
+        eprintln!("  {:<28} {:>7.1} s", "total", total.as_secs_f64());
+    }
+}
+
+fn test() -> Result<(), String> {
+    let mut phases = Phases { done: Vec::new() };
+    let result = test_phases(&mut phases);
+    phases.summary();
+    result
+}
+
+fn test_phases(phases: &mut Phases) -> Result<(), String> {
+    phases.run("install rustup targets", install_targets)?;
+    phases.run("cargo fmt --check", || {
+        run("fmt", cargo().args(["fmt", "--all", "--check"]))
+    })?;
+    phases.run("cargo clippy", || {
+        run(
+            "clippy",
+            cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )
+    })?;
+    let rill_bin = phases.run("build rill", build_rill)?;
+    phases.run("cargo test (workspace)", || {
+        run(
+            "tests",
+            cargo()
+                .args(["test", "--workspace"])
+                .env("RILL_BIN", &rill_bin),
+        )
+    })?;
+    phases.run("rill-core for Cortex-M", || {
+        for target in TARGETS {
+            run(
+                "no_std build",
+                cargo().args([
+                    "build",
+                    "-p",
+                    "rill-core",
+                    "--target",
+                    target,
+                    "--no-default-features",
+                ]),
+            )?;
+            run(
+                "no_std+alloc build",
+                cargo().args([
+                    "build",
+                    "-p",
+                    "rill-core",
+                    "--target",
+                    target,
+                    "--no-default-features",
+                    "--features",
+                    "alloc",
+                ]),
+            )?;
+        }
+        Ok(())
+    })?;
+    phases.run("benchmark smoke run", || {
+        let scratch = std::env::temp_dir();
+        run(
+            "bench storage --quick",
+            Command::new(&rill_bin)
+                .args(["bench", "storage", "--quick", "--dir"])
+                .arg(&scratch),
+        )
+    })?;
+    Ok(())
+}
+
+fn install_targets() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup is needed to add targets: {e}"))?;
+    let installed = String::from_utf8_lossy(&installed.stdout).to_string();
+    for target in TARGETS {
+        if installed.lines().any(|line| line.trim() == *target) {
+            eprintln!("{target}: installed");
+            continue;
+        }
+        run(
+            "rustup target add",
+            Command::new("rustup").args(["target", "add", target]),
+        )?;
+    }
+    Ok(())
+}
+
+/// Builds `rill` in the test profile and returns the binary's path, as cargo reports it.
+fn build_rill() -> Result<PathBuf, String> {
+    build_binary(&["build", "-p", "rill", "--bin", "rill"])
+}
+
+fn build_binary(args: &[&str]) -> Result<PathBuf, String> {
+    let output = cargo()
+        .args(args)
+        .args(["--message-format", "json-render-diagnostics"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !output.status.success() {
+        return Err("building rill failed".into());
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_rill_bin = message["reason"] == "compiler-artifact"
+            && message["target"]["name"] == "rill"
+            && message["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
+        if let (true, Some(path)) = (is_rill_bin, message["executable"].as_str()) {
+            eprintln!("rill binary: {path}");
+            return Ok(PathBuf::from(path));
+        }
+    }
+    Err("cargo did not report the rill binary".into())
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("storage") => {
+            let rill = build_binary(&["build", "--release", "-p", "rill", "--bin", "rill"])?;
+            let mut command = Command::new(rill);
+            command
+                .current_dir(workspace_root())
+                .args(["bench", "storage"])
+                .args(&args[1..]);
+            run("rill bench storage", &mut command)
+        }
+        other => Err(format!("unknown benchmark {other:?}; known: storage")),
+    }
+}
