@@ -2,7 +2,7 @@
 //! every Wasm plugin. Pure logic: no IO, no async, no allocation unless the `alloc` feature is on.
 //!
 //! - [`batch`]: the Kafka v2 RecordBatch codec (validate, iterate, build, rewrite in place).
-//! - [`log`]: the log model (offsets, high watermark, leader epochs, append/read/truncate).
+//! - `log` (with `alloc`): the log model (offsets, high watermark, leader epochs, append/read/truncate).
 //! - [`retention`]: retention decisions returned as values, never performed here.
 //! - [`ram_log`]: a fixed-capacity log for devices.
 //! - [`partitioner`]: Kafka-compatible partitioners.

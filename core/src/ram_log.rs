@@ -79,13 +79,19 @@ impl fmt::Display for RamLogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidBatch(e) => write!(f, "invalid batch: {e}"),
-            Self::TooLarge { size_bytes, capacity_bytes } => write!(
+            Self::TooLarge {
+                size_bytes,
+                capacity_bytes,
+            } => write!(
                 f,
                 "batch of {size_bytes} bytes can never fit the RAM log of {capacity_bytes} bytes"
             ),
             Self::Full => f.write_str("RAM log is full: release acknowledged batches first"),
             Self::OffsetOverflow => {
-                write!(f, "the batch's offsets would pass the largest offset {OFFSET_MAX}")
+                write!(
+                    f,
+                    "the batch's offsets would pass the largest offset {OFFSET_MAX}"
+                )
             }
         }
     }
@@ -142,10 +148,14 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
         let parsed = Batch::parse(batch).map_err(RamLogError::InvalidBatch)?;
         let header = parsed.header();
         if batch.len() > BYTES {
-            return Err(RamLogError::TooLarge { size_bytes: batch.len(), capacity_bytes: BYTES });
+            return Err(RamLogError::TooLarge {
+                size_bytes: batch.len(),
+                capacity_bytes: BYTES,
+            });
         }
         let base_offset = self.next_offset;
-        let delta = u64::try_from(header.last_offset_delta).map_err(|_| RamLogError::OffsetOverflow)?;
+        let delta =
+            u64::try_from(header.last_offset_delta).map_err(|_| RamLogError::OffsetOverflow)?;
         let last_offset = base_offset
             .checked_add(delta)
             .filter(|&last| last < OFFSET_MAX)
@@ -156,7 +166,13 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
         // Cannot fail: the slice is the validated batch. Offsets <= OFFSET_MAX fit an i64.
         batch::set_base_offset(stored, base_offset as i64).map_err(RamLogError::InvalidBatch)?;
         let records_count = u32::try_from(header.records_count).unwrap_or(0);
-        let entry = Entry { base_offset, last_offset, start, len: batch.len(), records_count };
+        let entry = Entry {
+            base_offset,
+            last_offset,
+            start,
+            len: batch.len(),
+            records_count,
+        };
         // `make_room` left a free index slot.
         if self.index.push_back(entry).is_err() {
             return Err(RamLogError::Full);
@@ -175,10 +191,10 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
     /// Where a batch of `len` bytes goes, evicting under [`FullPolicy::DropOldest`].
     fn make_room(&mut self, len: usize) -> Result<usize, RamLogError> {
         loop {
-            if !self.index.is_full() {
-                if let Some(start) = self.free_start(len) {
-                    return Ok(start);
-                }
+            if !self.index.is_full()
+                && let Some(start) = self.free_start(len)
+            {
+                return Ok(start);
             }
             match self.policy {
                 FullPolicy::Reject => return Err(RamLogError::Full),
@@ -188,8 +204,9 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
                         return Err(RamLogError::Full);
                     };
                     self.dropped_batches = self.dropped_batches.saturating_add(1);
-                    self.dropped_records =
-                        self.dropped_records.saturating_add(u64::from(evicted.records_count));
+                    self.dropped_records = self
+                        .dropped_records
+                        .saturating_add(u64::from(evicted.records_count));
                 }
             }
         }
@@ -238,7 +255,11 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
     /// Returns how many batches were released.
     pub fn release_through(&mut self, offset: u64) -> usize {
         let mut released = 0;
-        while self.index.pop_front_if(|e| e.last_offset <= offset).is_some() {
+        while self
+            .index
+            .pop_front_if(|e| e.last_offset <= offset)
+            .is_some()
+        {
             released += 1;
         }
         self.debug_check();
@@ -288,10 +309,154 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
     fn debug_check(&self) {
         debug_assert!(self.index.iter().all(|e| e.end() <= BYTES && e.len > 0));
         debug_assert!(
-            self.index.iter().zip(self.index.iter().skip(1)).all(|(a, b)| a.last_offset
-                < b.base_offset),
+            self.index
+                .iter()
+                .zip(self.index.iter().skip(1))
+                .all(|(a, b)| a.last_offset < b.base_offset),
             "RAM log index out of order"
         );
-        debug_assert!(self.index.back().is_none_or(|e| e.last_offset < self.next_offset));
+        debug_assert!(
+            self.index
+                .back()
+                .is_none_or(|e| e.last_offset < self.next_offset)
+        );
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::batch::{BatchParams, RecordSpec, build_vec};
+
+    /// A batch of `count` records whose values are `tag`.
+    fn batch(count: usize, tag: u8) -> Vec<u8> {
+        let value = [tag; 8];
+        let specs: Vec<RecordSpec<'_>> = (0..count)
+            .map(|i| RecordSpec {
+                timestamp: i as i64,
+                key: None,
+                value: Some(&value),
+                headers: &[],
+            })
+            .collect();
+        build_vec(BatchParams::default(), &specs).unwrap()
+    }
+
+    fn base_offset(bytes: &[u8]) -> i64 {
+        Batch::parse(bytes).unwrap().base_offset()
+    }
+
+    #[test]
+    fn append_assigns_offsets_and_read_finds_containing_batch() {
+        let mut log = RamLog::<1024, 8>::new(FullPolicy::Reject);
+        let a = log.append(&batch(3, 1)).unwrap();
+        let b = log.append(&batch(2, 2)).unwrap();
+        assert_eq!((a.base_offset, a.last_offset, a.records_count), (0, 2, 3));
+        assert_eq!((b.base_offset, b.last_offset), (3, 4));
+        assert_eq!(log.next_offset(), 5);
+        for offset in 0..3 {
+            assert_eq!(base_offset(log.read(offset).unwrap()), 0);
+        }
+        assert_eq!(base_offset(log.read(4).unwrap()), 3);
+        assert_eq!(log.read(5), None);
+        assert_eq!(log.iter().count(), 2);
+        assert_eq!(log.oldest().map(base_offset), Some(0));
+        assert_eq!(log.bytes_used(), a.size_bytes + b.size_bytes);
+    }
+
+    #[test]
+    fn invalid_or_oversized_batches_change_nothing() {
+        let mut log = RamLog::<128, 4>::new(FullPolicy::DropOldest);
+        log.append(&batch(1, 1)).unwrap();
+        let mut corrupt = batch(1, 2);
+        *corrupt.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            log.append(&corrupt),
+            Err(RamLogError::InvalidBatch(_))
+        ));
+        assert!(matches!(log.append(&[]), Err(RamLogError::InvalidBatch(_))));
+        let big = batch(10, 3);
+        assert_eq!(
+            log.append(&big),
+            Err(RamLogError::TooLarge {
+                size_bytes: big.len(),
+                capacity_bytes: 128
+            })
+        );
+        assert_eq!(
+            (log.len(), log.next_offset(), log.dropped_batches()),
+            (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn reject_policy_refuses_when_bytes_or_slots_run_out() {
+        let one = batch(1, 1);
+        let mut log = RamLog::<1024, 2>::new(FullPolicy::Reject);
+        log.append(&one).unwrap();
+        log.append(&one).unwrap();
+        assert_eq!(log.append(&one), Err(RamLogError::Full));
+        assert_eq!(log.next_offset(), 2);
+
+        let mut log = RamLog::<200, 8>::new(FullPolicy::Reject);
+        while log.append(&one).is_ok() {}
+        assert_eq!(log.len(), 200 / one.len());
+        assert_eq!(log.dropped_batches(), 0);
+    }
+
+    #[test]
+    fn drop_oldest_evicts_and_counts() {
+        let mut log = RamLog::<1024, 3>::new(FullPolicy::DropOldest);
+        for count in 1..=5 {
+            log.append(&batch(count, count as u8)).unwrap();
+        }
+        // Batches of 1, 2, 3, 4, 5 records; the last three remain.
+        assert_eq!((log.dropped_batches(), log.dropped_records()), (2, 3));
+        assert_eq!(log.first_offset(), Some(3));
+        assert_eq!(log.read(2), None);
+        assert_eq!(base_offset(log.read(14).unwrap()), 10);
+    }
+
+    #[test]
+    fn ring_wraps_and_keeps_batches_whole() {
+        let one = batch(1, 7);
+        let slots = 3;
+        // Room for three batches and a bit: the fourth wraps to the start once the first is gone.
+        let mut log = RamLog::<256, 8>::new(FullPolicy::Reject);
+        assert!(one.len() * slots <= 256 && one.len() * (slots + 1) > 256);
+        for _ in 0..slots {
+            log.append(&one).unwrap();
+        }
+        assert_eq!(log.append(&one), Err(RamLogError::Full));
+        assert_eq!(log.release_through(0), 1);
+        let info = log.append(&one).unwrap();
+        assert_eq!(info.base_offset, 3);
+        let offsets: Vec<i64> = log.iter().map(base_offset).collect();
+        assert_eq!(offsets, [1, 2, 3]);
+        assert_eq!(log.read(3).unwrap().len(), one.len());
+        assert_eq!(log.release_through(2), 2);
+        assert_eq!(log.release_through(100), 1);
+        assert!(log.is_empty());
+        // Empty again: the whole buffer is free from the start.
+        for _ in 0..slots {
+            log.append(&one).unwrap();
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut log = RamLog::<512, 4>::new(FullPolicy::DropOldest);
+        let mut bytes = batch(2, 9);
+        for i in 0..bytes.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                bytes[i] ^= flip;
+                let _ = log.append(&bytes);
+                let _ = log.append(&bytes[..i]);
+                bytes[i] ^= flip;
+            }
+        }
+        log.append(&bytes).unwrap();
     }
 }

@@ -240,7 +240,7 @@ pub enum BuildError {
     BufferFull { needed: usize, available: usize },
     /// The record would not fit even in an empty batch of this buffer: it can never be sent.
     RecordTooLarge { needed: usize, capacity: usize },
-    /// [`build_vec`](super::build_vec): the records make a batch above [`BATCH_BYTES_MAX`].
+    /// `build_vec` (with `alloc`): the records make a batch above [`BATCH_BYTES_MAX`].
     BatchTooLarge { needed: usize, max: usize },
     /// The batch already holds `i32::MAX` records, the most `lastOffsetDelta` can count.
     TooManyRecords,

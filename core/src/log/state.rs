@@ -37,7 +37,10 @@ impl fmt::Display for AppendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidBatch(e) => write!(f, "invalid batch: {e}"),
-            Self::OffsetOverflow { base_offset, last_offset_delta } => write!(
+            Self::OffsetOverflow {
+                base_offset,
+                last_offset_delta,
+            } => write!(
                 f,
                 "batch at offset {base_offset} with lastOffsetDelta {last_offset_delta} would pass \
                  the largest offset {OFFSET_MAX}"
@@ -47,7 +50,10 @@ impl fmt::Display for AppendError {
                 "replicated batch starts at offset {found}, but the log ends at {expected}"
             ),
             Self::InvalidLeaderEpoch(epoch) => {
-                write!(f, "replicated batch has partition leader epoch {epoch}, expected >= 0")
+                write!(
+                    f,
+                    "replicated batch has partition leader epoch {epoch}, expected >= 0"
+                )
             }
             Self::Epoch(e) => write!(f, "{e}"),
         }
@@ -107,12 +113,18 @@ pub enum StateError {
 impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BelowLogStart { offset, log_start_offset } => write!(
+            Self::BelowLogStart {
+                offset,
+                log_start_offset,
+            } => write!(
                 f,
                 "cannot truncate to {offset}: below the log start offset {log_start_offset}"
             ),
             Self::OffsetTooLarge(offset) => {
-                write!(f, "offset {offset} is above the largest offset {OFFSET_MAX}")
+                write!(
+                    f,
+                    "offset {offset} is above the largest offset {OFFSET_MAX}"
+                )
             }
             Self::InvalidLeaderEpoch { epoch, current } => write!(
                 f,
@@ -171,7 +183,13 @@ impl LogState {
         if !offsets_ok || !epochs_ok || leader_epoch > LEADER_EPOCH_MAX {
             return Err(StateError::Inconsistent);
         }
-        Ok(Self { log_start_offset, next_offset, high_watermark, leader_epoch, epochs })
+        Ok(Self {
+            log_start_offset,
+            next_offset,
+            high_watermark,
+            leader_epoch,
+            epochs,
+        })
     }
 
     /// The first offset still in the log.
@@ -203,14 +221,18 @@ impl LogState {
     /// [`EpochHistory::end_offset_for`] with this log's end offset: what a follower at
     /// `requested_epoch` should truncate to.
     pub fn end_offset_for(&self, requested_epoch: u32) -> Option<(u32, u64)> {
-        self.epochs.end_offset_for(requested_epoch, self.next_offset)
+        self.epochs
+            .end_offset_for(requested_epoch, self.next_offset)
     }
 
     /// Leadership changed (e.g. this replica was promoted): batches appended from now on carry
     /// `epoch`. The history records it with the first batch written in it.
     pub fn set_leader_epoch(&mut self, epoch: u32) -> Result<(), StateError> {
         if epoch < self.leader_epoch || epoch > LEADER_EPOCH_MAX {
-            return Err(StateError::InvalidLeaderEpoch { epoch, current: self.leader_epoch });
+            return Err(StateError::InvalidLeaderEpoch {
+                epoch,
+                current: self.leader_epoch,
+            });
         }
         self.leader_epoch = epoch;
         Ok(())
@@ -233,10 +255,17 @@ impl LogState {
         batch::set_partition_leader_epoch(batch, self.leader_epoch as i32)
             .map_err(AppendError::InvalidBatch)?;
         // `assign` changes nothing when it fails.
-        self.epochs.assign(self.leader_epoch, base_offset).map_err(AppendError::Epoch)?;
+        self.epochs
+            .assign(self.leader_epoch, base_offset)
+            .map_err(AppendError::Epoch)?;
         self.next_offset = next_offset;
         self.check();
-        Ok(append_info(&header, base_offset, next_offset - 1, batch.len()))
+        Ok(append_info(
+            &header,
+            base_offset,
+            next_offset - 1,
+            batch.len(),
+        ))
     }
 
     /// Appends one replicated batch whose offsets and epoch the leader already assigned: it must
@@ -254,11 +283,18 @@ impl LogState {
         let next_offset = offsets_after(self.next_offset, header.last_offset_delta)?;
         let base_offset = self.next_offset;
         // `assign` changes nothing when it fails.
-        self.epochs.assign(epoch, base_offset).map_err(AppendError::Epoch)?;
+        self.epochs
+            .assign(epoch, base_offset)
+            .map_err(AppendError::Epoch)?;
         self.leader_epoch = self.leader_epoch.max(epoch);
         self.next_offset = next_offset;
         self.check();
-        Ok(append_info(&header, base_offset, next_offset - 1, batch.len()))
+        Ok(append_info(
+            &header,
+            base_offset,
+            next_offset - 1,
+            batch.len(),
+        ))
     }
 
     /// Marks offsets below `offset` committed. Clamped to the log end; never moves back.
@@ -338,7 +374,11 @@ impl LogState {
             self.high_watermark,
             self.next_offset
         );
-        debug_assert!(self.epochs.latest().is_none_or(|e| e.epoch <= self.leader_epoch));
+        debug_assert!(
+            self.epochs
+                .latest()
+                .is_none_or(|e| e.epoch <= self.leader_epoch)
+        );
     }
 }
 
@@ -352,17 +392,22 @@ fn decode_whole(batch: &[u8]) -> Result<BatchHeader, AppendError> {
         }));
     }
     if header.last_offset_delta < 0 {
-        return Err(AppendError::InvalidBatch(BatchError::InvalidLastOffsetDelta {
-            last_offset_delta: header.last_offset_delta,
-            records_count: header.records_count,
-        }));
+        return Err(AppendError::InvalidBatch(
+            BatchError::InvalidLastOffsetDelta {
+                last_offset_delta: header.last_offset_delta,
+                records_count: header.records_count,
+            },
+        ));
     }
     Ok(header)
 }
 
 /// The log end offset after a batch at `base_offset` with `last_offset_delta` (>= 0).
 fn offsets_after(base_offset: u64, last_offset_delta: i32) -> Result<u64, AppendError> {
-    let overflow = AppendError::OffsetOverflow { base_offset, last_offset_delta };
+    let overflow = AppendError::OffsetOverflow {
+        base_offset,
+        last_offset_delta,
+    };
     let delta = u64::try_from(last_offset_delta).map_err(|_| overflow)?;
     let last = base_offset.checked_add(delta).ok_or(overflow)?;
     if last >= OFFSET_MAX {
@@ -379,5 +424,254 @@ fn append_info(header: &BatchHeader, base_offset: u64, last_offset: u64, len: us
         max_timestamp: header.max_timestamp,
         size_bytes: len,
         records_count: u32::try_from(header.records_count).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::batch::{Batch, BatchParams, RecordSpec, build_vec};
+    use crate::log::EpochEntry;
+
+    /// A producer batch of `count` records with timestamps 100, 101, ...
+    fn batch(count: usize) -> Vec<u8> {
+        let specs: Vec<RecordSpec<'_>> = (0..count)
+            .map(|i| RecordSpec {
+                timestamp: 100 + i as i64,
+                key: None,
+                value: Some(b"v"),
+                headers: &[],
+            })
+            .collect();
+        build_vec(BatchParams::default(), &specs).unwrap()
+    }
+
+    fn header(bytes: &[u8]) -> BatchHeader {
+        *Batch::parse(bytes).unwrap().header()
+    }
+
+    #[test]
+    fn prepare_append_assigns_offsets_and_epoch_in_place() {
+        let mut state = LogState::new();
+        state.set_leader_epoch(3).unwrap();
+        let mut first = batch(3);
+        let info = state.prepare_append(&mut first).unwrap();
+        assert_eq!(
+            info,
+            AppendInfo {
+                base_offset: 0,
+                last_offset: 2,
+                max_timestamp: 102,
+                size_bytes: first.len(),
+                records_count: 3
+            }
+        );
+        let mut second = batch(1);
+        let info = state.prepare_append(&mut second).unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (3, 3));
+        let h = header(&second);
+        assert_eq!((h.base_offset, h.partition_leader_epoch), (3, 3));
+        assert_eq!(state.next_offset(), 4);
+        assert_eq!(state.high_watermark(), 0);
+        assert_eq!(
+            state.epochs().entries(),
+            [EpochEntry {
+                epoch: 3,
+                start_offset: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn prepare_append_rejects_partial_or_concatenated_bytes() {
+        let mut state = LogState::new();
+        let one = batch(1);
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        assert!(matches!(
+            state.prepare_append(&mut two),
+            Err(AppendError::InvalidBatch(_))
+        ));
+        assert!(matches!(
+            state.prepare_append(&mut two[..30]),
+            Err(AppendError::InvalidBatch(_))
+        ));
+        assert_eq!(state, LogState::new());
+    }
+
+    #[test]
+    fn epoch_changes_enter_history_at_first_append() {
+        let mut state = LogState::new();
+        state.prepare_append(&mut batch(2)).unwrap();
+        state.set_leader_epoch(1).unwrap();
+        state.set_leader_epoch(2).unwrap();
+        assert_eq!(state.epochs().entries().len(), 1);
+        state.prepare_append(&mut batch(1)).unwrap();
+        let pairs: Vec<(u32, u64)> = state
+            .epochs()
+            .entries()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect();
+        assert_eq!(pairs, [(0, 0), (2, 2)]);
+        assert_eq!(state.end_offset_for(0), Some((0, 2)));
+        assert_eq!(state.end_offset_for(1), Some((0, 2)));
+        assert_eq!(state.end_offset_for(2), Some((2, 3)));
+        assert_eq!(state.end_offset_for(3), None);
+        assert!(matches!(
+            state.set_leader_epoch(1),
+            Err(StateError::InvalidLeaderEpoch { .. })
+        ));
+        assert!(state.set_leader_epoch(LEADER_EPOCH_MAX + 1).is_err());
+    }
+
+    #[test]
+    fn follower_append_checks_offset_and_epoch() {
+        let mut leader = LogState::new();
+        leader.set_leader_epoch(4).unwrap();
+        let mut b0 = batch(2);
+        leader.prepare_append(&mut b0).unwrap();
+        let mut b1 = batch(1);
+        leader.prepare_append(&mut b1).unwrap();
+
+        let mut follower = LogState::new();
+        let err = follower.append_follower(&b1).unwrap_err();
+        assert_eq!(
+            err,
+            AppendError::OffsetMismatch {
+                expected: 0,
+                found: 2
+            }
+        );
+        follower.append_follower(&b0).unwrap();
+        follower.append_follower(&b1).unwrap();
+        assert_eq!(follower.next_offset(), 3);
+        assert_eq!(follower.leader_epoch(), 4);
+        assert_eq!(follower.epochs(), leader.epochs());
+
+        // An older epoch is fenced; no epoch at all is invalid.
+        let mut stale = batch(1);
+        crate::batch::set_base_offset(&mut stale, 3).unwrap();
+        crate::batch::set_partition_leader_epoch(&mut stale, 2).unwrap();
+        assert!(matches!(
+            follower.append_follower(&stale),
+            Err(AppendError::Epoch(EpochError::Fenced {
+                epoch: 2,
+                latest_epoch: 4
+            }))
+        ));
+        crate::batch::set_partition_leader_epoch(&mut stale, -1).unwrap();
+        assert_eq!(
+            follower.append_follower(&stale),
+            Err(AppendError::InvalidLeaderEpoch(-1))
+        );
+        assert_eq!(follower.next_offset(), 3);
+    }
+
+    #[test]
+    fn high_watermark_is_clamped_and_monotonic() {
+        let mut state = LogState::new();
+        state.prepare_append(&mut batch(5)).unwrap();
+        assert_eq!(state.advance_high_watermark(3), 3);
+        assert_eq!(state.advance_high_watermark(1), 3);
+        assert_eq!(state.advance_high_watermark(100), 5);
+    }
+
+    #[test]
+    fn truncate_to_moves_end_and_high_watermark_down() {
+        let mut state = LogState::new();
+        state.prepare_append(&mut batch(5)).unwrap();
+        state.set_leader_epoch(1).unwrap();
+        state.prepare_append(&mut batch(5)).unwrap();
+        state.advance_high_watermark(8);
+        state.truncate_to(20).unwrap();
+        assert_eq!(state.next_offset(), 10);
+        state.truncate_to(5).unwrap();
+        assert_eq!((state.next_offset(), state.high_watermark()), (5, 5));
+        assert_eq!(
+            state.epochs().latest(),
+            Some(EpochEntry {
+                epoch: 0,
+                start_offset: 0
+            })
+        );
+        state.advance_log_start(2);
+        assert_eq!(
+            state.truncate_to(1),
+            Err(StateError::BelowLogStart {
+                offset: 1,
+                log_start_offset: 2
+            })
+        );
+        state.truncate_fully_and_start_at(42).unwrap();
+        assert_eq!(
+            (
+                state.log_start_offset(),
+                state.high_watermark(),
+                state.next_offset()
+            ),
+            (42, 42, 42)
+        );
+        assert!(state.epochs().entries().is_empty());
+        assert!(state.truncate_fully_and_start_at(OFFSET_MAX + 1).is_err());
+    }
+
+    #[test]
+    fn log_start_is_clamped_to_high_watermark_and_trims_epochs() {
+        let mut state = LogState::new();
+        state.prepare_append(&mut batch(5)).unwrap();
+        state.set_leader_epoch(1).unwrap();
+        state.prepare_append(&mut batch(5)).unwrap();
+        assert_eq!(state.advance_log_start(7), 0);
+        state.advance_high_watermark(7);
+        assert_eq!(state.advance_log_start(9), 7);
+        assert_eq!(state.advance_log_start(3), 7);
+        assert_eq!(
+            state.epochs().entries(),
+            [EpochEntry {
+                epoch: 1,
+                start_offset: 7
+            }]
+        );
+        assert_eq!(state.check_fetch(7), Ok(()));
+        assert_eq!(state.check_fetch(10), Ok(()));
+        let out = OffsetOutOfRange {
+            offset: 6,
+            log_start_offset: 7,
+            next_offset: 10,
+        };
+        assert_eq!(state.check_fetch(6), Err(out));
+        assert_eq!(state.check_fetch(11).unwrap_err().offset, 11);
+    }
+
+    #[test]
+    fn offsets_never_pass_offset_max() {
+        let at = OFFSET_MAX - 2;
+        let mut state = LogState::restore(at, at, at, 0, EpochHistory::new()).unwrap();
+        let err = state.prepare_append(&mut batch(3)).unwrap_err();
+        assert!(matches!(err, AppendError::OffsetOverflow { .. }));
+        let info = state.prepare_append(&mut batch(2)).unwrap();
+        assert_eq!(info.last_offset, OFFSET_MAX - 1);
+        assert_eq!(state.next_offset(), OFFSET_MAX);
+        assert!(state.prepare_append(&mut batch(1)).is_err());
+    }
+
+    #[test]
+    fn restore_checks_invariants() {
+        let epochs = |epoch, start_offset| {
+            EpochHistory::from_entries(&[EpochEntry {
+                epoch,
+                start_offset,
+            }])
+            .unwrap()
+        };
+        assert!(LogState::restore(0, 10, 5, 1, epochs(1, 3)).is_ok());
+        assert!(LogState::restore(6, 10, 5, 1, EpochHistory::new()).is_err());
+        assert!(LogState::restore(0, 4, 5, 1, EpochHistory::new()).is_err());
+        assert!(LogState::restore(0, 10, 5, 0, epochs(1, 3)).is_err());
+        assert!(LogState::restore(0, 10, 5, 1, epochs(1, 11)).is_err());
+        assert!(LogState::restore(0, OFFSET_MAX + 1, 0, 0, EpochHistory::new()).is_err());
     }
 }
