@@ -91,10 +91,7 @@ pub struct StickyPartitioner {
 impl StickyPartitioner {
     /// `seed` drives the choice of partitions; any value works (zero included).
     pub const fn new(seed: u32) -> Self {
-        Self {
-            rng: XorShift32::new(seed),
-            current: None,
-        }
+        Self { rng: XorShift32::new(seed), current: None }
     }
 
     /// The partition for the next unkeyed record: the sticky one, chosen on first use or when the
@@ -168,9 +165,7 @@ struct XorShift32 {
 impl XorShift32 {
     const fn new(seed: u32) -> Self {
         // Zero is xorshift's only fixed point; any non-zero replacement works.
-        Self {
-            state: if seed == 0 { 0x9e37_79b9 } else { seed },
-        }
+        Self { state: if seed == 0 { 0x9e37_79b9 } else { seed } }
     }
 
     fn next(&mut self) -> u32 {
@@ -195,20 +190,12 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58_897_971,
-            ),
+            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
             // Kafka's test passes this one as `new byte[] {'a', 'b', 'c'}`.
             (b"abc", 479_470_107),
         ];
         for (key, expected) in cases {
-            assert_eq!(
-                murmur2(key),
-                expected,
-                "key {:?}",
-                core::str::from_utf8(key)
-            );
+            assert_eq!(murmur2(key), expected, "key {:?}", core::str::from_utf8(key));
         }
     }
 
@@ -234,10 +221,7 @@ mod tests {
 
     #[test]
     fn partition_for_key_is_kafka_formula_and_rejects_zero_partitions() {
-        assert_eq!(
-            partition_for_key(b"foobar", 0),
-            Err(PartitionerError::NoPartitions)
-        );
+        assert_eq!(partition_for_key(b"foobar", 0), Err(PartitionerError::NoPartitions));
         let expected = to_positive(-790_332_482) % 12;
         assert_eq!(partition_for_key(b"foobar", 12), Ok(expected));
         assert_eq!(partition_for_key(b"anything", 1), Ok(0));

@@ -79,19 +79,12 @@ impl fmt::Display for RamLogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidBatch(e) => write!(f, "invalid batch: {e}"),
-            Self::TooLarge {
-                size_bytes,
-                capacity_bytes,
-            } => write!(
-                f,
-                "batch of {size_bytes} bytes can never fit the RAM log of {capacity_bytes} bytes"
-            ),
+            Self::TooLarge { size_bytes, capacity_bytes } => {
+                write!(f, "batch of {size_bytes} bytes can never fit the RAM log of {capacity_bytes} bytes")
+            }
             Self::Full => f.write_str("RAM log is full: release acknowledged batches first"),
             Self::OffsetOverflow => {
-                write!(
-                    f,
-                    "the batch's offsets would pass the largest offset {OFFSET_MAX}"
-                )
+                write!(f, "the batch's offsets would pass the largest offset {OFFSET_MAX}")
             }
         }
     }
@@ -133,14 +126,7 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
     /// An empty log; the first batch gets offset 0. `const` so it can live in a `static`.
     pub const fn new(policy: FullPolicy) -> Self {
         let () = Self::SIZES_OK;
-        Self {
-            buffer: [0; BYTES],
-            index: Deque::new(),
-            policy,
-            next_offset: 0,
-            dropped_batches: 0,
-            dropped_records: 0,
-        }
+        Self { buffer: [0; BYTES], index: Deque::new(), policy, next_offset: 0, dropped_batches: 0, dropped_records: 0 }
     }
 
     /// Validates `batch` (exactly one v2 batch), assigns its offsets and stores a copy.
@@ -148,31 +134,19 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
         let parsed = Batch::parse(batch).map_err(RamLogError::InvalidBatch)?;
         let header = parsed.header();
         if batch.len() > BYTES {
-            return Err(RamLogError::TooLarge {
-                size_bytes: batch.len(),
-                capacity_bytes: BYTES,
-            });
+            return Err(RamLogError::TooLarge { size_bytes: batch.len(), capacity_bytes: BYTES });
         }
         let base_offset = self.next_offset;
-        let delta =
-            u64::try_from(header.last_offset_delta).map_err(|_| RamLogError::OffsetOverflow)?;
-        let last_offset = base_offset
-            .checked_add(delta)
-            .filter(|&last| last < OFFSET_MAX)
-            .ok_or(RamLogError::OffsetOverflow)?;
+        let delta = u64::try_from(header.last_offset_delta).map_err(|_| RamLogError::OffsetOverflow)?;
+        let last_offset =
+            base_offset.checked_add(delta).filter(|&last| last < OFFSET_MAX).ok_or(RamLogError::OffsetOverflow)?;
         let start = self.make_room(batch.len())?;
         let stored = &mut self.buffer[start..start + batch.len()];
         stored.copy_from_slice(batch);
         // Cannot fail: the slice is the validated batch. Offsets <= OFFSET_MAX fit an i64.
         batch::set_base_offset(stored, base_offset as i64).map_err(RamLogError::InvalidBatch)?;
         let records_count = u32::try_from(header.records_count).unwrap_or(0);
-        let entry = Entry {
-            base_offset,
-            last_offset,
-            start,
-            len: batch.len(),
-            records_count,
-        };
+        let entry = Entry { base_offset, last_offset, start, len: batch.len(), records_count };
         // `make_room` left a free index slot.
         if self.index.push_back(entry).is_err() {
             return Err(RamLogError::Full);
@@ -204,9 +178,7 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
                         return Err(RamLogError::Full);
                     };
                     self.dropped_batches = self.dropped_batches.saturating_add(1);
-                    self.dropped_records = self
-                        .dropped_records
-                        .saturating_add(u64::from(evicted.records_count));
+                    self.dropped_records = self.dropped_records.saturating_add(u64::from(evicted.records_count));
                 }
             }
         }
@@ -220,11 +192,7 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
         };
         if newest.start >= oldest.start {
             // Not wrapped: free runs are [newest.end, BYTES) and [0, oldest.start).
-            if BYTES - newest.end() >= len {
-                Some(newest.end())
-            } else {
-                (oldest.start >= len).then_some(0)
-            }
+            if BYTES - newest.end() >= len { Some(newest.end()) } else { (oldest.start >= len).then_some(0) }
         } else {
             // Wrapped: the only free run is [newest.end, oldest.start).
             (oldest.start - newest.end() >= len).then_some(newest.end())
@@ -255,11 +223,7 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
     /// Returns how many batches were released.
     pub fn release_through(&mut self, offset: u64) -> usize {
         let mut released = 0;
-        while self
-            .index
-            .pop_front_if(|e| e.last_offset <= offset)
-            .is_some()
-        {
+        while self.index.pop_front_if(|e| e.last_offset <= offset).is_some() {
             released += 1;
         }
         self.debug_check();
@@ -309,17 +273,10 @@ impl<const BYTES: usize, const BATCHES: usize> RamLog<BYTES, BATCHES> {
     fn debug_check(&self) {
         debug_assert!(self.index.iter().all(|e| e.end() <= BYTES && e.len > 0));
         debug_assert!(
-            self.index
-                .iter()
-                .zip(self.index.iter().skip(1))
-                .all(|(a, b)| a.last_offset < b.base_offset),
+            self.index.iter().zip(self.index.iter().skip(1)).all(|(a, b)| a.last_offset < b.base_offset),
             "RAM log index out of order"
         );
-        debug_assert!(
-            self.index
-                .back()
-                .is_none_or(|e| e.last_offset < self.next_offset)
-        );
+        debug_assert!(self.index.back().is_none_or(|e| e.last_offset < self.next_offset));
     }
 }
 
@@ -334,12 +291,7 @@ mod tests {
     fn batch(count: usize, tag: u8) -> Vec<u8> {
         let value = [tag; 8];
         let specs: Vec<RecordSpec<'_>> = (0..count)
-            .map(|i| RecordSpec {
-                timestamp: i as i64,
-                key: None,
-                value: Some(&value),
-                headers: &[],
-            })
+            .map(|i| RecordSpec { timestamp: i as i64, key: None, value: Some(&value), headers: &[] })
             .collect();
         build_vec(BatchParams::default(), &specs).unwrap()
     }
@@ -372,23 +324,11 @@ mod tests {
         log.append(&batch(1, 1)).unwrap();
         let mut corrupt = batch(1, 2);
         *corrupt.last_mut().unwrap() ^= 1;
-        assert!(matches!(
-            log.append(&corrupt),
-            Err(RamLogError::InvalidBatch(_))
-        ));
+        assert!(matches!(log.append(&corrupt), Err(RamLogError::InvalidBatch(_))));
         assert!(matches!(log.append(&[]), Err(RamLogError::InvalidBatch(_))));
         let big = batch(10, 3);
-        assert_eq!(
-            log.append(&big),
-            Err(RamLogError::TooLarge {
-                size_bytes: big.len(),
-                capacity_bytes: 128
-            })
-        );
-        assert_eq!(
-            (log.len(), log.next_offset(), log.dropped_batches()),
-            (1, 1, 0)
-        );
+        assert_eq!(log.append(&big), Err(RamLogError::TooLarge { size_bytes: big.len(), capacity_bytes: 128 }));
+        assert_eq!((log.len(), log.next_offset(), log.dropped_batches()), (1, 1, 0));
     }
 
     #[test]

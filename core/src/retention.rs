@@ -90,19 +90,14 @@ pub fn decide(
     let mut remaining_bytes = total_bytes;
     let mut decision: Option<Decision> = None;
     for unit in oldest_first {
-        debug_assert!(
-            unit.base_offset <= unit.last_offset,
-            "unit offsets reversed: {unit:?}"
-        );
+        debug_assert!(unit.base_offset <= unit.last_offset, "unit offsets reversed: {unit:?}");
         if keep_from.is_some_and(|keep| unit.last_offset >= keep) {
             break;
         }
         let by_time = expired_below.is_some_and(|below| unit.max_timestamp_ms < below);
-        let by_size = policy.retention_bytes.is_some_and(|limit| {
-            remaining_bytes
-                .checked_sub(unit.size_bytes)
-                .is_some_and(|left| left >= limit)
-        });
+        let by_size = policy
+            .retention_bytes
+            .is_some_and(|limit| remaining_bytes.checked_sub(unit.size_bytes).is_some_and(|left| left >= limit));
         if !by_time && !by_size {
             break;
         }
@@ -111,29 +106,17 @@ pub fn decide(
             break;
         };
         if let Some(previous) = &decision {
-            debug_assert!(
-                unit.base_offset >= previous.delete_below,
-                "units out of order"
-            );
+            debug_assert!(unit.base_offset >= previous.delete_below, "units out of order");
         }
         remaining_bytes = remaining_bytes.saturating_sub(unit.size_bytes);
         let reason = if by_time { Reason::Time } else { Reason::Size };
         decision = Some(match decision {
-            None => Decision {
-                delete_below,
-                units: 1,
-                bytes: unit.size_bytes,
-                reason,
-            },
+            None => Decision { delete_below, units: 1, bytes: unit.size_bytes, reason },
             Some(d) => Decision {
                 delete_below,
                 units: d.units + 1,
                 bytes: d.bytes.saturating_add(unit.size_bytes),
-                reason: if d.reason == Reason::Size {
-                    Reason::Size
-                } else {
-                    reason
-                },
+                reason: if d.reason == Reason::Size { Reason::Size } else { reason },
             },
         });
     }
@@ -157,23 +140,14 @@ mod tests {
     }
 
     fn policy(retention_ms: Option<u64>, retention_bytes: Option<u64>) -> RetentionPolicy {
-        RetentionPolicy {
-            retention_ms,
-            retention_bytes,
-        }
+        RetentionPolicy { retention_ms, retention_bytes }
     }
 
     #[test]
     fn empty_log_or_unlimited_policy_deletes_nothing() {
         let now = (20 * DAY_MS) as i64;
-        assert_eq!(
-            decide(core::iter::empty(), 0, now, policy(Some(1), Some(0)), None),
-            None
-        );
-        assert_eq!(
-            decide(units(), 1000, now, RetentionPolicy::default(), None),
-            None
-        );
+        assert_eq!(decide(core::iter::empty(), 0, now, policy(Some(1), Some(0)), None), None);
+        assert_eq!(decide(units(), 1000, now, RetentionPolicy::default(), None), None);
     }
 
     #[test]
@@ -181,15 +155,7 @@ mod tests {
         // now = day 10, retention 7 days: units with max ts < day 3 (units 0,1,2) expire.
         let now = (10 * DAY_MS) as i64;
         let d = decide(units(), 1000, now, policy(Some(7 * DAY_MS), None), None).unwrap();
-        assert_eq!(
-            d,
-            Decision {
-                delete_below: 30,
-                units: 3,
-                bytes: 300,
-                reason: Reason::Time
-            }
-        );
+        assert_eq!(d, Decision { delete_below: 30, units: 3, bytes: 300, reason: Reason::Time });
     }
 
     #[test]
@@ -204,37 +170,14 @@ mod tests {
     fn all_expired_deletes_everything() {
         let now = (100 * DAY_MS) as i64;
         let d = decide(units(), 1000, now, policy(Some(DAY_MS), None), None).unwrap();
-        assert_eq!(
-            d,
-            Decision {
-                delete_below: 100,
-                units: 10,
-                bytes: 1000,
-                reason: Reason::Time
-            }
-        );
+        assert_eq!(d, Decision { delete_below: 100, units: 10, bytes: 1000, reason: Reason::Time });
     }
 
     #[test]
     fn time_stops_at_first_kept_unit_even_if_later_ones_expired() {
-        let mut list = [Summary {
-            base_offset: 0,
-            last_offset: 0,
-            max_timestamp_ms: 0,
-            size_bytes: 1,
-        }; 3];
-        list[1] = Summary {
-            base_offset: 1,
-            last_offset: 1,
-            max_timestamp_ms: 1_000,
-            size_bytes: 1,
-        };
-        list[2] = Summary {
-            base_offset: 2,
-            last_offset: 2,
-            max_timestamp_ms: 0,
-            size_bytes: 1,
-        };
+        let mut list = [Summary { base_offset: 0, last_offset: 0, max_timestamp_ms: 0, size_bytes: 1 }; 3];
+        list[1] = Summary { base_offset: 1, last_offset: 1, max_timestamp_ms: 1_000, size_bytes: 1 };
+        list[2] = Summary { base_offset: 2, last_offset: 2, max_timestamp_ms: 0, size_bytes: 1 };
         let d = decide(list.into_iter(), 3, 600, policy(Some(100), None), None).unwrap();
         assert_eq!(d.delete_below, 1);
     }
@@ -243,30 +186,14 @@ mod tests {
     fn size_keeps_at_least_retention_bytes() {
         // 1000 bytes, limit 550: deleting 4 units leaves 600 >= 550, a 5th would leave 500.
         let d = decide(units(), 1000, 0, policy(None, Some(550)), None).unwrap();
-        assert_eq!(
-            d,
-            Decision {
-                delete_below: 40,
-                units: 4,
-                bytes: 400,
-                reason: Reason::Size
-            }
-        );
+        assert_eq!(d, Decision { delete_below: 40, units: 4, bytes: 400, reason: Reason::Size });
         // Exactly on the limit: 1000 - 500 = 500 >= 500 → 5 units.
         let d = decide(units(), 1000, 0, policy(None, Some(500)), None).unwrap();
         assert_eq!(d.units, 5);
         // Under the limit: nothing.
-        assert_eq!(
-            decide(units(), 1000, 0, policy(None, Some(1000)), None),
-            None
-        );
+        assert_eq!(decide(units(), 1000, 0, policy(None, Some(1000)), None), None);
         // Zero bytes allowed: everything goes.
-        assert_eq!(
-            decide(units(), 1000, 0, policy(None, Some(0)), None)
-                .unwrap()
-                .units,
-            10
-        );
+        assert_eq!(decide(units(), 1000, 0, policy(None, Some(0)), None).unwrap().units, 10);
     }
 
     #[test]
@@ -275,27 +202,11 @@ mod tests {
         // Time alone: 3 units. Size alone (limit 350): 6 units. Together: 6, reason Size.
         let both = policy(Some(7 * DAY_MS), Some(350));
         let d = decide(units(), 1000, now, both, None).unwrap();
-        assert_eq!(
-            d,
-            Decision {
-                delete_below: 60,
-                units: 6,
-                bytes: 600,
-                reason: Reason::Size
-            }
-        );
+        assert_eq!(d, Decision { delete_below: 60, units: 6, bytes: 600, reason: Reason::Size });
         // Size alone would delete 2, time deletes 3: time covers it all.
         let both = policy(Some(7 * DAY_MS), Some(800));
         let d = decide(units(), 1000, now, both, None).unwrap();
-        assert_eq!(
-            d,
-            Decision {
-                delete_below: 30,
-                units: 3,
-                bytes: 300,
-                reason: Reason::Time
-            }
-        );
+        assert_eq!(d, Decision { delete_below: 30, units: 3, bytes: 300, reason: Reason::Time });
     }
 
     #[test]
@@ -306,25 +217,14 @@ mod tests {
         let d = decide(units(), 1000, now, all, Some(25)).unwrap();
         assert_eq!(d.delete_below, 20);
         // keep_from on a unit boundary: unit 2 starts at 20, keep 0 and 1 deleted.
-        assert_eq!(
-            decide(units(), 1000, now, all, Some(20))
-                .unwrap()
-                .delete_below,
-            20
-        );
+        assert_eq!(decide(units(), 1000, now, all, Some(20)).unwrap().delete_below, 20);
         assert_eq!(decide(units(), 1000, now, all, Some(0)), None);
         assert_eq!(decide(units(), 1000, now, all, Some(5)), None);
     }
 
     #[test]
     fn clock_going_backwards_expires_nothing() {
-        let d = decide(
-            units(),
-            1000,
-            -5 * DAY_MS as i64,
-            policy(Some(DAY_MS), None),
-            None,
-        );
+        let d = decide(units(), 1000, -5 * DAY_MS as i64, policy(Some(DAY_MS), None), None);
         assert_eq!(d, None);
         // Timestamps in the future relative to now are never expired by time.
         assert_eq!(decide(units(), 1000, 0, policy(Some(0), None), None), None);
@@ -351,15 +251,7 @@ mod tests {
 
     #[test]
     fn last_offset_at_u64_max_stops_without_panic() {
-        let unit = Summary {
-            base_offset: u64::MAX,
-            last_offset: u64::MAX,
-            max_timestamp_ms: 0,
-            size_bytes: 1,
-        };
-        assert_eq!(
-            decide(core::iter::once(unit), 1, 10, policy(Some(1), None), None),
-            None
-        );
+        let unit = Summary { base_offset: u64::MAX, last_offset: u64::MAX, max_timestamp_ms: 0, size_bytes: 1 };
+        assert_eq!(decide(core::iter::once(unit), 1, 10, policy(Some(1), None), None), None);
     }
 }

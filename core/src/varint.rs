@@ -60,11 +60,7 @@ pub struct BufferTooSmall {
 
 impl fmt::Display for BufferTooSmall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "buffer too small: need {} bytes, have {}",
-            self.needed, self.available
-        )
+        write!(f, "buffer too small: need {} bytes, have {}", self.needed, self.available)
     }
 }
 
@@ -137,11 +133,7 @@ fn decode_unsigned(bytes: &[u8], len_max: usize) -> Result<(u64, usize), VarintE
             return Ok((value, index + 1));
         }
     }
-    if bytes.len() < len_max {
-        Err(VarintError::Truncated)
-    } else {
-        Err(VarintError::TooLong)
-    }
+    if bytes.len() < len_max { Err(VarintError::Truncated) } else { Err(VarintError::TooLong) }
 }
 
 fn encode_unsigned(mut value: u64, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
@@ -152,11 +144,7 @@ fn encode_unsigned(mut value: u64, out: &mut [u8]) -> Result<usize, BufferTooSma
     };
     for (index, slot) in out.iter_mut().enumerate() {
         let last = index + 1 == needed;
-        *slot = if last {
-            value as u8
-        } else {
-            (value as u8 & 0x7f) | 0x80
-        };
+        *slot = if last { value as u8 } else { (value as u8 & 0x7f) | 0x80 };
         value >>= 7;
     }
     debug_assert_eq!(value, 0, "unsigned_len undercounted");
@@ -213,10 +201,7 @@ mod tests {
         assert_eq!(decode_varint(&[0x80; 5]), Err(VarintError::TooLong));
         assert_eq!(decode_varlong(&[0x80; 10]), Err(VarintError::TooLong));
         // Byte 5 of a varint holds bits 28..35: only 28..32 fit an i32.
-        assert_eq!(
-            decode_varint(&[0xff, 0xff, 0xff, 0xff, 0x1f]),
-            Err(VarintError::Overflow)
-        );
+        assert_eq!(decode_varint(&[0xff, 0xff, 0xff, 0xff, 0x1f]), Err(VarintError::Overflow));
         // Byte 10 of a varlong holds bit 63 only.
         let mut long = [0xff; 10];
         long[9] = 0x02;
@@ -228,13 +213,7 @@ mod tests {
     #[test]
     fn small_buffer() {
         let mut buf = [0u8; 1];
-        assert_eq!(
-            encode_varint(300, &mut buf),
-            Err(BufferTooSmall {
-                needed: 2,
-                available: 1
-            })
-        );
+        assert_eq!(encode_varint(300, &mut buf), Err(BufferTooSmall { needed: 2, available: 1 }));
     }
 
     proptest! {

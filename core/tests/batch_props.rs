@@ -13,8 +13,7 @@ use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use rill_core::batch::{
-    self, Batch, BatchBuilder, BatchError, BatchParams, BuildError, HEADER_LEN, LOG_OVERHEAD,
-    RecordSpec, TimestampType,
+    self, Batch, BatchBuilder, BatchError, BatchParams, BuildError, HEADER_LEN, LOG_OVERHEAD, RecordSpec, TimestampType,
 };
 
 /// A record as plain owned data: the model the codec's output is compared with.
@@ -39,12 +38,7 @@ fn model() -> impl Strategy<Value = Model> {
         option::of(bytes(200)),
         vec((bytes(8), option::of(bytes(8))), 0..3),
     )
-        .prop_map(|(timestamp, key, value, headers)| Model {
-            timestamp,
-            key,
-            value,
-            headers,
-        })
+        .prop_map(|(timestamp, key, value, headers)| Model { timestamp, key, value, headers })
 }
 
 fn params() -> impl Strategy<Value = BatchParams> {
@@ -56,22 +50,16 @@ fn params() -> impl Strategy<Value = BatchParams> {
         (any::<i64>(), any::<i16>(), any::<i32>()),
         any::<bool>(),
     )
-        .prop_map(
-            |(base_offset, epoch, base_ts, log_append, producer, txn)| BatchParams {
-                base_offset,
-                partition_leader_epoch: epoch,
-                base_timestamp: base_ts,
-                timestamp_type: if log_append {
-                    TimestampType::LogAppendTime
-                } else {
-                    TimestampType::CreateTime
-                },
-                producer_id: producer.0,
-                producer_epoch: producer.1,
-                base_sequence: producer.2,
-                is_transactional: txn,
-            },
-        )
+        .prop_map(|(base_offset, epoch, base_ts, log_append, producer, txn)| BatchParams {
+            base_offset,
+            partition_leader_epoch: epoch,
+            base_timestamp: base_ts,
+            timestamp_type: if log_append { TimestampType::LogAppendTime } else { TimestampType::CreateTime },
+            producer_id: producer.0,
+            producer_epoch: producer.1,
+            base_sequence: producer.2,
+            is_transactional: txn,
+        })
 }
 
 type HeaderRefs<'a> = Vec<(&'a [u8], Option<&'a [u8]>)>;
@@ -107,16 +95,9 @@ fn read_back(batch: &Batch<'_>) -> Vec<Model> {
         timestamp: record.timestamp(h.base_timestamp),
         key: record.key.map(<[u8]>::to_vec),
         value: record.value.map(<[u8]>::to_vec),
-        headers: record
-            .headers()
-            .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
-            .collect(),
+        headers: record.headers().map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec))).collect(),
     };
-    batch
-        .records()
-        .unwrap()
-        .map(|record| to_model(record.unwrap()))
-        .collect()
+    batch.records().unwrap().map(|record| to_model(record.unwrap())).collect()
 }
 
 /// Exercises every read path on `bytes`; all must return, and errors must format.
@@ -150,9 +131,7 @@ fn flip(bytes: &mut [u8], flips: &[(Index, u8)], range: core::ops::Range<usize>)
         let at = range.start + index.index(range.len());
         bytes[at] ^= 1 << bit;
     }
-    (0..bytes.len())
-        .filter(|&i| bytes[i] != original[i])
-        .collect()
+    (0..bytes.len()).filter(|&i| bytes[i] != original[i]).collect()
 }
 
 proptest! {
@@ -368,24 +347,11 @@ proptest! {
 #[test]
 fn every_truncation_of_a_batch_is_incomplete() {
     let headers: &[(&[u8], Option<&[u8]>)] = &[(b"k", Some(b"v"))];
-    let spec = RecordSpec {
-        timestamp: 5,
-        key: Some(b"key"),
-        value: Some(b"value"),
-        headers,
-    };
+    let spec = RecordSpec { timestamp: 5, key: Some(b"key"), value: Some(b"value"), headers };
     let bytes = batch::build_vec(BatchParams::default(), &[spec, spec]).unwrap();
     for cut in 0..bytes.len() {
-        let needed = if cut < LOG_OVERHEAD {
-            LOG_OVERHEAD - cut
-        } else {
-            bytes.len() - cut
-        };
-        assert_eq!(
-            Batch::parse(&bytes[..cut]),
-            Err(BatchError::Incomplete { needed }),
-            "cut at {cut}"
-        );
+        let needed = if cut < LOG_OVERHEAD { LOG_OVERHEAD - cut } else { bytes.len() - cut };
+        assert_eq!(Batch::parse(&bytes[..cut]), Err(BatchError::Incomplete { needed }), "cut at {cut}");
     }
     assert!(Batch::parse(&bytes).is_ok());
 }

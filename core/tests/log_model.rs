@@ -69,9 +69,7 @@ struct Model {
 
 impl Model {
     fn containing(&self, offset: u64) -> Option<&ModelBatch> {
-        self.batches
-            .iter()
-            .find(|b| b.base <= offset && offset <= b.last)
+        self.batches.iter().find(|b| b.base <= offset && offset <= b.last)
     }
 
     /// Kafka retention, written the obvious way.
@@ -80,12 +78,8 @@ impl Model {
         let mut remaining: u64 = self.batches.iter().map(|b| b.size).sum();
         let mut delete_below = None;
         for b in &self.batches {
-            let expired = policy
-                .retention_ms
-                .is_some_and(|ms| b.max_ts < now - ms as i64);
-            let over = policy
-                .retention_bytes
-                .is_some_and(|limit| remaining - b.size >= limit);
+            let expired = policy.retention_ms.is_some_and(|ms| b.max_ts < now - ms as i64);
+            let over = policy.retention_bytes.is_some_and(|limit| remaining - b.size >= limit);
             if b.last >= keep_from || !(expired || over) {
                 break;
             }
@@ -121,16 +115,8 @@ fn apply(log: &mut MemLog, model: &mut Model, op: &Op) {
             model.advance_log_start(offset);
             assert_eq!(log.advance_log_start(offset), model.log_start);
         }
-        Op::Retention {
-            now_ms,
-            retention_ms,
-            retention_bytes,
-            keep_from,
-        } => {
-            let policy = RetentionPolicy {
-                retention_ms: *retention_ms,
-                retention_bytes: *retention_bytes,
-            };
+        Op::Retention { now_ms, retention_ms, retention_bytes, keep_from } => {
+            let policy = RetentionPolicy { retention_ms: *retention_ms, retention_bytes: *retention_bytes };
             let keep_from = keep_from.map(|k| around(model, k));
             let decision = log.retention_decision(*now_ms, policy, keep_from);
             let expected = model.retention(*now_ms, policy, keep_from);
@@ -138,10 +124,7 @@ fn apply(log: &mut MemLog, model: &mut Model, op: &Op) {
             if let (Some(decision), Some(delete_below)) = (decision, expected) {
                 model.advance_log_start(delete_below);
                 assert_eq!(log.apply_retention(&decision), model.log_start);
-                assert_eq!(
-                    model.log_start, delete_below,
-                    "retention must not pass the hw"
-                );
+                assert_eq!(model.log_start, delete_below, "retention must not pass the hw");
             }
         }
         Op::BumpEpoch => {
@@ -162,22 +145,14 @@ fn append(log: &mut MemLog, model: &mut Model, timestamps: &[i64]) {
     let specs: Vec<RecordSpec<'_>> = timestamps
         .iter()
         .zip(&values)
-        .map(|(&timestamp, value)| RecordSpec {
-            timestamp,
-            key: None,
-            value: Some(value),
-            headers: &[],
-        })
+        .map(|(&timestamp, value)| RecordSpec { timestamp, key: None, value: Some(value), headers: &[] })
         .collect();
     let bytes = build_vec(BatchParams::default(), &specs).unwrap();
     let size = bytes.len() as u64;
     let info = log.append(bytes).unwrap();
     let base = model.next;
     let count = timestamps.len() as u64;
-    assert_eq!(
-        (info.base_offset, info.last_offset),
-        (base, base + count - 1)
-    );
+    assert_eq!((info.base_offset, info.last_offset), (base, base + count - 1));
     model.batches.push(ModelBatch {
         base,
         last: base + count - 1,
@@ -191,10 +166,7 @@ fn append(log: &mut MemLog, model: &mut Model, timestamps: &[i64]) {
 
 fn truncate(log: &mut MemLog, model: &mut Model, offset: u64) {
     if offset < model.log_start {
-        let expected = StateError::BelowLogStart {
-            offset,
-            log_start_offset: model.log_start,
-        };
+        let expected = StateError::BelowLogStart { offset, log_start_offset: model.log_start };
         assert_eq!(log.truncate_to(offset), Err(expected));
         return;
     }
@@ -213,10 +185,7 @@ fn records_of(batch: &[u8]) -> Vec<(u64, Vec<u8>)> {
         .unwrap()
         .map(|r| {
             let r = r.unwrap();
-            (
-                r.offset(batch.base_offset()) as u64,
-                r.value.unwrap().to_vec(),
-            )
+            (r.offset(batch.base_offset()) as u64, r.value.unwrap().to_vec())
         })
         .collect()
 }
@@ -224,17 +193,10 @@ fn records_of(batch: &[u8]) -> Vec<(u64, Vec<u8>)> {
 fn check(log: &MemLog, model: &Model) {
     let state = log.state();
     assert_eq!(
-        (
-            state.log_start_offset(),
-            state.high_watermark(),
-            state.next_offset()
-        ),
+        (state.log_start_offset(), state.high_watermark(), state.next_offset()),
         (model.log_start, model.hw, model.next)
     );
-    assert_eq!(
-        log.total_bytes(),
-        model.batches.iter().map(|b| b.size).sum::<u64>()
-    );
+    assert_eq!(log.total_bytes(), model.batches.iter().map(|b| b.size).sum::<u64>());
     assert_eq!(log.batch_count(), model.batches.len());
     // Everything, decoded once, against the model.
     let all = log.read(model.log_start, usize::MAX).unwrap();
@@ -247,11 +209,7 @@ fn check(log: &MemLog, model: &Model) {
     // Every offset: the suffix of `all` starting at the batch holding it.
     for offset in model.log_start..=model.next {
         let got = log.read(offset, usize::MAX).unwrap();
-        let first = model
-            .batches
-            .iter()
-            .position(|b| b.last >= offset)
-            .unwrap_or(all.len());
+        let first = model.batches.iter().position(|b| b.last >= offset).unwrap_or(all.len());
         assert_eq!(got.len(), all.len() - first, "read({offset})");
         if let Some(bytes) = got.first() {
             assert!(core::ptr::eq(*bytes, all[first]));
@@ -270,11 +228,7 @@ fn check(log: &MemLog, model: &Model) {
 /// higher epoch's first stored batch starts, or the log end for the latest.
 fn check_epochs(log: &MemLog, model: &Model) {
     for b in &model.batches {
-        let end = model
-            .batches
-            .iter()
-            .find(|o| o.epoch > b.epoch)
-            .map_or(model.next, |o| o.base);
+        let end = model.batches.iter().find(|o| o.epoch > b.epoch).map_or(model.next, |o| o.base);
         assert_eq!(log.state().end_offset_for(b.epoch), Some((b.epoch, end)));
     }
 }
@@ -298,25 +252,12 @@ fn read_respects_max_bytes_after_the_first_batch() {
     let mut log = MemLog::new();
     let mut sizes = Vec::new();
     for n in 1..=4 {
-        let specs: Vec<RecordSpec<'_>> = (0..n)
-            .map(|_| RecordSpec {
-                timestamp: 0,
-                key: None,
-                value: Some(b"x"),
-                headers: &[],
-            })
-            .collect();
-        sizes.push(
-            log.append(build_vec(BatchParams::default(), &specs).unwrap())
-                .unwrap()
-                .size_bytes,
-        );
+        let specs: Vec<RecordSpec<'_>> =
+            (0..n).map(|_| RecordSpec { timestamp: 0, key: None, value: Some(b"x"), headers: &[] }).collect();
+        sizes.push(log.append(build_vec(BatchParams::default(), &specs).unwrap()).unwrap().size_bytes);
     }
     assert_eq!(log.read(0, sizes[0] + sizes[1]).unwrap().len(), 2);
     assert_eq!(log.read(0, sizes[0] + sizes[1] - 1).unwrap().len(), 1);
-    assert_eq!(
-        log.read(2, sizes[1] + sizes[2] + sizes[3]).unwrap().len(),
-        3
-    );
+    assert_eq!(log.read(2, sizes[1] + sizes[2] + sizes[3]).unwrap().len(), 3);
     assert!(log.read(10, 0).unwrap().is_empty());
 }

@@ -70,15 +70,8 @@ fn make_batch(model: &mut Model, count: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
             model.values_made.to_le_bytes().repeat(2)
         })
         .collect();
-    let specs: Vec<RecordSpec<'_>> = values
-        .iter()
-        .map(|v| RecordSpec {
-            timestamp: 1,
-            key: None,
-            value: Some(v),
-            headers: &[],
-        })
-        .collect();
+    let specs: Vec<RecordSpec<'_>> =
+        values.iter().map(|v| RecordSpec { timestamp: 1, key: None, value: Some(v), headers: &[] }).collect();
     (build_vec(BatchParams::default(), &specs).unwrap(), values)
 }
 
@@ -99,18 +92,11 @@ fn append(log: &mut RamLog<BYTES, BATCHES>, model: &mut Model, policy: FullPolic
                 model.dropped_batches += 1;
                 model.dropped_records += gone.values.len() as u64;
             }
-            model.batches.push(ModelBatch {
-                base: model.next,
-                values,
-                len: bytes.len(),
-            });
+            model.batches.push(ModelBatch { base: model.next, values, len: bytes.len() });
             model.next += count as u64;
         }
         (Err(RamLogError::Full), FullPolicy::Reject) => {
-            assert!(
-                model.may_be_full(0, bytes.len(), len_max),
-                "refused with room: {model:?}"
-            );
+            assert!(model.may_be_full(0, bytes.len(), len_max), "refused with room: {model:?}");
         }
         (Err(e), _) => panic!("unexpected {e:?}"),
     }
@@ -125,10 +111,7 @@ fn apply(log: &mut RamLog<BYTES, BATCHES>, model: &mut Model, policy: FullPolicy
             // leaves a valid batch. Flip a byte covered by the length or the CRC instead.
             let covered: Vec<usize> = (8..12).chain(16..bytes.len()).collect();
             bytes[covered[at % covered.len()]] ^= 0x5a;
-            assert!(matches!(
-                log.append(&bytes),
-                Err(RamLogError::InvalidBatch(_))
-            ));
+            assert!(matches!(log.append(&bytes), Err(RamLogError::InvalidBatch(_))));
         }
         Op::Release(pick) => {
             let offset = u64::from(*pick) % (model.next + 2);
@@ -143,30 +126,18 @@ fn check(log: &RamLog<BYTES, BATCHES>, model: &Model) {
     assert_eq!(log.next_offset(), model.next);
     assert_eq!(log.len(), model.batches.len());
     assert_eq!(log.bytes_used(), model.used(0));
-    assert_eq!(
-        (log.dropped_batches(), log.dropped_records()),
-        (model.dropped_batches, model.dropped_records)
-    );
+    assert_eq!((log.dropped_batches(), log.dropped_records()), (model.dropped_batches, model.dropped_records));
     assert_eq!(log.first_offset(), model.batches.first().map(|b| b.base));
     assert_eq!(log.iter().count(), model.batches.len());
     for (bytes, expected) in log.iter().zip(&model.batches) {
         let batch = Batch::parse(bytes).unwrap();
         assert_eq!(batch.base_offset() as u64, expected.base);
-        let values: Vec<Vec<u8>> = batch
-            .records()
-            .unwrap()
-            .map(|r| r.unwrap().value.unwrap().to_vec())
-            .collect();
+        let values: Vec<Vec<u8>> = batch.records().unwrap().map(|r| r.unwrap().value.unwrap().to_vec()).collect();
         assert_eq!(values, expected.values);
     }
     for offset in 0..=model.next {
-        let expected = model
-            .batches
-            .iter()
-            .find(|b| b.base <= offset && offset <= b.last());
-        let got = log
-            .read(offset)
-            .map(|bytes| Batch::parse(bytes).unwrap().base_offset() as u64);
+        let expected = model.batches.iter().find(|b| b.base <= offset && offset <= b.last());
+        let got = log.read(offset).map(|bytes| Batch::parse(bytes).unwrap().base_offset() as u64);
         assert_eq!(got, expected.map(|b| b.base), "read({offset})");
     }
 }

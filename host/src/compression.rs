@@ -22,19 +22,15 @@ pub enum DecompressError {
 }
 
 /// Decompresses `input` (a batch's records section), failing once the output would pass `limit`.
-pub fn decompress(
-    codec: Compression,
-    input: &[u8],
-    limit: usize,
-) -> Result<Vec<u8>, DecompressError> {
+pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
     let corrupt = |reason: String| DecompressError::Corrupt { codec, reason };
     match codec {
         Compression::None => bounded_copy(input, limit),
-        Compression::Gzip => read_bounded(flate2::read::GzDecoder::new(input), limit)
-            .map_err(|e| e.or_corrupt(corrupt)),
+        Compression::Gzip => {
+            read_bounded(flate2::read::GzDecoder::new(input), limit).map_err(|e| e.or_corrupt(corrupt))
+        }
         Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(input)
-                .map_err(|e| corrupt(e.to_string()))?;
+            let decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(|e| corrupt(e.to_string()))?;
             read_bounded(decoder, limit).map_err(|e| e.or_corrupt(corrupt))
         }
         Compression::Lz4 => {
@@ -69,10 +65,7 @@ impl ReadFailure {
 fn read_bounded(reader: impl Read, limit: usize) -> Result<Vec<u8>, ReadFailure> {
     let mut out = Vec::new();
     // One byte more than the limit tells "exactly at the limit" from "over it".
-    reader
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(ReadFailure::Io)?;
+    reader.take(limit as u64 + 1).read_to_end(&mut out).map_err(ReadFailure::Io)?;
     if out.len() > limit {
         return Err(ReadFailure::TooLarge(limit));
     }
@@ -85,17 +78,10 @@ fn snappy(input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
     };
     let mut out = Vec::new();
     while !blocks.is_empty() {
-        let corrupt = |reason: &str| DecompressError::Corrupt {
-            codec: Compression::Snappy,
-            reason: reason.to_owned(),
-        };
-        let (len, rest) = blocks
-            .split_first_chunk::<4>()
-            .ok_or_else(|| corrupt("truncated block length"))?;
+        let corrupt = |reason: &str| DecompressError::Corrupt { codec: Compression::Snappy, reason: reason.to_owned() };
+        let (len, rest) = blocks.split_first_chunk::<4>().ok_or_else(|| corrupt("truncated block length"))?;
         let len = u32::from_be_bytes(*len) as usize;
-        let block = rest
-            .get(..len)
-            .ok_or_else(|| corrupt("block longer than the data"))?;
+        let block = rest.get(..len).ok_or_else(|| corrupt("block longer than the data"))?;
         out = snappy_raw(block, limit, out)?;
         blocks = &rest[len..];
     }
@@ -104,19 +90,14 @@ fn snappy(input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
 
 /// Appends one raw snappy block to `out`, checking its declared length before allocating.
 fn snappy_raw(block: &[u8], limit: usize, mut out: Vec<u8>) -> Result<Vec<u8>, DecompressError> {
-    let corrupt = |e: snap::Error| DecompressError::Corrupt {
-        codec: Compression::Snappy,
-        reason: e.to_string(),
-    };
+    let corrupt = |e: snap::Error| DecompressError::Corrupt { codec: Compression::Snappy, reason: e.to_string() };
     let len = snap::raw::decompress_len(block).map_err(corrupt)?;
     let start = out.len();
     if start.saturating_add(len) > limit {
         return Err(DecompressError::TooLarge { limit });
     }
     out.resize(start + len, 0);
-    let written = snap::raw::Decoder::new()
-        .decompress(block, &mut out[start..])
-        .map_err(corrupt)?;
+    let written = snap::raw::Decoder::new().decompress(block, &mut out[start..]).map_err(corrupt)?;
     out.truncate(start + written);
     Ok(out)
 }
@@ -132,10 +113,7 @@ mod tests {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         encoder.write_all(&data).unwrap();
         let compressed = encoder.finish().unwrap();
-        assert_eq!(
-            decompress(Compression::Gzip, &compressed, 100_000).unwrap(),
-            data
-        );
+        assert_eq!(decompress(Compression::Gzip, &compressed, 100_000).unwrap(), data);
         assert_eq!(
             decompress(Compression::Gzip, &compressed, 99_999),
             Err(DecompressError::TooLarge { limit: 99_999 })
@@ -146,24 +124,15 @@ mod tests {
     fn snappy_xerial_and_raw() {
         let data = b"sensor reading sensor reading sensor reading".repeat(50);
         let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
-        assert_eq!(
-            decompress(Compression::Snappy, &raw, 1 << 20).unwrap(),
-            data
-        );
+        assert_eq!(decompress(Compression::Snappy, &raw, 1 << 20).unwrap(), data);
         let mut framed = XERIAL_MAGIC.to_vec();
         for chunk in data.chunks(700) {
             let block = snap::raw::Encoder::new().compress_vec(chunk).unwrap();
             framed.extend_from_slice(&(block.len() as u32).to_be_bytes());
             framed.extend_from_slice(&block);
         }
-        assert_eq!(
-            decompress(Compression::Snappy, &framed, 1 << 20).unwrap(),
-            data
-        );
-        assert!(matches!(
-            decompress(Compression::Snappy, &framed, 1000),
-            Err(DecompressError::TooLarge { .. })
-        ));
+        assert_eq!(decompress(Compression::Snappy, &framed, 1 << 20).unwrap(), data);
+        assert!(matches!(decompress(Compression::Snappy, &framed, 1000), Err(DecompressError::TooLarge { .. })));
         assert!(matches!(
             decompress(Compression::Snappy, &framed[..framed.len() - 3], 1 << 20),
             Err(DecompressError::Corrupt { .. })
@@ -175,18 +144,12 @@ mod tests {
         let data = b"0123456789".repeat(1000);
         let zstd = zstd::encode_all(&data[..], 3).unwrap();
         assert_eq!(decompress(Compression::Zstd, &zstd, 10_000).unwrap(), data);
-        assert!(matches!(
-            decompress(Compression::Zstd, &zstd, 9_999),
-            Err(DecompressError::TooLarge { .. })
-        ));
+        assert!(matches!(decompress(Compression::Zstd, &zstd, 9_999), Err(DecompressError::TooLarge { .. })));
         let mut encoder = lz4::EncoderBuilder::new().build(Vec::new()).unwrap();
         encoder.write_all(&data).unwrap();
         let (lz4, result) = encoder.finish();
         result.unwrap();
         assert_eq!(decompress(Compression::Lz4, &lz4, 10_000).unwrap(), data);
-        assert!(matches!(
-            decompress(Compression::Lz4, b"garbage", 10_000),
-            Err(DecompressError::Corrupt { .. })
-        ));
+        assert!(matches!(decompress(Compression::Lz4, b"garbage", 10_000), Err(DecompressError::Corrupt { .. })));
     }
 }

@@ -16,9 +16,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::limits::{
-    CACHE_BYTES_DEFAULT, FLUSH_INTERVAL_MS_MAX, RETENTION_CHECK_INTERVAL_MS_DEFAULT,
-};
+use crate::limits::{CACHE_BYTES_DEFAULT, FLUSH_INTERVAL_MS_MAX, RETENTION_CHECK_INTERVAL_MS_DEFAULT};
 use crate::storage::{DurabilityPolicy, StoreConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -30,10 +28,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("./rill-data"),
-            storage: StorageSection::default(),
-        }
+        Self { data_dir: PathBuf::from("./rill-data"), storage: StorageSection::default() }
     }
 }
 
@@ -69,10 +64,7 @@ impl Default for StorageSection {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid config: {0}")]
@@ -81,19 +73,13 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        })
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| e.message().to_owned() + &span_hint(text, e.span()))?;
+        let config: Config = toml::from_str(text).map_err(|e| e.message().to_owned() + &span_hint(text, e.span()))?;
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
     }
@@ -103,19 +89,13 @@ impl Config {
         if storage.durability == Durability::Interval
             && !(1..=FLUSH_INTERVAL_MS_MAX).contains(&storage.flush_interval_ms)
         {
-            return Err(ConfigError::Invalid(format!(
-                "storage.flush_interval_ms must be 1..={FLUSH_INTERVAL_MS_MAX}"
-            )));
+            return Err(ConfigError::Invalid(format!("storage.flush_interval_ms must be 1..={FLUSH_INTERVAL_MS_MAX}")));
         }
         if storage.cache_bytes < 1024 * 1024 {
-            return Err(ConfigError::Invalid(
-                "storage.cache_bytes must be at least 1 MiB".into(),
-            ));
+            return Err(ConfigError::Invalid("storage.cache_bytes must be at least 1 MiB".into()));
         }
         if storage.retention_check_interval_ms == 0 {
-            return Err(ConfigError::Invalid(
-                "storage.retention_check_interval_ms must be positive".into(),
-            ));
+            return Err(ConfigError::Invalid("storage.retention_check_interval_ms must be positive".into()));
         }
         Ok(())
     }
@@ -123,28 +103,16 @@ impl Config {
     pub fn store_config(&self) -> StoreConfig {
         let durability = match self.storage.durability {
             Durability::EveryCommit => DurabilityPolicy::EveryCommit,
-            Durability::Interval => {
-                DurabilityPolicy::Interval(Duration::from_millis(self.storage.flush_interval_ms))
-            }
+            Durability::Interval => DurabilityPolicy::Interval(Duration::from_millis(self.storage.flush_interval_ms)),
         };
-        StoreConfig {
-            durability,
-            cache_bytes: self.storage.cache_bytes,
-        }
+        StoreConfig { durability, cache_bytes: self.storage.cache_bytes }
     }
 }
 
 /// " (line N)" for a parse error's position, so the message names where to look.
 fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     span.map(|span| {
-        format!(
-            " (line {})",
-            text.as_bytes()[..span.start.min(text.len())]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1
-        )
+        format!(" (line {})", text.as_bytes()[..span.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1)
     })
     .unwrap_or_default()
 }
@@ -160,8 +128,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_naming_the_key() {
-        let err =
-            Config::parse("data_dir = \"x\"\n[storage]\ndurabilty = \"interval\"\n").unwrap_err();
+        let err = Config::parse("data_dir = \"x\"\n[storage]\ndurabilty = \"interval\"\n").unwrap_err();
         assert!(err.contains("durabilty"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(Config::parse("colour = 1").unwrap_err().contains("colour"));
@@ -169,16 +136,9 @@ mod tests {
 
     #[test]
     fn interval_policy_is_parsed_and_bounded() {
-        let config =
-            Config::parse("[storage]\ndurability = \"interval\"\nflush_interval_ms = 50\n")
-                .unwrap();
-        assert_eq!(
-            config.store_config().durability,
-            DurabilityPolicy::Interval(Duration::from_millis(50))
-        );
-        assert!(
-            Config::parse("[storage]\ndurability = \"interval\"\nflush_interval_ms = 0\n").is_err()
-        );
+        let config = Config::parse("[storage]\ndurability = \"interval\"\nflush_interval_ms = 50\n").unwrap();
+        assert_eq!(config.store_config().durability, DurabilityPolicy::Interval(Duration::from_millis(50)));
+        assert!(Config::parse("[storage]\ndurability = \"interval\"\nflush_interval_ms = 0\n").is_err());
         assert!(Config::parse("[storage]\ndurability = \"sometimes\"\n").is_err());
     }
 }

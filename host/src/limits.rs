@@ -36,10 +36,7 @@ pub const TOPIC_NAME_LEN_MAX: usize = 249;
 pub const PARTITIONS_PER_TOPIC_MAX: u32 = 1024;
 
 const _: () = assert!(MAX_MESSAGE_BYTES_DEFAULT as usize <= BATCH_BYTES_MAX);
-const _: () = assert!(
-    COMMIT_BYTES_MAX >= BATCH_BYTES_MAX,
-    "one largest batch must fit a commit"
-);
+const _: () = assert!(COMMIT_BYTES_MAX >= BATCH_BYTES_MAX, "one largest batch must fit a commit");
 
 /// Largest records section a compressed batch may decompress to. Kafka producers compress at most
 /// `batch.size` (16 KiB default) to a few MiB; 64 MiB stops a decompression bomb.

@@ -7,11 +7,7 @@ use clap::{Parser, Subcommand};
 use rill::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "rill",
-    version,
-    about = "Rill: a streaming log for the edge, speaking Kafka."
-)]
+#[command(name = "rill", version, about = "Rill: a streaming log for the edge, speaking Kafka.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,31 +70,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Bench { what } => {
             let runtime = runtime()?;
-            runtime
-                .block_on(rill::bench::run(what))
-                .map_err(|e| Failure {
-                    cause: e,
-                    hint: "see `rill bench --help`",
-                })
+            runtime.block_on(rill::bench::run(what)).map_err(|e| Failure { cause: e, hint: "see `rill bench --help`" })
         }
     }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure {
-            cause: format!("cannot start the async runtime: {e}"),
-            hint: "check the process limits (ulimit -u, -n)",
-        })
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure {
+        cause: format!("cannot start the async runtime: {e}"),
+        hint: "check the process limits (ulimit -u, -n)",
+    })
 }
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

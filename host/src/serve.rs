@@ -17,21 +17,13 @@ pub enum ServeError {
 /// can stop it without signals.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
     let dir = config.data_dir.display().to_string();
-    let store = Store::open(
-        Location::Dir(config.data_dir.clone()),
-        config.store_config(),
-    )
-    .map_err(|source| ServeError::Storage {
-        dir: dir.clone(),
-        source,
-    })?;
+    let store = Store::open(Location::Dir(config.data_dir.clone()), config.store_config())
+        .map_err(|source| ServeError::Storage { dir: dir.clone(), source })?;
     let topics = store.topics().len();
     tracing::info!(data_dir = %dir, topics, durability = ?config.storage.durability, "storage open");
 
-    let retention = tokio::spawn(retention_loop(
-        store.clone(),
-        Duration::from_millis(config.storage.retention_check_interval_ms),
-    ));
+    let retention =
+        tokio::spawn(retention_loop(store.clone(), Duration::from_millis(config.storage.retention_check_interval_ms)));
     tracing::info!("rill ready");
     shutdown.await;
     tracing::info!("shutting down");
@@ -47,16 +39,11 @@ async fn retention_loop(store: Store, every: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         match store.enforce_retention(now_ms).await {
             Ok(report) if report.groups_deleted > 0 => {
-                tracing::info!(
-                    groups = report.groups_deleted,
-                    bytes = report.bytes_deleted,
-                    "retention pass"
-                );
+                tracing::info!(groups = report.groups_deleted, bytes = report.bytes_deleted, "retention pass");
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention pass failed; will retry"),
@@ -69,15 +56,14 @@ pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops rill");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops rill");
+                let _ = interrupt.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

@@ -10,9 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use rill::storage::{Location, Store, StoreConfig, TopicConfig};
-use rill_core::batch::{
-    BatchParams, RecordSpec, batches, build_vec, set_base_offset, set_partition_leader_epoch,
-};
+use rill_core::batch::{BatchParams, RecordSpec, batches, build_vec, set_base_offset, set_partition_leader_epoch};
 
 const CHILD_ENV: &str = "RILL_KILL9_CHILD";
 
@@ -33,24 +31,10 @@ fn kill9_child_entry_point() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {
         let store = Store::open(Location::Dir(dir.into()), StoreConfig::default()).unwrap();
-        store
-            .create_topic(
-                "t",
-                1,
-                TopicConfig {
-                    retention_ms: None,
-                    ..TopicConfig::default()
-                },
-            )
-            .await
-            .unwrap();
+        store.create_topic("t", 1, TopicConfig { retention_ms: None, ..TopicConfig::default() }).await.unwrap();
         let mut stdout = std::io::stdout().lock();
         for i in 0.. {
             let at = store.append("t", 0, produced(i)).await.unwrap();
@@ -64,12 +48,7 @@ fn kill9_child_entry_point() {
 fn kill9_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kill9_child_entry_point",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "kill9_child_entry_point", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -89,32 +68,16 @@ fn kill9_loses_nothing_acknowledged() {
         }
     }
     child.wait().unwrap();
-    assert_eq!(
-        acked.len(),
-        300,
-        "the child acknowledged appends before it was killed"
-    );
+    assert_eq!(acked.len(), 300, "the child acknowledged appends before it was killed");
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let store = Store::open(Location::Dir(dir.path().into()), StoreConfig::default()).unwrap();
         let offsets = store.topic("t").unwrap().partition(0).unwrap().offsets();
-        assert!(
-            offsets.high_watermark >= 300,
-            "high watermark {}",
-            offsets.high_watermark
-        );
+        assert!(offsets.high_watermark >= 300, "high watermark {}", offsets.high_watermark);
         for (i, offset) in &acked {
             let read = store.read("t", 0, *offset, 1).unwrap();
-            let mut stored = batches(&read.records)
-                .next()
-                .unwrap()
-                .unwrap()
-                .as_bytes()
-                .to_vec();
+            let mut stored = batches(&read.records).next().unwrap().unwrap().as_bytes().to_vec();
             set_base_offset(&mut stored, 0).unwrap();
             set_partition_leader_epoch(&mut stored, -1).unwrap();
             assert_eq!(stored, produced(*i), "batch {i} at offset {offset}");

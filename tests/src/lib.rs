@@ -39,12 +39,8 @@ pub struct Running {
 
 impl Running {
     pub fn start(command: &mut Command) -> Running {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("rill starts");
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("rill starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (send, lines) = channel();
         std::thread::spawn(move || {
@@ -55,11 +51,7 @@ impl Running {
                 }
             }
         });
-        Running {
-            child: Some(child),
-            lines,
-            log: Vec::new(),
-        }
+        Running { child: Some(child), lines, log: Vec::new() }
     }
 
     /// Waits for a log line containing `needle`; returns it.
@@ -75,16 +67,10 @@ impl Running {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "no line with {needle:?} in {WAIT:?}; log:\n{}",
-                        self.log.join("\n")
-                    ));
+                    return Err(format!("no line with {needle:?} in {WAIT:?}; log:\n{}", self.log.join("\n")));
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(format!(
-                        "rill exited before logging {needle:?}; log:\n{}",
-                        self.log.join("\n")
-                    ));
+                    return Err(format!("rill exited before logging {needle:?}; log:\n{}", self.log.join("\n")));
                 }
             }
         }
@@ -111,10 +97,7 @@ impl Running {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!(
-                    "rill did not exit within {WAIT:?}; log:\n{}",
-                    self.log.join("\n")
-                );
+                panic!("rill did not exit within {WAIT:?}; log:\n{}", self.log.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

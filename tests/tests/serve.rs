@@ -10,10 +10,7 @@ fn help_and_version_work() {
     assert!(text.contains("serve"), "{text}");
     let version = rill().arg("--version").output().unwrap();
     assert!(version.status.success());
-    assert!(
-        String::from_utf8_lossy(&version.stdout).starts_with("rill "),
-        "version line"
-    );
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("rill "), "version line");
 }
 
 fn graceful_stop_on(signal: libc::c_int) {
@@ -21,25 +18,11 @@ fn graceful_stop_on(signal: libc::c_int) {
     let data = dir.path().join("data");
     let mut rill_process = Running::start(rill().arg("serve").arg("--data-dir").arg(&data));
     rill_process.wait_for("rill ready").unwrap();
-    assert!(
-        data.join("rill.redb").exists(),
-        "storage is created in the data dir"
-    );
+    assert!(data.join("rill.redb").exists(), "storage is created in the data dir");
     rill_process.signal(signal);
     let status = rill_process.wait_exit();
-    assert!(
-        status.success(),
-        "exit {status:?}; log:\n{}",
-        rill_process.log.join("\n")
-    );
-    assert!(
-        rill_process
-            .log
-            .iter()
-            .any(|line| line.contains("storage closed")),
-        "{:?}",
-        rill_process.log
-    );
+    assert!(status.success(), "exit {status:?}; log:\n{}", rill_process.log.join("\n"));
+    assert!(rill_process.log.iter().any(|line| line.contains("storage closed")), "{:?}", rill_process.log);
 
     // It starts again on the same data.
     let mut again = Running::start(rill().arg("serve").arg("--data-dir").arg(&data));
@@ -62,34 +45,14 @@ fn serve_stops_gracefully_on_sigint() {
 fn unknown_config_key_fails_with_one_line_and_a_hint() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("rill.toml");
-    std::fs::write(
-        &config,
-        "data_dir = \"x\"\n[storage]\ndurabilty = \"interval\"\n",
-    )
-    .unwrap();
-    let output = rill()
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    std::fs::write(&config, "data_dir = \"x\"\n[storage]\ndurabilty = \"interval\"\n").unwrap();
+    let output = rill().arg("serve").arg("--config").arg(&config).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.starts_with("error:"))
-        .collect();
+    let errors: Vec<&str> = stderr.lines().filter(|line| line.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "one error line: {stderr}");
-    assert!(
-        errors[0].contains("durabilty")
-            && errors[0].contains("line 3")
-            && errors[0].contains("hint:"),
-        "{stderr}"
-    );
-    assert!(
-        !dir.path().join("x").exists(),
-        "nothing is created on a bad config"
-    );
+    assert!(errors[0].contains("durabilty") && errors[0].contains("line 3") && errors[0].contains("hint:"), "{stderr}");
+    assert!(!dir.path().join("x").exists(), "nothing is created on a bad config");
 }
 
 #[test]
@@ -99,10 +62,7 @@ fn config_file_is_used_and_flags_override_it() {
     let from_file = dir.path().join("from-file");
     std::fs::write(
         &config,
-        format!(
-            "data_dir = {:?}\n[storage]\ndurability = \"interval\"\nflush_interval_ms = 20\n",
-            from_file
-        ),
+        format!("data_dir = {:?}\n[storage]\ndurability = \"interval\"\nflush_interval_ms = 20\n", from_file),
     )
     .unwrap();
     let mut from_config = Running::start(rill().arg("serve").arg("--config").arg(&config));
@@ -113,14 +73,8 @@ fn config_file_is_used_and_flags_override_it() {
     assert!(from_file.join("rill.redb").exists());
 
     let flag_dir = dir.path().join("from-flag");
-    let mut overridden = Running::start(
-        rill()
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(&flag_dir),
-    );
+    let mut overridden =
+        Running::start(rill().arg("serve").arg("--config").arg(&config).arg("--data-dir").arg(&flag_dir));
     overridden.wait_for("rill ready").unwrap();
     overridden.signal(libc::SIGTERM);
     assert!(overridden.wait_exit().success());
@@ -132,18 +86,10 @@ fn a_second_serve_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = Running::start(rill().arg("serve").arg("--data-dir").arg(dir.path()));
     first.wait_for("rill ready").unwrap();
-    let second = rill()
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let second = rill().arg("serve").arg("--data-dir").arg(dir.path()).output().unwrap();
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(
-        stderr.contains("in use by another process") && stderr.contains("hint:"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("in use by another process") && stderr.contains("hint:"), "{stderr}");
     first.signal(libc::SIGTERM);
     assert!(first.wait_exit().success());
 }

@@ -18,10 +18,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
-        _ => Err(format!(
-            "usage: cargo xtask test | cargo xtask bench storage [ARGS]\n(got {:?})",
-            args.first()
-        )),
+        _ => Err(format!("usage: cargo xtask test | cargo xtask bench storage [ARGS]\n(got {:?})", args.first())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -34,10 +31,7 @@ fn main() -> ExitCode {
 
 fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn cargo() -> Command {
@@ -47,9 +41,7 @@ fn cargo() -> Command {
 }
 
 fn run(what: &str, command: &mut Command) -> Result<(), String> {
-    let status = command
-        .status()
-        .map_err(|e| format!("{what}: cannot start {command:?}: {e}"))?;
+    let status = command.status().map_err(|e| format!("{what}: cannot start {command:?}: {e}"))?;
     if !status.success() {
         return Err(format!("{what} failed ({status})"));
     }
@@ -61,20 +53,12 @@ struct Phases {
 }
 
 impl Phases {
-    fn run<T>(
-        &mut self,
-        name: &'static str,
-        phase: impl FnOnce() -> Result<T, String>,
-    ) -> Result<T, String> {
+    fn run<T>(&mut self, name: &'static str, phase: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
         eprintln!("\n==> {name}");
         let started = Instant::now();
         let result = phase();
         let took = started.elapsed();
-        eprintln!(
-            "==> {name}: {} in {:.1} s",
-            if result.is_ok() { "ok" } else { "FAILED" },
-            took.as_secs_f64()
-        );
+        eprintln!("==> {name}: {} in {:.1} s", if result.is_ok() { "ok" } else { "FAILED" }, took.as_secs_f64());
         self.done.push((name, took));
         result
     }
@@ -98,43 +82,19 @@ fn test() -> Result<(), String> {
 
 fn test_phases(phases: &mut Phases) -> Result<(), String> {
     phases.run("install rustup targets", install_targets)?;
-    phases.run("cargo fmt --check", || {
-        run("fmt", cargo().args(["fmt", "--all", "--check"]))
-    })?;
+    phases.run("cargo fmt --check", || run("fmt", cargo().args(["fmt", "--all", "--check"])))?;
     phases.run("cargo clippy", || {
-        run(
-            "clippy",
-            cargo().args([
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]),
-        )
+        run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     })?;
     let rill_bin = phases.run("build rill", build_rill)?;
     phases.run("cargo test (workspace)", || {
-        run(
-            "tests",
-            cargo()
-                .args(["test", "--workspace"])
-                .env("RILL_BIN", &rill_bin),
-        )
+        run("tests", cargo().args(["test", "--workspace"]).env("RILL_BIN", &rill_bin))
     })?;
     phases.run("rill-core for Cortex-M", || {
         for target in TARGETS {
             run(
                 "no_std build",
-                cargo().args([
-                    "build",
-                    "-p",
-                    "rill-core",
-                    "--target",
-                    target,
-                    "--no-default-features",
-                ]),
+                cargo().args(["build", "-p", "rill-core", "--target", target, "--no-default-features"]),
             )?;
             run(
                 "no_std+alloc build",
@@ -156,9 +116,7 @@ fn test_phases(phases: &mut Phases) -> Result<(), String> {
         let scratch = std::env::temp_dir();
         run(
             "bench storage --quick",
-            Command::new(&rill_bin)
-                .args(["bench", "storage", "--quick", "--dir"])
-                .arg(&scratch),
+            Command::new(&rill_bin).args(["bench", "storage", "--quick", "--dir"]).arg(&scratch),
         )
     })?;
     Ok(())
@@ -175,10 +133,7 @@ fn install_targets() -> Result<(), String> {
             eprintln!("{target}: installed");
             continue;
         }
-        run(
-            "rustup target add",
-            Command::new("rustup").args(["target", "add", target]),
-        )?;
+        run("rustup target add", Command::new("rustup").args(["target", "add", target]))?;
     }
     Ok(())
 }
@@ -205,9 +160,7 @@ fn build_binary(args: &[&str]) -> Result<PathBuf, String> {
         };
         let is_rill_bin = message["reason"] == "compiler-artifact"
             && message["target"]["name"] == "rill"
-            && message["target"]["kind"]
-                .as_array()
-                .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
+            && message["target"]["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
         if let (true, Some(path)) = (is_rill_bin, message["executable"].as_str()) {
             eprintln!("rill binary: {path}");
             return Ok(PathBuf::from(path));
@@ -221,10 +174,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         Some("storage") => {
             let rill = build_binary(&["build", "--release", "-p", "rill", "--bin", "rill"])?;
             let mut command = Command::new(rill);
-            command
-                .current_dir(workspace_root())
-                .args(["bench", "storage"])
-                .args(&args[1..]);
+            command.current_dir(workspace_root()).args(["bench", "storage"]).args(&args[1..]);
             run("rill bench storage", &mut command)
         }
         other => Err(format!("unknown benchmark {other:?}; known: storage")),

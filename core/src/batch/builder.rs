@@ -3,8 +3,8 @@
 //! host and tests.
 
 use super::{
-    BatchHeader, BuildError, Compression, HEADER_LEN, LOG_OVERHEAD, MAGIC, RecordField,
-    TimestampType, attributes, seal_crc,
+    BatchHeader, BuildError, Compression, HEADER_LEN, LOG_OVERHEAD, MAGIC, RecordField, TimestampType, attributes,
+    seal_crc,
 };
 use crate::limits::BATCH_BYTES_MAX;
 use crate::varint::{BufferTooSmall, encode_varint, encode_varlong, varint_len, varlong_len};
@@ -76,10 +76,7 @@ impl<'buf> BatchBuilder<'buf> {
     /// A builder writing into `buf`, which must at least hold the header.
     pub fn new(buf: &'buf mut [u8], params: BatchParams) -> Result<Self, BuildError> {
         if buf.len() < HEADER_LEN {
-            return Err(BuildError::BufferTooSmall {
-                needed: HEADER_LEN,
-                available: buf.len(),
-            });
+            return Err(BuildError::BufferTooSmall { needed: HEADER_LEN, available: buf.len() });
         }
         Ok(Self {
             capacity: buf.len().min(BATCH_BYTES_MAX),
@@ -124,26 +121,16 @@ impl<'buf> BatchBuilder<'buf> {
         let available = self.capacity - self.len;
         if layout.total > available {
             return Err(if self.is_empty() {
-                BuildError::RecordTooLarge {
-                    needed: layout.total,
-                    capacity: self.capacity - HEADER_LEN,
-                }
+                BuildError::RecordTooLarge { needed: layout.total, capacity: self.capacity - HEADER_LEN }
             } else {
-                BuildError::BufferFull {
-                    needed: layout.total,
-                    available,
-                }
+                BuildError::BufferFull { needed: layout.total, available }
             });
         }
         let end = self.len + layout.total;
         let out = self.buf.get_mut(self.len..end).unwrap_or_default();
         let mut w = Writer { out, pos: 0 };
-        write_record(&mut w, record, &layout, timestamp_delta, offset_delta).map_err(|_| {
-            BuildError::BufferFull {
-                needed: layout.total,
-                available,
-            }
-        })?;
+        write_record(&mut w, record, &layout, timestamp_delta, offset_delta)
+            .map_err(|_| BuildError::BufferFull { needed: layout.total, available })?;
         // Layout::of and write_record must agree, or lengths in the batch would lie.
         debug_assert_eq!(w.pos, layout.total);
         // Commit only now that the record is fully written.
@@ -168,12 +155,7 @@ impl<'buf> BatchBuilder<'buf> {
             partition_leader_epoch: p.partition_leader_epoch,
             magic: MAGIC,
             crc: 0,
-            attributes: attributes(
-                Compression::None,
-                p.timestamp_type,
-                p.is_transactional,
-                false,
-            ),
+            attributes: attributes(Compression::None, p.timestamp_type, p.is_transactional, false),
             last_offset_delta: self.records_count - 1,
             base_timestamp: self.base_timestamp.unwrap_or(self.max_timestamp),
             max_timestamp: self.max_timestamp,
@@ -199,12 +181,10 @@ impl<'buf> BatchBuilder<'buf> {
             return Err(BuildError::TooManyRecords);
         }
         let base_timestamp = self.base_timestamp.unwrap_or(record.timestamp);
-        let timestamp_delta = record.timestamp.checked_sub(base_timestamp).ok_or(
-            BuildError::TimestampOutOfRange {
-                timestamp: record.timestamp,
-                base_timestamp,
-            },
-        )?;
+        let timestamp_delta = record
+            .timestamp
+            .checked_sub(base_timestamp)
+            .ok_or(BuildError::TimestampOutOfRange { timestamp: record.timestamp, base_timestamp })?;
         Ok((base_timestamp, timestamp_delta, self.records_count))
     }
 }
@@ -227,15 +207,10 @@ struct Layout {
 }
 
 impl Layout {
-    fn of(
-        record: &RecordSpec<'_>,
-        timestamp_delta: i64,
-        offset_delta: i32,
-    ) -> Result<Self, BuildError> {
+    fn of(record: &RecordSpec<'_>, timestamp_delta: i64, offset_delta: i32) -> Result<Self, BuildError> {
         let headers_count = length_of(RecordField::HeadersCount, record.headers.len())?;
         // attributes (1 byte) + the three fixed varints.
-        let mut body =
-            1 + varlong_len(timestamp_delta) + varint_len(offset_delta) + varint_len(headers_count);
+        let mut body = 1 + varlong_len(timestamp_delta) + varint_len(offset_delta) + varint_len(headers_count);
         body = body.saturating_add(nullable_len(RecordField::Key, record.key)?);
         body = body.saturating_add(nullable_len(RecordField::Value, record.value)?);
         for &(key, value) in record.headers {
@@ -245,10 +220,7 @@ impl Layout {
         }
         // Saturation above turns into this error rather than a wrong length.
         let body_len = length_of(RecordField::Length, body)?;
-        Ok(Self {
-            body_len,
-            total: varint_len(body_len) + body,
-        })
+        Ok(Self { body_len, total: varint_len(body_len) + body })
     }
 }
 
@@ -301,10 +273,7 @@ impl Writer<'_> {
     fn bytes(&mut self, bytes: &[u8]) -> Result<(), BufferTooSmall> {
         let rest = self.rest();
         let available = rest.len();
-        let slot = rest.get_mut(..bytes.len()).ok_or(BufferTooSmall {
-            needed: bytes.len(),
-            available,
-        })?;
+        let slot = rest.get_mut(..bytes.len()).ok_or(BufferTooSmall { needed: bytes.len(), available })?;
         slot.copy_from_slice(bytes);
         self.pos += bytes.len();
         Ok(())
@@ -333,30 +302,20 @@ impl Writer<'_> {
 
 /// Builds one uncompressed batch holding `records` into a `Vec` of exactly its size.
 #[cfg(feature = "alloc")]
-pub fn build_vec(
-    params: BatchParams,
-    records: &[RecordSpec<'_>],
-) -> Result<alloc::vec::Vec<u8>, BuildError> {
-    let base_timestamp = params
-        .base_timestamp
-        .or(records.first().map(|record| record.timestamp));
+pub fn build_vec(params: BatchParams, records: &[RecordSpec<'_>]) -> Result<alloc::vec::Vec<u8>, BuildError> {
+    let base_timestamp = params.base_timestamp.or(records.first().map(|record| record.timestamp));
     let mut total = HEADER_LEN;
     for (index, record) in records.iter().enumerate() {
         let offset_delta = i32::try_from(index).map_err(|_| BuildError::TooManyRecords)?;
         let base_timestamp = base_timestamp.unwrap_or(record.timestamp);
-        let timestamp_delta = record.timestamp.checked_sub(base_timestamp).ok_or(
-            BuildError::TimestampOutOfRange {
-                timestamp: record.timestamp,
-                base_timestamp,
-            },
-        )?;
+        let timestamp_delta = record
+            .timestamp
+            .checked_sub(base_timestamp)
+            .ok_or(BuildError::TimestampOutOfRange { timestamp: record.timestamp, base_timestamp })?;
         total = total.saturating_add(encoded_record_len(record, timestamp_delta, offset_delta)?);
     }
     if total > BATCH_BYTES_MAX {
-        return Err(BuildError::BatchTooLarge {
-            needed: total,
-            max: BATCH_BYTES_MAX,
-        });
+        return Err(BuildError::BatchTooLarge { needed: total, max: BATCH_BYTES_MAX });
     }
     let mut buf = alloc::vec![0u8; total];
     let mut builder = BatchBuilder::new(&mut buf, params)?;

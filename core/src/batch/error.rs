@@ -33,20 +33,13 @@ pub enum BatchError {
     /// `recordsCount` is negative.
     InvalidRecordsCount(i32),
     /// `lastOffsetDelta` is below `max(recordsCount - 1, 0)`.
-    InvalidLastOffsetDelta {
-        last_offset_delta: i32,
-        records_count: i32,
-    },
+    InvalidLastOffsetDelta { last_offset_delta: i32, records_count: i32 },
     /// The records section ended after `found` records; `recordsCount` says `header`.
     RecordCountMismatch { header: i32, found: u32 },
     /// `count` bytes remain at `at` after the last of the `recordsCount` records.
     TrailingBytes { at: usize, count: usize },
     /// Record number `index` (from 0) is malformed at byte `at`.
-    Record {
-        index: u32,
-        at: usize,
-        error: RecordError,
-    },
+    Record { index: u32, at: usize, error: RecordError },
 }
 
 impl fmt::Display for BatchError {
@@ -61,33 +54,27 @@ impl fmt::Display for BatchError {
                 HEADER_LEN - LOG_OVERHEAD,
                 BATCH_BYTES_MAX - LOG_OVERHEAD
             ),
-            Self::LengthMismatch { declared, actual } => write!(
-                f,
-                "batchLength (bytes 8..12) makes the batch {declared} bytes, but {actual} were given"
-            ),
+            Self::LengthMismatch { declared, actual } => {
+                write!(f, "batchLength (bytes 8..12) makes the batch {declared} bytes, but {actual} were given")
+            }
             Self::UnsupportedMagic(magic) => {
                 write!(f, "magic (byte 16) is {magic}, expected 2")
             }
-            Self::CrcMismatch { stored, computed } => write!(
-                f,
-                "crc (bytes 17..21) is {stored:#010x}, but the CRC32C of bytes 21.. is {computed:#010x}"
-            ),
+            Self::CrcMismatch { stored, computed } => {
+                write!(f, "crc (bytes 17..21) is {stored:#010x}, but the CRC32C of bytes 21.. is {computed:#010x}")
+            }
             Self::UnknownCompression(codec) => write!(
                 f,
                 "attributes (bytes 21..23) name compression codec {codec}, expected 0..=4 \
                  (none, gzip, snappy, lz4, zstd)"
             ),
-            Self::Compressed(codec) => write!(
-                f,
-                "records are {codec}-compressed: decompress the records section first"
-            ),
+            Self::Compressed(codec) => {
+                write!(f, "records are {codec}-compressed: decompress the records section first")
+            }
             Self::InvalidRecordsCount(count) => {
                 write!(f, "recordsCount (bytes 57..61) is {count}, expected >= 0")
             }
-            Self::InvalidLastOffsetDelta {
-                last_offset_delta,
-                records_count,
-            } => write!(
+            Self::InvalidLastOffsetDelta { last_offset_delta, records_count } => write!(
                 f,
                 "lastOffsetDelta (bytes 23..27) is {last_offset_delta}, expected >= \
                  max(recordsCount - 1, 0) with recordsCount {records_count}"
@@ -97,10 +84,9 @@ impl fmt::Display for BatchError {
                 "recordsCount (bytes 57..61) is {header}, but the records section ends after \
                  {found} records"
             ),
-            Self::TrailingBytes { at, count } => write!(
-                f,
-                "{count} bytes at byte {at} follow the last of the recordsCount records"
-            ),
+            Self::TrailingBytes { at, count } => {
+                write!(f, "{count} bytes at byte {at} follow the last of the recordsCount records")
+            }
             Self::Record { index, at, error } => write!(f, "record {index}, byte {at}: {error}"),
         }
     }
@@ -159,28 +145,18 @@ impl fmt::Display for RecordField {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordError {
     /// A varint field could not be decoded.
-    Varint {
-        field: RecordField,
-        error: VarintError,
-    },
+    Varint { field: RecordField, error: VarintError },
     /// A length or count is negative (only -1, meaning null, is allowed where Kafka allows null).
     NegativeLength { field: RecordField, length: i32 },
     /// A field needs `needed` bytes but only `available` remain in the record (or, for
     /// [`RecordField::Length`], in the records section).
-    OutOfBounds {
-        field: RecordField,
-        needed: usize,
-        available: usize,
-    },
+    OutOfBounds { field: RecordField, needed: usize, available: usize },
     /// The record's fields end after `used` bytes of the `declared` body length.
     UnusedBytes { declared: usize, used: usize },
     /// `offsetDelta` is not above the previous record's (or negative for the first record).
     OffsetDeltaNotIncreasing { previous: Option<i32>, found: i32 },
     /// `offsetDelta` is above the batch's `lastOffsetDelta`.
-    OffsetDeltaBeyondLast {
-        offset_delta: i32,
-        last_offset_delta: i32,
-    },
+    OffsetDeltaBeyondLast { offset_delta: i32, last_offset_delta: i32 },
 }
 
 impl fmt::Display for RecordError {
@@ -189,40 +165,26 @@ impl fmt::Display for RecordError {
             Self::Varint { field, error } => write!(f, "{field}: {error}"),
             Self::NegativeLength { field, length } => {
                 let expected = match field {
-                    RecordField::KeyLength
-                    | RecordField::ValueLength
-                    | RecordField::HeaderValueLength => ">= -1",
+                    RecordField::KeyLength | RecordField::ValueLength | RecordField::HeaderValueLength => ">= -1",
                     _ => ">= 0",
                 };
                 write!(f, "{field} is {length}, expected {expected}")
             }
-            Self::OutOfBounds {
-                field,
-                needed,
-                available,
-            } => write!(f, "{field} needs {needed} bytes, {available} remain"),
-            Self::UnusedBytes { declared, used } => write!(
-                f,
-                "length says {declared} bytes, but the record's fields end after {used}"
-            ),
-            Self::OffsetDeltaNotIncreasing {
-                previous: Some(previous),
-                found,
-            } => write!(
-                f,
-                "offsetDelta is {found}, expected above the previous record's {previous}"
-            ),
-            Self::OffsetDeltaNotIncreasing {
-                previous: None,
-                found,
-            } => write!(f, "offsetDelta is {found}, expected >= 0"),
-            Self::OffsetDeltaBeyondLast {
-                offset_delta,
-                last_offset_delta,
-            } => write!(
-                f,
-                "offsetDelta is {offset_delta}, above the batch's lastOffsetDelta {last_offset_delta}"
-            ),
+            Self::OutOfBounds { field, needed, available } => {
+                write!(f, "{field} needs {needed} bytes, {available} remain")
+            }
+            Self::UnusedBytes { declared, used } => {
+                write!(f, "length says {declared} bytes, but the record's fields end after {used}")
+            }
+            Self::OffsetDeltaNotIncreasing { previous: Some(previous), found } => {
+                write!(f, "offsetDelta is {found}, expected above the previous record's {previous}")
+            }
+            Self::OffsetDeltaNotIncreasing { previous: None, found } => {
+                write!(f, "offsetDelta is {found}, expected >= 0")
+            }
+            Self::OffsetDeltaBeyondLast { offset_delta, last_offset_delta } => {
+                write!(f, "offsetDelta is {offset_delta}, above the batch's lastOffsetDelta {last_offset_delta}")
+            }
         }
     }
 }
@@ -256,39 +218,27 @@ pub enum BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::BufferTooSmall { needed, available } => write!(
-                f,
-                "buffer of {available} bytes cannot hold a batch header of {needed}"
-            ),
+            Self::BufferTooSmall { needed, available } => {
+                write!(f, "buffer of {available} bytes cannot hold a batch header of {needed}")
+            }
             Self::BufferFull { needed, available } => write!(
                 f,
                 "record needs {needed} bytes, {available} remain in the batch: finish it and \
                  start another"
             ),
-            Self::RecordTooLarge { needed, capacity } => write!(
-                f,
-                "record needs {needed} bytes, more than an empty batch of {capacity} bytes holds"
-            ),
+            Self::RecordTooLarge { needed, capacity } => {
+                write!(f, "record needs {needed} bytes, more than an empty batch of {capacity} bytes holds")
+            }
             Self::BatchTooLarge { needed, max } => {
-                write!(
-                    f,
-                    "records make a batch of {needed} bytes, above the maximum of {max}"
-                )
+                write!(f, "records make a batch of {needed} bytes, above the maximum of {max}")
             }
             Self::TooManyRecords => write!(f, "batch already holds {} records", i32::MAX),
             Self::FieldTooLong { field, length } => {
-                write!(
-                    f,
-                    "{field} is {length} bytes, more than an i32 length can say"
-                )
+                write!(f, "{field} is {length} bytes, more than an i32 length can say")
             }
-            Self::TimestampOutOfRange {
-                timestamp,
-                base_timestamp,
-            } => write!(
-                f,
-                "timestamp {timestamp} minus base timestamp {base_timestamp} overflows an i64"
-            ),
+            Self::TimestampOutOfRange { timestamp, base_timestamp } => {
+                write!(f, "timestamp {timestamp} minus base timestamp {base_timestamp} overflows an i64")
+            }
             Self::Empty => f.write_str("batch has no records"),
         }
     }

@@ -109,10 +109,7 @@ impl BatchHeader {
     /// `bytes`, checking nothing but their presence ([`Batch::parse`](super::Batch::parse)
     /// validates).
     pub fn decode(bytes: &[u8]) -> Result<Self, BatchError> {
-        if let Some(needed) = super::HEADER_LEN
-            .checked_sub(bytes.len())
-            .filter(|&n| n > 0)
-        {
+        if let Some(needed) = super::HEADER_LEN.checked_sub(bytes.len()).filter(|&n| n > 0) {
             return Err(BatchError::Incomplete { needed });
         }
         let mut r = FieldReader { rest: bytes };
@@ -152,10 +149,7 @@ impl BatchHeader {
         w.put(self.producer_epoch.to_be_bytes());
         w.put(self.base_sequence.to_be_bytes());
         w.put(self.records_count.to_be_bytes());
-        assert!(
-            w.rest.is_empty(),
-            "header fields must fill exactly HEADER_LEN bytes"
-        );
+        assert!(w.rest.is_empty(), "header fields must fill exactly HEADER_LEN bytes");
         out
     }
 
@@ -163,10 +157,7 @@ impl BatchHeader {
     pub fn encode(&self, out: &mut [u8]) -> Result<(), BufferTooSmall> {
         let available = out.len();
         let Some(out) = out.get_mut(..super::HEADER_LEN) else {
-            return Err(BufferTooSmall {
-                needed: super::HEADER_LEN,
-                available,
-            });
+            return Err(BufferTooSmall { needed: super::HEADER_LEN, available });
         };
         out.copy_from_slice(&self.to_bytes());
         Ok(())
@@ -184,11 +175,7 @@ impl BatchHeader {
     }
 
     pub fn timestamp_type(&self) -> TimestampType {
-        if self.attributes & TIMESTAMP_TYPE_BIT == 0 {
-            TimestampType::CreateTime
-        } else {
-            TimestampType::LogAppendTime
-        }
+        if self.attributes & TIMESTAMP_TYPE_BIT == 0 { TimestampType::CreateTime } else { TimestampType::LogAppendTime }
     }
 
     pub fn is_transactional(&self) -> bool {
@@ -208,8 +195,7 @@ impl BatchHeader {
     /// Offset of the batch's last record: `base_offset + last_offset_delta`, saturating so that
     /// a corrupt header cannot overflow.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Bytes of the whole batch: the 12 bytes of log overhead plus `batch_length` (a negative
@@ -248,9 +234,7 @@ struct FieldReader<'a> {
 impl FieldReader<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], BatchError> {
         let Some((field, rest)) = self.rest.split_first_chunk::<N>() else {
-            return Err(BatchError::Incomplete {
-                needed: N - self.rest.len(),
-            });
+            return Err(BatchError::Incomplete { needed: N - self.rest.len() });
         };
         self.rest = rest;
         Ok(*field)
@@ -279,29 +263,17 @@ mod tests {
     fn attributes_bits() {
         let value = attributes(Compression::Zstd, TimestampType::LogAppendTime, true, true);
         assert_eq!(value, 0b0011_1100);
-        let header = BatchHeader {
-            attributes: value | DELETE_HORIZON_BIT,
-            ..BatchHeader::decode(&[0; 61]).unwrap()
-        };
+        let header = BatchHeader { attributes: value | DELETE_HORIZON_BIT, ..BatchHeader::decode(&[0; 61]).unwrap() };
         assert_eq!(header.compression(), Ok(Compression::Zstd));
         assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
         assert!(header.is_transactional() && header.is_control() && header.has_delete_horizon());
         for id in 5..=7 {
-            let header = BatchHeader {
-                attributes: id,
-                ..header
-            };
-            assert_eq!(
-                header.compression(),
-                Err(BatchError::UnknownCompression(id as u8))
-            );
+            let header = BatchHeader { attributes: id, ..header };
+            assert_eq!(header.compression(), Err(BatchError::UnknownCompression(id as u8)));
         }
         let mut header = header;
         header.set_compression(Compression::Lz4);
-        assert_eq!(
-            header.attributes & !COMPRESSION_MASK,
-            value & !COMPRESSION_MASK | DELETE_HORIZON_BIT
-        );
+        assert_eq!(header.attributes & !COMPRESSION_MASK, value & !COMPRESSION_MASK | DELETE_HORIZON_BIT);
         assert_eq!(header.compression(), Ok(Compression::Lz4));
     }
 
@@ -311,14 +283,8 @@ mod tests {
         let header = BatchHeader::decode(&bytes).unwrap();
         assert_eq!(header.to_bytes(), bytes);
         assert_eq!(header.magic, 49);
-        assert_eq!(
-            header.records_count,
-            i32::from_be_bytes([172, 175, 178, 181])
-        );
-        assert_eq!(
-            BatchHeader::decode(&bytes[..60]),
-            Err(BatchError::Incomplete { needed: 1 })
-        );
+        assert_eq!(header.records_count, i32::from_be_bytes([172, 175, 178, 181]));
+        assert_eq!(BatchHeader::decode(&bytes[..60]), Err(BatchError::Incomplete { needed: 1 }));
         let mut out = [0u8; 60];
         assert!(header.encode(&mut out).is_err());
     }

@@ -70,9 +70,7 @@ pub use builder::build_vec;
 pub use builder::{BatchBuilder, BatchParams, RecordSpec, encoded_record_len};
 pub use error::{BatchError, BuildError, RecordError, RecordField};
 pub use header::{BatchHeader, Compression, TimestampType, attributes};
-pub use record::{
-    Header, Headers, Record, Records, records_in, validate_decompressed, validate_records,
-};
+pub use record::{Header, Headers, Record, Records, records_in, validate_decompressed, validate_records};
 
 use crate::limits::BATCH_BYTES_MAX;
 pub use crate::varint::BufferTooSmall;
@@ -92,8 +90,7 @@ const _: () = assert!(at::RECORDS_COUNT + 4 == HEADER_LEN);
 
 /// CRC32C (Castagnoli, polynomial 0x1EDC6F41), Kafka's batch checksum. 16 lanes of tables
 /// (16 KiB, in flash on a device) run several times faster than one.
-static CRC32C: crc::Crc<u32, crc::Table<16>> =
-    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+static CRC32C: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 /// CRC32C of `bytes`.
 pub fn crc32c(bytes: &[u8]) -> u32 {
@@ -160,22 +157,13 @@ impl<'a> Batch<'a> {
         let header = BatchHeader::decode(bytes)?;
         let computed = compute_crc(bytes);
         if computed != header.crc {
-            return Err(BatchError::CrcMismatch {
-                stored: header.crc,
-                computed,
-            });
+            return Err(BatchError::CrcMismatch { stored: header.crc, computed });
         }
         let compression = header.compression()?;
         record::check_counts(&header)?;
-        let batch = Self {
-            bytes,
-            header,
-            compression,
-        };
+        let batch = Self { bytes, header, compression };
         if compression == Compression::None {
-            batch
-                .walk_records()
-                .try_for_each(|record| record.map(drop))?;
+            batch.walk_records().try_for_each(|record| record.map(drop))?;
         }
         Ok(batch)
     }
@@ -218,22 +206,13 @@ impl<'a> Batch<'a> {
 
     fn walk_records(&self) -> Records<'a> {
         let h = &self.header;
-        Records::new(
-            self.records_section(),
-            h.records_count,
-            HEADER_LEN,
-            Some(h.last_offset_delta),
-        )
+        Records::new(self.records_section(), h.records_count, HEADER_LEN, Some(h.last_offset_delta))
     }
 }
 
 /// The batches of `bytes`, one after another (a produce request or a segment holds several).
 pub fn batches(bytes: &[u8]) -> Batches<'_> {
-    Batches {
-        bytes,
-        pos: 0,
-        failed: false,
-    }
+    Batches { bytes, pos: 0, failed: false }
 }
 
 /// Iterator over concatenated batches; yields the first error (a trailing partial batch is
@@ -276,9 +255,7 @@ impl<'a> Iterator for Batches<'a> {
 
 fn incomplete(have: usize, need: usize) -> BatchError {
     debug_assert!(have < need);
-    BatchError::Incomplete {
-        needed: need.saturating_sub(have),
-    }
+    BatchError::Incomplete { needed: need.saturating_sub(have) }
 }
 
 /// `bytes` is exactly one batch as far as `batchLength` and `magic` tell, so the fixed header
@@ -289,10 +266,7 @@ fn check_frame(bytes: &[u8]) -> Result<(), BatchError> {
         return Err(incomplete(bytes.len(), len));
     }
     if bytes.len() > len {
-        return Err(BatchError::LengthMismatch {
-            declared: len,
-            actual: bytes.len(),
-        });
+        return Err(BatchError::LengthMismatch { declared: len, actual: bytes.len() });
     }
     check_header(bytes)
 }

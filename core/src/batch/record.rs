@@ -23,10 +23,7 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// The record's headers, in order. Validated when the record was read, so infallible.
     pub fn headers(&self) -> Headers<'a> {
-        Headers {
-            rest: self.headers,
-            remaining: self.headers_count,
-        }
+        Headers { rest: self.headers, remaining: self.headers_count }
     }
 
     pub fn headers_count(&self) -> u32 {
@@ -108,12 +105,7 @@ pub struct Records<'a> {
 
 impl<'a> Records<'a> {
     /// `last_offset_delta`: the bound offset deltas must respect, when the header is known.
-    pub(crate) fn new(
-        section: &'a [u8],
-        records_count: i32,
-        base: usize,
-        last_offset_delta: Option<i32>,
-    ) -> Self {
+    pub(crate) fn new(section: &'a [u8], records_count: i32, base: usize, last_offset_delta: Option<i32>) -> Self {
         Self {
             section,
             pos: 0,
@@ -139,15 +131,9 @@ impl<'a> Records<'a> {
             };
         }
         if rest.is_empty() {
-            return Some(Err(BatchError::RecordCountMismatch {
-                header: self.records_count,
-                found: self.index,
-            }));
+            return Some(Err(BatchError::RecordCountMismatch { header: self.records_count, found: self.index }));
         }
-        let rule = OffsetRule {
-            previous: self.previous_offset_delta,
-            last: self.last_offset_delta,
-        };
+        let rule = OffsetRule { previous: self.previous_offset_delta, last: self.last_offset_delta };
         match parse_record(self.section, self.pos, rule) {
             Ok((record, end)) => {
                 debug_assert!(end > self.pos, "a record takes at least one byte");
@@ -156,11 +142,9 @@ impl<'a> Records<'a> {
                 self.previous_offset_delta = Some(record.offset_delta);
                 Some(Ok(record))
             }
-            Err((at, error)) => Some(Err(BatchError::Record {
-                index: self.index,
-                at: self.base.saturating_add(at),
-                error,
-            })),
+            Err((at, error)) => {
+                Some(Err(BatchError::Record { index: self.index, at: self.base.saturating_add(at), error }))
+            }
         }
     }
 }
@@ -196,13 +180,8 @@ pub fn validate_records(section: &[u8], records_count: i32) -> Result<(), BatchE
 /// checks the header's counts and that no offset delta exceeds `lastOffsetDelta`.
 pub fn validate_decompressed(header: &BatchHeader, section: &[u8]) -> Result<(), BatchError> {
     check_counts(header)?;
-    Records::new(
-        section,
-        header.records_count,
-        0,
-        Some(header.last_offset_delta),
-    )
-    .try_for_each(|record| record.map(drop))
+    Records::new(section, header.records_count, 0, Some(header.last_offset_delta))
+        .try_for_each(|record| record.map(drop))
 }
 
 /// Kafka's rules for the counts in the header. After compaction `lastOffsetDelta` may exceed
@@ -236,37 +215,25 @@ impl OffsetRule {
     fn check(self, found: i32) -> Result<(), RecordError> {
         let lowest = self.previous.map_or(0, |previous| i64::from(previous) + 1);
         if i64::from(found) < lowest {
-            return Err(RecordError::OffsetDeltaNotIncreasing {
-                previous: self.previous,
-                found,
-            });
+            return Err(RecordError::OffsetDeltaNotIncreasing { previous: self.previous, found });
         }
         match self.last {
-            Some(last) if found > last => Err(RecordError::OffsetDeltaBeyondLast {
-                offset_delta: found,
-                last_offset_delta: last,
-            }),
+            Some(last) if found > last => {
+                Err(RecordError::OffsetDeltaBeyondLast { offset_delta: found, last_offset_delta: last })
+            }
             _ => Ok(()),
         }
     }
 }
 
 /// Reads the record starting at `start`; returns it and the offset just past it.
-fn parse_record(
-    section: &[u8],
-    start: usize,
-    rule: OffsetRule,
-) -> Result<(Record<'_>, usize), Located> {
+fn parse_record(section: &[u8], start: usize, rule: OffsetRule) -> Result<(Record<'_>, usize), Located> {
     let mut c = Cursor::new(section, start, section.len());
     let length = c.length(RecordField::Length)?;
     let body_start = c.pos;
     let available = c.rest().len();
     if length > available {
-        let error = RecordError::OutOfBounds {
-            field: RecordField::Length,
-            needed: length,
-            available,
-        };
+        let error = RecordError::OutOfBounds { field: RecordField::Length, needed: length, available };
         return Err((start, error));
     }
     // From here on the cursor cannot read past this record's body.
@@ -288,10 +255,7 @@ fn parse_record(
     let headers = section.get(headers_start..c.pos).unwrap_or_default();
     if c.pos != c.end {
         let used = c.pos - body_start;
-        let error = RecordError::UnusedBytes {
-            declared: length,
-            used,
-        };
+        let error = RecordError::UnusedBytes { declared: length, used };
         return Err((c.pos, error));
     }
     let record = Record {
@@ -325,15 +289,15 @@ impl<'a> Cursor<'a> {
     }
 
     fn varint(&mut self, field: RecordField) -> Result<i32, Located> {
-        let (value, len) = decode_varint(self.rest())
-            .map_err(|error| (self.pos, RecordError::Varint { field, error }))?;
+        let (value, len) =
+            decode_varint(self.rest()).map_err(|error| (self.pos, RecordError::Varint { field, error }))?;
         self.pos += len;
         Ok(value)
     }
 
     fn varlong(&mut self, field: RecordField) -> Result<i64, Located> {
-        let (value, len) = decode_varlong(self.rest())
-            .map_err(|error| (self.pos, RecordError::Varint { field, error }))?;
+        let (value, len) =
+            decode_varlong(self.rest()).map_err(|error| (self.pos, RecordError::Varint { field, error }))?;
         self.pos += len;
         Ok(value)
     }
@@ -348,11 +312,7 @@ impl<'a> Cursor<'a> {
     fn take(&mut self, len: usize, field: RecordField) -> Result<&'a [u8], Located> {
         let rest = self.rest();
         let Some(taken) = rest.get(..len) else {
-            let error = RecordError::OutOfBounds {
-                field,
-                needed: len,
-                available: rest.len(),
-            };
+            let error = RecordError::OutOfBounds { field, needed: len, available: rest.len() };
             return Err((self.pos, error));
         };
         self.pos += len;
@@ -361,23 +321,13 @@ impl<'a> Cursor<'a> {
 
     /// A length-prefixed byte string where length -1 means null. Kafka reads any negative
     /// length as null; only -1 is ever written, so anything else is reported as corruption.
-    fn nullable(
-        &mut self,
-        length_field: RecordField,
-        field: RecordField,
-    ) -> Result<Option<&'a [u8]>, Located> {
+    fn nullable(&mut self, length_field: RecordField, field: RecordField) -> Result<Option<&'a [u8]>, Located> {
         let at = self.pos;
         match self.varint(length_field)? {
             -1 => Ok(None),
             length => match usize::try_from(length) {
                 Ok(len) => self.take(len, field).map(Some),
-                Err(_) => Err((
-                    at,
-                    RecordError::NegativeLength {
-                        field: length_field,
-                        length,
-                    },
-                )),
+                Err(_) => Err((at, RecordError::NegativeLength { field: length_field, length })),
             },
         }
     }
@@ -411,21 +361,9 @@ mod tests {
 
     #[test]
     fn count_mismatches() {
-        assert_eq!(
-            validate_records(&ONE, 2),
-            Err(BatchError::RecordCountMismatch {
-                header: 2,
-                found: 1
-            })
-        );
-        assert_eq!(
-            validate_records(&ONE, 0),
-            Err(BatchError::TrailingBytes { at: 0, count: 8 })
-        );
-        assert_eq!(
-            validate_records(&ONE, -1),
-            Err(BatchError::InvalidRecordsCount(-1))
-        );
+        assert_eq!(validate_records(&ONE, 2), Err(BatchError::RecordCountMismatch { header: 2, found: 1 }));
+        assert_eq!(validate_records(&ONE, 0), Err(BatchError::TrailingBytes { at: 0, count: 8 }));
+        assert_eq!(validate_records(&ONE, -1), Err(BatchError::InvalidRecordsCount(-1)));
         let mut records = records_in(&ONE, 2);
         assert!(records.next().unwrap().is_ok());
         assert!(records.next().unwrap().is_err());
@@ -438,44 +376,27 @@ mod tests {
         // Length says 9 but only 7 bytes follow.
         let mut bytes = ONE;
         bytes[0] = 0x12;
-        let error = RecordError::OutOfBounds {
-            field: RecordField::Length,
-            needed: 9,
-            available: 7,
-        };
+        let error = RecordError::OutOfBounds { field: RecordField::Length, needed: 9, available: 7 };
         assert_eq!(validate_records(&bytes, 1), record(0, 0, error));
         // Value length 3 runs past the record body.
         let mut bytes = ONE;
         bytes[5] = 0x06;
-        let error = RecordError::OutOfBounds {
-            field: RecordField::Value,
-            needed: 3,
-            available: 2,
-        };
+        let error = RecordError::OutOfBounds { field: RecordField::Value, needed: 3, available: 2 };
         assert_eq!(validate_records(&bytes, 1), record(0, 6, error));
         // Key length -2.
         let mut bytes = ONE;
         bytes[4] = 0x03;
-        let error = RecordError::NegativeLength {
-            field: RecordField::KeyLength,
-            length: -2,
-        };
+        let error = RecordError::NegativeLength { field: RecordField::KeyLength, length: -2 };
         assert_eq!(validate_records(&bytes, 1), record(0, 4, error));
         // Offset delta -1 on the first record.
         let mut bytes = ONE;
         bytes[3] = 0x01;
-        let error = RecordError::OffsetDeltaNotIncreasing {
-            previous: None,
-            found: -1,
-        };
+        let error = RecordError::OffsetDeltaNotIncreasing { previous: None, found: -1 };
         assert_eq!(validate_records(&bytes, 1), record(0, 3, error));
         // Headers count runs off the end as an unterminated varint.
         let mut bytes = ONE;
         bytes[7] = 0x80;
-        let error = RecordError::Varint {
-            field: RecordField::HeadersCount,
-            error: VarintError::Truncated,
-        };
+        let error = RecordError::Varint { field: RecordField::HeadersCount, error: VarintError::Truncated };
         assert_eq!(validate_records(&bytes, 1), record(0, 7, error));
     }
 
@@ -484,18 +405,8 @@ mod tests {
         let mut two = [0u8; 16];
         two[..8].copy_from_slice(&ONE);
         two[8..].copy_from_slice(&ONE);
-        let error = RecordError::OffsetDeltaNotIncreasing {
-            previous: Some(0),
-            found: 0,
-        };
-        assert_eq!(
-            validate_records(&two, 2),
-            Err(BatchError::Record {
-                index: 1,
-                at: 11,
-                error
-            })
-        );
+        let error = RecordError::OffsetDeltaNotIncreasing { previous: Some(0), found: 0 };
+        assert_eq!(validate_records(&two, 2), Err(BatchError::Record { index: 1, at: 11, error }));
         two[11] = 0x04; // offsetDelta 2: gaps are allowed (compaction)
         assert_eq!(validate_records(&two, 2), Ok(()));
     }

@@ -5,24 +5,9 @@ use super::*;
 const TS: i64 = 1_700_000_000_000;
 const HEADERS: &[(&[u8], Option<&[u8]>)] = &[(b"h", Some(b"x")), (b"n", None)];
 const SPECS: [RecordSpec<'static>; 3] = [
-    RecordSpec {
-        timestamp: TS,
-        key: Some(b"k1"),
-        value: Some(b"hello"),
-        headers: &[],
-    },
-    RecordSpec {
-        timestamp: TS + 5,
-        key: None,
-        value: Some(b"v2"),
-        headers: HEADERS,
-    },
-    RecordSpec {
-        timestamp: TS + 1,
-        key: Some(b""),
-        value: None,
-        headers: &[],
-    },
+    RecordSpec { timestamp: TS, key: Some(b"k1"), value: Some(b"hello"), headers: &[] },
+    RecordSpec { timestamp: TS + 5, key: None, value: Some(b"v2"), headers: HEADERS },
+    RecordSpec { timestamp: TS + 1, key: Some(b""), value: None, headers: &[] },
 ];
 
 /// The batch [`SPECS`] make with default params, written out by hand from Kafka's protocol
@@ -100,10 +85,7 @@ fn golden_bytes() {
 fn golden_parses_back() {
     let batch = Batch::parse(&GOLDEN).unwrap();
     let h = batch.header();
-    assert_eq!(
-        (h.records_count, h.last_offset_delta, h.max_timestamp),
-        (3, 2, TS + 5)
-    );
+    assert_eq!((h.records_count, h.last_offset_delta, h.max_timestamp), (3, 2, TS + 5));
     assert_eq!(h.compression(), Ok(Compression::None));
     assert_eq!(h.total_len(), GOLDEN.len());
     assert_eq!(batch.records_section().len(), 37);
@@ -113,20 +95,12 @@ fn golden_parses_back() {
         assert_eq!(record.offset(batch.base_offset()), offset_delta as i64);
         assert_eq!(record.timestamp(h.base_timestamp), spec.timestamp);
         assert_eq!((record.key, record.value), (spec.key, spec.value));
-        assert!(
-            record
-                .headers()
-                .map(|h| (h.key, h.value))
-                .eq(spec.headers.iter().copied())
-        );
+        assert!(record.headers().map(|h| (h.key, h.value)).eq(spec.headers.iter().copied()));
     }
     assert!(records.next().is_none());
     assert_eq!(batch_len(&GOLDEN), Ok(98));
     assert_eq!(batch_len(&GOLDEN[..12]), Ok(98));
-    assert_eq!(
-        batch_len(&GOLDEN[..5]),
-        Err(BatchError::Incomplete { needed: 7 })
-    );
+    assert_eq!(batch_len(&GOLDEN[..5]), Err(BatchError::Incomplete { needed: 7 }));
 }
 
 #[test]
@@ -136,13 +110,7 @@ fn header_errors() {
     assert_eq!(Batch::parse(&bytes), Err(BatchError::UnsupportedMagic(1)));
     let mut bytes = GOLDEN;
     bytes[97] ^= 1;
-    assert!(matches!(
-        Batch::parse(&bytes),
-        Err(BatchError::CrcMismatch {
-            stored: 0xf178_db2b,
-            ..
-        })
-    ));
+    assert!(matches!(Batch::parse(&bytes), Err(BatchError::CrcMismatch { stored: 0xf178_db2b, .. })));
     let mut bytes = GOLDEN;
     bytes[22] = 5;
     seal_crc(&mut bytes).unwrap();
@@ -150,27 +118,15 @@ fn header_errors() {
     let mut bytes = GOLDEN;
     bytes[26] = 1; // lastOffsetDelta 1 < recordsCount - 1
     seal_crc(&mut bytes).unwrap();
-    let expected = BatchError::InvalidLastOffsetDelta {
-        last_offset_delta: 1,
-        records_count: 3,
-    };
+    let expected = BatchError::InvalidLastOffsetDelta { last_offset_delta: 1, records_count: 3 };
     assert_eq!(Batch::parse(&bytes), Err(expected));
     let mut bytes = GOLDEN;
     bytes[11] = 48; // one below the header's 49
-    assert_eq!(
-        Batch::parse(&bytes),
-        Err(BatchError::LengthOutOfRange { length: 48 })
-    );
-    assert_eq!(
-        Batch::parse(&GOLDEN[..97]),
-        Err(BatchError::Incomplete { needed: 1 })
-    );
+    assert_eq!(Batch::parse(&bytes), Err(BatchError::LengthOutOfRange { length: 48 }));
+    assert_eq!(Batch::parse(&GOLDEN[..97]), Err(BatchError::Incomplete { needed: 1 }));
     let mut longer = [0u8; 99];
     longer[..98].copy_from_slice(&GOLDEN);
-    let expected = BatchError::LengthMismatch {
-        declared: 98,
-        actual: 99,
-    };
+    let expected = BatchError::LengthMismatch { declared: 98, actual: 99 };
     assert_eq!(Batch::parse(&longer), Err(expected));
 }
 
@@ -180,34 +136,14 @@ fn record_errors_are_batch_relative() {
     let mut bytes = GOLDEN;
     bytes[78] = 0;
     seal_crc(&mut bytes).unwrap();
-    let error = RecordError::OffsetDeltaNotIncreasing {
-        previous: Some(0),
-        found: 0,
-    };
-    assert_eq!(
-        Batch::parse(&bytes),
-        Err(BatchError::Record {
-            index: 1,
-            at: 78,
-            error
-        })
-    );
+    let error = RecordError::OffsetDeltaNotIncreasing { previous: Some(0), found: 0 };
+    assert_eq!(Batch::parse(&bytes), Err(BatchError::Record { index: 1, at: 78, error }));
     // Record 2's offsetDelta (byte 61 + 30 + 3 = 94) set to 3, above lastOffsetDelta 2.
     let mut bytes = GOLDEN;
     bytes[94] = 0x06;
     seal_crc(&mut bytes).unwrap();
-    let error = RecordError::OffsetDeltaBeyondLast {
-        offset_delta: 3,
-        last_offset_delta: 2,
-    };
-    assert_eq!(
-        Batch::parse(&bytes),
-        Err(BatchError::Record {
-            index: 2,
-            at: 94,
-            error
-        })
-    );
+    let error = RecordError::OffsetDeltaBeyondLast { offset_delta: 3, last_offset_delta: 2 };
+    assert_eq!(Batch::parse(&bytes), Err(BatchError::Record { index: 2, at: 94, error }));
     // ...which becomes valid once lastOffsetDelta says 3 (a compacted batch has gaps).
     bytes[26] = 3;
     seal_crc(&mut bytes).unwrap();
@@ -222,15 +158,9 @@ fn compressed_records_are_not_walked() {
     seal_crc(&mut bytes).unwrap();
     let batch = Batch::parse(&bytes).unwrap();
     assert_eq!(batch.compression(), Compression::Zstd);
-    assert_eq!(
-        batch.records().err(),
-        Some(BatchError::Compressed(Compression::Zstd))
-    );
+    assert_eq!(batch.records().err(), Some(BatchError::Compressed(Compression::Zstd)));
     // The host, after "decompressing", validates the section against the header.
-    assert_eq!(
-        validate_decompressed(batch.header(), &GOLDEN[HEADER_LEN..]),
-        Ok(())
-    );
+    assert_eq!(validate_decompressed(batch.header(), &GOLDEN[HEADER_LEN..]), Ok(()));
 }
 
 #[test]
@@ -242,15 +172,9 @@ fn in_place_rewrites_keep_the_crc() {
     assert_eq!(batch.base_offset(), 1_000_000);
     assert_eq!(batch.last_offset(), 1_000_002);
     assert_eq!(batch.header().partition_leader_epoch, 7);
-    assert_eq!(
-        set_base_offset(&mut bytes[..60], 0),
-        Err(BatchError::Incomplete { needed: 1 })
-    );
+    assert_eq!(set_base_offset(&mut bytes[..60], 0), Err(BatchError::Incomplete { needed: 1 }));
     bytes[16] = 0;
-    assert_eq!(
-        set_partition_leader_epoch(&mut bytes, 0),
-        Err(BatchError::UnsupportedMagic(0))
-    );
+    assert_eq!(set_partition_leader_epoch(&mut bytes, 0), Err(BatchError::UnsupportedMagic(0)));
 }
 
 #[test]
@@ -265,19 +189,13 @@ fn batches_iterates_and_stops_at_the_first_error() {
     let mut iter = batches(&two);
     assert!(iter.next().unwrap().is_ok());
     assert!(iter.next().unwrap().is_ok());
-    assert_eq!(
-        iter.next(),
-        Some(Err(BatchError::Incomplete { needed: 78 }))
-    );
+    assert_eq!(iter.next(), Some(Err(BatchError::Incomplete { needed: 78 })));
     assert_eq!(iter.position(), 196);
     assert_eq!(iter.next(), None);
     let mut bad = two;
     bad[20] ^= 1; // CRC of the first batch
     let mut iter = batches(&bad);
-    assert!(matches!(
-        iter.next(),
-        Some(Err(BatchError::CrcMismatch { .. }))
-    ));
+    assert!(matches!(iter.next(), Some(Err(BatchError::CrcMismatch { .. }))));
     assert_eq!(iter.next(), None);
     assert_eq!(batches(&[]).next(), None);
 }
@@ -290,56 +208,29 @@ fn buffer_full_keeps_earlier_records() {
     builder.push(&SPECS[0]).unwrap();
     builder.push(&SPECS[1]).unwrap();
     assert_eq!(builder.encoded_len_of(&SPECS[2]), Ok(7));
-    let full = BuildError::BufferFull {
-        needed: 7,
-        available: 6,
-    };
+    let full = BuildError::BufferFull { needed: 7, available: 6 };
     assert_eq!(builder.push(&SPECS[2]), Err(full));
     assert_eq!(builder.push(&SPECS[2]), Err(full), "still the same state");
-    assert_eq!(
-        (builder.records_count(), builder.len()),
-        (2, HEADER_LEN + 30)
-    );
+    assert_eq!((builder.records_count(), builder.len()), (2, HEADER_LEN + 30));
     let batch = Batch::parse(builder.finish().unwrap()).unwrap();
     let values: [Option<&[u8]>; 2] = [Some(b"hello"), Some(b"v2")];
-    assert!(
-        batch
-            .records()
-            .unwrap()
-            .map(|r| r.unwrap().value)
-            .eq(values)
-    );
+    assert!(batch.records().unwrap().map(|r| r.unwrap().value).eq(values));
 }
 
 #[test]
 fn builder_refusals() {
     let mut small = [0u8; 60];
-    let expected = BuildError::BufferTooSmall {
-        needed: 61,
-        available: 60,
-    };
-    assert_eq!(
-        BatchBuilder::new(&mut small, BatchParams::default()).err(),
-        Some(expected)
-    );
+    let expected = BuildError::BufferTooSmall { needed: 61, available: 60 };
+    assert_eq!(BatchBuilder::new(&mut small, BatchParams::default()).err(), Some(expected));
     let mut buf = [0u8; 70];
     let builder = BatchBuilder::new(&mut buf, BatchParams::default()).unwrap();
     assert_eq!(builder.finish(), Err(BuildError::Empty));
     let mut builder = BatchBuilder::new(&mut buf, BatchParams::default()).unwrap();
-    let expected = BuildError::RecordTooLarge {
-        needed: 14,
-        capacity: 9,
-    };
+    let expected = BuildError::RecordTooLarge { needed: 14, capacity: 9 };
     assert_eq!(builder.push(&SPECS[0]), Err(expected));
-    let params = BatchParams {
-        base_timestamp: Some(i64::MIN),
-        ..BatchParams::default()
-    };
+    let params = BatchParams { base_timestamp: Some(i64::MIN), ..BatchParams::default() };
     let mut builder = BatchBuilder::new(&mut buf, params).unwrap();
-    let expected = BuildError::TimestampOutOfRange {
-        timestamp: TS,
-        base_timestamp: i64::MIN,
-    };
+    let expected = BuildError::TimestampOutOfRange { timestamp: TS, base_timestamp: i64::MIN };
     assert_eq!(builder.push(&SPECS[0]), Err(expected));
 }
 
@@ -362,10 +253,7 @@ fn builder_params_reach_the_header() {
     let h = *batch.header();
     assert_eq!((h.base_offset, h.partition_leader_epoch), (42, 3));
     assert_eq!((h.base_timestamp, h.max_timestamp), (TS - 1_000, TS));
-    assert_eq!(
-        (h.producer_id, h.producer_epoch, h.base_sequence),
-        (9, 1, 100)
-    );
+    assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (9, 1, 100));
     assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
     assert!(h.is_transactional() && !h.is_control());
     let record = batch.records().unwrap().next().unwrap().unwrap();
@@ -377,10 +265,7 @@ fn builder_params_reach_the_header() {
 fn build_vec_matches_the_builder() {
     let built = build_vec(BatchParams::default(), &SPECS).unwrap();
     assert_eq!(built, GOLDEN);
-    assert_eq!(
-        build_vec(BatchParams::default(), &[]),
-        Err(BuildError::Empty)
-    );
+    assert_eq!(build_vec(BatchParams::default(), &[]), Err(BuildError::Empty));
 }
 
 #[test]
@@ -390,22 +275,9 @@ fn display_is_precise() {
     let error = BatchError::Record {
         index: 1,
         at: 78,
-        error: RecordError::OutOfBounds {
-            field: RecordField::Key,
-            needed: 10,
-            available: 3,
-        },
+        error: RecordError::OutOfBounds { field: RecordField::Key, needed: 10, available: 3 },
     };
-    assert_eq!(
-        error.to_string(),
-        "record 1, byte 78: key needs 10 bytes, 3 remain"
-    );
-    let error = BatchError::CrcMismatch {
-        stored: 1,
-        computed: 0xf178_db2b,
-    };
-    assert_eq!(
-        error.to_string(),
-        "crc (bytes 17..21) is 0x00000001, but the CRC32C of bytes 21.. is 0xf178db2b"
-    );
+    assert_eq!(error.to_string(), "record 1, byte 78: key needs 10 bytes, 3 remain");
+    let error = BatchError::CrcMismatch { stored: 1, computed: 0xf178_db2b };
+    assert_eq!(error.to_string(), "crc (bytes 17..21) is 0x00000001, but the CRC32C of bytes 21.. is 0xf178db2b");
 }

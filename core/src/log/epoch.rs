@@ -52,19 +52,10 @@ pub enum EpochError {
 impl fmt::Display for EpochError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Fenced {
-                epoch,
-                latest_epoch,
-            } => {
-                write!(
-                    f,
-                    "leader epoch {epoch} is fenced: the partition is at epoch {latest_epoch}"
-                )
+            Self::Fenced { epoch, latest_epoch } => {
+                write!(f, "leader epoch {epoch} is fenced: the partition is at epoch {latest_epoch}")
             }
-            Self::NonMonotonicOffset {
-                start_offset,
-                latest_start_offset,
-            } => write!(
+            Self::NonMonotonicOffset { start_offset, latest_start_offset } => write!(
                 f,
                 "epoch start offset {start_offset} is below the latest epoch's start offset \
                  {latest_start_offset}"
@@ -89,9 +80,7 @@ pub struct EpochHistory {
 impl EpochHistory {
     /// An empty history (a new partition).
     pub const fn new() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
+        Self { entries: Vec::new() }
     }
 
     /// Rebuilds a history from persisted entries, checking that they are strictly increasing in
@@ -101,10 +90,7 @@ impl EpochHistory {
         for entry in entries {
             match history.entries.last() {
                 Some(last) if entry.epoch <= last.epoch => {
-                    return Err(EpochError::Fenced {
-                        epoch: entry.epoch,
-                        latest_epoch: last.epoch,
-                    });
+                    return Err(EpochError::Fenced { epoch: entry.epoch, latest_epoch: last.epoch });
                 }
                 Some(last) if entry.start_offset <= last.start_offset => {
                     return Err(EpochError::NonMonotonicOffset {
@@ -139,36 +125,24 @@ impl EpochHistory {
     /// wrote nothing that survived (as Kafka's `maybeTruncateNonMonotonicEntries`).
     pub fn assign(&mut self, epoch: u32, start_offset: u64) -> Result<(), EpochError> {
         let Some(latest) = self.latest() else {
-            self.entries.push(EpochEntry {
-                epoch,
-                start_offset,
-            });
+            self.entries.push(EpochEntry { epoch, start_offset });
             return Ok(());
         };
         if epoch < latest.epoch {
-            return Err(EpochError::Fenced {
-                epoch,
-                latest_epoch: latest.epoch,
-            });
+            return Err(EpochError::Fenced { epoch, latest_epoch: latest.epoch });
         }
         if epoch == latest.epoch {
             return Ok(());
         }
         if start_offset < latest.start_offset {
-            return Err(EpochError::NonMonotonicOffset {
-                start_offset,
-                latest_start_offset: latest.start_offset,
-            });
+            return Err(EpochError::NonMonotonicOffset { start_offset, latest_start_offset: latest.start_offset });
         }
         if start_offset == latest.start_offset {
             self.entries.pop();
         } else if self.entries.len() >= EPOCH_HISTORY_ENTRIES_MAX {
             return Err(EpochError::TooManyEpochs);
         }
-        self.entries.push(EpochEntry {
-            epoch,
-            start_offset,
-        });
+        self.entries.push(EpochEntry { epoch, start_offset });
         self.debug_check();
         Ok(())
     }
@@ -188,9 +162,7 @@ impl EpochHistory {
         // First entry with epoch > requested; None when requested > latest.
         let higher_index = self.entries.partition_point(|e| e.epoch <= requested_epoch);
         let higher = self.entries.get(higher_index)?;
-        let floor = higher_index
-            .checked_sub(1)
-            .and_then(|i| self.entries.get(i));
+        let floor = higher_index.checked_sub(1).and_then(|i| self.entries.get(i));
         match floor {
             // The requested epoch predates every known one (e.g. removed by truncation from the
             // start): Kafka answers with the requested epoch itself.
@@ -228,9 +200,7 @@ impl EpochHistory {
 
     fn debug_check(&self) {
         debug_assert!(
-            self.entries
-                .windows(2)
-                .all(|w| w[0].epoch < w[1].epoch && w[0].start_offset < w[1].start_offset),
+            self.entries.windows(2).all(|w| w[0].epoch < w[1].epoch && w[0].start_offset < w[1].start_offset),
             "epoch history not strictly increasing: {:?}",
             self.entries
         );
@@ -243,21 +213,13 @@ mod tests {
     use super::*;
 
     fn history(pairs: &[(u32, u64)]) -> EpochHistory {
-        let entries: Vec<EpochEntry> = pairs
-            .iter()
-            .map(|&(epoch, start_offset)| EpochEntry {
-                epoch,
-                start_offset,
-            })
-            .collect();
+        let entries: Vec<EpochEntry> =
+            pairs.iter().map(|&(epoch, start_offset)| EpochEntry { epoch, start_offset }).collect();
         EpochHistory::from_entries(&entries).unwrap()
     }
 
     fn pairs(h: &EpochHistory) -> Vec<(u32, u64)> {
-        h.entries()
-            .iter()
-            .map(|e| (e.epoch, e.start_offset))
-            .collect()
+        h.entries().iter().map(|e| (e.epoch, e.start_offset)).collect()
     }
 
     #[test]
@@ -267,20 +229,8 @@ mod tests {
         h.assign(2, 5).unwrap();
         h.assign(3, 10).unwrap();
         assert_eq!(pairs(&h), [(2, 0), (3, 10)]);
-        assert_eq!(
-            h.assign(1, 20),
-            Err(EpochError::Fenced {
-                epoch: 1,
-                latest_epoch: 3
-            })
-        );
-        assert_eq!(
-            h.assign(4, 9),
-            Err(EpochError::NonMonotonicOffset {
-                start_offset: 9,
-                latest_start_offset: 10
-            })
-        );
+        assert_eq!(h.assign(1, 20), Err(EpochError::Fenced { epoch: 1, latest_epoch: 3 }));
+        assert_eq!(h.assign(4, 9), Err(EpochError::NonMonotonicOffset { start_offset: 9, latest_start_offset: 10 }));
         assert_eq!(pairs(&h), [(2, 0), (3, 10)]);
     }
 
@@ -293,18 +243,9 @@ mod tests {
 
     #[test]
     fn from_entries_rejects_unordered() {
-        let e = |epoch, start_offset| EpochEntry {
-            epoch,
-            start_offset,
-        };
-        assert!(matches!(
-            EpochHistory::from_entries(&[e(2, 0), e(2, 5)]),
-            Err(EpochError::Fenced { .. })
-        ));
-        assert!(matches!(
-            EpochHistory::from_entries(&[e(1, 5), e(2, 5)]),
-            Err(EpochError::NonMonotonicOffset { .. })
-        ));
+        let e = |epoch, start_offset| EpochEntry { epoch, start_offset };
+        assert!(matches!(EpochHistory::from_entries(&[e(2, 0), e(2, 5)]), Err(EpochError::Fenced { .. })));
+        assert!(matches!(EpochHistory::from_entries(&[e(1, 5), e(2, 5)]), Err(EpochError::NonMonotonicOffset { .. })));
     }
 
     #[test]
@@ -314,10 +255,7 @@ mod tests {
             h.assign(i, u64::from(i)).unwrap();
         }
         let next = EPOCH_HISTORY_ENTRIES_MAX as u32;
-        assert_eq!(
-            h.assign(next, u64::from(next)),
-            Err(EpochError::TooManyEpochs)
-        );
+        assert_eq!(h.assign(next, u64::from(next)), Err(EpochError::TooManyEpochs));
         // Replacing the latest (empty) epoch does not grow the history.
         h.assign(next, u64::from(next) - 1).unwrap();
     }

@@ -73,17 +73,9 @@ impl MemLog {
     fn store(&mut self, info: AppendInfo, bytes: Vec<u8>) {
         debug_assert_eq!(info.size_bytes, bytes.len());
         self.total_bytes += bytes.len() as u64;
-        let stored = Stored {
-            bytes,
-            last_offset: info.last_offset,
-            max_timestamp: info.max_timestamp,
-        };
+        let stored = Stored { bytes, last_offset: info.last_offset, max_timestamp: info.max_timestamp };
         let previous = self.batches.insert(info.base_offset, stored);
-        assert!(
-            previous.is_none(),
-            "two batches at offset {}",
-            info.base_offset
-        );
+        assert!(previous.is_none(), "two batches at offset {}", info.base_offset);
     }
 
     /// Kafka's fetch (KIP-74): the batch containing `offset`, then the following batches while
@@ -119,14 +111,10 @@ impl MemLog {
     pub fn truncate_to(&mut self, offset: u64) -> Result<u64, StateError> {
         let log_start = self.state.log_start_offset();
         if offset < log_start {
-            return Err(StateError::BelowLogStart {
-                offset,
-                log_start_offset: log_start,
-            });
+            return Err(StateError::BelowLogStart { offset, log_start_offset: log_start });
         }
         let containing_base = self.containing(offset).map(|(base, _)| base);
-        self.state
-            .truncate_to(containing_base.map_or(offset, |base| base.max(log_start)))?;
+        self.state.truncate_to(containing_base.map_or(offset, |base| base.max(log_start)))?;
         let first_removed = containing_base.unwrap_or(offset);
         for (_, removed) in self.batches.split_off(&first_removed) {
             self.total_bytes -= removed.bytes.len() as u64;
@@ -160,12 +148,7 @@ impl MemLog {
 
     /// What retention would delete now. Never proposes batches at or above the high watermark
     /// (nor at or above `keep_from`, e.g. not yet mirrored).
-    pub fn retention_decision(
-        &self,
-        now_ms: i64,
-        policy: RetentionPolicy,
-        keep_from: Option<u64>,
-    ) -> Option<Decision> {
+    pub fn retention_decision(&self, now_ms: i64, policy: RetentionPolicy, keep_from: Option<u64>) -> Option<Decision> {
         let hw = self.state.high_watermark();
         let keep_from = Some(keep_from.map_or(hw, |k| k.min(hw)));
         let units = self.batches.iter().map(|(&base_offset, s)| Summary {
@@ -193,15 +176,8 @@ impl MemLog {
             );
         }
         if let Some((_, last)) = self.batches.last_key_value() {
-            assert!(
-                last.last_offset < state.next_offset(),
-                "a batch past the log end is stored"
-            );
+            assert!(last.last_offset < state.next_offset(), "a batch past the log end is stored");
         }
-        assert_eq!(
-            self.batches.is_empty(),
-            self.total_bytes == 0,
-            "byte count out of step"
-        );
+        assert_eq!(self.batches.is_empty(), self.total_bytes == 0, "byte count out of step");
     }
 }

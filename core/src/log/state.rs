@@ -37,23 +37,16 @@ impl fmt::Display for AppendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidBatch(e) => write!(f, "invalid batch: {e}"),
-            Self::OffsetOverflow {
-                base_offset,
-                last_offset_delta,
-            } => write!(
+            Self::OffsetOverflow { base_offset, last_offset_delta } => write!(
                 f,
                 "batch at offset {base_offset} with lastOffsetDelta {last_offset_delta} would pass \
                  the largest offset {OFFSET_MAX}"
             ),
-            Self::OffsetMismatch { expected, found } => write!(
-                f,
-                "replicated batch starts at offset {found}, but the log ends at {expected}"
-            ),
+            Self::OffsetMismatch { expected, found } => {
+                write!(f, "replicated batch starts at offset {found}, but the log ends at {expected}")
+            }
             Self::InvalidLeaderEpoch(epoch) => {
-                write!(
-                    f,
-                    "replicated batch has partition leader epoch {epoch}, expected >= 0"
-                )
+                write!(f, "replicated batch has partition leader epoch {epoch}, expected >= 0")
             }
             Self::Epoch(e) => write!(f, "{e}"),
         }
@@ -113,18 +106,11 @@ pub enum StateError {
 impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BelowLogStart {
-                offset,
-                log_start_offset,
-            } => write!(
-                f,
-                "cannot truncate to {offset}: below the log start offset {log_start_offset}"
-            ),
+            Self::BelowLogStart { offset, log_start_offset } => {
+                write!(f, "cannot truncate to {offset}: below the log start offset {log_start_offset}")
+            }
             Self::OffsetTooLarge(offset) => {
-                write!(
-                    f,
-                    "offset {offset} is above the largest offset {OFFSET_MAX}"
-                )
+                write!(f, "offset {offset} is above the largest offset {OFFSET_MAX}")
             }
             Self::InvalidLeaderEpoch { epoch, current } => write!(
                 f,
@@ -157,13 +143,7 @@ pub struct LogState {
 impl LogState {
     /// An empty partition at offset 0, leader epoch 0.
     pub const fn new() -> Self {
-        Self {
-            log_start_offset: 0,
-            next_offset: 0,
-            high_watermark: 0,
-            leader_epoch: 0,
-            epochs: EpochHistory::new(),
-        }
+        Self { log_start_offset: 0, next_offset: 0, high_watermark: 0, leader_epoch: 0, epochs: EpochHistory::new() }
     }
 
     /// Rebuilds the state from persisted fields, checking the invariants.
@@ -174,22 +154,14 @@ impl LogState {
         leader_epoch: u32,
         epochs: EpochHistory,
     ) -> Result<Self, StateError> {
-        let offsets_ok = log_start_offset <= high_watermark
-            && high_watermark <= next_offset
-            && next_offset <= OFFSET_MAX;
-        let epochs_ok = epochs.latest().is_none_or(|latest| {
-            latest.epoch <= leader_epoch && latest.start_offset <= next_offset
-        });
+        let offsets_ok =
+            log_start_offset <= high_watermark && high_watermark <= next_offset && next_offset <= OFFSET_MAX;
+        let epochs_ok =
+            epochs.latest().is_none_or(|latest| latest.epoch <= leader_epoch && latest.start_offset <= next_offset);
         if !offsets_ok || !epochs_ok || leader_epoch > LEADER_EPOCH_MAX {
             return Err(StateError::Inconsistent);
         }
-        Ok(Self {
-            log_start_offset,
-            next_offset,
-            high_watermark,
-            leader_epoch,
-            epochs,
-        })
+        Ok(Self { log_start_offset, next_offset, high_watermark, leader_epoch, epochs })
     }
 
     /// The first offset still in the log.
@@ -221,18 +193,14 @@ impl LogState {
     /// [`EpochHistory::end_offset_for`] with this log's end offset: what a follower at
     /// `requested_epoch` should truncate to.
     pub fn end_offset_for(&self, requested_epoch: u32) -> Option<(u32, u64)> {
-        self.epochs
-            .end_offset_for(requested_epoch, self.next_offset)
+        self.epochs.end_offset_for(requested_epoch, self.next_offset)
     }
 
     /// Leadership changed (e.g. this replica was promoted): batches appended from now on carry
     /// `epoch`. The history records it with the first batch written in it.
     pub fn set_leader_epoch(&mut self, epoch: u32) -> Result<(), StateError> {
         if epoch < self.leader_epoch || epoch > LEADER_EPOCH_MAX {
-            return Err(StateError::InvalidLeaderEpoch {
-                epoch,
-                current: self.leader_epoch,
-            });
+            return Err(StateError::InvalidLeaderEpoch { epoch, current: self.leader_epoch });
         }
         self.leader_epoch = epoch;
         Ok(())
@@ -252,20 +220,12 @@ impl LogState {
         // OFFSET_MAX and LEADER_EPOCH_MAX make both conversions lossless. On an error below, the
         // caller drops the half-stamped bytes; the state is only changed once nothing can fail.
         batch::set_base_offset(batch, base_offset as i64).map_err(AppendError::InvalidBatch)?;
-        batch::set_partition_leader_epoch(batch, self.leader_epoch as i32)
-            .map_err(AppendError::InvalidBatch)?;
+        batch::set_partition_leader_epoch(batch, self.leader_epoch as i32).map_err(AppendError::InvalidBatch)?;
         // `assign` changes nothing when it fails.
-        self.epochs
-            .assign(self.leader_epoch, base_offset)
-            .map_err(AppendError::Epoch)?;
+        self.epochs.assign(self.leader_epoch, base_offset).map_err(AppendError::Epoch)?;
         self.next_offset = next_offset;
         self.check();
-        Ok(append_info(
-            &header,
-            base_offset,
-            next_offset - 1,
-            batch.len(),
-        ))
+        Ok(append_info(&header, base_offset, next_offset - 1, batch.len()))
     }
 
     /// Appends one replicated batch whose offsets and epoch the leader already assigned: it must
@@ -273,28 +233,18 @@ impl LogState {
     pub fn append_follower(&mut self, batch: &[u8]) -> Result<AppendInfo, AppendError> {
         let header = decode_whole(batch)?;
         if u64::try_from(header.base_offset) != Ok(self.next_offset) {
-            return Err(AppendError::OffsetMismatch {
-                expected: self.next_offset,
-                found: header.base_offset,
-            });
+            return Err(AppendError::OffsetMismatch { expected: self.next_offset, found: header.base_offset });
         }
         let epoch = u32::try_from(header.partition_leader_epoch)
             .map_err(|_| AppendError::InvalidLeaderEpoch(header.partition_leader_epoch))?;
         let next_offset = offsets_after(self.next_offset, header.last_offset_delta)?;
         let base_offset = self.next_offset;
         // `assign` changes nothing when it fails.
-        self.epochs
-            .assign(epoch, base_offset)
-            .map_err(AppendError::Epoch)?;
+        self.epochs.assign(epoch, base_offset).map_err(AppendError::Epoch)?;
         self.leader_epoch = self.leader_epoch.max(epoch);
         self.next_offset = next_offset;
         self.check();
-        Ok(append_info(
-            &header,
-            base_offset,
-            next_offset - 1,
-            batch.len(),
-        ))
+        Ok(append_info(&header, base_offset, next_offset - 1, batch.len()))
     }
 
     /// Marks offsets below `offset` committed. Clamped to the log end; never moves back.
@@ -309,10 +259,7 @@ impl LogState {
     /// `offset >= next_offset` changes nothing. The high watermark follows down if needed.
     pub fn truncate_to(&mut self, offset: u64) -> Result<(), StateError> {
         if offset < self.log_start_offset {
-            return Err(StateError::BelowLogStart {
-                offset,
-                log_start_offset: self.log_start_offset,
-            });
+            return Err(StateError::BelowLogStart { offset, log_start_offset: self.log_start_offset });
         }
         if offset >= self.next_offset {
             return Ok(());
@@ -374,11 +321,7 @@ impl LogState {
             self.high_watermark,
             self.next_offset
         );
-        debug_assert!(
-            self.epochs
-                .latest()
-                .is_none_or(|e| e.epoch <= self.leader_epoch)
-        );
+        debug_assert!(self.epochs.latest().is_none_or(|e| e.epoch <= self.leader_epoch));
     }
 }
 
@@ -392,22 +335,17 @@ fn decode_whole(batch: &[u8]) -> Result<BatchHeader, AppendError> {
         }));
     }
     if header.last_offset_delta < 0 {
-        return Err(AppendError::InvalidBatch(
-            BatchError::InvalidLastOffsetDelta {
-                last_offset_delta: header.last_offset_delta,
-                records_count: header.records_count,
-            },
-        ));
+        return Err(AppendError::InvalidBatch(BatchError::InvalidLastOffsetDelta {
+            last_offset_delta: header.last_offset_delta,
+            records_count: header.records_count,
+        }));
     }
     Ok(header)
 }
 
 /// The log end offset after a batch at `base_offset` with `last_offset_delta` (>= 0).
 fn offsets_after(base_offset: u64, last_offset_delta: i32) -> Result<u64, AppendError> {
-    let overflow = AppendError::OffsetOverflow {
-        base_offset,
-        last_offset_delta,
-    };
+    let overflow = AppendError::OffsetOverflow { base_offset, last_offset_delta };
     let delta = u64::try_from(last_offset_delta).map_err(|_| overflow)?;
     let last = base_offset.checked_add(delta).ok_or(overflow)?;
     if last >= OFFSET_MAX {
@@ -438,12 +376,7 @@ mod tests {
     /// A producer batch of `count` records with timestamps 100, 101, ...
     fn batch(count: usize) -> Vec<u8> {
         let specs: Vec<RecordSpec<'_>> = (0..count)
-            .map(|i| RecordSpec {
-                timestamp: 100 + i as i64,
-                key: None,
-                value: Some(b"v"),
-                headers: &[],
-            })
+            .map(|i| RecordSpec { timestamp: 100 + i as i64, key: None, value: Some(b"v"), headers: &[] })
             .collect();
         build_vec(BatchParams::default(), &specs).unwrap()
     }
@@ -475,13 +408,7 @@ mod tests {
         assert_eq!((h.base_offset, h.partition_leader_epoch), (3, 3));
         assert_eq!(state.next_offset(), 4);
         assert_eq!(state.high_watermark(), 0);
-        assert_eq!(
-            state.epochs().entries(),
-            [EpochEntry {
-                epoch: 3,
-                start_offset: 0
-            }]
-        );
+        assert_eq!(state.epochs().entries(), [EpochEntry { epoch: 3, start_offset: 0 }]);
     }
 
     #[test]
@@ -490,14 +417,8 @@ mod tests {
         let one = batch(1);
         let mut two = one.clone();
         two.extend_from_slice(&one);
-        assert!(matches!(
-            state.prepare_append(&mut two),
-            Err(AppendError::InvalidBatch(_))
-        ));
-        assert!(matches!(
-            state.prepare_append(&mut two[..30]),
-            Err(AppendError::InvalidBatch(_))
-        ));
+        assert!(matches!(state.prepare_append(&mut two), Err(AppendError::InvalidBatch(_))));
+        assert!(matches!(state.prepare_append(&mut two[..30]), Err(AppendError::InvalidBatch(_))));
         assert_eq!(state, LogState::new());
     }
 
@@ -509,21 +430,13 @@ mod tests {
         state.set_leader_epoch(2).unwrap();
         assert_eq!(state.epochs().entries().len(), 1);
         state.prepare_append(&mut batch(1)).unwrap();
-        let pairs: Vec<(u32, u64)> = state
-            .epochs()
-            .entries()
-            .iter()
-            .map(|e| (e.epoch, e.start_offset))
-            .collect();
+        let pairs: Vec<(u32, u64)> = state.epochs().entries().iter().map(|e| (e.epoch, e.start_offset)).collect();
         assert_eq!(pairs, [(0, 0), (2, 2)]);
         assert_eq!(state.end_offset_for(0), Some((0, 2)));
         assert_eq!(state.end_offset_for(1), Some((0, 2)));
         assert_eq!(state.end_offset_for(2), Some((2, 3)));
         assert_eq!(state.end_offset_for(3), None);
-        assert!(matches!(
-            state.set_leader_epoch(1),
-            Err(StateError::InvalidLeaderEpoch { .. })
-        ));
+        assert!(matches!(state.set_leader_epoch(1), Err(StateError::InvalidLeaderEpoch { .. })));
         assert!(state.set_leader_epoch(LEADER_EPOCH_MAX + 1).is_err());
     }
 
@@ -538,13 +451,7 @@ mod tests {
 
         let mut follower = LogState::new();
         let err = follower.append_follower(&b1).unwrap_err();
-        assert_eq!(
-            err,
-            AppendError::OffsetMismatch {
-                expected: 0,
-                found: 2
-            }
-        );
+        assert_eq!(err, AppendError::OffsetMismatch { expected: 0, found: 2 });
         follower.append_follower(&b0).unwrap();
         follower.append_follower(&b1).unwrap();
         assert_eq!(follower.next_offset(), 3);
@@ -557,16 +464,10 @@ mod tests {
         crate::batch::set_partition_leader_epoch(&mut stale, 2).unwrap();
         assert!(matches!(
             follower.append_follower(&stale),
-            Err(AppendError::Epoch(EpochError::Fenced {
-                epoch: 2,
-                latest_epoch: 4
-            }))
+            Err(AppendError::Epoch(EpochError::Fenced { epoch: 2, latest_epoch: 4 }))
         ));
         crate::batch::set_partition_leader_epoch(&mut stale, -1).unwrap();
-        assert_eq!(
-            follower.append_follower(&stale),
-            Err(AppendError::InvalidLeaderEpoch(-1))
-        );
+        assert_eq!(follower.append_follower(&stale), Err(AppendError::InvalidLeaderEpoch(-1)));
         assert_eq!(follower.next_offset(), 3);
     }
 
@@ -590,30 +491,11 @@ mod tests {
         assert_eq!(state.next_offset(), 10);
         state.truncate_to(5).unwrap();
         assert_eq!((state.next_offset(), state.high_watermark()), (5, 5));
-        assert_eq!(
-            state.epochs().latest(),
-            Some(EpochEntry {
-                epoch: 0,
-                start_offset: 0
-            })
-        );
+        assert_eq!(state.epochs().latest(), Some(EpochEntry { epoch: 0, start_offset: 0 }));
         state.advance_log_start(2);
-        assert_eq!(
-            state.truncate_to(1),
-            Err(StateError::BelowLogStart {
-                offset: 1,
-                log_start_offset: 2
-            })
-        );
+        assert_eq!(state.truncate_to(1), Err(StateError::BelowLogStart { offset: 1, log_start_offset: 2 }));
         state.truncate_fully_and_start_at(42).unwrap();
-        assert_eq!(
-            (
-                state.log_start_offset(),
-                state.high_watermark(),
-                state.next_offset()
-            ),
-            (42, 42, 42)
-        );
+        assert_eq!((state.log_start_offset(), state.high_watermark(), state.next_offset()), (42, 42, 42));
         assert!(state.epochs().entries().is_empty());
         assert!(state.truncate_fully_and_start_at(OFFSET_MAX + 1).is_err());
     }
@@ -628,20 +510,10 @@ mod tests {
         state.advance_high_watermark(7);
         assert_eq!(state.advance_log_start(9), 7);
         assert_eq!(state.advance_log_start(3), 7);
-        assert_eq!(
-            state.epochs().entries(),
-            [EpochEntry {
-                epoch: 1,
-                start_offset: 7
-            }]
-        );
+        assert_eq!(state.epochs().entries(), [EpochEntry { epoch: 1, start_offset: 7 }]);
         assert_eq!(state.check_fetch(7), Ok(()));
         assert_eq!(state.check_fetch(10), Ok(()));
-        let out = OffsetOutOfRange {
-            offset: 6,
-            log_start_offset: 7,
-            next_offset: 10,
-        };
+        let out = OffsetOutOfRange { offset: 6, log_start_offset: 7, next_offset: 10 };
         assert_eq!(state.check_fetch(6), Err(out));
         assert_eq!(state.check_fetch(11).unwrap_err().offset, 11);
     }
@@ -660,13 +532,7 @@ mod tests {
 
     #[test]
     fn restore_checks_invariants() {
-        let epochs = |epoch, start_offset| {
-            EpochHistory::from_entries(&[EpochEntry {
-                epoch,
-                start_offset,
-            }])
-            .unwrap()
-        };
+        let epochs = |epoch, start_offset| EpochHistory::from_entries(&[EpochEntry { epoch, start_offset }]).unwrap();
         assert!(LogState::restore(0, 10, 5, 1, epochs(1, 3)).is_ok());
         assert!(LogState::restore(6, 10, 5, 1, EpochHistory::new()).is_err());
         assert!(LogState::restore(0, 4, 5, 1, EpochHistory::new()).is_err());

@@ -44,6 +44,9 @@ struct Case {
     batch_bytes: usize,
     durability: DurabilityPolicy,
     producers: usize,
+    /// Producers share the partitions round-robin (8 producers on 1 partition: group commit packs
+    /// their batches into one row group; on 8 partitions: one group per partition per commit).
+    partitions: usize,
     /// One small batch per commit, as a gateway at 10 msg/s produces.
     low_rate: bool,
 }
@@ -63,21 +66,11 @@ fn cases(quick: bool) -> Vec<Case> {
     let mut cases = Vec::new();
     let batch_sizes_100 = [1020, 4090, 16_380, 65_530, 16_384, 65_536];
     let batch_sizes_1k = [4090, 16_384, 65_530];
-    for durability in [
-        DurabilityPolicy::EveryCommit,
-        DurabilityPolicy::Interval(INTERVAL),
-    ] {
-        for producers in [1, 8] {
-            for (record_bytes, sizes) in [(100, &batch_sizes_100[..]), (1024, &batch_sizes_1k[..])]
-            {
+    for durability in [DurabilityPolicy::EveryCommit, DurabilityPolicy::Interval(INTERVAL)] {
+        for (producers, partitions) in [(1, 1), (8, 1), (8, 8)] {
+            for (record_bytes, sizes) in [(100, &batch_sizes_100[..]), (1024, &batch_sizes_1k[..])] {
                 for &batch_bytes in sizes {
-                    cases.push(Case {
-                        record_bytes,
-                        batch_bytes,
-                        durability,
-                        producers,
-                        low_rate: false,
-                    });
+                    cases.push(Case { record_bytes, batch_bytes, durability, producers, partitions, low_rate: false });
                 }
             }
         }
@@ -87,12 +80,11 @@ fn cases(quick: bool) -> Vec<Case> {
         batch_bytes: 1020,
         durability: DurabilityPolicy::EveryCommit,
         producers: 1,
+        partitions: 1,
         low_rate: true,
     });
     if quick {
-        cases.retain(|c| {
-            c.low_rate || (c.record_bytes == 100 && c.batch_bytes == 16_384 && c.producers == 8)
-        });
+        cases.retain(|c| c.low_rate || (c.record_bytes == 100 && c.batch_bytes == 16_384 && c.producers == 8));
     }
     cases
 }
@@ -111,12 +103,7 @@ pub async fn run(mut args: StorageArgs) -> Result<(), String> {
         let mut baseline = Vec::new();
         for _ in 0..args.repeat {
             let measured = run_rill(&scratch, case, &args).await?;
-            baseline.push(run_baseline(
-                &scratch,
-                case,
-                measured.bytes_per_sync,
-                &args,
-            )?);
+            baseline.push(run_baseline(&scratch, case, measured.bytes_per_sync, &args)?);
             rill.push(measured);
         }
         let row = row(case, &median(&rill), &median(&baseline));
@@ -135,7 +122,7 @@ fn header(args: &StorageArgs) -> String {
     let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_else(|_| "unset".into());
     format!(
         "rill bench storage: {} MiB/case, {} repeats (medians), max {} s/case, GLIBC_TUNABLES={tunables}\n\n\
-         | records | batch B | durability | producers | rill MB/s | rill rec/s | baseline MB/s | ratio | file/payload | written/payload (baseline) | bytes/sync |\n\
+         | records | batch B | durability | producers → partitions | rill MB/s | rill rec/s | baseline MB/s | ratio | file/payload | written/payload (baseline) | bytes/sync |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
         args.mib_per_case, args.repeat, args.seconds_per_case
     )
@@ -148,11 +135,12 @@ fn row(case: Case, rill: &Measured, baseline: &Measured) -> String {
         (DurabilityPolicy::Interval(i), _) => format!("interval {} ms", i.as_millis()),
     };
     format!(
-        "| {} B | {} | {} | {} | {:.1} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} ({:.2}) | {:.0} |",
+        "| {} B | {} | {} | {} → {} | {:.1} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} ({:.2}) | {:.0} |",
         case.record_bytes,
         case.batch_bytes,
         durability,
         case.producers,
+        case.partitions,
         rill.mb_per_s,
         rill.records_per_s,
         baseline.mb_per_s,
@@ -179,71 +167,58 @@ fn median(samples: &[Measured]) -> Measured {
     }
 }
 
-/// A batch of `record_bytes`-value records that is exactly `batch_bytes` long.
+/// A batch of `record_bytes`-value records that is exactly `batch_bytes` long (the last record
+/// is padded; with one record fewer when a varint length boundary makes the exact size
+/// unreachable).
 fn batch_of(record_bytes: usize, batch_bytes: usize) -> Result<(Vec<u8>, usize), String> {
     let value = vec![b'x'; batch_bytes];
     let build = |count: usize, last_len: usize| {
-        let mut records: Vec<RecordSpec> = (0..count)
-            .map(|_| RecordSpec {
-                timestamp: 1_700_000_000_000,
-                key: None,
-                value: Some(&value[..record_bytes]),
-                headers: &[],
-            })
-            .collect();
-        records.push(RecordSpec {
+        let record = |len: usize| RecordSpec {
             timestamp: 1_700_000_000_000,
             key: None,
-            value: Some(&value[..last_len]),
+            value: Some(&value[..len]),
             headers: &[],
-        });
+        };
+        let mut records: Vec<RecordSpec> = (0..count).map(|_| record(record_bytes)).collect();
+        records.push(record(last_len));
         build_vec(BatchParams::default(), &records).map_err(|e| e.to_string())
     };
-    let one = build(0, record_bytes)?.len();
-    let per_record = build(1, record_bytes)?.len() - one;
-    let full = (batch_bytes.saturating_sub(one)) / per_record;
-    // Pad the last record so the batch is exactly `batch_bytes`; varint lengths shift by a byte
-    // or two as the value grows, so converge in a few steps.
-    let mut last_len = record_bytes;
-    for _ in 0..8 {
-        let batch = build(full, last_len)?;
-        match batch.len().cmp(&batch_bytes) {
-            std::cmp::Ordering::Equal => return Ok((batch, full + 1)),
-            std::cmp::Ordering::Less => last_len += batch_bytes - batch.len(),
-            std::cmp::Ordering::Greater => {
-                last_len = last_len.saturating_sub(batch.len() - batch_bytes)
+    // The most full-size records that leave room for a last (padding) record. Record sizes are
+    // not constant (offset deltas take 2 bytes from 64 on), so search rather than divide.
+    let (mut low, mut high) = (0, batch_bytes / record_bytes.max(1) + 1);
+    while low + 1 < high {
+        let mid = (low + high) / 2;
+        if build(mid, 0)?.len() <= batch_bytes { low = mid } else { high = mid }
+    }
+    for count in (low.saturating_sub(2)..=low).rev() {
+        let mut last_len = 0;
+        for _ in 0..16 {
+            let len = build(count, last_len)?.len();
+            if len == batch_bytes {
+                return Ok((build(count, last_len)?, count + 1));
+            }
+            // Grow or shrink the padding by the difference; a varint boundary may make the exact
+            // size unreachable with this count, then one record fewer is tried.
+            match (last_len + batch_bytes).checked_sub(len) {
+                Some(next) if next != last_len && next <= batch_bytes => last_len = next,
+                _ => break,
             }
         }
     }
-    Err(format!(
-        "cannot build a batch of exactly {batch_bytes} bytes"
-    ))
+    Err(format!("cannot build a batch of exactly {batch_bytes} bytes"))
 }
 
 async fn run_rill(scratch: &Path, case: Case, args: &StorageArgs) -> Result<Measured, String> {
     let _ = std::fs::remove_dir_all(scratch);
-    let config = StoreConfig {
-        durability: case.durability,
-        ..StoreConfig::default()
-    };
-    let store =
-        Store::open(Location::Dir(scratch.to_owned()), config).map_err(|e| e.to_string())?;
-    let partitions = case.producers as u32;
-    let topic_config = TopicConfig {
-        retention_ms: None,
-        ..TopicConfig::default()
-    };
-    store
-        .create_topic("bench", partitions, topic_config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let config = StoreConfig { durability: case.durability, ..StoreConfig::default() };
+    let store = Store::open(Location::Dir(scratch.to_owned()), config).map_err(|e| e.to_string())?;
+    let partitions = case.partitions as u32;
+    let topic_config = TopicConfig { retention_ms: None, ..TopicConfig::default() };
+    store.create_topic("bench", partitions, topic_config).await.map_err(|e| e.to_string())?;
     let (batch, records_per_batch) = batch_of(case.record_bytes, case.batch_bytes)?;
     let batch = Arc::new(batch);
-    let total_batches = if case.low_rate {
-        300
-    } else {
-        (args.mib_per_case << 20) as usize / batch.len() / case.producers
-    };
+    let total_batches =
+        if case.low_rate { 300 } else { (args.mib_per_case << 20) as usize / batch.len() / case.producers };
     let deadline = Duration::from_secs_f64(args.seconds_per_case);
 
     let commits_before = store.stats().commits();
@@ -251,15 +226,13 @@ async fn run_rill(scratch: &Path, case: Case, args: &StorageArgs) -> Result<Meas
     let written_before = io_write_bytes();
     let started = Instant::now();
     let mut producers = Vec::new();
-    for partition in 0..partitions {
+    for producer in 0..case.producers as u32 {
+        let partition = producer % partitions;
         let (store, batch) = (store.clone(), batch.clone());
         producers.push(tokio::spawn(async move {
             let mut sent = 0u64;
             for _ in 0..total_batches {
-                store
-                    .append("bench", partition, batch.to_vec())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                store.append("bench", partition, batch.to_vec()).await.map_err(|e| e.to_string())?;
                 sent += 1;
                 if started.elapsed() > deadline {
                     break;
@@ -279,9 +252,7 @@ async fn run_rill(scratch: &Path, case: Case, args: &StorageArgs) -> Result<Meas
     let _commits = store.stats().commits() - commits_before;
     store.shutdown().await;
     let payload = batches_sent * batch.len() as u64;
-    let file_bytes = std::fs::metadata(scratch.join(DB_FILE_NAME))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let file_bytes = std::fs::metadata(scratch.join(DB_FILE_NAME)).map(|m| m.len()).unwrap_or(0);
     Ok(Measured {
         mb_per_s: payload as f64 / elapsed / 1e6,
         records_per_s: (batches_sent * records_per_batch as u64) as f64 / elapsed,
@@ -292,26 +263,13 @@ async fn run_rill(scratch: &Path, case: Case, args: &StorageArgs) -> Result<Meas
 }
 
 /// Appends the same batch bytes to a plain file, fdatasync every `bytes_per_sync` bytes.
-fn run_baseline(
-    scratch: &Path,
-    case: Case,
-    bytes_per_sync: f64,
-    args: &StorageArgs,
-) -> Result<Measured, String> {
+fn run_baseline(scratch: &Path, case: Case, bytes_per_sync: f64, args: &StorageArgs) -> Result<Measured, String> {
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
     let path = scratch.join("baseline.log");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| e.to_string())?;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| e.to_string())?;
     let (batch, records_per_batch) = batch_of(case.record_bytes, case.batch_bytes)?;
-    let total = if case.low_rate {
-        300 * batch.len() as u64
-    } else {
-        args.mib_per_case << 20
-    };
+    let total = if case.low_rate { 300 * batch.len() as u64 } else { args.mib_per_case << 20 };
     let deadline = Duration::from_secs_f64(args.seconds_per_case);
     let written_before = io_write_bytes();
     let started = Instant::now();
@@ -341,9 +299,20 @@ fn run_baseline(
 fn io_write_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/io")
         .ok()
-        .and_then(|io| {
-            io.lines()
-                .find_map(|line| line.strip_prefix("write_bytes: ")?.trim().parse().ok())
-        })
+        .and_then(|io| io.lines().find_map(|line| line.strip_prefix("write_bytes: ")?.trim().parse().ok()))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn batches_of_exact_sizes() {
+        for record_bytes in [100, 1024] {
+            for batch_bytes in [1020, 4090, 16_380, 65_530, 16_384, 65_536] {
+                let (batch, records) = super::batch_of(record_bytes, batch_bytes).unwrap();
+                assert_eq!(batch.len(), batch_bytes, "{record_bytes} B records");
+                assert!(records >= 1);
+            }
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use redb::{Durability, ReadableTable, WriteTransaction};
+use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use rill_core::batch;
 use rill_core::retention::{self, RetentionPolicy, Summary};
 use uuid::Uuid;
@@ -20,32 +20,19 @@ use super::{AppendError, RetentionReport};
 impl Writer {
     pub(super) fn handle_admin(&mut self, command: Command) {
         match command {
-            Command::CreateTopic {
-                name,
-                partitions,
-                config,
-                reply,
-            } => {
+            Command::CreateTopic { name, partitions, config, reply } => {
                 let _ = reply.send(self.create_topic(name, partitions, config));
             }
             Command::DeleteTopic { name, reply } => {
                 let _ = reply.send(self.delete_topic(&name));
             }
-            Command::AlterTopicConfig {
-                name,
-                config,
-                reply,
-            } => {
+            Command::AlterTopicConfig { name, config, reply } => {
                 let _ = reply.send(self.alter_topic(&name, |_, _| Ok(config)));
             }
             Command::CreatePartitions { name, total, reply } => {
                 let _ = reply.send(self.create_partitions(&name, total));
             }
-            Command::DeleteRecords {
-                key,
-                before_offset,
-                reply,
-            } => {
+            Command::DeleteRecords { key, before_offset, reply } => {
                 let _ = reply.send(self.delete_records(key, before_offset));
             }
             Command::EnforceRetention { now_ms, reply } => {
@@ -61,16 +48,12 @@ impl Writer {
     }
 
     /// Runs `body` in a durable write transaction; on failure nothing of it is kept.
-    fn durable_txn<T>(
-        &mut self,
-        body: impl FnOnce(&WriteTransaction) -> Result<T, String>,
-    ) -> Result<T, String> {
+    fn durable_txn<T>(&mut self, body: impl FnOnce(&WriteTransaction) -> Result<T, String>) -> Result<T, String> {
         self.ensure_open()?;
         let db = self.shared.database()?;
         let result: Result<T, String> = (|| {
             let mut txn = db.begin_write().map_err(|e| e.to_string())?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(|e| e.to_string())?;
+            txn.set_durability(Durability::Immediate).map_err(|e| e.to_string())?;
             let value = body(&txn)?;
             txn.commit().map_err(|e| e.to_string())?;
             Ok(value)
@@ -110,81 +93,42 @@ impl Writer {
                 write_new_partitions(txn, &keys)?;
                 let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
                 topics
-                    .insert(
-                        name.as_str(),
-                        meta::encode(&topic_meta(keys.clone())).as_slice(),
-                    )
+                    .insert(name.as_str(), meta::encode(&topic_meta(keys.clone())).as_slice())
                     .map_err(|e| e.to_string())?;
                 Ok(keys)
             })
             .map_err(TopicError::Storage)?;
-        let states = keys
-            .iter()
-            .enumerate()
-            .map(|(index, key)| self.new_partition(index as u32, *key))
-            .collect();
-        let topic = Arc::new(TopicState {
-            name,
-            id,
-            config,
-            partitions: states,
-        });
-        self.shared
-            .catalog
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.clone());
+        let states = keys.iter().enumerate().map(|(index, key)| self.new_partition(index as u32, *key)).collect();
+        let topic = Arc::new(TopicState { name, id, config, partitions: states });
+        self.shared.catalog.write().unwrap_or_else(|p| p.into_inner()).insert(topic.clone());
         tracing::info!(topic = %topic.name, partitions, id = %id, "topic created");
         Ok(topic)
     }
 
     fn new_partition(&mut self, index: u32, key: u64) -> Arc<PartitionState> {
         let meta = fresh_partition();
-        self.logs.insert(
-            key,
-            PartitionLog::from_meta(&meta).expect("a fresh partition is consistent"),
-        );
-        Arc::new(PartitionState::new(
-            index,
-            key,
-            super::catalog::offsets_of(&meta),
-        ))
+        self.logs.insert(key, PartitionLog::from_meta(&meta).expect("a fresh partition is consistent"));
+        Arc::new(PartitionState::new(index, key, super::catalog::offsets_of(&meta)))
     }
 
     fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {
-        let topic = self
-            .shared
-            .catalog()
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
+        let topic = self.shared.catalog().get(name).ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
         self.durable_txn(|txn| {
             let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
             let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
             for partition in &topic.partitions {
-                rows.retain_in(
-                    (partition.key, 0, 0)..=(partition.key, u64::MAX, u32::MAX),
-                    |_, _| false,
-                )
-                .map_err(|e| e.to_string())?;
-                partitions
-                    .remove(partition.key)
+                rows.retain_in((partition.key, 0, 0)..=(partition.key, u64::MAX, u32::MAX), |_, _| false)
                     .map_err(|e| e.to_string())?;
+                partitions.remove(partition.key).map_err(|e| e.to_string())?;
             }
-            txn.open_table(TOPICS)
-                .map_err(|e| e.to_string())?
-                .remove(name)
-                .map_err(|e| e.to_string())?;
+            txn.open_table(TOPICS).map_err(|e| e.to_string())?.remove(name).map_err(|e| e.to_string())?;
             Ok(())
         })
         .map_err(TopicError::Storage)?;
         for partition in &topic.partitions {
             self.logs.remove(&partition.key);
         }
-        self.shared
-            .catalog
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        self.shared.catalog.write().unwrap_or_else(|p| p.into_inner()).remove(name);
         tracing::info!(topic = name, "topic deleted");
         Ok(())
     }
@@ -194,11 +138,7 @@ impl Writer {
         name: &str,
         change: impl FnOnce(&mut Self, &TopicState) -> Result<TopicConfig, TopicError>,
     ) -> Result<Arc<TopicState>, TopicError> {
-        let topic = self
-            .shared
-            .catalog()
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
+        let topic = self.shared.catalog().get(name).ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
         let config = change(self, &topic)?;
         let updated = Arc::new(TopicState {
             name: topic.name.clone(),
@@ -217,12 +157,7 @@ impl Writer {
             partition_keys: topic.partitions.iter().map(|p| p.key).collect(),
             created_ms: now_ms(),
         };
-        let new_keys: Vec<u64> = topic
-            .partitions
-            .iter()
-            .map(|p| p.key)
-            .filter(|key| !self.is_stored(*key))
-            .collect();
+        let new_keys: Vec<u64> = topic.partitions.iter().map(|p| p.key).filter(|key| !self.is_stored(*key)).collect();
         self.durable_txn(|txn| {
             write_new_partitions(txn, &new_keys)?;
             let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
@@ -233,17 +168,11 @@ impl Writer {
                 .and_then(|old| meta::decode::<TopicMeta>(String::new, old.value()).ok())
                 .map_or(row.created_ms, |old| old.created_ms);
             let row = TopicMeta { created_ms, ..row };
-            topics
-                .insert(topic.name.as_str(), meta::encode(&row).as_slice())
-                .map_err(|e| e.to_string())?;
+            topics.insert(topic.name.as_str(), meta::encode(&row).as_slice()).map_err(|e| e.to_string())?;
             Ok(())
         })
         .map_err(TopicError::Storage)?;
-        self.shared
-            .catalog
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.clone());
+        self.shared.catalog.write().unwrap_or_else(|p| p.into_inner()).insert(topic.clone());
         Ok(())
     }
 
@@ -252,51 +181,29 @@ impl Writer {
     }
 
     fn create_partitions(&mut self, name: &str, total: u32) -> Result<Arc<TopicState>, TopicError> {
-        let topic = self
-            .shared
-            .catalog()
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
+        let topic = self.shared.catalog().get(name).ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
         let current = topic.partitions.len() as u32;
         if total <= current {
-            return Err(TopicError::InvalidPartitions {
-                count: total,
-                max: crate::limits::PARTITIONS_PER_TOPIC_MAX,
-            });
+            return Err(TopicError::InvalidPartitions { count: total, max: crate::limits::PARTITIONS_PER_TOPIC_MAX });
         }
-        let keys = self
-            .durable_txn(|txn| allocate_partition_keys(txn, total - current))
-            .map_err(TopicError::Storage)?;
+        let keys =
+            self.durable_txn(|txn| allocate_partition_keys(txn, total - current)).map_err(TopicError::Storage)?;
         let mut partitions = topic.partitions.clone();
         for (i, key) in keys.into_iter().enumerate() {
-            let state = Arc::new(PartitionState::new(
-                current + i as u32,
-                key,
-                Default::default(),
-            ));
+            let state = Arc::new(PartitionState::new(current + i as u32, key, Default::default()));
             partitions.push(state);
         }
-        let updated = Arc::new(TopicState {
-            name: topic.name.clone(),
-            id: topic.id,
-            config: topic.config.clone(),
-            partitions,
-        });
+        let updated =
+            Arc::new(TopicState { name: topic.name.clone(), id: topic.id, config: topic.config.clone(), partitions });
         self.save_topic(&updated)?;
         for partition in &updated.partitions[current as usize..] {
-            self.logs.insert(
-                partition.key,
-                PartitionLog::from_meta(&fresh_partition()).expect("fresh partition"),
-            );
+            self.logs.insert(partition.key, PartitionLog::from_meta(&fresh_partition()).expect("fresh partition"));
         }
         Ok(updated)
     }
 
     fn delete_records(&mut self, key: u64, before_offset: u64) -> Result<u64, AppendError> {
-        let log = self
-            .logs
-            .get(&key)
-            .ok_or(AppendError::Log("partition was deleted".into()))?;
+        let log = self.logs.get(&key).ok_or(AppendError::Log("partition was deleted".into()))?;
         let high_watermark = log.state.high_watermark();
         if before_offset > high_watermark {
             return Err(AppendError::Log(format!(
@@ -334,13 +241,13 @@ impl Writer {
                     continue;
                 };
                 let key = partition.key;
+                // Decide in a read transaction: most passes delete nothing and must not cost a sync.
+                let (decision, scanned) = self.decide(key, &updated, now_ms, policy).map_err(AppendError::Storage)?;
+                let Some(decision) = decision else { continue };
+                let doomed: Vec<(u64, u64)> =
+                    scanned.iter().take(decision.units as usize).map(|s| (s.base_offset, s.size_bytes)).collect();
                 let trimmed = self
                     .durable_txn(|txn| {
-                        let decision = decide(txn, key, &updated, now_ms, policy)?;
-                        let Some(decision) = decision else {
-                            return Ok(None);
-                        };
-                        let doomed = groups_below(txn, key, decision.delete_below)?;
                         updated.state.advance_log_start(decision.delete_below);
                         let bytes = delete_groups(txn, key, &doomed, &mut updated)?;
                         write_partition(txn, key, &updated)?;
@@ -361,41 +268,44 @@ impl Writer {
     }
 
     fn republish(&self, key: u64) {
-        let catalog = self.shared.catalog();
-        let partition = catalog
-            .all()
-            .into_iter()
-            .flat_map(|t| t.partitions.clone())
-            .find(|p| p.key == key);
+        let partition = self.shared.catalog().partition(key);
         if let (Some(partition), Some(log)) = (partition, self.logs.get(&key)) {
             super::writer::publish(&partition, log, true);
         }
     }
 }
 
-/// What retention would delete from one partition, decided by `rill-core`.
-fn decide(
-    txn: &WriteTransaction,
-    key: u64,
-    log: &PartitionLog,
-    now_ms: i64,
-    policy: RetentionPolicy,
-) -> Result<Option<retention::Decision>, String> {
-    let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
-    let mut failure = None;
-    let summaries =
-        groups_from(&rows, key, 0)?.map_while(|group| match group.and_then(|g| summarize(&g)) {
-            Ok(summary) => Some(summary),
+impl Writer {
+    /// What retention would delete from one partition, decided by `rill-core`, and the group
+    /// summaries it looked at (oldest first).
+    fn decide(
+        &self,
+        key: u64,
+        log: &PartitionLog,
+        now_ms: i64,
+        policy: RetentionPolicy,
+    ) -> Result<(Option<retention::Decision>, Vec<Summary>), String> {
+        let db = self.shared.database()?;
+        let txn = db.begin_read().map_err(|e| e.to_string())?;
+        let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+        let mut failure = None;
+        let mut scanned = Vec::new();
+        let summaries = groups_from(&rows, key, 0)?.map_while(|group| match group.and_then(|g| summarize(&g)) {
+            Ok(summary) => {
+                scanned.push(summary);
+                Some(summary)
+            }
             Err(e) => {
                 failure = Some(e);
                 None
             }
         });
-    let decision = retention::decide(summaries, log.size_bytes, now_ms, policy, None);
-    match failure {
-        // A corrupt group stops the scan: decide only on what was read before it, never past it.
-        Some(e) => Err(format!("retention stopped at a corrupt group: {e}")),
-        None => Ok(decision),
+        let decision = retention::decide(summaries, log.size_bytes, now_ms, policy, None);
+        match failure {
+            // A corrupt group stops the scan: never decide past what could be read.
+            Some(e) => Err(format!("retention stopped at a corrupt group: {e}")),
+            None => Ok((decision, scanned)),
+        }
     }
 }
 
@@ -439,8 +349,7 @@ fn delete_groups(
     let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
     let mut bytes = 0;
     for (base, size) in doomed {
-        rows.retain_in((key, *base, 0)..=(key, *base, u32::MAX), |_, _| false)
-            .map_err(|e| e.to_string())?;
+        rows.retain_in((key, *base, 0)..=(key, *base, u32::MAX), |_, _| false).map_err(|e| e.to_string())?;
         bytes += size;
     }
     log.size_bytes = log.size_bytes.saturating_sub(bytes);
@@ -449,46 +358,29 @@ fn delete_groups(
 
 fn write_partition(txn: &WriteTransaction, key: u64, log: &PartitionLog) -> Result<(), String> {
     let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
-    partitions
-        .insert(key, meta::encode(&log.to_meta()).as_slice())
-        .map_err(|e| e.to_string())?;
+    partitions.insert(key, meta::encode(&log.to_meta()).as_slice()).map_err(|e| e.to_string())?;
     Ok(())
 }
 
 fn allocate_partition_keys(txn: &WriteTransaction, count: u32) -> Result<Vec<u64>, String> {
     let mut meta_table = txn.open_table(META).map_err(|e| e.to_string())?;
-    let next = meta_table
-        .get(NEXT_PARTITION_KEY)
-        .map_err(|e| e.to_string())?
-        .map_or(0, |v| v.value());
-    meta_table
-        .insert(NEXT_PARTITION_KEY, next + u64::from(count))
-        .map_err(|e| e.to_string())?;
+    let next = meta_table.get(NEXT_PARTITION_KEY).map_err(|e| e.to_string())?.map_or(0, |v| v.value());
+    meta_table.insert(NEXT_PARTITION_KEY, next + u64::from(count)).map_err(|e| e.to_string())?;
     Ok((next..next + u64::from(count)).collect())
 }
 
 fn write_new_partitions(txn: &WriteTransaction, keys: &[u64]) -> Result<(), String> {
     let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
     for key in keys {
-        partitions
-            .insert(*key, meta::encode(&fresh_partition()).as_slice())
-            .map_err(|e| e.to_string())?;
+        partitions.insert(*key, meta::encode(&fresh_partition()).as_slice()).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
 fn fresh_partition() -> PartitionMeta {
-    PartitionMeta {
-        log_start_offset: 0,
-        next_offset: 0,
-        size_bytes: 0,
-        leader_epoch: 0,
-        epochs: Vec::new(),
-    }
+    PartitionMeta { log_start_offset: 0, next_offset: 0, size_bytes: 0, leader_epoch: 0, epochs: Vec::new() }
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -11,39 +11,24 @@ use super::{DB_FILE_NAME, OpenError};
 pub type BackendFactory = Arc<dyn Fn() -> std::io::Result<Box<dyn StorageBackend>> + Send + Sync>;
 
 pub(super) fn file_factory(dir: &Path) -> Result<BackendFactory, OpenError> {
-    std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
-        path: dir.to_owned(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { path: dir.to_owned(), source })?;
     let path = dir.join(DB_FILE_NAME);
     Ok(Arc::new(move || {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
         let backend = redb::backends::FileBackend::new(file).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                std::io::Error::new(std::io::ErrorKind::WouldBlock, "locked")
-            }
+            redb::DatabaseError::DatabaseAlreadyOpen => std::io::Error::new(std::io::ErrorKind::WouldBlock, "locked"),
             other => std::io::Error::other(other.to_string()),
         })?;
         Ok(Box::new(backend) as Box<dyn StorageBackend>)
     }))
 }
 
-pub(super) fn open_database(
-    factory: &BackendFactory,
-    cache_bytes: usize,
-) -> Result<redb::Database, OpenError> {
+pub(super) fn open_database(factory: &BackendFactory, cache_bytes: usize) -> Result<redb::Database, OpenError> {
     let backend = factory().map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock => OpenError::Locked,
         _ => OpenError::Storage(e.to_string()),
     })?;
-    let db = redb::Builder::new()
-        .set_cache_size(cache_bytes)
-        .create_with_backend(Boxed(backend));
+    let db = redb::Builder::new().set_cache_size(cache_bytes).create_with_backend(Boxed(backend));
     match db {
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(OpenError::Locked),
         other => Ok(other?),

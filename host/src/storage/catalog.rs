@@ -1,7 +1,7 @@
 //! The in-memory view of topics and partitions that readers use without touching redb.
 //! Only the writer thread changes it, and only after the commit that made the change durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable};
@@ -35,11 +35,7 @@ pub struct PartitionState {
 
 impl PartitionState {
     pub(super) fn new(index: u32, key: u64, offsets: PartitionOffsets) -> Self {
-        Self {
-            index,
-            key,
-            offsets: watch::Sender::new(offsets),
-        }
+        Self { index, key, offsets: watch::Sender::new(offsets) }
     }
 
     pub fn offsets(&self) -> PartitionOffsets {
@@ -77,6 +73,8 @@ impl TopicState {
 #[derive(Debug, Default)]
 pub struct Catalog {
     topics: BTreeMap<String, Arc<TopicState>>,
+    /// Every partition by its storage key, for the writer's per-commit updates.
+    by_key: HashMap<u64, Arc<PartitionState>>,
 }
 
 impl Catalog {
@@ -88,33 +86,46 @@ impl Catalog {
         self.topics.values().cloned().collect()
     }
 
+    pub(super) fn partition(&self, key: u64) -> Option<Arc<PartitionState>> {
+        self.by_key.get(&key).cloned()
+    }
+
     pub(super) fn insert(&mut self, topic: Arc<TopicState>) {
-        self.topics.insert(topic.name.clone(), topic);
+        for partition in &topic.partitions {
+            self.by_key.insert(partition.key, partition.clone());
+        }
+        if let Some(old) = self.topics.insert(topic.name.clone(), topic.clone()) {
+            self.forget_partitions_not_in(&old, &topic);
+        }
     }
 
     pub(super) fn remove(&mut self, name: &str) -> Option<Arc<TopicState>> {
-        self.topics.remove(name)
+        let removed = self.topics.remove(name)?;
+        for partition in &removed.partitions {
+            self.by_key.remove(&partition.key);
+        }
+        Some(removed)
+    }
+
+    fn forget_partitions_not_in(&mut self, old: &TopicState, new: &TopicState) {
+        for partition in &old.partitions {
+            if !new.partitions.iter().any(|p| p.key == partition.key) {
+                self.by_key.remove(&partition.key);
+            }
+        }
     }
 }
 
 /// Reads the catalog and every partition's metadata; checks the format version.
-pub(super) fn load(
-    db: &redb::Database,
-) -> Result<(Catalog, BTreeMap<u64, PartitionMeta>), OpenError> {
+pub(super) fn load(db: &redb::Database) -> Result<(Catalog, BTreeMap<u64, PartitionMeta>), OpenError> {
     let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
     ensure_tables(db)?;
     let txn = db.begin_read().map_err(|e| storage(&e))?;
     let meta_table = txn.open_table(META).map_err(|e| storage(&e))?;
-    let found = meta_table
-        .get(FORMAT_VERSION_KEY)
-        .map_err(|e| storage(&e))?
-        .map(|v| v.value());
+    let found = meta_table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?.map(|v| v.value());
     match found {
         Some(found) if found > FORMAT_VERSION => {
-            return Err(OpenError::NewerFormat {
-                found,
-                supported: FORMAT_VERSION,
-            });
+            return Err(OpenError::NewerFormat { found, supported: FORMAT_VERSION });
         }
         Some(_) => {}
         None => return Err(OpenError::Storage("database has no format version".into())),
@@ -128,12 +139,7 @@ pub(super) fn load(
         partitions.insert(key, partition);
     }
     let mut catalog = Catalog::default();
-    for row in txn
-        .open_table(TOPICS)
-        .map_err(|e| storage(&e))?
-        .iter()
-        .map_err(|e| storage(&e))?
-    {
+    for row in txn.open_table(TOPICS).map_err(|e| storage(&e))?.iter().map_err(|e| storage(&e))? {
         let (name, value) = row.map_err(|e| storage(&e))?;
         let name = name.value().to_owned();
         let topic: TopicMeta = meta::decode(|| format!("topic {name}"), value.value())?;
@@ -172,10 +178,7 @@ fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
     {
         let txn = db.begin_read().map_err(|e| storage(&e))?;
         if let Ok(table) = txn.open_table(META)
-            && table
-                .get(FORMAT_VERSION_KEY)
-                .map_err(|e| storage(&e))?
-                .is_some()
+            && table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?.is_some()
         {
             return Ok(());
         }
@@ -183,13 +186,10 @@ fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
     let txn = db.begin_write().map_err(|e| storage(&e))?;
     {
         let mut meta_table = txn.open_table(META).map_err(|e| storage(&e))?;
-        meta_table
-            .insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
-            .map_err(|e| storage(&e))?;
+        meta_table.insert(FORMAT_VERSION_KEY, FORMAT_VERSION).map_err(|e| storage(&e))?;
         txn.open_table(TOPICS).map_err(|e| storage(&e))?;
         txn.open_table(PARTITIONS).map_err(|e| storage(&e))?;
-        txn.open_table(super::layout::BATCHES)
-            .map_err(|e| storage(&e))?;
+        txn.open_table(super::layout::BATCHES).map_err(|e| storage(&e))?;
     }
     txn.commit().map_err(|e| storage(&e))
 }

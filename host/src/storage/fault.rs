@@ -109,10 +109,7 @@ impl DiskState {
 
     fn grow_to(&mut self, len: u64) -> Result<(), Error> {
         if self.capacity.is_some_and(|cap| len > cap) {
-            return Err(Error::new(
-                ErrorKind::StorageFull,
-                "No space left on device (simulated)",
-            ));
+            return Err(Error::new(ErrorKind::StorageFull, "No space left on device (simulated)"));
         }
         if len as usize > self.current.len() {
             self.current.resize(len as usize, 0);

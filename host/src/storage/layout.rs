@@ -14,9 +14,8 @@
 //! Why groups and parts instead of one row per batch: redb allocates a B-tree leaf as a
 //! power-of-two multiple of its 4 KiB page. A leaf holding one 16,384 B value (plus the key and
 //! leaf header) needs a 32 KiB page: measured, values of exactly 16 or 64 KiB made the file 2.1–2.5×
-//! the payload. So a group's bytes are cut into parts that each fill a page almost exactly
-//! ([`part_lengths`]): a part is as long as the rest of the group when that wastes little, or
-//! else fills the largest page that the rest overflows. Concatenating the batches of one commit
+//! the payload. So a group's bytes are cut into parts ([`part_lengths`]) where that takes fewer
+//! pages: the first part fills the largest page the group overflows, the rest follows. Concatenating the batches of one commit
 //! also means that many small producer batches share pages instead of each starting a leaf.
 //!
 //! Partition keys are allocated from a counter and never reused, so a deleted topic's rows can
@@ -41,8 +40,6 @@ const PAGE_BYTES: usize = 4096;
 /// What a leaf spends besides the value when it holds a single entry: page header (4 B), the
 /// value's end offset (4 B) and the fixed-width key (8 + 8 + 4 B).
 const LEAF_OVERHEAD_BYTES: usize = 4 + 4 + 20;
-/// Waste (as a fraction 1/N of the part) accepted before a part is cut to fill a smaller page.
-const WASTE_DIVISOR: usize = 16;
 
 /// The lengths of the parts a group of `total` bytes is stored as; they add up to `total`.
 pub fn part_lengths(total: usize) -> impl Iterator<Item = usize> {
@@ -58,14 +55,24 @@ pub fn part_lengths(total: usize) -> impl Iterator<Item = usize> {
 }
 
 fn next_part_len(rest: usize) -> usize {
-    let needed = rest + LEAF_OVERHEAD_BYTES;
-    let page = needed.next_power_of_two().max(PAGE_BYTES);
-    let waste = page - needed;
-    if page == PAGE_BYTES || waste <= rest / WASTE_DIVISOR {
+    let whole = page_bytes_for(rest);
+    if whole == PAGE_BYTES {
         return rest;
     }
-    // Fill the next smaller page completely; the rest goes into the following part(s).
-    page / 2 - LEAF_OVERHEAD_BYTES
+    // Cutting pays only when filling the next smaller page and storing the rest separately takes
+    // fewer pages than one oversized page (16,384 B: 16 + 4 KiB instead of 32 KiB; 4,090 B: no).
+    let first = whole / 2 - LEAF_OVERHEAD_BYTES;
+    if whole / 2 + pages_for(rest - first) < whole { first } else { rest }
+}
+
+/// The leaf page size a part of `len` bytes takes when it is alone in its leaf.
+fn page_bytes_for(len: usize) -> usize {
+    (len + LEAF_OVERHEAD_BYTES).next_power_of_two().max(PAGE_BYTES)
+}
+
+/// Total page bytes the parts of a group of `total` bytes take.
+fn pages_for(total: usize) -> usize {
+    part_lengths(total).map(page_bytes_for).sum()
 }
 
 #[cfg(test)]
@@ -73,26 +80,22 @@ mod tests {
     use super::*;
 
     fn page_bytes_for(part: usize) -> usize {
-        (part + LEAF_OVERHEAD_BYTES)
-            .next_power_of_two()
-            .max(PAGE_BYTES)
+        (part + LEAF_OVERHEAD_BYTES).next_power_of_two().max(PAGE_BYTES)
     }
 
     #[test]
     fn parts_add_up_and_fill_pages() {
-        for total in (1..300_000)
-            .step_by(997)
-            .chain([16_384, 65_536, 131_072, 16_000, 4_068])
-        {
+        for total in (1..300_000).step_by(997).chain([16_384, 65_536, 131_072, 16_000, 4_068]) {
             let parts: Vec<usize> = part_lengths(total).collect();
             assert_eq!(parts.iter().sum::<usize>(), total, "total {total}");
             assert!(parts.iter().all(|&p| p > 0));
             let pages: usize = parts.iter().map(|&p| page_bytes_for(p)).sum();
-            // Every part but a small tail fills its page to within 1/16; a tail costs one 4 KiB page.
-            assert!(
-                pages <= total + total / WASTE_DIVISOR + 2 * PAGE_BYTES,
-                "total {total}: {parts:?}"
-            );
+            // Never worse than one page for the whole group, and within half of the payload
+            // once the group is larger than two pages.
+            assert!(pages <= page_bytes_for(total), "total {total}: {parts:?}");
+            if total > 2 * PAGE_BYTES {
+                assert!(pages <= total + total / 2, "total {total}: {parts:?}");
+            }
         }
     }
 
@@ -100,12 +103,13 @@ mod tests {
     fn power_of_two_groups_do_not_double() {
         // The case measured before this layout: a 16 KiB value took a 32 KiB page.
         let parts: Vec<usize> = part_lengths(16_384).collect();
-        assert_eq!(
-            parts,
-            vec![16_384 - LEAF_OVERHEAD_BYTES, LEAF_OVERHEAD_BYTES]
-        );
+        assert_eq!(parts, vec![16_384 - LEAF_OVERHEAD_BYTES, LEAF_OVERHEAD_BYTES]);
         let parts: Vec<usize> = part_lengths(16_000).collect();
         assert_eq!(parts, vec![16_000]);
+        // Just over a page: cutting would still take two pages, so it stays whole.
+        assert_eq!(part_lengths(4_090).collect::<Vec<_>>(), vec![4_090]);
+        let parts: Vec<usize> = part_lengths(65_536).collect();
+        assert_eq!(parts.iter().map(|&p| page_bytes_for(p)).sum::<usize>(), 65_536 + 4096);
     }
 
     #[test]

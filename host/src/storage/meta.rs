@@ -42,12 +42,6 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("postcard encodes metadata structs")
 }
 
-pub fn decode<T: for<'de> Deserialize<'de>>(
-    what: impl FnOnce() -> String,
-    bytes: &[u8],
-) -> Result<T, MetaDecodeError> {
-    postcard::from_bytes(bytes).map_err(|source| MetaDecodeError {
-        what: what(),
-        source,
-    })
+pub fn decode<T: for<'de> Deserialize<'de>>(what: impl FnOnce() -> String, bytes: &[u8]) -> Result<T, MetaDecodeError> {
+    postcard::from_bytes(bytes).map_err(|source| MetaDecodeError { what: what(), source })
 }

@@ -64,10 +64,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self {
-            durability: DurabilityPolicy::EveryCommit,
-            cache_bytes: CACHE_BYTES_DEFAULT,
-        }
+        Self { durability: DurabilityPolicy::EveryCommit, cache_bytes: CACHE_BYTES_DEFAULT }
     }
 }
 
@@ -97,19 +94,12 @@ pub const DB_FILE_NAME: &str = "rill.redb";
 #[non_exhaustive]
 pub enum OpenError {
     #[error("cannot create data directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open database: {0}")]
     Database(#[from] redb::DatabaseError),
-    #[error(
-        "database is in use by another process (is another `rill serve` running on the same data dir?)"
-    )]
+    #[error("database is in use by another process (is another `rill serve` running on the same data dir?)")]
     Locked,
-    #[error(
-        "database format version {found} is newer than this build supports ({supported}): upgrade rill"
-    )]
+    #[error("database format version {found} is newer than this build supports ({supported}): upgrade rill")]
     NewerFormat { found: u64, supported: u64 },
     #[error("cannot read database: {0}")]
     Storage(String),
@@ -146,19 +136,9 @@ pub enum ReadError {
     #[error("topic {topic:?} has no partition {partition}")]
     UnknownPartition { topic: String, partition: u32 },
     #[error("offset {offset} is out of range [{log_start_offset}, {next_offset}]")]
-    OffsetOutOfRange {
-        offset: u64,
-        log_start_offset: u64,
-        next_offset: u64,
-    },
-    #[error(
-        "stored batch at offset {offset} of partition key {partition_key} is corrupt: {reason}"
-    )]
-    Corrupt {
-        partition_key: u64,
-        offset: u64,
-        reason: String,
-    },
+    OffsetOutOfRange { offset: u64, log_start_offset: u64, next_offset: u64 },
+    #[error("stored batch at offset {offset} of partition key {partition_key} is corrupt: {reason}")]
+    Corrupt { partition_key: u64, offset: u64, reason: String },
     #[error("storage unavailable: {0}")]
     Storage(String),
 }
@@ -242,11 +222,7 @@ impl Store {
             .name("rill-storage-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| OpenError::Storage(format!("cannot start writer thread: {e}")))?;
-        Ok(Store {
-            shared,
-            commands,
-            writer_thread: Arc::new(Mutex::new(Some(thread))),
-        })
+        Ok(Store { shared, commands, writer_thread: Arc::new(Mutex::new(Some(thread))) })
     }
 
     /// Creates a topic with a fresh topic id.
@@ -259,14 +235,9 @@ impl Store {
         topic::validate_topic_name(name)?;
         topic::validate_partition_count(partitions)?;
         let name = name.to_owned();
-        self.request(|reply| Command::CreateTopic {
-            name,
-            partitions,
-            config,
-            reply,
-        })
-        .await
-        .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
+        self.request(|reply| Command::CreateTopic { name, partitions, config, reply })
+            .await
+            .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
     }
 
     /// Deletes a topic and all its batches.
@@ -278,27 +249,15 @@ impl Store {
     }
 
     /// Replaces a topic's configuration.
-    pub async fn alter_topic_config(
-        &self,
-        name: &str,
-        config: TopicConfig,
-    ) -> Result<Arc<TopicState>, TopicError> {
+    pub async fn alter_topic_config(&self, name: &str, config: TopicConfig) -> Result<Arc<TopicState>, TopicError> {
         let name = name.to_owned();
-        self.request(|reply| Command::AlterTopicConfig {
-            name,
-            config,
-            reply,
-        })
-        .await
-        .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
+        self.request(|reply| Command::AlterTopicConfig { name, config, reply })
+            .await
+            .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
     }
 
     /// Grows a topic to `total` partitions (Kafka's CreatePartitions: partitions are never removed).
-    pub async fn create_partitions(
-        &self,
-        name: &str,
-        total: u32,
-    ) -> Result<Arc<TopicState>, TopicError> {
+    pub async fn create_partitions(&self, name: &str, total: u32) -> Result<Arc<TopicState>, TopicError> {
         topic::validate_partition_count(total)?;
         let name = name.to_owned();
         self.request(|reply| Command::CreatePartitions { name, total, reply })
@@ -320,21 +279,10 @@ impl Store {
 
     /// Appends one or more concatenated v2 record batches (as a Kafka producer sends them) to a
     /// partition. Returns once they are committed under the durability policy.
-    pub async fn append(
-        &self,
-        topic: &str,
-        partition: u32,
-        batches: Vec<u8>,
-    ) -> Result<AppendOutcome, AppendError> {
+    pub async fn append(&self, topic: &str, partition: u32, batches: Vec<u8>) -> Result<AppendOutcome, AppendError> {
         let partition_state = self.partition_for_append(topic, partition, &batches)?;
         let key = partition_state.key;
-        self.request(|reply| Command::Append {
-            key,
-            batches,
-            reply,
-        })
-        .await
-        .unwrap_or_else(Err)
+        self.request(|reply| Command::Append { key, batches, reply }).await.unwrap_or_else(Err)
     }
 
     fn partition_for_append(
@@ -343,16 +291,10 @@ impl Store {
         partition: u32,
         batches: &[u8],
     ) -> Result<Arc<PartitionState>, AppendError> {
-        let topic_state = self
-            .topic(topic)
-            .ok_or_else(|| AppendError::UnknownTopic(topic.to_owned()))?;
-        let partition_state =
-            topic_state
-                .partition(partition)
-                .ok_or_else(|| AppendError::UnknownPartition {
-                    topic: topic.to_owned(),
-                    partition,
-                })?;
+        let topic_state = self.topic(topic).ok_or_else(|| AppendError::UnknownTopic(topic.to_owned()))?;
+        let partition_state = topic_state
+            .partition(partition)
+            .ok_or_else(|| AppendError::UnknownPartition { topic: topic.to_owned(), partition })?;
         validate::validate_append(batches, topic_state.config.max_message_bytes)?;
         Ok(partition_state)
     }
@@ -360,98 +302,52 @@ impl Store {
     /// Reads batches from the one containing `offset`, up to `max_bytes` but always at least one
     /// whole batch (KIP-74), never past the high watermark. Blocking: call it from
     /// `spawn_blocking` on a busy runtime.
-    pub fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        max_bytes: usize,
-    ) -> Result<ReadOutcome, ReadError> {
-        let topic_state = self
-            .topic(topic)
-            .ok_or_else(|| ReadError::UnknownTopic(topic.to_owned()))?;
-        let partition_state =
-            topic_state
-                .partition(partition)
-                .ok_or_else(|| ReadError::UnknownPartition {
-                    topic: topic.to_owned(),
-                    partition,
-                })?;
+    pub fn read(&self, topic: &str, partition: u32, offset: u64, max_bytes: usize) -> Result<ReadOutcome, ReadError> {
+        let topic_state = self.topic(topic).ok_or_else(|| ReadError::UnknownTopic(topic.to_owned()))?;
+        let partition_state = topic_state
+            .partition(partition)
+            .ok_or_else(|| ReadError::UnknownPartition { topic: topic.to_owned(), partition })?;
         read::read(&self.shared, &partition_state, offset, max_bytes)
     }
 
     /// Advances a partition's log start offset (Kafka's DeleteRecords). Batches wholly below it are
     /// deleted; the rest stay but are no longer readable below the new start.
-    pub async fn delete_records(
-        &self,
-        topic: &str,
-        partition: u32,
-        before_offset: u64,
-    ) -> Result<u64, AppendError> {
-        let topic_state = self
-            .topic(topic)
-            .ok_or_else(|| AppendError::UnknownTopic(topic.to_owned()))?;
+    pub async fn delete_records(&self, topic: &str, partition: u32, before_offset: u64) -> Result<u64, AppendError> {
+        let topic_state = self.topic(topic).ok_or_else(|| AppendError::UnknownTopic(topic.to_owned()))?;
         let key = topic_state
             .partition(partition)
-            .ok_or_else(|| AppendError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-            })?
+            .ok_or_else(|| AppendError::UnknownPartition { topic: topic.to_owned(), partition })?
             .key;
-        self.request(|reply| Command::DeleteRecords {
-            key,
-            before_offset,
-            reply,
-        })
-        .await
-        .unwrap_or_else(Err)
+        self.request(|reply| Command::DeleteRecords { key, before_offset, reply }).await.unwrap_or_else(Err)
     }
 
     /// Applies every topic's retention policy now (the broker also does it on a timer).
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, AppendError> {
-        self.request(|reply| Command::EnforceRetention { now_ms, reply })
-            .await
-            .unwrap_or_else(Err)
+        self.request(|reply| Command::EnforceRetention { now_ms, reply }).await.unwrap_or_else(Err)
     }
 
     /// Makes everything committed so far durable (an fsync), whatever the policy.
     pub async fn flush(&self) -> Result<(), AppendError> {
-        self.request(|reply| Command::Flush { reply })
-            .await
-            .unwrap_or_else(Err)
+        self.request(|reply| Command::Flush { reply }).await.unwrap_or_else(Err)
     }
 
     /// Stops the writer after it has finished what was queued, flushed and closed the database.
     pub async fn shutdown(&self) {
         let _ = self.request(|reply| Command::Shutdown { reply }).await;
-        let thread = self
-            .writer_thread
-            .lock()
-            .map(|mut t| t.take())
-            .unwrap_or(None);
+        let thread = self.writer_thread.lock().map(|mut t| t.take()).unwrap_or(None);
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 
-    async fn request<T>(
-        &self,
-        command: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, AppendError> {
+    async fn request<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, AppendError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(command(reply))
-            .await
-            .map_err(|_| AppendError::ShutDown)?;
+        self.commands.send(command(reply)).await.map_err(|_| AppendError::ShutDown)?;
         answer.await.map_err(|_| AppendError::ShutDown)
     }
 
     /// A receiver that changes whenever the partition's offsets do (for long-polling fetches).
-    pub fn watch_offsets(
-        &self,
-        topic: &str,
-        partition: u32,
-    ) -> Option<watch::Receiver<PartitionOffsets>> {
+    pub fn watch_offsets(&self, topic: &str, partition: u32) -> Option<watch::Receiver<PartitionOffsets>> {
         Some(self.topic(topic)?.partition(partition)?.subscribe())
     }
 }
@@ -460,18 +356,11 @@ impl Shared {
     fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
         // A poisoned lock means a writer panicked mid-update: the catalog it left is still a
         // consistent set of Arcs (updates swap whole entries), so keep serving it.
-        self.catalog
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn database(&self) -> Result<Arc<redb::Database>, String> {
-        let guard = self
-            .db
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        guard
-            .clone()
-            .ok_or_else(|| "database is being reopened after an IO error".to_owned())
+        let guard = self.db.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.clone().ok_or_else(|| "database is being reopened after an IO error".to_owned())
     }
 }

@@ -33,10 +33,7 @@ pub(super) fn groups_from<'t>(
     key: u64,
     from_base: u64,
 ) -> Result<impl Iterator<Item = Result<Group, String>> + 't, String> {
-    let mut rows = table
-        .range((key, from_base, 0)..=(key, u64::MAX, u32::MAX))
-        .map_err(|e| e.to_string())?
-        .peekable();
+    let mut rows = table.range((key, from_base, 0)..=(key, u64::MAX, u32::MAX)).map_err(|e| e.to_string())?.peekable();
     Ok(std::iter::from_fn(move || {
         let (row_key, value) = match rows.next()? {
             Ok(row) => row,
@@ -44,9 +41,7 @@ pub(super) fn groups_from<'t>(
         };
         let (_, base_offset, part) = row_key.value();
         if part != 0 {
-            return Some(Err(format!(
-                "group at offset {base_offset} starts with part {part}"
-            )));
+            return Some(Err(format!("group at offset {base_offset} starts with part {part}")));
         }
         let mut bytes = value.value().to_vec();
         while let Some(Ok((next_key, _))) = rows.peek() {
@@ -65,14 +60,8 @@ pub(super) fn groups_from<'t>(
 
 /// The base offset of the group holding `offset`, or of the first group if none starts at or
 /// below it.
-pub(super) fn containing_group(
-    table: &impl BatchRows,
-    key: u64,
-    offset: u64,
-) -> Result<u64, String> {
-    let below = table
-        .range((key, 0, 0)..=(key, offset, u32::MAX))
-        .map_err(|e| e.to_string())?;
+pub(super) fn containing_group(table: &impl BatchRows, key: u64, offset: u64) -> Result<u64, String> {
+    let below = table.range((key, 0, 0)..=(key, offset, u32::MAX)).map_err(|e| e.to_string())?;
     for row in below.rev() {
         let (row_key, _) = row.map_err(|e| e.to_string())?;
         let (_, base_offset, part) = row_key.value();
@@ -109,15 +98,9 @@ pub(super) fn read(
     let storage = |e: String| ReadError::Storage(e);
     let db = shared.database().map_err(storage)?;
     let txn = db.begin_read().map_err(|e| storage(e.to_string()))?;
-    let table = txn
-        .open_table(BATCHES)
-        .map_err(|e| storage(e.to_string()))?;
+    let table = txn.open_table(BATCHES).map_err(|e| storage(e.to_string()))?;
     let start = containing_group(&table, partition.key, offset).map_err(storage)?;
-    let corrupt = |at: u64, reason: String| ReadError::Corrupt {
-        partition_key: partition.key,
-        offset: at,
-        reason,
-    };
+    let corrupt = |at: u64, reason: String| ReadError::Corrupt { partition_key: partition.key, offset: at, reason };
     'groups: for group in groups_from(&table, partition.key, start).map_err(storage)? {
         let group = group.map_err(storage)?;
         for parsed in batch::batches(&group.bytes) {

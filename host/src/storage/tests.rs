@@ -14,43 +14,25 @@ const T0: i64 = 1_700_000_000_000;
 /// A batch of `records` records whose values are `tag` repeated `value_len` times.
 fn batch(records: usize, value_len: usize, timestamp: i64, tag: u8) -> Vec<u8> {
     let value = vec![tag; value_len];
-    let specs: Vec<RecordSpec> = (0..records)
-        .map(|_| RecordSpec {
-            timestamp,
-            key: Some(b"k"),
-            value: Some(&value),
-            headers: &[],
-        })
-        .collect();
+    let specs: Vec<RecordSpec> =
+        (0..records).map(|_| RecordSpec { timestamp, key: Some(b"k"), value: Some(&value), headers: &[] }).collect();
     build_vec(BatchParams::default(), &specs).expect("test batch builds")
 }
 
 fn open(disk: &Arc<SimDisk>, durability: DurabilityPolicy) -> Store {
-    Store::open(
-        Location::Backend(disk.factory()),
-        StoreConfig {
-            durability,
-            cache_bytes: 4 << 20,
-        },
-    )
-    .expect("store opens")
+    Store::open(Location::Backend(disk.factory()), StoreConfig { durability, cache_bytes: 4 << 20 })
+        .expect("store opens")
 }
 
 fn no_retention() -> TopicConfig {
-    TopicConfig {
-        retention_ms: None,
-        ..TopicConfig::default()
-    }
+    TopicConfig { retention_ms: None, ..TopicConfig::default() }
 }
 
 /// The stored batch at `offset`, with the fields the broker assigns (base offset, leader epoch)
 /// reset to what the producer sent, so it compares equal to the produced bytes.
 fn stored_as_produced(store: &Store, topic: &str, partition: u32, offset: u64) -> Vec<u8> {
     let read = store.read(topic, partition, offset, 1).expect("read");
-    let first = batches(&read.records)
-        .next()
-        .expect("a batch")
-        .expect("valid batch");
+    let first = batches(&read.records).next().expect("a batch").expect("valid batch");
     assert!(first.base_offset() as u64 <= offset && offset <= first.last_offset() as u64);
     let mut bytes = first.as_bytes().to_vec();
     rill_core::batch::set_base_offset(&mut bytes, 0).unwrap();
@@ -61,21 +43,12 @@ fn stored_as_produced(store: &Store, topic: &str, partition: u32, offset: u64) -
 /// Every batch of a partition from its log start, checked for CRC and contiguous offsets.
 fn all_batches(store: &Store, topic: &str, partition: u32) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
-    let start = store
-        .topic(topic)
-        .unwrap()
-        .partition(partition)
-        .unwrap()
-        .offsets()
-        .log_start_offset;
+    let start = store.topic(topic).unwrap().partition(partition).unwrap().offsets().log_start_offset;
     let mut offset = start;
     loop {
         let read = store.read(topic, partition, offset, 1 << 20).expect("read");
         if read.records.is_empty() {
-            assert_eq!(
-                offset, read.high_watermark,
-                "a read below the high watermark returned nothing"
-            );
+            assert_eq!(offset, read.high_watermark, "a read below the high watermark returned nothing");
             return out;
         }
         for parsed in batches(&read.records) {
@@ -83,10 +56,7 @@ fn all_batches(store: &Store, topic: &str, partition: u32) -> Vec<(u64, Vec<u8>)
             if (parsed.last_offset() as u64) < offset {
                 continue;
             }
-            assert!(
-                parsed.base_offset() as u64 <= offset,
-                "offsets are contiguous"
-            );
+            assert!(parsed.base_offset() as u64 <= offset, "offsets are contiguous");
             out.push((parsed.base_offset() as u64, parsed.as_bytes().to_vec()));
             offset = parsed.last_offset() as u64 + 1;
         }
@@ -97,15 +67,8 @@ fn all_batches(store: &Store, topic: &str, partition: u32) -> Vec<(u64, Vec<u8>)
 async fn appended_batches_read_back_byte_for_byte() {
     let disk = SimDisk::new();
     let store = open(&disk, DurabilityPolicy::EveryCommit);
-    store
-        .create_topic("sensors", 2, no_retention())
-        .await
-        .unwrap();
-    let produced = [
-        batch(3, 10, T0, 1),
-        batch(1, 5000, T0 + 1, 2),
-        batch(20, 100, T0 + 2, 3),
-    ];
+    store.create_topic("sensors", 2, no_retention()).await.unwrap();
+    let produced = [batch(3, 10, T0, 1), batch(1, 5000, T0 + 1, 2), batch(20, 100, T0 + 2, 3)];
     let mut offsets = Vec::new();
     for b in &produced {
         offsets.push(store.append("sensors", 1, b.clone()).await.unwrap());
@@ -124,10 +87,7 @@ async fn appended_batches_read_back_byte_for_byte() {
     let read = store.read("sensors", 1, 0, 1 << 20).unwrap();
     assert!(batches(&read.records).all(|b| b.unwrap().header().partition_leader_epoch == 0));
     assert_eq!(read.high_watermark, 24);
-    assert_eq!(
-        store.read("sensors", 0, 0, 100).unwrap().records,
-        Vec::<u8>::new()
-    );
+    assert_eq!(store.read("sensors", 0, 0, 100).unwrap().records, Vec::<u8>::new());
     store.shutdown().await;
 }
 
@@ -140,32 +100,12 @@ async fn reads_honour_byte_limit_but_return_one_whole_batch() {
         store.append("t", 0, batch(10, 1000, T0, i)).await.unwrap();
     }
     let one = store.read("t", 0, 0, 1).unwrap();
-    assert_eq!(
-        batches(&one.records).count(),
-        1,
-        "a batch larger than the limit is still returned whole"
-    );
+    assert_eq!(batches(&one.records).count(), 1, "a batch larger than the limit is still returned whole");
     let two = store.read("t", 0, 15, 2 * one.records.len()).unwrap();
-    let got: Vec<_> = batches(&two.records)
-        .map(|b| b.unwrap().base_offset())
-        .collect();
-    assert_eq!(
-        got,
-        vec![10, 20],
-        "starts at the batch containing offset 15"
-    );
-    assert!(matches!(
-        store.read("t", 0, 51, 100),
-        Err(ReadError::OffsetOutOfRange {
-            next_offset: 50,
-            ..
-        })
-    ));
-    assert_eq!(
-        store.read("t", 0, 50, 100).unwrap().records.len(),
-        0,
-        "reading at the end is empty, not an error"
-    );
+    let got: Vec<_> = batches(&two.records).map(|b| b.unwrap().base_offset()).collect();
+    assert_eq!(got, vec![10, 20], "starts at the batch containing offset 15");
+    assert!(matches!(store.read("t", 0, 51, 100), Err(ReadError::OffsetOutOfRange { next_offset: 50, .. })));
+    assert_eq!(store.read("t", 0, 50, 100).unwrap().records.len(), 0, "reading at the end is empty, not an error");
     store.shutdown().await;
 }
 
@@ -173,58 +113,27 @@ async fn reads_honour_byte_limit_but_return_one_whole_batch() {
 async fn invalid_batches_are_refused_and_store_nothing() {
     let disk = SimDisk::new();
     let store = open(&disk, DurabilityPolicy::EveryCommit);
-    let config = TopicConfig {
-        max_message_bytes: 2000,
-        ..no_retention()
-    };
+    let config = TopicConfig { max_message_bytes: 2000, ..no_retention() };
     store.create_topic("t", 1, config).await.unwrap();
     let mut corrupt = batch(2, 10, T0, 1);
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
     assert!(matches!(
         store.append("t", 0, corrupt).await,
-        Err(AppendError::InvalidBatch(InvalidBatch::Codec {
-            index: 0,
-            ..
-        }))
+        Err(AppendError::InvalidBatch(InvalidBatch::Codec { index: 0, .. }))
     ));
     assert!(matches!(
         store.append("t", 0, batch(1, 3000, T0, 1)).await,
         Err(AppendError::MessageTooLarge { max: 2000, .. })
     ));
-    assert!(matches!(
-        store.append("t", 0, Vec::new()).await,
-        Err(AppendError::InvalidBatch(InvalidBatch::Empty))
-    ));
+    assert!(matches!(store.append("t", 0, Vec::new()).await, Err(AppendError::InvalidBatch(InvalidBatch::Empty))));
     let mut good_then_truncated = batch(1, 10, T0, 1);
     good_then_truncated.extend_from_slice(&batch(1, 10, T0, 2)[..30]);
     assert!(store.append("t", 0, good_then_truncated).await.is_err());
-    assert!(matches!(
-        store.append("nope", 0, batch(1, 1, T0, 1)).await,
-        Err(AppendError::UnknownTopic(_))
-    ));
-    assert!(matches!(
-        store.append("t", 7, batch(1, 1, T0, 1)).await,
-        Err(AppendError::UnknownPartition { .. })
-    ));
-    assert_eq!(
-        store
-            .topic("t")
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .offsets()
-            .high_watermark,
-        0
-    );
-    assert_eq!(
-        store
-            .append("t", 0, batch(1, 10, T0, 1))
-            .await
-            .unwrap()
-            .base_offset,
-        0
-    );
+    assert!(matches!(store.append("nope", 0, batch(1, 1, T0, 1)).await, Err(AppendError::UnknownTopic(_))));
+    assert!(matches!(store.append("t", 7, batch(1, 1, T0, 1)).await, Err(AppendError::UnknownPartition { .. })));
+    assert_eq!(store.topic("t").unwrap().partition(0).unwrap().offsets().high_watermark, 0);
+    assert_eq!(store.append("t", 0, batch(1, 10, T0, 1)).await.unwrap().base_offset, 0);
     store.shutdown().await;
 }
 
@@ -241,10 +150,7 @@ async fn concurrent_appends_share_commits_and_get_distinct_offsets() {
             let mut acked = Vec::new();
             for i in 0..40u8 {
                 let b = batch(2, 50, T0, producer.wrapping_mul(40).wrapping_add(i));
-                let at = store
-                    .append("t", u32::from(producer % 2), b.clone())
-                    .await
-                    .unwrap();
+                let at = store.append("t", u32::from(producer % 2), b.clone()).await.unwrap();
                 acked.push((u32::from(producer % 2), at.base_offset, b));
             }
             acked
@@ -259,23 +165,12 @@ async fn concurrent_appends_share_commits_and_get_distinct_offsets() {
     for partition in 0..2 {
         let stored = all_batches(&store, "t", partition);
         assert_eq!(stored.len(), 160);
-        let mut bases: Vec<u64> = acked
-            .iter()
-            .filter(|a| a.0 == partition)
-            .map(|a| a.1)
-            .collect();
+        let mut bases: Vec<u64> = acked.iter().filter(|a| a.0 == partition).map(|a| a.1).collect();
         bases.sort_unstable();
-        assert_eq!(
-            bases,
-            (0..160).map(|i| i * 2).collect::<Vec<_>>(),
-            "offsets are unique and contiguous"
-        );
+        assert_eq!(bases, (0..160).map(|i| i * 2).collect::<Vec<_>>(), "offsets are unique and contiguous");
     }
     for (partition, offset, produced) in &acked {
-        assert_eq!(
-            &stored_as_produced(&store, "t", *partition, *offset),
-            produced
-        );
+        assert_eq!(&stored_as_produced(&store, "t", *partition, *offset), produced);
     }
     store.shutdown().await;
 }
@@ -284,22 +179,11 @@ async fn concurrent_appends_share_commits_and_get_distinct_offsets() {
 async fn topics_and_offsets_survive_reopen() {
     let disk = SimDisk::new();
     let store = open(&disk, DurabilityPolicy::EveryCommit);
-    let created = store
-        .create_topic("a", 1, TopicConfig::default())
-        .await
-        .unwrap();
-    store
-        .create_topic("b", 3, TopicConfig::default())
-        .await
-        .unwrap();
+    let created = store.create_topic("a", 1, TopicConfig::default()).await.unwrap();
+    store.create_topic("b", 3, TopicConfig::default()).await.unwrap();
+    assert!(matches!(store.create_topic("a", 1, TopicConfig::default()).await, Err(TopicError::AlreadyExists(_))));
     assert!(matches!(
-        store.create_topic("a", 1, TopicConfig::default()).await,
-        Err(TopicError::AlreadyExists(_))
-    ));
-    assert!(matches!(
-        store
-            .create_topic("bad name", 1, TopicConfig::default())
-            .await,
+        store.create_topic("bad name", 1, TopicConfig::default()).await,
         Err(TopicError::InvalidName { .. })
     ));
     assert!(matches!(
@@ -314,10 +198,7 @@ async fn topics_and_offsets_survive_reopen() {
     store.create_partitions("a", 3).await.unwrap();
     store.append("a", 2, batch(1, 10, T0, 1)).await.unwrap();
     store.delete_topic("b").await.unwrap();
-    assert!(matches!(
-        store.delete_topic("b").await,
-        Err(TopicError::Unknown(_))
-    ));
+    assert!(matches!(store.delete_topic("b").await, Err(TopicError::Unknown(_))));
     store.shutdown().await;
 
     let store = open(&disk, DurabilityPolicy::EveryCommit);
@@ -329,29 +210,10 @@ async fn topics_and_offsets_survive_reopen() {
     assert_eq!(a.partitions.len(), 3);
     assert_eq!(a.partition(0).unwrap().offsets().high_watermark, 4);
     assert_eq!(a.partition(2).unwrap().offsets().high_watermark, 1);
-    assert_eq!(
-        store
-            .append("a", 0, batch(1, 10, T0, 1))
-            .await
-            .unwrap()
-            .base_offset,
-        4
-    );
+    assert_eq!(store.append("a", 0, batch(1, 10, T0, 1)).await.unwrap().base_offset, 4);
     // A re-created topic gets a new id and none of the old data.
-    store
-        .create_topic("b", 1, TopicConfig::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .topic("b")
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .offsets()
-            .high_watermark,
-        0
-    );
+    store.create_topic("b", 1, TopicConfig::default()).await.unwrap();
+    assert_eq!(store.topic("b").unwrap().partition(0).unwrap().offsets().high_watermark, 0);
     store.shutdown().await;
 }
 
@@ -361,14 +223,10 @@ fn newer_format_is_refused_with_a_clear_error() {
     {
         let db = redb::Database::create(dir.path().join(DB_FILE_NAME)).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(layout::META)
-            .unwrap()
-            .insert(layout::FORMAT_VERSION_KEY, layout::FORMAT_VERSION + 1)
-            .unwrap();
+        txn.open_table(layout::META).unwrap().insert(layout::FORMAT_VERSION_KEY, layout::FORMAT_VERSION + 1).unwrap();
         txn.commit().unwrap();
     }
-    let err =
-        Store::open(Location::Dir(dir.path().to_owned()), StoreConfig::default()).unwrap_err();
+    let err = Store::open(Location::Dir(dir.path().to_owned()), StoreConfig::default()).unwrap_err();
     assert!(matches!(err, OpenError::NewerFormat { .. }), "{err}");
     assert!(err.to_string().contains("newer"), "{err}");
 }
@@ -386,53 +244,26 @@ fn a_second_store_on_the_same_dir_is_refused() {
 async fn retention_deletes_whole_groups_by_time_and_by_size() {
     let disk = SimDisk::new();
     let store = open(&disk, DurabilityPolicy::EveryCommit);
-    let config = TopicConfig {
-        retention_ms: Some(60_000),
-        ..TopicConfig::default()
-    };
+    let config = TopicConfig { retention_ms: Some(60_000), ..TopicConfig::default() };
     store.create_topic("t", 1, config).await.unwrap();
     for i in 0..10 {
-        store
-            .append("t", 0, batch(2, 100, T0 + i * 10_000, i as u8))
-            .await
-            .unwrap();
+        store.append("t", 0, batch(2, 100, T0 + i * 10_000, i as u8)).await.unwrap();
     }
     // Now = T0 + 125 s: batches with max timestamp < T0 + 65 s (i = 0..=6) are expired.
     let report = store.enforce_retention(T0 + 125_000).await.unwrap();
     assert_eq!(report.groups_deleted, 7);
     let offsets = store.topic("t").unwrap().partition(0).unwrap().offsets();
     assert_eq!(offsets.log_start_offset, 14);
-    assert!(matches!(
-        store.read("t", 0, 13, 100),
-        Err(ReadError::OffsetOutOfRange {
-            log_start_offset: 14,
-            ..
-        })
-    ));
+    assert!(matches!(store.read("t", 0, 13, 100), Err(ReadError::OffsetOutOfRange { log_start_offset: 14, .. })));
     assert_eq!(all_batches(&store, "t", 0).len(), 3);
-    assert_eq!(
-        store
-            .enforce_retention(T0 + 125_000)
-            .await
-            .unwrap()
-            .groups_deleted,
-        0,
-        "idempotent"
-    );
+    assert_eq!(store.enforce_retention(T0 + 125_000).await.unwrap().groups_deleted, 0, "idempotent");
 
     let one_batch = offsets.size_bytes / 3;
-    let mut config = TopicConfig {
-        retention_ms: None,
-        ..TopicConfig::default()
-    };
+    let mut config = TopicConfig { retention_ms: None, ..TopicConfig::default() };
     // Kafka's rule: delete the oldest while what remains is still at least retention.bytes.
     config.retention_bytes = Some(one_batch + 1);
     store.alter_topic_config("t", config.clone()).await.unwrap();
-    assert_eq!(
-        store.enforce_retention(T0).await.unwrap().groups_deleted,
-        1,
-        "2 batches stay: 1 more would go below"
-    );
+    assert_eq!(store.enforce_retention(T0).await.unwrap().groups_deleted, 1, "2 batches stay: 1 more would go below");
     config.retention_bytes = Some(one_batch);
     store.alter_topic_config("t", config).await.unwrap();
     let report = store.enforce_retention(T0).await.unwrap();
@@ -440,16 +271,7 @@ async fn retention_deletes_whole_groups_by_time_and_by_size() {
     assert_eq!(all_batches(&store, "t", 0).len(), 1);
     store.shutdown().await;
     let store = open(&disk, DurabilityPolicy::EveryCommit);
-    assert_eq!(
-        store
-            .topic("t")
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .offsets()
-            .log_start_offset,
-        18
-    );
+    assert_eq!(store.topic("t").unwrap().partition(0).unwrap().offsets().log_start_offset, 18);
     store.shutdown().await;
 }
 
@@ -463,31 +285,11 @@ async fn delete_records_advances_log_start_inside_a_batch() {
     }
     assert_eq!(store.delete_records("t", 0, 7).await.unwrap(), 7);
     let read = store.read("t", 0, 7, 1).unwrap();
+    assert_eq!(batches(&read.records).next().unwrap().unwrap().base_offset(), 5, "the batch holding 7 stays");
+    assert!(matches!(store.read("t", 0, 6, 1), Err(ReadError::OffsetOutOfRange { .. })));
+    assert!(store.delete_records("t", 0, 21).await.is_err(), "beyond the high watermark");
     assert_eq!(
-        batches(&read.records)
-            .next()
-            .unwrap()
-            .unwrap()
-            .base_offset(),
-        5,
-        "the batch holding 7 stays"
-    );
-    assert!(matches!(
-        store.read("t", 0, 6, 1),
-        Err(ReadError::OffsetOutOfRange { .. })
-    ));
-    assert!(
-        store.delete_records("t", 0, 21).await.is_err(),
-        "beyond the high watermark"
-    );
-    assert_eq!(
-        store
-            .topic("t")
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .offsets()
-            .size_bytes,
+        store.topic("t").unwrap().partition(0).unwrap().offsets().size_bytes,
         3 * batch(5, 10, T0, 0).len() as u64
     );
     store.shutdown().await;
@@ -506,12 +308,7 @@ async fn power_cut_run(seed: u64, torn: bool) {
     let mut attempted = Vec::new();
     for i in 0..200u64 {
         let partition = (i % 2) as u32;
-        let produced = batch(
-            1 + (i * 13 % 9) as usize,
-            (seed as usize * 31 + i as usize * 97) % 6000,
-            T0,
-            i as u8,
-        );
+        let produced = batch(1 + (i * 13 % 9) as usize, (seed as usize * 31 + i as usize * 97) % 6000, T0, i as u8);
         attempted.push(produced.clone());
         match store.append("t", partition, produced.clone()).await {
             Ok(at) => acked.push((partition, at.base_offset, produced)),
@@ -543,10 +340,7 @@ async fn power_cut_run(seed: u64, torn: bool) {
             let mut bytes = bytes.clone();
             rill_core::batch::set_base_offset(&mut bytes, 0).unwrap();
             rill_core::batch::set_partition_leader_epoch(&mut bytes, -1).unwrap();
-            assert!(
-                attempted.contains(&bytes),
-                "seed {seed}: an unacknowledged batch is stored whole or not at all"
-            );
+            assert!(attempted.contains(&bytes), "seed {seed}: an unacknowledged batch is stored whole or not at all");
         }
     }
     // And the store keeps working.
@@ -583,20 +377,12 @@ async fn interval_policy_loses_only_the_unsynced_window() {
         store.append("t", 0, batch(1, 100, T0, i)).await.unwrap();
     }
     let offsets = store.topic("t").unwrap().partition(0).unwrap().offsets();
-    assert_eq!(
-        (offsets.high_watermark, offsets.durable_offset),
-        (9, 5),
-        "visible at once, durable later"
-    );
+    assert_eq!((offsets.high_watermark, offsets.durable_offset), (9, 5), "visible at once, durable later");
     disk.cut_power_after(0);
     store.shutdown().await;
     disk.restore_power(None);
     let store = open(&disk, DurabilityPolicy::EveryCommit);
-    assert_eq!(
-        all_batches(&store, "t", 0).len(),
-        5,
-        "exactly the synced prefix survives"
-    );
+    assert_eq!(all_batches(&store, "t", 0).len(), 5, "exactly the synced prefix survives");
     store.shutdown().await;
 }
 
@@ -607,13 +393,7 @@ async fn interval_policy_syncs_on_its_own() {
     store.create_topic("t", 1, no_retention()).await.unwrap();
     store.append("t", 0, batch(1, 100, T0, 1)).await.unwrap();
     let mut offsets = store.watch_offsets("t", 0).unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        offsets.wait_for(|o| o.durable_offset == 1),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), offsets.wait_for(|o| o.durable_offset == 1)).await.unwrap().unwrap();
     disk.cut_power_after(0);
     store.shutdown().await;
     disk.restore_power(None);
@@ -631,14 +411,7 @@ async fn storage_fault_run(full_disk: bool) {
     let mut acked = Vec::new();
     for i in 0..10 {
         let produced = batch(3, 200, T0, i);
-        acked.push((
-            store
-                .append("t", 0, produced.clone())
-                .await
-                .unwrap()
-                .base_offset,
-            produced,
-        ));
+        acked.push((store.append("t", 0, produced.clone()).await.unwrap().base_offset, produced));
     }
     if full_disk {
         disk.set_capacity(Some(disk.len()));
@@ -653,10 +426,7 @@ async fn storage_fault_run(full_disk: bool) {
             Err(AppendError::Storage(cause)) => {
                 refused += 1;
                 let expected = if full_disk { "No space left" } else { "fsync" };
-                assert!(
-                    cause.contains(expected),
-                    "the error names the cause: {cause}"
-                );
+                assert!(cause.contains(expected), "the error names the cause: {cause}");
                 if refused >= 3 {
                     break;
                 }
@@ -679,10 +449,7 @@ async fn storage_fault_run(full_disk: bool) {
         for (offset, produced) in &acked {
             match store.read("t", 0, *offset, 1) {
                 Ok(read) => assert!(
-                    read.records
-                        .windows(produced.len() - 17)
-                        .any(|w| w == &produced[17..])
-                        || read.records.is_empty()
+                    read.records.windows(produced.len() - 17).any(|w| w == &produced[17..]) || read.records.is_empty()
                 ),
                 Err(e) => assert!(matches!(e, ReadError::Storage(_)), "{e}"),
             }
@@ -706,11 +473,7 @@ async fn storage_fault_run(full_disk: bool) {
     store.shutdown().await;
     let store = open(&disk, DurabilityPolicy::EveryCommit);
     for (offset, produced) in &acked {
-        assert_eq!(
-            &stored_as_produced(&store, "t", 0, *offset),
-            produced,
-            "acknowledged batch lost"
-        );
+        assert_eq!(&stored_as_produced(&store, "t", 0, *offset), produced, "acknowledged batch lost");
     }
     // all_batches checks CRCs and contiguous offsets. After a failed fsync the data may still
     // have reached the disk (the kernel does not say), so a refused append may be there — whole.
@@ -718,11 +481,7 @@ async fn storage_fault_run(full_disk: bool) {
     if full_disk {
         assert_eq!(stored, acked.len(), "refused appends left nothing behind");
     } else {
-        assert!(
-            stored >= acked.len() && stored <= acked.len() + refused,
-            "{stored} stored, {} acked",
-            acked.len()
-        );
+        assert!(stored >= acked.len() && stored <= acked.len() + refused, "{stored} stored, {} acked", acked.len());
     }
     store.shutdown().await;
 }
@@ -741,23 +500,10 @@ async fn fsync_failure_refuses_appends_keeps_reads_and_recovers() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append {
-        partition: u32,
-        records: usize,
-        value_len: usize,
-    },
-    Read {
-        partition: u32,
-        offset_pick: u64,
-        max_bytes: usize,
-    },
-    DeleteRecords {
-        partition: u32,
-        offset_pick: u64,
-    },
-    RetainBytes {
-        bytes: u64,
-    },
+    Append { partition: u32, records: usize, value_len: usize },
+    Read { partition: u32, offset_pick: u64, max_bytes: usize },
+    DeleteRecords { partition: u32, offset_pick: u64 },
+    RetainBytes { bytes: u64 },
     Reopen,
 }
 
@@ -786,10 +532,7 @@ fn values_of(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
         let base = parsed.base_offset();
         for record in parsed.records().unwrap() {
             let record = record.unwrap();
-            out.push((
-                (base + i64::from(record.offset_delta)) as u64,
-                record.value.unwrap_or_default().to_vec(),
-            ));
+            out.push(((base + i64::from(record.offset_delta)) as u64, record.value.unwrap_or_default().to_vec()));
         }
     }
     out
@@ -803,28 +546,17 @@ async fn run_model(ops: Vec<Op>) {
     let mut tag = 0u8;
     for op in ops {
         match op {
-            Op::Append {
-                partition,
-                records,
-                value_len,
-            } => {
+            Op::Append { partition, records, value_len } => {
                 tag = tag.wrapping_add(1);
                 let model = &mut models[partition as usize];
-                let at = store
-                    .append("m", partition, batch(records, value_len, T0, tag))
-                    .await
-                    .unwrap();
+                let at = store.append("m", partition, batch(records, value_len, T0, tag)).await.unwrap();
                 assert_eq!(at.base_offset, model.next);
                 for i in 0..records as u64 {
                     model.records.push((model.next + i, vec![tag; value_len]));
                 }
                 model.next += records as u64;
             }
-            Op::Read {
-                partition,
-                offset_pick,
-                max_bytes,
-            } => {
+            Op::Read { partition, offset_pick, max_bytes } => {
                 let model = &models[partition as usize];
                 let offset = model.log_start + offset_pick % (model.next - model.log_start + 1);
                 let read = store.read("m", partition, offset, max_bytes).unwrap();
@@ -844,10 +576,7 @@ async fn run_model(ops: Vec<Op>) {
                 );
                 assert_eq!(read.high_watermark, model.next);
             }
-            Op::DeleteRecords {
-                partition,
-                offset_pick,
-            } => {
+            Op::DeleteRecords { partition, offset_pick } => {
                 let model = &mut models[partition as usize];
                 let offset = model.log_start + offset_pick % (model.next - model.log_start + 1);
                 store.delete_records("m", partition, offset).await.unwrap();
@@ -860,17 +589,9 @@ async fn run_model(ops: Vec<Op>) {
                 store.alter_topic_config("m", config).await.unwrap();
                 store.enforce_retention(T0).await.unwrap();
                 for (partition, model) in models.iter_mut().enumerate() {
-                    let offsets = store
-                        .topic("m")
-                        .unwrap()
-                        .partition(partition as u32)
-                        .unwrap()
-                        .offsets();
+                    let offsets = store.topic("m").unwrap().partition(partition as u32).unwrap().offsets();
                     assert!(offsets.log_start_offset >= model.log_start);
-                    assert!(
-                        offsets.size_bytes >= bytes.min(offsets.size_bytes),
-                        "never deletes below retention.bytes"
-                    );
+                    assert!(offsets.size_bytes >= bytes.min(offsets.size_bytes), "never deletes below retention.bytes");
                     model.log_start = offsets.log_start_offset;
                     let start = model.log_start;
                     model.records.retain(|(o, _)| *o >= start);

@@ -49,23 +49,14 @@ pub enum TopicError {
     #[error("invalid partition count {count}: must be 1..={max}")]
     InvalidPartitions { count: u32, max: u32 },
     #[error("invalid config {key}={value:?}: {reason}")]
-    InvalidConfig {
-        key: String,
-        value: String,
-        reason: &'static str,
-    },
+    InvalidConfig { key: String, value: String, reason: &'static str },
     #[error("storage failed: {0}")]
     Storage(String),
 }
 
 /// Validates a topic name with Kafka's rules: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
-    let invalid = |reason| {
-        Err(TopicError::InvalidName {
-            name: name.to_owned(),
-            reason,
-        })
-    };
+    let invalid = |reason| Err(TopicError::InvalidName { name: name.to_owned(), reason });
     if name.is_empty() {
         return invalid("empty");
     }
@@ -75,10 +66,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     if name == "." || name == ".." {
         return invalid("'.' and '..' are reserved");
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
         return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())
@@ -86,10 +74,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
 
 pub fn validate_partition_count(count: u32) -> Result<(), TopicError> {
     if count == 0 || count > PARTITIONS_PER_TOPIC_MAX {
-        return Err(TopicError::InvalidPartitions {
-            count,
-            max: PARTITIONS_PER_TOPIC_MAX,
-        });
+        return Err(TopicError::InvalidPartitions { count, max: PARTITIONS_PER_TOPIC_MAX });
     }
     Ok(())
 }
@@ -97,28 +82,20 @@ pub fn validate_partition_count(count: u32) -> Result<(), TopicError> {
 impl TopicConfig {
     /// Sets one config entry by its Kafka name, as `IncrementalAlterConfigs` and the config file do.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), TopicError> {
-        let bad = |reason| TopicError::InvalidConfig {
-            key: key.to_owned(),
-            value: value.to_owned(),
-            reason,
-        };
+        let bad = |reason| TopicError::InvalidConfig { key: key.to_owned(), value: value.to_owned(), reason };
         match key {
             "retention.ms" => {
-                self.retention_ms =
-                    parse_limit(value).ok_or_else(|| bad("expected -1 or a whole number"))?
+                self.retention_ms = parse_limit(value).ok_or_else(|| bad("expected -1 or a whole number"))?
             }
             "retention.bytes" => {
-                self.retention_bytes =
-                    parse_limit(value).ok_or_else(|| bad("expected -1 or a whole number"))?
+                self.retention_bytes = parse_limit(value).ok_or_else(|| bad("expected -1 or a whole number"))?
             }
             "max.message.bytes" => {
                 let bytes: u32 = value.parse().map_err(|_| bad("expected a whole number"))?;
                 if (bytes as usize) < rill_core::batch::HEADER_LEN
                     || bytes as usize > rill_core::limits::BATCH_BYTES_MAX
                 {
-                    return Err(bad(
-                        "outside the range a record batch can have (61 B to 8 MiB)",
-                    ));
+                    return Err(bad("outside the range a record batch can have (61 B to 8 MiB)"));
                 }
                 self.max_message_bytes = bytes;
             }

@@ -15,10 +15,7 @@ pub enum InvalidBatch {
     #[error("record batch {index}: {error}")]
     Codec { index: usize, error: BatchError },
     #[error("record batch {index}: {error}")]
-    Decompress {
-        index: usize,
-        error: DecompressError,
-    },
+    Decompress { index: usize, error: DecompressError },
     #[error("record batch {index}: control batches are written by the broker, not producers")]
     ControlBatch { index: usize },
 }
@@ -33,21 +30,15 @@ pub fn validate_append(bytes: &[u8], max_message_bytes: u32) -> Result<(), Appen
         let header = parsed.header();
         let size = parsed.as_bytes().len();
         if size > max_message_bytes as usize {
-            return Err(AppendError::MessageTooLarge {
-                size,
-                max: max_message_bytes,
-            });
+            return Err(AppendError::MessageTooLarge { size, max: max_message_bytes });
         }
         if header.is_control() {
             return Err(InvalidBatch::ControlBatch { index }.into());
         }
-        let codec = header
-            .compression()
-            .map_err(|error| InvalidBatch::Codec { index, error })?;
+        let codec = header.compression().map_err(|error| InvalidBatch::Codec { index, error })?;
         if codec != Compression::None {
-            let records =
-                compression::decompress(codec, parsed.records_section(), DECOMPRESSED_BYTES_MAX)
-                    .map_err(|error| InvalidBatch::Decompress { index, error })?;
+            let records = compression::decompress(codec, parsed.records_section(), DECOMPRESSED_BYTES_MAX)
+                .map_err(|error| InvalidBatch::Decompress { index, error })?;
             batch::validate_records(&records, header.records_count)
                 .map_err(|error: BatchError| InvalidBatch::Codec { index, error })?;
         }

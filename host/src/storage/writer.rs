@@ -78,28 +78,14 @@ pub(super) struct PartitionLog {
 
 impl PartitionLog {
     pub(super) fn from_meta(meta: &PartitionMeta) -> Result<Self, String> {
-        let entries: Vec<EpochEntry> = meta
-            .epochs
-            .iter()
-            .map(|&(epoch, start_offset)| EpochEntry {
-                epoch,
-                start_offset,
-            })
-            .collect();
+        let entries: Vec<EpochEntry> =
+            meta.epochs.iter().map(|&(epoch, start_offset)| EpochEntry { epoch, start_offset }).collect();
         let epochs = EpochHistory::from_entries(&entries).map_err(|e| e.to_string())?;
         // Everything in the file was committed, so the high watermark is the log end.
-        let state = LogState::restore(
-            meta.log_start_offset,
-            meta.next_offset,
-            meta.next_offset,
-            meta.leader_epoch,
-            epochs,
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(Self {
-            state,
-            size_bytes: meta.size_bytes,
-        })
+        let state =
+            LogState::restore(meta.log_start_offset, meta.next_offset, meta.next_offset, meta.leader_epoch, epochs)
+                .map_err(|e| e.to_string())?;
+        Ok(Self { state, size_bytes: meta.size_bytes })
     }
 
     pub(super) fn to_meta(&self) -> PartitionMeta {
@@ -108,13 +94,7 @@ impl PartitionLog {
             next_offset: self.state.next_offset(),
             size_bytes: self.size_bytes,
             leader_epoch: self.state.leader_epoch(),
-            epochs: self
-                .state
-                .epochs()
-                .entries()
-                .iter()
-                .map(|e| (e.epoch, e.start_offset))
-                .collect(),
+            epochs: self.state.epochs().entries().iter().map(|e| (e.epoch, e.start_offset)).collect(),
         }
     }
 }
@@ -162,24 +142,13 @@ impl Writer {
                 }
             })
             .collect();
-        Self {
-            shared,
-            factory,
-            config,
-            logs,
-            inbox,
-            unsynced_since: None,
-            broken: None,
-        }
+        Self { shared, factory, config, logs, inbox, unsynced_since: None, broken: None }
     }
 
     pub fn run(mut self) {
         // The writer is a plain thread (redb calls block on fsync); a tiny runtime lets it wait on
         // the async queue with a timeout, which the interval policy needs.
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-        {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
             Ok(runtime) => runtime,
             Err(e) => {
                 tracing::error!(error = %e, "storage writer cannot start its runtime");
@@ -189,9 +158,9 @@ impl Writer {
         loop {
             let first = match self.wake_deadline() {
                 None => runtime.block_on(self.inbox.recv()),
-                Some(deadline) => match runtime.block_on(async {
-                    tokio::time::timeout_at(deadline.into(), self.inbox.recv()).await
-                }) {
+                Some(deadline) => match runtime
+                    .block_on(async { tokio::time::timeout_at(deadline.into(), self.inbox.recv()).await })
+                {
                     Ok(command) => command,
                     Err(_elapsed) => {
                         self.on_wake();
@@ -210,17 +179,9 @@ impl Writer {
             let mut next = Some(first);
             while let Some(command) = next.take() {
                 match command {
-                    Command::Append {
-                        key,
-                        batches,
-                        reply,
-                    } => {
+                    Command::Append { key, batches, reply } => {
                         bytes += batches.len();
-                        appends.push(PendingAppend {
-                            key,
-                            batches,
-                            reply,
-                        });
+                        appends.push(PendingAppend { key, batches, reply });
                     }
                     other => {
                         // Keep order: appends queued before an admin command commit before it.
@@ -256,10 +217,7 @@ impl Writer {
     }
 
     fn on_wake(&mut self) {
-        if self
-            .reopen_deadline()
-            .is_some_and(|at| at <= Instant::now())
-        {
+        if self.reopen_deadline().is_some_and(|at| at <= Instant::now()) {
             let _ = self.retry_reopen();
         }
         self.sync_now();
@@ -268,12 +226,7 @@ impl Writer {
     fn shutdown(&mut self) {
         self.sync_now();
         // Dropping the last handle closes the database cleanly (no repair on the next open).
-        let db = self
-            .shared
-            .db
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let db = self.shared.db.write().unwrap_or_else(|p| p.into_inner()).take();
         drop(db);
         tracing::info!("storage closed");
     }
@@ -299,12 +252,7 @@ impl Writer {
         let mut before: HashMap<u64, PartitionLog> = HashMap::new();
         let mut groups: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         let mut results = Vec::with_capacity(appends.len());
-        for PendingAppend {
-            key,
-            batches,
-            reply,
-        } in appends
-        {
+        for PendingAppend { key, batches, reply } in appends {
             let result = self.assign(key, batches, &mut before, &mut groups);
             results.push((key, reply, result));
         }
@@ -312,16 +260,11 @@ impl Writer {
         let written = self.write_groups(&groups, durability);
         match written {
             Ok(()) => {
-                self.shared
-                    .stats
-                    .count_commit(matches!(durability, Durability::Immediate));
+                self.shared.stats.count_commit(matches!(durability, Durability::Immediate));
                 self.commit_succeeded();
                 self.after_commit(&before, durability);
                 for (key, reply, result) in results {
-                    let log_start_offset = self
-                        .logs
-                        .get(&key)
-                        .map_or(0, |log| log.state.log_start_offset());
+                    let log_start_offset = self.logs.get(&key).map_or(0, |log| log.state.log_start_offset());
                     let _ = reply.send(result.map(|(base_offset, last_offset)| AppendOutcome {
                         base_offset,
                         last_offset,
@@ -348,10 +291,7 @@ impl Writer {
         before: &mut HashMap<u64, PartitionLog>,
         groups: &mut BTreeMap<u64, Vec<u8>>,
     ) -> Result<(u64, u64), AppendError> {
-        let log = self
-            .logs
-            .get_mut(&key)
-            .ok_or(AppendError::Log("partition was deleted".into()))?;
+        let log = self.logs.get_mut(&key).ok_or(AppendError::Log("partition was deleted".into()))?;
         before.entry(key).or_insert_with(|| log.clone());
         let undo = log.clone();
         let group = groups.entry(key).or_default();
@@ -361,15 +301,11 @@ impl Writer {
         let mut first_offset = None;
         let mut last_offset = 0;
         while at < group.len() {
-            let outcome = batch::batch_len(&group[at..])
-                .map_err(|e| AppendError::Log(e.to_string()))
-                .and_then(|len| {
-                    let info = log
-                        .state
-                        .prepare_append(&mut group[at..at + len])
-                        .map_err(|e| AppendError::Log(e.to_string()))?;
-                    Ok((len, info))
-                });
+            let outcome = batch::batch_len(&group[at..]).map_err(|e| AppendError::Log(e.to_string())).and_then(|len| {
+                let info =
+                    log.state.prepare_append(&mut group[at..at + len]).map_err(|e| AppendError::Log(e.to_string()))?;
+                Ok((len, info))
+            });
             match outcome {
                 Ok((len, info)) => {
                     first_offset.get_or_insert(info.base_offset);
@@ -397,11 +333,7 @@ impl Writer {
         }
     }
 
-    fn write_groups(
-        &self,
-        groups: &BTreeMap<u64, Vec<u8>>,
-        durability: Durability,
-    ) -> Result<(), String> {
+    fn write_groups(&self, groups: &BTreeMap<u64, Vec<u8>>, durability: Durability) -> Result<(), String> {
         let db = self.shared.database()?;
         let mut txn = db.begin_write().map_err(|e| e.to_string())?;
         txn.set_durability(durability).map_err(|e| e.to_string())?;
@@ -409,36 +341,24 @@ impl Writer {
             let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
             let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
             for (key, bytes) in groups.iter().filter(|(_, bytes)| !bytes.is_empty()) {
-                let base_offset = batch::Batch::parse(
-                    &bytes[..batch::batch_len(bytes).map_err(|e| e.to_string())?],
-                )
-                .map_err(|e| format!("batch changed after validation: {e}"))?
-                .header()
-                .base_offset as u64;
+                // The header alone: the batch was validated (CRC included) before it was queued.
+                let base_offset = batch::BatchHeader::decode(bytes)
+                    .map_err(|e| format!("group lost its header: {e}"))?
+                    .base_offset as u64;
                 let mut at = 0;
                 for (part, len) in part_lengths(bytes.len()).enumerate() {
-                    rows.insert((*key, base_offset, part as u32), &bytes[at..at + len])
-                        .map_err(|e| e.to_string())?;
+                    rows.insert((*key, base_offset, part as u32), &bytes[at..at + len]).map_err(|e| e.to_string())?;
                     at += len;
                 }
-                let log = self
-                    .logs
-                    .get(key)
-                    .ok_or("partition vanished during commit")?;
-                partitions
-                    .insert(*key, meta::encode(&log.to_meta()).as_slice())
-                    .map_err(|e| e.to_string())?;
+                let log = self.logs.get(key).ok_or("partition vanished during commit")?;
+                partitions.insert(*key, meta::encode(&log.to_meta()).as_slice()).map_err(|e| e.to_string())?;
             }
         }
         txn.commit().map_err(|e| e.to_string())
     }
 
     /// Publishes what a successful commit made visible (and durable).
-    pub(super) fn after_commit(
-        &mut self,
-        touched: &HashMap<u64, PartitionLog>,
-        durability: Durability,
-    ) {
+    pub(super) fn after_commit(&mut self, touched: &HashMap<u64, PartitionLog>, durability: Durability) {
         let durable = matches!(durability, Durability::Immediate);
         if durable {
             self.unsynced_since = None;
@@ -446,18 +366,18 @@ impl Writer {
             self.unsynced_since.get_or_insert_with(Instant::now);
         }
         let catalog = self.shared.catalog();
-        for topic in catalog.all() {
-            for partition in &topic.partitions {
-                if let Some(log) = self.logs.get_mut(&partition.key) {
-                    let touched = touched.contains_key(&partition.key);
-                    if touched {
-                        let next = log.state.next_offset();
-                        log.state.advance_high_watermark(next);
-                    }
-                    if touched || durable {
-                        publish(partition, log, durable);
-                    }
-                }
+        for key in touched.keys() {
+            if let Some(log) = self.logs.get_mut(key) {
+                let next = log.state.next_offset();
+                log.state.advance_high_watermark(next);
+            }
+        }
+        // A durable commit makes every partition durable; otherwise only the touched ones change.
+        let changed: Vec<u64> =
+            if durable { self.logs.keys().copied().collect() } else { touched.keys().copied().collect() };
+        for key in changed {
+            if let (Some(partition), Some(log)) = (catalog.partition(key), self.logs.get(&key)) {
+                publish(&partition, log, durable);
             }
         }
     }
@@ -488,11 +408,7 @@ pub(super) fn publish(partition: &PartitionState, log: &PartitionLog, durable: b
     partition.publish(PartitionOffsets {
         log_start_offset: log.state.log_start_offset(),
         high_watermark,
-        durable_offset: if durable {
-            high_watermark
-        } else {
-            previous.durable_offset.min(high_watermark)
-        },
+        durable_offset: if durable { high_watermark } else { previous.durable_offset.min(high_watermark) },
         size_bytes: log.size_bytes,
     });
 }
@@ -508,8 +424,7 @@ pub(super) fn publish(partition: &PartitionState, log: &PartitionLog, durable: b
 impl Writer {
     pub(super) fn mark_broken(&mut self, cause: String) {
         let failures = self.broken.as_ref().map_or(1, |b| b.failures + 1);
-        let backoff =
-            (RECOVERY_BACKOFF_MIN * 2u32.saturating_pow(failures - 1)).min(RECOVERY_BACKOFF_MAX);
+        let backoff = (RECOVERY_BACKOFF_MIN * 2u32.saturating_pow(failures - 1)).min(RECOVERY_BACKOFF_MAX);
         tracing::error!(error = %cause, failures, backoff_ms = backoff.as_millis() as u64, "storage write failed; reopening the database");
         let reopened = self.reopen();
         if let Err(e) = &reopened {
@@ -528,9 +443,7 @@ impl Writer {
         let Some(broken) = &self.broken else {
             return Ok(());
         };
-        let wait = broken
-            .writes_refused_until
-            .saturating_duration_since(Instant::now());
+        let wait = broken.writes_refused_until.saturating_duration_since(Instant::now());
         if !wait.is_zero() {
             return Err(format!(
                 "{}; storage is recovering, writes resume in {} ms at the earliest",
@@ -564,14 +477,11 @@ impl Writer {
             Err(e) => {
                 let broken = self.broken.as_mut().expect("checked above");
                 broken.failures += 1;
-                let backoff = (RECOVERY_BACKOFF_MIN * 2u32.saturating_pow(broken.failures - 1))
-                    .min(RECOVERY_BACKOFF_MAX);
+                let backoff =
+                    (RECOVERY_BACKOFF_MIN * 2u32.saturating_pow(broken.failures - 1)).min(RECOVERY_BACKOFF_MAX);
                 broken.writes_refused_until = Instant::now() + backoff;
                 tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "storage reopen failed");
-                Err(format!(
-                    "{}; reopening the database failed: {e}",
-                    broken.cause
-                ))
+                Err(format!("{}; reopening the database failed: {e}", broken.cause))
             }
         }
     }
@@ -585,38 +495,24 @@ impl Writer {
 
     /// When the writer must wake up by itself to retry reopening.
     pub(super) fn reopen_deadline(&self) -> Option<Instant> {
-        self.broken
-            .as_ref()
-            .filter(|b| !b.reopened)
-            .map(|b| b.writes_refused_until)
+        self.broken.as_ref().filter(|b| !b.reopened).map(|b| b.writes_refused_until)
     }
 
     fn reopen(&mut self) -> Result<(), String> {
-        let old = self
-            .shared
-            .db
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let old = self.shared.db.write().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(old) = old {
             wait_for_readers(old);
         }
-        let db = backend::open_database(&self.factory, self.config.cache_bytes)
-            .map_err(|e| e.to_string())?;
+        let db = backend::open_database(&self.factory, self.config.cache_bytes).map_err(|e| e.to_string())?;
         let (_, metas) = catalog::load(&db).map_err(|e| e.to_string())?;
         // The file is the truth now: commits that were not durable may be gone.
-        self.logs = metas
-            .iter()
-            .filter_map(|(key, meta)| Some((*key, PartitionLog::from_meta(meta).ok()?)))
-            .collect();
+        self.logs = metas.iter().filter_map(|(key, meta)| Some((*key, PartitionLog::from_meta(meta).ok()?))).collect();
         self.unsynced_since = None;
         *self.shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
         let catalog = self.shared.catalog();
-        for topic in catalog.all() {
-            for partition in &topic.partitions {
-                if let Some(log) = self.logs.get(&partition.key) {
-                    publish(partition, log, true);
-                }
+        for (key, log) in &self.logs {
+            if let Some(partition) = catalog.partition(*key) {
+                publish(&partition, log, true);
             }
         }
         Ok(())
