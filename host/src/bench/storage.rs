@@ -22,7 +22,7 @@ pub struct StorageArgs {
     #[arg(long, default_value = ".")]
     dir: PathBuf,
     /// Payload bytes per case and repetition.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 256)]
     mib_per_case: u64,
     /// Longest a case may run before it stops early (seconds).
     #[arg(long, default_value_t = 3.0)]
@@ -36,6 +36,9 @@ pub struct StorageArgs {
     /// Also write the markdown table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run only the cases whose row contains this text (e.g. "8 → 1" or "16384").
+    #[arg(long)]
+    filter: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +59,7 @@ struct Measured {
     mb_per_s: f64,
     records_per_s: f64,
     file_per_payload: f64,
+    allocated_per_payload: f64,
     written_per_payload: f64,
     bytes_per_sync: f64,
 }
@@ -96,14 +100,29 @@ pub async fn run(mut args: StorageArgs) -> Result<(), String> {
         args.seconds_per_case = args.seconds_per_case.min(1.0);
     }
     let scratch = args.dir.join(format!("rill-bench-{}", std::process::id()));
-    let mut table = header(&args);
+    let measured = run_cases(&scratch, &args).await;
+    // Removed on every path: a failed case must not leave gigabytes behind.
+    let _ = std::fs::remove_dir_all(&scratch);
+    let table = measured?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, &table).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    }
+    Ok(())
+}
+
+async fn run_cases(scratch: &Path, args: &StorageArgs) -> Result<String, String> {
+    let mut table = header(args);
     println!("{table}");
     for case in cases(args.quick) {
+        let label = row(case, &Measured::default(), &Measured::default());
+        if args.filter.as_ref().is_some_and(|filter| !label.contains(filter.as_str())) {
+            continue;
+        }
         let mut rill = Vec::new();
         let mut baseline = Vec::new();
         for _ in 0..args.repeat {
-            let measured = run_rill(&scratch, case, &args).await?;
-            baseline.push(run_baseline(&scratch, case, measured.bytes_per_sync, &args)?);
+            let measured = run_rill(scratch, case, args).await?;
+            baseline.push(run_baseline(scratch, case, measured.bytes_per_sync, args)?);
             rill.push(measured);
         }
         let row = row(case, &median(&rill), &median(&baseline));
@@ -111,19 +130,15 @@ pub async fn run(mut args: StorageArgs) -> Result<(), String> {
         table.push_str(&row);
         table.push('\n');
     }
-    let _ = std::fs::remove_dir_all(&scratch);
-    if let Some(out) = &args.out {
-        std::fs::write(out, &table).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    }
-    Ok(())
+    Ok(table)
 }
 
 fn header(args: &StorageArgs) -> String {
     let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_else(|_| "unset".into());
     format!(
         "rill bench storage: {} MiB/case, {} repeats (medians), max {} s/case, GLIBC_TUNABLES={tunables}\n\n\
-         | records | batch B | durability | producers → partitions | rill MB/s | rill rec/s | baseline MB/s | ratio | file/payload | written/payload (baseline) | bytes/sync |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | records | batch B | durability | producers → partitions | rill MB/s | rill rec/s | baseline MB/s | ratio | file/payload | allocated/payload | written/payload (baseline) | bytes/sync |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         args.mib_per_case, args.repeat, args.seconds_per_case
     )
 }
@@ -135,7 +150,7 @@ fn row(case: Case, rill: &Measured, baseline: &Measured) -> String {
         (DurabilityPolicy::Interval(i), _) => format!("interval {} ms", i.as_millis()),
     };
     format!(
-        "| {} B | {} | {} | {} → {} | {:.1} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} ({:.2}) | {:.0} |",
+        "| {} B | {} | {} | {} → {} | {:.1} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} ({:.2}) | {:.0} |",
         case.record_bytes,
         case.batch_bytes,
         durability,
@@ -146,6 +161,7 @@ fn row(case: Case, rill: &Measured, baseline: &Measured) -> String {
         baseline.mb_per_s,
         rill.mb_per_s / baseline.mb_per_s,
         rill.file_per_payload,
+        rill.allocated_per_payload,
         rill.written_per_payload,
         baseline.written_per_payload,
         rill.bytes_per_sync,
@@ -162,6 +178,7 @@ fn median(samples: &[Measured]) -> Measured {
         mb_per_s: pick(|m| m.mb_per_s),
         records_per_s: pick(|m| m.records_per_s),
         file_per_payload: pick(|m| m.file_per_payload),
+        allocated_per_payload: pick(|m| m.allocated_per_payload),
         written_per_payload: pick(|m| m.written_per_payload),
         bytes_per_sync: pick(|m| m.bytes_per_sync),
     }
@@ -250,6 +267,7 @@ async fn run_rill(scratch: &Path, case: Case, args: &StorageArgs) -> Result<Meas
     let written = io_write_bytes().saturating_sub(written_before);
     let syncs = (store.stats().syncs() - syncs_before).max(1);
     let _commits = store.stats().commits() - commits_before;
+    let allocated = store.space_usage().await.map_err(|e| e.to_string())?.allocated_bytes;
     store.shutdown().await;
     let payload = batches_sent * batch.len() as u64;
     let file_bytes = std::fs::metadata(scratch.join(DB_FILE_NAME)).map(|m| m.len()).unwrap_or(0);
@@ -257,6 +275,7 @@ async fn run_rill(scratch: &Path, case: Case, args: &StorageArgs) -> Result<Meas
         mb_per_s: payload as f64 / elapsed / 1e6,
         records_per_s: (batches_sent * records_per_batch as u64) as f64 / elapsed,
         file_per_payload: file_bytes as f64 / payload as f64,
+        allocated_per_payload: allocated as f64 / payload as f64,
         written_per_payload: written as f64 / payload as f64,
         bytes_per_sync: payload as f64 / syncs as f64,
     })
@@ -290,6 +309,7 @@ fn run_baseline(scratch: &Path, case: Case, bytes_per_sync: f64, args: &StorageA
         mb_per_s: payload as f64 / elapsed / 1e6,
         records_per_s: (payload / batch.len() as u64 * records_per_batch as u64) as f64 / elapsed,
         file_per_payload: 1.0,
+        allocated_per_payload: 1.0,
         written_per_payload: written as f64 / payload as f64,
         bytes_per_sync,
     })

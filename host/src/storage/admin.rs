@@ -15,7 +15,7 @@ use super::meta::{self, PartitionMeta, TopicMeta};
 use super::read::{Group, groups_from};
 use super::topic::{TopicConfig, TopicError};
 use super::writer::{Command, PartitionLog, Writer};
-use super::{AppendError, RetentionReport};
+use super::{AppendError, RetentionReport, SpaceUsage};
 
 impl Writer {
     pub(super) fn handle_admin(&mut self, command: Command) {
@@ -40,6 +40,9 @@ impl Writer {
             }
             Command::Flush { reply } => {
                 let _ = reply.send(self.durable_txn(|_| Ok(())).map_err(AppendError::Storage));
+            }
+            Command::SpaceUsage { reply } => {
+                let _ = reply.send(self.space_usage().map_err(AppendError::Storage));
             }
             Command::Append { .. } | Command::Shutdown { .. } => {
                 unreachable!("the writer loop handles appends and shutdown itself")
@@ -69,6 +72,22 @@ impl Writer {
             Err(cause) => self.mark_broken(cause.clone()),
         }
         result
+    }
+
+    /// redb's page accounting. Needs a write transaction (redb computes it there); it is aborted.
+    fn space_usage(&mut self) -> Result<SpaceUsage, String> {
+        self.ensure_open()?;
+        let db = self.shared.database()?;
+        let txn = db.begin_write().map_err(|e| e.to_string())?;
+        let stats = txn.stats().map_err(|e| e.to_string())?;
+        txn.abort().map_err(|e| e.to_string())?;
+        let page_bytes = stats.page_size() as u64;
+        Ok(SpaceUsage {
+            allocated_bytes: stats.allocated_pages() * page_bytes,
+            leaf_bytes: stats.leaf_pages() * page_bytes,
+            branch_bytes: stats.branch_pages() * page_bytes,
+            stored_bytes: stats.stored_bytes(),
+        })
     }
 
     fn create_topic(

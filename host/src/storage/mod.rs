@@ -159,6 +159,19 @@ pub struct RetentionReport {
     pub partitions_trimmed: u64,
 }
 
+/// How redb uses the file (its own accounting): what the row layout costs, apart from the
+/// free space the file grows ahead of use (redb doubles a small file, then adds whole regions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpaceUsage {
+    /// Pages in use, of every kind.
+    pub allocated_bytes: u64,
+    /// B-tree leaf pages (where values live).
+    pub leaf_bytes: u64,
+    pub branch_bytes: u64,
+    /// Key and value bytes stored in leaves.
+    pub stored_bytes: u64,
+}
+
 /// The storage engine. Cheap to clone; every clone talks to the same writer thread.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -329,6 +342,11 @@ impl Store {
     /// Makes everything committed so far durable (an fsync), whatever the policy.
     pub async fn flush(&self) -> Result<(), AppendError> {
         self.request(|reply| Command::Flush { reply }).await.unwrap_or_else(Err)
+    }
+
+    /// How much of the file redb has allocated, and to what.
+    pub async fn space_usage(&self) -> Result<SpaceUsage, AppendError> {
+        self.request(|reply| Command::SpaceUsage { reply }).await.unwrap_or_else(Err)
     }
 
     /// Stops the writer after it has finished what was queued, flushed and closed the database.

@@ -20,7 +20,7 @@ use super::catalog::{self, PartitionOffsets, PartitionState, TopicState};
 use super::layout::{BATCHES, PARTITIONS, part_lengths};
 use super::meta::{self, PartitionMeta};
 use super::topic::{TopicConfig, TopicError};
-use super::{AppendError, AppendOutcome, DurabilityPolicy, RetentionReport, Shared, StoreConfig};
+use super::{AppendError, AppendOutcome, DurabilityPolicy, RetentionReport, Shared, SpaceUsage, StoreConfig};
 use crate::limits::{COMMIT_APPENDS_MAX, COMMIT_BYTES_MAX};
 
 type Reply<T> = oneshot::Sender<T>;
@@ -63,6 +63,10 @@ pub(super) enum Command {
     },
     Flush {
         reply: Reply<Result<(), AppendError>>,
+    },
+    /// redb's page accounting, for benchmarks and metrics.
+    SpaceUsage {
+        reply: Reply<Result<SpaceUsage, AppendError>>,
     },
     Shutdown {
         reply: Reply<()>,
