@@ -63,9 +63,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 settings.data_dir = dir;
             }
             let runtime = runtime()?;
-            runtime.block_on(rill::serve::serve(settings, rill::serve::shutdown_signal())).map_err(|e| Failure {
-                cause: e.to_string(),
-                hint: "check that the data directory is writable and not used by another rill (--data-dir DIR)",
+            runtime.block_on(async {
+                let shutdown = rill::serve::shutdown_signal().map_err(|e| Failure {
+                    cause: format!("cannot listen for SIGINT/SIGTERM: {e}"),
+                    hint: "run rill as a normal process (signals are how it is stopped cleanly)",
+                })?;
+                rill::serve::serve(settings, shutdown).await.map_err(|e| Failure {
+                    cause: e.to_string(),
+                    hint: "check that the data directory is writable and not used by another rill (--data-dir DIR)",
+                })
             })
         }
         Command::Bench { what } => {
@@ -85,5 +91,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only for people: a log file or a test reading stderr gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }

@@ -34,7 +34,12 @@ fn stored_as_produced(store: &Store, topic: &str, partition: u32, offset: u64) -
     let read = store.read(topic, partition, offset, 1).expect("read");
     let first = batches(&read.records).next().expect("a batch").expect("valid batch");
     assert!(first.base_offset() as u64 <= offset && offset <= first.last_offset() as u64);
-    let mut bytes = first.as_bytes().to_vec();
+    as_produced(first.as_bytes())
+}
+
+/// A stored batch with base offset and leader epoch reset to a producer's values (0 and -1).
+fn as_produced(stored: &[u8]) -> Vec<u8> {
+    let mut bytes = stored.to_vec();
     rill_core::batch::set_base_offset(&mut bytes, 0).unwrap();
     rill_core::batch::set_partition_leader_epoch(&mut bytes, -1).unwrap();
     bytes
@@ -337,10 +342,10 @@ async fn power_cut_run(seed: u64, torn: bool) {
             stored.len()
         );
         for (_, bytes) in stored.iter().skip(acked_here) {
-            let mut bytes = bytes.clone();
-            rill_core::batch::set_base_offset(&mut bytes, 0).unwrap();
-            rill_core::batch::set_partition_leader_epoch(&mut bytes, -1).unwrap();
-            assert!(attempted.contains(&bytes), "seed {seed}: an unacknowledged batch is stored whole or not at all");
+            assert!(
+                attempted.contains(&as_produced(bytes)),
+                "seed {seed}: an unacknowledged batch is stored whole or not at all"
+            );
         }
     }
     // And the store keeps working.

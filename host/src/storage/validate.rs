@@ -39,7 +39,9 @@ pub fn validate_append(bytes: &[u8], max_message_bytes: u32) -> Result<(), Appen
         if codec != Compression::None {
             let records = compression::decompress(codec, parsed.records_section(), DECOMPRESSED_BYTES_MAX)
                 .map_err(|error| InvalidBatch::Decompress { index, error })?;
-            batch::validate_records(&records, header.records_count)
+            // Counts and offset deltas (within lastOffsetDelta), as for an uncompressed batch: a
+            // record claiming an offset past its batch would collide with the next batch's.
+            batch::validate_decompressed(header, &records)
                 .map_err(|error: BatchError| InvalidBatch::Codec { index, error })?;
         }
     }
