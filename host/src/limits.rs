@@ -1,6 +1,8 @@
 //! Every bound the host enforces, in one place, each with the reason for its number.
 //! `rill-core` keeps its own in `rill_core::limits`.
 
+use std::time::Duration;
+
 use rill_core::limits::BATCH_BYTES_MAX;
 
 /// Appends waiting for the storage writer. A bounded queue: when storage falls behind, producers
@@ -35,6 +37,19 @@ pub const TOPIC_NAME_LEN_MAX: usize = 249;
 /// Most partitions per topic. A gateway has no use for more; each costs a metadata row.
 pub const PARTITIONS_PER_TOPIC_MAX: u32 = 1024;
 
+/// How long writes are refused after the first IO error; doubled for each further failure in a
+/// row. Each retry reopens the database, and a reopen after an IO error repairs the file (a full
+/// scan), so a disk that stays full must not trigger one per append.
+pub const RECOVERY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// The longest refusal: a gateway whose disk was full resumes within this of space returning.
+pub const RECOVERY_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// How long the writer waits for in-flight reads to drop the database before reopening it (a
+/// read takes milliseconds; a reader stuck longer must not block recovery forever).
+pub const READERS_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+const _: () = assert!(RECOVERY_BACKOFF_MIN.as_millis() < RECOVERY_BACKOFF_MAX.as_millis());
 const _: () = assert!(MAX_MESSAGE_BYTES_DEFAULT as usize <= BATCH_BYTES_MAX);
 const _: () = assert!(COMMIT_BYTES_MAX >= BATCH_BYTES_MAX, "one largest batch must fit a commit");
 

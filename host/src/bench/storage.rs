@@ -52,6 +52,9 @@ struct Case {
     partitions: usize,
     /// One small batch per commit, as a gateway at 10 msg/s produces.
     low_rate: bool,
+    /// One batch per this interval, as a gateway with a few sensors sends (real time, so these
+    /// cases show what the durability policies cost on flash at low rates).
+    pace: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,6 +69,9 @@ struct Measured {
 
 const INTERVAL: Duration = Duration::from_millis(100);
 
+/// A sensor gateway at 10 msg/s: one 1 KB batch every 100 ms.
+const GATEWAY_PACE: Duration = Duration::from_millis(100);
+
 fn cases(quick: bool) -> Vec<Case> {
     let mut cases = Vec::new();
     let batch_sizes_100 = [1020, 4090, 16_380, 65_530, 16_384, 65_536];
@@ -74,7 +80,15 @@ fn cases(quick: bool) -> Vec<Case> {
         for (producers, partitions) in [(1, 1), (8, 1), (8, 8)] {
             for (record_bytes, sizes) in [(100, &batch_sizes_100[..]), (1024, &batch_sizes_1k[..])] {
                 for &batch_bytes in sizes {
-                    cases.push(Case { record_bytes, batch_bytes, durability, producers, partitions, low_rate: false });
+                    cases.push(Case {
+                        record_bytes,
+                        batch_bytes,
+                        durability,
+                        producers,
+                        partitions,
+                        low_rate: false,
+                        pace: None,
+                    });
                 }
             }
         }
@@ -86,9 +100,29 @@ fn cases(quick: bool) -> Vec<Case> {
         producers: 1,
         partitions: 1,
         low_rate: true,
+        pace: None,
     });
+    for durability in [
+        DurabilityPolicy::EveryCommit,
+        DurabilityPolicy::Interval(INTERVAL),
+        DurabilityPolicy::Interval(Duration::from_secs(1)),
+    ] {
+        let low_rate = true;
+        let pace = Some(GATEWAY_PACE);
+        cases.push(Case {
+            record_bytes: 100,
+            batch_bytes: 1020,
+            durability,
+            producers: 1,
+            partitions: 1,
+            low_rate,
+            pace,
+        });
+    }
     if quick {
-        cases.retain(|c| c.low_rate || (c.record_bytes == 100 && c.batch_bytes == 16_384 && c.producers == 8));
+        cases.retain(|c| {
+            (c.low_rate && c.pace.is_none()) || (c.record_bytes == 100 && c.batch_bytes == 16_384 && c.producers == 8)
+        });
     }
     cases
 }
@@ -144,10 +178,14 @@ fn header(args: &StorageArgs) -> String {
 }
 
 fn row(case: Case, rill: &Measured, baseline: &Measured) -> String {
-    let durability = match (case.durability, case.low_rate) {
-        (_, true) => "fsync, 1 batch/commit".to_owned(),
-        (DurabilityPolicy::EveryCommit, _) => "fsync".to_owned(),
-        (DurabilityPolicy::Interval(i), _) => format!("interval {} ms", i.as_millis()),
+    let policy = match case.durability {
+        DurabilityPolicy::EveryCommit => "fsync".to_owned(),
+        DurabilityPolicy::Interval(i) => format!("interval {} ms", i.as_millis()),
+    };
+    let durability = match (case.low_rate, case.pace) {
+        (_, Some(pace)) => format!("{policy}, {} msg/s", 1000 / pace.as_millis().max(1)),
+        (true, None) => format!("{policy}, 1 batch/commit"),
+        (false, None) => policy,
     };
     format!(
         "| {} B | {} | {} | {} → {} | {:.1} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} ({:.2}) | {:.0} |",
@@ -234,8 +272,12 @@ async fn run_rill(scratch: &Path, case: Case, args: &StorageArgs) -> Result<Meas
     store.create_topic("bench", partitions, topic_config).await.map_err(|e| e.to_string())?;
     let (batch, records_per_batch) = batch_of(case.record_bytes, case.batch_bytes)?;
     let batch = Arc::new(batch);
-    let total_batches =
-        if case.low_rate { 300 } else { (args.mib_per_case << 20) as usize / batch.len() / case.producers };
+    let total_batches = match (case.low_rate, case.pace) {
+        (_, Some(_)) => usize::MAX, // until the deadline
+        (true, None) => 300,
+        (false, None) => (args.mib_per_case << 20) as usize / batch.len() / case.producers,
+    };
+    let pace = case.pace;
     let deadline = Duration::from_secs_f64(args.seconds_per_case);
 
     let commits_before = store.stats().commits();
@@ -249,6 +291,9 @@ async fn run_rill(scratch: &Path, case: Case, args: &StorageArgs) -> Result<Meas
         producers.push(tokio::spawn(async move {
             let mut sent = 0u64;
             for _ in 0..total_batches {
+                if let Some(pace) = pace {
+                    tokio::time::sleep_until((started + pace * sent as u32).into()).await;
+                }
                 store.append("bench", partition, batch.to_vec()).await.map_err(|e| e.to_string())?;
                 sent += 1;
                 if started.elapsed() > deadline {
@@ -288,12 +333,21 @@ fn run_baseline(scratch: &Path, case: Case, bytes_per_sync: f64, args: &StorageA
     let path = scratch.join("baseline.log");
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| e.to_string())?;
     let (batch, records_per_batch) = batch_of(case.record_bytes, case.batch_bytes)?;
-    let total = if case.low_rate { 300 * batch.len() as u64 } else { args.mib_per_case << 20 };
+    let total = match (case.low_rate, case.pace) {
+        (_, Some(_)) => u64::MAX, // until the deadline
+        (true, None) => 300 * batch.len() as u64,
+        (false, None) => args.mib_per_case << 20,
+    };
     let deadline = Duration::from_secs_f64(args.seconds_per_case);
     let written_before = io_write_bytes();
     let started = Instant::now();
     let (mut payload, mut since_sync) = (0u64, 0f64);
+    let mut sent = 0u32;
     while payload < total && started.elapsed() < deadline {
+        if let Some(pace) = case.pace {
+            std::thread::sleep((started + pace * sent).saturating_duration_since(Instant::now()));
+        }
+        sent += 1;
         file.write_all(&batch).map_err(|e| e.to_string())?;
         payload += batch.len() as u64;
         since_sync += batch.len() as f64;

@@ -27,7 +27,7 @@ impl Writer {
                 let _ = reply.send(self.delete_topic(&name));
             }
             Command::AlterTopicConfig { name, config, reply } => {
-                let _ = reply.send(self.alter_topic(&name, |_, _| Ok(config)));
+                let _ = reply.send(self.alter_topic_config(&name, config));
             }
             Command::CreatePartitions { name, total, reply } => {
                 let _ = reply.send(self.create_partitions(&name, total));
@@ -152,72 +152,42 @@ impl Writer {
         Ok(())
     }
 
-    fn alter_topic(
-        &mut self,
-        name: &str,
-        change: impl FnOnce(&mut Self, &TopicState) -> Result<TopicConfig, TopicError>,
-    ) -> Result<Arc<TopicState>, TopicError> {
+    fn alter_topic_config(&mut self, name: &str, config: TopicConfig) -> Result<Arc<TopicState>, TopicError> {
         let topic = self.shared.catalog().get(name).ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
-        let config = change(self, &topic)?;
+        self.durable_txn(|txn| update_topic_row(txn, name, |row| row.config = config.clone()))
+            .map_err(TopicError::Storage)?;
         let updated = Arc::new(TopicState {
             name: topic.name.clone(),
             id: topic.id,
             config,
             partitions: topic.partitions.clone(),
         });
-        self.save_topic(&updated)?;
+        self.shared.catalog.write().unwrap_or_else(|p| p.into_inner()).insert(updated.clone());
         Ok(updated)
     }
 
-    fn save_topic(&mut self, topic: &Arc<TopicState>) -> Result<(), TopicError> {
-        let row = TopicMeta {
-            id: *topic.id.as_bytes(),
-            config: topic.config.clone(),
-            partition_keys: topic.partitions.iter().map(|p| p.key).collect(),
-            created_ms: now_ms(),
-        };
-        let new_keys: Vec<u64> = topic.partitions.iter().map(|p| p.key).filter(|key| !self.is_stored(*key)).collect();
-        self.durable_txn(|txn| {
-            write_new_partitions(txn, &new_keys)?;
-            let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
-            // Keep the original creation time.
-            let created_ms = topics
-                .get(topic.name.as_str())
-                .map_err(|e| e.to_string())?
-                .and_then(|old| meta::decode::<TopicMeta>(String::new, old.value()).ok())
-                .map_or(row.created_ms, |old| old.created_ms);
-            let row = TopicMeta { created_ms, ..row };
-            topics.insert(topic.name.as_str(), meta::encode(&row).as_slice()).map_err(|e| e.to_string())?;
-            Ok(())
-        })
-        .map_err(TopicError::Storage)?;
-        self.shared.catalog.write().unwrap_or_else(|p| p.into_inner()).insert(topic.clone());
-        Ok(())
-    }
-
-    fn is_stored(&self, key: u64) -> bool {
-        self.logs.contains_key(&key)
-    }
-
+    /// Kafka's CreatePartitions: new partitions and the topic row that lists them, in one commit.
     fn create_partitions(&mut self, name: &str, total: u32) -> Result<Arc<TopicState>, TopicError> {
         let topic = self.shared.catalog().get(name).ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
         let current = topic.partitions.len() as u32;
         if total <= current {
             return Err(TopicError::InvalidPartitions { count: total, max: crate::limits::PARTITIONS_PER_TOPIC_MAX });
         }
-        let keys =
-            self.durable_txn(|txn| allocate_partition_keys(txn, total - current)).map_err(TopicError::Storage)?;
+        let keys = self
+            .durable_txn(|txn| {
+                let keys = allocate_partition_keys(txn, total - current)?;
+                write_new_partitions(txn, &keys)?;
+                update_topic_row(txn, name, |row| row.partition_keys.extend_from_slice(&keys))?;
+                Ok(keys)
+            })
+            .map_err(TopicError::Storage)?;
         let mut partitions = topic.partitions.clone();
         for (i, key) in keys.into_iter().enumerate() {
-            let state = Arc::new(PartitionState::new(current + i as u32, key, Default::default()));
-            partitions.push(state);
+            partitions.push(self.new_partition(current + i as u32, key));
         }
         let updated =
             Arc::new(TopicState { name: topic.name.clone(), id: topic.id, config: topic.config.clone(), partitions });
-        self.save_topic(&updated)?;
-        for partition in &updated.partitions[current as usize..] {
-            self.logs.insert(partition.key, PartitionLog::from_meta(&fresh_partition()).expect("fresh partition"));
-        }
+        self.shared.catalog.write().unwrap_or_else(|p| p.into_inner()).insert(updated.clone());
         Ok(updated)
     }
 
@@ -378,6 +348,19 @@ fn delete_groups(
 fn write_partition(txn: &WriteTransaction, key: u64, log: &PartitionLog) -> Result<(), String> {
     let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
     partitions.insert(key, meta::encode(&log.to_meta()).as_slice()).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Rewrites a topic's row with `change` applied.
+fn update_topic_row(txn: &WriteTransaction, name: &str, change: impl FnOnce(&mut TopicMeta)) -> Result<(), String> {
+    let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
+    let mut row: TopicMeta = {
+        let stored =
+            topics.get(name).map_err(|e| e.to_string())?.ok_or_else(|| format!("topic {name:?} has no row"))?;
+        meta::decode(|| format!("topic {name}"), stored.value()).map_err(|e| e.to_string())?
+    };
+    change(&mut row);
+    topics.insert(name, meta::encode(&row).as_slice()).map_err(|e| e.to_string())?;
     Ok(())
 }
 

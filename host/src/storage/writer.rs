@@ -21,7 +21,9 @@ use super::layout::{BATCHES, PARTITIONS, part_lengths};
 use super::meta::{self, PartitionMeta};
 use super::topic::{TopicConfig, TopicError};
 use super::{AppendError, AppendOutcome, DurabilityPolicy, RetentionReport, Shared, SpaceUsage, StoreConfig};
-use crate::limits::{COMMIT_APPENDS_MAX, COMMIT_BYTES_MAX};
+use crate::limits::{
+    COMMIT_APPENDS_MAX, COMMIT_BYTES_MAX, READERS_RELEASE_WAIT, RECOVERY_BACKOFF_MAX, RECOVERY_BACKOFF_MIN,
+};
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -102,11 +104,6 @@ impl PartitionLog {
         }
     }
 }
-
-/// How long writes are refused after the first IO error; doubled for each further one in a row.
-const RECOVERY_BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// The longest refusal: a gateway whose disk was full resumes within this of space returning.
-const RECOVERY_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 pub(super) struct Writer {
     pub(super) shared: Arc<Shared>,
@@ -300,7 +297,12 @@ impl Writer {
         let undo = log.clone();
         let group = groups.entry(key).or_default();
         let mark = group.len();
-        group.extend_from_slice(&batches);
+        if group.is_empty() {
+            // The partition's first append in this commit becomes its group: no copy.
+            *group = batches;
+        } else {
+            group.extend_from_slice(&batches);
+        }
         let mut at = mark;
         let mut first_offset = None;
         let mut last_offset = 0;
@@ -428,7 +430,7 @@ pub(super) fn publish(partition: &PartitionState, log: &PartitionLog, durable: b
 impl Writer {
     pub(super) fn mark_broken(&mut self, cause: String) {
         let failures = self.broken.as_ref().map_or(1, |b| b.failures + 1);
-        let backoff = (RECOVERY_BACKOFF_MIN * 2u32.saturating_pow(failures - 1)).min(RECOVERY_BACKOFF_MAX);
+        let backoff = backoff_after(failures);
         tracing::error!(error = %cause, failures, backoff_ms = backoff.as_millis() as u64, "storage write failed; reopening the database");
         let reopened = self.reopen();
         if let Err(e) = &reopened {
@@ -481,8 +483,7 @@ impl Writer {
             Err(e) => {
                 let broken = self.broken.as_mut().expect("checked above");
                 broken.failures += 1;
-                let backoff =
-                    (RECOVERY_BACKOFF_MIN * 2u32.saturating_pow(broken.failures - 1)).min(RECOVERY_BACKOFF_MAX);
+                let backoff = backoff_after(broken.failures);
                 broken.writes_refused_until = Instant::now() + backoff;
                 tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "storage reopen failed");
                 Err(format!("{}; reopening the database failed: {e}", broken.cause))
@@ -523,14 +524,23 @@ impl Writer {
     }
 }
 
+/// How long writes are refused after `failures` IO errors in a row: doubling, bounded.
+fn backoff_after(failures: u32) -> Duration {
+    (RECOVERY_BACKOFF_MIN * 2u32.saturating_pow(failures.saturating_sub(1))).min(RECOVERY_BACKOFF_MAX)
+}
+
 /// Waits until readers have dropped their handles, so the file lock is released before reopening.
 fn wait_for_readers(mut db: Arc<redb::Database>) {
-    for _ in 0..1000 {
+    let deadline = Instant::now() + READERS_RELEASE_WAIT;
+    while Instant::now() < deadline {
         match Arc::try_unwrap(db) {
             Ok(db) => return drop(db),
             Err(shared) => db = shared,
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    tracing::warn!("readers still hold the database after 5 s; reopening anyway");
+    tracing::warn!(
+        wait_ms = READERS_RELEASE_WAIT.as_millis() as u64,
+        "readers still hold the database; reopening anyway"
+    );
 }
