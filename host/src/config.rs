@@ -105,7 +105,7 @@ impl Config {
             Durability::EveryCommit => DurabilityPolicy::EveryCommit,
             Durability::Interval => DurabilityPolicy::Interval(Duration::from_millis(self.storage.flush_interval_ms)),
         };
-        StoreConfig { durability, cache_bytes: self.storage.cache_bytes }
+        StoreConfig { durability, cache_bytes: self.storage.cache_bytes, ..StoreConfig::default() }
     }
 }
 

@@ -18,6 +18,12 @@ pub const COMMIT_APPENDS_MAX: usize = 512;
 /// under redb's cache and a commit under ~50 ms on an SD card at 200 MB/s.
 pub const COMMIT_BYTES_MAX: usize = 8 * 1024 * 1024;
 
+/// A partition's newest row group closes at this size (see `storage::layout`). It is the step in
+/// which retention deletes (Kafka's `segment.bytes`, whose default is 1 GiB: a gateway's disk needs
+/// finer steps) and the most a read from the middle of a group loads beyond what it returns.
+/// 256 KiB: 64 full 4 KiB leaves, so the partial last leaf wastes under 2%.
+pub const GROUP_BYTES_MAX_DEFAULT: usize = 256 * 1024;
+
 /// redb's page cache. redb's default (1 GiB) is too much for a gateway with 1–2 GiB of RAM.
 pub const CACHE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
 

@@ -342,6 +342,10 @@ fn delete_groups(
         bytes += size;
     }
     log.size_bytes = log.size_bytes.saturating_sub(bytes);
+    // A deleted group can no longer grow: the next append starts a new one.
+    if log.open_group.as_ref().is_some_and(|open| doomed.iter().any(|(base, _)| *base == open.base_offset)) {
+        log.open_group = None;
+    }
     Ok(bytes)
 }
 

@@ -7,19 +7,28 @@
 //! | `partitions` | `u64` partition key                        | postcard [`PartitionMeta`](super::meta::PartitionMeta) |
 //! | `batches`    | `(u64 partition key, u64 base offset, u32 part)` | bytes: part of a *group*     |
 //!
-//! A **group** is the batches one commit appends to one partition, concatenated as they are stored
-//! on the wire (Kafka v2 batches are self-delimiting). Its key's base offset is the base offset of
-//! its first batch. A group is written as one or more **parts** (rows) numbered from 0.
+//! A **group** is a run of whole batches of one partition, concatenated as they are stored on the
+//! wire (Kafka v2 batches are self-delimiting). Its key's base offset is the base offset of its
+//! first batch. A group is stored as **parts** (rows) numbered from 0, each exactly [`PART_BYTES`]
+//! long but the last.
 //!
-//! Why groups and parts instead of one row per batch: redb allocates a B-tree leaf as a
-//! power-of-two multiple of its 4 KiB page. A leaf holding one 16,384 B value (plus the key and
-//! leaf header) needs a 32 KiB page: measured, values of exactly 16 or 64 KiB made the file 2.1–2.5×
-//! the payload. So a group's bytes are cut into parts ([`part_lengths`]) where that takes fewer
-//! pages: the first part fills the largest page the group overflows, the rest follows. Concatenating the batches of one commit
-//! also means that many small producer batches share pages instead of each starting a leaf.
+//! Why: redb allocates a B-tree leaf as a power-of-two multiple of its 4 KiB page. A leaf holding
+//! one 16,384 B value (plus the key and leaf header) needs a 32 KiB page, one holding a 4,090 B
+//! value an 8 KiB page: measured, such values made the file 2–2.5× the payload. A part of
+//! [`PART_BYTES`] fills a 4 KiB leaf exactly, whatever the batch sizes.
+//!
+//! A partition's newest group stays *open* until it holds `StoreConfig::group_bytes_max` bytes
+//! ([`GROUP_BYTES_MAX_DEFAULT`](crate::limits::GROUP_BYTES_MAX_DEFAULT)): the next commit appends
+//! to it, rewriting only its last, partial part, so a stream of small commits fills whole leaves
+//! instead of starting new ones each time. Readers see each commit's version of that part in their
+//! own read transaction (MVCC). Retention deletes whole groups, so the cap plays the part of Kafka's
+//! `segment.bytes`: it is the step in which old data goes, and it bounds what a read from the middle
+//! of a group loads beyond what it returns.
 //!
 //! Partition keys are allocated from a counter and never reused, so a deleted topic's rows can
 //! never be mistaken for a new topic's.
+
+use std::borrow::Cow;
 
 use redb::TableDefinition;
 
@@ -40,80 +49,106 @@ const PAGE_BYTES: usize = 4096;
 /// What a leaf spends besides the value when it holds a single entry: page header (4 B), the
 /// value's end offset (4 B) and the fixed-width key (8 + 8 + 4 B).
 const LEAF_OVERHEAD_BYTES: usize = 4 + 4 + 20;
+/// A full part: exactly one 4 KiB leaf.
+pub const PART_BYTES: usize = PAGE_BYTES - LEAF_OVERHEAD_BYTES;
 
-/// The lengths of the parts a group of `total` bytes is stored as; they add up to `total`.
-pub fn part_lengths(total: usize) -> impl Iterator<Item = usize> {
-    let mut rest = total;
-    core::iter::from_fn(move || {
-        if rest == 0 {
-            return None;
+/// What one commit writes to a group: the rows, and where the group's next bytes go.
+#[derive(Debug)]
+pub struct Extension<'a> {
+    /// `(part, bytes)` rows to insert; the first one may replace the group's partial last part.
+    pub rows: Vec<(u32, Cow<'a, [u8]>)>,
+    /// The part the next bytes start in (see `tail`).
+    pub next_part: u32,
+    /// The group's partial last part after this commit: empty when it ends on a whole part.
+    pub tail: Vec<u8>,
+}
+
+/// Appends `new` to a group whose partial last part `tail` is part `first_part` (or, with an empty
+/// `tail`, whose next part is `first_part`). Only the partial part is rewritten, completed with the
+/// first bytes of `new`; the rest of `new` is cut into whole parts without copying, and at most one
+/// partial part is left at the end.
+pub fn extend_group(first_part: u32, mut tail: Vec<u8>, new: &[u8]) -> Extension<'_> {
+    debug_assert!(tail.len() < PART_BYTES, "a tail is a partial part");
+    let mut rows = Vec::with_capacity(new.len() / PART_BYTES + 2);
+    let mut part = first_part;
+    let mut rest = new;
+    if !tail.is_empty() {
+        let fill = (PART_BYTES - tail.len()).min(rest.len());
+        tail.extend_from_slice(&rest[..fill]);
+        rest = &rest[fill..];
+        if tail.len() < PART_BYTES {
+            // `new` ended inside the partial part: it stays the tail.
+            rows.push((part, Cow::Owned(tail.clone())));
+            return Extension { rows, next_part: part, tail };
         }
-        let part = next_part_len(rest);
-        rest -= part;
-        Some(part)
-    })
-}
-
-fn next_part_len(rest: usize) -> usize {
-    let whole = page_bytes_for(rest);
-    if whole == PAGE_BYTES {
-        return rest;
+        rows.push((part, Cow::Owned(tail)));
+        part += 1;
     }
-    // Cutting pays only when filling the next smaller page and storing the rest separately takes
-    // fewer pages than one oversized page (16,384 B: 16 + 4 KiB instead of 32 KiB; 4,090 B: no).
-    let first = whole / 2 - LEAF_OVERHEAD_BYTES;
-    if whole / 2 + pages_for(rest - first) < whole { first } else { rest }
-}
-
-/// The leaf page size a part of `len` bytes takes when it is alone in its leaf.
-fn page_bytes_for(len: usize) -> usize {
-    (len + LEAF_OVERHEAD_BYTES).next_power_of_two().max(PAGE_BYTES)
-}
-
-/// Total page bytes the parts of a group of `total` bytes take.
-fn pages_for(total: usize) -> usize {
-    part_lengths(total).map(page_bytes_for).sum()
+    for chunk in rest.chunks(PART_BYTES) {
+        rows.push((part, Cow::Borrowed(chunk)));
+        if chunk.len() < PART_BYTES {
+            return Extension { rows, next_part: part, tail: chunk.to_vec() };
+        }
+        part += 1;
+    }
+    Extension { rows, next_part: part, tail: Vec::new() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn page_bytes_for(part: usize) -> usize {
-        (part + LEAF_OVERHEAD_BYTES).next_power_of_two().max(PAGE_BYTES)
+    #[test]
+    fn a_part_fills_one_leaf_exactly() {
+        assert_eq!(PART_BYTES + LEAF_OVERHEAD_BYTES, PAGE_BYTES);
+    }
+
+    fn shape(extension: &Extension) -> (Vec<(u32, usize)>, u32, usize) {
+        let rows = extension.rows.iter().map(|(part, bytes)| (*part, bytes.len())).collect();
+        (rows, extension.next_part, extension.tail.len())
     }
 
     #[test]
-    fn parts_add_up_and_fill_pages() {
-        for total in (1..300_000).step_by(997).chain([16_384, 65_536, 131_072, 16_000, 4_068]) {
-            let parts: Vec<usize> = part_lengths(total).collect();
-            assert_eq!(parts.iter().sum::<usize>(), total, "total {total}");
-            assert!(parts.iter().all(|&p| p > 0));
-            let pages: usize = parts.iter().map(|&p| page_bytes_for(p)).sum();
-            // Never worse than one page for the whole group, and within half of the payload
-            // once the group is larger than two pages.
-            assert!(pages <= page_bytes_for(total), "total {total}: {parts:?}");
-            if total > 2 * PAGE_BYTES {
-                assert!(pages <= total + total / 2, "total {total}: {parts:?}");
+    fn a_new_group_is_cut_into_whole_parts_and_one_tail() {
+        let new = vec![7u8; 3 * PART_BYTES + 10];
+        let extension = extend_group(0, Vec::new(), &new);
+        assert_eq!(shape(&extension), (vec![(0, PART_BYTES), (1, PART_BYTES), (2, PART_BYTES), (3, 10)], 3, 10));
+        assert!(extension.rows[..3].iter().all(|(_, bytes)| matches!(bytes, Cow::Borrowed(_))), "no copy");
+        let exact = vec![1u8; PART_BYTES];
+        assert_eq!(shape(&extend_group(2, Vec::new(), &exact)), (vec![(2, PART_BYTES)], 3, 0));
+        assert_eq!(shape(&extend_group(4, Vec::new(), &[])), (vec![], 4, 0));
+    }
+
+    #[test]
+    fn extending_rewrites_only_the_partial_part() {
+        // The tail grows but stays partial.
+        let extension = extend_group(5, vec![1; 100], &[2; 50]);
+        assert_eq!(shape(&extension), (vec![(5, 150)], 5, 150));
+        assert_eq!(&extension.tail[..], &[[1u8; 100].as_slice(), [2u8; 50].as_slice()].concat()[..]);
+        // The tail is completed, then whole parts and a new tail follow.
+        let new = vec![3u8; (PART_BYTES - 100) + PART_BYTES + 7];
+        let extension = extend_group(5, vec![1; 100], &new);
+        assert_eq!(shape(&extension), (vec![(5, PART_BYTES), (6, PART_BYTES), (7, 7)], 7, 7));
+        // Completed exactly: the next bytes start a new part.
+        let extension = extend_group(5, vec![1; 100], &new[..PART_BYTES - 100]);
+        assert_eq!(shape(&extension), (vec![(5, PART_BYTES)], 6, 0));
+    }
+
+    #[test]
+    fn parts_concatenate_to_the_stream() {
+        let mut stored: Vec<u8> = Vec::new();
+        let (mut next_part, mut tail) = (0u32, Vec::new());
+        let mut rows: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
+        for (i, len) in [10usize, 5000, 4058, 1, PART_BYTES, 9000, 0, 3].into_iter().enumerate() {
+            let new: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
+            stored.extend_from_slice(&new);
+            let extension = extend_group(next_part, tail, &new);
+            for (part, bytes) in &extension.rows {
+                rows.insert(*part, bytes.to_vec());
             }
+            (next_part, tail) = (extension.next_part, extension.tail);
+            assert!(rows.values().rev().skip(1).all(|part| part.len() == PART_BYTES), "only the last part is partial");
         }
-    }
-
-    #[test]
-    fn power_of_two_groups_do_not_double() {
-        // The case measured before this layout: a 16 KiB value took a 32 KiB page.
-        let parts: Vec<usize> = part_lengths(16_384).collect();
-        assert_eq!(parts, vec![16_384 - LEAF_OVERHEAD_BYTES, LEAF_OVERHEAD_BYTES]);
-        let parts: Vec<usize> = part_lengths(16_000).collect();
-        assert_eq!(parts, vec![16_000]);
-        // Just over a page: cutting would still take two pages, so it stays whole.
-        assert_eq!(part_lengths(4_090).collect::<Vec<_>>(), vec![4_090]);
-        let parts: Vec<usize> = part_lengths(65_536).collect();
-        assert_eq!(parts.iter().map(|&p| page_bytes_for(p)).sum::<usize>(), 65_536 + 4096);
-    }
-
-    #[test]
-    fn empty_group_has_no_parts() {
-        assert_eq!(part_lengths(0).count(), 0);
+        assert_eq!(rows.into_values().flatten().collect::<Vec<u8>>(), stored);
     }
 }

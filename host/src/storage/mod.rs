@@ -39,7 +39,7 @@ pub use read::ReadOutcome;
 pub use topic::{TopicConfig, TopicError};
 pub use validate::InvalidBatch;
 
-use crate::limits::{CACHE_BYTES_DEFAULT, WRITER_QUEUE_MAX};
+use crate::limits::{CACHE_BYTES_DEFAULT, GROUP_BYTES_MAX_DEFAULT, WRITER_QUEUE_MAX};
 use catalog::Catalog;
 use writer::{Command, Writer};
 
@@ -60,11 +60,17 @@ pub struct StoreConfig {
     pub durability: DurabilityPolicy,
     /// redb's page cache (`[storage] cache_bytes`).
     pub cache_bytes: usize,
+    /// When a partition's newest row group closes (see [`layout`]).
+    pub group_bytes_max: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { durability: DurabilityPolicy::EveryCommit, cache_bytes: CACHE_BYTES_DEFAULT }
+        Self {
+            durability: DurabilityPolicy::EveryCommit,
+            cache_bytes: CACHE_BYTES_DEFAULT,
+            group_bytes_max: GROUP_BYTES_MAX_DEFAULT,
+        }
     }
 }
 
@@ -223,7 +229,8 @@ impl Store {
             Location::Backend(factory) => factory,
         };
         let db = backend::open_database(&factory, config.cache_bytes)?;
-        let (catalog, logs) = catalog::load(&db)?;
+        let (catalog, metas) = catalog::load(&db)?;
+        let logs = writer::load_logs(&db, &metas).map_err(OpenError::Storage)?;
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
             catalog: RwLock::new(catalog),

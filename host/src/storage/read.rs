@@ -4,7 +4,8 @@ use redb::{ReadableDatabase, ReadableTable};
 use rill_core::batch;
 
 use super::catalog::PartitionState;
-use super::layout::BATCHES;
+use super::layout::{BATCHES, PART_BYTES};
+use super::writer::OpenGroup;
 use super::{ReadError, Shared};
 
 /// Batches read from a partition, as stored (the bytes a Kafka Fetch response carries).
@@ -70,6 +71,32 @@ pub(super) fn containing_group(table: &impl BatchRows, key: u64, offset: u64) ->
         }
     }
     Ok(0)
+}
+
+/// The newest group of partition `key` if it can still grow: all its parts but the last are
+/// full. A group in any other shape (none yet, or written by an older layout) is left closed.
+pub(super) fn open_group(table: &impl BatchRows, key: u64) -> Result<Option<OpenGroup>, String> {
+    let last = table.range((key, 0, 0)..=(key, u64::MAX, u32::MAX)).map_err(|e| e.to_string())?.next_back();
+    let Some(last) = last else { return Ok(None) };
+    let (last_key, _) = last.map_err(|e| e.to_string())?;
+    let (_, base_offset, last_part) = last_key.value();
+    let group = table.range((key, base_offset, 0)..=(key, base_offset, last_part)).map_err(|e| e.to_string())?;
+    let mut bytes = 0;
+    let mut tail = Vec::new();
+    for (expected_part, row) in (0..).zip(group) {
+        let (row_key, value) = row.map_err(|e| e.to_string())?;
+        let (len, part) = (value.value().len(), row_key.value().2);
+        let full = len == PART_BYTES;
+        if part != expected_part || (part != last_part && !full) || len > PART_BYTES {
+            return Ok(None);
+        }
+        bytes += len;
+        if part == last_part && !full {
+            tail = value.value().to_vec();
+        }
+    }
+    let next_part = if tail.is_empty() { last_part + 1 } else { last_part };
+    Ok(Some(OpenGroup { base_offset, bytes, next_part, tail }))
 }
 
 pub(super) fn read(

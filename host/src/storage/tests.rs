@@ -20,7 +20,12 @@ fn batch(records: usize, value_len: usize, timestamp: i64, tag: u8) -> Vec<u8> {
 }
 
 fn open(disk: &Arc<SimDisk>, durability: DurabilityPolicy) -> Store {
-    Store::open(Location::Backend(disk.factory()), StoreConfig { durability, cache_bytes: 4 << 20 })
+    open_grouped(disk, durability, StoreConfig::default().group_bytes_max)
+}
+
+/// A store whose row groups close at `group_bytes_max` (1: every commit starts its own group).
+fn open_grouped(disk: &Arc<SimDisk>, durability: DurabilityPolicy, group_bytes_max: usize) -> Store {
+    Store::open(Location::Backend(disk.factory()), StoreConfig { durability, cache_bytes: 4 << 20, group_bytes_max })
         .expect("store opens")
 }
 
@@ -248,7 +253,8 @@ fn a_second_store_on_the_same_dir_is_refused() {
 #[tokio::test]
 async fn retention_deletes_whole_groups_by_time_and_by_size() {
     let disk = SimDisk::new();
-    let store = open(&disk, DurabilityPolicy::EveryCommit);
+    // Every append its own group, so that groups and batches can be counted alike.
+    let store = open_grouped(&disk, DurabilityPolicy::EveryCommit, 1);
     let config = TopicConfig { retention_ms: Some(60_000), ..TopicConfig::default() };
     store.create_topic("t", 1, config).await.unwrap();
     for i in 0..10 {
@@ -275,7 +281,7 @@ async fn retention_deletes_whole_groups_by_time_and_by_size() {
     assert_eq!(report.groups_deleted, 1);
     assert_eq!(all_batches(&store, "t", 0).len(), 1);
     store.shutdown().await;
-    let store = open(&disk, DurabilityPolicy::EveryCommit);
+    let store = open_grouped(&disk, DurabilityPolicy::EveryCommit, 1);
     assert_eq!(store.topic("t").unwrap().partition(0).unwrap().offsets().log_start_offset, 18);
     store.shutdown().await;
 }
@@ -283,7 +289,7 @@ async fn retention_deletes_whole_groups_by_time_and_by_size() {
 #[tokio::test]
 async fn delete_records_advances_log_start_inside_a_batch() {
     let disk = SimDisk::new();
-    let store = open(&disk, DurabilityPolicy::EveryCommit);
+    let store = open_grouped(&disk, DurabilityPolicy::EveryCommit, 1);
     store.create_topic("t", 1, no_retention()).await.unwrap();
     for i in 0..4 {
         store.append("t", 0, batch(5, 10, T0, i)).await.unwrap();
@@ -297,6 +303,47 @@ async fn delete_records_advances_log_start_inside_a_batch() {
         store.topic("t").unwrap().partition(0).unwrap().offsets().size_bytes,
         3 * batch(5, 10, T0, 0).len() as u64
     );
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn small_commits_fill_shared_leaves_and_groups_resume_after_reopen() {
+    let disk = SimDisk::new();
+    let group_bytes_max = 64 * 1024;
+    let mut store = open_grouped(&disk, DurabilityPolicy::EveryCommit, group_bytes_max);
+    store.create_topic("t", 1, no_retention()).await.unwrap();
+    let empty = store.space_usage().await.unwrap().allocated_bytes;
+    let mut produced = Vec::new();
+    for i in 0..300u32 {
+        if i == 150 {
+            // Reopened in the middle of an open group: the appends that follow go on filling it.
+            store.shutdown().await;
+            drop(store);
+            store = open_grouped(&disk, DurabilityPolicy::EveryCommit, group_bytes_max);
+        }
+        let b = batch(1, 4020, T0 + i64::from(i), i as u8);
+        store.append("t", 0, b.clone()).await.unwrap();
+        produced.push(b);
+    }
+    let stored: Vec<Vec<u8>> = all_batches(&store, "t", 0).iter().map(|(_, b)| as_produced(b)).collect();
+    assert_eq!(stored, produced, "every batch, in order, byte for byte");
+    // One ~4 KB batch per commit: stored alone, each would need an 8 KiB leaf (2x the payload, as
+    // measured with one group per commit).
+    let payload = produced.iter().map(Vec::len).sum::<usize>() as f64;
+    let allocated = (store.space_usage().await.unwrap().allocated_bytes - empty) as f64;
+    assert!(allocated / payload < 1.3, "allocated {allocated} B for {payload} B of batches");
+    // Groups are the unit of retention: by size, whole closed groups go and the open one stays.
+    let mut config = no_retention();
+    config.retention_bytes = Some(1);
+    store.alter_topic_config("t", config).await.unwrap();
+    let report = store.enforce_retention(T0).await.unwrap();
+    assert!(report.groups_deleted >= 3, "{report:?}");
+    let offsets = store.topic("t").unwrap().partition(0).unwrap().offsets();
+    assert!(offsets.log_start_offset > 0 && offsets.log_start_offset < 300, "{offsets:?}");
+    assert_eq!(offsets.high_watermark, 300);
+    let left = all_batches(&store, "t", 0);
+    assert_eq!(left.first().map(|(base, _)| *base), Some(offsets.log_start_offset));
+    assert_eq!(store.append("t", 0, batch(1, 1, T0, 0)).await.unwrap().base_offset, 300);
     store.shutdown().await;
 }
 
@@ -543,9 +590,12 @@ fn values_of(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
     out
 }
 
+/// Small groups, so that a run closes some and reopens the store in the middle of others.
+const MODEL_GROUP_BYTES_MAX: usize = 10_000;
+
 async fn run_model(ops: Vec<Op>) {
     let disk = SimDisk::new();
-    let mut store = open(&disk, DurabilityPolicy::EveryCommit);
+    let mut store = open_grouped(&disk, DurabilityPolicy::EveryCommit, MODEL_GROUP_BYTES_MAX);
     store.create_topic("m", 2, no_retention()).await.unwrap();
     let mut models = [Model::default(), Model::default()];
     let mut tag = 0u8;
@@ -605,7 +655,7 @@ async fn run_model(ops: Vec<Op>) {
             }
             Op::Reopen => {
                 store.shutdown().await;
-                store = open(&disk, DurabilityPolicy::EveryCommit);
+                store = open_grouped(&disk, DurabilityPolicy::EveryCommit, MODEL_GROUP_BYTES_MAX);
             }
         }
     }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::{self, BackendFactory};
 use super::catalog::{self, PartitionOffsets, PartitionState, TopicState};
-use super::layout::{BATCHES, PARTITIONS, part_lengths};
+use super::layout::{BATCHES, PARTITIONS, extend_group};
 use super::meta::{self, PartitionMeta};
 use super::topic::{TopicConfig, TopicError};
 use super::{AppendError, AppendOutcome, DurabilityPolicy, RetentionReport, Shared, SpaceUsage, StoreConfig};
@@ -80,6 +80,44 @@ pub(super) enum Command {
 pub(super) struct PartitionLog {
     pub state: LogState,
     pub size_bytes: u64,
+    /// The newest group while it may still grow (see [`super::layout`]).
+    pub open_group: Option<OpenGroup>,
+}
+
+/// Every partition's writer state as the file has it: metadata rows and open groups.
+pub(super) fn load_logs(
+    db: &redb::Database,
+    metas: &BTreeMap<u64, PartitionMeta>,
+) -> Result<HashMap<u64, PartitionLog>, String> {
+    use redb::ReadableDatabase;
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+    let mut logs = HashMap::new();
+    for (key, meta) in metas {
+        match PartitionLog::from_meta(meta) {
+            Ok(mut log) => {
+                log.open_group = super::read::open_group(&rows, *key)?;
+                logs.insert(*key, log);
+            }
+            Err(e) => {
+                tracing::error!(partition_key = key, error = %e, "partition metadata is inconsistent; partition skipped");
+            }
+        }
+    }
+    Ok(logs)
+}
+
+/// Where the next bytes of a partition's newest group go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct OpenGroup {
+    pub base_offset: u64,
+    /// Bytes in the group so far.
+    pub bytes: usize,
+    /// The part that the next bytes start in: `tail` holds what it already has.
+    pub next_part: u32,
+    /// The partial last part (shorter than `PART_BYTES`; empty when the next bytes start a
+    /// new part). Rewritten, with the new bytes after it, by the next commit.
+    pub tail: Vec<u8>,
 }
 
 impl PartitionLog {
@@ -91,7 +129,7 @@ impl PartitionLog {
         let state =
             LogState::restore(meta.log_start_offset, meta.next_offset, meta.next_offset, meta.leader_epoch, epochs)
                 .map_err(|e| e.to_string())?;
-        Ok(Self { state, size_bytes: meta.size_bytes })
+        Ok(Self { state, size_bytes: meta.size_bytes, open_group: None })
     }
 
     pub(super) fn to_meta(&self) -> PartitionMeta {
@@ -130,19 +168,9 @@ impl Writer {
         shared: Arc<Shared>,
         factory: BackendFactory,
         config: StoreConfig,
-        metas: BTreeMap<u64, PartitionMeta>,
+        logs: HashMap<u64, PartitionLog>,
         inbox: mpsc::Receiver<Command>,
     ) -> Self {
-        let logs = metas
-            .iter()
-            .filter_map(|(key, meta)| match PartitionLog::from_meta(meta) {
-                Ok(log) => Some((*key, log)),
-                Err(e) => {
-                    tracing::error!(partition_key = key, error = %e, "partition metadata is inconsistent; partition skipped");
-                    None
-                }
-            })
-            .collect();
         Self { shared, factory, config, logs, inbox, unsynced_since: None, broken: None }
     }
 
@@ -339,7 +367,7 @@ impl Writer {
         }
     }
 
-    fn write_groups(&self, groups: &BTreeMap<u64, Vec<u8>>, durability: Durability) -> Result<(), String> {
+    fn write_groups(&mut self, groups: &BTreeMap<u64, Vec<u8>>, durability: Durability) -> Result<(), String> {
         let db = self.shared.database()?;
         let mut txn = db.begin_write().map_err(|e| e.to_string())?;
         txn.set_durability(durability).map_err(|e| e.to_string())?;
@@ -347,16 +375,28 @@ impl Writer {
             let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
             let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
             for (key, bytes) in groups.iter().filter(|(_, bytes)| !bytes.is_empty()) {
+                let log = self.logs.get_mut(key).ok_or("partition vanished during commit")?;
                 // The header alone: the batch was validated (CRC included) before it was queued.
-                let base_offset = batch::BatchHeader::decode(bytes)
+                let first_base = batch::BatchHeader::decode(bytes)
                     .map_err(|e| format!("group lost its header: {e}"))?
                     .base_offset as u64;
-                let mut at = 0;
-                for (part, len) in part_lengths(bytes.len()).enumerate() {
-                    rows.insert((*key, base_offset, part as u32), &bytes[at..at + len]).map_err(|e| e.to_string())?;
-                    at += len;
+                // Extend the open group (rewriting its partial last part), or start a new one.
+                let (base_offset, first_part, tail, bytes_before) = match log.open_group.take() {
+                    Some(open) if open.bytes < self.config.group_bytes_max => {
+                        (open.base_offset, open.next_part, open.tail, open.bytes)
+                    }
+                    Some(_) | None => (first_base, 0, Vec::new(), 0),
+                };
+                let extension = extend_group(first_part, tail, bytes);
+                for (part, chunk) in &extension.rows {
+                    rows.insert((*key, base_offset, *part), chunk.as_ref()).map_err(|e| e.to_string())?;
                 }
-                let log = self.logs.get(key).ok_or("partition vanished during commit")?;
+                log.open_group = Some(OpenGroup {
+                    base_offset,
+                    bytes: bytes_before + bytes.len(),
+                    next_part: extension.next_part,
+                    tail: extension.tail,
+                });
                 partitions.insert(*key, meta::encode(&log.to_meta()).as_slice()).map_err(|e| e.to_string())?;
             }
         }
@@ -511,7 +551,7 @@ impl Writer {
         let db = backend::open_database(&self.factory, self.config.cache_bytes).map_err(|e| e.to_string())?;
         let (_, metas) = catalog::load(&db).map_err(|e| e.to_string())?;
         // The file is the truth now: commits that were not durable may be gone.
-        self.logs = metas.iter().filter_map(|(key, meta)| Some((*key, PartitionLog::from_meta(meta).ok()?))).collect();
+        self.logs = load_logs(&db, &metas)?;
         self.unsynced_since = None;
         *self.shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
         let catalog = self.shared.catalog();
