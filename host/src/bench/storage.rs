@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use rill_core::batch::{BatchParams, RecordSpec, build_vec};
 
+use crate::limits::GROUP_BYTES_MAX_DEFAULT;
 use crate::storage::{DB_FILE_NAME, DurabilityPolicy, Location, Store, StoreConfig, TopicConfig};
 
 #[derive(Debug, Args)]
@@ -39,6 +40,10 @@ pub struct StorageArgs {
     /// Run only the cases whose row contains this text (e.g. "8 → 1" or "16384").
     #[arg(long)]
     filter: Option<String>,
+    /// Size at which a partition's row group closes (the store's `group_bytes_max`), to compare
+    /// layouts; 1 starts a new group at every commit.
+    #[arg(long, default_value_t = GROUP_BYTES_MAX_DEFAULT)]
+    group_bytes_max: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -170,10 +175,11 @@ async fn run_cases(scratch: &Path, args: &StorageArgs) -> Result<String, String>
 fn header(args: &StorageArgs) -> String {
     let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_else(|_| "unset".into());
     format!(
-        "rill bench storage: {} MiB/case, {} repeats (medians), max {} s/case, GLIBC_TUNABLES={tunables}\n\n\
+        "rill bench storage: {} MiB/case, {} repeats (medians), max {} s/case, group_bytes_max {}, \
+         GLIBC_TUNABLES={tunables}\n\n\
          | records | batch B | durability | producers → partitions | rill MB/s | rill rec/s | baseline MB/s | ratio | file/payload | allocated/payload | written/payload (baseline) | bytes/sync |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        args.mib_per_case, args.repeat, args.seconds_per_case
+        args.mib_per_case, args.repeat, args.seconds_per_case, args.group_bytes_max
     )
 }
 
@@ -265,7 +271,8 @@ fn batch_of(record_bytes: usize, batch_bytes: usize) -> Result<(Vec<u8>, usize),
 
 async fn run_rill(scratch: &Path, case: Case, args: &StorageArgs) -> Result<Measured, String> {
     let _ = std::fs::remove_dir_all(scratch);
-    let config = StoreConfig { durability: case.durability, ..StoreConfig::default() };
+    let config =
+        StoreConfig { durability: case.durability, group_bytes_max: args.group_bytes_max, ..StoreConfig::default() };
     let store = Store::open(Location::Dir(scratch.to_owned()), config).map_err(|e| e.to_string())?;
     let partitions = case.partitions as u32;
     let topic_config = TopicConfig { retention_ms: None, ..TopicConfig::default() };

@@ -4,7 +4,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use rill_core::batch;
 
 use super::catalog::PartitionState;
-use super::layout::{BATCHES, PART_BYTES};
+use super::layout::{BATCHES, PART_BYTES, is_whole_part};
 use super::writer::OpenGroup;
 use super::{ReadError, Shared};
 
@@ -74,7 +74,8 @@ pub(super) fn containing_group(table: &impl BatchRows, key: u64, offset: u64) ->
 }
 
 /// The newest group of partition `key` if it can still grow: all its parts but the last are
-/// full. A group in any other shape (none yet, or written by an older layout) is left closed.
+/// whole ([`is_whole_part`]) and the last one is whole or a tail. A group in any other shape is
+/// left closed: the next append starts a new group, which is always correct.
 pub(super) fn open_group(table: &impl BatchRows, key: u64) -> Result<Option<OpenGroup>, String> {
     let last = table.range((key, 0, 0)..=(key, u64::MAX, u32::MAX)).map_err(|e| e.to_string())?.next_back();
     let Some(last) = last else { return Ok(None) };
@@ -86,12 +87,13 @@ pub(super) fn open_group(table: &impl BatchRows, key: u64) -> Result<Option<Open
     for (expected_part, row) in (0..).zip(group) {
         let (row_key, value) = row.map_err(|e| e.to_string())?;
         let (len, part) = (value.value().len(), row_key.value().2);
-        let full = len == PART_BYTES;
-        if part != expected_part || (part != last_part && !full) || len > PART_BYTES {
+        let whole = is_whole_part(len);
+        let is_tail = part == last_part && len < PART_BYTES;
+        if part != expected_part || !(whole || is_tail) {
             return Ok(None);
         }
         bytes += len;
-        if part == last_part && !full {
+        if is_tail {
             tail = value.value().to_vec();
         }
     }
