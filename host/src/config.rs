@@ -9,14 +9,26 @@
 //! flush_interval_ms = 100          # with durability = "interval": the loss window on power cut
 //! cache_bytes = 67108864           # redb page cache
 //! retention_check_interval_ms = 60000
+//!
+//! [kafka]
+//! listen = "127.0.0.1:9092"        # port 0: any free port (the bound address is logged)
+//! advertised = "gateway.local:9092" # what Metadata tells clients; default: the bound address
+//! max_connections = 256
+//! request_bytes_max = 16777216
+//! auto_create_topics = true        # Metadata and Produce create unknown topics
+//! default_partitions = 1           # for auto-created topics and CreateTopics without a count
 //! ```
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::limits::{CACHE_BYTES_DEFAULT, FLUSH_INTERVAL_MS_MAX, RETENTION_CHECK_INTERVAL_MS_DEFAULT};
+use crate::limits::{
+    CACHE_BYTES_DEFAULT, FLUSH_INTERVAL_MS_MAX, KAFKA_CONNECTIONS_MAX_DEFAULT, KAFKA_REQUEST_BYTES_MAX_DEFAULT,
+    KAFKA_REQUEST_BYTES_MIN, PARTITIONS_PER_TOPIC_MAX, RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+};
 use crate::storage::{DurabilityPolicy, StoreConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -24,12 +36,77 @@ use crate::storage::{DurabilityPolicy, StoreConfig};
 pub struct Config {
     pub data_dir: PathBuf,
     pub storage: StorageSection,
+    pub kafka: KafkaSection,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./rill-data"), storage: StorageSection::default() }
+        Self {
+            data_dir: PathBuf::from("./rill-data"),
+            storage: StorageSection::default(),
+            kafka: KafkaSection::default(),
+        }
     }
+}
+
+/// The Kafka listener (`[kafka]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    pub listen: SocketAddr,
+    /// `host:port` that Metadata advertises; `None`: the bound address.
+    pub advertised: Option<String>,
+    pub max_connections: usize,
+    pub request_bytes_max: usize,
+    pub auto_create_topics: bool,
+    pub default_partitions: u32,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised: None,
+            max_connections: KAFKA_CONNECTIONS_MAX_DEFAULT,
+            request_bytes_max: KAFKA_REQUEST_BYTES_MAX_DEFAULT,
+            auto_create_topics: true,
+            default_partitions: 1,
+        }
+    }
+}
+
+impl KafkaSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.max_connections == 0 {
+            return invalid("kafka.max_connections must be positive".into());
+        }
+        if self.request_bytes_max < KAFKA_REQUEST_BYTES_MIN || self.request_bytes_max > i32::MAX as usize {
+            return invalid(format!("kafka.request_bytes_max must be {KAFKA_REQUEST_BYTES_MIN}..={}", i32::MAX));
+        }
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&self.default_partitions) {
+            return invalid(format!("kafka.default_partitions must be 1..={PARTITIONS_PER_TOPIC_MAX}"));
+        }
+        if let Some(advertised) = &self.advertised {
+            parse_host_port(advertised)
+                .map_err(|reason| ConfigError::Invalid(format!("kafka.advertised {advertised:?}: {reason}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits `host:port` (IPv6 hosts in brackets), as Kafka's `advertised.listeners` takes it.
+pub fn parse_host_port(text: &str) -> Result<(String, u16), &'static str> {
+    let (host, port) = text.rsplit_once(':').ok_or("expected host:port")?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() {
+        return Err("the host is empty");
+    }
+    let port: u16 = port.parse().map_err(|_| "the port is not a number from 1 to 65535")?;
+    if port == 0 {
+        return Err("the port must not be 0");
+    }
+    Ok((host.to_owned(), port))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -97,7 +174,7 @@ impl Config {
         if storage.retention_check_interval_ms == 0 {
             return Err(ConfigError::Invalid("storage.retention_check_interval_ms must be positive".into()));
         }
-        Ok(())
+        self.kafka.validate()
     }
 
     pub fn store_config(&self) -> StoreConfig {
@@ -140,5 +217,28 @@ mod tests {
         assert_eq!(config.store_config().durability, DurabilityPolicy::Interval(Duration::from_millis(50)));
         assert!(Config::parse("[storage]\ndurability = \"interval\"\nflush_interval_ms = 0\n").is_err());
         assert!(Config::parse("[storage]\ndurability = \"sometimes\"\n").is_err());
+    }
+
+    #[test]
+    fn kafka_section_is_parsed_and_checked() {
+        let config = Config::parse(
+            "[kafka]\nlisten = \"127.0.0.1:0\"\nadvertised = \"gw.local:19092\"\nauto_create_topics = false\n",
+        )
+        .unwrap();
+        assert_eq!(config.kafka.listen.port(), 0);
+        assert_eq!(config.kafka.advertised.as_deref(), Some("gw.local:19092"));
+        assert!(!config.kafka.auto_create_topics);
+        for bad in [
+            "[kafka]\nlisten = \"nowhere\"\n",
+            "[kafka]\nadvertised = \"no-port\"\n",
+            "[kafka]\nadvertised = \"host:0\"\n",
+            "[kafka]\nmax_connections = 0\n",
+            "[kafka]\nrequest_bytes_max = 10\n",
+            "[kafka]\ndefault_partitions = 0\n",
+            "[kafka]\nlisten_on = \"127.0.0.1:1\"\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_host_port("[::1]:9092"), Ok(("::1".to_owned(), 9092)));
     }
 }

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod compression;
 pub mod config;
+pub mod kafka;
 pub mod limits;
 pub mod serve;
 pub mod storage;

@@ -62,3 +62,34 @@ const _: () = assert!(COMMIT_BYTES_MAX >= BATCH_BYTES_MAX, "one largest batch mu
 /// Largest records section a compressed batch may decompress to. Kafka producers compress at most
 /// `batch.size` (16 KiB default) to a few MiB; 64 MiB stops a decompression bomb.
 pub const DECOMPRESSED_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+// ---- Kafka listener -------------------------------------------------------------------------
+
+/// Kafka clients connected at once (`[kafka] max_connections`). A gateway serves a handful of
+/// local producers and consumers; each connection costs a task and up to one request buffer.
+pub const KAFKA_CONNECTIONS_MAX_DEFAULT: usize = 256;
+
+/// Largest request frame (`[kafka] request_bytes_max`). Kafka's `socket.request.max.bytes` is
+/// 100 MiB; a gateway does not need that: producers send at most `max.request.size` (1 MiB by
+/// default) and 16 MiB leaves room for large batches while bounding memory per connection.
+pub const KAFKA_REQUEST_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
+
+/// The smallest request limit a config may set: a Kafka client's first requests (ApiVersions,
+/// Metadata) must fit.
+pub const KAFKA_REQUEST_BYTES_MIN: usize = 64 * 1024;
+
+/// Longest a Fetch may wait for data (`max_wait_ms` above this is clamped). Clients default to
+/// 500 ms; a bound keeps a connection from being parked for an unbounded time.
+pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
+
+/// Most record bytes in one Fetch response, whatever the client asks (Kafka's broker-side
+/// `fetch.max.bytes` is 55 MiB; a gateway answers in smaller steps). At least one whole batch is
+/// still returned when a batch is larger (KIP-74).
+pub const FETCH_RESPONSE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+const _: () = assert!(KAFKA_REQUEST_BYTES_MIN <= KAFKA_REQUEST_BYTES_MAX_DEFAULT);
+const _: () = assert!(KAFKA_REQUEST_BYTES_MAX_DEFAULT >= BATCH_BYTES_MAX, "a largest batch must fit a request");
+
+/// How long shutdown waits for connections to finish the request they are handling (a Fetch
+/// long-poll ends early on shutdown; a Produce waits for its commit).
+pub const SHUTDOWN_DRAIN_WAIT: Duration = Duration::from_secs(10);

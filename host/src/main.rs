@@ -23,6 +23,9 @@ enum Command {
         /// TOML config file; flags override it. Unknown keys are errors.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Address for Kafka clients (default 127.0.0.1:9092; port 0 picks a free port).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Measure Rill against a baseline measured in the same run.
     Bench {
@@ -51,7 +54,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Serve { data_dir, config } => {
+        Command::Serve { data_dir, config, listen } => {
             let mut settings = match &config {
                 Some(path) => Config::load(path).map_err(|e| Failure {
                     cause: e.to_string(),
@@ -62,6 +65,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if let Some(dir) = data_dir {
                 settings.data_dir = dir;
             }
+            if let Some(listen) = listen {
+                settings.kafka.listen = listen;
+            }
             let runtime = runtime()?;
             runtime.block_on(async {
                 let shutdown = rill::serve::shutdown_signal().map_err(|e| Failure {
@@ -70,7 +76,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 })?;
                 rill::serve::serve(settings, shutdown).await.map_err(|e| Failure {
                     cause: e.to_string(),
-                    hint: "check that the data directory is writable and not used by another rill (--data-dir DIR)",
+                    hint: "check that the data directory is writable and not used by another rill (--data-dir DIR), \
+                           and that the listen address is free (--listen ADDR)",
                 })
             })
         }

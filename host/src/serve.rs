@@ -1,16 +1,22 @@
-//! `rill serve`: open storage, run retention, wait for a shutdown signal, close cleanly.
-//! Network listeners (Kafka, HTTP, replication) join here as they arrive.
+//! `rill serve`: open storage, bind the Kafka listener, run retention, wait for a shutdown signal,
+//! then stop accepting, let connections finish their request, and close storage cleanly.
+//! Further listeners (HTTP, replication) join here as they arrive.
 
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::config::Config;
+use crate::kafka::KafkaListener;
 use crate::storage::{Location, OpenError, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot open storage in {dir}: {source}")]
     Storage { dir: String, source: OpenError },
+    #[error("cannot listen for Kafka clients on {addr}: {source}")]
+    KafkaListen { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// Runs the broker until `shutdown` completes. Takes the shutdown signal as an argument so tests
@@ -22,11 +28,26 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let topics = store.topics().len();
     tracing::info!(data_dir = %dir, topics, durability = ?config.storage.durability, "storage open");
 
+    let kafka = match KafkaListener::bind(config.kafka.clone(), store.clone()).await {
+        Ok(kafka) => kafka,
+        Err(source) => {
+            store.shutdown().await;
+            return Err(ServeError::KafkaListen { addr: config.kafka.listen, source });
+        }
+    };
+    let kafka_addr =
+        kafka.local_addr().map_err(|source| ServeError::KafkaListen { addr: config.kafka.listen, source })?;
+    tracing::info!("kafka listening on {kafka_addr}");
+    let (stop, stopping) = watch::channel(false);
+    let kafka = tokio::spawn(kafka.run(stopping));
+
     let retention =
         tokio::spawn(retention_loop(store.clone(), Duration::from_millis(config.storage.retention_check_interval_ms)));
     tracing::info!("rill ready");
     shutdown.await;
     tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let _ = kafka.await;
     retention.abort();
     let _ = retention.await;
     store.shutdown().await;

@@ -28,6 +28,14 @@ pub fn rill() -> Command {
     command
 }
 
+/// `rill serve` with its Kafka listener on a free loopback port, so tests run side by side.
+/// Read the port with [`Running::kafka_addr`].
+pub fn serve() -> Command {
+    let mut command = rill();
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    command
+}
+
 /// A running `rill` process whose stderr is read line by line.
 #[derive(Debug)]
 pub struct Running {
@@ -74,6 +82,14 @@ impl Running {
                 }
             }
         }
+    }
+
+    /// Waits for the Kafka listener's startup line and returns the address it bound.
+    pub fn kafka_addr(&mut self) -> String {
+        const PREFIX: &str = "kafka listening on ";
+        let line = self.wait_for(PREFIX).expect("the kafka listener starts");
+        let at = line.find(PREFIX).expect("the line holds the prefix") + PREFIX.len();
+        line[at..].split_whitespace().next().expect("an address follows").to_owned()
     }
 
     pub fn signal(&self, signal: libc::c_int) {

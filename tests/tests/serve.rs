@@ -1,6 +1,6 @@
 //! `rill serve` as an operator runs it: start, stop on signals, refuse bad input with one line.
 
-use rill_tests::{Running, rill};
+use rill_tests::{Running, rill, serve};
 
 #[test]
 fn help_and_version_work() {
@@ -16,7 +16,7 @@ fn help_and_version_work() {
 fn graceful_stop_on(signal: libc::c_int) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut rill_process = Running::start(rill().arg("serve").arg("--data-dir").arg(&data));
+    let mut rill_process = Running::start(serve().arg("--data-dir").arg(&data));
     rill_process.wait_for("rill ready").unwrap();
     assert!(data.join("rill.redb").exists(), "storage is created in the data dir");
     rill_process.signal(signal);
@@ -25,7 +25,7 @@ fn graceful_stop_on(signal: libc::c_int) {
     assert!(rill_process.log.iter().any(|line| line.contains("storage closed")), "{:?}", rill_process.log);
 
     // It starts again on the same data.
-    let mut again = Running::start(rill().arg("serve").arg("--data-dir").arg(&data));
+    let mut again = Running::start(serve().arg("--data-dir").arg(&data));
     again.wait_for("rill ready").unwrap();
     again.signal(libc::SIGTERM);
     assert!(again.wait_exit().success());
@@ -46,7 +46,7 @@ fn unknown_config_key_fails_with_one_line_and_a_hint() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("rill.toml");
     std::fs::write(&config, "data_dir = \"x\"\n[storage]\ndurabilty = \"interval\"\n").unwrap();
-    let output = rill().arg("serve").arg("--config").arg(&config).output().unwrap();
+    let output = serve().arg("--config").arg(&config).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let errors: Vec<&str> = stderr.lines().filter(|line| line.starts_with("error:")).collect();
@@ -65,7 +65,7 @@ fn config_file_is_used_and_flags_override_it() {
         format!("data_dir = {:?}\n[storage]\ndurability = \"interval\"\nflush_interval_ms = 20\n", from_file),
     )
     .unwrap();
-    let mut from_config = Running::start(rill().arg("serve").arg("--config").arg(&config));
+    let mut from_config = Running::start(serve().arg("--config").arg(&config));
     let line = from_config.wait_for("storage open").unwrap();
     assert!(line.contains("Interval"), "{line}");
     from_config.signal(libc::SIGTERM);
@@ -73,8 +73,7 @@ fn config_file_is_used_and_flags_override_it() {
     assert!(from_file.join("rill.redb").exists());
 
     let flag_dir = dir.path().join("from-flag");
-    let mut overridden =
-        Running::start(rill().arg("serve").arg("--config").arg(&config).arg("--data-dir").arg(&flag_dir));
+    let mut overridden = Running::start(serve().arg("--config").arg(&config).arg("--data-dir").arg(&flag_dir));
     overridden.wait_for("rill ready").unwrap();
     overridden.signal(libc::SIGTERM);
     assert!(overridden.wait_exit().success());
@@ -84,9 +83,9 @@ fn config_file_is_used_and_flags_override_it() {
 #[test]
 fn a_second_serve_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = Running::start(rill().arg("serve").arg("--data-dir").arg(dir.path()));
+    let mut first = Running::start(serve().arg("--data-dir").arg(dir.path()));
     first.wait_for("rill ready").unwrap();
-    let second = rill().arg("serve").arg("--data-dir").arg(dir.path()).output().unwrap();
+    let second = serve().arg("--data-dir").arg(dir.path()).output().unwrap();
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("in use by another process") && stderr.contains("hint:"), "{stderr}");

@@ -330,6 +330,22 @@ impl Store {
         read::read(&self.shared, &partition_state, offset, max_bytes)
     }
 
+    /// The first offset whose record timestamp is at least `timestamp_ms`, with that timestamp
+    /// (Kafka's ListOffsets by time); `None` when no record is that recent. Blocking, like
+    /// [`Store::read`].
+    pub fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<Option<(u64, i64)>, ReadError> {
+        let topic_state = self.topic(topic).ok_or_else(|| ReadError::UnknownTopic(topic.to_owned()))?;
+        let partition_state = topic_state
+            .partition(partition)
+            .ok_or_else(|| ReadError::UnknownPartition { topic: topic.to_owned(), partition })?;
+        read::offset_for_timestamp(&self.shared, &partition_state, timestamp_ms)
+    }
+
     /// Advances a partition's log start offset (Kafka's DeleteRecords). Batches wholly below it are
     /// deleted; the rest stay but are no longer readable below the new start.
     pub async fn delete_records(&self, topic: &str, partition: u32, before_offset: u64) -> Result<u64, AppendError> {

@@ -7,6 +7,7 @@ use super::catalog::PartitionState;
 use super::layout::{BATCHES, PART_BYTES, is_whole_part};
 use super::writer::OpenGroup;
 use super::{ReadError, Shared};
+use crate::limits::DECOMPRESSED_BYTES_MAX;
 
 /// Batches read from a partition, as stored (the bytes a Kafka Fetch response carries).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -150,4 +151,73 @@ pub(super) fn read(
         }
     }
     Ok(outcome)
+}
+
+/// Kafka's ListOffsets by time: the first offset at or above the log start whose record timestamp
+/// is at least `timestamp_ms`, with that timestamp; `None` when no record has one. Batches whose
+/// `maxTimestamp` is below the target are skipped by their header; only candidates are
+/// decompressed. There is no time index yet, so this scans the partition from its log start.
+pub(super) fn offset_for_timestamp(
+    shared: &Shared,
+    partition: &PartitionState,
+    timestamp_ms: i64,
+) -> Result<Option<(u64, i64)>, ReadError> {
+    let offsets = partition.offsets();
+    let storage = |e: String| ReadError::Storage(e);
+    let db = shared.database().map_err(storage)?;
+    let txn = db.begin_read().map_err(|e| storage(e.to_string()))?;
+    let table = txn.open_table(BATCHES).map_err(|e| storage(e.to_string()))?;
+    let start = containing_group(&table, partition.key, offsets.log_start_offset).map_err(storage)?;
+    let corrupt = |at: u64, reason: String| ReadError::Corrupt { partition_key: partition.key, offset: at, reason };
+    for group in groups_from(&table, partition.key, start).map_err(storage)? {
+        let group = group.map_err(storage)?;
+        for parsed in batch::batches(&group.bytes) {
+            let parsed = parsed.map_err(|e| corrupt(group.base_offset, e.to_string()))?;
+            let header = *parsed.header();
+            if header.base_offset as u64 >= offsets.high_watermark {
+                return Ok(None);
+            }
+            if header.max_timestamp < timestamp_ms || (header.last_offset() as u64) < offsets.log_start_offset {
+                continue;
+            }
+            let found = first_record_at_or_after(&parsed, offsets.log_start_offset, timestamp_ms)
+                .map_err(|reason| corrupt(header.base_offset as u64, reason))?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Within one batch: the first record at or above `log_start` with a timestamp at least
+/// `timestamp_ms`. Under LogAppendTime every record carries the batch's `maxTimestamp`.
+fn first_record_at_or_after(
+    parsed: &batch::Batch<'_>,
+    log_start: u64,
+    timestamp_ms: i64,
+) -> Result<Option<(u64, i64)>, String> {
+    let header = parsed.header();
+    if header.timestamp_type() == batch::TimestampType::LogAppendTime {
+        let first = (header.base_offset as u64).max(log_start);
+        return Ok(Some((first, header.max_timestamp)));
+    }
+    let codec = header.compression().map_err(|e| e.to_string())?;
+    let decompressed;
+    let records = if codec == batch::Compression::None {
+        parsed.records().map_err(|e| e.to_string())?
+    } else {
+        decompressed = crate::compression::decompress(codec, parsed.records_section(), DECOMPRESSED_BYTES_MAX)
+            .map_err(|e| e.to_string())?;
+        batch::records_in(&decompressed, header.records_count)
+    };
+    for record in records {
+        let record = record.map_err(|e| e.to_string())?;
+        let offset = record.offset(header.base_offset) as u64;
+        let timestamp = record.timestamp(header.base_timestamp);
+        if offset >= log_start && timestamp >= timestamp_ms {
+            return Ok(Some((offset, timestamp)));
+        }
+    }
+    Ok(None)
 }

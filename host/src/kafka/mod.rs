@@ -1,0 +1,124 @@
+//! The Kafka wire protocol: a listener that lets unmodified Kafka clients (kcat, librdkafka, the
+//! Java and Python clients, rskafka) produce to and fetch from the store.
+//!
+//! - One task per connection, bounded by `max_connections`. A connection handles one request at
+//!   a time, as Kafka brokers do (they mute a channel until its response is sent), so responses
+//!   go out in request order and pipelined requests simply wait their turn.
+//! - Frames are `i32` length + request; a length over `request_bytes_max` (or negative) closes
+//!   that connection with a log line, never the broker.
+//! - Messages are encoded and decoded by the `kafka-protocol` crate; record batches pass through
+//!   as bytes (validated by `rill-core` on produce, returned as stored on fetch).
+//!
+//! Which APIs and versions are served: [`versions`].
+
+mod admin;
+mod codes;
+mod connection;
+mod fetch;
+mod frame;
+mod metadata;
+mod produce;
+pub mod versions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{KafkaSection, parse_host_port};
+use crate::storage::Store;
+
+/// What every connection shares: the store and how the broker presents itself.
+#[derive(Debug)]
+pub struct Broker {
+    pub store: Store,
+    pub config: KafkaSection,
+    /// The host and port Metadata advertises.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// Kafka's cluster id, for Metadata v2+ (stable for the life of the data directory would be
+    /// better; a process-wide value is enough until the control plane stores one).
+    pub cluster_id: String,
+}
+
+/// This broker's node id: a single-node cluster.
+pub const NODE_ID: i32 = 0;
+
+/// A bound Kafka listener, not yet accepting.
+#[derive(Debug)]
+pub struct KafkaListener {
+    listener: TcpListener,
+    broker: Arc<Broker>,
+}
+
+impl KafkaListener {
+    /// Binds `config.listen` (port 0: any free port) and works out what to advertise.
+    pub async fn bind(config: KafkaSection, store: Store) -> std::io::Result<KafkaListener> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let bound = listener.local_addr()?;
+        let (advertised_host, advertised_port) = match &config.advertised {
+            Some(text) => parse_host_port(text).map_err(|reason| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("kafka.advertised: {reason}"))
+            })?,
+            None => (bound.ip().to_string(), bound.port()),
+        };
+        let cluster_id = format!("rill-{}", uuid::Uuid::new_v4().simple());
+        let broker = Arc::new(Broker { store, config, advertised_host, advertised_port, cluster_id });
+        Ok(KafkaListener { listener, broker })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections until `shutdown` turns true, then waits (bounded) for open connections
+    /// to finish the request they are handling.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.broker.config.max_connections));
+        let mut connections = JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            // Reap finished connection tasks so the set does not grow with churn.
+            while connections.try_join_next().is_some() {}
+            let (socket, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning on accept.
+                    tracing::warn!(error = %e, "kafka accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                tracing::warn!(%peer, max_connections = self.broker.config.max_connections, "kafka connection refused: too many connections");
+                drop(socket);
+                continue;
+            };
+            let _ = socket.set_nodelay(true);
+            let broker = Arc::clone(&self.broker);
+            let shutdown = shutdown.clone();
+            connections.spawn(async move {
+                connection::serve(socket, peer, broker, shutdown).await;
+                drop(permit);
+            });
+        }
+        let closing = connections.len();
+        if closing > 0 {
+            tracing::info!(connections = closing, "closing kafka connections");
+        }
+        let drained = tokio::time::timeout(crate::limits::SHUTDOWN_DRAIN_WAIT, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("kafka connections still busy at shutdown; aborting them");
+            connections.abort_all();
+        }
+    }
+}

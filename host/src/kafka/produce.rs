@@ -1,0 +1,139 @@
+//! Produce: batches are validated by `rill-core` and appended as sent; the broker assigns the
+//! base offset and partition leader epoch in place.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_request::ProduceRequest;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{RequestHeader, TopicName};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use tokio::task::JoinSet;
+
+use super::{Broker, codes};
+use crate::storage::AppendOutcome;
+
+/// Appends every partition's batches and answers; `None` for acks=0 (Kafka sends no response).
+/// All partitions are appended concurrently, so they share one storage commit.
+pub async fn produce(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let refusal = if !matches!(acks, -1..=1) {
+        Some((codes::code(ResponseError::InvalidRequiredAcks), "acks must be -1, 0 or 1".to_owned()))
+    } else if request.transactional_id.is_some() {
+        Some((codes::code(ResponseError::InvalidRequest), "transactions are not supported yet".to_owned()))
+    } else {
+        None
+    };
+    let mut appends = JoinSet::new();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for (partition_index, partition) in topic.partition_data.into_iter().enumerate() {
+            let response = PartitionProduceResponse::default().with_index(partition.index).with_base_offset(-1);
+            if let Some((code, message)) = &refusal {
+                partitions.push(with_error(response, *code, message.clone(), version));
+                continue;
+            }
+            let (Ok(index), Some(records)) = (u32::try_from(partition.index), partition.records) else {
+                let code = codes::code(ResponseError::UnknownTopicOrPartition);
+                partitions.push(with_error(response, code, "no such partition, or no records".into(), version));
+                continue;
+            };
+            partitions.push(response);
+            let store = broker.store.clone();
+            let name = topic.name.to_string();
+            appends.spawn(async move {
+                let outcome = store.append(&name, index, records.to_vec()).await;
+                (topic_index, partition_index, outcome)
+            });
+        }
+        responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
+    }
+    while let Some(joined) = appends.join_next().await {
+        let Ok((topic_index, partition_index, outcome)) = joined else {
+            continue; // a panicked append task: its partition keeps base offset -1
+        };
+        let response = &mut responses[topic_index].partition_responses[partition_index];
+        *response = answer(std::mem::take(response), outcome, version);
+    }
+    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+fn answer(
+    response: PartitionProduceResponse,
+    outcome: Result<AppendOutcome, crate::storage::AppendError>,
+    version: i16,
+) -> PartitionProduceResponse {
+    match outcome {
+        Ok(at) => {
+            let response = response.with_base_offset(at.base_offset as i64).with_log_append_time_ms(-1);
+            if version >= 5 { response.with_log_start_offset(at.log_start_offset as i64) } else { response }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "produce refused");
+            with_error(response, codes::for_append(&e), e.to_string(), version)
+        }
+    }
+}
+
+fn with_error(
+    response: PartitionProduceResponse,
+    code: i16,
+    message: String,
+    version: i16,
+) -> PartitionProduceResponse {
+    let response = response.with_error_code(code).with_base_offset(-1);
+    // The message field exists from v8 on; setting it earlier would fail to encode.
+    if version >= 8 { response.with_error_message(Some(StrBytes::from_string(message))) } else { response }
+}
+
+/// Produce v0–v2: advertised for librdkafka's sake (KAFKA-18659), answered with
+/// `UNSUPPORTED_VERSION` for every partition. kafka-protocol decodes Produce from v3 on, and v3
+/// is v2 with a leading nullable transactional id, so the body is read as v3 behind a null id;
+/// the v0–v2 response is written here.
+pub fn legacy_unsupported(frame: Bytes, version: i16, correlation_id: i32) -> Result<Option<BytesMut>, String> {
+    let mut body = frame;
+    RequestHeader::decode(&mut body, 1).map_err(|e| format!("Produce v{version}: bad request header: {e}"))?;
+    let mut as_v3 = BytesMut::with_capacity(body.len() + 2);
+    as_v3.put_i16(-1);
+    as_v3.put_slice(&body);
+    let request = ProduceRequest::decode(&mut as_v3.freeze(), 3)
+        .map_err(|e| format!("Produce v{version}: cannot decode the request: {e}"))?;
+    tracing::debug!(version, "produce below v3 refused with UNSUPPORTED_VERSION");
+    if request.acks == 0 {
+        return Ok(None);
+    }
+    let unsupported = codes::code(ResponseError::UnsupportedVersion);
+    let mut out = BytesMut::new();
+    out.put_i32(0); // size, patched below
+    out.put_i32(correlation_id);
+    out.put_i32(len_i32(request.topic_data.len())?);
+    for topic in &request.topic_data {
+        put_string(&mut out, &topic.name)?;
+        out.put_i32(len_i32(topic.partition_data.len())?);
+        for partition in &topic.partition_data {
+            out.put_i32(partition.index);
+            out.put_i16(unsupported);
+            out.put_i64(-1); // base offset
+            if version >= 2 {
+                out.put_i64(-1); // log append time
+            }
+        }
+    }
+    if version >= 1 {
+        out.put_i32(0); // throttle time
+    }
+    let size = len_i32(out.len() - 4)?;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(Some(out))
+}
+
+fn len_i32(len: usize) -> Result<i32, String> {
+    i32::try_from(len).map_err(|_| "response too large".to_owned())
+}
+
+fn put_string(out: &mut BytesMut, name: &TopicName) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    out.put_i16(i16::try_from(bytes.len()).map_err(|_| "topic name too long".to_owned())?);
+    out.put_slice(bytes);
+    Ok(())
+}
