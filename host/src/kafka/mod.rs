@@ -20,6 +20,9 @@ mod metadata;
 mod produce;
 pub mod versions;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
