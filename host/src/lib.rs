@@ -1,6 +1,7 @@
 //! `rill`: the daemon and CLI. Everything that touches a disk, socket or clock lives here;
 //! the pure logic lives in `rill-core`.
 
+pub mod alloc;
 pub mod bench;
 pub mod compression;
 pub mod config;
@@ -8,3 +9,8 @@ pub mod kafka;
 pub mod limits;
 pub mod serve;
 pub mod storage;
+
+/// Unit tests decode hostile Kafka requests too: they need the same allocator as the binary.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: alloc::NoReserveHuge = alloc::NoReserveHuge;

@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rill::config::Config;
 
+/// A request claiming billions of array elements must not abort the broker (see `rill::alloc`).
+#[global_allocator]
+static ALLOCATOR: rill::alloc::NoReserveHuge = rill::alloc::NoReserveHuge;
+
 #[derive(Debug, Parser)]
 #[command(name = "rill", version, about = "Rill: a streaming log for the edge, speaking Kafka.")]
 struct Cli {

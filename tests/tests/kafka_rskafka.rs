@@ -126,3 +126,56 @@ async fn a_fetch_waiting_for_data_is_woken_by_an_append() {
     rill.signal(libc::SIGTERM);
     assert!(rill.wait_exit().success());
 }
+
+/// Frames a broker must survive: each closes its own connection, and a well-behaved client on
+/// another connection keeps producing throughout.
+fn hostile_frames() -> Vec<(&'static str, Vec<u8>)> {
+    let mut random = Vec::with_capacity(4096);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..4096 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        random.push(state as u8);
+    }
+    // Metadata v0 whose topic array claims i32::MAX entries (an abort in kafka-protocol 0.18
+    // without Rill's allocator).
+    let huge_array: &[u8] = &[0, 0, 0, 14, 0, 3, 0, 0, 0, 0, 0, 7, 0, 1, b'x', 0x7f, 0xff, 0xff, 0xff];
+    vec![
+        ("oversized", i32::MAX.to_be_bytes().to_vec()),
+        ("negative size", (-5i32).to_be_bytes().to_vec()),
+        ("huge array count", huge_array.to_vec()),
+        ("truncated", [&100i32.to_be_bytes()[..], &[0, 18, 0, 3, 0]].concat()),
+        ("unknown api key", [&8i32.to_be_bytes()[..], &[0x03, 0xe7, 0, 0, 0, 0, 0, 1]].concat()),
+        ("random bytes", random),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_close_only_their_own_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut rill = Running::start(serve().arg("--data-dir").arg(dir.path()));
+    let addr = rill.kafka_addr();
+    let client = connect(&addr).await;
+    client.controller_client().unwrap().create_topic("steady", 1, 1, 5_000).await.unwrap();
+    let steady = partition(&client, "steady", 0).await;
+    let mut produced = 0;
+    for (what, bytes) in hostile_frames() {
+        let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = socket.write_all(&bytes).await;
+        let _ = socket.shutdown().await;
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "{what}: the broker kept the connection open");
+        assert!(rest.is_empty(), "{what}: answered with {} bytes", rest.len());
+        let offsets = steady.produce(vec![record(produced, 20)], Compression::NoCompression).await;
+        assert_eq!(offsets.unwrap(), vec![produced as i64], "{what}: the other client still works");
+        produced += 1;
+    }
+    assert_eq!(fetch_all(&steady, 0, produced).await.len(), produced);
+    rill.signal(libc::SIGTERM);
+    assert!(rill.wait_exit().success(), "{}", rill.log.join("\n"));
+    assert!(rill.log.iter().any(|line| line.contains("closing kafka connection")), "{}", rill.log.join("\n"));
+}

@@ -77,35 +77,83 @@ pub async fn handle(
     frame: Bytes,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Option<BytesMut>, String> {
+    match parse(frame)? {
+        Parsed::Answer(answer) => Ok(answer),
+        Parsed::Request(request) => dispatch(broker, request, shutdown).await,
+    }
+}
+
+/// A request frame, decoded: either answered already (KIP-511 fallback, legacy Produce) or to be
+/// dispatched.
+pub enum Parsed {
+    Answer(Option<BytesMut>),
+    Request(Request),
+}
+
+/// Decodes a request frame without acting on it: every check that can close the connection
+/// happens here, so it is what the property tests feed hostile bytes to.
+pub fn parse(frame: Bytes) -> Result<Parsed, String> {
     let Preamble { api_key, version, correlation_id } =
         preamble(&frame).ok_or_else(|| format!("request of {} bytes is shorter than a header", frame.len()))?;
     let key = ApiKey::try_from(api_key).map_err(|_| format!("unknown api key {api_key}"))?;
     if key == ApiKey::ApiVersions && !versions::is_served(key, version) {
-        return versions::unsupported_api_versions(correlation_id).map(Some);
+        return versions::unsupported_api_versions(correlation_id).map(|answer| Parsed::Answer(Some(answer)));
     }
     if !versions::is_served(key, version) {
         return Err(format!("{key:?} v{version} is not served (see ApiVersions)"));
     }
     if key == ApiKey::Produce && version < versions::PRODUCE_UNSUPPORTED_BELOW {
-        return produce::legacy_unsupported(frame, version, correlation_id);
+        return produce::legacy_unsupported(frame, version, correlation_id).map(Parsed::Answer);
     }
     let mut body = frame;
     let header = RequestHeader::decode(&mut body, key.request_header_version(version))
         .map_err(|e| format!("{key:?} v{version}: bad request header: {e}"))?;
     tracing::trace!(api = ?key, version, correlation_id, client = ?header.client_id, "kafka request");
-    let request = Request { key, version, correlation_id, body };
-    dispatch(broker, request, shutdown).await
+    let mut reader = Reader { key, version, body };
+    let body = match key {
+        ApiKey::ApiVersions => {
+            // Its fields (client software name and version) change nothing in the answer.
+            let _: ApiVersionsRequest = reader.decode()?;
+            Body::ApiVersions
+        }
+        ApiKey::Metadata => Body::Metadata(reader.decode()?),
+        ApiKey::Produce => Body::Produce(reader.decode()?),
+        ApiKey::Fetch => Body::Fetch(reader.decode()?),
+        ApiKey::ListOffsets => Body::ListOffsets(reader.decode()?),
+        ApiKey::CreateTopics => Body::CreateTopics(reader.decode()?),
+        ApiKey::DeleteTopics => Body::DeleteTopics(reader.decode()?),
+        other => return Err(format!("{other:?} is advertised but has no handler")),
+    };
+    Ok(Parsed::Request(Request { key, version, correlation_id, body }))
 }
 
-/// A request whose header has been read; `body` is what follows it.
-struct Request {
+/// A decoded request, ready for its handler.
+pub struct Request {
     key: ApiKey,
     version: i16,
     correlation_id: i32,
+    body: Body,
+}
+
+/// The request bodies Rill serves.
+pub enum Body {
+    ApiVersions,
+    Metadata(MetadataRequest),
+    Produce(ProduceRequest),
+    Fetch(FetchRequest),
+    ListOffsets(ListOffsetsRequest),
+    CreateTopics(CreateTopicsRequest),
+    DeleteTopics(DeleteTopicsRequest),
+}
+
+/// The bytes after a request header.
+struct Reader {
+    key: ApiKey,
+    version: i16,
     body: Bytes,
 }
 
-impl Request {
+impl Reader {
     fn decode<T: Decodable>(&mut self) -> Result<T, String> {
         let decoded = T::decode(&mut self.body, self.version)
             .map_err(|e| format!("{:?} v{}: cannot decode the request: {e}", self.key, self.version))?;
@@ -115,7 +163,16 @@ impl Request {
         }
         Ok(decoded)
     }
+}
 
+/// Where a response goes: the request's API, version and correlation id.
+struct Responder {
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+}
+
+impl Responder {
     fn respond<R: Encodable>(&self, response: &R) -> Result<Option<BytesMut>, String> {
         let header_version = self.key.response_header_version(self.version);
         frame::encode_response(self.correlation_id, header_version, self.version, response).map(Some)
@@ -124,42 +181,21 @@ impl Request {
 
 async fn dispatch(
     broker: &Broker,
-    mut request: Request,
+    request: Request,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Option<BytesMut>, String> {
-    let version = request.version;
-    match request.key {
-        ApiKey::ApiVersions => {
-            let _: ApiVersionsRequest = request.decode()?;
-            request.respond(&versions::api_versions())
-        }
-        ApiKey::Metadata => {
-            let decoded: MetadataRequest = request.decode()?;
-            request.respond(&metadata::metadata(broker, decoded, version).await)
-        }
-        ApiKey::Produce => {
-            let decoded: ProduceRequest = request.decode()?;
-            match produce::produce(broker, decoded, version).await {
-                Some(response) => request.respond(&response),
-                None => Ok(None),
-            }
-        }
-        ApiKey::Fetch => {
-            let decoded: FetchRequest = request.decode()?;
-            request.respond(&fetch::fetch(broker, decoded, version, shutdown.clone()).await)
-        }
-        ApiKey::ListOffsets => {
-            let decoded: ListOffsetsRequest = request.decode()?;
-            request.respond(&fetch::list_offsets(broker, decoded, version).await)
-        }
-        ApiKey::CreateTopics => {
-            let decoded: CreateTopicsRequest = request.decode()?;
-            request.respond(&admin::create_topics(broker, decoded, version).await)
-        }
-        ApiKey::DeleteTopics => {
-            let decoded: DeleteTopicsRequest = request.decode()?;
-            request.respond(&admin::delete_topics(broker, decoded, version).await)
-        }
-        other => Err(format!("{other:?} is advertised but has no handler")),
+    let Request { key, version, correlation_id, body } = request;
+    let to = Responder { key, version, correlation_id };
+    match body {
+        Body::ApiVersions => to.respond(&versions::api_versions()),
+        Body::Metadata(decoded) => to.respond(&metadata::metadata(broker, decoded, version).await),
+        Body::Produce(decoded) => match produce::produce(broker, decoded, version).await {
+            Some(response) => to.respond(&response),
+            None => Ok(None),
+        },
+        Body::Fetch(decoded) => to.respond(&fetch::fetch(broker, decoded, version, shutdown.clone()).await),
+        Body::ListOffsets(decoded) => to.respond(&fetch::list_offsets(broker, decoded, version).await),
+        Body::CreateTopics(decoded) => to.respond(&admin::create_topics(broker, decoded, version).await),
+        Body::DeleteTopics(decoded) => to.respond(&admin::delete_topics(broker, decoded, version).await),
     }
 }

@@ -96,8 +96,12 @@ pub fn legacy_unsupported(frame: Bytes, version: i16, correlation_id: i32) -> Re
     let mut as_v3 = BytesMut::with_capacity(body.len() + 2);
     as_v3.put_i16(-1);
     as_v3.put_slice(&body);
-    let request = ProduceRequest::decode(&mut as_v3.freeze(), 3)
+    let mut as_v3 = as_v3.freeze();
+    let request = ProduceRequest::decode(&mut as_v3, 3)
         .map_err(|e| format!("Produce v{version}: cannot decode the request: {e}"))?;
+    if !as_v3.is_empty() {
+        return Err(format!("Produce v{version}: {} bytes after the request", as_v3.len()));
+    }
     tracing::debug!(version, "produce below v3 refused with UNSUPPORTED_VERSION");
     if request.acks == 0 {
         return Ok(None);
