@@ -111,6 +111,7 @@ impl KafkaListener {
                 drop(permit);
             });
         }
+        while connections.try_join_next().is_some() {}
         let closing = connections.len();
         if closing > 0 {
             tracing::info!(connections = closing, "closing kafka connections");
