@@ -1,9 +1,10 @@
 //! `cargo xtask <task>`: the project's commands that are more than one cargo call.
 //!
 //! - `cargo xtask test`: what CI runs and what a newcomer runs on a fresh machine. Installs what
-//!   is missing (rustup targets), checks formatting and lints, builds the `rill` binary, runs every
-//!   test (black-box tests get the binary in `RILL_BIN`), builds `rill-core` for Cortex-M, and
-//!   smoke-runs the benchmarks. Prints how long each phase took.
+//!   is missing (rustup targets, Debian packages such as kcat), checks formatting and lints,
+//!   builds the `rill` binary, runs every test (black-box tests get the binary in `RILL_BIN`),
+//!   builds `rill-core` for Cortex-M, and smoke-runs the benchmarks. Prints how long each phase
+//!   took.
 //! - `cargo xtask bench storage [ARGS]`: the storage benchmark on a release build.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,10 @@ use std::time::{Duration, Instant};
 
 /// Targets that `cargo xtask test` builds for besides the host.
 const TARGETS: &[&str] = &["thumbv7em-none-eabihf"];
+
+/// Programs the black-box tests run, with the Debian package that provides each: real clients
+/// nobody here wrote.
+const PROGRAMS: &[(&str, &str)] = &[("kcat", "kcat")];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -82,6 +87,7 @@ fn test() -> Result<(), String> {
 
 fn test_phases(phases: &mut Phases) -> Result<(), String> {
     phases.run("install rustup targets", install_targets)?;
+    phases.run("install test programs", install_programs)?;
     phases.run("cargo fmt --check", || run("fmt", cargo().args(["fmt", "--all", "--check"])))?;
     phases.run("cargo clippy", || {
         run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
@@ -136,6 +142,28 @@ fn install_targets() -> Result<(), String> {
         run("rustup target add", Command::new("rustup").args(["target", "add", target]))?;
     }
     Ok(())
+}
+
+/// Installs the Debian packages of [`PROGRAMS`] that are missing (CI runs as root; elsewhere the
+/// error names the packages to install).
+fn install_programs() -> Result<(), String> {
+    let missing: Vec<&str> =
+        PROGRAMS.iter().filter(|(program, _)| !on_path(program)).map(|&(_, package)| package).collect();
+    if missing.is_empty() {
+        eprintln!("test programs: installed");
+        return Ok(());
+    }
+    let hint = format!("install the Debian packages {missing:?} (apt-get install {})", missing.join(" "));
+    run("apt-get update", Command::new("apt-get").args(["update", "-qq"])).map_err(|e| format!("{e}; {hint}"))?;
+    run(
+        "apt-get install",
+        Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing),
+    )
+    .map_err(|e| format!("{e}; {hint}"))
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// Builds `rill` in the test profile and returns the binary's path, as cargo reports it.
