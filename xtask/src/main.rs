@@ -80,12 +80,58 @@ impl Phases {
 
 fn test() -> Result<(), String> {
     let mut phases = Phases { done: Vec::new() };
-    let result = test_phases(&mut phases);
+    let mut counts = TestCounts::default();
+    let result = test_phases(&mut phases, &mut counts);
     phases.summary();
+    // One closing line for every test binary together (cargo prints one per binary, the last of
+    // which is often a crate without tests).
+    println!("tests: {} passed, {} failed", counts.passed, counts.failed);
     result
 }
 
-fn test_phases(phases: &mut Phases) -> Result<(), String> {
+/// Tests counted from cargo's `test result:` lines.
+#[derive(Debug, Default)]
+struct TestCounts {
+    passed: u64,
+    failed: u64,
+}
+
+impl TestCounts {
+    /// Adds a `test result: ok. 12 passed; 0 failed; …` line; other lines are ignored.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else { return };
+        let number_before = |word: &str| -> u64 {
+            rest.split(';')
+                .find_map(|part| part.trim().strip_suffix(word))
+                .and_then(|n| n.trim().rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        self.passed += number_before(" passed");
+        self.failed += number_before(" failed");
+    }
+}
+
+/// Runs `cargo test` with its output passed through, counting the results.
+fn run_counting_tests(command: &mut Command, counts: &mut TestCounts) -> Result<(), String> {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("tests: cannot start {command:?}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("tests: no stdout")?;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("tests: reading output: {e}"))?;
+        println!("{line}");
+        counts.add_line(&line);
+    }
+    let status = child.wait().map_err(|e| format!("tests: {e}"))?;
+    if !status.success() {
+        return Err(format!("tests failed ({status})"));
+    }
+    Ok(())
+}
+
+fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), String> {
     phases.run("install rustup targets", install_targets)?;
     phases.run("install test programs", install_programs)?;
     phases.run("cargo fmt --check", || run("fmt", cargo().args(["fmt", "--all", "--check"])))?;
@@ -94,7 +140,7 @@ fn test_phases(phases: &mut Phases) -> Result<(), String> {
     })?;
     let rill_bin = phases.run("build rill", build_rill)?;
     phases.run("cargo test (workspace)", || {
-        run("tests", cargo().args(["test", "--workspace"]).env("RILL_BIN", &rill_bin))
+        run_counting_tests(cargo().args(["test", "--workspace"]).env("RILL_BIN", &rill_bin), counts)
     })?;
     phases.run("rill-core for Cortex-M", || {
         for target in TARGETS {
@@ -206,5 +252,20 @@ fn bench(args: &[String]) -> Result<(), String> {
             run("rill bench storage", &mut command)
         }
         other => Err(format!("unknown benchmark {other:?}; known: storage")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_result_lines_are_counted() {
+        let mut counts = TestCounts::default();
+        counts
+            .add_line("test result: ok. 43 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.59s");
+        counts.add_line("test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
+        counts.add_line("running 3 tests");
+        assert_eq!((counts.passed, counts.failed), (45, 1));
     }
 }
