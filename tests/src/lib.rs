@@ -84,6 +84,20 @@ impl Running {
         }
     }
 
+    /// `rill serve` on `data_dir` with a free Kafka port; returns it with the address it bound.
+    pub fn serve_on(data_dir: &std::path::Path) -> (Running, String) {
+        let mut running = Running::start(serve().arg("--data-dir").arg(data_dir));
+        let addr = running.kafka_addr();
+        (running, addr)
+    }
+
+    /// Stops rill with SIGTERM and checks that it exited cleanly.
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit();
+        assert!(status.success(), "exit {status:?}; log:\n{}", self.log.join("\n"));
+    }
+
     /// Waits for the Kafka listener's startup line and returns the address it bound.
     pub fn kafka_addr(&mut self) -> String {
         const PREFIX: &str = "kafka listening on ";

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rill_tests::{Running, serve};
+use rill_tests::Running;
 
 fn kcat(broker: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut command = Command::new("kcat");
@@ -32,8 +32,7 @@ fn now_ms() -> u128 {
 #[test]
 fn kcat_lists_produces_in_every_codec_and_consumes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rill = Running::start(serve().arg("--data-dir").arg(dir.path()));
-    let broker = rill.kafka_addr();
+    let (mut rill, broker) = Running::serve_on(dir.path());
 
     let mut expected = Vec::new();
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
@@ -55,15 +54,13 @@ fn kcat_lists_produces_in_every_codec_and_consumes() {
     // From an offset in the middle of a compressed batch.
     let tail = kcat(&broker, &["-C", "-t", "readings", "-o", "45", "-e", "-f", "%o\\n"], None);
     assert_eq!(stdout_lines(&tail), (45..100).map(|o| o.to_string()).collect::<Vec<_>>());
-    rill.signal(libc::SIGTERM);
-    assert!(rill.wait_exit().success());
+    rill.stop();
 }
 
 #[test]
 fn kcat_reads_from_a_timestamp() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rill = Running::start(serve().arg("--data-dir").arg(dir.path()));
-    let broker = rill.kafka_addr();
+    let (mut rill, broker) = Running::serve_on(dir.path());
     kcat(&broker, &["-P", "-t", "timed"], Some("early-1\nearly-2\n"));
     std::thread::sleep(Duration::from_millis(50));
     let since = now_ms();
@@ -76,6 +73,5 @@ fn kcat_reads_from_a_timestamp() {
     let later = format!("s@{}", now_ms() + 60_000);
     let none = kcat(&broker, &["-C", "-t", "timed", "-o", &later, "-e", "-f", "%o %s\\n"], None);
     assert!(stdout_lines(&none).is_empty(), "{:?}", stdout_lines(&none));
-    rill.signal(libc::SIGTERM);
-    assert!(rill.wait_exit().success());
+    rill.stop();
 }

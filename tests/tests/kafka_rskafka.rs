@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use rill_tests::{Running, serve};
+use rill_tests::Running;
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
@@ -46,8 +46,7 @@ async fn fetch_all(client: &PartitionClient, mut offset: i64, count: usize) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rskafka_produces_and_consumes_in_every_codec() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rill = Running::start(serve().arg("--data-dir").arg(dir.path()));
-    let addr = rill.kafka_addr();
+    let (mut rill, addr) = Running::serve_on(dir.path());
     let client = connect(&addr).await;
     let controller = client.controller_client().unwrap();
     controller.create_topic("sensors", 2, 1, 5_000).await.expect("create topic");
@@ -86,16 +85,14 @@ async fn rskafka_produces_and_consumes_in_every_codec() {
     let topics = client.list_topics().await.unwrap();
     assert!(topics.iter().any(|t| t.name == "sensors" && t.partitions.len() == 2), "{topics:?}");
     drop(client);
-    rill.signal(libc::SIGTERM);
-    assert!(rill.wait_exit().success());
-    let mut rill = Running::start(serve().arg("--data-dir").arg(dir.path()));
-    let client = connect(&rill.kafka_addr()).await;
+    rill.stop();
+    let (mut rill, addr) = Running::serve_on(dir.path());
+    let client = connect(&addr).await;
     let p0 = partition(&client, "sensors", 0).await;
     let again = fetch_all(&p0, 0, produced.len()).await;
     assert_eq!(again, fetched, "the same records at the same offsets after a restart");
     controller_delete(&client, "sensors").await;
-    rill.signal(libc::SIGTERM);
-    assert!(rill.wait_exit().success());
+    rill.stop();
 }
 
 async fn controller_delete(client: &Client, topic: &str) {
@@ -108,8 +105,7 @@ async fn controller_delete(client: &Client, topic: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_waiting_for_data_is_woken_by_an_append() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rill = Running::start(serve().arg("--data-dir").arg(dir.path()));
-    let addr = rill.kafka_addr();
+    let (mut rill, addr) = Running::serve_on(dir.path());
     let client = connect(&addr).await;
     client.controller_client().unwrap().create_topic("wake", 1, 1, 5_000).await.unwrap();
     let consumer = partition(&client, "wake", 0).await;
@@ -123,8 +119,7 @@ async fn a_fetch_waiting_for_data_is_woken_by_an_append() {
     assert_eq!(records.len(), 1);
     // Woken by the append, not by the 10 s max_wait_ms.
     assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
-    rill.signal(libc::SIGTERM);
-    assert!(rill.wait_exit().success());
+    rill.stop();
 }
 
 /// Frames a broker must survive: each closes its own connection, and a well-behaved client on
@@ -156,8 +151,7 @@ async fn hostile_frames_close_only_their_own_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut rill = Running::start(serve().arg("--data-dir").arg(dir.path()));
-    let addr = rill.kafka_addr();
+    let (mut rill, addr) = Running::serve_on(dir.path());
     let client = connect(&addr).await;
     client.controller_client().unwrap().create_topic("steady", 1, 1, 5_000).await.unwrap();
     let steady = partition(&client, "steady", 0).await;
@@ -175,7 +169,6 @@ async fn hostile_frames_close_only_their_own_connection() {
         produced += 1;
     }
     assert_eq!(fetch_all(&steady, 0, produced).await.len(), produced);
-    rill.signal(libc::SIGTERM);
-    assert!(rill.wait_exit().success(), "{}", rill.log.join("\n"));
+    rill.stop();
     assert!(rill.log.iter().any(|line| line.contains("closing kafka connection")), "{}", rill.log.join("\n"));
 }

@@ -36,7 +36,7 @@ async fn create_one(
     topic: CreatableTopic,
     validate_only: bool,
 ) -> Result<(uuid::Uuid, u32), (i16, String)> {
-    let refuse = |error: ResponseError, message: String| Err((codes::code(error), message));
+    let refuse = |error: ResponseError, message: String| Err((error.code(), message));
     if !topic.assignments.is_empty() {
         return refuse(ResponseError::InvalidReplicaAssignment, "a single node assigns its own replicas".into());
     }
@@ -80,14 +80,14 @@ pub async fn delete_topics(broker: &Broker, request: DeleteTopicsRequest, versio
     for (name, id) in asked {
         let topic = match &name {
             Some(name) => broker.store.topic(name.as_str()),
-            None => broker.store.topics().into_iter().find(|t| t.id == id),
+            None => broker.store.topic_by_id(id),
         };
         let result = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
         let result = match topic {
             None => {
                 let error =
                     if name.is_some() { ResponseError::UnknownTopicOrPartition } else { ResponseError::UnknownTopicId };
-                result.with_error_code(codes::code(error))
+                result.with_error_code(error.code())
             }
             Some(topic) => match broker.store.delete_topic(&topic.name).await {
                 Ok(()) => {

@@ -6,12 +6,8 @@ use crate::storage::{AppendError, InvalidBatch, ReadError, TopicError};
 
 pub const NONE: i16 = 0;
 
-pub fn code(error: ResponseError) -> i16 {
-    error.code()
-}
-
 pub fn for_append(error: &AppendError) -> i16 {
-    code(match error {
+    match error {
         AppendError::UnknownTopic(_) | AppendError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
         AppendError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         AppendError::InvalidBatch(InvalidBatch::Codec { .. } | InvalidBatch::Decompress { .. }) => {
@@ -21,24 +17,27 @@ pub fn for_append(error: &AppendError) -> i16 {
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
         // Retriable: the client refreshes metadata and tries again (after a restart).
         AppendError::ShutDown => ResponseError::NotLeaderOrFollower,
-    })
+    }
+    .code()
 }
 
 pub fn for_read(error: &ReadError) -> i16 {
-    code(match error {
+    match error {
         ReadError::UnknownTopic(_) | ReadError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
         ReadError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         ReadError::Corrupt { .. } | ReadError::Storage(_) => ResponseError::KafkaStorageError,
-    })
+    }
+    .code()
 }
 
 pub fn for_topic(error: &TopicError) -> i16 {
-    code(match error {
+    match error {
         TopicError::InvalidName { .. } => ResponseError::InvalidTopicException,
         TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
         TopicError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
         TopicError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
-    })
+    }
+    .code()
 }

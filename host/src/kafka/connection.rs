@@ -124,14 +124,12 @@ pub fn parse(frame: Bytes) -> Result<Parsed, String> {
         ApiKey::DeleteTopics => Body::DeleteTopics(reader.decode()?),
         other => return Err(format!("{other:?} is advertised but has no handler")),
     };
-    Ok(Parsed::Request(Request { key, version, correlation_id, body }))
+    Ok(Parsed::Request(Request { to: Responder { key, version, correlation_id }, body }))
 }
 
 /// A decoded request, ready for its handler.
 pub struct Request {
-    key: ApiKey,
-    version: i16,
-    correlation_id: i32,
+    to: Responder,
     body: Body,
 }
 
@@ -184,8 +182,8 @@ async fn dispatch(
     request: Request,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Option<BytesMut>, String> {
-    let Request { key, version, correlation_id, body } = request;
-    let to = Responder { key, version, correlation_id };
+    let Request { to, body } = request;
+    let version = to.version;
     match body {
         Body::ApiVersions => to.respond(&versions::api_versions()),
         Body::Metadata(decoded) => to.respond(&metadata::metadata(broker, decoded, version).await),

@@ -1,5 +1,6 @@
 //! Fetch (the stored batch bytes as they are, long-polled) and ListOffsets.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,7 +24,7 @@ use crate::storage::{ReadError, Store};
 const READ_COMMITTED: i8 = 1;
 
 /// One partition a Fetch asks for, in request order.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Wanted {
     topic: String,
     partition: i32,
@@ -42,7 +43,7 @@ pub async fn fetch(
     // Rill keeps no fetch sessions (KIP-227): session id 0 tells the client to send full requests.
     if request.session_id != 0 {
         return FetchResponse::default()
-            .with_error_code(codes::code(ResponseError::FetchSessionIdNotFound))
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
             .with_session_id(0);
     }
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
@@ -53,7 +54,7 @@ pub async fn fetch(
     let min_bytes = request.min_bytes.max(0) as usize;
     let committed = request.isolation_level == READ_COMMITTED;
     let mut names = Vec::with_capacity(request.topics.len());
-    let mut wanted = Vec::new();
+    let mut wanted: Vec<Wanted> = Vec::new();
     for topic in &request.topics {
         names.push((topic.topic.clone(), topic.partitions.len()));
         for partition in &topic.partitions {
@@ -65,6 +66,7 @@ pub async fn fetch(
             });
         }
     }
+    let wanted: Arc<[Wanted]> = wanted.into();
     loop {
         // Subscribe before reading, so an append between the read and the wait is not missed.
         let mut watchers: Vec<watch::Receiver<_>> = wanted
@@ -75,13 +77,13 @@ pub async fn fetch(
             watcher.mark_unchanged();
         }
         let store = broker.store.clone();
-        let reading = wanted.clone();
+        let reading = Arc::clone(&wanted);
         let read = tokio::task::spawn_blocking(move || read_all(&store, &reading, response_max)).await;
         let (partitions, bytes, errors) = match read {
             Ok(read) => read,
             Err(e) => {
                 tracing::error!(error = %e, "fetch read task failed");
-                return FetchResponse::default().with_error_code(codes::code(ResponseError::UnknownServerError));
+                return FetchResponse::default().with_error_code(ResponseError::UnknownServerError.code());
             }
         };
         let now = tokio::time::Instant::now();
@@ -132,23 +134,14 @@ fn read_all(store: &Store, wanted: &[Wanted], response_max: usize) -> (Vec<Read>
 fn read_one(store: &Store, wanted: &Wanted, response_left: usize, first_with_data: bool) -> Read {
     let failed = |error_code| Read { error_code, high_watermark: -1, log_start_offset: -1, records: None };
     let (Ok(partition), Ok(offset)) = (u32::try_from(wanted.partition), u64::try_from(wanted.offset)) else {
-        return failed(codes::code(if wanted.offset < 0 {
-            ResponseError::OffsetOutOfRange
-        } else {
-            ResponseError::UnknownTopicOrPartition
-        }));
+        let error =
+            if wanted.offset < 0 { ResponseError::OffsetOutOfRange } else { ResponseError::UnknownTopicOrPartition };
+        return failed(error.code());
     };
     let limit = wanted.max_bytes.min(response_left);
-    let read = if limit == 0 && !first_with_data {
-        // The response is full: report offsets only.
-        store.read(&wanted.topic, partition, offset, 1).map(|mut read| {
-            read.records.clear();
-            read
-        })
-    } else {
-        store.read(&wanted.topic, partition, offset, limit.max(1))
-    };
-    match read {
+    // A full response still reports the partition's offsets (read with 0: nothing is read).
+    let read_bytes = if limit == 0 && !first_with_data { 0 } else { limit.max(1) };
+    match store.read(&wanted.topic, partition, offset, read_bytes) {
         Ok(mut read) => {
             if !first_with_data && read.records.len() > limit {
                 read.records.clear(); // the whole-batch exception is for the first partition only
@@ -249,7 +242,7 @@ fn list_one(
     version: i16,
 ) -> ListOffsetsPartitionResponse {
     let response = ListOffsetsPartitionResponse::default().with_partition_index(partition_index);
-    let unknown = || response.clone().with_error_code(codes::code(ResponseError::UnknownTopicOrPartition));
+    let unknown = || response.clone().with_error_code(ResponseError::UnknownTopicOrPartition.code());
     let Ok(partition) = u32::try_from(partition_index) else { return unknown() };
     let Some(state) = store.topic(topic).and_then(|t| t.partition(partition)) else { return unknown() };
     let offsets = state.offsets();
@@ -257,7 +250,7 @@ fn list_one(
         LATEST => Ok(Some((offsets.high_watermark, -1))),
         EARLIEST => Ok(Some((offsets.log_start_offset, -1))),
         t if t < 0 => {
-            return response.with_error_code(codes::code(ResponseError::UnsupportedVersion));
+            return response.with_error_code(ResponseError::UnsupportedVersion.code());
         }
         t => store.offset_for_timestamp(topic, partition, t),
     };

@@ -58,11 +58,11 @@ async fn named_topic(broker: &Broker, name: TopicName, may_create: bool) -> Meta
 }
 
 fn topic_by_id(broker: &Broker, id: uuid::Uuid) -> MetadataResponseTopic {
-    match broker.store.topics().into_iter().find(|topic| topic.id == id) {
+    match broker.store.topic_by_id(id) {
         Some(topic) => describe(&topic),
-        None => MetadataResponseTopic::default()
-            .with_topic_id(id)
-            .with_error_code(codes::code(ResponseError::UnknownTopicId)),
+        None => {
+            MetadataResponseTopic::default().with_topic_id(id).with_error_code(ResponseError::UnknownTopicId.code())
+        }
     }
 }
 
@@ -73,7 +73,7 @@ pub async fn ensure_topic(broker: &Broker, name: &str, may_create: bool) -> Resu
         return Ok(topic);
     }
     if !may_create {
-        return Err(codes::code(ResponseError::UnknownTopicOrPartition));
+        return Err(ResponseError::UnknownTopicOrPartition.code());
     }
     match broker.store.create_topic(name, broker.config.default_partitions, TopicConfig::default()).await {
         Ok(topic) => {
@@ -82,7 +82,7 @@ pub async fn ensure_topic(broker: &Broker, name: &str, may_create: bool) -> Resu
         }
         // Another connection created it first.
         Err(TopicError::AlreadyExists(_)) => {
-            broker.store.topic(name).ok_or(codes::code(ResponseError::UnknownTopicOrPartition))
+            broker.store.topic(name).ok_or(ResponseError::UnknownTopicOrPartition.code())
         }
         Err(e) => Err(codes::for_topic(&e)),
     }

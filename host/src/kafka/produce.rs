@@ -17,9 +17,9 @@ use crate::storage::AppendOutcome;
 pub async fn produce(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = request.acks;
     let refusal = if !matches!(acks, -1..=1) {
-        Some((codes::code(ResponseError::InvalidRequiredAcks), "acks must be -1, 0 or 1".to_owned()))
+        Some((ResponseError::InvalidRequiredAcks.code(), "acks must be -1, 0 or 1".to_owned()))
     } else if request.transactional_id.is_some() {
-        Some((codes::code(ResponseError::InvalidRequest), "transactions are not supported yet".to_owned()))
+        Some((ResponseError::InvalidRequest.code(), "transactions are not supported yet".to_owned()))
     } else {
         None
     };
@@ -34,7 +34,7 @@ pub async fn produce(broker: &Broker, request: ProduceRequest, version: i16) -> 
                 continue;
             }
             let (Ok(index), Some(records)) = (u32::try_from(partition.index), partition.records) else {
-                let code = codes::code(ResponseError::UnknownTopicOrPartition);
+                let code = ResponseError::UnknownTopicOrPartition.code();
                 partitions.push(with_error(response, code, "no such partition, or no records".into(), version));
                 continue;
             };
@@ -106,7 +106,7 @@ pub fn legacy_unsupported(frame: Bytes, version: i16, correlation_id: i32) -> Re
     if request.acks == 0 {
         return Ok(None);
     }
-    let unsupported = codes::code(ResponseError::UnsupportedVersion);
+    let unsupported = ResponseError::UnsupportedVersion.code();
     let mut out = BytesMut::new();
     out.put_i32(0); // size, patched below
     out.put_i32(correlation_id);

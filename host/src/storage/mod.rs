@@ -320,8 +320,9 @@ impl Store {
     }
 
     /// Reads batches from the one containing `offset`, up to `max_bytes` but always at least one
-    /// whole batch (KIP-74), never past the high watermark. Blocking: call it from
-    /// `spawn_blocking` on a busy runtime.
+    /// whole batch (KIP-74), never past the high watermark. `max_bytes == 0` checks the offset and
+    /// returns the partition's offsets without reading anything (a Fetch whose response is full).
+    /// Blocking: call it from `spawn_blocking` on a busy runtime.
     pub fn read(&self, topic: &str, partition: u32, offset: u64, max_bytes: usize) -> Result<ReadOutcome, ReadError> {
         let topic_state = self.topic(topic).ok_or_else(|| ReadError::UnknownTopic(topic.to_owned()))?;
         let partition_state = topic_state
@@ -344,6 +345,11 @@ impl Store {
             .partition(partition)
             .ok_or_else(|| ReadError::UnknownPartition { topic: topic.to_owned(), partition })?;
         read::offset_for_timestamp(&self.shared, &partition_state, timestamp_ms)
+    }
+
+    /// The topic whose id (Kafka's topic id) is `id`.
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<Arc<TopicState>> {
+        self.topics().into_iter().find(|topic| topic.id == id)
     }
 
     /// Advances a partition's log start offset (Kafka's DeleteRecords). Batches wholly below it are

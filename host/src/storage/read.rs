@@ -102,6 +102,17 @@ pub(super) fn open_group(table: &impl BatchRows, key: u64) -> Result<Option<Open
     Ok(Some(OpenGroup { base_offset, bytes, next_part, tail }))
 }
 
+/// `batches` as a read transaction sees it.
+type ReadOnlyBatches = redb::ReadOnlyTable<(u64, u64, u32), &'static [u8]>;
+
+/// The `batches` table in a new read transaction (the table keeps the transaction alive).
+fn batches_table(shared: &Shared) -> Result<ReadOnlyBatches, ReadError> {
+    let storage = |e: String| ReadError::Storage(e);
+    let db = shared.database().map_err(storage)?;
+    let txn = db.begin_read().map_err(|e| storage(e.to_string()))?;
+    txn.open_table(BATCHES).map_err(|e| storage(e.to_string()))
+}
+
 pub(super) fn read(
     shared: &Shared,
     partition: &PartitionState,
@@ -122,13 +133,11 @@ pub(super) fn read(
             next_offset: offsets.high_watermark,
         });
     }
-    if offset == offsets.high_watermark {
+    if offset == offsets.high_watermark || max_bytes == 0 {
         return Ok(outcome);
     }
     let storage = |e: String| ReadError::Storage(e);
-    let db = shared.database().map_err(storage)?;
-    let txn = db.begin_read().map_err(|e| storage(e.to_string()))?;
-    let table = txn.open_table(BATCHES).map_err(|e| storage(e.to_string()))?;
+    let table = batches_table(shared)?;
     let start = containing_group(&table, partition.key, offset).map_err(storage)?;
     let corrupt = |at: u64, reason: String| ReadError::Corrupt { partition_key: partition.key, offset: at, reason };
     'groups: for group in groups_from(&table, partition.key, start).map_err(storage)? {
@@ -164,9 +173,7 @@ pub(super) fn offset_for_timestamp(
 ) -> Result<Option<(u64, i64)>, ReadError> {
     let offsets = partition.offsets();
     let storage = |e: String| ReadError::Storage(e);
-    let db = shared.database().map_err(storage)?;
-    let txn = db.begin_read().map_err(|e| storage(e.to_string()))?;
-    let table = txn.open_table(BATCHES).map_err(|e| storage(e.to_string()))?;
+    let table = batches_table(shared)?;
     let start = containing_group(&table, partition.key, offsets.log_start_offset).map_err(storage)?;
     let corrupt = |at: u64, reason: String| ReadError::Corrupt { partition_key: partition.key, offset: at, reason };
     for group in groups_from(&table, partition.key, start).map_err(storage)? {

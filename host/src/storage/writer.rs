@@ -376,16 +376,18 @@ impl Writer {
             let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
             for (key, bytes) in groups.iter().filter(|(_, bytes)| !bytes.is_empty()) {
                 let log = self.logs.get_mut(key).ok_or("partition vanished during commit")?;
-                // The header alone: the batch was validated (CRC included) before it was queued.
-                let first_base = batch::BatchHeader::decode(bytes)
-                    .map_err(|e| format!("group lost its header: {e}"))?
-                    .base_offset as u64;
                 // Extend the open group (rewriting its partial last part), or start a new one.
                 let (base_offset, first_part, tail, bytes_before) = match log.open_group.take() {
                     Some(open) if open.bytes < self.config.group_bytes_max => {
                         (open.base_offset, open.next_part, open.tail, open.bytes)
                     }
-                    Some(_) | None => (first_base, 0, Vec::new(), 0),
+                    // A new group is keyed by its first batch's base offset: the header alone,
+                    // as the batch was validated (CRC included) before it was queued.
+                    Some(_) | None => {
+                        let header =
+                            batch::BatchHeader::decode(bytes).map_err(|e| format!("group lost its header: {e}"))?;
+                        (header.base_offset as u64, 0, Vec::new(), 0)
+                    }
                 };
                 let extension = extend_group(first_part, tail, bytes);
                 for (part, chunk) in &extension.rows {
