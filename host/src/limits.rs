@@ -93,3 +93,49 @@ const _: () = assert!(KAFKA_REQUEST_BYTES_MAX_DEFAULT >= BATCH_BYTES_MAX, "a lar
 /// How long shutdown waits for connections to finish the request they are handling (a Fetch
 /// long-poll ends early on shutdown; a Produce waits for its commit).
 pub const SHUTDOWN_DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+// ---- idempotent producers -------------------------------------------------------------------
+
+/// Batches remembered per producer and partition for recognising retries: Kafka clients keep at
+/// most 5 requests in flight per connection with idempotence on (`max.in.flight.requests`).
+pub const PRODUCER_BATCHES_REMEMBERED: usize = 5;
+
+/// Producers remembered per partition. Every InitProducerId makes a new producer; past this the
+/// one idle longest is forgotten (its late retries would be stored again), so a client looping on
+/// InitProducerId cannot grow the state without bound.
+pub const PRODUCERS_PER_PARTITION_MAX: usize = 1024;
+
+/// How long a producer's state outlives its last append (Kafka's `producer.id.expiration.ms`).
+pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Producer ids reserved per durable write of the id counter, as Kafka allocates them in blocks:
+/// an InitProducerId rarely costs an fsync. Ids of a block unused at a crash are skipped.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+// ---- consumer groups ------------------------------------------------------------------------
+
+/// Session timeouts a consumer may ask for (Kafka's `group.min.session.timeout.ms` and
+/// `group.max.session.timeout.ms`).
+pub const GROUP_SESSION_TIMEOUT_MIN: Duration = Duration::from_secs(6);
+pub const GROUP_SESSION_TIMEOUT_MAX: Duration = Duration::from_secs(30 * 60);
+
+/// How long the first rebalance of an empty group waits for more members to join (Kafka's
+/// `group.initial.rebalance.delay.ms` is 3 s; consumers on a gateway start together within well
+/// under a second, and a shorter wait gets the first one going sooner).
+pub const GROUP_INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(500);
+
+/// Members (and member ids handed out but not yet joined) per group (Kafka's `group.max.size`).
+/// Past it JoinGroup answers `GROUP_MAX_SIZE_REACHED`.
+pub const GROUP_MEMBERS_MAX: usize = 256;
+
+/// Consumer groups with members at once. Past it a JoinGroup for a new group answers
+/// `COORDINATOR_NOT_AVAILABLE` (retriable). Groups known only by their committed offsets cost a
+/// row each, not memory beyond their offsets.
+pub const GROUPS_MAX: usize = 1024;
+
+/// Longest `metadata` string an offset commit may carry (Kafka's `offset.metadata.max.bytes`).
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+
+/// How often session and rebalance deadlines are checked. Deadlines are seconds long; 100 ms
+/// keeps the error small without waking often.
+pub const GROUP_TICK: Duration = Duration::from_millis(100);

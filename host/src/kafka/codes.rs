@@ -14,6 +14,8 @@ pub fn for_append(error: &AppendError) -> i16 {
             ResponseError::CorruptMessage
         }
         AppendError::InvalidBatch(_) | AppendError::Log(_) => ResponseError::InvalidRecord,
+        AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        AppendError::StaleProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
         // Retriable: the client refreshes metadata and tries again (after a restart).
         AppendError::ShutDown => ResponseError::NotLeaderOrFollower,

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest, RequestHeader,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
+    RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -14,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::frame::{self, FrameError};
-use super::{Broker, admin, fetch, metadata, produce, versions};
+use super::{Broker, admin, fetch, groups, metadata, produce, versions};
 
 /// Serves one connection until the client closes it, it breaks the protocol, or shutdown.
 pub async fn serve(socket: TcpStream, peer: SocketAddr, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
@@ -42,7 +44,7 @@ pub async fn serve(socket: TcpStream, peer: SocketAddr, broker: Arc<Broker>, mut
                 return;
             }
         };
-        match handle(&broker, frame, &shutdown).await {
+        match handle(&broker, frame, peer, &shutdown).await {
             Ok(Some(response)) => {
                 if let Err(e) = writer.write_all(&response).await {
                     tracing::debug!(%peer, error = %e, "kafka connection lost while answering");
@@ -75,11 +77,12 @@ fn preamble(frame: &[u8]) -> Option<Preamble> {
 pub async fn handle(
     broker: &Broker,
     frame: Bytes,
+    peer: SocketAddr,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Option<BytesMut>, String> {
     match parse(frame)? {
         Parsed::Answer(answer) => Ok(answer),
-        Parsed::Request(request) => dispatch(broker, request, shutdown).await,
+        Parsed::Request(request) => dispatch(broker, *request, peer, shutdown).await,
     }
 }
 
@@ -87,7 +90,8 @@ pub async fn handle(
 /// dispatched.
 pub enum Parsed {
     Answer(Option<BytesMut>),
-    Request(Request),
+    // Boxed: request bodies are hundreds of bytes, answers a pointer.
+    Request(Box<Request>),
 }
 
 /// Decodes a request frame without acting on it: every check that can close the connection
@@ -122,14 +126,28 @@ pub fn parse(frame: Bytes) -> Result<Parsed, String> {
         ApiKey::ListOffsets => Body::ListOffsets(reader.decode()?),
         ApiKey::CreateTopics => Body::CreateTopics(reader.decode()?),
         ApiKey::DeleteTopics => Body::DeleteTopics(reader.decode()?),
+        ApiKey::InitProducerId => Body::InitProducerId(reader.decode()?),
+        ApiKey::FindCoordinator => Body::FindCoordinator(reader.decode()?),
+        ApiKey::JoinGroup => Body::JoinGroup(reader.decode()?),
+        ApiKey::SyncGroup => Body::SyncGroup(reader.decode()?),
+        ApiKey::Heartbeat => Body::Heartbeat(reader.decode()?),
+        ApiKey::LeaveGroup => Body::LeaveGroup(reader.decode()?),
+        ApiKey::OffsetCommit => Body::OffsetCommit(reader.decode()?),
+        ApiKey::OffsetFetch => Body::OffsetFetch(reader.decode()?),
+        ApiKey::ListGroups => Body::ListGroups(reader.decode()?),
+        ApiKey::DescribeGroups => Body::DescribeGroups(reader.decode()?),
+        ApiKey::DeleteGroups => Body::DeleteGroups(reader.decode()?),
         other => return Err(format!("{other:?} is advertised but has no handler")),
     };
-    Ok(Parsed::Request(Request { to: Responder { key, version, correlation_id }, body }))
+    let client_id = header.client_id.map(|id| id.to_string()).unwrap_or_default();
+    Ok(Parsed::Request(Box::new(Request { to: Responder { key, version, correlation_id }, client_id, body })))
 }
 
 /// A decoded request, ready for its handler.
 pub struct Request {
     to: Responder,
+    /// The header's client id (consumer group members are described with it).
+    client_id: String,
     body: Body,
 }
 
@@ -142,6 +160,17 @@ pub enum Body {
     ListOffsets(ListOffsetsRequest),
     CreateTopics(CreateTopicsRequest),
     DeleteTopics(DeleteTopicsRequest),
+    InitProducerId(InitProducerIdRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    JoinGroup(JoinGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    ListGroups(ListGroupsRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
 }
 
 /// The bytes after a request header.
@@ -180,9 +209,10 @@ impl Responder {
 async fn dispatch(
     broker: &Broker,
     request: Request,
+    peer: SocketAddr,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Option<BytesMut>, String> {
-    let Request { to, body } = request;
+    let Request { to, client_id, body } = request;
     let version = to.version;
     match body {
         Body::ApiVersions => to.respond(&versions::api_versions()),
@@ -195,5 +225,18 @@ async fn dispatch(
         Body::ListOffsets(decoded) => to.respond(&fetch::list_offsets(broker, decoded, version).await),
         Body::CreateTopics(decoded) => to.respond(&admin::create_topics(broker, decoded, version).await),
         Body::DeleteTopics(decoded) => to.respond(&admin::delete_topics(broker, decoded, version).await),
+        Body::InitProducerId(decoded) => to.respond(&produce::init_producer_id(broker, decoded).await),
+        Body::FindCoordinator(decoded) => to.respond(&groups::find_coordinator(broker, decoded, version)),
+        Body::JoinGroup(decoded) => {
+            to.respond(&groups::join_group(broker, decoded, version, &client_id, peer, shutdown).await)
+        }
+        Body::SyncGroup(decoded) => to.respond(&groups::sync_group(broker, decoded, version, shutdown).await),
+        Body::Heartbeat(decoded) => to.respond(&groups::heartbeat(broker, decoded)),
+        Body::LeaveGroup(decoded) => to.respond(&groups::leave_group(broker, decoded, version)),
+        Body::OffsetCommit(decoded) => to.respond(&groups::offset_commit(broker, decoded).await),
+        Body::OffsetFetch(decoded) => to.respond(&groups::offset_fetch(broker, decoded, version)),
+        Body::ListGroups(decoded) => to.respond(&groups::list_groups(broker, decoded, version)),
+        Body::DescribeGroups(decoded) => to.respond(&groups::describe_groups(broker, decoded, version)),
+        Body::DeleteGroups(decoded) => to.respond(&groups::delete_groups(broker, decoded).await),
     }
 }

@@ -16,6 +16,7 @@ mod codes;
 mod connection;
 mod fetch;
 mod frame;
+pub mod groups;
 mod metadata;
 mod produce;
 pub mod versions;
@@ -45,6 +46,8 @@ pub struct Broker {
     /// Kafka's cluster id, for Metadata v2+ (stable for the life of the data directory would be
     /// better; a process-wide value is enough until the control plane stores one).
     pub cluster_id: String,
+    /// Consumer groups' membership.
+    pub groups: groups::Coordinator,
 }
 
 /// This broker's node id: a single-node cluster.
@@ -69,7 +72,14 @@ impl KafkaListener {
             None => (bound.ip().to_string(), bound.port()),
         };
         let cluster_id = format!("rill-{}", uuid::Uuid::new_v4().simple());
-        let broker = Arc::new(Broker { store, config, advertised_host, advertised_port, cluster_id });
+        let broker = Arc::new(Broker {
+            store,
+            config,
+            advertised_host,
+            advertised_port,
+            cluster_id,
+            groups: groups::Coordinator::default(),
+        });
         Ok(KafkaListener { listener, broker })
     }
 
@@ -82,6 +92,7 @@ impl KafkaListener {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.broker.config.max_connections));
         let mut connections = JoinSet::new();
+        let ticker = tokio::spawn(tick_groups(Arc::clone(&self.broker), shutdown.clone()));
         loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
@@ -111,6 +122,7 @@ impl KafkaListener {
                 drop(permit);
             });
         }
+        ticker.abort();
         while connections.try_join_next().is_some() {}
         let closing = connections.len();
         if closing > 0 {
@@ -123,6 +135,18 @@ impl KafkaListener {
         if drained.is_err() {
             tracing::warn!("kafka connections still busy at shutdown; aborting them");
             connections.abort_all();
+        }
+    }
+}
+
+/// Drives consumer groups' session and rebalance deadlines until shutdown.
+async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(crate::limits::GROUP_TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => broker.groups.tick(std::time::Instant::now()),
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
 }

@@ -3,9 +3,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{RequestHeader, TopicName};
+use kafka_protocol::messages::{ProducerId, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use tokio::task::JoinSet;
 
@@ -140,4 +142,21 @@ fn put_string(out: &mut BytesMut, name: &TopicName) -> Result<(), String> {
     out.put_i16(i16::try_from(bytes.len()).map_err(|_| "topic name too long".to_owned())?);
     out.put_slice(bytes);
     Ok(())
+}
+
+/// InitProducerId for idempotent producers: a new producer id (epoch 0) every time, as Kafka does
+/// without a transactional id. Transactional producers are refused until transactions exist.
+pub async fn init_producer_id(broker: &Broker, request: InitProducerIdRequest) -> InitProducerIdResponse {
+    let response = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    if request.transactional_id.is_some() {
+        tracing::debug!("InitProducerId with a transactional id refused: transactions are not supported yet");
+        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    match broker.store.allocate_producer_id().await {
+        Ok(id) => response.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot allocate a producer id");
+            response.with_error_code(ResponseError::CoordinatorNotAvailable.code())
+        }
+    }
 }

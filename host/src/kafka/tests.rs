@@ -25,8 +25,12 @@ fn broker(dir: &tempfile::TempDir) -> Broker {
         advertised_host: "127.0.0.1".into(),
         advertised_port: 9092,
         cluster_id: "test-cluster".into(),
+        groups: super::groups::Coordinator::default(),
     }
 }
+
+const PEER: std::net::SocketAddr =
+    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 50000));
 
 fn name(text: &str) -> TopicName {
     TopicName(StrBytes::from_string(text.to_owned()))
@@ -179,7 +183,7 @@ async fn huge_array_counts_are_refused_without_allocating() {
     let (_stop, stopping) = tokio::sync::watch::channel(false);
     // Metadata v0, correlation 7, client id "x", then a topics array claiming i32::MAX entries.
     let frame: &[u8] = &[0, 3, 0, 0, 0, 0, 0, 7, 0, 1, b'x', 0x7f, 0xff, 0xff, 0xff, 0, 1, b'a'];
-    let answer = super::connection::handle(&broker, Bytes::copy_from_slice(frame), &stopping).await;
+    let answer = super::connection::handle(&broker, Bytes::copy_from_slice(frame), PEER, &stopping).await;
     assert!(answer.is_err(), "{answer:?}");
     broker.store.shutdown().await;
 }
@@ -189,7 +193,11 @@ async fn huge_array_counts_are_refused_without_allocating() {
 mod hostile {
     use bytes::{BufMut, Bytes, BytesMut};
     use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
-    use kafka_protocol::messages::{ApiKey, RequestHeader};
+    use kafka_protocol::messages::{
+        ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest,
+        InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
+        OffsetFetchRequest, RequestHeader, SyncGroupRequest,
+    };
     use kafka_protocol::protocol::{Encodable, StrBytes};
     use proptest::prelude::*;
 
@@ -257,6 +265,19 @@ mod hostile {
                 ApiKey::DeleteTopics => {
                     DeleteTopicsRequest::default().with_topic_names(vec![name("c")]).encode(&mut out, version)
                 }
+                ApiKey::InitProducerId => {
+                    InitProducerIdRequest::default().with_transactional_id(None).encode(&mut out, version)
+                }
+                ApiKey::FindCoordinator => FindCoordinatorRequest::default().encode(&mut out, version),
+                ApiKey::JoinGroup => JoinGroupRequest::default().encode(&mut out, version),
+                ApiKey::SyncGroup => SyncGroupRequest::default().encode(&mut out, version),
+                ApiKey::Heartbeat => HeartbeatRequest::default().encode(&mut out, version),
+                ApiKey::LeaveGroup => LeaveGroupRequest::default().encode(&mut out, version),
+                ApiKey::OffsetCommit => OffsetCommitRequest::default().encode(&mut out, version),
+                ApiKey::OffsetFetch => OffsetFetchRequest::default().encode(&mut out, version),
+                ApiKey::ListGroups => ListGroupsRequest::default().encode(&mut out, version),
+                ApiKey::DescribeGroups => DescribeGroupsRequest::default().encode(&mut out, version),
+                ApiKey::DeleteGroups => DeleteGroupsRequest::default().encode(&mut out, version),
                 other => panic!("no sample request for {other:?}"),
             };
         encoded.unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
@@ -318,5 +339,239 @@ mod hostile {
         fn random_frames_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = parse(Bytes::from(frame));
         }
+    }
+}
+
+// ---- consumer groups and producer ids -----------------------------------------------------------
+
+mod group_apis {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
+    use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
+    use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+    use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
+    use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+    use kafka_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
+    use kafka_protocol::messages::leave_group_request::{LeaveGroupRequest, MemberIdentity};
+    use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+    };
+    use kafka_protocol::messages::sync_group_request::{SyncGroupRequest, SyncGroupRequestAssignment};
+    use kafka_protocol::messages::{ApiKey, GroupId};
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::kafka::groups;
+
+    fn text(value: &str) -> StrBytes {
+        StrBytes::from_string(value.to_owned())
+    }
+
+    fn group(id: &str) -> GroupId {
+        GroupId(text(id))
+    }
+
+    fn join_request(group_id: &str, member: &str) -> JoinGroupRequest {
+        JoinGroupRequest::default()
+            .with_group_id(group(group_id))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(text(member))
+            .with_protocol_type(text("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default().with_name(text("range")).with_metadata(Bytes::from_static(b"meta")),
+            ])
+    }
+
+    /// Joins through MEMBER_ID_REQUIRED where the version has it, ticking the coordinator past
+    /// the initial delay; returns (member id, generation).
+    async fn join(broker: &Arc<Broker>, group_id: &str, version: i16) -> (String, i32) {
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        let mut member = String::new();
+        if version >= 4 {
+            let response = groups::join_group(broker, join_request(group_id, ""), version, "c", PEER, &stopping).await;
+            let first = round_trip(ApiKey::JoinGroup, version, &response);
+            assert_eq!(first.error_code, ResponseError::MemberIdRequired.code(), "v{version}");
+            member = first.member_id.to_string();
+        }
+        let pending = tokio::spawn({
+            let broker = Arc::clone(broker);
+            let request = join_request(group_id, &member);
+            async move {
+                let (_stop, stopping) = tokio::sync::watch::channel(false);
+                groups::join_group(&broker, request, version, "c", PEER, &stopping).await
+            }
+        });
+        while !pending.is_finished() {
+            broker.groups.tick(Instant::now() + Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let joined = round_trip(ApiKey::JoinGroup, version, &pending.await.unwrap());
+        assert_eq!(joined.error_code, 0, "v{version}");
+        assert_eq!(joined.leader, joined.member_id, "v{version}: a lone member leads");
+        assert_eq!(joined.members.len(), 1, "v{version}");
+        (joined.member_id.to_string(), joined.generation_id)
+    }
+
+    #[tokio::test]
+    async fn membership_apis_encode_at_every_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(broker(&dir));
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        for version in versions_of(ApiKey::FindCoordinator) {
+            let request = FindCoordinatorRequest::default()
+                .with_key(text("g"))
+                .with_coordinator_keys(if version >= 4 { vec![text("g")] } else { vec![] });
+            let response =
+                round_trip(ApiKey::FindCoordinator, version, &groups::find_coordinator(&broker, request, version));
+            let (error, port) = match response.coordinators.first() {
+                Some(c) => (c.error_code, c.port),
+                None => (response.error_code, response.port),
+            };
+            assert_eq!((error, port), (0, 9092), "v{version}");
+        }
+        for version in versions_of(ApiKey::JoinGroup) {
+            let id = format!("g{version}");
+            let (member, generation) = join(&broker, &id, version).await;
+            let sync_version = version.min(*versions_of(ApiKey::SyncGroup).end());
+            let sync = SyncGroupRequest::default()
+                .with_group_id(group(&id))
+                .with_generation_id(generation)
+                .with_member_id(text(&member))
+                .with_assignments(vec![
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(text(&member))
+                        .with_assignment(Bytes::from_static(b"mine")),
+                ]);
+            let synced = groups::sync_group(&broker, sync, sync_version, &stopping).await;
+            let synced = round_trip(ApiKey::SyncGroup, sync_version, &synced);
+            assert_eq!((synced.error_code, synced.assignment.as_ref()), (0, b"mine".as_ref()), "v{sync_version}");
+            let beat_version = version.min(*versions_of(ApiKey::Heartbeat).end());
+            let beat = HeartbeatRequest::default()
+                .with_group_id(group(&id))
+                .with_generation_id(generation)
+                .with_member_id(text(&member));
+            let beat = round_trip(ApiKey::Heartbeat, beat_version, &groups::heartbeat(&broker, beat));
+            assert_eq!(beat.error_code, 0, "v{beat_version}");
+            for list_version in versions_of(ApiKey::ListGroups) {
+                let listed = groups::list_groups(&broker, ListGroupsRequest::default(), list_version);
+                let listed = round_trip(ApiKey::ListGroups, list_version, &listed);
+                let this = listed.groups.iter().find(|g| g.group_id.as_str() == id).expect("listed");
+                let state = if list_version >= 4 { "Stable" } else { "" };
+                assert_eq!((this.protocol_type.as_str(), this.group_state.as_str()), ("consumer", state));
+            }
+            for describe_version in versions_of(ApiKey::DescribeGroups) {
+                let request = DescribeGroupsRequest::default().with_groups(vec![group(&id), group("nobody")]);
+                let described = groups::describe_groups(&broker, request, describe_version);
+                let described = round_trip(ApiKey::DescribeGroups, describe_version, &described);
+                assert_eq!(described.groups[0].group_state.as_str(), "Stable");
+                assert_eq!(described.groups[0].members[0].member_assignment.as_ref(), b"mine");
+                assert_eq!(described.groups[1].group_state.as_str(), "Dead");
+            }
+            let leave_version = version.min(*versions_of(ApiKey::LeaveGroup).end());
+            let leave = LeaveGroupRequest::default().with_group_id(group(&id));
+            let leave = if leave_version >= 3 {
+                leave.with_members(vec![MemberIdentity::default().with_member_id(text(&member))])
+            } else {
+                leave.with_member_id(text(&member))
+            };
+            let left =
+                round_trip(ApiKey::LeaveGroup, leave_version, &groups::leave_group(&broker, leave, leave_version));
+            let error = left.members.first().map_or(left.error_code, |m| m.error_code);
+            assert_eq!(error, 0, "v{leave_version}");
+        }
+        for version in versions_of(ApiKey::InitProducerId) {
+            let request =
+                InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
+            let first = produce::init_producer_id(&broker, request.clone()).await;
+            let second =
+                round_trip(ApiKey::InitProducerId, version, &produce::init_producer_id(&broker, request).await);
+            assert_eq!(second.error_code, 0);
+            assert!(second.producer_id.0 > first.producer_id.0, "v{version}: ids are never reused");
+            let transactional = InitProducerIdRequest::default().with_transactional_id(Some(text("tx").into()));
+            let refused = produce::init_producer_id(&broker, transactional).await;
+            assert_ne!(round_trip(ApiKey::InitProducerId, version, &refused).error_code, 0);
+        }
+        broker.store.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn offsets_commit_fetch_and_delete_at_every_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(broker(&dir));
+        broker.store.create_topic("t", 2, crate::storage::TopicConfig::default()).await.unwrap();
+        for version in versions_of(ApiKey::OffsetCommit) {
+            let partition = |index: i32, offset: i64| {
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(index)
+                    .with_committed_offset(offset)
+                    .with_committed_metadata(Some(text("meta")))
+            };
+            let request = OffsetCommitRequest::default()
+                .with_group_id(group("simple"))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    OffsetCommitRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![partition(0, 10 + i64::from(version)), partition(9, 1)]),
+                ]);
+            let response = round_trip(ApiKey::OffsetCommit, version, &groups::offset_commit(&broker, request).await);
+            let errors: Vec<i16> = response.topics[0].partitions.iter().map(|p| p.error_code).collect();
+            assert_eq!(errors, vec![0, ResponseError::UnknownTopicOrPartition.code()], "v{version}");
+        }
+        let last = 10 + i64::from(*versions_of(ApiKey::OffsetCommit).end());
+        for version in versions_of(ApiKey::OffsetFetch) {
+            let request = if version >= 8 {
+                OffsetFetchRequest::default().with_groups(vec![
+                    OffsetFetchRequestGroup::default().with_group_id(group("simple")).with_topics(Some(vec![
+                        OffsetFetchRequestTopics::default().with_name(name("t")).with_partition_indexes(vec![0, 1]),
+                    ])),
+                ])
+            } else {
+                OffsetFetchRequest::default().with_group_id(group("simple")).with_topics(Some(vec![
+                    OffsetFetchRequestTopic::default().with_name(name("t")).with_partition_indexes(vec![0, 1]),
+                ]))
+            };
+            let response = round_trip(ApiKey::OffsetFetch, version, &groups::offset_fetch(&broker, request, version));
+            let offsets: Vec<i64> = match response.groups.first() {
+                Some(g) => g.topics[0].partitions.iter().map(|p| p.committed_offset).collect(),
+                None => response.topics[0].partitions.iter().map(|p| p.committed_offset).collect(),
+            };
+            assert_eq!(offsets, vec![last, -1], "v{version}: committed, and none");
+        }
+        // A commit from outside the group while it has members is refused.
+        let (member, _) = join(&broker, "simple", 5).await;
+        let outsider = OffsetCommitRequest::default()
+            .with_group_id(group("simple"))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default().with_name(name("t")).with_partitions(vec![
+                OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(0),
+            ])]);
+        let refused = groups::offset_commit(&broker, outsider).await;
+        assert_eq!(refused.topics[0].partitions[0].error_code, ResponseError::UnknownMemberId.code());
+        let delete = || DeleteGroupsRequest::default().with_groups_names(vec![group("simple"), group("nobody")]);
+        let response = groups::delete_groups(&broker, delete()).await;
+        let errors: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(errors, vec![ResponseError::NonEmptyGroup.code(), ResponseError::GroupIdNotFound.code()]);
+        groups::leave_group(
+            &broker,
+            LeaveGroupRequest::default().with_group_id(group("simple")).with_member_id(text(&member)),
+            0,
+        );
+        for version in versions_of(ApiKey::DeleteGroups) {
+            let response = round_trip(ApiKey::DeleteGroups, version, &groups::delete_groups(&broker, delete()).await);
+            let expected = if version == 0 { 0 } else { ResponseError::GroupIdNotFound.code() };
+            assert_eq!(response.results[0].error_code, expected, "v{version}: deleted once");
+        }
+        assert!(broker.store.committed_offsets("simple").is_empty());
+        broker.store.shutdown().await;
     }
 }

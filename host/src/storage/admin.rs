@@ -10,12 +10,14 @@ use rill_core::retention::{self, RetentionPolicy, Summary};
 use uuid::Uuid;
 
 use super::catalog::{PartitionState, TopicState};
-use super::layout::{BATCHES, META, NEXT_PARTITION_KEY, PARTITIONS, TOPICS};
+use super::layout::{BATCHES, META, NEXT_PARTITION_KEY, NEXT_PRODUCER_ID_KEY, PARTITIONS, TOPICS};
 use super::meta::{self, PartitionMeta, TopicMeta};
 use super::read::{Group, groups_from};
 use super::topic::{TopicConfig, TopicError};
 use super::writer::{Command, PartitionLog, Writer};
 use super::{AppendError, RetentionReport, SpaceUsage};
+use super::{offsets, producers};
+use crate::limits::PRODUCER_ID_BLOCK;
 
 impl Writer {
     pub(super) fn handle_admin(&mut self, command: Command) {
@@ -44,8 +46,14 @@ impl Writer {
             Command::SpaceUsage { reply } => {
                 let _ = reply.send(self.space_usage().map_err(AppendError::Storage));
             }
-            Command::Append { .. } | Command::Shutdown { .. } => {
-                unreachable!("the writer loop handles appends and shutdown itself")
+            Command::DeleteGroupOffsets { group, reply } => {
+                let _ = reply.send(self.delete_group_offsets(&group).map_err(AppendError::Storage));
+            }
+            Command::AllocateProducerId { reply } => {
+                let _ = reply.send(self.allocate_producer_id().map_err(AppendError::Storage));
+            }
+            Command::Append { .. } | Command::CommitOffsets { .. } | Command::Shutdown { .. } => {
+                unreachable!("the writer loop handles appends, offset commits and shutdown itself")
             }
         }
     }
@@ -130,9 +138,41 @@ impl Writer {
         Arc::new(PartitionState::new(index, key, super::catalog::offsets_of(&meta)))
     }
 
+    fn delete_group_offsets(&mut self, group: &str) -> Result<bool, String> {
+        if !self.shared.offsets().contains_key(group) {
+            return Ok(false);
+        }
+        self.durable_txn(|txn| offsets::delete_group(txn, group))?;
+        self.shared.offsets.write().unwrap_or_else(|p| p.into_inner()).remove(group);
+        Ok(true)
+    }
+
+    /// Hands out the next producer id, reserving a block of them on disk when none is left.
+    fn allocate_producer_id(&mut self) -> Result<i64, String> {
+        if self.producer_ids.is_empty() {
+            let block = self.durable_txn(|txn| {
+                let mut table = txn.open_table(META).map_err(|e| e.to_string())?;
+                let start = table.get(NEXT_PRODUCER_ID_KEY).map_err(|e| e.to_string())?.map_or(0, |v| v.value());
+                let start = i64::try_from(start).map_err(|_| "producer ids exhausted".to_owned())?;
+                let end = start.checked_add(PRODUCER_ID_BLOCK).ok_or("producer ids exhausted")?;
+                table.insert(NEXT_PRODUCER_ID_KEY, end as u64).map_err(|e| e.to_string())?;
+                Ok(start..end)
+            })?;
+            self.producer_ids = block;
+        }
+        let id = self.producer_ids.start;
+        self.producer_ids.start += 1;
+        Ok(id)
+    }
+
     fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {
         let topic = self.shared.catalog().get(name).ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
+        let group_offsets = self.shared.offsets().clone();
         self.durable_txn(|txn| {
+            offsets::delete_topic(txn, name, &group_offsets)?;
+            for partition in &topic.partitions {
+                producers::delete_partition(txn, partition.key)?;
+            }
             let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
             let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
             for partition in &topic.partitions {
@@ -146,7 +186,15 @@ impl Writer {
         .map_err(TopicError::Storage)?;
         for partition in &topic.partitions {
             self.logs.remove(&partition.key);
+            self.producers.remove_partition(partition.key);
         }
+        let mut group_offsets = self.shared.offsets.write().unwrap_or_else(|p| p.into_inner());
+        for offsets in group_offsets.values_mut() {
+            offsets.retain(|(topic, _), _| topic != name);
+        }
+        // As after a reopen: a group whose only offsets were for this topic is gone.
+        group_offsets.retain(|_, offsets| !offsets.is_empty());
+        drop(group_offsets);
         self.shared.catalog.write().unwrap_or_else(|p| p.into_inner()).remove(name);
         tracing::info!(topic = name, "topic deleted");
         Ok(())
@@ -215,6 +263,7 @@ impl Writer {
     }
 
     fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport, AppendError> {
+        self.expire_producers(now_ms).map_err(AppendError::Storage)?;
         let mut report = RetentionReport::default();
         let topics = self.shared.catalog().all();
         for topic in topics {
@@ -254,6 +303,20 @@ impl Writer {
             }
         }
         Ok(report)
+    }
+
+    /// Forgets producers idle past `producer.id.expiration.ms`, as Kafka does.
+    fn expire_producers(&mut self, now_ms: i64) -> Result<(), String> {
+        let expired = self.producers.expired(now_ms);
+        if expired.is_empty() {
+            return Ok(());
+        }
+        self.durable_txn(|txn| producers::write(txn, expired.iter().map(|&id| (id, None))))?;
+        for &(key, producer_id) in &expired {
+            self.producers.remove(key, producer_id);
+        }
+        tracing::info!(producers = expired.len(), "expired idle producer ids");
+        Ok(())
     }
 
     fn republish(&self, key: u64) {
@@ -387,6 +450,6 @@ fn fresh_partition() -> PartitionMeta {
     PartitionMeta { log_start_offset: 0, next_offset: 0, size_bytes: 0, leader_epoch: 0, epochs: Vec::new() }
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

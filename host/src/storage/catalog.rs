@@ -172,13 +172,22 @@ pub(super) fn offsets_of(partition: &PartitionMeta) -> PartitionOffsets {
     }
 }
 
-/// Creates the tables and the format version in a new database; a no-op on an existing one.
+/// Creates the tables and the format version in a new database, and tables added since an older
+/// build created it; a no-op when all are there.
 fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
+    use super::layout::{BATCHES, GROUP_OFFSETS, PRODUCERS};
     let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
     {
         let txn = db.begin_read().map_err(|e| storage(&e))?;
+        let complete = txn.open_table(TOPICS).is_ok()
+            && txn.open_table(PARTITIONS).is_ok()
+            && txn.open_table(BATCHES).is_ok()
+            && txn.open_table(GROUP_OFFSETS).is_ok()
+            && txn.open_table(PRODUCERS).is_ok();
         if let Ok(table) = txn.open_table(META)
-            && table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?.is_some()
+            && let Some(version) = table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?
+            // A newer format is refused by `load`, untouched.
+            && (complete || version.value() > FORMAT_VERSION)
         {
             return Ok(());
         }
@@ -186,10 +195,14 @@ fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
     let txn = db.begin_write().map_err(|e| storage(&e))?;
     {
         let mut meta_table = txn.open_table(META).map_err(|e| storage(&e))?;
-        meta_table.insert(FORMAT_VERSION_KEY, FORMAT_VERSION).map_err(|e| storage(&e))?;
+        if meta_table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?.is_none() {
+            meta_table.insert(FORMAT_VERSION_KEY, FORMAT_VERSION).map_err(|e| storage(&e))?;
+        }
         txn.open_table(TOPICS).map_err(|e| storage(&e))?;
         txn.open_table(PARTITIONS).map_err(|e| storage(&e))?;
-        txn.open_table(super::layout::BATCHES).map_err(|e| storage(&e))?;
+        txn.open_table(BATCHES).map_err(|e| storage(&e))?;
+        txn.open_table(GROUP_OFFSETS).map_err(|e| storage(&e))?;
+        txn.open_table(PRODUCERS).map_err(|e| storage(&e))?;
     }
     txn.commit().map_err(|e| storage(&e))
 }

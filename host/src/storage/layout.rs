@@ -6,6 +6,8 @@
 //! | `topics`     | `&str` topic name                          | postcard [`TopicMeta`](super::meta::TopicMeta) |
 //! | `partitions` | `u64` partition key                        | postcard [`PartitionMeta`](super::meta::PartitionMeta) |
 //! | `batches`    | `(u64 partition key, u64 base offset, u32 part)` | bytes: part of a *group*     |
+//! | `group_offsets` | `(&str group, &str topic, u32 partition)` | postcard [`CommittedOffset`](super::offsets::CommittedOffset) |
+//! | `producers`  | `(u64 partition key, i64 producer id)`      | postcard [`ProducerState`](super::producers::ProducerState) |
 //!
 //! A **group** is a run of whole batches of one partition, concatenated as they are stored on the
 //! wire (Kafka v2 batches are self-delimiting). Its key's base offset is the base offset of its
@@ -37,11 +39,15 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const TOPICS: TableDefinition<&str, &[u8]> = TableDefinition::new("topics");
 pub const PARTITIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("partitions");
 pub const BATCHES: TableDefinition<(u64, u64, u32), &[u8]> = TableDefinition::new("batches");
+pub const GROUP_OFFSETS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("group_offsets");
+pub const PRODUCERS: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("producers");
 
 /// Key of the on-disk format version in `meta`.
 pub const FORMAT_VERSION_KEY: &str = "format_version";
 /// Key of the next unused partition key in `meta`.
 pub const NEXT_PARTITION_KEY: &str = "next_partition_key";
+/// Key of the next unused idempotent producer id in `meta`.
+pub const NEXT_PRODUCER_ID_KEY: &str = "next_producer_id";
 /// Bumped whenever this layout changes incompatibly. A database with a newer version is refused.
 pub const FORMAT_VERSION: u64 = 1;
 

@@ -16,6 +16,8 @@ mod backend;
 mod catalog;
 pub mod layout;
 pub mod meta;
+pub mod offsets;
+pub mod producers;
 mod read;
 pub mod topic;
 mod validate;
@@ -35,6 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use backend::BackendFactory;
 pub use catalog::{PartitionOffsets, PartitionState, TopicState};
+pub use offsets::{CommittedOffset, GroupOffsets, TopicPartition};
 pub use read::ReadOutcome;
 pub use topic::{TopicConfig, TopicError};
 pub use validate::InvalidBatch;
@@ -127,6 +130,10 @@ pub enum AppendError {
     MessageTooLarge { size: usize, max: u32 },
     #[error("append refused by the log: {0}")]
     Log(String),
+    #[error("producer {producer_id}: sequence {found} where {expected} was expected")]
+    OutOfOrderSequence { producer_id: i64, found: i32, expected: i32 },
+    #[error("producer {producer_id}: epoch {found} is older than the current {current} (a newer instance took over)")]
+    StaleProducerEpoch { producer_id: i64, found: i16, current: i16 },
     #[error("storage failed: {0}")]
     Storage(String),
     #[error("store is shut down")]
@@ -192,6 +199,8 @@ struct Shared {
     /// The open database; `None` while the writer reopens it after an IO error.
     db: RwLock<Option<Arc<redb::Database>>>,
     catalog: RwLock<Catalog>,
+    /// Consumer groups' committed offsets as the file has them.
+    offsets: RwLock<GroupOffsets>,
     stats: StoreStats,
 }
 
@@ -231,13 +240,16 @@ impl Store {
         let db = backend::open_database(&factory, config.cache_bytes)?;
         let (catalog, metas) = catalog::load(&db)?;
         let logs = writer::load_logs(&db, &metas).map_err(OpenError::Storage)?;
+        let group_offsets = offsets::load(&db).map_err(OpenError::Storage)?;
+        let producers = producers::load(&db).map_err(OpenError::Storage)?;
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
             catalog: RwLock::new(catalog),
+            offsets: RwLock::new(group_offsets),
             stats: StoreStats::default(),
         });
         let (commands, inbox) = mpsc::channel(WRITER_QUEUE_MAX);
-        let writer = Writer::new(shared.clone(), factory, config, logs, inbox);
+        let writer = Writer::new(shared.clone(), factory, config, logs, producers, inbox);
         let thread = std::thread::Builder::new()
             .name("rill-storage-writer".into())
             .spawn(move || writer.run())
@@ -363,6 +375,38 @@ impl Store {
         self.request(|reply| Command::DeleteRecords { key, before_offset, reply }).await.unwrap_or_else(Err)
     }
 
+    /// Commits a consumer group's offsets durably (under the durability policy, in the same group
+    /// commit as concurrent appends).
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> Result<(), AppendError> {
+        let group = group.to_owned();
+        self.request(|reply| Command::CommitOffsets { group, offsets, reply }).await.unwrap_or_else(Err)
+    }
+
+    /// A group's committed offsets (empty when it has none).
+    pub fn committed_offsets(&self, group: &str) -> std::collections::BTreeMap<TopicPartition, CommittedOffset> {
+        self.shared.offsets().get(group).cloned().unwrap_or_default()
+    }
+
+    /// Every group that has committed offsets.
+    pub fn groups_with_offsets(&self) -> Vec<String> {
+        self.shared.offsets().keys().cloned().collect()
+    }
+
+    /// Deletes a group's committed offsets; `false` when it had none.
+    pub async fn delete_group_offsets(&self, group: &str) -> Result<bool, AppendError> {
+        let group = group.to_owned();
+        self.request(|reply| Command::DeleteGroupOffsets { group, reply }).await.unwrap_or_else(Err)
+    }
+
+    /// A new idempotent producer id, never handed out before by this data directory.
+    pub async fn allocate_producer_id(&self) -> Result<i64, AppendError> {
+        self.request(|reply| Command::AllocateProducerId { reply }).await.unwrap_or_else(Err)
+    }
+
     /// Applies every topic's retention policy now (the broker also does it on a timer).
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, AppendError> {
         self.request(|reply| Command::EnforceRetention { now_ms, reply }).await.unwrap_or_else(Err)
@@ -404,6 +448,10 @@ impl Shared {
         // A poisoned lock means a writer panicked mid-update: the catalog it left is still a
         // consistent set of Arcs (updates swap whole entries), so keep serving it.
         self.catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn offsets(&self) -> std::sync::RwLockReadGuard<'_, GroupOffsets> {
+        self.offsets.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn database(&self) -> Result<Arc<redb::Database>, String> {

@@ -678,3 +678,81 @@ proptest! {
         runtime.block_on(run_model(ops));
     }
 }
+
+// ---- idempotent producers and committed offsets ----------------------------------------------------
+
+/// A batch of idempotent producer `producer_id` (epoch `epoch`) starting at `sequence`.
+fn sequenced(records: usize, producer_id: i64, epoch: i16, sequence: i32) -> Vec<u8> {
+    let specs: Vec<RecordSpec> =
+        (0..records).map(|_| RecordSpec { timestamp: T0, key: None, value: Some(b"v"), headers: &[] }).collect();
+    let params = BatchParams { producer_id, producer_epoch: epoch, base_sequence: sequence, ..BatchParams::default() };
+    build_vec(params, &specs).expect("test batch builds")
+}
+
+#[tokio::test]
+async fn retried_producer_batches_are_stored_once_even_across_a_restart() {
+    let disk = SimDisk::new();
+    let store = open(&disk, DurabilityPolicy::EveryCommit);
+    store.create_topic("t", 1, no_retention()).await.unwrap();
+    let pid = store.allocate_producer_id().await.unwrap();
+    assert_ne!(pid, store.allocate_producer_id().await.unwrap(), "every producer gets its own id");
+    let first = store.append("t", 0, sequenced(3, pid, 0, 0)).await.unwrap();
+    let second = store.append("t", 0, sequenced(2, pid, 0, 3)).await.unwrap();
+    // A retry of the first (its acknowledgement was lost) gets its original offsets.
+    let retried = store.append("t", 0, sequenced(3, pid, 0, 0)).await.unwrap();
+    assert_eq!((retried.base_offset, retried.last_offset), (first.base_offset, first.last_offset));
+    // A gap is refused, and so is an older epoch once a newer one appended.
+    assert!(matches!(
+        store.append("t", 0, sequenced(1, pid, 0, 9)).await,
+        Err(AppendError::OutOfOrderSequence { found: 9, expected: 5, .. })
+    ));
+    store.shutdown().await;
+
+    let store = open(&disk, DurabilityPolicy::EveryCommit);
+    let retried = store.append("t", 0, sequenced(2, pid, 0, 3)).await.unwrap();
+    assert_eq!(retried.base_offset, second.base_offset, "producer state survives the restart");
+    store.append("t", 0, sequenced(1, pid, 1, 0)).await.unwrap();
+    assert!(matches!(store.append("t", 0, sequenced(1, pid, 0, 5)).await, Err(AppendError::StaleProducerEpoch { .. })));
+    assert_eq!(store.topic("t").unwrap().partition(0).unwrap().offsets().high_watermark, 6, "3 + 2 + 1 stored");
+    let next = store.allocate_producer_id().await.unwrap();
+    assert!(next > pid, "ids are not reused after a restart");
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn committed_offsets_survive_reopen_and_go_with_their_topic() {
+    let disk = SimDisk::new();
+    let store = open(&disk, DurabilityPolicy::EveryCommit);
+    store.create_topic("a", 2, no_retention()).await.unwrap();
+    store.create_topic("b", 1, no_retention()).await.unwrap();
+    let committed = |offset: i64| CommittedOffset { offset, leader_epoch: -1, metadata: "m".into(), commit_ms: T0 };
+    // Commits run concurrently with appends and share their group commit.
+    let (appended, offsets) = tokio::join!(
+        store.append("a", 0, batch(2, 10, T0, 1)),
+        store.commit_offsets(
+            "g",
+            vec![(("a".into(), 0), committed(2)), (("a".into(), 1), committed(0)), (("b".into(), 0), committed(7))]
+        )
+    );
+    appended.unwrap();
+    offsets.unwrap();
+    store.commit_offsets("g", vec![(("a".into(), 0), committed(5))]).await.unwrap();
+    store.commit_offsets("h", vec![(("b".into(), 0), committed(1))]).await.unwrap();
+    store.shutdown().await;
+
+    let store = open(&disk, DurabilityPolicy::EveryCommit);
+    assert_eq!(store.groups_with_offsets(), vec!["g".to_owned(), "h".to_owned()]);
+    let g = store.committed_offsets("g");
+    assert_eq!(g.len(), 3);
+    assert_eq!(g[&("a".to_owned(), 0)], committed(5), "the latest commit wins");
+    store.delete_topic("b").await.unwrap();
+    assert_eq!(store.committed_offsets("g").len(), 2);
+    assert_eq!(store.groups_with_offsets(), vec!["g".to_owned()], "h had offsets for b only");
+    assert!(store.delete_group_offsets("g").await.unwrap());
+    assert!(!store.delete_group_offsets("g").await.unwrap());
+    store.shutdown().await;
+
+    let store = open(&disk, DurabilityPolicy::EveryCommit);
+    assert!(store.groups_with_offsets().is_empty());
+    store.shutdown().await;
+}

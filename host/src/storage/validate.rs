@@ -18,6 +18,10 @@ pub enum InvalidBatch {
     Decompress { index: usize, error: DecompressError },
     #[error("record batch {index}: control batches are written by the broker, not producers")]
     ControlBatch { index: usize },
+    #[error("record batch {index}: transactional batches are not supported yet")]
+    Transactional { index: usize },
+    #[error("record batch {index}: producer id {producer_id} without a sequence number")]
+    NoSequence { index: usize, producer_id: i64 },
 }
 
 /// Validates every batch in `bytes`: framing, CRC, records (decompressed where compressed), size.
@@ -34,6 +38,12 @@ pub fn validate_append(bytes: &[u8], max_message_bytes: u32) -> Result<(), Appen
         }
         if header.is_control() {
             return Err(InvalidBatch::ControlBatch { index }.into());
+        }
+        if header.is_transactional() {
+            return Err(InvalidBatch::Transactional { index }.into());
+        }
+        if header.producer_id >= 0 && header.base_sequence < 0 {
+            return Err(InvalidBatch::NoSequence { index, producer_id: header.producer_id }.into());
         }
         let codec = header.compression().map_err(|error| InvalidBatch::Codec { index, error })?;
         if codec != Compression::None {

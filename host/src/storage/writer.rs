@@ -19,6 +19,8 @@ use super::backend::{self, BackendFactory};
 use super::catalog::{self, PartitionOffsets, PartitionState, TopicState};
 use super::layout::{BATCHES, PARTITIONS, extend_group};
 use super::meta::{self, PartitionMeta};
+use super::offsets::{self, CommittedOffset, TopicPartition};
+use super::producers::{self, ProducerState, Producers, SequenceCheck, SequenceError};
 use super::topic::{TopicConfig, TopicError};
 use super::{AppendError, AppendOutcome, DurabilityPolicy, RetentionReport, Shared, SpaceUsage, StoreConfig};
 use crate::limits::{
@@ -72,6 +74,19 @@ pub(super) enum Command {
     },
     Shutdown {
         reply: Reply<()>,
+    },
+    /// Committed with the appends gathered around it (one transaction).
+    CommitOffsets {
+        group: String,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+        reply: Reply<Result<(), AppendError>>,
+    },
+    DeleteGroupOffsets {
+        group: String,
+        reply: Reply<Result<bool, AppendError>>,
+    },
+    AllocateProducerId {
+        reply: Reply<Result<i64, AppendError>>,
     },
 }
 
@@ -148,6 +163,10 @@ pub(super) struct Writer {
     pub(super) factory: BackendFactory,
     pub(super) config: StoreConfig,
     pub(super) logs: HashMap<u64, PartitionLog>,
+    /// Idempotent producers' state, as committed.
+    pub(super) producers: Producers,
+    /// Producer ids reserved on disk and not yet handed out.
+    pub(super) producer_ids: std::ops::Range<i64>,
     pub(super) inbox: mpsc::Receiver<Command>,
     /// Commits made with `Durability::None` since the last durable one (interval policy).
     unsynced_since: Option<Instant>,
@@ -169,9 +188,10 @@ impl Writer {
         factory: BackendFactory,
         config: StoreConfig,
         logs: HashMap<u64, PartitionLog>,
+        producers: Producers,
         inbox: mpsc::Receiver<Command>,
     ) -> Self {
-        Self { shared, factory, config, logs, inbox, unsynced_since: None, broken: None }
+        Self { shared, factory, config, logs, producers, producer_ids: 0..0, inbox, unsynced_since: None, broken: None }
     }
 
     pub fn run(mut self) {
@@ -203,14 +223,17 @@ impl Writer {
                 let _ = reply.send(());
                 return;
             }
-            let mut appends = Vec::new();
+            let mut appends = Pending::default();
             let mut bytes = 0;
             let mut next = Some(first);
             while let Some(command) = next.take() {
                 match command {
                     Command::Append { key, batches, reply } => {
                         bytes += batches.len();
-                        appends.push(PendingAppend { key, batches, reply });
+                        appends.appends.push(PendingAppend { key, batches, reply });
+                    }
+                    Command::CommitOffsets { group, offsets, reply } => {
+                        appends.offsets.push(PendingOffsets { group, offsets, reply });
                     }
                     other => {
                         // Keep order: appends queued before an admin command commit before it.
@@ -224,7 +247,7 @@ impl Writer {
                         self.handle_admin(other);
                     }
                 }
-                if appends.len() < COMMIT_APPENDS_MAX && bytes < COMMIT_BYTES_MAX {
+                if appends.appends.len() + appends.offsets.len() < COMMIT_APPENDS_MAX && bytes < COMMIT_BYTES_MAX {
                     next = self.inbox.try_recv().ok();
                 }
             }
@@ -267,31 +290,57 @@ struct PendingAppend {
     reply: Reply<Result<AppendOutcome, AppendError>>,
 }
 
+struct PendingOffsets {
+    group: String,
+    offsets: Vec<(TopicPartition, CommittedOffset)>,
+    reply: Reply<Result<(), AppendError>>,
+}
+
+/// What one group commit writes.
+#[derive(Default)]
+struct Pending {
+    appends: Vec<PendingAppend>,
+    offsets: Vec<PendingOffsets>,
+}
+
+/// What a commit changes besides batch rows, with how to undo it in memory if the commit fails.
+#[derive(Default)]
+pub(super) struct Touched {
+    /// Partitions' logs as they were before this commit.
+    logs: HashMap<u64, PartitionLog>,
+    /// Producers as they were before this commit (`None`: unknown before).
+    producers: HashMap<(u64, i64), Option<ProducerState>>,
+}
+
 impl Writer {
-    fn commit_appends(&mut self, appends: Vec<PendingAppend>) {
-        if appends.is_empty() {
+    fn commit_appends(&mut self, pending: Pending) {
+        let Pending { appends, offsets } = pending;
+        if appends.is_empty() && offsets.is_empty() {
             return;
         }
         if let Err(cause) = self.ensure_open() {
             for append in appends {
                 let _ = append.reply.send(Err(AppendError::Storage(cause.clone())));
             }
+            for commit in offsets {
+                let _ = commit.reply.send(Err(AppendError::Storage(cause.clone())));
+            }
             return;
         }
-        let mut before: HashMap<u64, PartitionLog> = HashMap::new();
+        let mut touched = Touched::default();
         let mut groups: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         let mut results = Vec::with_capacity(appends.len());
         for PendingAppend { key, batches, reply } in appends {
-            let result = self.assign(key, batches, &mut before, &mut groups);
+            let result = self.assign(key, batches, &mut touched, &mut groups);
             results.push((key, reply, result));
         }
         let durability = self.durability_for_commit();
-        let written = self.write_groups(&groups, durability);
+        let written = self.write_groups(&groups, &touched, &offsets, durability);
         match written {
             Ok(()) => {
                 self.shared.stats.count_commit(matches!(durability, Durability::Immediate));
                 self.commit_succeeded();
-                self.after_commit(&before, durability);
+                self.after_commit(&touched.logs, durability);
                 for (key, reply, result) in results {
                     let log_start_offset = self.logs.get(&key).map_or(0, |log| log.state.log_start_offset());
                     let _ = reply.send(result.map(|(base_offset, last_offset)| AppendOutcome {
@@ -300,28 +349,49 @@ impl Writer {
                         log_start_offset,
                     }));
                 }
+                let mut cache = self.shared.offsets.write().unwrap_or_else(|p| p.into_inner());
+                for PendingOffsets { group, offsets, reply } in offsets {
+                    cache.entry(group).or_default().extend(offsets);
+                    let _ = reply.send(Ok(()));
+                }
             }
             Err(cause) => {
                 // Nothing of this commit is on disk: forget its offsets so the next one reuses them.
-                self.logs.extend(before);
+                self.logs.extend(touched.logs);
+                for ((key, producer_id), state) in touched.producers {
+                    match state {
+                        Some(state) => {
+                            self.producers.insert(key, producer_id, state);
+                        }
+                        None => self.producers.remove(key, producer_id),
+                    }
+                }
                 for (_, reply, _) in results {
                     let _ = reply.send(Err(AppendError::Storage(cause.clone())));
+                }
+                for commit in offsets {
+                    let _ = commit.reply.send(Err(AppendError::Storage(cause.clone())));
                 }
                 self.mark_broken(cause);
             }
         }
     }
 
-    /// Assigns offsets to one append's batches and adds them to its partition's group.
+    /// Assigns offsets to one append's batches and adds them to its partition's group. A retry
+    /// of an idempotent producer's batch already stored gets its original offsets, and the append
+    /// stores nothing.
     fn assign(
         &mut self,
         key: u64,
         batches: Vec<u8>,
-        before: &mut HashMap<u64, PartitionLog>,
+        touched: &mut Touched,
         groups: &mut BTreeMap<u64, Vec<u8>>,
     ) -> Result<(u64, u64), AppendError> {
+        if let Some(duplicate) = self.find_duplicate(key, &batches)? {
+            return Ok(duplicate);
+        }
         let log = self.logs.get_mut(&key).ok_or(AppendError::Log("partition was deleted".into()))?;
-        before.entry(key).or_insert_with(|| log.clone());
+        touched.logs.entry(key).or_insert_with(|| log.clone());
         let undo = log.clone();
         let group = groups.entry(key).or_default();
         let mark = group.len();
@@ -334,6 +404,7 @@ impl Writer {
         let mut at = mark;
         let mut first_offset = None;
         let mut last_offset = 0;
+        let mut sequenced = Vec::new();
         while at < group.len() {
             let outcome = batch::batch_len(&group[at..]).map_err(|e| AppendError::Log(e.to_string())).and_then(|len| {
                 let info =
@@ -345,6 +416,11 @@ impl Writer {
                     first_offset.get_or_insert(info.base_offset);
                     last_offset = info.last_offset;
                     log.size_bytes += len as u64;
+                    let header =
+                        batch::BatchHeader::decode(&group[at..]).map_err(|e| AppendError::Log(e.to_string()))?;
+                    if header.producer_id >= 0 {
+                        sequenced.push((header, info.base_offset, info.last_offset));
+                    }
                     at += len;
                 }
                 Err(e) => {
@@ -354,7 +430,55 @@ impl Writer {
                 }
             }
         }
+        let now = super::admin::now_ms();
+        for (header, base_offset, last_offset) in sequenced {
+            let id = (key, header.producer_id);
+            let current = self.producers.get(key, header.producer_id).cloned();
+            touched.producers.entry(id).or_insert_with(|| current.clone());
+            let state = ProducerState::record(current, &header, base_offset, last_offset, now);
+            if let Some(forgotten) = self.producers.insert(key, header.producer_id, state) {
+                tracing::warn!(
+                    partition_key = key,
+                    producer_id = forgotten,
+                    "too many producers on one partition; forgot the one idle longest"
+                );
+                touched.producers.entry((key, forgotten)).or_insert(None);
+            }
+        }
         Ok((first_offset.unwrap_or(last_offset), last_offset))
+    }
+
+    /// Checks every idempotent batch of an append against its producer's sequence: `Some` with the
+    /// original offsets when the (first) batch was stored already, an error on a gap or a fenced
+    /// epoch. The batches of one append follow each other, so each is checked against the state
+    /// the previous ones would leave.
+    fn find_duplicate(&self, key: u64, batches: &[u8]) -> Result<Option<(u64, u64)>, AppendError> {
+        let mut pending: HashMap<i64, ProducerState> = HashMap::new();
+        for parsed in batch::batches(batches) {
+            let header = *parsed.map_err(|e| AppendError::Log(e.to_string()))?.header();
+            let producer_id = header.producer_id;
+            if producer_id < 0 {
+                continue;
+            }
+            let state = pending.get(&producer_id).or_else(|| self.producers.get(key, producer_id));
+            match producers::check(state, &header) {
+                Ok(SequenceCheck::Duplicate { base_offset, last_offset }) => {
+                    return Ok(Some((base_offset, last_offset)));
+                }
+                Ok(SequenceCheck::Append) => {
+                    // Offsets are not known yet; only the sequences matter for the next batch.
+                    let next = ProducerState::record(state.cloned(), &header, 0, 0, 0);
+                    pending.insert(producer_id, next);
+                }
+                Err(SequenceError::OutOfOrder { found, expected }) => {
+                    return Err(AppendError::OutOfOrderSequence { producer_id, found, expected });
+                }
+                Err(SequenceError::StaleEpoch { found, current }) => {
+                    return Err(AppendError::StaleProducerEpoch { producer_id, found, current });
+                }
+            }
+        }
+        Ok(None)
     }
 
     fn durability_for_commit(&mut self) -> Durability {
@@ -367,10 +491,23 @@ impl Writer {
         }
     }
 
-    fn write_groups(&mut self, groups: &BTreeMap<u64, Vec<u8>>, durability: Durability) -> Result<(), String> {
+    fn write_groups(
+        &mut self,
+        groups: &BTreeMap<u64, Vec<u8>>,
+        touched: &Touched,
+        offsets: &[PendingOffsets],
+        durability: Durability,
+    ) -> Result<(), String> {
         let db = self.shared.database()?;
         let mut txn = db.begin_write().map_err(|e| e.to_string())?;
         txn.set_durability(durability).map_err(|e| e.to_string())?;
+        for commit in offsets {
+            offsets::write(&txn, &commit.group, &commit.offsets)?;
+        }
+        if !touched.producers.is_empty() {
+            let changes = touched.producers.keys().map(|&(key, id)| ((key, id), self.producers.get(key, id).cloned()));
+            producers::write(&txn, changes)?;
+        }
         {
             let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
             let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
@@ -554,6 +691,8 @@ impl Writer {
         let (_, metas) = catalog::load(&db).map_err(|e| e.to_string())?;
         // The file is the truth now: commits that were not durable may be gone.
         self.logs = load_logs(&db, &metas)?;
+        self.producers = producers::load(&db)?;
+        *self.shared.offsets.write().unwrap_or_else(|p| p.into_inner()) = offsets::load(&db)?;
         self.unsynced_since = None;
         *self.shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
         let catalog = self.shared.catalog();

@@ -1,0 +1,81 @@
+//! Consumer groups' committed offsets: one row per (group, topic, partition) in `group_offsets`,
+//! written by the writer thread in the same group commit as appends, and mirrored in memory so
+//! OffsetFetch never touches redb.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::layout::GROUP_OFFSETS;
+use super::meta;
+
+/// What a consumer committed for one partition (Kafka's OffsetCommit fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    /// The next offset the group will consume.
+    pub offset: i64,
+    /// The leader epoch of the record before `offset`, or -1.
+    pub leader_epoch: i32,
+    /// The client's opaque metadata string.
+    pub metadata: String,
+    pub commit_ms: i64,
+}
+
+/// A partition as a group names it.
+pub type TopicPartition = (String, u32);
+
+/// Every group's committed offsets.
+pub type GroupOffsets = BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>>;
+
+/// Reads every committed offset (at open and after the writer reopens the database).
+pub(super) fn load(db: &redb::Database) -> Result<GroupOffsets, String> {
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let table = txn.open_table(GROUP_OFFSETS).map_err(|e| e.to_string())?;
+    let mut all = GroupOffsets::new();
+    for row in table.iter().map_err(|e| e.to_string())? {
+        let (key, value) = row.map_err(|e| e.to_string())?;
+        let (group, topic, partition) = key.value();
+        let committed: CommittedOffset =
+            meta::decode(|| format!("offset of group {group:?} for {topic}/{partition}"), value.value())
+                .map_err(|e| e.to_string())?;
+        all.entry(group.to_owned()).or_default().insert((topic.to_owned(), partition), committed);
+    }
+    Ok(all)
+}
+
+/// Writes one group's commit into `txn`.
+pub(super) fn write(
+    txn: &WriteTransaction,
+    group: &str,
+    offsets: &[(TopicPartition, CommittedOffset)],
+) -> Result<(), String> {
+    let mut table = txn.open_table(GROUP_OFFSETS).map_err(|e| e.to_string())?;
+    for ((topic, partition), committed) in offsets {
+        table
+            .insert((group, topic.as_str(), *partition), meta::encode(committed).as_slice())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Deletes every row of `group` in `txn`.
+pub(super) fn delete_group(txn: &WriteTransaction, group: &str) -> Result<(), String> {
+    let mut table = txn.open_table(GROUP_OFFSETS).map_err(|e| e.to_string())?;
+    table.retain_in((group, "", 0)..=(group, "\u{10FFFF}", u32::MAX), |_, _| false).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Deletes every group's offsets for `topic` in `txn` (the topic is being deleted; a new topic of
+/// the same name must not inherit them).
+pub(super) fn delete_topic(txn: &WriteTransaction, topic: &str, known: &GroupOffsets) -> Result<(), String> {
+    let mut table = txn.open_table(GROUP_OFFSETS).map_err(|e| e.to_string())?;
+    for (group, offsets) in known {
+        for (name, partition) in offsets.keys() {
+            if name == topic {
+                table.remove((group.as_str(), topic, *partition)).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
