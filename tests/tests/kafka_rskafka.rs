@@ -91,6 +91,12 @@ async fn rskafka_produces_and_consumes_in_every_codec() {
     let p0 = partition(&client, "sensors", 0).await;
     let again = fetch_all(&p0, 0, produced.len()).await;
     assert_eq!(again, fetched, "the same records at the same offsets after a restart");
+    // DeleteRecords moves the log start; what is below it is gone, what is above stays.
+    p0.delete_records(120, 5_000).await.expect("delete records");
+    assert_eq!(p0.get_offset(OffsetAt::Earliest).await.unwrap(), 120);
+    let err = p0.fetch_records(10, 1..1_000_000, 100).await.expect_err("below the log start");
+    assert!(err.to_string().contains("OffsetOutOfRange"), "{err}");
+    assert_eq!(fetch_all(&p0, 120, 1).await[0], fetched[120]);
     controller_delete(&client, "sensors").await;
     rill.stop();
 }

@@ -1,14 +1,22 @@
-//! Topic administration over the Kafka protocol: CreateTopics, DeleteTopics.
+//! Topic and cluster administration over the Kafka protocol: CreateTopics, DeleteTopics,
+//! CreatePartitions, DeleteRecords, DescribeCluster.
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
+use kafka_protocol::messages::create_partitions_response::{CreatePartitionsResponse, CreatePartitionsTopicResult};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use kafka_protocol::messages::create_topics_response::{CreatableTopicResult, CreateTopicsResponse};
+use kafka_protocol::messages::delete_records_request::DeleteRecordsRequest;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
 use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::describe_cluster_response::{DescribeClusterBroker, DescribeClusterResponse};
+use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Broker, codes};
+use super::{Broker, NODE_ID, codes};
 use crate::storage::{TopicConfig, TopicError};
 
 pub async fn create_topics(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
@@ -108,4 +116,105 @@ pub async fn delete_topics(broker: &Broker, request: DeleteTopicsRequest, versio
         results.push(result);
     }
     DeleteTopicsResponse::default().with_responses(results)
+}
+
+pub async fn create_partitions(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        results.push(
+            match grow(
+                broker,
+                &topic.name,
+                topic.count,
+                topic.assignments.is_some_and(|a| !a.is_empty()),
+                request.validate_only,
+            )
+            .await
+            {
+                Ok(()) => result,
+                Err((code, message)) => {
+                    result.with_error_code(code).with_error_message(Some(StrBytes::from_string(message)))
+                }
+            },
+        );
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+async fn grow(
+    broker: &Broker,
+    name: &TopicName,
+    count: i32,
+    assigned: bool,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    if assigned {
+        return Err((ResponseError::InvalidReplicaAssignment.code(), "a single node assigns its own replicas".into()));
+    }
+    let topic_error = |e: TopicError| (codes::for_topic(&e), e.to_string());
+    let topic = broker.store.topic(name.as_str()).ok_or_else(|| topic_error(TopicError::Unknown(name.to_string())))?;
+    let current = topic.partitions.len();
+    let total = u32::try_from(count).unwrap_or(0);
+    if total as usize <= current {
+        return Err((
+            ResponseError::InvalidPartitions.code(),
+            format!(
+                "topic {} has {current} partitions; partitions can only be added (asked for {count})",
+                name.as_str()
+            ),
+        ));
+    }
+    crate::storage::topic::validate_partition_count(total).map_err(topic_error)?;
+    if validate_only {
+        return Ok(());
+    }
+    broker.store.create_partitions(name.as_str(), total).await.map_err(topic_error)?;
+    tracing::info!(topic = %name.as_str(), partitions = total, "partitions added");
+    Ok(())
+}
+
+/// DeleteRecords: advances each partition's log start offset (-1: to the high watermark).
+pub async fn delete_records(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for partition in topic.partitions {
+            let result = DeleteRecordsPartitionResult::default().with_partition_index(partition.partition_index);
+            partitions.push(
+                match delete_below(broker, topic.name.as_str(), partition.partition_index, partition.offset).await {
+                    Ok(low_watermark) => result.with_low_watermark(low_watermark as i64),
+                    Err(code) => result.with_low_watermark(-1).with_error_code(code),
+                },
+            );
+        }
+        topics.push(DeleteRecordsTopicResult::default().with_name(topic.name).with_partitions(partitions));
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+async fn delete_below(broker: &Broker, topic: &str, partition: i32, offset: i64) -> Result<u64, i16> {
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    let index = u32::try_from(partition).map_err(|_| unknown)?;
+    let state = broker.store.topic(topic).and_then(|t| t.partition(index)).ok_or(unknown)?;
+    let high_watermark = state.offsets().high_watermark;
+    let before = match offset {
+        -1 => high_watermark,
+        offset => match u64::try_from(offset) {
+            Ok(offset) if offset <= high_watermark => offset,
+            _ => return Err(ResponseError::OffsetOutOfRange.code()),
+        },
+    };
+    broker.store.delete_records(topic, index, before).await.map_err(|e| codes::for_append(&e))
+}
+
+pub fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
+    let node = DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(NODE_ID))
+        .with_host(StrBytes::from_string(broker.advertised_host.clone()))
+        .with_port(broker.advertised_port.into());
+    DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(NODE_ID))
+        .with_brokers(vec![node])
 }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
-    RequestHeader, SyncGroupRequest,
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -16,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::frame::{self, FrameError};
-use super::{Broker, admin, fetch, groups, metadata, produce, versions};
+use super::{Broker, admin, configs, fetch, groups, metadata, produce, versions};
 
 /// Serves one connection until the client closes it, it breaks the protocol, or shutdown.
 pub async fn serve(socket: TcpStream, peer: SocketAddr, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
@@ -126,6 +127,15 @@ pub fn parse(frame: Bytes) -> Result<Parsed, String> {
         ApiKey::ListOffsets => Body::ListOffsets(reader.decode()?),
         ApiKey::CreateTopics => Body::CreateTopics(reader.decode()?),
         ApiKey::DeleteTopics => Body::DeleteTopics(reader.decode()?),
+        ApiKey::CreatePartitions => Body::CreatePartitions(reader.decode()?),
+        ApiKey::DeleteRecords => Body::DeleteRecords(reader.decode()?),
+        ApiKey::DescribeConfigs => Body::DescribeConfigs(reader.decode()?),
+        ApiKey::IncrementalAlterConfigs => Body::IncrementalAlterConfigs(reader.decode()?),
+        ApiKey::DescribeCluster => {
+            // Its fields ask for authorized operations and fenced brokers: none here.
+            let _: DescribeClusterRequest = reader.decode()?;
+            Body::DescribeCluster
+        }
         ApiKey::InitProducerId => Body::InitProducerId(reader.decode()?),
         ApiKey::FindCoordinator => Body::FindCoordinator(reader.decode()?),
         ApiKey::JoinGroup => Body::JoinGroup(reader.decode()?),
@@ -160,6 +170,11 @@ pub enum Body {
     ListOffsets(ListOffsetsRequest),
     CreateTopics(CreateTopicsRequest),
     DeleteTopics(DeleteTopicsRequest),
+    CreatePartitions(CreatePartitionsRequest),
+    DeleteRecords(DeleteRecordsRequest),
+    DescribeConfigs(DescribeConfigsRequest),
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    DescribeCluster,
     InitProducerId(InitProducerIdRequest),
     FindCoordinator(FindCoordinatorRequest),
     JoinGroup(JoinGroupRequest),
@@ -225,6 +240,13 @@ async fn dispatch(
         Body::ListOffsets(decoded) => to.respond(&fetch::list_offsets(broker, decoded, version).await),
         Body::CreateTopics(decoded) => to.respond(&admin::create_topics(broker, decoded, version).await),
         Body::DeleteTopics(decoded) => to.respond(&admin::delete_topics(broker, decoded, version).await),
+        Body::CreatePartitions(decoded) => to.respond(&admin::create_partitions(broker, decoded).await),
+        Body::DeleteRecords(decoded) => to.respond(&admin::delete_records(broker, decoded).await),
+        Body::DescribeConfigs(decoded) => to.respond(&configs::describe_configs(broker, decoded)),
+        Body::IncrementalAlterConfigs(decoded) => {
+            to.respond(&configs::incremental_alter_configs(broker, decoded).await)
+        }
+        Body::DescribeCluster => to.respond(&admin::describe_cluster(broker)),
         Body::InitProducerId(decoded) => to.respond(&produce::init_producer_id(broker, decoded).await),
         Body::FindCoordinator(decoded) => to.respond(&groups::find_coordinator(broker, decoded, version)),
         Body::JoinGroup(decoded) => {

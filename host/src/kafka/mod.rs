@@ -13,6 +13,7 @@
 
 mod admin;
 mod codes;
+mod configs;
 mod connection;
 mod fetch;
 mod frame;

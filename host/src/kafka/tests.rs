@@ -194,9 +194,10 @@ mod hostile {
     use bytes::{BufMut, Bytes, BytesMut};
     use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
     use kafka_protocol::messages::{
-        ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest,
-        InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
-        OffsetFetchRequest, RequestHeader, SyncGroupRequest,
+        ApiKey, CreatePartitionsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DescribeClusterRequest,
+        DescribeConfigsRequest, DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest,
+        IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+        OffsetCommitRequest, OffsetFetchRequest, RequestHeader, SyncGroupRequest,
     };
     use kafka_protocol::protocol::{Encodable, StrBytes};
     use proptest::prelude::*;
@@ -268,6 +269,11 @@ mod hostile {
                 ApiKey::InitProducerId => {
                     InitProducerIdRequest::default().with_transactional_id(None).encode(&mut out, version)
                 }
+                ApiKey::CreatePartitions => CreatePartitionsRequest::default().encode(&mut out, version),
+                ApiKey::DeleteRecords => DeleteRecordsRequest::default().encode(&mut out, version),
+                ApiKey::DescribeConfigs => DescribeConfigsRequest::default().encode(&mut out, version),
+                ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default().encode(&mut out, version),
+                ApiKey::DescribeCluster => DescribeClusterRequest::default().encode(&mut out, version),
                 ApiKey::FindCoordinator => FindCoordinatorRequest::default().encode(&mut out, version),
                 ApiKey::JoinGroup => JoinGroupRequest::default().encode(&mut out, version),
                 ApiKey::SyncGroup => SyncGroupRequest::default().encode(&mut out, version),
@@ -572,6 +578,125 @@ mod group_apis {
             assert_eq!(response.results[0].error_code, expected, "v{version}: deleted once");
         }
         assert!(broker.store.committed_offsets("simple").is_empty());
+        broker.store.shutdown().await;
+    }
+}
+
+// ---- partitions, records, configs, cluster --------------------------------------------------------
+
+mod cluster_admin {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::create_partitions_request::{CreatePartitionsRequest, CreatePartitionsTopic};
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::describe_configs_request::{DescribeConfigsRequest, DescribeConfigsResource};
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
+    };
+
+    use super::*;
+    use crate::kafka::configs;
+
+    fn text(value: &str) -> StrBytes {
+        StrBytes::from_string(value.to_owned())
+    }
+
+    #[tokio::test]
+    async fn partitions_records_configs_and_cluster_at_every_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(&dir);
+        broker.store.create_topic("t", 1, crate::storage::TopicConfig::default()).await.unwrap();
+        for version in versions_of(ApiKey::CreatePartitions) {
+            let grow = |count| CreatePartitionsTopic::default().with_name(name("t")).with_count(count);
+            let want = 2 + i32::from(version);
+            let request = CreatePartitionsRequest::default().with_topics(vec![
+                grow(want),
+                grow(1),
+                CreatePartitionsTopic::default().with_name(name("nope")).with_count(3),
+            ]);
+            let response = admin::create_partitions(&broker, request).await;
+            let response = round_trip(ApiKey::CreatePartitions, version, &response);
+            let errors: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+            assert_eq!(errors[0], 0, "v{version}: {:?}", response.results[0].error_message);
+            assert_eq!(errors[1], ResponseError::InvalidPartitions.code(), "v{version}: shrinking is refused");
+            assert_eq!(errors[2], ResponseError::UnknownTopicOrPartition.code());
+            assert_eq!(broker.store.topic("t").unwrap().partitions.len(), want as usize);
+        }
+        broker.store.append("t", 0, records(10).to_vec()).await.unwrap();
+        for version in versions_of(ApiKey::DeleteRecords) {
+            let below = |offset| DeleteRecordsPartition::default().with_partition_index(0).with_offset(offset);
+            let request = DeleteRecordsRequest::default().with_topics(vec![
+                DeleteRecordsTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![below(2 + i64::from(version)), below(11)]),
+            ]);
+            let response = round_trip(ApiKey::DeleteRecords, version, &admin::delete_records(&broker, request).await);
+            let parts = &response.topics[0].partitions;
+            assert_eq!((parts[0].error_code, parts[0].low_watermark), (0, 2 + i64::from(version)), "v{version}");
+            assert_eq!(parts[1].error_code, ResponseError::OffsetOutOfRange.code(), "v{version}: past the end");
+        }
+        let set = |key: &str, value: &str| {
+            AlterableConfig::default().with_name(text(key)).with_config_operation(0).with_value(Some(text(value)))
+        };
+        for version in versions_of(ApiKey::IncrementalAlterConfigs) {
+            let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default().with_resource_type(2).with_resource_name(text("t")).with_configs(vec![
+                    set("retention.ms", "60000"),
+                    set("retention.bytes", &format!("{}", 1000 + version)),
+                ]),
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(text("t"))
+                    .with_configs(vec![set("retention.ms", "soon")]),
+                AlterConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(text("0"))
+                    .with_configs(vec![set("num.partitions", "3")]),
+            ]);
+            let response = configs::incremental_alter_configs(&broker, request).await;
+            let response = round_trip(ApiKey::IncrementalAlterConfigs, version, &response);
+            let errors: Vec<i16> = response.responses.iter().map(|r| r.error_code).collect();
+            assert_eq!(errors[0], 0, "v{version}");
+            assert_eq!(errors[1], ResponseError::InvalidConfig.code(), "v{version}: a bad value changes nothing");
+            assert_eq!(errors[2], ResponseError::InvalidRequest.code(), "v{version}: broker settings are read-only");
+            let config = broker.store.topic("t").unwrap().config.clone();
+            assert_eq!((config.retention_ms, config.retention_bytes), (Some(60_000), Some(1000 + version as u64)));
+        }
+        for version in versions_of(ApiKey::DescribeConfigs) {
+            let request = DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(text("t"))
+                    .with_configuration_keys(None),
+                DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(text("0"))
+                    .with_configuration_keys(None),
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(text("nope"))
+                    .with_configuration_keys(None),
+            ]);
+            let response = round_trip(ApiKey::DescribeConfigs, version, &configs::describe_configs(&broker, request));
+            let topic = &response.results[0];
+            let value = |key: &str| {
+                topic
+                    .configs
+                    .iter()
+                    .find(|c| c.name.as_str() == key)
+                    .and_then(|c| c.value.as_ref())
+                    .map(|v| v.to_string())
+            };
+            assert_eq!(value("retention.ms").as_deref(), Some("60000"), "v{version}");
+            assert_eq!(value("max.message.bytes").as_deref(), Some("1048588"), "v{version}");
+            assert!(!response.results[1].configs.is_empty(), "v{version}: broker settings");
+            assert_eq!(response.results[2].error_code, ResponseError::UnknownTopicOrPartition.code());
+        }
+        for version in versions_of(ApiKey::DescribeCluster) {
+            let response = round_trip(ApiKey::DescribeCluster, version, &admin::describe_cluster(&broker));
+            assert_eq!((response.brokers.len(), response.cluster_id.as_str()), (1, "test-cluster"));
+        }
         broker.store.shutdown().await;
     }
 }
