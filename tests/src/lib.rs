@@ -2,9 +2,9 @@
 //!
 //! The binary's path comes from `RILL_BIN`, which `cargo xtask test` sets to the binary it built.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -141,4 +141,25 @@ impl Drop for Running {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs kcat against `broker` with `args` (feeding `stdin` when given) and checks it succeeded.
+/// `cargo xtask test` installs kcat.
+pub fn kcat(broker: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new("kcat");
+    command.arg("-b").arg(broker).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child =
+        command.spawn().unwrap_or_else(|e| panic!("kcat must be installed (cargo xtask test installs it): {e}"));
+    if let Some(text) = stdin {
+        child.stdin.take().expect("stdin is piped").write_all(text.as_bytes()).expect("kcat reads stdin");
+    }
+    let output = child.wait_with_output().expect("kcat runs");
+    assert!(output.status.success(), "kcat {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// A command's stdout, line by line.
+pub fn stdout_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
 }

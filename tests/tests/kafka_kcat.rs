@@ -3,29 +3,10 @@
 //! `cargo xtask test` installs kcat.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rill_tests::Running;
-
-fn kcat(broker: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut command = Command::new("kcat");
-    command.arg("-b").arg(broker).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child =
-        command.spawn().unwrap_or_else(|e| panic!("kcat must be installed (cargo xtask test installs it): {e}"));
-    if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "kcat {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output
-}
-
-fn stdout_lines(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
-}
+use rill_tests::{Running, kcat, stdout_lines};
 
 fn now_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
