@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod bench;
+pub mod client;
 pub mod compression;
 pub mod config;
 pub mod kafka;

@@ -139,3 +139,24 @@ pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
 /// How often session and rebalance deadlines are checked. Deadlines are seconds long; 100 ms
 /// keeps the error small without waking often.
 pub const GROUP_TICK: Duration = Duration::from_millis(100);
+
+// ---- the CLI's Kafka client -------------------------------------------------------------------
+
+/// How long the CLI waits to connect and for each response (a Fetch waits at most
+/// `CLIENT_FETCH_WAIT` on the broker, well within this).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long one Fetch of `rill consume` waits on the broker for new records.
+pub const CLIENT_FETCH_WAIT: Duration = Duration::from_millis(500);
+
+/// Largest response the CLI accepts (a Fetch asks for at most `CLIENT_FETCH_BYTES`).
+pub const CLIENT_RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Record bytes one Fetch of `rill consume` asks for.
+pub const CLIENT_FETCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// `rill produce` sends a batch once it holds this many bytes of values (Kafka's `batch.size` is
+/// 16 KiB; a CLI feeding a file gains from larger batches) or the input pauses.
+pub const CLIENT_BATCH_BYTES: usize = 256 * 1024;
+
+const _: () = assert!(CLIENT_BATCH_BYTES < MAX_MESSAGE_BYTES_DEFAULT as usize);

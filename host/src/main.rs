@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rill::client::commands::{self, Bootstrap, ConsumeArgs, GroupCommand, ProduceArgs, TopicCommand};
 use rill::config::Config;
 
 /// A request claiming billions of array elements must not abort the broker (see `rill::alloc`).
@@ -31,6 +32,34 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Create, list, describe, alter and delete topics.
+    Topic {
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+        #[command(subcommand)]
+        command: TopicCommand,
+    },
+    /// Send records, one per line of stdin (or --file), with acks=-1.
+    Produce {
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+        #[command(flatten)]
+        args: ProduceArgs,
+    },
+    /// Print a topic's records.
+    Consume {
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+        #[command(flatten)]
+        args: ConsumeArgs,
+    },
+    /// List, describe, reset and delete consumer groups.
+    Group {
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
     /// Measure Rill against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -42,6 +71,12 @@ enum Command {
 struct Failure {
     cause: String,
     hint: &'static str,
+}
+
+impl From<rill::client::ClientError> for Failure {
+    fn from(e: rill::client::ClientError) -> Self {
+        Failure { hint: e.hint(), cause: e.to_string() }
+    }
 }
 
 fn main() -> ExitCode {
@@ -85,11 +120,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 })
             })
         }
+        Command::Topic { bootstrap, command } => client(commands::topic(&bootstrap, command)),
+        Command::Produce { bootstrap, args } => client(commands::produce(&bootstrap, args)),
+        Command::Consume { bootstrap, args } => client(commands::consume(&bootstrap, args)),
+        Command::Group { bootstrap, command } => client(commands::group(&bootstrap, command)),
         Command::Bench { what } => {
             let runtime = runtime()?;
             runtime.block_on(rill::bench::run(what)).map_err(|e| Failure { cause: e, hint: "see `rill bench --help`" })
         }
     }
+}
+
+/// Runs a client command; its errors name what failed.
+fn client(command: impl std::future::Future<Output = Result<(), rill::client::ClientError>>) -> Result<(), Failure> {
+    let runtime = runtime()?;
+    runtime.block_on(command).map_err(Failure::from)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
