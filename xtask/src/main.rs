@@ -5,7 +5,7 @@
 //!   builds the `rill` binary, runs every test (black-box tests get the binary in `RILL_BIN`),
 //!   builds `rill-core` for Cortex-M, and smoke-runs the benchmarks. Prints how long each phase
 //!   took.
-//! - `cargo xtask bench storage [ARGS]`: the storage benchmark on a release build.
+//! - `cargo xtask bench storage|kafka [ARGS]`: a benchmark on a release build.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
-        _ => Err(format!("usage: cargo xtask test | cargo xtask bench storage [ARGS]\n(got {:?})", args.first())),
+        _ => Err(format!("usage: cargo xtask test | cargo xtask bench storage|kafka [ARGS]\n(got {:?})", args.first())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -166,10 +166,13 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
     })?;
     phases.run("benchmark smoke run", || {
         let scratch = std::env::temp_dir();
-        run(
-            "bench storage --quick",
-            Command::new(&rill_bin).args(["bench", "storage", "--quick", "--dir"]).arg(&scratch),
-        )
+        for which in ["storage", "kafka"] {
+            run(
+                &format!("bench {which} --quick"),
+                Command::new(&rill_bin).args(["bench", which, "--quick", "--dir"]).arg(&scratch),
+            )?;
+        }
+        Ok(())
     })?;
     Ok(())
 }
@@ -245,13 +248,13 @@ fn build_binary(args: &[&str]) -> Result<PathBuf, String> {
 
 fn bench(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
-        Some("storage") => {
+        Some(which @ ("storage" | "kafka")) => {
             let rill = build_binary(&["build", "--release", "-p", "rill", "--bin", "rill"])?;
             let mut command = Command::new(rill);
-            command.current_dir(workspace_root()).args(["bench", "storage"]).args(&args[1..]);
-            run("rill bench storage", &mut command)
+            command.current_dir(workspace_root()).args(["bench", which]).args(&args[1..]);
+            run(&format!("rill bench {which}"), &mut command)
         }
-        other => Err(format!("unknown benchmark {other:?}; known: storage")),
+        other => Err(format!("unknown benchmark {other:?}; known: storage, kafka")),
     }
 }
 

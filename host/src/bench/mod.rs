@@ -1,5 +1,6 @@
 //! `rill bench …`: measurements against a baseline measured in the same run.
 
+mod kafka;
 mod storage;
 
 use clap::Subcommand;
@@ -9,10 +10,14 @@ pub enum BenchCommand {
     /// Append throughput, file size and bytes written, against plain file append + fdatasync
     /// with the same bytes per sync.
     Storage(storage::StorageArgs),
+    /// Produce and consume over the Kafka protocol on loopback: throughput against a plain
+    /// loopback socket and file append + fdatasync, open-loop produce latency against fdatasync.
+    Kafka(kafka::KafkaArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Storage(args) => storage::run(args).await,
+        BenchCommand::Kafka(args) => kafka::run(args).await,
     }
 }

@@ -231,7 +231,7 @@ fn median(samples: &[Measured]) -> Measured {
 /// A batch of `record_bytes`-value records that is exactly `batch_bytes` long (the last record
 /// is padded; with one record fewer when a varint length boundary makes the exact size
 /// unreachable).
-fn batch_of(record_bytes: usize, batch_bytes: usize) -> Result<(Vec<u8>, usize), String> {
+pub(super) fn batch_of(record_bytes: usize, batch_bytes: usize) -> Result<(Vec<u8>, usize), String> {
     let value = vec![b'x'; batch_bytes];
     let build = |count: usize, last_len: usize| {
         let record = |len: usize| RecordSpec {
