@@ -152,10 +152,12 @@ fn store_accepts_every_codec_and_refuses_bad_batches() {
     runtime().block_on(async {
         let store = Store::open(Location::Dir(dir.path().into()), StoreConfig::default()).expect("store opens");
         store.create_topic("t", 1, TopicConfig::default()).await.expect("topic");
-        let model = fixture_model();
+        let mut model = fixture_model();
         let mut request = BytesMut::new();
         for codec in CODECS {
             kafka_protocol_encode(&mut request, &model, codec);
+            // One idempotent producer's batches follow each other in sequence.
+            model.producer.base_sequence += model.records.len() as i32;
         }
         let outcome = store.append("t", 0, request.to_vec()).await.expect("valid batches are stored");
         assert_eq!((outcome.base_offset, outcome.last_offset), (0, 19));
@@ -190,6 +192,7 @@ fn store_accepts_every_codec_and_refuses_bad_batches() {
         for (index, (seen, codec)) in seen.into_iter().zip(CODECS).enumerate() {
             let mut wanted = expected(&model, codec, false, model.min_timestamp());
             wanted.producer.base_offset = 4 * index as i64;
+            wanted.producer.base_sequence = fixture_model().producer.base_sequence + 4 * index as i32;
             for (offset, record) in (wanted.producer.base_offset..).zip(&mut wanted.records) {
                 record.offset = offset;
             }

@@ -51,7 +51,7 @@ pub enum SequenceCheck {
 }
 
 /// The sequence number after `sequence` (Kafka's wrap at `i32::MAX`).
-fn next_sequence(sequence: i32) -> i32 {
+pub fn next_sequence(sequence: i32) -> i32 {
     if sequence == i32::MAX { 0 } else { sequence + 1 }
 }
 

@@ -701,6 +701,13 @@ async fn retried_producer_batches_are_stored_once_even_across_a_restart() {
     // A retry of the first (its acknowledgement was lost) gets its original offsets.
     let retried = store.append("t", 0, sequenced(3, pid, 0, 0)).await.unwrap();
     assert_eq!((retried.base_offset, retried.last_offset), (first.base_offset, first.last_offset));
+    // The same batch twice in one append is not a retry: refused whole, nothing stored.
+    let mut twice = sequenced(1, pid, 0, 5);
+    twice.extend(sequenced(1, pid, 0, 5));
+    assert!(matches!(
+        store.append("t", 0, twice).await,
+        Err(AppendError::OutOfOrderSequence { found: 5, expected: 6, .. })
+    ));
     // A gap is refused, and so is an older epoch once a newer one appended.
     assert!(matches!(
         store.append("t", 0, sequenced(1, pid, 0, 9)).await,

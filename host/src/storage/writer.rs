@@ -460,8 +460,16 @@ impl Writer {
             if producer_id < 0 {
                 continue;
             }
-            let state = pending.get(&producer_id).or_else(|| self.producers.get(key, producer_id));
+            let earlier_in_append = pending.get(&producer_id);
+            let state = earlier_in_append.or_else(|| self.producers.get(key, producer_id));
             match producers::check(state, &header) {
+                // A batch repeating one earlier in the same append is out of order, as in Kafka:
+                // only batches already stored are retries.
+                Ok(SequenceCheck::Duplicate { .. }) if earlier_in_append.is_some() => {
+                    let newest = state.and_then(|s| s.batches.last()).map_or(-1, |b| b.last_sequence);
+                    let expected = producers::next_sequence(newest);
+                    return Err(AppendError::OutOfOrderSequence { producer_id, found: header.base_sequence, expected });
+                }
                 Ok(SequenceCheck::Duplicate { base_offset, last_offset }) => {
                     return Ok(Some((base_offset, last_offset)));
                 }
