@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask test`: what CI runs and what a newcomer runs on a fresh machine. Installs what
 //!   is missing (rustup targets, Debian packages such as kcat), checks formatting and lints,
-//!   builds the `rill` binary, runs every test (black-box tests get the binary in `RILL_BIN`),
+//!   builds the `rill` binary, runs every test (black-box tests get the binary in `RILL_BIN` and a
+//!   Python with kafka-python in `RILL_PYTHON`),
 //!   builds `rill-core` for Cortex-M, and smoke-runs the benchmarks. Prints how long each phase
 //!   took.
 //! - `cargo xtask bench storage|kafka [ARGS]`: a benchmark on a release build.
@@ -138,9 +139,13 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
     phases.run("cargo clippy", || {
         run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     })?;
+    let python = phases.run("install Python test clients", install_python_clients)?;
     let rill_bin = phases.run("build rill", build_rill)?;
     phases.run("cargo test (workspace)", || {
-        run_counting_tests(cargo().args(["test", "--workspace"]).env("RILL_BIN", &rill_bin), counts)
+        run_counting_tests(
+            cargo().args(["test", "--workspace"]).env("RILL_BIN", &rill_bin).env("RILL_PYTHON", &python),
+            counts,
+        )
     })?;
     phases.run("rill-core for Cortex-M", || {
         for target in TARGETS {
@@ -209,6 +214,32 @@ fn install_programs() -> Result<(), String> {
         Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing),
     )
     .map_err(|e| format!("{e}; {hint}"))
+}
+
+/// A virtualenv with the Python Kafka clients of `tests/python/requirements.txt` (pinned), kept
+/// in the user's cache outside the repository; returns its interpreter.
+fn install_python_clients() -> Result<PathBuf, String> {
+    let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
+    let venv = PathBuf::from(home).join(".cache/rill/python-clients");
+    let python = venv.join("bin/python");
+    let requirements = workspace_root().join("tests/python/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).map_err(|e| format!("{}: {e}", requirements.display()))?;
+    let stamp = venv.join("installed-requirements.txt");
+    if python.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|installed| installed == wanted) {
+        eprintln!("python clients: installed");
+        return Ok(python);
+    }
+    let hint = "needs python3 with the venv module (Debian: apt-get install python3-venv)";
+    run("python3 -m venv", Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        .map_err(|e| format!("{e}; {hint}"))?;
+    run(
+        "pip install",
+        Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+    )?;
+    std::fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    Ok(python)
 }
 
 fn on_path(program: &str) -> bool {
