@@ -78,6 +78,16 @@ pub const KAFKA_REQUEST_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
 /// Metadata) must fit.
 pub const KAFKA_REQUEST_BYTES_MIN: usize = 64 * 1024;
 
+/// Produce requests one connection may have in progress (queued for or waiting on the storage
+/// writer) while its next request is read. Kafka brokers handle one request per connection at a
+/// time, which makes a producer's in-flight window (5 for idempotent clients) wait a full commit
+/// per request; pipelining lets those requests share commits. 8 covers that window.
+pub const KAFKA_PIPELINE_MAX: usize = 8;
+
+/// Request bytes one connection may have in progress (at least one request of any size is).
+/// With the connection limit it bounds the memory held for pipelined requests.
+pub const KAFKA_PIPELINE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
 /// Longest a Fetch may wait for data (`max_wait_ms` above this is clamped). Clients default to
 /// 500 ms; a bound keeps a connection from being parked for an unbounded time.
 pub const FETCH_WAIT_MS_MAX: u64 = 30_000;

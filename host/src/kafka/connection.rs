@@ -1,4 +1,4 @@
-//! One client connection: read a frame, decode, dispatch, write the response, repeat.
+//! One client connection: read frames, decode, dispatch, write the responses in request order.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,26 +12,127 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
+use std::collections::VecDeque;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+
+use tokio::sync::{mpsc, watch};
 
 use super::frame::{self, FrameError};
 use super::{Broker, admin, configs, fetch, groups, metadata, produce, versions};
+use crate::limits::{KAFKA_PIPELINE_BYTES_MAX, KAFKA_PIPELINE_MAX};
+
+/// A response in the making, in request order.
+struct Pending {
+    /// The request's frame size, counted against [`KAFKA_PIPELINE_BYTES_MAX`].
+    bytes: usize,
+    response: tokio::task::JoinHandle<Result<Option<BytesMut>, String>>,
+}
 
 /// Serves one connection until the client closes it, it breaks the protocol, or shutdown.
-pub async fn serve(socket: TcpStream, peer: SocketAddr, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+///
+/// Produce requests are pipelined: each is validated and queued for the storage writer in
+/// request order, and the next one is read while it commits (up to [`KAFKA_PIPELINE_MAX`]
+/// requests and [`KAFKA_PIPELINE_BYTES_MAX`] bytes), so one connection's requests share group
+/// commits. Responses go out in request order. Any other request first waits for everything
+/// before it, so it sees the effects of the produce requests sent ahead of it.
+pub async fn serve(socket: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     tracing::debug!(%peer, "kafka connection opened");
     let (reader, mut writer) = socket.into_split();
-    let mut reader = BufReader::new(reader);
-    let max = broker.config.request_bytes_max;
+    // Frames are read by their own task: a half-read frame must survive this loop's select.
+    let (frames_in, mut frames) = mpsc::channel(1);
+    let reading = tokio::spawn(read_frames(BufReader::new(reader), broker.config.request_bytes_max, peer, frames_in));
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut pending_bytes = 0;
+    let mut stopping = shutdown.clone();
     loop {
-        let frame = tokio::select! {
-            frame = frame::read_frame(&mut reader, max) => frame,
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        let frame = match frame {
-            Ok(frame) => frame,
+        let room = pending.len() < KAFKA_PIPELINE_MAX && pending_bytes < KAFKA_PIPELINE_BYTES_MAX;
+        tokio::select! {
+            biased;
+            // (The guard `wait_for` returns must not live across the handlers' awaits.)
+            () = async { drop(stopping.wait_for(|stop| *stop).await) } => break,
+            done = async { (&mut pending.front_mut().expect("checked non-empty").response).await }, if !pending.is_empty() => {
+                if let Some(sent) = pending.pop_front() {
+                    pending_bytes -= sent.bytes;
+                }
+                let answer = done.unwrap_or_else(|e| Err(format!("request handler failed: {e}")));
+                if !answer_with(&mut writer, answer, peer).await {
+                    break;
+                }
+            }
+            frame = frames.recv(), if room => {
+                let Some(frame) = frame else {
+                    // The client is done sending (maybe only half-closed): answer what it sent.
+                    drain(&mut pending, &mut writer, peer).await;
+                    break;
+                };
+                let bytes = frame.len();
+                match parse(frame) {
+                    Err(reason) => {
+                        tracing::warn!(%peer, %reason, "closing kafka connection");
+                        break;
+                    }
+                    Ok(Parsed::Request(request)) if matches!(request.body, Body::Produce(_)) => {
+                        let Request { to, body: Body::Produce(decoded), .. } = *request else { unreachable!("matched above") };
+                        let in_flight = produce::start(&broker, decoded, to.version).await;
+                        let response = tokio::spawn(async move {
+                            match in_flight.finish().await {
+                                Some(response) => to.respond(&response),
+                                None => Ok(None),
+                            }
+                        });
+                        pending_bytes += bytes;
+                        pending.push_back(Pending { bytes, response });
+                    }
+                    Ok(parsed) => {
+                        // Everything before it first, in order.
+                        let open = drain(&mut pending, &mut writer, peer).await;
+                        pending_bytes = 0;
+                        let answer = match parsed {
+                            Parsed::Answer(answer) => Ok(answer),
+                            Parsed::Request(request) => dispatch(&broker, *request, peer, &shutdown).await,
+                        };
+                        if !open || !answer_with(&mut writer, answer, peer).await {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    reading.abort();
+}
+
+/// Waits for every pending response in order and writes it; `false` when the connection must
+/// close.
+async fn drain(
+    pending: &mut VecDeque<Pending>,
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    peer: SocketAddr,
+) -> bool {
+    while let Some(earlier) = pending.pop_front() {
+        let answer = earlier.response.await.unwrap_or_else(|e| Err(format!("request handler failed: {e}")));
+        if !answer_with(writer, answer, peer).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// Reads frames until the client closes the connection or sends one over the limit.
+async fn read_frames(
+    mut reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    max: usize,
+    peer: SocketAddr,
+    frames: mpsc::Sender<Bytes>,
+) {
+    loop {
+        match frame::read_frame(&mut reader, max).await {
+            Ok(frame) => {
+                if frames.send(frame).await.is_err() {
+                    return;
+                }
+            }
             Err(FrameError::Closed) => {
                 tracing::debug!(%peer, "kafka connection closed by the client");
                 return;
@@ -44,19 +145,28 @@ pub async fn serve(socket: TcpStream, peer: SocketAddr, broker: Arc<Broker>, mut
                 tracing::debug!(%peer, error = %e, "kafka connection lost");
                 return;
             }
-        };
-        match handle(&broker, frame, peer, &shutdown).await {
-            Ok(Some(response)) => {
-                if let Err(e) = writer.write_all(&response).await {
-                    tracing::debug!(%peer, error = %e, "kafka connection lost while answering");
-                    return;
-                }
+        }
+    }
+}
+
+/// Writes an answer; `false` when the connection must close (logged).
+async fn answer_with(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    answer: Result<Option<BytesMut>, String>,
+    peer: SocketAddr,
+) -> bool {
+    match answer {
+        Ok(Some(response)) => match writer.write_all(&response).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "kafka connection lost while answering");
+                false
             }
-            Ok(None) => {}
-            Err(reason) => {
-                tracing::warn!(%peer, %reason, "closing kafka connection");
-                return;
-            }
+        },
+        Ok(None) => true,
+        Err(reason) => {
+            tracing::warn!(%peer, %reason, "closing kafka connection");
+            false
         }
     }
 }
@@ -75,6 +185,7 @@ fn preamble(frame: &[u8]) -> Option<Preamble> {
 
 /// Answers one request. `Ok(None)`: nothing to send (Produce with acks=0). `Err`: the request
 /// breaks the protocol and the connection must close (the reason is logged).
+#[cfg(test)]
 pub async fn handle(
     broker: &Broker,
     frame: Bytes,

@@ -9,14 +9,28 @@ use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProducerId, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use tokio::task::JoinSet;
 
 use super::{Broker, codes};
-use crate::storage::AppendOutcome;
+use crate::storage::{AppendError, AppendOutcome, AppendTicket};
 
 /// Appends every partition's batches and answers; `None` for acks=0 (Kafka sends no response).
-/// All partitions are appended concurrently, so they share one storage commit.
 pub async fn produce(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    start(broker, request, version).await.finish().await
+}
+
+/// A produce request whose batches are validated and queued for the writer, waiting for the
+/// commit. Queueing happens in request order; waiting may overlap with the next request's.
+pub struct ProduceInFlight {
+    acks: i16,
+    version: i16,
+    responses: Vec<TopicProduceResponse>,
+    /// (topic index, partition index, the queued append or why it was refused).
+    queued: Vec<(usize, usize, Result<AppendTicket, AppendError>)>,
+}
+
+/// Validates and queues every partition's batches. All partitions of a request are queued before
+/// the writer wakes for them, so they share one storage commit.
+pub async fn start(broker: &Broker, request: ProduceRequest, version: i16) -> ProduceInFlight {
     let acks = request.acks;
     let refusal = if !matches!(acks, -1..=1) {
         Some((ResponseError::InvalidRequiredAcks.code(), "acks must be -1, 0 or 1".to_owned()))
@@ -25,7 +39,7 @@ pub async fn produce(broker: &Broker, request: ProduceRequest, version: i16) -> 
     } else {
         None
     };
-    let mut appends = JoinSet::new();
+    let mut queued = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
@@ -41,28 +55,33 @@ pub async fn produce(broker: &Broker, request: ProduceRequest, version: i16) -> 
                 continue;
             };
             partitions.push(response);
-            let store = broker.store.clone();
-            let name = topic.name.to_string();
-            appends.spawn(async move {
-                let outcome = store.append(&name, index, records.to_vec()).await;
-                (topic_index, partition_index, outcome)
-            });
+            let ticket = broker.store.enqueue_append(topic.name.as_str(), index, records.to_vec()).await;
+            queued.push((topic_index, partition_index, ticket));
         }
         responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
     }
-    while let Some(joined) = appends.join_next().await {
-        let Ok((topic_index, partition_index, outcome)) = joined else {
-            continue; // a panicked append task: its partition keeps base offset -1
-        };
-        let response = &mut responses[topic_index].partition_responses[partition_index];
-        *response = answer(std::mem::take(response), outcome, version);
+    ProduceInFlight { acks, version, responses, queued }
+}
+
+impl ProduceInFlight {
+    /// Waits for every queued append's commit and builds the response.
+    pub async fn finish(self) -> Option<ProduceResponse> {
+        let ProduceInFlight { acks, version, mut responses, queued } = self;
+        for (topic_index, partition_index, ticket) in queued {
+            let outcome = match ticket {
+                Ok(ticket) => ticket.outcome().await,
+                Err(e) => Err(e),
+            };
+            let response = &mut responses[topic_index].partition_responses[partition_index];
+            *response = answer(std::mem::take(response), outcome, version);
+        }
+        (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
     }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
 fn answer(
     response: PartitionProduceResponse,
-    outcome: Result<AppendOutcome, crate::storage::AppendError>,
+    outcome: Result<AppendOutcome, AppendError>,
     version: i16,
 ) -> PartitionProduceResponse {
     match outcome {

@@ -700,3 +700,92 @@ mod cluster_admin {
         broker.store.shutdown().await;
     }
 }
+
+// ---- pipelining ---------------------------------------------------------------------------------
+
+mod pipelining {
+    use bytes::{Buf, BufMut};
+    use kafka_protocol::messages::produce_response::ProduceResponse;
+    use kafka_protocol::messages::{ListOffsetsResponse, RequestHeader, ResponseHeader};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::kafka::KafkaListener;
+
+    fn frame<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, request: &R) -> Vec<u8> {
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id);
+        let mut body = BytesMut::new();
+        header.encode(&mut body, key.request_header_version(version)).unwrap();
+        request.encode(&mut body, version).unwrap();
+        let mut out = Vec::with_capacity(body.len() + 4);
+        out.put_i32(body.len() as i32);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    async fn read_response(socket: &mut tokio::net::TcpStream, key: ApiKey, version: i16) -> (i32, Bytes) {
+        let size = socket.read_i32().await.unwrap() as usize;
+        let mut body = vec![0u8; size];
+        socket.read_exact(&mut body).await.unwrap();
+        let mut body = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
+        (header.correlation_id, body)
+    }
+
+    /// A producer's requests written back to back, then the write side closed: stored in request
+    /// order and answered in request order, every one of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipelined_produce_requests_are_stored_and_answered_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(Location::Dir(dir.path().to_owned()), StoreConfig::default()).unwrap();
+        store.create_topic("t", 1, crate::storage::TopicConfig::default()).await.unwrap();
+        let config = KafkaSection { listen: ([127, 0, 0, 1], 0).into(), ..KafkaSection::default() };
+        let listener = KafkaListener::bind(config, store.clone()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(listener.run(stopped));
+
+        const REQUESTS: i32 = 30;
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let latest = ListOffsetsRequest::default().with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1)]),
+        ]);
+        let mut written = frame(ApiKey::ListOffsets, 6, -1, &latest);
+        for i in 0..REQUESTS {
+            let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(5_000).with_topic_data(vec![
+                TopicProduceData::default().with_name(name("t")).with_partition_data(vec![
+                    PartitionProduceData::default().with_records(Some(records(i as usize + 1))),
+                ]),
+            ]);
+            written.extend(frame(ApiKey::Produce, 9, i, &request));
+        }
+        socket.write_all(&written).await.unwrap();
+        // Done sending while produce requests are still in progress: a half-closed connection
+        // still gets every answer.
+        socket.shutdown().await.unwrap();
+
+        let (correlation, mut body) = read_response(&mut socket, ApiKey::ListOffsets, 6).await;
+        assert_eq!(correlation, -1);
+        let offsets = ListOffsetsResponse::decode(&mut body, 6).unwrap();
+        assert_eq!(offsets.topics[0].partitions[0].offset, 0, "answered before the produce requests after it");
+        let mut expected_base = 0i64;
+        for i in 0..REQUESTS {
+            let (correlation, mut body) = read_response(&mut socket, ApiKey::Produce, 9).await;
+            assert_eq!(correlation, i, "responses in request order");
+            let response = ProduceResponse::decode(&mut body, 9).unwrap();
+            assert!(!body.has_remaining());
+            let partition = &response.responses[0].partition_responses[0];
+            assert_eq!((partition.error_code, partition.base_offset), (0, expected_base), "request {i}");
+            expected_base += i64::from(i) + 1;
+        }
+        assert_eq!(store.topic("t").unwrap().partition(0).unwrap().offsets().high_watermark, expected_base as u64);
+        stop.send(true).unwrap();
+        server.await.unwrap();
+        store.shutdown().await;
+    }
+}

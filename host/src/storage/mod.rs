@@ -164,6 +164,16 @@ pub struct AppendOutcome {
     pub log_start_offset: u64,
 }
 
+/// A queued append: its outcome arrives once the writer has committed it.
+#[derive(Debug)]
+pub struct AppendTicket(oneshot::Receiver<Result<AppendOutcome, AppendError>>);
+
+impl AppendTicket {
+    pub async fn outcome(self) -> Result<AppendOutcome, AppendError> {
+        self.0.await.unwrap_or(Err(AppendError::ShutDown))
+    }
+}
+
 /// What a retention pass deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionReport {
@@ -312,9 +322,23 @@ impl Store {
     /// Appends one or more concatenated v2 record batches (as a Kafka producer sends them) to a
     /// partition. Returns once they are committed under the durability policy.
     pub async fn append(&self, topic: &str, partition: u32, batches: Vec<u8>) -> Result<AppendOutcome, AppendError> {
+        self.enqueue_append(topic, partition, batches).await?.outcome().await
+    }
+
+    /// The first half of [`Store::append`]: validates the batches and queues them for the writer,
+    /// returning once they are queued. Appends queued one after another are stored in that order,
+    /// so a connection can queue its next produce request while the previous one commits.
+    pub async fn enqueue_append(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: Vec<u8>,
+    ) -> Result<AppendTicket, AppendError> {
         let partition_state = self.partition_for_append(topic, partition, &batches)?;
         let key = partition_state.key;
-        self.request(|reply| Command::Append { key, batches, reply }).await.unwrap_or_else(Err)
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Append { key, batches, reply }).await.map_err(|_| AppendError::ShutDown)?;
+        Ok(AppendTicket(answer))
     }
 
     fn partition_for_append(
