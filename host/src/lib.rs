@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod bench;
 pub mod client;
+pub mod clock;
 pub mod compression;
 pub mod config;
 pub mod kafka;

@@ -60,9 +60,7 @@ async fn retention_loop(store: Store, every: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let now_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        match store.enforce_retention(now_ms).await {
+        match store.enforce_retention(crate::clock::now_ms()).await {
             Ok(report) if report.groups_deleted > 0 => {
                 tracing::info!(groups = report.groups_deleted, bytes = report.bytes_deleted, "retention pass");
             }

@@ -17,10 +17,9 @@
 //! `--flush-interval-ms` the page cache (as Kafka's default). On one node acks=1 and acks=-1 wait
 //! for the same commit. The broker runs in this process on its own runtime.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
@@ -31,13 +30,15 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceReq
 use kafka_protocol::messages::{ApiKey, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::storage::batch_of;
 use crate::client::{Client, decode_records};
 use crate::config::KafkaSection;
 use crate::kafka::KafkaListener;
+use crate::limits::CLIENT_RESPONSE_BYTES_MAX;
 use crate::storage::{DurabilityPolicy, Location, Store, StoreConfig, TopicConfig};
 
 #[derive(Debug, Args)]
@@ -304,13 +305,37 @@ fn produce_frame(partition: u32, acks: i16, batch: &[u8]) -> Result<BytesMut, St
     Ok(frame)
 }
 
-/// Reads one response frame; returns its correlation id and error code of the first partition
-/// (a produce response v9: header tag buffer, then topics).
-async fn read_response(reader: &mut tokio::net::tcp::OwnedReadHalf, buffer: &mut Vec<u8>) -> Result<i32, String> {
-    let size = reader.read_i32().await.map_err(|e| e.to_string())? as usize;
+/// Reads one response frame; returns its correlation id.
+async fn read_response(reader: &mut OwnedReadHalf, buffer: &mut Vec<u8>) -> Result<i32, String> {
+    let size = reader.read_i32().await.map_err(|e| e.to_string())?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|size| (4..=CLIENT_RESPONSE_BYTES_MAX).contains(size))
+        .ok_or_else(|| format!("response size {size} out of bounds"))?;
     buffer.resize(size, 0);
     reader.read_exact(buffer).await.map_err(|e| e.to_string())?;
-    Ok(i32::from_be_bytes(buffer[..4].try_into().map_err(|_| "short response")?))
+    Ok(i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]))
+}
+
+/// A request written: its correlation id and the instant its latency counts from.
+type Sent = (i32, Instant);
+
+/// Reads one response per request the sender reports, in order, until the sender is done and
+/// every request is answered; calls `answered` with each request's start instant.
+async fn collect_responses(
+    mut reader: OwnedReadHalf,
+    mut sent: mpsc::Receiver<Sent>,
+    mut answered: impl FnMut(Instant),
+) -> Result<(), String> {
+    let mut buffer = Vec::new();
+    while let Some((expected, at)) = sent.recv().await {
+        let correlation = read_response(&mut reader, &mut buffer).await?;
+        if correlation != expected {
+            return Err(format!("response {correlation} while waiting for {expected}"));
+        }
+        answered(at);
+    }
+    Ok(())
 }
 
 /// One connection sending `frame` with up to [`IN_FLIGHT`] in flight until `until`; counts
@@ -323,53 +348,36 @@ async fn pipelined(
 ) -> Result<(u64, Histogram<u64>), String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    let sent: Arc<Mutex<VecDeque<(i32, Instant)>>> = Arc::default();
+    // The window bounds what is in flight, so the channel never fills.
+    let (report, sent) = mpsc::channel::<Sent>(IN_FLIGHT);
     let sending = {
-        let (slots, sent) = (Arc::clone(&slots), Arc::clone(&sent));
+        let slots = Arc::clone(&slots);
         let mut frame = frame;
         tokio::spawn(async move {
             let mut correlation = 0i32;
             while Instant::now() < until {
-                let permit = slots.acquire().await.map_err(|e| e.to_string())?;
-                permit.forget();
+                slots.acquire().await.map_err(|e| e.to_string())?.forget();
                 correlation += 1;
                 frame[8..12].copy_from_slice(&correlation.to_be_bytes());
-                sent.lock().map_err(|_| "poisoned")?.push_back((correlation, Instant::now()));
+                report.send((correlation, Instant::now())).await.map_err(|e| e.to_string())?;
                 writer.write_all(&frame).await.map_err(|e| e.to_string())?;
             }
-            Ok::<_, String>(correlation)
+            Ok::<_, String>(())
         })
     };
     let mut histogram = new_histogram();
     let mut acknowledged = 0u64;
-    let mut buffer = Vec::new();
-    let mut received = 0i32;
-    loop {
-        if sending.is_finished() && sent.lock().map_err(|_| "poisoned")?.is_empty() {
-            break;
-        }
-        let correlation =
-            match tokio::time::timeout(Duration::from_millis(50), read_response(&mut reader, &mut buffer)).await {
-                Ok(read) => read?,
-                Err(_) => continue,
-            };
-        let (expected, at) = sent.lock().map_err(|_| "poisoned")?.pop_front().ok_or("a response nobody asked for")?;
-        if correlation != expected {
-            return Err(format!("response {correlation} while waiting for {expected}"));
-        }
-        received += 1;
+    collect_responses(reader, sent, |at| {
         slots.add_permits(1);
         if at >= measure_from && at < until {
             acknowledged += 1;
             let _ = histogram.record(at.elapsed().as_micros().max(1) as u64);
         }
-    }
-    let sent_total = sending.await.map_err(|e| e.to_string())??;
-    if received != sent_total {
-        return Err(format!("{sent_total} requests sent, {received} answered"));
-    }
+    })
+    .await?;
+    sending.await.map_err(|e| e.to_string())??;
     Ok((acknowledged, histogram))
 }
 
@@ -438,7 +446,9 @@ async fn loopback_closed_loop(
                 let mut response = vec![0u8; 64];
                 response[..4].copy_from_slice(&60i32.to_be_bytes());
                 while let Ok(size) = reader.read_i32().await {
-                    body.resize(size as usize, 0);
+                    // Our own frames; anything shorter than a header ends the connection.
+                    let Some(size) = usize::try_from(size).ok().filter(|size| *size >= 8) else { return };
+                    body.resize(size, 0);
                     if reader.read_exact(&mut body).await.is_err() {
                         return;
                     }
@@ -523,6 +533,7 @@ fn fresh_file(scratch: &Path) -> Result<std::fs::File, String> {
 }
 
 /// The open-loop schedule: one batch every millisecond from `start`, measured after the warm-up.
+#[derive(Debug, Clone, Copy)]
 struct Schedule {
     start: Instant,
     measure_from: Instant,
@@ -550,59 +561,36 @@ fn summarize(histogram: &Histogram<u64>) -> Throughput {
 async fn produce_open_loop(addr: SocketAddr, batch: &[u8], args: &KafkaArgs) -> Result<Throughput, String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (mut reader, mut writer) = stream.into_split();
-    let schedule = Arc::new(Schedule::new(args));
-    let sent: Arc<Mutex<VecDeque<(i32, Instant)>>> = Arc::default();
+    let (reader, mut writer) = stream.into_split();
+    let schedule = Schedule::new(args);
+    let (report, sent) = mpsc::channel::<Sent>(OPEN_LOOP_IN_FLIGHT_MAX);
     let mut frame = produce_frame(0, -1, batch)?;
-    let sending = {
-        let (schedule, sent) = (Arc::clone(&schedule), Arc::clone(&sent));
-        tokio::spawn(async move {
-            let mut n = 0u32;
-            loop {
-                let intended = schedule.intended(n);
+    let sending = tokio::spawn({
+        async move {
+            for n in 1u32.. {
+                let intended = schedule.intended(n - 1);
                 if intended >= schedule.until {
-                    return Ok::<i32, String>(n as i32);
+                    break;
                 }
                 tokio::time::sleep_until(intended.into()).await;
-                n += 1;
                 frame[8..12].copy_from_slice(&(n as i32).to_be_bytes());
-                {
-                    let mut queue = sent.lock().map_err(|_| "poisoned")?;
-                    if queue.len() > OPEN_LOOP_IN_FLIGHT_MAX {
-                        return Err(format!("overloaded: {OPEN_LOOP_IN_FLIGHT_MAX} requests unanswered"));
-                    }
-                    queue.push_back((n as i32, intended));
-                }
+                // Never wait for room: an open loop that waits is a closed loop.
+                report
+                    .try_send((n as i32, intended))
+                    .map_err(|_| format!("overloaded: {OPEN_LOOP_IN_FLIGHT_MAX} requests unanswered"))?;
                 writer.write_all(&frame).await.map_err(|e| e.to_string())?;
             }
-        })
-    };
+            Ok::<_, String>(())
+        }
+    });
     let mut histogram = new_histogram();
-    let mut buffer = Vec::new();
-    let mut received = 0;
-    loop {
-        if sending.is_finished() && sent.lock().map_err(|_| "poisoned")?.is_empty() {
-            break;
-        }
-        let correlation =
-            match tokio::time::timeout(Duration::from_millis(50), read_response(&mut reader, &mut buffer)).await {
-                Ok(read) => read?,
-                Err(_) => continue,
-            };
-        let (expected, intended) =
-            sent.lock().map_err(|_| "poisoned")?.pop_front().ok_or("a response nobody asked for")?;
-        if correlation != expected {
-            return Err(format!("response {correlation} while waiting for {expected}"));
-        }
-        received += 1;
+    collect_responses(reader, sent, |intended| {
         if intended >= schedule.measure_from {
             let _ = histogram.record(intended.elapsed().as_micros().max(1) as u64);
         }
-    }
-    let sent_total = sending.await.map_err(|e| e.to_string())??;
-    if received != sent_total {
-        return Err(format!("{sent_total} requests sent, {received} answered"));
-    }
+    })
+    .await?;
+    sending.await.map_err(|e| e.to_string())??;
     Ok(summarize(&histogram))
 }
 

@@ -12,9 +12,8 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::incremental_alter_configs_response::{
     AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 
-use super::{Broker, NODE_ID, codes};
+use super::{Broker, NODE_ID, codes, text};
 use crate::storage::TopicConfig;
 
 /// Kafka's `ConfigResource.Type` codes.
@@ -42,10 +41,6 @@ const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
-
-fn text(value: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(value.into())
-}
 
 pub fn describe_configs(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let results = request.resources.into_iter().map(|resource| describe_one(broker, resource)).collect();

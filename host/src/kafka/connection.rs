@@ -183,21 +183,6 @@ fn preamble(frame: &[u8]) -> Option<Preamble> {
     Some(Preamble { api_key: bytes.get_i16(), version: bytes.get_i16(), correlation_id: bytes.get_i32() })
 }
 
-/// Answers one request. `Ok(None)`: nothing to send (Produce with acks=0). `Err`: the request
-/// breaks the protocol and the connection must close (the reason is logged).
-#[cfg(test)]
-pub async fn handle(
-    broker: &Broker,
-    frame: Bytes,
-    peer: SocketAddr,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<Option<BytesMut>, String> {
-    match parse(frame)? {
-        Parsed::Answer(answer) => Ok(answer),
-        Parsed::Request(request) => dispatch(broker, *request, peer, shutdown).await,
-    }
-}
-
 /// A request frame, decoded: either answered already (KIP-511 fallback, legacy Produce) or to be
 /// dispatched.
 pub enum Parsed {

@@ -51,6 +51,11 @@ pub struct Broker {
     pub groups: groups::Coordinator,
 }
 
+/// An owned string as the protocol's string type.
+pub(crate) fn text(value: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(value.into())
+}
+
 /// This broker's node id: a single-node cluster.
 pub const NODE_ID: i32 = 0;
 

@@ -112,7 +112,7 @@ impl Writer {
             id: *id.as_bytes(),
             config: config.clone(),
             partition_keys: keys,
-            created_ms: now_ms(),
+            created_ms: crate::clock::now_ms(),
         };
         let keys = self
             .durable_txn(|txn| {
@@ -167,9 +167,9 @@ impl Writer {
 
     fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {
         let topic = self.shared.catalog().get(name).ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
-        let group_offsets = self.shared.offsets().clone();
+        let offset_rows = offsets::of_topic(&self.shared.offsets(), name);
         self.durable_txn(|txn| {
-            offsets::delete_topic(txn, name, &group_offsets)?;
+            offsets::delete_topic(txn, name, &offset_rows)?;
             for partition in &topic.partitions {
                 producers::delete_partition(txn, partition.key)?;
             }
@@ -448,8 +448,4 @@ fn write_new_partitions(txn: &WriteTransaction, keys: &[u64]) -> Result<(), Stri
 
 fn fresh_partition() -> PartitionMeta {
     PartitionMeta { log_start_offset: 0, next_offset: 0, size_bytes: 0, leader_epoch: 0, epochs: Vec::new() }
-}
-
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

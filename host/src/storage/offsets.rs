@@ -66,16 +66,22 @@ pub(super) fn delete_group(txn: &WriteTransaction, group: &str) -> Result<(), St
     Ok(())
 }
 
-/// Deletes every group's offsets for `topic` in `txn` (the topic is being deleted; a new topic of
-/// the same name must not inherit them).
-pub(super) fn delete_topic(txn: &WriteTransaction, topic: &str, known: &GroupOffsets) -> Result<(), String> {
+/// The (group, partition) of every committed offset for `topic`.
+pub(super) fn of_topic(known: &GroupOffsets, topic: &str) -> Vec<(String, u32)> {
+    known
+        .iter()
+        .flat_map(|(group, offsets)| {
+            offsets.keys().filter(|(name, _)| name == topic).map(move |(_, partition)| (group.clone(), *partition))
+        })
+        .collect()
+}
+
+/// Deletes the rows of `topic` named by [`of_topic`] in `txn` (the topic is being deleted; a new
+/// topic of the same name must not inherit them).
+pub(super) fn delete_topic(txn: &WriteTransaction, topic: &str, rows: &[(String, u32)]) -> Result<(), String> {
     let mut table = txn.open_table(GROUP_OFFSETS).map_err(|e| e.to_string())?;
-    for (group, offsets) in known {
-        for (name, partition) in offsets.keys() {
-            if name == topic {
-                table.remove((group.as_str(), topic, *partition)).map_err(|e| e.to_string())?;
-            }
-        }
+    for (group, partition) in rows {
+        table.remove((group.as_str(), topic, *partition)).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -430,7 +430,7 @@ impl Writer {
                 }
             }
         }
-        let now = super::admin::now_ms();
+        let now = crate::clock::now_ms();
         for (header, base_offset, last_offset) in sequenced {
             let id = (key, header.producer_id);
             let current = self.producers.get(key, header.producer_id).cloned();
@@ -454,8 +454,11 @@ impl Writer {
     /// the previous ones would leave.
     fn find_duplicate(&self, key: u64, batches: &[u8]) -> Result<Option<(u64, u64)>, AppendError> {
         let mut pending: HashMap<i64, ProducerState> = HashMap::new();
-        for parsed in batch::batches(batches) {
-            let header = *parsed.map_err(|e| AppendError::Log(e.to_string()))?.header();
+        // Headers only: the batches were validated (CRC, records) on the caller's task.
+        let mut rest = batches;
+        while !rest.is_empty() {
+            let header = batch::BatchHeader::decode(rest).map_err(|e| AppendError::Log(e.to_string()))?;
+            rest = rest.get(header.total_len()..).unwrap_or_default();
             let producer_id = header.producer_id;
             if producer_id < 0 {
                 continue;

@@ -108,8 +108,7 @@ async fn send(
     records: &[(Option<Vec<u8>>, Vec<u8>)],
 ) -> Result<(), ClientError> {
     let version = client.version::<ProduceRequest>(9)?;
-    let timestamp =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let timestamp = crate::clock::now_ms();
     let batch = build_batch(records, timestamp)?;
     let partitions =
         vec![PartitionProduceData::default().with_index(partition as i32).with_records(Some(batch.into()))];

@@ -14,14 +14,9 @@ use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoord
 use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
 use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
 use kafka_protocol::messages::{BrokerId, GroupId};
-use kafka_protocol::protocol::StrBytes;
 
 use super::state::GroupState;
-use crate::kafka::{Broker, NODE_ID};
-
-fn text(value: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(value.into())
-}
+use crate::kafka::{Broker, NODE_ID, text};
 
 /// FindCoordinator's `key_type` for consumer groups (1 is transactions, 2 share groups).
 const KEY_TYPE_GROUP: i8 = 0;

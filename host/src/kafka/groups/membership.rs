@@ -12,16 +12,11 @@ use kafka_protocol::messages::leave_group_request::LeaveGroupRequest;
 use kafka_protocol::messages::leave_group_response::{LeaveGroupResponse, MemberResponse};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequest;
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
-use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
 
 use super::state::{JoinRequest, Joined, Reply, Synced};
-use crate::kafka::Broker;
+use crate::kafka::{Broker, text};
 use crate::limits::GROUPS_MAX;
-
-fn text(value: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(value.into())
-}
 
 fn millis(value: i32) -> Duration {
     Duration::from_millis(u64::try_from(value).unwrap_or(0))

@@ -31,7 +31,7 @@ pub async fn offset_commit(broker: &Broker, request: OffsetCommitRequest) -> Off
             None => ResponseError::UnknownMemberId.code(),
         }
     };
-    let now_ms = now_ms();
+    let now_ms = crate::clock::now_ms();
     // Each partition's error, in request order; 0 where it is to be committed.
     let mut errors: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::with_capacity(request.topics.len());
     let mut commits: Vec<(TopicPartition, CommittedOffset)> = Vec::new();
@@ -184,8 +184,4 @@ pub fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version: i16) 
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
