@@ -17,6 +17,12 @@
 //! request_bytes_max = 16777216
 //! auto_create_topics = true        # Metadata and Produce create unknown topics
 //! default_partitions = 1           # for auto-created topics and CreateTopics without a count
+//!
+//! [http]
+//! listen = "127.0.0.1:9644"        # admin API, /metrics, /health, /ready, status page
+//! admin_token = "…"                # required (Bearer) by every mutating call; or RILL_ADMIN_TOKEN
+//! max_connections = 64
+//! plugin_bytes_max = 33554432      # largest plugin component accepted
 //! ```
 
 use std::net::SocketAddr;
@@ -26,8 +32,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::limits::{
-    CACHE_BYTES_DEFAULT, FLUSH_INTERVAL_MS_MAX, KAFKA_CONNECTIONS_MAX_DEFAULT, KAFKA_REQUEST_BYTES_MAX_DEFAULT,
-    KAFKA_REQUEST_BYTES_MIN, PARTITIONS_PER_TOPIC_MAX, RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+    CACHE_BYTES_DEFAULT, FLUSH_INTERVAL_MS_MAX, HTTP_CONNECTIONS_MAX_DEFAULT, KAFKA_CONNECTIONS_MAX_DEFAULT,
+    KAFKA_REQUEST_BYTES_MAX_DEFAULT, KAFKA_REQUEST_BYTES_MIN, PARTITIONS_PER_TOPIC_MAX, PLUGIN_BYTES_MAX_DEFAULT,
+    RETENTION_CHECK_INTERVAL_MS_DEFAULT,
 };
 use crate::storage::{DurabilityPolicy, StoreConfig};
 
@@ -37,6 +44,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub storage: StorageSection,
     pub kafka: KafkaSection,
+    pub http: HttpSection,
 }
 
 impl Default for Config {
@@ -45,7 +53,57 @@ impl Default for Config {
             data_dir: PathBuf::from("./rill-data"),
             storage: StorageSection::default(),
             kafka: KafkaSection::default(),
+            http: HttpSection::default(),
         }
+    }
+}
+
+/// The HTTP control plane (`[http]`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub listen: SocketAddr,
+    /// When set, every mutating admin call needs `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+    pub max_connections: usize,
+    pub plugin_bytes_max: usize,
+}
+
+// The token stays out of logs and debug output.
+impl std::fmt::Debug for HttpSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSection")
+            .field("listen", &self.listen)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("max_connections", &self.max_connections)
+            .field("plugin_bytes_max", &self.plugin_bytes_max)
+            .finish()
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
+            admin_token: None,
+            max_connections: HTTP_CONNECTIONS_MAX_DEFAULT,
+            plugin_bytes_max: PLUGIN_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+impl HttpSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid("http.max_connections must be positive".into()));
+        }
+        if self.plugin_bytes_max < 1024 {
+            return Err(ConfigError::Invalid("http.plugin_bytes_max must be at least 1024".into()));
+        }
+        if self.admin_token.as_deref().is_some_and(|token| token.trim().is_empty()) {
+            return Err(ConfigError::Invalid("http.admin_token must not be empty (leave it out for no token)".into()));
+        }
+        Ok(())
     }
 }
 
@@ -174,7 +232,8 @@ impl Config {
         if storage.retention_check_interval_ms == 0 {
             return Err(ConfigError::Invalid("storage.retention_check_interval_ms must be positive".into()));
         }
-        self.kafka.validate()
+        self.kafka.validate()?;
+        self.http.validate()
     }
 
     pub fn store_config(&self) -> StoreConfig {
@@ -240,5 +299,17 @@ mod tests {
             assert!(Config::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_host_port("[::1]:9092"), Ok(("::1".to_owned(), 9092)));
+    }
+
+    #[test]
+    fn http_section_is_parsed_and_checked() {
+        let config =
+            Config::parse("[http]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"s3cret\"\nmax_connections = 4\n").unwrap();
+        assert_eq!(config.http.listen.port(), 0);
+        assert_eq!(config.http.admin_token.as_deref(), Some("s3cret"));
+        assert!(!format!("{config:?}").contains("s3cret"), "the token never reaches debug output");
+        for bad in ["[http]\nmax_connections = 0\n", "[http]\nadmin_token = \" \"\n", "[http]\nport = 1\n"] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
     }
 }

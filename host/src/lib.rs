@@ -7,8 +7,10 @@ pub mod client;
 pub mod clock;
 pub mod compression;
 pub mod config;
+pub mod http;
 pub mod kafka;
 pub mod limits;
+pub mod metrics;
 pub mod serve;
 pub mod storage;
 

@@ -104,6 +104,26 @@ const _: () = assert!(KAFKA_REQUEST_BYTES_MAX_DEFAULT >= BATCH_BYTES_MAX, "a lar
 /// long-poll ends early on shutdown; a Produce waits for its commit).
 pub const SHUTDOWN_DRAIN_WAIT: Duration = Duration::from_secs(10);
 
+// ---- HTTP control plane ---------------------------------------------------------------------
+
+/// HTTP connections at once (`[http] max_connections`): operators, a Prometheus scraper, the
+/// CLI. Past it new connections are closed at once.
+pub const HTTP_CONNECTIONS_MAX_DEFAULT: usize = 64;
+
+/// Largest JSON request body. Admin resources are small; a megabyte is generous.
+pub const HTTP_JSON_BYTES_MAX: usize = 1024 * 1024;
+
+/// Largest plugin component (`[http] plugin_bytes_max`). Components built from Rust with
+/// rill-core inside weigh 100 KiB–2 MiB; 32 MiB leaves room without letting an upload fill a
+/// gateway's disk.
+pub const PLUGIN_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
+
+/// How long a client may take to send a request's headers (slow-loris bound).
+pub const HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for HTTP requests in progress.
+pub const HTTP_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
 // ---- idempotent producers -------------------------------------------------------------------
 
 /// Batches remembered per producer and partition for recognising retries: Kafka clients keep at

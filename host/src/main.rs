@@ -31,6 +31,10 @@ enum Command {
         /// Address for Kafka clients (default 127.0.0.1:9092; port 0 picks a free port).
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+        /// Address for the HTTP admin API, metrics and status page (default 127.0.0.1:9644;
+        /// port 0 picks a free port).
+        #[arg(long, value_name = "ADDR")]
+        http_listen: Option<std::net::SocketAddr>,
     },
     /// Create, list, describe, alter and delete topics.
     Topic {
@@ -93,7 +97,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Serve { data_dir, config, listen } => {
+        Command::Serve { data_dir, config, listen, http_listen } => {
             let mut settings = match &config {
                 Some(path) => Config::load(path).map_err(|e| Failure {
                     cause: e.to_string(),
@@ -107,6 +111,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if let Some(listen) = listen {
                 settings.kafka.listen = listen;
             }
+            if let Some(listen) = http_listen {
+                settings.http.listen = listen;
+            }
+            // The environment keeps the token out of files and process listings.
+            if let Some(token) = std::env::var("RILL_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+                settings.http.admin_token = Some(token);
+            }
             let runtime = runtime()?;
             runtime.block_on(async {
                 let shutdown = rill::serve::shutdown_signal().map_err(|e| Failure {
@@ -116,7 +127,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 rill::serve::serve(settings, shutdown).await.map_err(|e| Failure {
                     cause: e.to_string(),
                     hint: "check that the data directory is writable and not used by another rill (--data-dir DIR), \
-                           and that the listen address is free (--listen ADDR)",
+                           and that the listen addresses are free (--listen ADDR, --http-listen ADDR)",
                 })
             })
         }

@@ -1,14 +1,19 @@
 //! `rill serve`: open storage, bind the Kafka listener, run retention, wait for a shutdown signal,
 //! then stop accepting, let connections finish their request, and close storage cleanly.
-//! Further listeners (HTTP, replication) join here as they arrive.
+//! The HTTP control plane binds after the Kafka listener; further listeners (replication) join
+//! here as they arrive.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::http::{AppState, HttpListener};
 use crate::kafka::KafkaListener;
+use crate::metrics::Metrics;
 use crate::storage::{Location, OpenError, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +22,8 @@ pub enum ServeError {
     Storage { dir: String, source: OpenError },
     #[error("cannot listen for Kafka clients on {addr}: {source}")]
     KafkaListen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    HttpListen { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// Runs the broker until `shutdown` completes. Takes the shutdown signal as an argument so tests
@@ -28,7 +35,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let topics = store.topics().len();
     tracing::info!(data_dir = %dir, topics, durability = ?config.storage.durability, "storage open");
 
-    let kafka = match KafkaListener::bind(config.kafka.clone(), store.clone()).await {
+    let metrics = Arc::new(Metrics::new(&store));
+    let kafka = match KafkaListener::bind(config.kafka.clone(), store.clone(), Arc::clone(&metrics)).await {
         Ok(kafka) => kafka,
         Err(source) => {
             store.shutdown().await;
@@ -38,8 +46,29 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let kafka_addr =
         kafka.local_addr().map_err(|source| ServeError::KafkaListen { addr: config.kafka.listen, source })?;
     tracing::info!("kafka listening on {kafka_addr}");
+    let listeners_up = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        store: store.clone(),
+        broker: kafka.broker(),
+        metrics,
+        config: Arc::new(config.http.clone()),
+        listeners_up: Arc::clone(&listeners_up),
+    };
+    let http_addr = config.http.listen;
+    let http = match HttpListener::bind(state).await.and_then(|http| Ok((http.local_addr()?, http))) {
+        Ok((bound, http)) => {
+            tracing::info!("http listening on {bound}");
+            http
+        }
+        Err(source) => {
+            store.shutdown().await;
+            return Err(ServeError::HttpListen { addr: http_addr, source });
+        }
+    };
     let (stop, stopping) = watch::channel(false);
-    let kafka = tokio::spawn(kafka.run(stopping));
+    let kafka = tokio::spawn(kafka.run(stopping.clone()));
+    let http = tokio::spawn(http.run(stopping));
+    listeners_up.store(true, Ordering::Release);
 
     let retention =
         tokio::spawn(retention_loop(store.clone(), Duration::from_millis(config.storage.retention_check_interval_ms)));
@@ -48,6 +77,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     tracing::info!("shutting down");
     let _ = stop.send(true);
     let _ = kafka.await;
+    let _ = http.await;
     retention.abort();
     let _ = retention.await;
     store.shutdown().await;

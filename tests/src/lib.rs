@@ -28,11 +28,11 @@ pub fn rill() -> Command {
     command
 }
 
-/// `rill serve` with its Kafka listener on a free loopback port, so tests run side by side.
-/// Read the port with [`Running::kafka_addr`].
+/// `rill serve` with its Kafka and HTTP listeners on free loopback ports, so tests run side by
+/// side. Read the ports with [`Running::kafka_addr`] and [`Running::http_addr`].
 pub fn serve() -> Command {
     let mut command = rill();
-    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
     command
 }
 
@@ -100,9 +100,21 @@ impl Running {
 
     /// Waits for the Kafka listener's startup line and returns the address it bound.
     pub fn kafka_addr(&mut self) -> String {
-        const PREFIX: &str = "kafka listening on ";
-        let line = self.wait_for(PREFIX).expect("the kafka listener starts");
-        let at = line.find(PREFIX).expect("the line holds the prefix") + PREFIX.len();
+        self.listener_addr("kafka listening on ")
+    }
+
+    /// Waits for the HTTP listener's startup line and returns the address it bound.
+    pub fn http_addr(&mut self) -> String {
+        self.listener_addr("http listening on ")
+    }
+
+    /// The address after `prefix` in a startup line, read already or still to come.
+    fn listener_addr(&mut self, prefix: &str) -> String {
+        let line = match self.log.iter().rev().find(|line| line.contains(prefix)) {
+            Some(line) => line.clone(),
+            None => self.wait_for(prefix).unwrap_or_else(|e| panic!("the listener starts: {e}")),
+        };
+        let at = line.find(prefix).expect("the line holds the prefix") + prefix.len();
         line[at..].split_whitespace().next().expect("an address follows").to_owned()
     }
 

@@ -257,7 +257,8 @@ impl BenchBroker {
             };
             runtime.block_on(async move {
                 let config = KafkaSection { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..KafkaSection::default() };
-                match KafkaListener::bind(config, broker_store).await {
+                let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(&broker_store));
+                match KafkaListener::bind(config, broker_store, metrics).await {
                     Ok(listener) => {
                         let _ = bound.send(listener.local_addr().map_err(|e| e.to_string()));
                         listener.run(stopped).await;

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -20,9 +21,11 @@ use tokio::net::TcpStream;
 
 use tokio::sync::{mpsc, watch};
 
+use super::errors::ErrorCodes;
 use super::frame::{self, FrameError};
 use super::{Broker, admin, configs, fetch, groups, metadata, produce, versions};
 use crate::limits::{KAFKA_PIPELINE_BYTES_MAX, KAFKA_PIPELINE_MAX};
+use crate::metrics::ApiLabels;
 
 /// A response in the making, in request order.
 struct Pending {
@@ -78,9 +81,10 @@ pub async fn serve(socket: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
                     Ok(Parsed::Request(request)) if matches!(request.body, Body::Produce(_)) => {
                         let Request { to, body: Body::Produce(decoded), .. } = *request else { unreachable!("matched above") };
                         let in_flight = produce::start(&broker, decoded, to.version).await;
+                        let broker = Arc::clone(&broker);
                         let response = Box::pin(async move {
                             match in_flight.finish().await {
-                                Some(response) => to.respond(&response),
+                                Some(response) => to.respond(&broker, &response),
                                 None => Ok(None),
                             }
                         });
@@ -248,7 +252,8 @@ pub fn parse(frame: Bytes) -> Result<Parsed, String> {
         other => return Err(format!("{other:?} is advertised but has no handler")),
     };
     let client_id = header.client_id.map(|id| id.to_string()).unwrap_or_default();
-    Ok(Parsed::Request(Box::new(Request { to: Responder { key, version, correlation_id }, client_id, body })))
+    let to = Responder { key, version, correlation_id, arrived: Instant::now() };
+    Ok(Parsed::Request(Box::new(Request { to, client_id, body })))
 }
 
 /// A decoded request, ready for its handler.
@@ -305,15 +310,22 @@ impl Reader {
     }
 }
 
-/// Where a response goes: the request's API, version and correlation id.
+/// Where a response goes: the request's API, version and correlation id, and when it arrived.
 struct Responder {
     key: ApiKey,
     version: i16,
     correlation_id: i32,
+    arrived: Instant,
 }
 
 impl Responder {
-    fn respond<R: Encodable>(&self, response: &R) -> Result<Option<BytesMut>, String> {
+    /// Encodes the response, counting its latency and error codes.
+    fn respond<R: Encodable + ErrorCodes>(&self, broker: &Broker, response: &R) -> Result<Option<BytesMut>, String> {
+        let api = format!("{:?}", self.key);
+        let metrics = &broker.metrics;
+        metrics.count_errors(&api, response.error_codes());
+        let labels = ApiLabels { api };
+        metrics.kafka.request_seconds.get_or_create(&labels).observe(self.arrived.elapsed().as_secs_f64());
         let header_version = self.key.response_header_version(self.version);
         frame::encode_response(self.correlation_id, header_version, self.version, response).map(Some)
     }
@@ -328,35 +340,35 @@ async fn dispatch(
     let Request { to, client_id, body } = request;
     let version = to.version;
     match body {
-        Body::ApiVersions => to.respond(&versions::api_versions()),
-        Body::Metadata(decoded) => to.respond(&metadata::metadata(broker, decoded, version).await),
+        Body::ApiVersions => to.respond(broker, &versions::api_versions()),
+        Body::Metadata(decoded) => to.respond(broker, &metadata::metadata(broker, decoded, version).await),
         Body::Produce(decoded) => match produce::produce(broker, decoded, version).await {
-            Some(response) => to.respond(&response),
+            Some(response) => to.respond(broker, &response),
             None => Ok(None),
         },
-        Body::Fetch(decoded) => to.respond(&fetch::fetch(broker, decoded, version, shutdown.clone()).await),
-        Body::ListOffsets(decoded) => to.respond(&fetch::list_offsets(broker, decoded, version).await),
-        Body::CreateTopics(decoded) => to.respond(&admin::create_topics(broker, decoded, version).await),
-        Body::DeleteTopics(decoded) => to.respond(&admin::delete_topics(broker, decoded, version).await),
-        Body::CreatePartitions(decoded) => to.respond(&admin::create_partitions(broker, decoded).await),
-        Body::DeleteRecords(decoded) => to.respond(&admin::delete_records(broker, decoded).await),
-        Body::DescribeConfigs(decoded) => to.respond(&configs::describe_configs(broker, decoded)),
+        Body::Fetch(decoded) => to.respond(broker, &fetch::fetch(broker, decoded, version, shutdown.clone()).await),
+        Body::ListOffsets(decoded) => to.respond(broker, &fetch::list_offsets(broker, decoded, version).await),
+        Body::CreateTopics(decoded) => to.respond(broker, &admin::create_topics(broker, decoded, version).await),
+        Body::DeleteTopics(decoded) => to.respond(broker, &admin::delete_topics(broker, decoded, version).await),
+        Body::CreatePartitions(decoded) => to.respond(broker, &admin::create_partitions(broker, decoded).await),
+        Body::DeleteRecords(decoded) => to.respond(broker, &admin::delete_records(broker, decoded).await),
+        Body::DescribeConfigs(decoded) => to.respond(broker, &configs::describe_configs(broker, decoded)),
         Body::IncrementalAlterConfigs(decoded) => {
-            to.respond(&configs::incremental_alter_configs(broker, decoded).await)
+            to.respond(broker, &configs::incremental_alter_configs(broker, decoded).await)
         }
-        Body::DescribeCluster => to.respond(&admin::describe_cluster(broker)),
-        Body::InitProducerId(decoded) => to.respond(&produce::init_producer_id(broker, decoded).await),
-        Body::FindCoordinator(decoded) => to.respond(&groups::find_coordinator(broker, decoded, version)),
+        Body::DescribeCluster => to.respond(broker, &admin::describe_cluster(broker)),
+        Body::InitProducerId(decoded) => to.respond(broker, &produce::init_producer_id(broker, decoded).await),
+        Body::FindCoordinator(decoded) => to.respond(broker, &groups::find_coordinator(broker, decoded, version)),
         Body::JoinGroup(decoded) => {
-            to.respond(&groups::join_group(broker, decoded, version, &client_id, peer, shutdown).await)
+            to.respond(broker, &groups::join_group(broker, decoded, version, &client_id, peer, shutdown).await)
         }
-        Body::SyncGroup(decoded) => to.respond(&groups::sync_group(broker, decoded, version, shutdown).await),
-        Body::Heartbeat(decoded) => to.respond(&groups::heartbeat(broker, decoded)),
-        Body::LeaveGroup(decoded) => to.respond(&groups::leave_group(broker, decoded, version)),
-        Body::OffsetCommit(decoded) => to.respond(&groups::offset_commit(broker, decoded).await),
-        Body::OffsetFetch(decoded) => to.respond(&groups::offset_fetch(broker, decoded, version)),
-        Body::ListGroups(decoded) => to.respond(&groups::list_groups(broker, decoded, version)),
-        Body::DescribeGroups(decoded) => to.respond(&groups::describe_groups(broker, decoded, version)),
-        Body::DeleteGroups(decoded) => to.respond(&groups::delete_groups(broker, decoded).await),
+        Body::SyncGroup(decoded) => to.respond(broker, &groups::sync_group(broker, decoded, version, shutdown).await),
+        Body::Heartbeat(decoded) => to.respond(broker, &groups::heartbeat(broker, decoded)),
+        Body::LeaveGroup(decoded) => to.respond(broker, &groups::leave_group(broker, decoded, version)),
+        Body::OffsetCommit(decoded) => to.respond(broker, &groups::offset_commit(broker, decoded).await),
+        Body::OffsetFetch(decoded) => to.respond(broker, &groups::offset_fetch(broker, decoded, version)),
+        Body::ListGroups(decoded) => to.respond(broker, &groups::list_groups(broker, decoded, version)),
+        Body::DescribeGroups(decoded) => to.respond(broker, &groups::describe_groups(broker, decoded, version)),
+        Body::DeleteGroups(decoded) => to.respond(broker, &groups::delete_groups(broker, decoded).await),
     }
 }

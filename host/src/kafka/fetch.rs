@@ -88,6 +88,7 @@ pub async fn fetch(
         };
         let now = tokio::time::Instant::now();
         if bytes >= min_bytes || errors || now >= deadline || *shutdown.borrow() || watchers.is_empty() {
+            count_out(&broker.store, &wanted, &partitions);
             return FetchResponse::default()
                 .with_responses(group_by_topic(&names, &wanted, partitions, committed, version));
         }
@@ -101,6 +102,27 @@ pub async fn fetch(
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
     }
+}
+
+/// Counts the records and bytes a response hands out, per partition.
+fn count_out(store: &Store, wanted: &[Wanted], reads: &[Read]) {
+    for (wanted, read) in wanted.iter().zip(reads) {
+        let Some(records) = read.records.as_ref().filter(|r| !r.is_empty()) else { continue };
+        let partition = u32::try_from(wanted.partition).ok().and_then(|p| store.topic(&wanted.topic)?.partition(p));
+        if let Some(partition) = partition {
+            partition.traffic.count_out(records_in(records), records.len() as u64);
+        }
+    }
+}
+
+/// Records in concatenated stored batches (validated when appended: headers only).
+fn records_in(mut batches: &[u8]) -> u64 {
+    let mut records = 0;
+    while let Ok(header) = rill_core::batch::BatchHeader::decode(batches) {
+        records += u64::try_from(header.last_offset_delta).map_or(0, |delta| delta + 1);
+        batches = batches.get(header.total_len().max(rill_core::batch::HEADER_LEN)..).unwrap_or_default();
+    }
+    records
 }
 
 /// What one partition's read produced.

@@ -15,6 +15,7 @@ mod admin;
 mod codes;
 mod configs;
 mod connection;
+mod errors;
 mod fetch;
 mod frame;
 pub mod groups;
@@ -34,6 +35,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{KafkaSection, parse_host_port};
+use crate::metrics::Metrics;
 use crate::storage::Store;
 
 /// What every connection shares: the store and how the broker presents itself.
@@ -49,6 +51,7 @@ pub struct Broker {
     pub cluster_id: String,
     /// Consumer groups' membership.
     pub groups: groups::Coordinator,
+    pub metrics: Arc<Metrics>,
 }
 
 /// An owned string as the protocol's string type.
@@ -68,7 +71,7 @@ pub struct KafkaListener {
 
 impl KafkaListener {
     /// Binds `config.listen` (port 0: any free port) and works out what to advertise.
-    pub async fn bind(config: KafkaSection, store: Store) -> std::io::Result<KafkaListener> {
+    pub async fn bind(config: KafkaSection, store: Store, metrics: Arc<Metrics>) -> std::io::Result<KafkaListener> {
         let listener = TcpListener::bind(config.listen).await?;
         let bound = listener.local_addr()?;
         let (advertised_host, advertised_port) = match &config.advertised {
@@ -85,12 +88,18 @@ impl KafkaListener {
             advertised_port,
             cluster_id,
             groups: groups::Coordinator::default(),
+            metrics,
         });
         Ok(KafkaListener { listener, broker })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// What connections share, for the control plane (groups' membership, metrics).
+    pub fn broker(&self) -> Arc<Broker> {
+        Arc::clone(&self.broker)
     }
 
     /// Accepts connections until `shutdown` turns true, then waits (bounded) for open connections
@@ -116,6 +125,7 @@ impl KafkaListener {
                 }
             };
             let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                self.broker.metrics.kafka.connections_refused.inc();
                 tracing::warn!(%peer, max_connections = self.broker.config.max_connections, "kafka connection refused: too many connections");
                 drop(socket);
                 continue;
@@ -123,9 +133,10 @@ impl KafkaListener {
             let _ = socket.set_nodelay(true);
             let broker = Arc::clone(&self.broker);
             let shutdown = shutdown.clone();
+            let open = broker.metrics.kafka.connection_opened();
             connections.spawn(async move {
                 connection::serve(socket, peer, broker, shutdown).await;
-                drop(permit);
+                drop((permit, open));
             });
         }
         ticker.abort();

@@ -20,6 +20,7 @@ use crate::storage::{Location, Store, StoreConfig};
 fn broker(dir: &tempfile::TempDir) -> Broker {
     let store = Store::open(Location::Dir(dir.path().to_owned()), StoreConfig::default()).expect("store opens");
     Broker {
+        metrics: std::sync::Arc::new(crate::metrics::Metrics::new(&store)),
         store,
         config: KafkaSection::default(),
         advertised_host: "127.0.0.1".into(),
@@ -739,7 +740,10 @@ mod pipelining {
         let store = Store::open(Location::Dir(dir.path().to_owned()), StoreConfig::default()).unwrap();
         store.create_topic("t", 1, crate::storage::TopicConfig::default()).await.unwrap();
         let config = KafkaSection { listen: ([127, 0, 0, 1], 0).into(), ..KafkaSection::default() };
-        let listener = KafkaListener::bind(config, store.clone()).await.unwrap();
+        let listener =
+            KafkaListener::bind(config, store.clone(), std::sync::Arc::new(crate::metrics::Metrics::new(&store)))
+                .await
+                .unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(listener.run(stopped));

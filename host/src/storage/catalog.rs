@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableDatabase, ReadableTable};
 use tokio::sync::watch;
@@ -31,11 +32,54 @@ pub struct PartitionState {
     /// The partition's key in the `batches` and `partitions` tables.
     pub key: u64,
     offsets: watch::Sender<PartitionOffsets>,
+    /// Records and bytes through this partition since the process started, for metrics and
+    /// the status page's rates.
+    pub traffic: Traffic,
+}
+
+/// Counters of what went into and out of a partition. Monotonic for the life of the process.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    records_in: AtomicU64,
+    bytes_in: AtomicU64,
+    records_out: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+/// A snapshot of [`Traffic`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficCounts {
+    pub records_in: u64,
+    pub bytes_in: u64,
+    pub records_out: u64,
+    pub bytes_out: u64,
+}
+
+impl Traffic {
+    pub(super) fn count_in(&self, records: u64, bytes: u64) {
+        self.records_in.fetch_add(records, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts records handed to a consumer (or a follower).
+    pub fn count_out(&self, records: u64, bytes: u64) {
+        self.records_out.fetch_add(records, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> TrafficCounts {
+        TrafficCounts {
+            records_in: self.records_in.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl PartitionState {
     pub(super) fn new(index: u32, key: u64, offsets: PartitionOffsets) -> Self {
-        Self { index, key, offsets: watch::Sender::new(offsets) }
+        Self { index, key, offsets: watch::Sender::new(offsets), traffic: Traffic::default() }
     }
 
     pub fn offsets(&self) -> PartitionOffsets {

@@ -310,6 +310,9 @@ pub(super) struct Touched {
     logs: HashMap<u64, PartitionLog>,
     /// Producers as they were before this commit (`None`: unknown before).
     producers: HashMap<(u64, i64), Option<ProducerState>>,
+    /// Records and bytes appended per partition, counted once the commit succeeds.
+    appended: HashMap<u64, (u64, u64)>,
+    batches: u64,
 }
 
 impl Writer {
@@ -335,10 +338,15 @@ impl Writer {
             results.push((key, reply, result));
         }
         let durability = self.durability_for_commit();
+        let started = Instant::now();
         let written = self.write_groups(&groups, &touched, &offsets, durability);
         match written {
             Ok(()) => {
-                self.shared.stats.count_commit(matches!(durability, Durability::Immediate));
+                let stats = &self.shared.stats;
+                let bytes = groups.values().map(|group| group.len() as u64).sum();
+                stats.observe_group_commit(started.elapsed().as_secs_f64(), touched.batches, bytes);
+                stats.count_commit(matches!(durability, Durability::Immediate));
+                self.count_traffic(&touched.appended);
                 self.commit_succeeded();
                 self.after_commit(&touched.logs, durability);
                 for (key, reply, result) in results {
@@ -405,6 +413,7 @@ impl Writer {
         let mut first_offset = None;
         let mut last_offset = 0;
         let mut sequenced = Vec::new();
+        let (mut records, mut batches) = (0, 0);
         while at < group.len() {
             let outcome = batch::batch_len(&group[at..]).map_err(|e| AppendError::Log(e.to_string())).and_then(|len| {
                 let info =
@@ -413,6 +422,8 @@ impl Writer {
             });
             match outcome {
                 Ok((len, info)) => {
+                    records += info.last_offset - info.base_offset + 1;
+                    batches += 1;
                     first_offset.get_or_insert(info.base_offset);
                     last_offset = info.last_offset;
                     log.size_bytes += len as u64;
@@ -430,6 +441,10 @@ impl Writer {
                 }
             }
         }
+        let appended = touched.appended.entry(key).or_default();
+        appended.0 += records;
+        appended.1 += (group.len() - mark) as u64;
+        touched.batches += batches;
         let now = crate::clock::now_ms();
         for (header, base_offset, last_offset) in sequenced {
             let id = (key, header.producer_id);
@@ -551,6 +566,15 @@ impl Writer {
             }
         }
         txn.commit().map_err(|e| e.to_string())
+    }
+
+    fn count_traffic(&self, appended: &HashMap<u64, (u64, u64)>) {
+        let catalog = self.shared.catalog();
+        for (key, (records, bytes)) in appended {
+            if let Some(partition) = catalog.partition(*key) {
+                partition.traffic.count_in(*records, *bytes);
+            }
+        }
     }
 
     /// Publishes what a successful commit made visible (and durable).

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
+use kafka_protocol::messages::GroupId;
 use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
@@ -10,8 +11,7 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
-use kafka_protocol::messages::{ConsumerProtocolAssignment, GroupId};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 use super::lookup::{offsets_at, partitions, topic_name};
 use super::{GroupCommand, StartAt};
@@ -44,19 +44,16 @@ async fn list(client: &mut Client) -> Result<(), ClientError> {
 }
 
 /// A consumer member's assignment (the consumer protocol's bytes), as "topic/partition" names.
-fn assigned(mut bytes: Bytes) -> String {
-    if bytes.remaining() < 2 {
-        return "-".into();
-    }
-    let version = bytes.get_i16();
-    match ConsumerProtocolAssignment::decode(&mut bytes, version.clamp(0, 3)) {
-        Ok(assignment) => assignment
-            .assigned_partitions
+fn assigned(bytes: Bytes) -> String {
+    let size = bytes.len();
+    match crate::kafka::groups::assigned_partitions(bytes) {
+        Some(topics) => topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| format!("{}/{p}", t.topic.as_str())))
+            .flat_map(|(topic, partitions)| partitions.iter().map(move |p| format!("{topic}/{p}")))
             .collect::<Vec<_>>()
             .join(","),
-        Err(_) => format!("({} bytes, not the consumer protocol)", bytes.len() + 2),
+        None if size < 2 => "-".into(),
+        None => format!("({size} bytes, not the consumer protocol)"),
     }
 }
 

@@ -1,0 +1,229 @@
+//! The HTTP control plane: health, readiness, Prometheus metrics, the versioned JSON admin API
+//! (`/v1/...`, documented in `docs/openapi.yaml`) and the status page.
+//!
+//! axum routes the requests; hyper serves each connection (HTTP/1.1) from our own accept loop,
+//! which bounds connections as the Kafka listener does and drains requests in progress on
+//! shutdown.
+
+pub mod error;
+mod groups;
+#[cfg(test)]
+mod tests;
+mod topics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::HttpSection;
+use crate::kafka::Broker;
+use crate::limits::{HTTP_HEADER_READ_TIMEOUT, HTTP_SHUTDOWN_WAIT};
+use crate::metrics::Metrics;
+use crate::storage::Store;
+pub use error::ApiError;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// The Kafka listener's shared state (consumer groups' membership).
+    pub broker: Arc<Broker>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<HttpSection>,
+    /// Set once every listener is bound and serving.
+    pub listeners_up: Arc<AtomicBool>,
+}
+
+/// The routes of the control plane, for serving and for tests.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new().merge(topics::routes()).merge(groups::routes());
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+/// Every route the router serves, as `METHOD /path` with axum's `{param}` syntax: the OpenAPI
+/// test checks each is documented.
+pub const ROUTES: &[&str] = &[
+    "GET /health",
+    "GET /ready",
+    "GET /metrics",
+    "GET /v1/topics",
+    "POST /v1/topics",
+    "GET /v1/topics/{name}",
+    "PATCH /v1/topics/{name}",
+    "DELETE /v1/topics/{name}",
+    "GET /v1/groups",
+    "GET /v1/groups/{group}",
+    "DELETE /v1/groups/{group}",
+    "POST /v1/groups/{group}/reset-offsets",
+];
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+}
+
+async fn health() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    storage: &'static str,
+    listeners: &'static str,
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let storage_open = state.store.is_open();
+    let listeners_up = state.listeners_up.load(Ordering::Acquire);
+    let body = Readiness {
+        ready: storage_open && listeners_up,
+        storage: if storage_open { "open" } else { "unavailable" },
+        listeners: if listeners_up { "bound" } else { "starting" },
+    };
+    let status = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics.render() {
+        Ok(text) => {
+            let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+            ([(header::CONTENT_TYPE, content_type)], text).into_response()
+        }
+        Err(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics_failed", "cannot encode the metrics")
+            .into_response(),
+    }
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+/// With an admin token configured, every call that changes something needs it as a bearer token.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(expected) = state.config.admin_token.as_deref() else {
+        return next.run(request).await;
+    };
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => next.run(request).await,
+        Some(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the admin token does not match").into_response(),
+        None => {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this call changes the broker: send the admin token as `Authorization: Bearer <token>`",
+            )
+            .into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+/// Compares without an early exit, so response timing does not reveal a matching prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A bound HTTP listener, not yet accepting.
+#[derive(Debug)]
+pub struct HttpListener {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl HttpListener {
+    pub async fn bind(state: AppState) -> std::io::Result<HttpListener> {
+        let listener = TcpListener::bind(state.config.listen).await?;
+        Ok(HttpListener { listener, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves connections until `shutdown` turns true, then lets requests in progress finish
+    /// (bounded by [`HTTP_SHUTDOWN_WAIT`]).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let max_connections = self.state.config.max_connections;
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let service = TowerToHyperService::new(router(self.state.clone()));
+        let mut connections = JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            while connections.try_join_next().is_some() {}
+            let (socket, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                tracing::warn!(%peer, max_connections, "http connection refused: too many connections");
+                continue;
+            };
+            let service = service.clone();
+            let mut stopping = shutdown.clone();
+            connections.spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HTTP_HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(socket), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "http connection ended with an error");
+                        }
+                    }
+                    () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    }
+                }
+                drop(permit);
+            });
+        }
+        let drained =
+            tokio::time::timeout(HTTP_SHUTDOWN_WAIT, async { while connections.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("http requests still busy at shutdown; aborting them");
+            connections.abort_all();
+        }
+    }
+}
