@@ -175,3 +175,76 @@ pub fn kcat(broker: &str, args: &[&str], stdin: Option<&str>) -> Output {
 pub fn stdout_lines(output: &Output) -> Vec<String> {
     String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
 }
+
+/// The control plane of a running `rill`, as an operator's HTTP client sees it. Statuses are
+/// returned, not turned into errors.
+#[derive(Debug)]
+pub struct Http {
+    base: String,
+    agent: ureq::Agent,
+    token: Option<String>,
+}
+
+/// An HTTP answer: the status and the body (JSON when it is JSON, else a string).
+pub type Answer = (u16, serde_json::Value);
+
+impl Http {
+    /// `addr` as [`Running::http_addr`] returns it.
+    pub fn new(addr: &str) -> Http {
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(WAIT)).build().into();
+        Http { base: format!("http://{addr}"), agent, token: None }
+    }
+
+    /// Sends `token` as the admin bearer token from now on.
+    pub fn with_token(mut self, token: &str) -> Http {
+        self.token = Some(token.to_owned());
+        self
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        answer(self.agent.get(format!("{}{path}", self.base)).call())
+    }
+
+    pub fn text(&self, path: &str) -> String {
+        let mut response = self.agent.get(format!("{}{path}", self.base)).call().expect("http get");
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        response.body_mut().read_to_string().expect("a text body")
+    }
+
+    pub fn delete(&self, path: &str) -> Answer {
+        let mut request = self.agent.delete(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        answer(request.call())
+    }
+
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> Answer {
+        self.send("POST", path, body)
+    }
+
+    pub fn patch(&self, path: &str, body: &serde_json::Value) -> Answer {
+        self.send("PATCH", path, body)
+    }
+
+    fn send(&self, method: &str, path: &str, body: &serde_json::Value) -> Answer {
+        let url = format!("{}{path}", self.base);
+        let mut request = match method {
+            "POST" => self.agent.post(url),
+            _ => self.agent.patch(url),
+        }
+        .header("content-type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        answer(request.send(body.to_string().as_str()))
+    }
+}
+
+fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut response = result.expect("the HTTP request gets an answer");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, body)
+}
