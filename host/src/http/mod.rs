@@ -7,8 +7,10 @@
 
 pub mod error;
 mod groups;
+mod plugins;
+pub mod resources;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod topics;
 
 use std::net::SocketAddr;
@@ -47,9 +49,14 @@ pub struct AppState {
     pub listeners_up: Arc<AtomicBool>,
 }
 
-/// The routes of the control plane, for serving and for tests.
+/// The routes of the control plane.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new().merge(topics::routes()).merge(groups::routes());
+    router_with(state, Router::new())
+}
+
+/// The control plane with `extra` routes under `/v1` (tests add resource kinds this way).
+fn router_with(state: AppState, extra: Router<AppState>) -> Router {
+    let v1 = Router::new().merge(topics::routes()).merge(groups::routes()).merge(plugins::routes()).merge(extra);
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -75,6 +82,11 @@ pub const ROUTES: &[&str] = &[
     "GET /v1/groups/{group}",
     "DELETE /v1/groups/{group}",
     "POST /v1/groups/{group}/reset-offsets",
+    "GET /v1/plugins",
+    "GET /v1/plugins/{name}/{version}",
+    "POST /v1/plugins/{name}/{version}",
+    "DELETE /v1/plugins/{name}/{version}",
+    "GET /v1/plugins/{name}/{version}/component",
 ];
 
 #[derive(Serialize)]

@@ -8,36 +8,55 @@ use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{AppState, router};
+use super::{AppState, router, router_with};
 use crate::config::{HttpSection, KafkaSection};
 use crate::kafka::KafkaListener;
 use crate::metrics::Metrics;
 use crate::storage::{CommittedOffset, Location, Store, StoreConfig};
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    state: AppState,
+pub(super) struct Harness {
+    dir: tempfile::TempDir,
+    pub state: AppState,
+    /// Routes a test adds under `/v1`.
+    extra: axum::Router<AppState>,
 }
 
-async fn harness(token: Option<&str>) -> Harness {
+pub(super) async fn harness(token: Option<&str>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    let state = state_in(&dir, token).await;
+    Harness { dir, state, extra: axum::Router::new() }
+}
+
+async fn state_in(dir: &tempfile::TempDir, token: Option<&str>) -> AppState {
     let store = Store::open(Location::Dir(dir.path().to_owned()), StoreConfig::default()).unwrap();
     let metrics = Arc::new(Metrics::new(&store));
     let kafka = KafkaSection { listen: ([127, 0, 0, 1], 0).into(), ..KafkaSection::default() };
     let listener = KafkaListener::bind(kafka, store.clone(), Arc::clone(&metrics)).await.unwrap();
     let config = HttpSection { admin_token: token.map(str::to_owned), ..HttpSection::default() };
-    let state = AppState {
+    AppState {
         store,
         broker: listener.broker(),
         metrics,
         config: Arc::new(config),
         listeners_up: Arc::new(AtomicBool::new(true)),
-    };
-    Harness { _dir: dir, state }
+    }
 }
 
 impl Harness {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(super) fn with_routes(mut self, routes: axum::Router<AppState>) -> Harness {
+        self.extra = self.extra.merge(routes);
+        self
+    }
+
+    /// The same data directory after a clean shutdown and a fresh open.
+    pub(super) async fn reopen(self) -> Harness {
+        let token = self.state.config.admin_token.clone();
+        self.state.store.shutdown().await;
+        let state = state_in(&self.dir, token.as_deref()).await;
+        Harness { state, ..self }
+    }
+
+    pub(super) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         self.call_with(method, path, body, None).await
     }
 
@@ -57,7 +76,7 @@ impl Harness {
             None => request.body(Body::empty()),
         }
         .unwrap();
-        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let response = router_with(self.state.clone(), self.extra.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
         let value = if bytes.is_empty() {

@@ -13,6 +13,7 @@ use super::catalog::{PartitionState, TopicState};
 use super::layout::{BATCHES, META, NEXT_PARTITION_KEY, NEXT_PRODUCER_ID_KEY, PARTITIONS, TOPICS};
 use super::meta::{self, PartitionMeta, TopicMeta};
 use super::read::{Group, groups_from};
+use super::resources::{self, ResourceError};
 use super::topic::{TopicConfig, TopicError};
 use super::writer::{Command, PartitionLog, Writer};
 use super::{AppendError, RetentionReport, SpaceUsage};
@@ -51,6 +52,14 @@ impl Writer {
             }
             Command::AllocateProducerId { reply } => {
                 let _ = reply.send(self.allocate_producer_id().map_err(AppendError::Storage));
+            }
+            Command::PutResource { kind, name, document, mode, blob, reply } => {
+                let written = self.durable_txn(|txn| resources::put(txn, &kind, &name, &document, mode, blob.as_ref()));
+                let _ = reply.send(written.map_err(ResourceError::Storage).and_then(|put| put));
+            }
+            Command::DeleteResource { kind, name, references, reply } => {
+                let deleted = self.durable_txn(|txn| resources::delete(txn, &kind, &name, references));
+                let _ = reply.send(deleted.map_err(ResourceError::Storage));
             }
             Command::Append { .. } | Command::CommitOffsets { .. } | Command::Shutdown { .. } => {
                 unreachable!("the writer loop handles appends, offset commits and shutdown itself")

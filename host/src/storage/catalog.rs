@@ -219,7 +219,7 @@ pub(super) fn offsets_of(partition: &PartitionMeta) -> PartitionOffsets {
 /// Creates the tables and the format version in a new database, and tables added since an older
 /// build created it; a no-op when all are there.
 fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
-    use super::layout::{BATCHES, GROUP_OFFSETS, PRODUCERS};
+    use super::layout::{BATCHES, BLOBS, GROUP_OFFSETS, PRODUCERS, RESOURCES};
     let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
     {
         let txn = db.begin_read().map_err(|e| storage(&e))?;
@@ -227,7 +227,9 @@ fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
             && txn.open_table(PARTITIONS).is_ok()
             && txn.open_table(BATCHES).is_ok()
             && txn.open_table(GROUP_OFFSETS).is_ok()
-            && txn.open_table(PRODUCERS).is_ok();
+            && txn.open_table(PRODUCERS).is_ok()
+            && txn.open_table(RESOURCES).is_ok()
+            && txn.open_table(BLOBS).is_ok();
         if let Ok(table) = txn.open_table(META)
             && let Some(version) = table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?
             // A newer format is refused by `load`, untouched.
@@ -247,6 +249,8 @@ fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
         txn.open_table(BATCHES).map_err(|e| storage(&e))?;
         txn.open_table(GROUP_OFFSETS).map_err(|e| storage(&e))?;
         txn.open_table(PRODUCERS).map_err(|e| storage(&e))?;
+        txn.open_table(RESOURCES).map_err(|e| storage(&e))?;
+        txn.open_table(BLOBS).map_err(|e| storage(&e))?;
     }
     txn.commit().map_err(|e| storage(&e))
 }

@@ -8,6 +8,8 @@
 //! | `batches`    | `(u64 partition key, u64 base offset, u32 part)` | bytes: part of a *group*     |
 //! | `group_offsets` | `(&str group, &str topic, u32 partition)` | postcard [`CommittedOffset`](super::offsets::CommittedOffset) |
 //! | `producers`  | `(u64 partition key, i64 producer id)`      | postcard [`ProducerState`](super::producers::ProducerState) |
+//! | `resources`  | `(&str kind, &str name)`                   | JSON document (see [`super::resources`]) |
+//! | `blobs`      | `&str` lowercase hex SHA-256               | bytes (plugin components)          |
 //!
 //! A **group** is a run of whole batches of one partition, concatenated as they are stored on the
 //! wire (Kafka v2 batches are self-delimiting). Its key's base offset is the base offset of its
@@ -41,6 +43,8 @@ pub const PARTITIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("partit
 pub const BATCHES: TableDefinition<(u64, u64, u32), &[u8]> = TableDefinition::new("batches");
 pub const GROUP_OFFSETS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("group_offsets");
 pub const PRODUCERS: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("producers");
+pub const RESOURCES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("resources");
+pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 
 /// Key of the on-disk format version in `meta`.
 pub const FORMAT_VERSION_KEY: &str = "format_version";

@@ -19,6 +19,7 @@ pub mod meta;
 pub mod offsets;
 pub mod producers;
 mod read;
+pub mod resources;
 pub mod topic;
 mod validate;
 mod writer;
@@ -40,6 +41,7 @@ pub use backend::BackendFactory;
 pub use catalog::{PartitionOffsets, PartitionState, TopicState, TrafficCounts};
 pub use offsets::{CommittedOffset, GroupOffsets, TopicPartition};
 pub use read::ReadOutcome;
+pub use resources::{Blob, PutMode, ResourceError};
 pub use topic::{TopicConfig, TopicError};
 pub use validate::InvalidBatch;
 
@@ -442,6 +444,48 @@ impl Store {
     ) -> Result<(), AppendError> {
         let group = group.to_owned();
         self.request(|reply| Command::CommitOffsets { group, offsets, reply }).await.unwrap_or_else(Err)
+    }
+
+    /// Stores a resource document (and its blob) durably.
+    pub async fn put_resource(
+        &self,
+        kind: &str,
+        name: &str,
+        document: Vec<u8>,
+        mode: PutMode,
+        blob: Option<Blob>,
+    ) -> Result<(), ResourceError> {
+        let (kind, name) = (kind.to_owned(), name.to_owned());
+        self.request(|reply| Command::PutResource { kind, name, document, mode, blob, reply })
+            .await
+            .map_err(|e| ResourceError::Storage(e.to_string()))?
+    }
+
+    /// Deletes a resource document; `references` names the blob a document holds, so a blob no
+    /// document of the kind names any more is deleted with it. `false`: there was none.
+    pub async fn delete_resource(
+        &self,
+        kind: &str,
+        name: &str,
+        references: fn(&[u8]) -> Option<String>,
+    ) -> Result<bool, ResourceError> {
+        let (kind, name) = (kind.to_owned(), name.to_owned());
+        self.request(|reply| Command::DeleteResource { kind, name, references, reply })
+            .await
+            .map_err(|e| ResourceError::Storage(e.to_string()))?
+    }
+
+    pub fn resource(&self, kind: &str, name: &str) -> Result<Option<Vec<u8>>, ResourceError> {
+        resources::get(&self.shared, kind, name).map_err(ResourceError::Storage)
+    }
+
+    /// Every document of `kind`, ordered by name.
+    pub fn resources(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, ResourceError> {
+        resources::list(&self.shared, kind).map_err(ResourceError::Storage)
+    }
+
+    pub fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, ResourceError> {
+        resources::blob(&self.shared, sha256).map_err(ResourceError::Storage)
     }
 
     /// A group's committed offsets (empty when it has none).

@@ -21,6 +21,7 @@ use super::layout::{BATCHES, PARTITIONS, extend_group};
 use super::meta::{self, PartitionMeta};
 use super::offsets::{self, CommittedOffset, TopicPartition};
 use super::producers::{self, ProducerState, Producers, SequenceCheck, SequenceError};
+use super::resources::{Blob, PutMode, ResourceError};
 use super::topic::{TopicConfig, TopicError};
 use super::{AppendError, AppendOutcome, DurabilityPolicy, RetentionReport, Shared, SpaceUsage, StoreConfig};
 use crate::limits::{
@@ -87,6 +88,20 @@ pub(super) enum Command {
     },
     AllocateProducerId {
         reply: Reply<Result<i64, AppendError>>,
+    },
+    PutResource {
+        kind: String,
+        name: String,
+        document: Vec<u8>,
+        mode: PutMode,
+        blob: Option<Blob>,
+        reply: Reply<Result<(), ResourceError>>,
+    },
+    DeleteResource {
+        kind: String,
+        name: String,
+        references: fn(&[u8]) -> Option<String>,
+        reply: Reply<Result<bool, ResourceError>>,
     },
 }
 

@@ -1,0 +1,288 @@
+//! `/v1/plugins`: WebAssembly components uploaded as bytes, stored content-addressed (SHA-256) in
+//! redb and named by name and version. A version is immutable: uploading the same bytes again is
+//! a no-op, other bytes under a taken version are refused. (The runtime that loads them comes
+//! with the plugin issue; here they are stored, listed and served back.)
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::error::ApiError;
+use super::resources::validate_name;
+use crate::storage::{Blob, PutMode, ResourceError};
+
+/// The storage kind of plugin documents.
+const KIND: &str = "plugins";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/plugins", get(list))
+        .route("/plugins/{name}/{version}", get(describe).post(upload).delete(delete))
+        .route("/plugins/{name}/{version}/component", get(component))
+}
+
+/// A stored plugin component.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginArtifact {
+    pub name: String,
+    pub version: String,
+    /// Lowercase hex SHA-256 of the component bytes: their address in storage.
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub uploaded_ms: i64,
+}
+
+fn key(name: &str, version: &str) -> String {
+    format!("{name}@{version}")
+}
+
+/// The blob a stored plugin document refers to.
+fn blob_of(document: &[u8]) -> Option<String> {
+    serde_json::from_slice::<PluginArtifact>(document).ok().map(|artifact| artifact.sha256)
+}
+
+/// Versions are what Cargo and WIT packages use: a digit first, then letters, digits, `.+-`.
+fn validate_version(version: &str) -> Result<(), ApiError> {
+    let valid = version.len() <= 64
+        && version.starts_with(|c: char| c.is_ascii_digit())
+        && version.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field("version", format!("{version:?} is not a version such as 0.1.0")))
+    }
+}
+
+/// The component-model binary header: `\0asm`, then version 0x0d and layer 1. A core module has
+/// version 1 and layer 0.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+const COMPONENT_VERSION_AND_LAYER: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+
+fn check_component(bytes: &[u8]) -> Result<(), ApiError> {
+    let refuse = |message: &str| ApiError::bad_request("not_a_component", message);
+    if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
+        return Err(refuse("the body is not WebAssembly (no \\0asm header)"));
+    }
+    if bytes[4..8] != COMPONENT_VERSION_AND_LAYER {
+        return Err(refuse(
+            "the body is a core WebAssembly module, not a component: build it with `cargo xtask plugins`, \
+             which turns the module into a component",
+        ));
+    }
+    Ok(())
+}
+
+fn decode(document: &[u8]) -> Result<PluginArtifact, ApiError> {
+    serde_json::from_slice(document).map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "stored_document_invalid", format!("a stored plugin: {e}"))
+    })
+}
+
+async fn list(State(state): State<AppState>) -> Result<axum::Json<Vec<PluginArtifact>>, ApiError> {
+    let documents = state.store.resources(KIND)?;
+    documents.iter().map(|(_, document)| decode(document)).collect::<Result<_, _>>().map(axum::Json)
+}
+
+fn find(state: &AppState, name: &str, version: &str) -> Result<PluginArtifact, ApiError> {
+    match state.store.resource(KIND, &key(name, version))? {
+        Some(document) => decode(&document),
+        None => Err(ApiError::not_found(format!("no plugin {name} version {version}"))),
+    }
+}
+
+async fn describe(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<axum::Json<PluginArtifact>, ApiError> {
+    find(&state, &name, &version).map(axum::Json)
+}
+
+async fn component(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let artifact = find(&state, &name, &version)?;
+    let bytes = state.store.blob(&artifact.sha256)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "blob_missing",
+            format!("the component {} is missing", artifact.sha256),
+        )
+    })?;
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("application/wasm")),
+        (header::ETAG, HeaderValue::from_str(&format!("\"{}\"", artifact.sha256)).expect("hex is a valid header")),
+    ];
+    Ok((headers, bytes).into_response())
+}
+
+/// Stores the body as plugin `name` version `version`.
+async fn upload(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    validate_name("name", &name)?;
+    validate_version(&version)?;
+    let limit = state.config.plugin_bytes_max;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("a plugin component may have at most {limit} bytes (http.plugin_bytes_max)"),
+        )
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    check_component(&bytes)?;
+    let sha256 = hex(&Sha256::digest(&bytes));
+    if let Some(existing) = state.store.resource(KIND, &key(&name, &version))? {
+        let existing = decode(&existing)?;
+        return if existing.sha256 == sha256 {
+            Ok((StatusCode::OK, axum::Json(existing)).into_response())
+        } else {
+            Err(ApiError::conflict(format!(
+                "plugin {name} version {version} exists with other bytes (sha256 {}); versions are immutable: \
+                 upload under a new version",
+                existing.sha256
+            )))
+        };
+    }
+    let artifact = PluginArtifact {
+        name: name.clone(),
+        version: version.clone(),
+        sha256: sha256.clone(),
+        size_bytes: bytes.len() as u64,
+        uploaded_ms: crate::clock::now_ms(),
+    };
+    let document = serde_json::to_vec(&artifact).expect("a plugin artifact encodes");
+    let blob = Blob { sha256, bytes: bytes.to_vec() };
+    match state.store.put_resource(KIND, &key(&name, &version), document, PutMode::Create, Some(blob)).await {
+        Ok(()) => {}
+        // Another upload of the same version won the race.
+        Err(ResourceError::AlreadyExists { .. }) => {
+            return Err(ApiError::conflict(format!("plugin {name} version {version} was just uploaded")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(plugin = %name, %version, sha256 = %artifact.sha256, bytes = artifact.size_bytes, "plugin uploaded");
+    Ok((StatusCode::CREATED, axum::Json(artifact)).into_response())
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.delete_resource(KIND, &key(&name, &version), blob_of).await? {
+        tracing::info!(plugin = %name, %version, "plugin deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no plugin {name} version {version}")))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{Method, Request};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::http::tests::harness;
+
+    /// The smallest component: the header alone.
+    fn component(extra: &[u8]) -> Vec<u8> {
+        let mut bytes = WASM_MAGIC.to_vec();
+        bytes.extend_from_slice(&COMPONENT_VERSION_AND_LAYER);
+        bytes.extend_from_slice(extra);
+        bytes
+    }
+
+    async fn upload(h: &crate::http::tests::Harness, path: &str, bytes: Vec<u8>) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/wasm")
+            .body(Body::from(bytes))
+            .unwrap();
+        let response = crate::http::router(h.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn components_are_stored_by_content_and_versions_are_immutable() {
+        let h = harness(None).await;
+        let (status, stored) = upload(&h, "/v1/plugins/filter/0.1.0", component(b"one")).await;
+        assert_eq!(status, StatusCode::CREATED, "{stored}");
+        assert_eq!(stored["sha256"], hex(&Sha256::digest(component(b"one"))));
+        assert_eq!(stored["size_bytes"], 11);
+        assert_eq!(upload(&h, "/v1/plugins/filter/0.1.0", component(b"one")).await.0, StatusCode::OK, "idempotent");
+        let (status, body) = upload(&h, "/v1/plugins/filter/0.1.0", component(b"two")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
+        // The same bytes under another name share one blob.
+        assert_eq!(upload(&h, "/v1/plugins/copy/1.0.0", component(b"one")).await.0, StatusCode::CREATED);
+        assert_eq!(upload(&h, "/v1/plugins/filter/0.2.0", component(b"two")).await.0, StatusCode::CREATED);
+
+        let h = h.reopen().await;
+        let (_, listed) = h.call(Method::GET, "/v1/plugins", None).await;
+        let names: Vec<String> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("{}@{}", p["name"].as_str().unwrap(), p["version"].as_str().unwrap()))
+            .collect();
+        assert_eq!(names, ["copy@1.0.0", "filter@0.1.0", "filter@0.2.0"]);
+        let request = Request::get("/v1/plugins/filter/0.1.0/component").body(Body::empty()).unwrap();
+        let response = crate::http::router(h.state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/wasm");
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(bytes.as_ref(), component(b"one").as_slice());
+
+        // Deleting one user of a blob keeps it for the other; deleting the last removes it.
+        let sha = stored["sha256"].as_str().unwrap().to_owned();
+        assert_eq!(h.call(Method::DELETE, "/v1/plugins/filter/0.1.0", None).await.0, StatusCode::NO_CONTENT);
+        assert!(h.state.store.blob(&sha).unwrap().is_some());
+        assert_eq!(h.call(Method::DELETE, "/v1/plugins/copy/1.0.0", None).await.0, StatusCode::NO_CONTENT);
+        assert!(h.state.store.blob(&sha).unwrap().is_none());
+        assert_eq!(h.call(Method::GET, "/v1/plugins/copy/1.0.0", None).await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn bad_uploads_are_refused_and_store_nothing() {
+        let h = harness(None).await;
+        let core_module = [b"\0asm".as_slice(), &[1, 0, 0, 0]].concat();
+        let cases = [
+            ("/v1/plugins/p/0.1.0", b"not wasm at all".to_vec(), StatusCode::BAD_REQUEST, "not_a_component"),
+            ("/v1/plugins/p/0.1.0", core_module, StatusCode::BAD_REQUEST, "not_a_component"),
+            ("/v1/plugins/p%20q/0.1.0", component(b""), StatusCode::BAD_REQUEST, "invalid_field"),
+            ("/v1/plugins/p/latest", component(b""), StatusCode::BAD_REQUEST, "invalid_field"),
+            (
+                "/v1/plugins/p/0.1.0",
+                component(&vec![0; 40 * 1024 * 1024]),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+            ),
+        ];
+        for (path, bytes, status, code) in cases {
+            let (got, body) = upload(&h, path, bytes).await;
+            assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{path}: {body}");
+        }
+        assert_eq!(h.call(Method::GET, "/v1/plugins", None).await.1, serde_json::json!([]));
+    }
+}
