@@ -121,6 +121,11 @@ pub const PLUGIN_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
 /// How long a client may take to send a request's headers (slow-loris bound).
 pub const HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the status page's ingest rates are sampled, and how many samples are kept: 5 s for
+/// 10 minutes (121 samples of every topic's counters, a few KiB per topic).
+pub const STATUS_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+pub const STATUS_SAMPLES: usize = 121;
+
 /// How long shutdown waits for HTTP requests in progress.
 pub const HTTP_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 

@@ -53,7 +53,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         metrics,
         config: Arc::new(config.http.clone()),
         listeners_up: Arc::clone(&listeners_up),
+        rates: Arc::default(),
+        started: std::time::Instant::now(),
     };
+    let rates = Arc::clone(&state.rates);
     let http_addr = config.http.listen;
     let http = match HttpListener::bind(state).await.and_then(|http| Ok((http.local_addr()?, http))) {
         Ok((bound, http)) => {
@@ -67,6 +70,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     };
     let (stop, stopping) = watch::channel(false);
     let kafka = tokio::spawn(kafka.run(stopping.clone()));
+    let sampling = tokio::spawn({
+        let (store, stopping) = (store.clone(), stopping.clone());
+        async move { rates.run(store, stopping).await }
+    });
     let http = tokio::spawn(http.run(stopping));
     listeners_up.store(true, Ordering::Release);
 
@@ -78,6 +85,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let _ = stop.send(true);
     let _ = kafka.await;
     let _ = http.await;
+    let _ = sampling.await;
     retention.abort();
     let _ = retention.await;
     store.shutdown().await;

@@ -8,7 +8,9 @@
 pub mod error;
 mod groups;
 mod plugins;
+pub mod rates;
 pub mod resources;
+mod status;
 #[cfg(test)]
 pub(crate) mod tests;
 mod topics;
@@ -47,6 +49,9 @@ pub struct AppState {
     pub config: Arc<HttpSection>,
     /// Set once every listener is bound and serving.
     pub listeners_up: Arc<AtomicBool>,
+    /// Topics' ingest rates over the last minutes (sampled by [`rates::RateHistory::run`]).
+    pub rates: Arc<rates::RateHistory>,
+    pub started: std::time::Instant,
 }
 
 /// The routes of the control plane.
@@ -61,6 +66,7 @@ fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(status::routes())
         .nest("/v1", v1)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -70,6 +76,8 @@ fn router_with(state: AppState, extra: Router<AppState>) -> Router {
 /// Every route the router serves, as `METHOD /path` with axum's `{param}` syntax: the OpenAPI
 /// test checks each is documented.
 pub const ROUTES: &[&str] = &[
+    "GET /",
+    "GET /v1/status",
     "GET /health",
     "GET /ready",
     "GET /metrics",

@@ -85,9 +85,13 @@ fn decode(document: &[u8]) -> Result<PluginArtifact, ApiError> {
     })
 }
 
+/// Every stored plugin version, by name then version.
+pub fn stored_plugins(state: &AppState) -> Result<Vec<PluginArtifact>, ApiError> {
+    state.store.resources(KIND)?.iter().map(|(_, document)| decode(document)).collect()
+}
+
 async fn list(State(state): State<AppState>) -> Result<axum::Json<Vec<PluginArtifact>>, ApiError> {
-    let documents = state.store.resources(KIND)?;
-    documents.iter().map(|(_, document)| decode(document)).collect::<Result<_, _>>().map(axum::Json)
+    stored_plugins(&state).map(axum::Json)
 }
 
 fn find(state: &AppState, name: &str, version: &str) -> Result<PluginArtifact, ApiError> {

@@ -39,6 +39,8 @@ async fn state_in(dir: &tempfile::TempDir, token: Option<&str>) -> AppState {
         metrics,
         config: Arc::new(config),
         listeners_up: Arc::new(AtomicBool::new(true)),
+        rates: Arc::default(),
+        started: std::time::Instant::now(),
     }
 }
 

@@ -1,0 +1,291 @@
+//! What the broker is doing, on one screen: `GET /v1/status` (JSON, for `rill status`) and `GET /`
+//! (the same as a server-rendered HTML page for people, refreshed every few seconds, with an
+//! inline SVG chart of each topic's ingest rate; no script, no front-end build).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Html;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use super::groups::{GroupSummary, summaries};
+use super::plugins::{PluginArtifact, stored_plugins};
+use super::rates::{Rate, history_span};
+use super::topics::summary;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/status", get(status_json)).route("/", get(page))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub ready: bool,
+    pub version: String,
+    pub uptime_s: u64,
+    pub kafka_connections: i64,
+    pub topics: Vec<TopicStatus>,
+    pub groups: Vec<GroupSummary>,
+    pub plugins: Vec<PluginArtifact>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TopicStatus {
+    pub name: String,
+    pub partitions: u32,
+    pub records: u64,
+    pub size_bytes: u64,
+    /// Over the last sample interval (0 until two samples exist).
+    pub records_per_s: f64,
+    pub bytes_per_s: f64,
+    /// Oldest first, one per sample interval.
+    pub rates: Vec<Rate>,
+}
+
+pub fn status(state: &AppState) -> Result<Status, ApiError> {
+    let topics = state
+        .store
+        .topics()
+        .iter()
+        .map(|topic| {
+            let summary = summary(topic);
+            let rates = state.rates.rates(&topic.name);
+            let last = rates.last().copied();
+            TopicStatus {
+                name: summary.name,
+                partitions: summary.partitions,
+                records: summary.records,
+                size_bytes: summary.size_bytes,
+                records_per_s: last.map_or(0.0, |r| r.records_per_s),
+                bytes_per_s: last.map_or(0.0, |r| r.bytes_per_s),
+                rates,
+            }
+        })
+        .collect();
+    Ok(Status {
+        ready: state.store.is_open() && state.listeners_up.load(Ordering::Acquire),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_s: state.started.elapsed().as_secs(),
+        kafka_connections: state.metrics.kafka.connections_open(),
+        topics,
+        groups: summaries(state),
+        plugins: stored_plugins(state)?,
+    })
+}
+
+async fn status_json(State(state): State<AppState>) -> Result<axum::Json<Status>, ApiError> {
+    status(&state).map(axum::Json)
+}
+
+async fn page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+    Ok(Html(render(&status(&state)?)))
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// 1536 → "1.5 KiB".
+pub fn bytes(n: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < units.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{value:.0} {}", units[0]) } else { format!("{value:.1} {}", units[unit]) }
+}
+
+/// A small line chart of records/s, scaled to its own maximum.
+fn sparkline(rates: &[Rate]) -> String {
+    const WIDTH: f64 = 240.0;
+    const HEIGHT: f64 = 36.0;
+    let span_ms = history_span().as_millis() as f64;
+    let mut svg = format!(
+        r#"<svg class="chart" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="records per second, last {} minutes">"#,
+        (span_ms / 60_000.0).round()
+    );
+    let max = rates.iter().map(|r| r.records_per_s).fold(0.0, f64::max);
+    if let (Some(last), true) = (rates.last(), max > 0.0) {
+        let points: Vec<String> = rates
+            .iter()
+            .map(|r| {
+                let x = WIDTH - (last.at_ms - r.at_ms) as f64 / span_ms * WIDTH;
+                let y = HEIGHT - 2.0 - r.records_per_s / max * (HEIGHT - 4.0);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        let _ = write!(
+            svg,
+            r##"<polyline fill="none" stroke="#2a7ab0" stroke-width="1.5" points="{}"/>"##,
+            points.join(" ")
+        );
+        let _ = write!(svg, r#"<title>peak {max:.1} records/s</title>"#);
+    } else {
+        let _ = write!(svg, r##"<line x1="0" y1="{0}" x2="{WIDTH}" y2="{0}" stroke="#bbb"/>"##, HEIGHT - 2.0);
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222}\
+h1{font-size:1.3rem;margin:0 0 .3rem}h2{font-size:1.05rem;margin:1.4rem 0 .4rem}\
+table{border-collapse:collapse}th,td{padding:.25rem .7rem;text-align:right;border-bottom:1px solid #e4e4e4}\
+th:first-child,td:first-child{text-align:left}.muted{color:#777}.ok{color:#1a7f37}.bad{color:#b3261e}";
+
+/// The status page.
+pub fn render(status: &Status) -> String {
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
+         <title>Rill status</title><style>{STYLE}</style></head><body>"
+    );
+    let (class, word) = if status.ready { ("ok", "ready") } else { ("bad", "not ready") };
+    let _ = write!(
+        html,
+        "<h1>Rill {}</h1><p><span class=\"{class}\" id=\"health\">{word}</span> · up {} s · {} Kafka connections</p>",
+        escape(&status.version),
+        status.uptime_s,
+        status.kafka_connections
+    );
+
+    let _ = write!(html, "<h2>Topics</h2>");
+    if status.topics.is_empty() {
+        let _ = write!(html, "<p class=\"muted\">No topics yet.</p>");
+    } else {
+        let _ = write!(
+            html,
+            "<table id=\"topics\"><tr><th>topic</th><th>partitions</th><th>records</th><th>size</th>\
+             <th>records/s</th><th>bytes/s</th><th>ingest, last {} min</th></tr>",
+            history_span().as_secs() / 60
+        );
+        for topic in &status.topics {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
+                escape(&topic.name),
+                topic.partitions,
+                thousands(topic.records),
+                bytes(topic.size_bytes as f64),
+                topic.records_per_s,
+                bytes(topic.bytes_per_s),
+                sparkline(&topic.rates)
+            );
+        }
+        html.push_str("</table>");
+    }
+
+    let _ = write!(html, "<h2>Consumer groups</h2>");
+    if status.groups.is_empty() {
+        let _ = write!(html, "<p class=\"muted\">No consumer groups yet.</p>");
+    } else {
+        let _ = write!(
+            html,
+            "<table id=\"groups\"><tr><th>group</th><th>state</th><th>members</th><th>lag (records)</th></tr>"
+        );
+        for group in &status.groups {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&group.group),
+                escape(&group.state),
+                group.members,
+                thousands(group.lag)
+            );
+        }
+        html.push_str("</table>");
+    }
+
+    let _ = write!(html, "<h2>Plugins</h2>");
+    if status.plugins.is_empty() {
+        let _ = write!(html, "<p class=\"muted\">No plugins uploaded (<code>rill plugin upload</code>).</p>");
+    } else {
+        let _ =
+            write!(html, "<table id=\"plugins\"><tr><th>plugin</th><th>version</th><th>size</th><th>sha256</th></tr>");
+        for plugin in &status.plugins {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                escape(&plugin.name),
+                escape(&plugin.version),
+                bytes(plugin.size_bytes as f64),
+                escape(plugin.sha256.get(..12).unwrap_or(&plugin.sha256))
+            );
+        }
+        html.push_str("</table>");
+    }
+    let _ = write!(
+        html,
+        "<p class=\"muted\">Machine-readable: <a href=\"/v1/status\">/v1/status</a> · <a href=\"/metrics\">/metrics</a> · \
+         <a href=\"/ready\">/ready</a></p></body></html>"
+    );
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_text_render_safely() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(1536.0), "1.5 KiB");
+        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        let status = Status {
+            ready: true,
+            version: "0.1.0".into(),
+            uptime_s: 3,
+            kafka_connections: 1,
+            topics: vec![TopicStatus {
+                name: "<script>".into(),
+                partitions: 2,
+                records: 1500,
+                size_bytes: 2048,
+                records_per_s: 12.5,
+                bytes_per_s: 100.0,
+                rates: vec![
+                    Rate { at_ms: 0, records_per_s: 1.0, bytes_per_s: 1.0 },
+                    Rate { at_ms: 5000, records_per_s: 12.5, bytes_per_s: 100.0 },
+                ],
+            }],
+            groups: vec![],
+            plugins: vec![],
+        };
+        let html = render(&status);
+        assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");
+        assert!(html.contains("1,500") && html.contains("2.0 KiB") && html.contains("<polyline"), "{html}");
+    }
+}
