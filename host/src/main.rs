@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rill::client::commands::{self, Bootstrap, ConsumeArgs, GroupCommand, ProduceArgs, TopicCommand};
+use rill::client::admin::{AdminArgs, AdminError};
+use rill::client::commands::{self, Bootstrap, ConsumeArgs, GroupCommand, PluginCommand, ProduceArgs, TopicCommand};
 use rill::config::Config;
 
 /// A request claiming billions of array elements must not abort the broker (see `rill::alloc`).
@@ -64,6 +65,18 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// One screen: health, topics with ingest rates, consumer groups with lag, plugins.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Upload, list, describe and delete plugin components.
+    Plugin {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Measure Rill against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -75,6 +88,12 @@ enum Command {
 struct Failure {
     cause: String,
     hint: &'static str,
+}
+
+impl From<AdminError> for Failure {
+    fn from(e: AdminError) -> Self {
+        Failure { hint: e.hint(), cause: e.to_string() }
+    }
 }
 
 impl From<rill::client::ClientError> for Failure {
@@ -135,6 +154,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Produce { bootstrap, args } => client(commands::produce(&bootstrap, args)),
         Command::Consume { bootstrap, args } => client(commands::consume(&bootstrap, args)),
         Command::Group { bootstrap, command } => client(commands::group(&bootstrap, command)),
+        Command::Status { admin } => runtime()?.block_on(commands::status(&admin)).map_err(Failure::from),
+        Command::Plugin { admin, command } => {
+            runtime()?.block_on(commands::plugin(&admin, command)).map_err(Failure::from)
+        }
         Command::Bench { what } => {
             let runtime = runtime()?;
             runtime.block_on(rill::bench::run(what)).map_err(|e| Failure { cause: e, hint: "see `rill bench --help`" })

@@ -107,6 +107,29 @@ async fn admin_api_and_metrics_match_kafka_traffic() {
     assert!(value(&scrape, "rill_storage_commit_seconds_count", &[]) >= 4.0);
     assert!(value(&scrape, "rill_kafka_connections_accepted_total", &[]) >= 1.0);
 
+    // The CLI's resource commands go through the same API and its token.
+    let component = dir.path().join("p.wasm");
+    std::fs::write(&component, [b"\0asm".as_slice(), &[0x0d, 0, 1, 0]].concat()).unwrap();
+    let admin_url = format!("http://{}", rill.http_addr());
+    let upload = |token: Option<&str>| {
+        let mut command = rill_tests::rill();
+        command.args(["plugin", "upload", "p", "1.0.0"]).arg(&component).args(["--admin", &admin_url]);
+        command.env_remove("RILL_ADMIN_TOKEN");
+        if let Some(token) = token {
+            command.args(["--admin-token", token]);
+        }
+        command.output().unwrap()
+    };
+    let refused = upload(None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("RILL_ADMIN_TOKEN"), "{stderr}");
+    let stored = upload(Some("s3cret"));
+    assert!(stored.status.success(), "{}", String::from_utf8_lossy(&stored.stderr));
+    assert_eq!(anonymous.get("/v1/plugins").1[0]["name"], "p");
+    let unreachable = rill_tests::rill().args(["status", "--admin", "http://127.0.0.1:1"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(!unreachable.status.success() && stderr.contains("is `rill serve` running"), "{stderr}");
+
     // What the admin API changed is in redb: it survives a restart.
     let (status, body) = admin.patch("/v1/topics/sensors", &json!({"config": {"retention.ms": 3_600_000}}));
     assert_eq!(status, 200, "{body}");
@@ -119,6 +142,7 @@ async fn admin_api_and_metrics_match_kafka_traffic() {
     assert_eq!(topic["partitions"][0]["log_end_offset"], 30);
     let (_, group) = http.get("/v1/groups/dashboard");
     assert_eq!(group["lag"], 35, "{group}");
+    assert_eq!(http.get("/v1/plugins/p/1.0.0").0, 200, "plugins survive restarts");
     let (status, _) = http.delete("/v1/groups/dashboard");
     assert_eq!(status, 204, "no token configured on this run");
     again.stop();

@@ -17,7 +17,7 @@ const TARGETS: &[&str] = &["thumbv7em-none-eabihf"];
 
 /// Programs the black-box tests run, with the Debian package that provides each: real clients
 /// nobody here wrote.
-const PROGRAMS: &[(&str, &str)] = &[("kcat", "kcat")];
+const PROGRAMS: &[(&str, &str)] = &[("kcat", "kcat"), ("chromium", "chromium")];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -3,6 +3,7 @@
 //! cluster, point it at the leader), requests encoded by `kafka-protocol` at the highest version
 //! both sides know, batches built and read by `rill-core`.
 
+pub mod admin;
 pub mod commands;
 mod records;
 

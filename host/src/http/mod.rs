@@ -7,10 +7,10 @@
 
 pub mod error;
 mod groups;
-mod plugins;
+pub mod plugins;
 pub mod rates;
 pub mod resources;
-mod status;
+pub mod status;
 #[cfg(test)]
 pub(crate) mod tests;
 mod topics;

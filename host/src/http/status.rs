@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::groups::{GroupSummary, summaries};
 use super::plugins::{PluginArtifact, stored_plugins};
 use super::rates::{Rate, history_span};
-use super::topics::summary;
+use super::topics::{PartitionView, partitions, summary};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/status", get(status_json)).route("/", get(page))
@@ -44,6 +44,7 @@ pub struct TopicStatus {
     pub bytes_per_s: f64,
     /// Oldest first, one per sample interval.
     pub rates: Vec<Rate>,
+    pub partition_offsets: Vec<PartitionView>,
 }
 
 pub fn status(state: &AppState) -> Result<Status, ApiError> {
@@ -63,6 +64,7 @@ pub fn status(state: &AppState) -> Result<Status, ApiError> {
                 records_per_s: last.map_or(0.0, |r| r.records_per_s),
                 bytes_per_s: last.map_or(0.0, |r| r.bytes_per_s),
                 rates,
+                partition_offsets: partitions(topic),
             }
         })
         .collect();
@@ -204,6 +206,28 @@ pub fn render(status: &Status) -> String {
             );
         }
         html.push_str("</table>");
+        let _ = write!(
+            html,
+            "<h2>Partitions</h2><table id=\"partitions\"><tr><th>topic</th><th>partition</th><th>log start</th>\
+             <th>log end</th><th>durable to</th><th>size</th><th>records in</th><th>records out</th></tr>"
+        );
+        for topic in &status.topics {
+            for p in &topic.partition_offsets {
+                let _ = write!(
+                    html,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(&topic.name),
+                    p.partition,
+                    thousands(p.log_start_offset),
+                    thousands(p.log_end_offset),
+                    thousands(p.durable_offset),
+                    bytes(p.size_bytes as f64),
+                    thousands(p.records_in),
+                    thousands(p.records_out)
+                );
+            }
+        }
+        html.push_str("</table>");
     }
 
     let _ = write!(html, "<h2>Consumer groups</h2>");
@@ -280,6 +304,7 @@ mod tests {
                     Rate { at_ms: 0, records_per_s: 1.0, bytes_per_s: 1.0 },
                     Rate { at_ms: 5000, records_per_s: 12.5, bytes_per_s: 100.0 },
                 ],
+                partition_offsets: vec![],
             }],
             groups: vec![],
             plugins: vec![],

@@ -97,7 +97,7 @@ fn config_map(config: &TopicConfig) -> BTreeMap<String, String> {
     config.describe().into_iter().map(|(key, value)| (key.to_owned(), value)).collect()
 }
 
-fn partitions(topic: &TopicState) -> Vec<PartitionView> {
+pub fn partitions(topic: &TopicState) -> Vec<PartitionView> {
     topic
         .partitions
         .iter()

@@ -4,7 +4,10 @@ mod consume;
 mod group;
 mod lookup;
 mod produce;
+mod resources;
 mod topic;
+
+pub use resources::{PluginCommand, plugin, status};
 
 use std::path::PathBuf;
 

@@ -1,0 +1,126 @@
+//! `rill status` and `rill plugin upload|list|describe|delete`: Rill's own resources, through the
+//! HTTP admin API.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use clap::Subcommand;
+use hyper::Method;
+
+use crate::client::admin::{AdminArgs, AdminClient, AdminError};
+use crate::http::plugins::PluginArtifact;
+use crate::http::status::{Status, bytes, thousands};
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Upload a WebAssembly component as plugin NAME version VERSION.
+    Upload {
+        name: String,
+        version: String,
+        /// The component file (`cargo xtask plugins` builds them).
+        file: PathBuf,
+    },
+    /// List stored plugin versions.
+    List,
+    /// Show one plugin version.
+    Describe { name: String, version: String },
+    /// Delete one plugin version.
+    Delete { name: String, version: String },
+}
+
+pub async fn plugin(admin: &AdminArgs, command: PluginCommand) -> Result<(), AdminError> {
+    let client = AdminClient::new(admin)?;
+    match command {
+        PluginCommand::Upload { name, version, file } => {
+            let component =
+                std::fs::read(&file).map_err(|e| AdminError::Local(format!("cannot read {}: {e}", file.display())))?;
+            let path = format!("/v1/plugins/{name}/{version}");
+            let body = client.send(Method::POST, &path, Some("application/wasm"), Bytes::from(component)).await?;
+            let stored: PluginArtifact =
+                serde_json::from_slice(&body).map_err(|e| AdminError::Protocol(e.to_string()))?;
+            println!(
+                "stored {} {} ({}, sha256 {})",
+                stored.name,
+                stored.version,
+                bytes(stored.size_bytes as f64),
+                stored.sha256
+            );
+        }
+        PluginCommand::List => {
+            let plugins: Vec<PluginArtifact> = client.get("/v1/plugins").await?;
+            for p in plugins {
+                println!("{}\t{}\t{}\t{}", p.name, p.version, p.size_bytes, p.sha256);
+            }
+        }
+        PluginCommand::Describe { name, version } => {
+            let p: PluginArtifact = client.get(&format!("/v1/plugins/{name}/{version}")).await?;
+            println!("plugin {}  version {}", p.name, p.version);
+            println!("size {} bytes  sha256 {}  uploaded {} ms", p.size_bytes, p.sha256, p.uploaded_ms);
+        }
+        PluginCommand::Delete { name, version } => {
+            client.send(Method::DELETE, &format!("/v1/plugins/{name}/{version}"), None, Bytes::new()).await?;
+            println!("deleted plugin {name} {version}");
+        }
+    }
+    Ok(())
+}
+
+/// One screen: health, topics with rates, groups with lag, plugins.
+pub async fn status(admin: &AdminArgs) -> Result<(), AdminError> {
+    let status: Status = AdminClient::new(admin)?.get("/v1/status").await?;
+    print!("{}", render(&status));
+    Ok(())
+}
+
+fn render(status: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let ready = if status.ready { "ready" } else { "NOT READY" };
+    let _ = writeln!(
+        out,
+        "rill {}  {ready}  up {} s  {} Kafka connection(s)\n",
+        status.version, status.uptime_s, status.kafka_connections
+    );
+    let _ = writeln!(
+        out,
+        "{:<32} {:>10} {:>14} {:>11} {:>10} {:>11}",
+        "TOPIC", "PARTITIONS", "RECORDS", "SIZE", "RECORDS/S", "BYTES/S"
+    );
+    if status.topics.is_empty() {
+        let _ = writeln!(out, "(no topics)");
+    }
+    for t in &status.topics {
+        let _ = writeln!(
+            out,
+            "{:<32} {:>10} {:>14} {:>11} {:>10.1} {:>11}",
+            t.name,
+            t.partitions,
+            thousands(t.records),
+            bytes(t.size_bytes as f64),
+            t.records_per_s,
+            format!("{}/s", bytes(t.bytes_per_s))
+        );
+    }
+    let _ = writeln!(out, "\n{:<32} {:<20} {:>8} {:>14}", "GROUP", "STATE", "MEMBERS", "LAG");
+    if status.groups.is_empty() {
+        let _ = writeln!(out, "(no consumer groups)");
+    }
+    for g in &status.groups {
+        let _ = writeln!(out, "{:<32} {:<20} {:>8} {:>14}", g.group, g.state, g.members, thousands(g.lag));
+    }
+    let _ = writeln!(out, "\nPLUGINS");
+    if status.plugins.is_empty() {
+        let _ = writeln!(out, "(none uploaded)");
+    }
+    for p in &status.plugins {
+        let _ = writeln!(
+            out,
+            "{} {}  {}  sha256 {}",
+            p.name,
+            p.version,
+            bytes(p.size_bytes as f64),
+            p.sha256.get(..12).unwrap_or(&p.sha256)
+        );
+    }
+    out
+}
