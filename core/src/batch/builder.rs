@@ -144,6 +144,17 @@ impl<'buf> BatchBuilder<'buf> {
     /// Writes the header (with `lastOffsetDelta`, `maxTimestamp`, `recordsCount`) and the CRC;
     /// returns the batch, ready to send or append.
     pub fn finish(self) -> Result<&'buf [u8], BuildError> {
+        self.finish_with(true)
+    }
+
+    /// Like [`finish`](Self::finish) but leaves the CRC at zero, for a receiver that computes
+    /// it itself: a WebAssembly plugin has no CRC-32C instruction, and the broker seals what a
+    /// plugin returns after validating it.
+    pub fn finish_without_crc(self) -> Result<&'buf [u8], BuildError> {
+        self.finish_with(false)
+    }
+
+    fn finish_with(self, crc: bool) -> Result<&'buf [u8], BuildError> {
         if self.is_empty() {
             return Err(BuildError::Empty);
         }
@@ -167,11 +178,12 @@ impl<'buf> BatchBuilder<'buf> {
         let batch = self.buf.get_mut(..self.len).unwrap_or_default();
         // Cannot fail: the builder sized and framed the batch itself. Were it to, the batch
         // would fail its CRC check at the receiver, a safe way to fail.
-        let sealed = header.encode(batch).is_ok() && seal_crc(batch).is_ok();
+        let sealed = header.encode(batch).is_ok() && (!crc || seal_crc(batch).is_ok());
         debug_assert!(sealed, "a built batch must seal");
         let batch: &'buf [u8] = batch;
         // The paired check: what we wrote must read back.
-        debug_assert_eq!(super::Batch::parse(batch).map(|_| ()), Ok(()));
+        debug_assert_eq!(super::Batch::parse_without_crc(batch).map(|_| ()), Ok(()));
+        debug_assert!(!crc || super::Batch::parse(batch).is_ok());
         Ok(batch)
     }
 

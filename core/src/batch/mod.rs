@@ -159,6 +159,19 @@ impl<'a> Batch<'a> {
         if computed != header.crc {
             return Err(BatchError::CrcMismatch { stored: header.crc, computed });
         }
+        Self::parse_checked_frame(bytes, header)
+    }
+
+    /// Every check of [`parse`](Self::parse) but the CRC: for bytes whose CRC was checked
+    /// already (a plugin reading what the broker stored) or is still to be computed (what a
+    /// plugin returns; the broker validates and seals it).
+    pub fn parse_without_crc(bytes: &'a [u8]) -> Result<Self, BatchError> {
+        check_frame(bytes)?;
+        let header = BatchHeader::decode(bytes)?;
+        Self::parse_checked_frame(bytes, header)
+    }
+
+    fn parse_checked_frame(bytes: &'a [u8], header: BatchHeader) -> Result<Self, BatchError> {
         let compression = header.compression()?;
         record::check_counts(&header)?;
         let batch = Self { bytes, header, compression };

@@ -281,3 +281,24 @@ fn display_is_precise() {
     let error = BatchError::CrcMismatch { stored: 1, computed: 0xf178_db2b };
     assert_eq!(error.to_string(), "crc (bytes 17..21) is 0x00000001, but the CRC32C of bytes 21.. is 0xf178db2b");
 }
+
+#[test]
+fn unsealed_batches_parse_without_crc_and_seal_to_the_golden_bytes() {
+    let mut buf = [0u8; 256];
+    let mut builder = BatchBuilder::new(&mut buf, BatchParams::default()).unwrap();
+    for spec in &SPECS {
+        builder.push(spec).unwrap();
+    }
+    let unsealed = builder.finish_without_crc().unwrap().to_vec();
+    assert_eq!(&unsealed[17..21], &[0, 0, 0, 0], "the CRC is left at zero");
+    assert!(matches!(Batch::parse(&unsealed), Err(BatchError::CrcMismatch { .. })));
+    let parsed = Batch::parse_without_crc(&unsealed).unwrap();
+    assert_eq!(parsed.records().unwrap().count(), 3);
+    let mut sealed = unsealed.clone();
+    seal_crc(&mut sealed).unwrap();
+    assert_eq!(sealed, GOLDEN);
+    // Everything but the CRC is still checked.
+    let mut truncated_count = unsealed.clone();
+    truncated_count[60] = 9;
+    assert!(Batch::parse_without_crc(&truncated_count).is_err());
+}
