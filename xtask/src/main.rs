@@ -6,7 +6,12 @@
 //!   Python with kafka-python in `RILL_PYTHON`),
 //!   builds `rill-core` for Cortex-M, and smoke-runs the benchmarks. Prints how long each phase
 //!   took.
+//! - `cargo xtask plugins`: builds the plugins under `plugins/` for `wasm32-unknown-unknown` and
+//!   makes them components (`<target dir>/plugins/<name>.wasm`); `test` does it too and hands the
+//!   directory to the tests in `RILL_PLUGIN_DIR`.
 //! - `cargo xtask bench storage|kafka [ARGS]`: a benchmark on a release build.
+
+mod plugins;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -24,7 +29,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
-        _ => Err(format!("usage: cargo xtask test | cargo xtask bench storage|kafka [ARGS]\n(got {:?})", args.first())),
+        Some("plugins") => install_targets().and_then(|()| plugins::build(&workspace_root())).map(drop),
+        _ => Err(format!(
+            "usage: cargo xtask test | cargo xtask plugins | cargo xtask bench storage|kafka [ARGS]\n(got {:?})",
+            args.first()
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,11 +148,26 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
     phases.run("cargo clippy", || {
         run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     })?;
+    phases.run("plugins: fmt, clippy, test", || {
+        let plugins = || {
+            let mut command = cargo();
+            command.current_dir(workspace_root().join("plugins"));
+            command
+        };
+        run("plugins fmt", plugins().args(["fmt", "--all", "--check"]))?;
+        run("plugins clippy", plugins().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+        run_counting_tests(plugins().arg("test"), counts)
+    })?;
+    let plugin_dir = phases.run("plugins: build components", || plugins::build(&workspace_root()))?;
     let python = phases.run("install Python test clients", install_python_clients)?;
     let rill_bin = phases.run("build rill", build_rill)?;
     phases.run("cargo test (workspace)", || {
         run_counting_tests(
-            cargo().args(["test", "--workspace"]).env("RILL_BIN", &rill_bin).env("RILL_PYTHON", &python),
+            cargo()
+                .args(["test", "--workspace"])
+                .env("RILL_BIN", &rill_bin)
+                .env("RILL_PYTHON", &python)
+                .env("RILL_PLUGIN_DIR", &plugin_dir),
             counts,
         )
     })?;
@@ -188,7 +212,7 @@ fn install_targets() -> Result<(), String> {
         .output()
         .map_err(|e| format!("rustup is needed to add targets: {e}"))?;
     let installed = String::from_utf8_lossy(&installed.stdout).to_string();
-    for target in TARGETS {
+    for target in TARGETS.iter().chain([&plugins::PLUGIN_TARGET]) {
         if installed.lines().any(|line| line.trim() == *target) {
             eprintln!("{target}: installed");
             continue;

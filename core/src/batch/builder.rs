@@ -315,6 +315,24 @@ impl Writer<'_> {
 /// Builds one uncompressed batch holding `records` into a `Vec` of exactly its size.
 #[cfg(feature = "alloc")]
 pub fn build_vec(params: BatchParams, records: &[RecordSpec<'_>]) -> Result<alloc::vec::Vec<u8>, BuildError> {
+    build_vec_with(params, records, true)
+}
+
+/// [`build_vec`] with the CRC left at zero (see [`BatchBuilder::finish_without_crc`]).
+#[cfg(feature = "alloc")]
+pub fn build_vec_without_crc(
+    params: BatchParams,
+    records: &[RecordSpec<'_>],
+) -> Result<alloc::vec::Vec<u8>, BuildError> {
+    build_vec_with(params, records, false)
+}
+
+#[cfg(feature = "alloc")]
+fn build_vec_with(
+    params: BatchParams,
+    records: &[RecordSpec<'_>],
+    crc: bool,
+) -> Result<alloc::vec::Vec<u8>, BuildError> {
     let base_timestamp = params.base_timestamp.or(records.first().map(|record| record.timestamp));
     let mut total = HEADER_LEN;
     for (index, record) in records.iter().enumerate() {
@@ -334,7 +352,7 @@ pub fn build_vec(params: BatchParams, records: &[RecordSpec<'_>]) -> Result<allo
     for record in records {
         builder.push(record)?;
     }
-    let len = builder.finish()?.len();
+    let len = if crc { builder.finish()?.len() } else { builder.finish_without_crc()?.len() };
     debug_assert_eq!(len, total, "build_vec sized the batch exactly");
     buf.truncate(len);
     Ok(buf)

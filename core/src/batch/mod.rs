@@ -65,9 +65,9 @@ mod error;
 mod header;
 mod record;
 
-#[cfg(feature = "alloc")]
-pub use builder::build_vec;
 pub use builder::{BatchBuilder, BatchParams, RecordSpec, encoded_record_len};
+#[cfg(feature = "alloc")]
+pub use builder::{build_vec, build_vec_without_crc};
 pub use error::{BatchError, BuildError, RecordError, RecordField};
 pub use header::{BatchHeader, Compression, TimestampType, attributes};
 pub use record::{Header, Headers, Record, Records, records_in, validate_decompressed, validate_records};

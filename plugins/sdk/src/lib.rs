@@ -1,0 +1,553 @@
+//! Write Rill plugins as plain Rust.
+//!
+//! A plugin implements one trait per record ([`Transform`]) and calls one macro
+//! ([`transform_plugin!`]); the SDK does the rest: it receives whole record batches across the
+//! WebAssembly boundary as Kafka v2 batch bytes (one call per batch, never per record), decodes
+//! them with `rill-core` (the codec the broker runs), calls the trait for each record, and builds
+//! the output batches. The broker validates what comes back and computes the CRCs.
+//!
+//! ```ignore
+//! use rill_plugin_sdk::{Config, Emit, Error, Record, Transform, transform_plugin};
+//!
+//! struct DropEmpty;
+//!
+//! impl Transform for DropEmpty {
+//!     const NAME: &'static str = "drop-empty";
+//!     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+//!
+//!     fn new(_config: &Config) -> Result<Self, Error> {
+//!         Ok(DropEmpty)
+//!     }
+//!
+//!     fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error> {
+//!         if record.value.is_some_and(|v| !v.is_empty()) {
+//!             emit.keep();
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! transform_plugin!(DropEmpty);
+//! ```
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+pub use rill_core;
+use rill_core::batch::{Batch, BatchHeader, BatchParams, RecordSpec, build_vec_without_crc};
+
+/// Bindings generated from `wit/plugin.wit`, one module per world. Used by the macros.
+#[doc(hidden)]
+pub mod bindings {
+    pub mod transform {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "transform-plugin",
+            pub_export_macro: true,
+            export_macro_name: "export_transform",
+            default_bindings_module: "rill_plugin_sdk::bindings::transform",
+        });
+    }
+}
+
+use bindings::transform::rill::plugin::log as wit_log;
+use bindings::transform::rill::plugin::types as wit;
+
+/// Writes to the broker's log, tagged with the plugin's name.
+pub mod log {
+    use super::wit_log::{Level, log};
+
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+/// The plugin's configuration, as the operator gave it (`key=value` pairs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    entries: Vec<(String, String)>,
+}
+
+impl Config {
+    pub fn new(entries: Vec<(String, String)>) -> Self {
+        Self { entries }
+    }
+
+    /// The last value given for `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The value of `key`, or an error naming it.
+    pub fn require(&self, key: &str) -> Result<&str, Error> {
+        self.get(key).ok_or_else(|| Error::invalid_input(alloc::format!("missing config key {key:?}")))
+    }
+
+    /// The value of `key` parsed as `T`, `None` when absent, an error naming the key when it does
+    /// not parse.
+    pub fn parse<T: core::str::FromStr>(&self, key: &str) -> Result<Option<T>, Error>
+    where
+        T::Err: fmt::Display,
+    {
+        self.get(key)
+            .map(|text| {
+                text.trim().parse().map_err(|e| Error::invalid_input(alloc::format!("config {key}={text:?}: {e}")))
+            })
+            .transpose()
+    }
+
+    pub fn entries(&self) -> &[(String, String)] {
+        &self.entries
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input is wrong: the batch goes to a dead-letter topic.
+    InvalidInput,
+    /// A passing condition: the broker may call again with the same batch.
+    Retryable,
+    /// The plugin cannot go on.
+    Fatal,
+}
+
+/// A plugin's error, with the record to blame when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The index (from 0) of the offending record within the call's input.
+    pub record_index: Option<u32>,
+}
+
+impl Error {
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::InvalidInput, message: message.into(), record_index: None }
+    }
+
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Retryable, message: message.into(), record_index: None }
+    }
+
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Fatal, message: message.into(), record_index: None }
+    }
+
+    /// Blames record `index` unless a record is blamed already.
+    pub fn at(mut self, index: u32) -> Self {
+        self.record_index.get_or_insert(index);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)?;
+        if let Some(index) = self.record_index {
+            write!(f, " (record {index})")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<Error> for wit::Error {
+    fn from(e: Error) -> Self {
+        let kind = match e.kind {
+            ErrorKind::InvalidInput => wit::ErrorKind::InvalidInput,
+            ErrorKind::Retryable => wit::ErrorKind::Retryable,
+            ErrorKind::Fatal => wit::ErrorKind::Fatal,
+        };
+        wit::Error { kind, message: e.message, record_index: e.record_index }
+    }
+}
+
+/// One input record, borrowing the batch's bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub offset: i64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    inner: rill_core::batch::Record<'a>,
+}
+
+impl<'a> Record<'a> {
+    /// The record's headers, in order: (key, value).
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        self.inner.headers().map(|h| (h.key, h.value))
+    }
+
+    /// The first header named `key`.
+    pub fn header(&self, key: &str) -> Option<Option<&'a [u8]>> {
+        self.headers().find(|(k, _)| *k == key.as_bytes()).map(|(_, v)| v)
+    }
+
+    /// A new record with this one's fields, to change before emitting.
+    pub fn to_new(&self) -> NewRecord {
+        NewRecord {
+            timestamp: self.timestamp,
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.map(<[u8]>::to_vec),
+            headers: self.headers().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect(),
+        }
+    }
+}
+
+/// A record a plugin makes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewRecord {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// What a plugin emits for the record it is given: nothing (dropped), the record itself, new
+/// records, or any mix, in order.
+#[derive(Debug, Default)]
+pub struct Emit {
+    current: usize,
+    out: Vec<Out>,
+}
+
+#[derive(Debug)]
+enum Out {
+    Keep(usize),
+    New(NewRecord),
+}
+
+impl Emit {
+    /// Emits the input record unchanged (no copy of its bytes is made until the batch is built).
+    pub fn keep(&mut self) {
+        self.out.push(Out::Keep(self.current));
+    }
+
+    /// Emits a new record.
+    pub fn push(&mut self, record: NewRecord) {
+        self.out.push(Out::New(record));
+    }
+}
+
+/// A transform plugin: called once per record of every batch, in order.
+pub trait Transform: Sized + 'static {
+    const NAME: &'static str;
+    const VERSION: &'static str;
+    /// Whether [`snapshot`](Self::snapshot) carries state the broker must keep.
+    const STATEFUL: bool = false;
+
+    /// Builds the plugin from its configuration; an error refuses the configuration.
+    fn new(config: &Config) -> Result<Self, Error>;
+
+    fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error>;
+
+    /// State to keep with the progress it belongs to (stateful plugins).
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Puts back what [`snapshot`](Self::snapshot) returned.
+    fn restore(&mut self, _state: &[u8]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Runs `plugin` over every record of `input` (concatenated uncompressed v2 batches) and
+/// returns the output batches, one per input batch that keeps any record, CRCs left to the
+/// broker.
+pub fn transform_batches<T: Transform>(plugin: &mut T, input: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut output = Vec::new();
+    let mut rest = input;
+    let mut index = 0u32;
+    while !rest.is_empty() {
+        let header = BatchHeader::decode(rest).map_err(|e| Error::invalid_input(alloc::format!("batch: {e}")))?;
+        let (bytes, next) = rest.split_at(header.total_len().min(rest.len()));
+        rest = next;
+        let batch = Batch::parse_without_crc(bytes).map_err(|e| Error::invalid_input(alloc::format!("batch: {e}")))?;
+        let records: Vec<rill_core::batch::Record<'_>> = batch
+            .records()
+            .map_err(|e| Error::invalid_input(alloc::format!("batch: {e}")))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::invalid_input(alloc::format!("record: {e}")))?;
+        let mut emit = Emit::default();
+        for (position, inner) in records.iter().enumerate() {
+            emit.current = position;
+            let record = Record {
+                offset: inner.offset(header.base_offset),
+                timestamp: inner.timestamp(header.base_timestamp),
+                key: inner.key,
+                value: inner.value,
+                inner: *inner,
+            };
+            plugin.transform(&record, &mut emit).map_err(|e| e.at(index))?;
+            index += 1;
+        }
+        build_output(&mut output, &header, &records, &emit.out)?;
+    }
+    Ok(output)
+}
+
+/// A record's headers as the batch builder takes them.
+type HeaderRefs<'a> = Vec<(&'a [u8], Option<&'a [u8]>)>;
+
+/// Appends the batch holding `out` (nothing when it is empty).
+fn build_output(
+    output: &mut Vec<u8>,
+    input: &BatchHeader,
+    records: &[rill_core::batch::Record<'_>],
+    out: &[Out],
+) -> Result<(), Error> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let headers: Vec<HeaderRefs<'_>> = out
+        .iter()
+        .map(|o| match o {
+            Out::Keep(i) => records[*i].headers().map(|h| (h.key, h.value)).collect(),
+            Out::New(r) => r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect(),
+        })
+        .collect();
+    let specs: Vec<RecordSpec<'_>> = out
+        .iter()
+        .zip(&headers)
+        .map(|(o, headers)| match o {
+            Out::Keep(i) => RecordSpec {
+                timestamp: records[*i].timestamp(input.base_timestamp),
+                key: records[*i].key,
+                value: records[*i].value,
+                headers,
+            },
+            Out::New(r) => {
+                RecordSpec { timestamp: r.timestamp, key: r.key.as_deref(), value: r.value.as_deref(), headers }
+            }
+        })
+        .collect();
+    build_split(output, &specs)
+}
+
+/// Builds `specs` into as few batches as the batch size limit allows.
+fn build_split(output: &mut Vec<u8>, specs: &[RecordSpec<'_>]) -> Result<(), Error> {
+    match build_vec_without_crc(BatchParams::default(), specs) {
+        Ok(batch) => {
+            output.extend_from_slice(&batch);
+            Ok(())
+        }
+        Err(rill_core::batch::BuildError::BatchTooLarge { .. }) if specs.len() > 1 => {
+            let (first, second) = specs.split_at(specs.len() / 2);
+            build_split(output, first)?;
+            build_split(output, second)
+        }
+        Err(e) => Err(Error::invalid_input(alloc::format!("cannot build the output batch: {e}"))),
+    }
+}
+
+/// Glue for the macros.
+#[doc(hidden)]
+pub mod __private {
+    use core::cell::RefCell;
+    use std::thread::LocalKey;
+
+    use super::*;
+
+    pub type Slot<T> = LocalKey<RefCell<Option<T>>>;
+
+    fn not_initialized() -> wit::Error {
+        wit::Error { kind: wit::ErrorKind::Fatal, message: "init was not called".into(), record_index: None }
+    }
+
+    pub fn init<T: Transform>(slot: &'static Slot<T>, config: Vec<(String, String)>) -> Result<(), wit::Error> {
+        let plugin = T::new(&Config::new(config))?;
+        slot.with(|s| *s.borrow_mut() = Some(plugin));
+        Ok(())
+    }
+
+    pub fn describe<T: Transform>(kind: wit::PluginKind) -> wit::Metadata {
+        wit::Metadata { name: T::NAME.into(), version: T::VERSION.into(), kind, stateful: T::STATEFUL }
+    }
+
+    pub fn snapshot<T: Transform>(slot: &'static Slot<T>) -> Vec<u8> {
+        slot.with(|s| s.borrow().as_ref().map(Transform::snapshot).unwrap_or_default())
+    }
+
+    pub fn restore<T: Transform>(slot: &'static Slot<T>, state: Vec<u8>) -> Result<(), wit::Error> {
+        slot.with(|s| match s.borrow_mut().as_mut() {
+            Some(plugin) => plugin.restore(&state).map_err(Into::into),
+            None => Err(not_initialized()),
+        })
+    }
+
+    pub fn transform<T: Transform>(slot: &'static Slot<T>, batch: Vec<u8>) -> Result<Vec<u8>, wit::Error> {
+        slot.with(|s| match s.borrow_mut().as_mut() {
+            Some(plugin) => transform_batches(plugin, &batch).map_err(Into::into),
+            None => Err(not_initialized()),
+        })
+    }
+}
+
+/// Exports `$plugin` (a [`Transform`]) as a component of the `transform-plugin` world. Only
+/// when building for WebAssembly: a native build (the plugin's own `cargo test`) has no exports,
+/// and tests call [`transform_batches`] directly.
+#[macro_export]
+macro_rules! transform_plugin {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+        struct RillPluginExport;
+
+        ::std::thread_local! {
+            static RILL_PLUGIN: ::core::cell::RefCell<::core::option::Option<$plugin>> =
+                const { ::core::cell::RefCell::new(None) };
+        }
+
+        impl $crate::bindings::transform::exports::rill::plugin::plugin::Guest for RillPluginExport {
+            fn init(
+                config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+            ) -> ::core::result::Result<(), $crate::bindings::transform::rill::plugin::types::Error> {
+                $crate::__private::init::<$plugin>(&RILL_PLUGIN, config)
+            }
+
+            fn describe() -> $crate::bindings::transform::rill::plugin::types::Metadata {
+                $crate::__private::describe::<$plugin>(
+                    $crate::bindings::transform::rill::plugin::types::PluginKind::Transform,
+                )
+            }
+
+            fn snapshot() -> ::std::vec::Vec<u8> {
+                $crate::__private::snapshot::<$plugin>(&RILL_PLUGIN)
+            }
+
+            fn restore(
+                state: ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<(), $crate::bindings::transform::rill::plugin::types::Error> {
+                $crate::__private::restore::<$plugin>(&RILL_PLUGIN, state)
+            }
+        }
+
+        impl $crate::bindings::transform::exports::rill::plugin::transform::Guest for RillPluginExport {
+            fn transform(
+                _context: $crate::bindings::transform::rill::plugin::types::BatchContext,
+                batch: ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<::std::vec::Vec<u8>, $crate::bindings::transform::rill::plugin::types::Error> {
+                $crate::__private::transform::<$plugin>(&RILL_PLUGIN, batch)
+            }
+        }
+
+        $crate::bindings::transform::export_transform!(RillPluginExport with_types_in $crate::bindings::transform);
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rill_core::batch::{build_vec, seal_crc};
+
+    /// Keeps even values, drops odd ones, and doubles "dup" into two records.
+    struct Parity;
+
+    impl Transform for Parity {
+        const NAME: &'static str = "parity";
+        const VERSION: &'static str = "0.0.1";
+
+        fn new(_config: &Config) -> Result<Self, Error> {
+            Ok(Parity)
+        }
+
+        fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error> {
+            match record.value {
+                Some(b"dup") => {
+                    emit.keep();
+                    let mut copy = record.to_new();
+                    copy.value = Some(b"dup-2".to_vec());
+                    emit.push(copy);
+                }
+                Some(b"bad") => return Err(Error::invalid_input("bad record")),
+                Some(v) if v.last().is_some_and(|d| d % 2 == 0) => emit.keep(),
+                _ => {}
+            }
+            Ok(())
+        }
+    }
+
+    fn batch(values: &[&[u8]], first_ts: i64) -> Vec<u8> {
+        let headers: &[(&[u8], Option<&[u8]>)] = &[(b"sensor", Some(b"s1"))];
+        let specs: Vec<RecordSpec<'_>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| RecordSpec { timestamp: first_ts + i as i64, key: Some(b"k"), value: Some(v), headers })
+            .collect();
+        build_vec(BatchParams::default(), &specs).unwrap()
+    }
+
+    /// Every record of `bytes` (sealing each batch's CRC first, as the broker does).
+    fn values(bytes: &[u8]) -> Vec<(i64, Vec<u8>, usize)> {
+        let mut out = Vec::new();
+        let mut rest = bytes.to_vec();
+        while !rest.is_empty() {
+            let len = BatchHeader::decode(&rest).unwrap().total_len();
+            let mut one: Vec<u8> = rest.drain(..len).collect();
+            seal_crc(&mut one).unwrap();
+            let parsed = Batch::parse(&one).unwrap();
+            for record in parsed.records().unwrap() {
+                let record = record.unwrap();
+                out.push((
+                    record.timestamp(parsed.header().base_timestamp),
+                    record.value.unwrap().to_vec(),
+                    record.headers().count(),
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn records_are_kept_dropped_and_added_in_order() {
+        let input = [batch(&[b"1", b"2", b"dup"], 1000), batch(&[b"3", b"5"], 2000), batch(&[b"4"], 3000)].concat();
+        let output = transform_batches(&mut Parity, &input).unwrap();
+        let got = values(&output);
+        let expected: Vec<(i64, Vec<u8>, usize)> = vec![
+            (1001, b"2".to_vec(), 1),
+            (1002, b"dup".to_vec(), 1),
+            (1002, b"dup-2".to_vec(), 1),
+            (3000, b"4".to_vec(), 1),
+        ];
+        assert_eq!(got, expected, "timestamps and headers carried, the all-dropped batch left out");
+        assert_eq!(&output[17..21], &[0, 0, 0, 0], "CRCs are left to the broker");
+    }
+
+    #[test]
+    fn errors_name_the_record_and_bad_input_is_refused() {
+        let input = [batch(&[b"2"], 0), batch(&[b"4", b"bad"], 0)].concat();
+        let error = transform_batches(&mut Parity, &input).unwrap_err();
+        assert_eq!((error.kind, error.record_index), (ErrorKind::InvalidInput, Some(2)));
+        let truncated = &input[..input.len() - 3];
+        assert_eq!(transform_batches(&mut Parity, truncated).unwrap_err().kind, ErrorKind::InvalidInput);
+        assert!(transform_batches(&mut Parity, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn config_values_parse_or_name_the_key() {
+        let config =
+            Config::new(vec![("min".into(), "1.5".into()), ("min".into(), " 2 ".into()), ("x".into(), "y".into())]);
+        assert_eq!(config.parse::<f64>("min").unwrap(), Some(2.0), "the last value wins");
+        assert_eq!(config.parse::<f64>("max").unwrap(), None);
+        assert!(config.parse::<f64>("x").unwrap_err().message.contains("x="));
+        assert!(config.require("field").unwrap_err().message.contains("field"));
+    }
+}
