@@ -11,6 +11,7 @@ pub mod http;
 pub mod kafka;
 pub mod limits;
 pub mod metrics;
+pub mod plugins;
 pub mod serve;
 pub mod storage;
 

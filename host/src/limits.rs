@@ -129,6 +129,26 @@ pub const STATUS_SAMPLES: usize = 121;
 /// How long shutdown waits for HTTP requests in progress.
 pub const HTTP_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
+// ---- plugins ---------------------------------------------------------------------------------
+
+/// Fuel (roughly, WebAssembly instructions) one plugin call may burn: ~30 ms of CPU here
+/// (measured: 50M fuel stop an endless loop in ~3 ms). A call handles a whole batch, so the
+/// budget is for the batch; a plugin whose batches need more is configured with more.
+pub const PLUGIN_FUEL_PER_CALL_DEFAULT: u64 = 500_000_000;
+
+/// Linear memory one plugin instance may grow to. Past it, growth traps (an allocation bomb
+/// becomes a contained trap). A batch is at most 8 MiB; 64 MiB leaves room to decode and build.
+pub const PLUGIN_MEMORY_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
+
+/// Plugin instances alive at once (the pooling allocator reserves their slots up front).
+pub const PLUGIN_INSTANCES_MAX: u32 = 64;
+
+/// Longest log message a plugin may write; the rest is cut.
+pub const PLUGIN_LOG_MESSAGE_BYTES_MAX: usize = 4096;
+
+/// Most bytes a plugin may return from one call: output is validated and copied into the log.
+pub const PLUGIN_OUTPUT_BYTES_MAX: usize = 32 * 1024 * 1024;
+
 // ---- idempotent producers -------------------------------------------------------------------
 
 /// Batches remembered per producer and partition for recognising retries: Kafka clients keep at

@@ -1,0 +1,107 @@
+//! The plugin runtime with real components built by `cargo xtask plugins` (directory in
+//! `RILL_PLUGIN_DIR`): results checked record by record, and misbehaving plugins contained.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rill::plugins::{CompiledPlugin, ErrorKind, PluginError, PluginLimits, PluginRuntime, TransformInstance};
+use rill_core::batch::{Batch, BatchParams, RecordSpec, batches, build_vec};
+
+fn plugin_dir() -> PathBuf {
+    match std::env::var_os("RILL_PLUGIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => panic!("RILL_PLUGIN_DIR is not set: run the tests with `cargo xtask test`, which builds the plugins"),
+    }
+}
+
+fn compile(runtime: &PluginRuntime, name: &str) -> CompiledPlugin {
+    let path = plugin_dir().join(format!("{name}.wasm"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    runtime.compile(&bytes).unwrap_or_else(|e| panic!("{name} compiles: {e}"))
+}
+
+fn config(entries: &[(&str, &str)]) -> Vec<(String, String)> {
+    entries.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn batch_of(values: &[&str]) -> Vec<u8> {
+    let specs: Vec<RecordSpec<'_>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| RecordSpec {
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(b"k"),
+            value: Some(v.as_bytes()),
+            headers: &[],
+        })
+        .collect();
+    build_vec(BatchParams::default(), &specs).unwrap()
+}
+
+/// Every value in `bytes`, each batch passing the full check (CRC included).
+fn values(bytes: &[u8]) -> Vec<String> {
+    batches(bytes)
+        .map(|b| b.expect("a valid, sealed batch"))
+        .flat_map(|b: Batch<'_>| {
+            b.records()
+                .unwrap()
+                .map(|r| String::from_utf8(r.unwrap().value.unwrap().to_vec()).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn range_filter_keeps_readings_in_range() {
+    let runtime = PluginRuntime::new().unwrap();
+    let compiled = compile(&runtime, "range-filter");
+    let mut filter = TransformInstance::new(
+        &runtime,
+        &compiled,
+        config(&[("field", "c"), ("min", "-40"), ("max", "85")]),
+        PluginLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(filter.metadata().name, "range-filter");
+    let input = [batch_of(&[r#"{"c": 21.5}"#, r#"{"c": -127}"#, "junk"]), batch_of(&[r#"{"c": 85}"#])].concat();
+    let output = filter.transform("sensors", 0, 0, &input).unwrap();
+    assert_eq!(values(&output), [r#"{"c": 21.5}"#, r#"{"c": 85}"#]);
+
+    let refused = TransformInstance::new(&runtime, &compiled, config(&[("field", "c")]), PluginLimits::default());
+    assert!(matches!(refused, Err(PluginError::Config { .. })), "{refused:?}");
+}
+
+#[test]
+fn misbehaving_plugins_are_contained_and_the_next_call_works() {
+    let runtime = PluginRuntime::new().unwrap();
+    let compiled = compile(&runtime, "misbehave");
+    let limits = PluginLimits { fuel_per_call: 50_000_000, memory_bytes: 16 << 20 };
+    let mut plugin = TransformInstance::new(&runtime, &compiled, Vec::new(), limits).unwrap();
+    let fine = batch_of(&["a", "b"]);
+    assert_eq!(values(&plugin.transform("t", 0, 0, &fine).unwrap()), ["a", "b"]);
+
+    let started = Instant::now();
+    let looped = plugin.transform("t", 0, 2, &batch_of(&["a", "loop"])).unwrap_err();
+    assert!(matches!(&looped, PluginError::Trap { reason, .. } if reason.contains("fuel")), "{looped}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the fuel budget stops an endless loop");
+    assert_eq!(values(&plugin.transform("t", 0, 4, &fine).unwrap()), ["a", "b"], "a fresh instance after the trap");
+
+    let bomb = plugin.transform("t", 0, 6, &batch_of(&["alloc"])).unwrap_err();
+    assert!(matches!(bomb, PluginError::Trap { .. }), "{bomb}");
+    let panicked = plugin.transform("t", 0, 7, &batch_of(&["trap"])).unwrap_err();
+    assert!(matches!(&panicked, PluginError::Trap { reason, .. } if reason.contains("panicked")), "{panicked}");
+    let error = plugin.transform("t", 0, 8, &batch_of(&["a", "error"])).unwrap_err();
+    assert!(
+        matches!(error, PluginError::Returned { kind: ErrorKind::InvalidInput, record_index: Some(1), .. }),
+        "{error}"
+    );
+    assert_eq!(values(&plugin.transform("t", 0, 10, &fine).unwrap()), ["a", "b"]);
+}
+
+#[test]
+fn what_is_not_a_plugin_component_is_refused_before_it_runs() {
+    let runtime = PluginRuntime::new().unwrap();
+    for bytes in [b"not wasm".to_vec(), [b"\0asm".as_slice(), &[1, 0, 0, 0]].concat()] {
+        assert!(matches!(runtime.compile(&bytes), Err(PluginError::Invalid(_))));
+    }
+}
