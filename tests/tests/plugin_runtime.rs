@@ -105,3 +105,34 @@ fn what_is_not_a_plugin_component_is_refused_before_it_runs() {
         assert!(matches!(runtime.compile(&bytes), Err(PluginError::Invalid(_))));
     }
 }
+
+#[test]
+fn redact_removes_fields() {
+    let runtime = PluginRuntime::new().unwrap();
+    let compiled = compile(&runtime, "redact");
+    let mut redact =
+        TransformInstance::new(&runtime, &compiled, config(&[("fields", "lat,lon")]), PluginLimits::default()).unwrap();
+    let output = redact.transform("t", 0, 0, &batch_of(&[r#"{"t":1,"lat":52.1,"lon":4.3}"#, "text"])).unwrap();
+    assert_eq!(values(&output), [r#"{"t":1}"#, "text"]);
+}
+
+/// A stateful plugin's state goes out with `snapshot` and comes back in a new instance.
+#[test]
+fn downsample_state_survives_a_restart() {
+    let runtime = PluginRuntime::new().unwrap();
+    let compiled = compile(&runtime, "downsample");
+    let settings = config(&[("window_ms", "1000")]);
+    let mut plugin = TransformInstance::new(&runtime, &compiled, settings.clone(), PluginLimits::default()).unwrap();
+    assert!(plugin.metadata().stateful);
+    // batch_of stamps records 1_700_000_000_000 + index.
+    assert_eq!(values(&plugin.transform("t", 0, 0, &batch_of(&["a", "b"])).unwrap()), ["a"], "one per window");
+    let state = plugin.snapshot().unwrap();
+    plugin.commit_state(state.clone());
+    assert!(!state.is_empty());
+
+    // A restart: a new instance restored from the committed state keeps the window closed.
+    let mut restarted = TransformInstance::new(&runtime, &compiled, settings, PluginLimits::default()).unwrap();
+    assert_eq!(values(&restarted.transform("t", 0, 2, &batch_of(&["c"])).unwrap()), ["c"], "no state: kept");
+    restarted.restore(state).unwrap();
+    assert!(values(&restarted.transform("t", 0, 3, &batch_of(&["d"])).unwrap()).is_empty(), "restored: dropped");
+}

@@ -193,6 +193,8 @@ pub struct TransformInstance {
     config: Vec<(String, String)>,
     limits: PluginLimits,
     metadata: PluginMetadata,
+    /// The state a fresh instance starts from (stateful plugins): the last one committed.
+    committed_state: Option<Vec<u8>>,
     /// `None` after a trap, until the next call builds a fresh one.
     live: Option<(Store<HostState>, TransformPlugin)>,
 }
@@ -218,8 +220,58 @@ impl TransformInstance {
             config,
             limits,
             metadata,
+            committed_state: None,
             live: Some((store, instance)),
         })
+    }
+
+    /// The plugin's live instance, or a fresh one (configured, and restored to the committed
+    /// state) after a trap.
+    fn live(&mut self) -> Result<(Store<HostState>, TransformPlugin), PluginError> {
+        if let Some(live) = self.live.take() {
+            return Ok(live);
+        }
+        let name = self.metadata.name.clone();
+        let (mut store, instance, _) = instantiate(&self.runtime, &self.compiled, &self.config, self.limits, &name)?;
+        if let Some(state) = &self.committed_state {
+            store.set_fuel(self.limits.fuel_per_call).map_err(|e| trapped(&name, &e))?;
+            let restored =
+                instance.rill_plugin_plugin().call_restore(&mut store, state).map_err(|e| trapped(&name, &e))?;
+            restored.map_err(|e| PluginError::Returned {
+                plugin: name.clone(),
+                kind: e.kind.into(),
+                message: format!("cannot restore its committed state: {}", e.message),
+                record_index: None,
+            })?;
+        }
+        Ok((store, instance))
+    }
+
+    /// The plugin's state now (empty for stateless plugins), to commit with the progress it
+    /// belongs to; then [`commit_state`](Self::commit_state) it.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, PluginError> {
+        let name = self.metadata.name.clone();
+        let (mut store, instance) = self.live()?;
+        store.set_fuel(self.limits.fuel_per_call).map_err(|e| trapped(&name, &e))?;
+        let state = instance.rill_plugin_plugin().call_snapshot(&mut store).map_err(|e| trapped(&name, &e))?;
+        self.live = Some((store, instance));
+        Ok(state)
+    }
+
+    /// Records `state` as durable: after a trap, or when [`restore`](Self::restore)d, the plugin
+    /// starts from it.
+    pub fn commit_state(&mut self, state: Vec<u8>) {
+        self.committed_state = Some(state);
+    }
+
+    /// Puts the plugin back to `state` (after a restart: the state committed with the progress).
+    pub fn restore(&mut self, state: Vec<u8>) -> Result<(), PluginError> {
+        self.committed_state = Some(state);
+        // A fresh instance restores the committed state as it starts.
+        self.live = None;
+        let live = self.live()?;
+        self.live = Some(live);
+        Ok(())
     }
 
     pub fn metadata(&self) -> &PluginMetadata {
@@ -236,15 +288,8 @@ impl TransformInstance {
         input: &[u8],
     ) -> Result<Vec<u8>, PluginError> {
         let name = self.metadata.name.clone();
-        let (mut store, instance) = match self.live.take() {
-            Some(live) => live,
-            None => {
-                let (store, instance, _) =
-                    instantiate(&self.runtime, &self.compiled, &self.config, self.limits, &name)?;
-                (store, instance)
-            }
-        };
-        let trap = |e: wasmtime::Error| PluginError::Trap { plugin: name.clone(), reason: trap_reason(&e) };
+        let (mut store, instance) = self.live()?;
+        let trap = |e: wasmtime::Error| trapped(&name, &e);
         store.set_fuel(self.limits.fuel_per_call).map_err(trap)?;
         let context = wit::BatchContext { topic: topic.to_owned(), partition, base_offset };
         // The generated binding takes a `&Vec<u8>`: one copy of the batch, small beside lowering
@@ -280,7 +325,7 @@ fn instantiate(
     let store_limits = StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build();
     let mut store = Store::new(&runtime.engine, HostState { limits: store_limits, plugin: name.to_owned() });
     store.limiter(|state| &mut state.limits);
-    let trap = |e: wasmtime::Error| PluginError::Trap { plugin: name.to_owned(), reason: trap_reason(&e) };
+    let trap = |e: wasmtime::Error| trapped(name, &e);
     store.set_fuel(limits.fuel_per_call).map_err(trap)?;
     let instance = TransformPlugin::instantiate(&mut store, &compiled.component, &runtime.linker)
         .map_err(|e| PluginError::Invalid(format!("cannot instantiate: {e:#}")))?;
@@ -298,6 +343,10 @@ fn instantiate(
         Ok(()) => Ok((store, instance, metadata)),
         Err(e) => Err(PluginError::Config { plugin: described.name, message: e.message }),
     }
+}
+
+fn trapped(plugin: &str, error: &wasmtime::Error) -> PluginError {
+    PluginError::Trap { plugin: plugin.to_owned(), reason: trap_reason(error) }
 }
 
 /// Why a call trapped, in words an operator can act on.
