@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use rill_plugin_sdk::{Config, Emit, Error, Record, Transform, transform_plugin};
+use rill_plugin_sdk::{Config, Emit, Error, Plugin, Record, Transform, transform_plugin};
 
 #[derive(Debug)]
 pub struct Downsample {
@@ -30,7 +30,7 @@ impl Downsample {
     }
 }
 
-impl Transform for Downsample {
+impl Plugin for Downsample {
     const NAME: &'static str = "downsample";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const STATEFUL: bool = true;
@@ -46,19 +46,6 @@ impl Transform for Downsample {
             return Err(Error::invalid_input("max_keys must be positive"));
         }
         Ok(Downsample { window_ms, max_keys, last_kept: HashMap::new() })
-    }
-
-    fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error> {
-        let key = record.key.unwrap_or_default();
-        let due = self.last_kept.get(key).is_none_or(|&last| record.timestamp.saturating_sub(last) >= self.window_ms);
-        if due {
-            emit.keep();
-            self.last_kept.insert(key.to_vec(), record.timestamp);
-            if self.last_kept.len() > self.max_keys {
-                self.forget_oldest();
-            }
-        }
-        Ok(())
     }
 
     /// `count:u32`, then per key `len:u32, key, timestamp:i64`, big-endian, keys sorted (the same
@@ -95,6 +82,21 @@ impl Transform for Downsample {
             return Err(bad());
         }
         self.last_kept = restored;
+        Ok(())
+    }
+}
+
+impl Transform for Downsample {
+    fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error> {
+        let key = record.key.unwrap_or_default();
+        let due = self.last_kept.get(key).is_none_or(|&last| record.timestamp.saturating_sub(last) >= self.window_ms);
+        if due {
+            emit.keep();
+            self.last_kept.insert(key.to_vec(), record.timestamp);
+            if self.last_kept.len() > self.max_keys {
+                self.forget_oldest();
+            }
+        }
         Ok(())
     }
 }

@@ -4,14 +4,14 @@
 //! - `trap`: panics, which aborts (a trap);
 //! - `error`: returns an invalid-input error naming the record.
 
-use rill_plugin_sdk::{Config, Emit, Error, Record, Transform, transform_plugin};
+use rill_plugin_sdk::{Config, Emit, Error, Plugin, Record, Transform, transform_plugin};
 
 #[derive(Debug)]
 pub struct Misbehave {
     hoard: Vec<Vec<u8>>,
 }
 
-impl Transform for Misbehave {
+impl Plugin for Misbehave {
     const NAME: &'static str = "misbehave";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
@@ -21,7 +21,9 @@ impl Transform for Misbehave {
         }
         Ok(Misbehave { hoard: Vec::new() })
     }
+}
 
+impl Transform for Misbehave {
     fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error> {
         match record.value {
             Some(b"loop") => {

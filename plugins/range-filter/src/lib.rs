@@ -10,7 +10,7 @@
 //!   `drop` (default), `keep`, or `error` (the batch goes to the dead-letter topic, naming the
 //!   record).
 
-use rill_plugin_sdk::{Config, Emit, Error, Record, Transform, transform_plugin};
+use rill_plugin_sdk::{Config, Emit, Error, Plugin, Record, Transform, transform_plugin};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnMissing {
@@ -35,7 +35,7 @@ impl RangeFilter {
     }
 }
 
-impl Transform for RangeFilter {
+impl Plugin for RangeFilter {
     const NAME: &'static str = "range-filter";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
@@ -59,7 +59,9 @@ impl Transform for RangeFilter {
         };
         Ok(RangeFilter { pointer, min, max, on_missing })
     }
+}
 
+impl Transform for RangeFilter {
     fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error> {
         match self.reading(record.value) {
             Some(reading) if (self.min..=self.max).contains(&reading) => emit.keep(),

@@ -7,7 +7,7 @@
 //! - `on_invalid`: a value that is not a JSON object is passed on unchanged (`keep`, default),
 //!   dropped (`drop`), or refused (`error`: the batch goes to the dead-letter topic).
 
-use rill_plugin_sdk::{Config, Emit, Error, Record, Transform, transform_plugin};
+use rill_plugin_sdk::{Config, Emit, Error, Plugin, Record, Transform, transform_plugin};
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ fn parse_path(field: &str) -> Result<Vec<String>, Error> {
     })
 }
 
-impl Transform for Redact {
+impl Plugin for Redact {
     const NAME: &'static str = "redact";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
@@ -59,7 +59,9 @@ impl Transform for Redact {
         };
         Ok(Redact { paths, on_invalid })
     }
+}
 
+impl Transform for Redact {
     fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error> {
         let parsed = record.value.and_then(|v| serde_json::from_slice::<Value>(v).ok()).filter(Value::is_object);
         let Some(mut value) = parsed else {

@@ -1,24 +1,27 @@
 //! Write Rill plugins as plain Rust.
 //!
-//! A plugin implements one trait per record ([`Transform`]) and calls one macro
-//! ([`transform_plugin!`]); the SDK does the rest: it receives whole record batches across the
+//! A plugin implements [`Plugin`] (name, version, configuration, state) and one per-record trait
+//! for its kind ([`Transform`], [`Partitioner`] or [`Ingest`]), then calls one macro
+//! ([`transform_plugin!`], [`partitioner_plugin!`], [`ingest_plugin!`]); the SDK does the rest: it receives whole record batches across the
 //! WebAssembly boundary as Kafka v2 batch bytes (one call per batch, never per record), decodes
 //! them with `rill-core` (the codec the broker runs), calls the trait for each record, and builds
 //! the output batches. The broker validates what comes back and computes the CRCs.
 //!
 //! ```ignore
-//! use rill_plugin_sdk::{Config, Emit, Error, Record, Transform, transform_plugin};
+//! use rill_plugin_sdk::{Config, Emit, Error, Plugin, Record, Transform, transform_plugin};
 //!
 //! struct DropEmpty;
 //!
-//! impl Transform for DropEmpty {
+//! impl Plugin for DropEmpty {
 //!     const NAME: &'static str = "drop-empty";
 //!     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 //!
 //!     fn new(_config: &Config) -> Result<Self, Error> {
 //!         Ok(DropEmpty)
 //!     }
+//! }
 //!
+//! impl Transform for DropEmpty {
 //!     fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error> {
 //!         if record.value.is_some_and(|v| !v.is_empty()) {
 //!             emit.keep();
@@ -40,21 +43,15 @@ pub use rill_core;
 use rill_core::batch::{Batch, BatchHeader, BatchParams, RecordSpec, build_vec_without_crc};
 
 /// Bindings generated from `wit/plugin.wit`, one module per world. Used by the macros.
+/// Bindings generated from `wit/plugin.wit`, one crate per world. Used by the macros.
 #[doc(hidden)]
 pub mod bindings {
-    pub mod transform {
-        wit_bindgen::generate!({
-            path: "../../wit",
-            world: "transform-plugin",
-            pub_export_macro: true,
-            export_macro_name: "export_transform",
-            default_bindings_module: "rill_plugin_sdk::bindings::transform",
-        });
-    }
+    pub use rill_plugin_world_ingest as ingest;
+    pub use rill_plugin_world_partitioner as partitioner;
+    pub use rill_plugin_world_transform as transform;
 }
 
 use bindings::transform::rill::plugin::log as wit_log;
-use bindings::transform::rill::plugin::types as wit;
 
 /// Writes to the broker's log, tagged with the plugin's name.
 pub mod log {
@@ -165,16 +162,24 @@ impl fmt::Display for Error {
     }
 }
 
-impl From<Error> for wit::Error {
-    fn from(e: Error) -> Self {
-        let kind = match e.kind {
-            ErrorKind::InvalidInput => wit::ErrorKind::InvalidInput,
-            ErrorKind::Retryable => wit::ErrorKind::Retryable,
-            ErrorKind::Fatal => wit::ErrorKind::Fatal,
-        };
-        wit::Error { kind, message: e.message, record_index: e.record_index }
-    }
+/// Each world has its own copy of the contract's types: convert into each.
+macro_rules! world_types {
+    ($($world:ident),*) => {$(
+        impl From<Error> for bindings::$world::rill::plugin::types::Error {
+            fn from(e: Error) -> Self {
+                use bindings::$world::rill::plugin::types as t;
+                let kind = match e.kind {
+                    ErrorKind::InvalidInput => t::ErrorKind::InvalidInput,
+                    ErrorKind::Retryable => t::ErrorKind::Retryable,
+                    ErrorKind::Fatal => t::ErrorKind::Fatal,
+                };
+                t::Error { kind, message: e.message, record_index: e.record_index }
+            }
+        }
+    )*};
 }
+
+world_types!(transform, partitioner, ingest);
 
 /// One input record, borrowing the batch's bytes.
 #[derive(Debug, Clone, Copy)]
@@ -245,8 +250,8 @@ impl Emit {
     }
 }
 
-/// A transform plugin: called once per record of every batch, in order.
-pub trait Transform: Sized + 'static {
+/// What every plugin is: a name, a version, a configuration, and (for stateful plugins) state.
+pub trait Plugin: Sized + 'static {
     const NAME: &'static str;
     const VERSION: &'static str;
     /// Whether [`snapshot`](Self::snapshot) carries state the broker must keep.
@@ -254,8 +259,6 @@ pub trait Transform: Sized + 'static {
 
     /// Builds the plugin from its configuration; an error refuses the configuration.
     fn new(config: &Config) -> Result<Self, Error>;
-
-    fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error>;
 
     /// State to keep with the progress it belongs to (stateful plugins).
     fn snapshot(&self) -> Vec<u8> {
@@ -268,38 +271,118 @@ pub trait Transform: Sized + 'static {
     }
 }
 
-/// Runs `plugin` over every record of `input` (concatenated uncompressed v2 batches) and
-/// returns the output batches, one per input batch that keeps any record, CRCs left to the
-/// broker.
-pub fn transform_batches<T: Transform>(plugin: &mut T, input: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut output = Vec::new();
+/// A transform plugin: called once per record of every batch, in order.
+pub trait Transform: Plugin {
+    fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error>;
+}
+
+/// A partitioner plugin: one partition per record.
+pub trait Partitioner: Plugin {
+    /// A partition below `partitions` for `record`.
+    fn partition(&mut self, record: &Record<'_>, partitions: u32) -> Result<u32, Error>;
+}
+
+/// One raw message from an ingest source (an MQTT publish).
+#[derive(Debug, Clone, Copy)]
+pub struct SourceMessage<'a> {
+    pub payload: &'a [u8],
+    /// The source's topic (the MQTT topic name).
+    pub topic: &'a str,
+    pub qos: u8,
+    pub retained: bool,
+    /// MQTT 5 user properties, in order.
+    pub properties: &'a [(String, String)],
+    /// When the gateway received it: milliseconds since the Unix epoch.
+    pub received_ms: i64,
+}
+
+/// An ingest plugin: turns each source message into zero or more records.
+pub trait Ingest: Plugin {
+    fn ingest(&mut self, message: &SourceMessage<'_>, records: &mut Vec<NewRecord>) -> Result<(), Error>;
+}
+
+/// Calls `each` with every batch of `input` (concatenated uncompressed v2 batches), its records,
+/// and the index in `input` of its first record.
+fn for_each_batch<'a>(
+    input: &'a [u8],
+    mut each: impl FnMut(&BatchHeader, &[rill_core::batch::Record<'a>], u32) -> Result<(), Error>,
+) -> Result<(), Error> {
     let mut rest = input;
-    let mut index = 0u32;
+    let mut first = 0u32;
     while !rest.is_empty() {
         let header = BatchHeader::decode(rest).map_err(|e| Error::invalid_input(alloc::format!("batch: {e}")))?;
         let (bytes, next) = rest.split_at(header.total_len().min(rest.len()));
         rest = next;
         let batch = Batch::parse_without_crc(bytes).map_err(|e| Error::invalid_input(alloc::format!("batch: {e}")))?;
-        let records: Vec<rill_core::batch::Record<'_>> = batch
+        let records: Vec<rill_core::batch::Record<'a>> = batch
             .records()
             .map_err(|e| Error::invalid_input(alloc::format!("batch: {e}")))?
             .collect::<Result<_, _>>()
             .map_err(|e| Error::invalid_input(alloc::format!("record: {e}")))?;
+        each(&header, &records, first)?;
+        first = first.saturating_add(records.len() as u32);
+    }
+    Ok(())
+}
+
+/// The plugin's view of a record of the batch `header` heads.
+fn view<'a>(header: &BatchHeader, inner: &rill_core::batch::Record<'a>) -> Record<'a> {
+    Record {
+        offset: inner.offset(header.base_offset),
+        timestamp: inner.timestamp(header.base_timestamp),
+        key: inner.key,
+        value: inner.value,
+        inner: *inner,
+    }
+}
+
+/// Runs `plugin` over every record of `input` and returns one partition per record.
+pub fn partition_batches<T: Partitioner>(plugin: &mut T, input: &[u8], partitions: u32) -> Result<Vec<u32>, Error> {
+    if partitions == 0 {
+        return Err(Error::invalid_input("a topic has at least one partition"));
+    }
+    let mut chosen = Vec::new();
+    for_each_batch(input, |header, records, first| {
+        for (position, inner) in records.iter().enumerate() {
+            let at = first.saturating_add(position as u32);
+            let partition = plugin.partition(&view(header, inner), partitions).map_err(|e| e.at(at))?;
+            if partition >= partitions {
+                return Err(Error::fatal(alloc::format!("partition {partition} chosen of {partitions}")).at(at));
+            }
+            chosen.push(partition);
+        }
+        Ok(())
+    })?;
+    Ok(chosen)
+}
+
+/// Runs `plugin` over `messages` and returns their records as batches (CRCs left to the broker).
+pub fn ingest_messages<T: Ingest>(plugin: &mut T, messages: &[SourceMessage<'_>]) -> Result<Vec<u8>, Error> {
+    let mut records = Vec::new();
+    for (index, message) in messages.iter().enumerate() {
+        plugin.ingest(message, &mut records).map_err(|e| e.at(index as u32))?;
+    }
+    let out: Vec<Out> = records.into_iter().map(Out::New).collect();
+    let mut output = Vec::new();
+    build_output(&mut output, None, &[], &out)?;
+    Ok(output)
+}
+
+/// Runs `plugin` over every record of `input` (concatenated uncompressed v2 batches) and
+/// returns the output batches, one per input batch that keeps any record, CRCs left to the
+/// broker.
+pub fn transform_batches<T: Transform>(plugin: &mut T, input: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut output = Vec::new();
+    for_each_batch(input, |header, records, first| {
         let mut emit = Emit::default();
         for (position, inner) in records.iter().enumerate() {
             emit.current = position;
-            let record = Record {
-                offset: inner.offset(header.base_offset),
-                timestamp: inner.timestamp(header.base_timestamp),
-                key: inner.key,
-                value: inner.value,
-                inner: *inner,
-            };
-            plugin.transform(&record, &mut emit).map_err(|e| e.at(index))?;
-            index += 1;
+            plugin
+                .transform(&view(header, inner), &mut emit)
+                .map_err(|e| e.at(first.saturating_add(position as u32)))?;
         }
-        build_output(&mut output, &header, &records, &emit.out)?;
-    }
+        build_output(&mut output, Some(header), records, &emit.out)
+    })?;
     Ok(output)
 }
 
@@ -309,10 +392,11 @@ type HeaderRefs<'a> = Vec<(&'a [u8], Option<&'a [u8]>)>;
 /// Appends the batch holding `out` (nothing when it is empty).
 fn build_output(
     output: &mut Vec<u8>,
-    input: &BatchHeader,
+    input: Option<&BatchHeader>,
     records: &[rill_core::batch::Record<'_>],
     out: &[Out],
 ) -> Result<(), Error> {
+    let base_timestamp = input.map_or(0, |header| header.base_timestamp);
     if out.is_empty() {
         return Ok(());
     }
@@ -328,7 +412,7 @@ fn build_output(
         .zip(&headers)
         .map(|(o, headers)| match o {
             Out::Keep(i) => RecordSpec {
-                timestamp: records[*i].timestamp(input.base_timestamp),
+                timestamp: records[*i].timestamp(base_timestamp),
                 key: records[*i].key,
                 value: records[*i].value,
                 headers,
@@ -357,7 +441,8 @@ fn build_split(output: &mut Vec<u8>, specs: &[RecordSpec<'_>]) -> Result<(), Err
     }
 }
 
-/// Glue for the macros.
+/// Glue for the macros: the per-world code is the same but for the generated types, so the
+/// macros call these and convert the errors.
 #[doc(hidden)]
 pub mod __private {
     use core::cell::RefCell;
@@ -367,37 +452,83 @@ pub mod __private {
 
     pub type Slot<T> = LocalKey<RefCell<Option<T>>>;
 
-    fn not_initialized() -> wit::Error {
-        wit::Error { kind: wit::ErrorKind::Fatal, message: "init was not called".into(), record_index: None }
+    fn not_initialized() -> Error {
+        Error::fatal("init was not called")
     }
 
-    pub fn init<T: Transform>(slot: &'static Slot<T>, config: Vec<(String, String)>) -> Result<(), wit::Error> {
+    pub fn init<T: Plugin>(slot: &'static Slot<T>, config: Vec<(String, String)>) -> Result<(), Error> {
         let plugin = T::new(&Config::new(config))?;
         slot.with(|s| *s.borrow_mut() = Some(plugin));
         Ok(())
     }
 
-    pub fn describe<T: Transform>(kind: wit::PluginKind) -> wit::Metadata {
-        wit::Metadata { name: T::NAME.into(), version: T::VERSION.into(), kind, stateful: T::STATEFUL }
+    pub fn snapshot<T: Plugin>(slot: &'static Slot<T>) -> Vec<u8> {
+        slot.with(|s| s.borrow().as_ref().map(Plugin::snapshot).unwrap_or_default())
     }
 
-    pub fn snapshot<T: Transform>(slot: &'static Slot<T>) -> Vec<u8> {
-        slot.with(|s| s.borrow().as_ref().map(Transform::snapshot).unwrap_or_default())
-    }
-
-    pub fn restore<T: Transform>(slot: &'static Slot<T>, state: Vec<u8>) -> Result<(), wit::Error> {
+    pub fn with<T: Plugin, R>(slot: &'static Slot<T>, f: impl FnOnce(&mut T) -> Result<R, Error>) -> Result<R, Error> {
         slot.with(|s| match s.borrow_mut().as_mut() {
-            Some(plugin) => plugin.restore(&state).map_err(Into::into),
+            Some(plugin) => f(plugin),
             None => Err(not_initialized()),
         })
     }
 
-    pub fn transform<T: Transform>(slot: &'static Slot<T>, batch: Vec<u8>) -> Result<Vec<u8>, wit::Error> {
-        slot.with(|s| match s.borrow_mut().as_mut() {
-            Some(plugin) => transform_batches(plugin, &batch).map_err(Into::into),
-            None => Err(not_initialized()),
-        })
+    /// Views of the generated source messages.
+    pub fn messages<'a>(
+        messages: &'a [crate::bindings::ingest::rill::plugin::types::SourceMessage],
+    ) -> Vec<SourceMessage<'a>> {
+        messages
+            .iter()
+            .map(|m| SourceMessage {
+                payload: &m.payload,
+                topic: &m.topic,
+                qos: m.qos,
+                retained: m.retained,
+                properties: &m.properties,
+                received_ms: m.received_ms,
+            })
+            .collect()
     }
+}
+
+/// The exports every world shares (`plugin`: init, describe, snapshot, restore).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugin_exports {
+    ($world:ident, $kind:ident, $plugin:ty) => {
+        impl $crate::bindings::$world::exports::rill::plugin::plugin::Guest for RillPluginExport {
+            fn init(
+                config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+            ) -> ::core::result::Result<(), $crate::bindings::$world::rill::plugin::types::Error> {
+                $crate::__private::init::<$plugin>(&RILL_PLUGIN, config).map_err(Into::into)
+            }
+
+            fn describe() -> $crate::bindings::$world::rill::plugin::types::Metadata {
+                $crate::bindings::$world::rill::plugin::types::Metadata {
+                    name: <$plugin as $crate::Plugin>::NAME.into(),
+                    version: <$plugin as $crate::Plugin>::VERSION.into(),
+                    kind: $crate::bindings::$world::rill::plugin::types::PluginKind::$kind,
+                    stateful: <$plugin as $crate::Plugin>::STATEFUL,
+                }
+            }
+
+            fn snapshot() -> ::std::vec::Vec<u8> {
+                $crate::__private::snapshot::<$plugin>(&RILL_PLUGIN)
+            }
+
+            fn restore(
+                state: ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<(), $crate::bindings::$world::rill::plugin::types::Error> {
+                $crate::__private::with::<$plugin, ()>(&RILL_PLUGIN, |p| $crate::Plugin::restore(p, &state))
+                    .map_err(Into::into)
+            }
+        }
+
+        ::std::thread_local! {
+            static RILL_PLUGIN: ::core::cell::RefCell<::core::option::Option<$plugin>> =
+                const { ::core::cell::RefCell::new(None) };
+        }
+    };
 }
 
 /// Exports `$plugin` (a [`Transform`]) as a component of the `transform-plugin` world. Only
@@ -408,47 +539,74 @@ macro_rules! transform_plugin {
     ($plugin:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-        struct RillPluginExport;
+            struct RillPluginExport;
+            $crate::__plugin_exports!(transform, Transform, $plugin);
 
-        ::std::thread_local! {
-            static RILL_PLUGIN: ::core::cell::RefCell<::core::option::Option<$plugin>> =
-                const { ::core::cell::RefCell::new(None) };
-        }
-
-        impl $crate::bindings::transform::exports::rill::plugin::plugin::Guest for RillPluginExport {
-            fn init(
-                config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
-            ) -> ::core::result::Result<(), $crate::bindings::transform::rill::plugin::types::Error> {
-                $crate::__private::init::<$plugin>(&RILL_PLUGIN, config)
+            impl $crate::bindings::transform::exports::rill::plugin::transform::Guest for RillPluginExport {
+                fn transform(
+                    _context: $crate::bindings::transform::rill::plugin::types::BatchContext,
+                    batch: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, $crate::bindings::transform::rill::plugin::types::Error>
+                {
+                    $crate::__private::with::<$plugin, _>(&RILL_PLUGIN, |p| $crate::transform_batches(p, &batch))
+                        .map_err(Into::into)
+                }
             }
 
-            fn describe() -> $crate::bindings::transform::rill::plugin::types::Metadata {
-                $crate::__private::describe::<$plugin>(
-                    $crate::bindings::transform::rill::plugin::types::PluginKind::Transform,
-                )
+            $crate::bindings::transform::export_transform!(RillPluginExport with_types_in $crate::bindings::transform);
+        };
+    };
+}
+
+/// Exports `$plugin` (a [`Partitioner`]) as a component of the `partitioner-plugin` world.
+#[macro_export]
+macro_rules! partitioner_plugin {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct RillPluginExport;
+            $crate::__plugin_exports!(partitioner, Partitioner, $plugin);
+
+            impl $crate::bindings::partitioner::exports::rill::plugin::partitioner::Guest for RillPluginExport {
+                fn partition(
+                    _context: $crate::bindings::partitioner::rill::plugin::types::BatchContext,
+                    batch: ::std::vec::Vec<u8>,
+                    partitions: u32,
+                ) -> ::core::result::Result<::std::vec::Vec<u32>, $crate::bindings::partitioner::rill::plugin::types::Error>
+                {
+                    $crate::__private::with::<$plugin, _>(&RILL_PLUGIN, |p| {
+                        $crate::partition_batches(p, &batch, partitions)
+                    })
+                    .map_err(Into::into)
+                }
             }
 
-            fn snapshot() -> ::std::vec::Vec<u8> {
-                $crate::__private::snapshot::<$plugin>(&RILL_PLUGIN)
+            $crate::bindings::partitioner::export_partitioner!(RillPluginExport with_types_in $crate::bindings::partitioner);
+        };
+    };
+}
+
+/// Exports `$plugin` (an [`Ingest`]) as a component of the `ingest-plugin` world.
+#[macro_export]
+macro_rules! ingest_plugin {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct RillPluginExport;
+            $crate::__plugin_exports!(ingest, Ingest, $plugin);
+
+            impl $crate::bindings::ingest::exports::rill::plugin::ingest::Guest for RillPluginExport {
+                fn ingest(
+                    messages: ::std::vec::Vec<$crate::bindings::ingest::rill::plugin::types::SourceMessage>,
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, $crate::bindings::ingest::rill::plugin::types::Error>
+                {
+                    let views = $crate::__private::messages(&messages);
+                    $crate::__private::with::<$plugin, _>(&RILL_PLUGIN, |p| $crate::ingest_messages(p, &views))
+                        .map_err(Into::into)
+                }
             }
 
-            fn restore(
-                state: ::std::vec::Vec<u8>,
-            ) -> ::core::result::Result<(), $crate::bindings::transform::rill::plugin::types::Error> {
-                $crate::__private::restore::<$plugin>(&RILL_PLUGIN, state)
-            }
-        }
-
-        impl $crate::bindings::transform::exports::rill::plugin::transform::Guest for RillPluginExport {
-            fn transform(
-                _context: $crate::bindings::transform::rill::plugin::types::BatchContext,
-                batch: ::std::vec::Vec<u8>,
-            ) -> ::core::result::Result<::std::vec::Vec<u8>, $crate::bindings::transform::rill::plugin::types::Error> {
-                $crate::__private::transform::<$plugin>(&RILL_PLUGIN, batch)
-            }
-        }
-
-        $crate::bindings::transform::export_transform!(RillPluginExport with_types_in $crate::bindings::transform);
+    $crate::bindings::ingest::export_ingest!(RillPluginExport with_types_in $crate::bindings::ingest);
         };
     };
 }
@@ -461,14 +619,16 @@ mod tests {
     /// Keeps even values, drops odd ones, and doubles "dup" into two records.
     struct Parity;
 
-    impl Transform for Parity {
+    impl Plugin for Parity {
         const NAME: &'static str = "parity";
         const VERSION: &'static str = "0.0.1";
 
         fn new(_config: &Config) -> Result<Self, Error> {
             Ok(Parity)
         }
+    }
 
+    impl Transform for Parity {
         fn transform(&mut self, record: &Record<'_>, emit: &mut Emit) -> Result<(), Error> {
             match record.value {
                 Some(b"dup") => {
