@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rill::plugins::{CompiledPlugin, ErrorKind, PluginError, PluginLimits, PluginRuntime, TransformInstance};
+use rill::plugins::{
+    CompiledPlugin, ErrorKind, PluginError, PluginInstance, PluginKind, PluginLimits, PluginRuntime, SourceMessage,
+};
 use rill_core::batch::{Batch, BatchParams, RecordSpec, batches, build_vec};
 
 fn plugin_dir() -> PathBuf {
@@ -55,7 +57,7 @@ fn values(bytes: &[u8]) -> Vec<String> {
 fn range_filter_keeps_readings_in_range() {
     let runtime = PluginRuntime::new().unwrap();
     let compiled = compile(&runtime, "range-filter");
-    let mut filter = TransformInstance::new(
+    let mut filter = PluginInstance::new(
         &runtime,
         &compiled,
         config(&[("field", "c"), ("min", "-40"), ("max", "85")]),
@@ -67,7 +69,7 @@ fn range_filter_keeps_readings_in_range() {
     let output = filter.transform("sensors", 0, 0, &input).unwrap();
     assert_eq!(values(&output), [r#"{"c": 21.5}"#, r#"{"c": 85}"#]);
 
-    let refused = TransformInstance::new(&runtime, &compiled, config(&[("field", "c")]), PluginLimits::default());
+    let refused = PluginInstance::new(&runtime, &compiled, config(&[("field", "c")]), PluginLimits::default());
     assert!(matches!(refused, Err(PluginError::Config { .. })), "{refused:?}");
 }
 
@@ -76,7 +78,7 @@ fn misbehaving_plugins_are_contained_and_the_next_call_works() {
     let runtime = PluginRuntime::new().unwrap();
     let compiled = compile(&runtime, "misbehave");
     let limits = PluginLimits { fuel_per_call: 50_000_000, memory_bytes: 16 << 20 };
-    let mut plugin = TransformInstance::new(&runtime, &compiled, Vec::new(), limits).unwrap();
+    let mut plugin = PluginInstance::new(&runtime, &compiled, Vec::new(), limits).unwrap();
     let fine = batch_of(&["a", "b"]);
     assert_eq!(values(&plugin.transform("t", 0, 0, &fine).unwrap()), ["a", "b"]);
 
@@ -111,7 +113,7 @@ fn redact_removes_fields() {
     let runtime = PluginRuntime::new().unwrap();
     let compiled = compile(&runtime, "redact");
     let mut redact =
-        TransformInstance::new(&runtime, &compiled, config(&[("fields", "lat,lon")]), PluginLimits::default()).unwrap();
+        PluginInstance::new(&runtime, &compiled, config(&[("fields", "lat,lon")]), PluginLimits::default()).unwrap();
     let output = redact.transform("t", 0, 0, &batch_of(&[r#"{"t":1,"lat":52.1,"lon":4.3}"#, "text"])).unwrap();
     assert_eq!(values(&output), [r#"{"t":1}"#, "text"]);
 }
@@ -122,7 +124,7 @@ fn downsample_state_survives_a_restart() {
     let runtime = PluginRuntime::new().unwrap();
     let compiled = compile(&runtime, "downsample");
     let settings = config(&[("window_ms", "1000")]);
-    let mut plugin = TransformInstance::new(&runtime, &compiled, settings.clone(), PluginLimits::default()).unwrap();
+    let mut plugin = PluginInstance::new(&runtime, &compiled, settings.clone(), PluginLimits::default()).unwrap();
     assert!(plugin.metadata().stateful);
     // batch_of stamps records 1_700_000_000_000 + index.
     assert_eq!(values(&plugin.transform("t", 0, 0, &batch_of(&["a", "b"])).unwrap()), ["a"], "one per window");
@@ -131,8 +133,44 @@ fn downsample_state_survives_a_restart() {
     assert!(!state.is_empty());
 
     // A restart: a new instance restored from the committed state keeps the window closed.
-    let mut restarted = TransformInstance::new(&runtime, &compiled, settings, PluginLimits::default()).unwrap();
+    let mut restarted = PluginInstance::new(&runtime, &compiled, settings, PluginLimits::default()).unwrap();
     assert_eq!(values(&restarted.transform("t", 0, 2, &batch_of(&["c"])).unwrap()), ["c"], "no state: kept");
     restarted.restore(state).unwrap();
     assert!(values(&restarted.transform("t", 0, 3, &batch_of(&["d"])).unwrap()).is_empty(), "restored: dropped");
+}
+
+#[test]
+fn key_field_partitioner_agrees_with_kafka_for_the_field() {
+    let runtime = PluginRuntime::new().unwrap();
+    let compiled = compile(&runtime, "key-field-partitioner");
+    assert_eq!(compiled.kind(), PluginKind::Partitioner);
+    let mut partitioner =
+        PluginInstance::new(&runtime, &compiled, config(&[("field", "device")]), PluginLimits::default()).unwrap();
+    let input = batch_of(&[r#"{"device":"gw-1"}"#, r#"{"device":"gw-2"}"#, r#"{"device":"gw-1"}"#]);
+    let chosen = partitioner.partition("t", 0, &input, 6, 3).unwrap();
+    let kafka = |key: &str| rill_core::partitioner::partition_for_key(key.as_bytes(), 6).unwrap();
+    assert_eq!(chosen, [kafka("gw-1"), kafka("gw-2"), kafka("gw-1")]);
+    let wrong = partitioner.transform("t", 0, 0, &input).unwrap_err();
+    assert!(matches!(wrong, PluginError::WrongKind { .. }), "{wrong}");
+}
+
+#[test]
+fn senml_ingests_a_pack_into_one_record_per_measurement() {
+    let runtime = PluginRuntime::new().unwrap();
+    let compiled = compile(&runtime, "senml");
+    assert_eq!(compiled.kind(), PluginKind::Ingest);
+    let mut senml = PluginInstance::new(&runtime, &compiled, Vec::new(), PluginLimits::default()).unwrap();
+    let message = |payload: &str| SourceMessage {
+        payload: payload.as_bytes().to_vec(),
+        topic: "sensors/greenhouse".into(),
+        qos: 1,
+        retained: false,
+        properties: Vec::new(),
+        received_ms: 1_700_000_000_000,
+    };
+    let pack = r#"[{"bn":"gh/","bt":1.7e9,"u":"Cel","n":"t1","v":21.5},{"n":"t2","v":22}]"#;
+    let output = senml.ingest(&[message(pack)]).unwrap();
+    assert_eq!(values(&output), [r#"{"n":"gh/t1","u":"Cel","v":21.5}"#, r#"{"n":"gh/t2","v":22.0}"#]);
+    let refused = senml.ingest(&[message(pack), message("{}")]).unwrap_err();
+    assert!(matches!(refused, PluginError::Returned { record_index: Some(1), .. }), "{refused}");
 }

@@ -1,0 +1,311 @@
+//! One running plugin: a `Store`, an instance of its world, and what it takes to rebuild both
+//! after a trap (its configuration and its last committed state).
+
+use wasmtime::{Store, StoreLimitsBuilder};
+
+use super::bindings::{ingest, partitioner, transform};
+use super::output::seal_output;
+use super::{
+    CompiledPlugin, ErrorKind, HostState, PluginError, PluginKind, PluginLimits, PluginMetadata, PluginRuntime,
+    SourceMessage,
+};
+
+/// An instance of one of the three worlds.
+enum World {
+    Transform(transform::TransformPlugin),
+    Partitioner(partitioner::PartitionerPlugin),
+    Ingest(ingest::IngestPlugin),
+}
+
+/// Calls a function of the `plugin` interface every world exports, whatever the world; the
+/// generated types differ per world, so `$convert` maps the result to ours.
+macro_rules! on_plugin {
+    ($world:expr, $store:expr, |$iface:ident| $call:expr, $convert:expr) => {
+        match $world {
+            World::Transform(w) => {
+                let $iface = w.rill_plugin_plugin();
+                $call.map(|r| $convert(r.map_err(|e| (ErrorKind::from_transform(e.kind), e.message))))
+            }
+            World::Partitioner(w) => {
+                let $iface = w.rill_plugin_plugin();
+                $call.map(|r| $convert(r.map_err(|e| (ErrorKind::from_partitioner(e.kind), e.message))))
+            }
+            World::Ingest(w) => {
+                let $iface = w.rill_plugin_plugin();
+                $call.map(|r| $convert(r.map_err(|e| (ErrorKind::from_ingest(e.kind), e.message))))
+            }
+        }
+    };
+}
+
+macro_rules! error_kinds {
+    ($($name:ident => $world:ident),*) => {
+        impl ErrorKind {
+            $(fn $name(kind: $world::rill::plugin::types::ErrorKind) -> Self {
+                use $world::rill::plugin::types::ErrorKind as K;
+                match kind {
+                    K::InvalidInput => ErrorKind::InvalidInput,
+                    K::Retryable => ErrorKind::Retryable,
+                    K::Fatal => ErrorKind::Fatal,
+                }
+            })*
+        }
+    };
+}
+
+error_kinds!(from_transform => transform, from_partitioner => partitioner, from_ingest => ingest);
+
+/// A plugin ready for calls of its kind.
+pub struct PluginInstance {
+    runtime: PluginRuntime,
+    compiled: CompiledPlugin,
+    config: Vec<(String, String)>,
+    limits: PluginLimits,
+    metadata: PluginMetadata,
+    /// The state a fresh instance starts from (stateful plugins): the last one committed.
+    committed_state: Option<Vec<u8>>,
+    /// `None` after a trap, until the next call builds a fresh one.
+    live: Option<(Store<HostState>, World)>,
+}
+
+impl std::fmt::Debug for PluginInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginInstance").field("metadata", &self.metadata).finish_non_exhaustive()
+    }
+}
+
+fn trapped(plugin: &str, error: &wasmtime::Error) -> PluginError {
+    PluginError::Trap { plugin: plugin.to_owned(), reason: trap_reason(error) }
+}
+
+/// Why a call trapped, in words an operator can act on.
+fn trap_reason(error: &wasmtime::Error) -> String {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => {
+            "ran out of fuel (an endless loop, or a batch too big for its fuel budget)".into()
+        }
+        Some(wasmtime::Trap::UnreachableCodeReached) => "panicked (unreachable code reached)".into(),
+        Some(trap) => format!("{trap}"),
+        None => format!("{error:#}"),
+    }
+}
+
+fn returned(plugin: &str, (kind, message): (ErrorKind, String), record_index: Option<u32>) -> PluginError {
+    PluginError::Returned { plugin: plugin.to_owned(), kind, message, record_index }
+}
+
+fn instantiate(
+    runtime: &PluginRuntime,
+    compiled: &CompiledPlugin,
+    config: &[(String, String)],
+    limits: PluginLimits,
+    name: &str,
+) -> Result<(Store<HostState>, World, PluginMetadata), PluginError> {
+    let store_limits = StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build();
+    let mut store = Store::new(&runtime.engine, HostState { limits: store_limits, plugin: name.to_owned() });
+    store.limiter(|state| &mut state.limits);
+    store.set_fuel(limits.fuel_per_call).map_err(|e| trapped(name, &e))?;
+    let refused = |e: wasmtime::Error| PluginError::Invalid(format!("cannot instantiate: {e:#}"));
+    let (component, linker) = (&compiled.component, runtime.linker.as_ref());
+    let world = match compiled.kind {
+        PluginKind::Transform => {
+            World::Transform(transform::TransformPlugin::instantiate(&mut store, component, linker).map_err(refused)?)
+        }
+        PluginKind::Partitioner => World::Partitioner(
+            partitioner::PartitionerPlugin::instantiate(&mut store, component, linker).map_err(refused)?,
+        ),
+        PluginKind::Ingest => {
+            World::Ingest(ingest::IngestPlugin::instantiate(&mut store, component, linker).map_err(refused)?)
+        }
+    };
+    let trap = |e: wasmtime::Error| trapped(name, &e);
+    let (plugin_name, version, stateful) = match &world {
+        World::Transform(w) => {
+            w.rill_plugin_plugin().call_describe(&mut store).map(|m| (m.name, m.version, m.stateful))
+        }
+        World::Partitioner(w) => {
+            w.rill_plugin_plugin().call_describe(&mut store).map(|m| (m.name, m.version, m.stateful))
+        }
+        World::Ingest(w) => w.rill_plugin_plugin().call_describe(&mut store).map(|m| (m.name, m.version, m.stateful)),
+    }
+    .map_err(trap)?;
+    store.data_mut().plugin = format!("{plugin_name}@{version}");
+    let metadata = PluginMetadata { name: plugin_name.clone(), version, kind: compiled.kind, stateful };
+    let initialized = on_plugin!(&world, store, |iface| iface.call_init(&mut store, config), |r| r).map_err(trap)?;
+    initialized.map_err(|(_, message)| PluginError::Config { plugin: plugin_name, message })?;
+    Ok((store, world, metadata))
+}
+
+impl PluginInstance {
+    /// Instantiates and configures the plugin (`init`), and reads its metadata.
+    pub fn new(
+        runtime: &PluginRuntime,
+        compiled: &CompiledPlugin,
+        config: Vec<(String, String)>,
+        limits: PluginLimits,
+    ) -> Result<Self, PluginError> {
+        let (store, world, metadata) = instantiate(runtime, compiled, &config, limits, "plugin")?;
+        Ok(Self {
+            runtime: runtime.clone(),
+            compiled: compiled.clone(),
+            config,
+            limits,
+            metadata,
+            committed_state: None,
+            live: Some((store, world)),
+        })
+    }
+
+    pub fn metadata(&self) -> &PluginMetadata {
+        &self.metadata
+    }
+
+    /// The live instance, or a fresh one (configured, and restored to the committed state) after
+    /// a trap; its fuel is topped up for one call.
+    fn live(&mut self) -> Result<(Store<HostState>, World), PluginError> {
+        let name = self.metadata.name.clone();
+        let (mut store, world) = match self.live.take() {
+            Some(live) => live,
+            None => {
+                let (mut store, world, _) =
+                    instantiate(&self.runtime, &self.compiled, &self.config, self.limits, &name)?;
+                if let Some(state) = &self.committed_state {
+                    let restored = on_plugin!(&world, store, |iface| iface.call_restore(&mut store, state), |r| r)
+                        .map_err(|e| trapped(&name, &e))?;
+                    restored.map_err(|(kind, message)| {
+                        returned(&name, (kind, format!("cannot restore its committed state: {message}")), None)
+                    })?;
+                }
+                (store, world)
+            }
+        };
+        store.set_fuel(self.limits.fuel_per_call).map_err(|e| trapped(&name, &e))?;
+        Ok((store, world))
+    }
+
+    fn wrong_kind(&self, expected: PluginKind) -> PluginError {
+        PluginError::WrongKind { plugin: self.metadata.name.clone(), expected, found: self.metadata.kind }
+    }
+
+    /// Runs a transform plugin over `input` (uncompressed v2 batches); returns its output,
+    /// validated and with CRCs computed.
+    pub fn transform(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        base_offset: u64,
+        input: &[u8],
+    ) -> Result<Vec<u8>, PluginError> {
+        if self.metadata.kind != PluginKind::Transform {
+            return Err(self.wrong_kind(PluginKind::Transform));
+        }
+        let name = self.metadata.name.clone();
+        let (mut store, world) = self.live()?;
+        let World::Transform(instance) = &world else { unreachable!("the kind was checked") };
+        let context = transform::rill::plugin::types::BatchContext { topic: topic.to_owned(), partition, base_offset };
+        // The generated binding takes a `&Vec<u8>`: one copy of the batch, small beside lowering
+        // it into the instance's memory.
+        let input = input.to_vec();
+        // After a trap wasmtime refuses to enter the instance again: it is dropped here.
+        let answer = instance
+            .rill_plugin_transform()
+            .call_transform(&mut store, &context, &input)
+            .map_err(|e| trapped(&name, &e))?;
+        self.live = Some((store, world));
+        let output =
+            answer.map_err(|e| returned(&name, (ErrorKind::from_transform(e.kind), e.message), e.record_index))?;
+        seal_output(output).map_err(|reason| PluginError::BadOutput { plugin: name, reason })
+    }
+
+    /// Runs a partitioner plugin: one partition below `partitions` per record of `input`.
+    pub fn partition(
+        &mut self,
+        topic: &str,
+        base_offset: u64,
+        input: &[u8],
+        partitions: u32,
+        records: usize,
+    ) -> Result<Vec<u32>, PluginError> {
+        if self.metadata.kind != PluginKind::Partitioner {
+            return Err(self.wrong_kind(PluginKind::Partitioner));
+        }
+        let name = self.metadata.name.clone();
+        let (mut store, world) = self.live()?;
+        let World::Partitioner(instance) = &world else { unreachable!("the kind was checked") };
+        let context =
+            partitioner::rill::plugin::types::BatchContext { topic: topic.to_owned(), partition: 0, base_offset };
+        let input = input.to_vec();
+        let answer = instance
+            .rill_plugin_partitioner()
+            .call_partition(&mut store, &context, &input, partitions)
+            .map_err(|e| trapped(&name, &e))?;
+        self.live = Some((store, world));
+        let chosen =
+            answer.map_err(|e| returned(&name, (ErrorKind::from_partitioner(e.kind), e.message), e.record_index))?;
+        let bad = |reason: String| PluginError::BadOutput { plugin: name.clone(), reason };
+        if chosen.len() != records {
+            return Err(bad(format!("{} partitions for {records} records", chosen.len())));
+        }
+        if let Some(index) = chosen.iter().position(|&p| p >= partitions) {
+            return Err(bad(format!("record {index}: partition {} of {partitions}", chosen[index])));
+        }
+        Ok(chosen)
+    }
+
+    /// Runs an ingest plugin over `messages`; returns their records as sealed batches.
+    pub fn ingest(&mut self, messages: &[SourceMessage]) -> Result<Vec<u8>, PluginError> {
+        if self.metadata.kind != PluginKind::Ingest {
+            return Err(self.wrong_kind(PluginKind::Ingest));
+        }
+        let name = self.metadata.name.clone();
+        let (mut store, world) = self.live()?;
+        let World::Ingest(instance) = &world else { unreachable!("the kind was checked") };
+        let messages: Vec<ingest::rill::plugin::types::SourceMessage> = messages
+            .iter()
+            .map(|m| ingest::rill::plugin::types::SourceMessage {
+                payload: m.payload.clone(),
+                topic: m.topic.clone(),
+                qos: m.qos,
+                retained: m.retained,
+                properties: m.properties.clone(),
+                received_ms: m.received_ms,
+            })
+            .collect();
+        let answer =
+            instance.rill_plugin_ingest().call_ingest(&mut store, &messages).map_err(|e| trapped(&name, &e))?;
+        self.live = Some((store, world));
+        let output =
+            answer.map_err(|e| returned(&name, (ErrorKind::from_ingest(e.kind), e.message), e.record_index))?;
+        seal_output(output).map_err(|reason| PluginError::BadOutput { plugin: name, reason })
+    }
+
+    /// The plugin's state now (empty for stateless plugins), to commit with the progress it
+    /// belongs to; then [`commit_state`](Self::commit_state) it.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, PluginError> {
+        let name = self.metadata.name.clone();
+        let (mut store, world) = self.live()?;
+        let state = match &world {
+            World::Transform(w) => w.rill_plugin_plugin().call_snapshot(&mut store),
+            World::Partitioner(w) => w.rill_plugin_plugin().call_snapshot(&mut store),
+            World::Ingest(w) => w.rill_plugin_plugin().call_snapshot(&mut store),
+        }
+        .map_err(|e| trapped(&name, &e))?;
+        self.live = Some((store, world));
+        Ok(state)
+    }
+
+    /// Records `state` as durable: a fresh instance (after a trap) starts from it.
+    pub fn commit_state(&mut self, state: Vec<u8>) {
+        self.committed_state = Some(state);
+    }
+
+    /// Puts the plugin back to `state` (after a restart: the state committed with the progress).
+    pub fn restore(&mut self, state: Vec<u8>) -> Result<(), PluginError> {
+        self.committed_state = Some(state);
+        // A fresh instance restores the committed state as it starts.
+        self.live = None;
+        let live = self.live()?;
+        self.live = Some(live);
+        Ok(())
+    }
+}
