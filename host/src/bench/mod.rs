@@ -1,6 +1,7 @@
 //! `rill bench …`: measurements against a baseline measured in the same run.
 
 mod kafka;
+mod plugins;
 mod storage;
 
 use clap::Subcommand;
@@ -13,11 +14,15 @@ pub enum BenchCommand {
     /// Produce and consume over the Kafka protocol on loopback: throughput against a plain
     /// loopback socket and file append + fdatasync, open-loop produce latency against fdatasync.
     Kafka(kafka::KafkaArgs),
+    /// Record batches through WebAssembly plugins against the same work in native Rust, and a
+    /// plugin's cold start.
+    Plugins(plugins::PluginsArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Storage(args) => storage::run(args).await,
         BenchCommand::Kafka(args) => kafka::run(args).await,
+        BenchCommand::Plugins(args) => plugins::run(args).await,
     }
 }
