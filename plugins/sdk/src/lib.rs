@@ -301,11 +301,11 @@ pub trait Ingest: Plugin {
     fn ingest(&mut self, message: &SourceMessage<'_>, records: &mut Vec<NewRecord>) -> Result<(), Error>;
 }
 
-/// Calls `each` with every batch of `input` (concatenated uncompressed v2 batches), its records,
-/// and the index in `input` of its first record.
+/// Calls `each` with every batch of `input` (concatenated uncompressed v2 batches): its bytes,
+/// header, records, and the index in `input` of its first record.
 fn for_each_batch<'a>(
     input: &'a [u8],
-    mut each: impl FnMut(&BatchHeader, &[rill_core::batch::Record<'a>], u32) -> Result<(), Error>,
+    mut each: impl FnMut(&'a [u8], &BatchHeader, &[rill_core::batch::Record<'a>], u32) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let mut rest = input;
     let mut first = 0u32;
@@ -319,7 +319,7 @@ fn for_each_batch<'a>(
             .map_err(|e| Error::invalid_input(alloc::format!("batch: {e}")))?
             .collect::<Result<_, _>>()
             .map_err(|e| Error::invalid_input(alloc::format!("record: {e}")))?;
-        each(&header, &records, first)?;
+        each(bytes, &header, &records, first)?;
         first = first.saturating_add(records.len() as u32);
     }
     Ok(())
@@ -342,7 +342,7 @@ pub fn partition_batches<T: Partitioner>(plugin: &mut T, input: &[u8], partition
         return Err(Error::invalid_input("a topic has at least one partition"));
     }
     let mut chosen = Vec::new();
-    for_each_batch(input, |header, records, first| {
+    for_each_batch(input, |_, header, records, first| {
         for (position, inner) in records.iter().enumerate() {
             let at = first.saturating_add(position as u32);
             let partition = plugin.partition(&view(header, inner), partitions).map_err(|e| e.at(at))?;
@@ -373,7 +373,7 @@ pub fn ingest_messages<T: Ingest>(plugin: &mut T, messages: &[SourceMessage<'_>]
 /// broker.
 pub fn transform_batches<T: Transform>(plugin: &mut T, input: &[u8]) -> Result<Vec<u8>, Error> {
     let mut output = Vec::new();
-    for_each_batch(input, |header, records, first| {
+    for_each_batch(input, |bytes, header, records, first| {
         let mut emit = Emit::default();
         for (position, inner) in records.iter().enumerate() {
             emit.current = position;
@@ -381,9 +381,32 @@ pub fn transform_batches<T: Transform>(plugin: &mut T, input: &[u8]) -> Result<V
                 .transform(&view(header, inner), &mut emit)
                 .map_err(|e| e.at(first.saturating_add(position as u32)))?;
         }
-        build_output(&mut output, Some(header), records, &emit.out)
+        let kept_whole = emit.out.len() == records.len()
+            && emit.out.iter().enumerate().all(|(i, out)| matches!(out, Out::Keep(kept) if *kept == i));
+        if kept_whole {
+            // The common case for a filter: the batch passes as it is, without a rebuild.
+            pass_whole(&mut output, bytes, header)
+        } else {
+            build_output(&mut output, Some(header), records, &emit.out)
+        }
     })?;
     Ok(output)
+}
+
+/// Appends `bytes`, a batch every record of which is kept unchanged, as a new batch: the stored
+/// batch's offsets, leader epoch and producer identity are not the output's (the broker assigns
+/// offsets; the plugin is not that producer), and the CRC is left to the broker.
+fn pass_whole(output: &mut Vec<u8>, bytes: &[u8], header: &BatchHeader) -> Result<(), Error> {
+    let start = output.len();
+    output.extend_from_slice(bytes);
+    let mut fresh = *header;
+    fresh.base_offset = 0;
+    fresh.partition_leader_epoch = -1;
+    fresh.producer_id = -1;
+    fresh.producer_epoch = -1;
+    fresh.base_sequence = -1;
+    fresh.crc = 0;
+    fresh.encode(&mut output[start..]).map_err(|_| Error::fatal("cannot rewrite a batch header"))
 }
 
 /// A record's headers as the batch builder takes them.
@@ -690,6 +713,33 @@ mod tests {
         assert_eq!(got, expected, "timestamps and headers carried, the all-dropped batch left out");
         assert_eq!(&output[17..21], &[0, 0, 0, 0], "CRCs are left to the broker");
     }
+
+    #[test]
+    fn batches_kept_whole_pass_as_they_are_but_for_offsets_and_producer() {
+        let params = BatchParams {
+            base_offset: 500,
+            producer_id: 77,
+            producer_epoch: 3,
+            base_sequence: 9,
+            ..BatchParams::default()
+        };
+        let specs = [RecordSpec { timestamp: 5, key: None, value: Some(b"2"), headers: &[] }; 3];
+        let input = build_vec(params, &specs).unwrap();
+        let output = transform_batches(&mut Parity, &input).unwrap();
+        let header = BatchHeader::decode(&output).unwrap();
+        assert_eq!(
+            (header.base_offset, header.producer_id, header.producer_epoch, header.base_sequence),
+            (0, -1, -1, -1)
+        );
+        assert_eq!(
+            output[HEADER_OFFSET_OF_RECORDS..],
+            input[HEADER_OFFSET_OF_RECORDS..],
+            "the records are the input's bytes"
+        );
+        assert_eq!(values(&output).len(), 3);
+    }
+
+    const HEADER_OFFSET_OF_RECORDS: usize = rill_core::batch::HEADER_LEN;
 
     #[test]
     fn errors_name_the_record_and_bad_input_is_refused() {
