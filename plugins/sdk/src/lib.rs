@@ -40,7 +40,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 pub use rill_core;
-use rill_core::batch::{Batch, BatchHeader, BatchParams, RecordSpec, build_vec_without_crc};
+use rill_core::batch::{
+    BatchHeader, BatchParams, Compression, HEADER_LEN, RecordSpec, build_vec_without_crc, records_in,
+};
 
 /// Bindings generated from `wit/plugin.wit`, one module per world. Used by the macros.
 /// Bindings generated from `wit/plugin.wit`, one crate per world. Used by the macros.
@@ -311,12 +313,18 @@ fn for_each_batch<'a>(
     let mut first = 0u32;
     while !rest.is_empty() {
         let header = BatchHeader::decode(rest).map_err(|e| Error::invalid_input(alloc::format!("batch: {e}")))?;
-        let (bytes, next) = rest.split_at(header.total_len().min(rest.len()));
+        let len = header.total_len();
+        if len < HEADER_LEN || len > rest.len() {
+            return Err(Error::invalid_input(alloc::format!("a batch of {len} bytes where {} are left", rest.len())));
+        }
+        let (bytes, next) = rest.split_at(len);
         rest = next;
-        let batch = Batch::parse_without_crc(bytes).map_err(|e| Error::invalid_input(alloc::format!("batch: {e}")))?;
-        let records: Vec<rill_core::batch::Record<'a>> = batch
-            .records()
-            .map_err(|e| Error::invalid_input(alloc::format!("batch: {e}")))?
+        if header.compression() != Ok(Compression::None) {
+            return Err(Error::invalid_input("a compressed batch (the broker hands plugins uncompressed ones)"));
+        }
+        // One walk: the broker validated the batch when it was stored, and decoding each record
+        // checks its framing again on the way.
+        let records: Vec<rill_core::batch::Record<'a>> = records_in(&bytes[HEADER_LEN..], header.records_count)
             .collect::<Result<_, _>>()
             .map_err(|e| Error::invalid_input(alloc::format!("record: {e}")))?;
         each(bytes, &header, &records, first)?;
@@ -637,7 +645,7 @@ macro_rules! ingest_plugin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rill_core::batch::{build_vec, seal_crc};
+    use rill_core::batch::{Batch, build_vec, seal_crc};
 
     /// Keeps even values, drops odd ones, and doubles "dup" into two records.
     struct Parity;
