@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod kafka;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod plugins;
 pub mod serve;

@@ -8,13 +8,13 @@
 //! [`Metrics::register_collector`].
 
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
@@ -39,7 +39,7 @@ pub struct KafkaMetrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Connections accepted since start, and open now.
     pub connections_accepted: Counter,
-    connections_open: std::sync::Arc<AtomicI64>,
+    connections_open: Gauge,
     /// Connections refused at the connection limit.
     pub connections_refused: Counter,
 }
@@ -74,22 +74,22 @@ impl KafkaMetrics {
     /// Counts an open connection until the guard drops.
     pub fn connection_opened(&self) -> ConnectionGuard {
         self.connections_accepted.inc();
-        self.connections_open.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard(std::sync::Arc::clone(&self.connections_open))
+        self.connections_open.inc();
+        ConnectionGuard(self.connections_open.clone())
     }
 
     pub fn connections_open(&self) -> i64 {
-        self.connections_open.load(Ordering::Relaxed)
+        self.connections_open.get()
     }
 }
 
 /// Decrements the open-connection gauge when dropped.
 #[derive(Debug)]
-pub struct ConnectionGuard(std::sync::Arc<AtomicI64>);
+pub struct ConnectionGuard(Gauge);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
@@ -109,6 +109,7 @@ impl Metrics {
             "Kafka connections accepted",
             kafka.connections_accepted.clone(),
         );
+        registry.register("kafka_connections_open", "Kafka connections open now", kafka.connections_open.clone());
         registry.register(
             "kafka_connections_refused",
             "Kafka connections refused at the connection limit",
@@ -130,7 +131,7 @@ impl Metrics {
             "Record bytes per storage group commit",
             stats.bytes_per_commit.clone(),
         );
-        registry.register_collector(Box::new(StateCollector { store: store.clone(), kafka: kafka.clone() }));
+        registry.register_collector(Box::new(StateCollector { store: store.clone() }));
         Self { registry: RwLock::new(registry), kafka }
     }
 
@@ -183,11 +184,10 @@ fn screaming_snake(camel: &str) -> String {
 /// A metric family's name and help, and how to read its value from `T`.
 type Described<T> = (&'static str, &'static str, fn(&T) -> u64);
 
-/// Reads offsets, sizes, traffic, group lag and open connections at scrape time.
+/// Reads offsets, sizes, traffic and group lag at scrape time.
 #[derive(Debug)]
 struct StateCollector {
     store: Store,
-    kafka: KafkaMetrics,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -221,11 +221,8 @@ impl Collector for StateCollector {
             ("partition_size_bytes", "Stored record batch bytes", |o| o.size_bytes),
         ];
         for (name, help, value) in gauges {
-            let mut family =
-                encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Gauge)?;
-            for (labels, offsets, _) in &partitions {
-                ConstGauge::new(value(offsets) as i64).encode(family.encode_family(labels)?)?;
-            }
+            let values = partitions.iter().map(|(labels, offsets, _)| (labels, value(offsets)));
+            encode_family(&mut encoder, name, help, MetricType::Gauge, values)?;
         }
         let counters: [Described<TrafficCounts>; 4] = [
             ("partition_records_in", "Records appended since start", |t| t.records_in),
@@ -234,37 +231,46 @@ impl Collector for StateCollector {
             ("partition_bytes_out", "Record batch bytes fetched by consumers since start", |t| t.bytes_out),
         ];
         for (name, help, value) in counters {
-            let mut family =
-                encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
-            for (labels, _, traffic) in &partitions {
-                ConstCounter::new(value(traffic)).encode(family.encode_family(labels)?)?;
-            }
+            let values = partitions.iter().map(|(labels, _, traffic)| (labels, value(traffic)));
+            encode_family(&mut encoder, name, help, MetricType::Counter, values)?;
         }
-        let mut lag = encoder.encode_descriptor(
-            "group_lag",
-            "Records between a consumer group's committed offset and the high watermark",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
+        let mut lags = Vec::new();
         for group in self.store.groups_with_offsets() {
             for ((topic, index), committed) in self.store.committed_offsets(&group) {
                 let Some(partition) = self.store.topic(&topic).and_then(|t| t.partition(index)) else {
                     continue;
                 };
-                let labels = LagLabels { group: group.clone(), topic, partition: index.to_string() };
-                let lag_records = partition.offsets().high_watermark.saturating_sub(committed.offset.max(0) as u64);
-                ConstGauge::new(lag_records as i64).encode(lag.encode_family(&labels)?)?;
+                let lag = partition.offsets().high_watermark.saturating_sub(committed.offset.max(0) as u64);
+                lags.push((LagLabels { group: group.clone(), topic, partition: index.to_string() }, lag));
             }
         }
-        let open = encoder.encode_descriptor(
-            "kafka_connections_open",
-            "Kafka connections open now",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        ConstGauge::new(self.kafka.connections_open()).encode(open)?;
-        Ok(())
+        encode_family(
+            &mut encoder,
+            "group_lag",
+            "Records between a consumer group's committed offset and the high watermark",
+            MetricType::Gauge,
+            lags.iter().map(|(labels, lag)| (labels, *lag)),
+        )
     }
+}
+
+/// One family of constant gauges or counters, one sample per label set.
+fn encode_family<'l, L: EncodeLabelSet + 'l>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    values: impl Iterator<Item = (&'l L, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, value) in values {
+        let sample = family.encode_family(labels)?;
+        match metric_type {
+            MetricType::Counter => ConstCounter::new(value).encode(sample)?,
+            _ => ConstGauge::new(value as i64).encode(sample)?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

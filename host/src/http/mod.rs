@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 use crate::config::HttpSection;
 use crate::kafka::Broker;
 use crate::limits::{HTTP_HEADER_READ_TIMEOUT, HTTP_SHUTDOWN_WAIT};
+use crate::listener::{Accepted, accept_within, drain};
 use crate::metrics::Metrics;
 use crate::storage::Store;
 pub use error::ApiError;
@@ -199,24 +200,9 @@ impl HttpListener {
         let slots = Arc::new(Semaphore::new(max_connections));
         let service = TowerToHyperService::new(router(self.state.clone()));
         let mut connections = JoinSet::new();
-        loop {
-            let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            };
-            while connections.try_join_next().is_some() {}
-            let (socket, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "http accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                tracing::warn!(%peer, max_connections, "http connection refused: too many connections");
-                continue;
-            };
+        while let Some(Accepted { socket, peer, permit }) =
+            accept_within(&self.listener, &slots, &mut shutdown, &mut connections, "http", || ()).await
+        {
             let service = service.clone();
             let mut stopping = shutdown.clone();
             connections.spawn(async move {
@@ -239,11 +225,6 @@ impl HttpListener {
                 drop(permit);
             });
         }
-        let drained =
-            tokio::time::timeout(HTTP_SHUTDOWN_WAIT, async { while connections.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            tracing::warn!("http requests still busy at shutdown; aborting them");
-            connections.abort_all();
-        }
+        drain(&mut connections, HTTP_SHUTDOWN_WAIT, "http").await;
     }
 }

@@ -120,10 +120,15 @@ async fn component(
             format!("the component {} is missing", artifact.sha256),
         )
     })?;
-    let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static("application/wasm")),
-        (header::ETAG, HeaderValue::from_str(&format!("\"{}\"", artifact.sha256)).expect("hex is a valid header")),
-    ];
+    // The address comes from a stored document: a corrupt one is an error, not a panic.
+    let etag = HeaderValue::from_str(&format!("\"{}\"", artifact.sha256)).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stored_document_invalid",
+            "a stored plugin's sha256 is corrupt",
+        )
+    })?;
+    let headers = [(header::CONTENT_TYPE, HeaderValue::from_static("application/wasm")), (header::ETAG, etag)];
     Ok((headers, bytes).into_response())
 }
 

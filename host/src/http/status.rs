@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::groups::{GroupSummary, summaries};
 use super::plugins::{PluginArtifact, stored_plugins};
 use super::rates::{Rate, history_span};
-use super::topics::{PartitionView, partitions, summary};
+use super::topics::{PartitionView, partitions, summary_of};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/status", get(status_json)).route("/", get(page))
@@ -53,7 +53,8 @@ pub fn status(state: &AppState) -> Result<Status, ApiError> {
         .topics()
         .iter()
         .map(|topic| {
-            let summary = summary(topic);
+            let views = partitions(topic);
+            let summary = summary_of(topic, &views);
             let rates = state.rates.rates(&topic.name);
             let last = rates.last().copied();
             TopicStatus {
@@ -64,7 +65,7 @@ pub fn status(state: &AppState) -> Result<Status, ApiError> {
                 records_per_s: last.map_or(0.0, |r| r.records_per_s),
                 bytes_per_s: last.map_or(0.0, |r| r.bytes_per_s),
                 rates,
-                partition_offsets: partitions(topic),
+                partition_offsets: views,
             }
         })
         .collect();
@@ -165,6 +166,30 @@ h1{font-size:1.3rem;margin:0 0 .3rem}h2{font-size:1.05rem;margin:1.4rem 0 .4rem}
 table{border-collapse:collapse}th,td{padding:.25rem .7rem;text-align:right;border-bottom:1px solid #e4e4e4}\
 th:first-child,td:first-child{text-align:left}.muted{color:#777}.ok{color:#1a7f37}.bad{color:#b3261e}";
 
+/// A titled table of `rows` (cells are HTML, escaped by the caller); without rows, the `empty`
+/// sentence (HTML), or nothing at all when there is none.
+fn section(html: &mut String, title: &str, id: &str, empty: Option<&str>, columns: &[&str], rows: &[Vec<String>]) {
+    if rows.is_empty() {
+        if let Some(empty) = empty {
+            let _ = write!(html, "<h2>{title}</h2><p class=\"muted\">{empty}</p>");
+        }
+        return;
+    }
+    let _ = write!(html, "<h2>{title}</h2><table id=\"{id}\"><tr>");
+    for column in columns {
+        let _ = write!(html, "<th>{}</th>", escape(column));
+    }
+    html.push_str("</tr>");
+    for row in rows {
+        html.push_str("<tr>");
+        for cell in row {
+            let _ = write!(html, "<td>{cell}</td>");
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table>");
+}
+
 /// The status page.
 pub fn render(status: &Status) -> String {
     let mut html = String::new();
@@ -182,93 +207,61 @@ pub fn render(status: &Status) -> String {
         status.kafka_connections
     );
 
-    let _ = write!(html, "<h2>Topics</h2>");
-    if status.topics.is_empty() {
-        let _ = write!(html, "<p class=\"muted\">No topics yet.</p>");
-    } else {
-        let _ = write!(
-            html,
-            "<table id=\"topics\"><tr><th>topic</th><th>partitions</th><th>records</th><th>size</th>\
-             <th>records/s</th><th>bytes/s</th><th>ingest, last {} min</th></tr>",
-            history_span().as_secs() / 60
-        );
-        for topic in &status.topics {
-            let _ = write!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
-                escape(&topic.name),
-                topic.partitions,
-                thousands(topic.records),
-                bytes(topic.size_bytes as f64),
-                topic.records_per_s,
-                bytes(topic.bytes_per_s),
-                sparkline(&topic.rates)
-            );
-        }
-        html.push_str("</table>");
-        let _ = write!(
-            html,
-            "<h2>Partitions</h2><table id=\"partitions\"><tr><th>topic</th><th>partition</th><th>log start</th>\
-             <th>log end</th><th>durable to</th><th>size</th><th>records in</th><th>records out</th></tr>"
-        );
-        for topic in &status.topics {
-            for p in &topic.partition_offsets {
-                let _ = write!(
-                    html,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(&topic.name),
-                    p.partition,
+    let ingest_header = format!("ingest, last {} min", history_span().as_secs() / 60);
+    let topics: Vec<Vec<String>> = status
+        .topics
+        .iter()
+        .map(|t| {
+            vec![
+                escape(&t.name),
+                t.partitions.to_string(),
+                thousands(t.records),
+                bytes(t.size_bytes as f64),
+                format!("{:.1}", t.records_per_s),
+                bytes(t.bytes_per_s),
+                sparkline(&t.rates),
+            ]
+        })
+        .collect();
+    let columns = ["topic", "partitions", "records", "size", "records/s", "bytes/s", ingest_header.as_str()];
+    section(&mut html, "Topics", "topics", Some("No topics yet."), &columns, &topics);
+    let partitions: Vec<Vec<String>> = status
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partition_offsets.iter().map(|p| {
+                vec![
+                    escape(&t.name),
+                    p.partition.to_string(),
                     thousands(p.log_start_offset),
                     thousands(p.log_end_offset),
                     thousands(p.durable_offset),
                     bytes(p.size_bytes as f64),
                     thousands(p.records_in),
-                    thousands(p.records_out)
-                );
-            }
-        }
-        html.push_str("</table>");
-    }
-
-    let _ = write!(html, "<h2>Consumer groups</h2>");
-    if status.groups.is_empty() {
-        let _ = write!(html, "<p class=\"muted\">No consumer groups yet.</p>");
-    } else {
-        let _ = write!(
-            html,
-            "<table id=\"groups\"><tr><th>group</th><th>state</th><th>members</th><th>lag (records)</th></tr>"
-        );
-        for group in &status.groups {
-            let _ = write!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&group.group),
-                escape(&group.state),
-                group.members,
-                thousands(group.lag)
-            );
-        }
-        html.push_str("</table>");
-    }
-
-    let _ = write!(html, "<h2>Plugins</h2>");
-    if status.plugins.is_empty() {
-        let _ = write!(html, "<p class=\"muted\">No plugins uploaded (<code>rill plugin upload</code>).</p>");
-    } else {
-        let _ =
-            write!(html, "<table id=\"plugins\"><tr><th>plugin</th><th>version</th><th>size</th><th>sha256</th></tr>");
-        for plugin in &status.plugins {
-            let _ = write!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                escape(&plugin.name),
-                escape(&plugin.version),
-                bytes(plugin.size_bytes as f64),
-                escape(plugin.sha256.get(..12).unwrap_or(&plugin.sha256))
-            );
-        }
-        html.push_str("</table>");
-    }
+                    thousands(p.records_out),
+                ]
+            })
+        })
+        .collect();
+    let columns = ["topic", "partition", "log start", "log end", "durable to", "size", "records in", "records out"];
+    section(&mut html, "Partitions", "partitions", None, &columns, &partitions);
+    let groups: Vec<Vec<String>> = status
+        .groups
+        .iter()
+        .map(|g| vec![escape(&g.group), escape(&g.state), g.members.to_string(), thousands(g.lag)])
+        .collect();
+    let columns = ["group", "state", "members", "lag (records)"];
+    section(&mut html, "Consumer groups", "groups", Some("No consumer groups yet."), &columns, &groups);
+    let plugins: Vec<Vec<String>> = status
+        .plugins
+        .iter()
+        .map(|p| {
+            let sha = escape(p.sha256.get(..12).unwrap_or(&p.sha256));
+            vec![escape(&p.name), escape(&p.version), bytes(p.size_bytes as f64), format!("<code>{sha}</code>")]
+        })
+        .collect();
+    let empty = "No plugins uploaded (<code>rill plugin upload</code>).";
+    section(&mut html, "Plugins", "plugins", Some(empty), &["plugin", "version", "size", "sha256"], &plugins);
     let _ = write!(
         html,
         "<p class=\"muted\">Machine-readable: <a href=\"/v1/status\">/v1/status</a> · <a href=\"/metrics\">/metrics</a> · \

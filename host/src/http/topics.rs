@@ -121,7 +121,11 @@ pub fn partitions(topic: &TopicState) -> Vec<PartitionView> {
 }
 
 pub fn summary(topic: &TopicState) -> TopicSummary {
-    let views = partitions(topic);
+    summary_of(topic, &partitions(topic))
+}
+
+/// A topic's summary from its partitions' views, read once by the caller.
+pub fn summary_of(topic: &TopicState, views: &[PartitionView]) -> TopicSummary {
     TopicSummary {
         name: topic.name.clone(),
         id: topic.id.to_string(),

@@ -28,13 +28,13 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{KafkaSection, parse_host_port};
+use crate::listener::{Accepted, accept_within, drain};
 use crate::metrics::Metrics;
 use crate::storage::Store;
 
@@ -108,28 +108,13 @@ impl KafkaListener {
         let slots = Arc::new(Semaphore::new(self.broker.config.max_connections));
         let mut connections = JoinSet::new();
         let ticker = tokio::spawn(tick_groups(Arc::clone(&self.broker), shutdown.clone()));
-        loop {
-            let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            };
-            // Reap finished connection tasks so the set does not grow with churn.
-            while connections.try_join_next().is_some() {}
-            let (socket, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning on accept.
-                    tracing::warn!(error = %e, "kafka accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                self.broker.metrics.kafka.connections_refused.inc();
-                tracing::warn!(%peer, max_connections = self.broker.config.max_connections, "kafka connection refused: too many connections");
-                drop(socket);
-                continue;
-            };
+        let refusals = self.broker.metrics.kafka.connections_refused.clone();
+        while let Some(Accepted { socket, peer, permit }) =
+            accept_within(&self.listener, &slots, &mut shutdown, &mut connections, "kafka", || {
+                refusals.inc();
+            })
+            .await
+        {
             let _ = socket.set_nodelay(true);
             let broker = Arc::clone(&self.broker);
             let shutdown = shutdown.clone();
@@ -140,19 +125,7 @@ impl KafkaListener {
             });
         }
         ticker.abort();
-        while connections.try_join_next().is_some() {}
-        let closing = connections.len();
-        if closing > 0 {
-            tracing::info!(connections = closing, "closing kafka connections");
-        }
-        let drained = tokio::time::timeout(crate::limits::SHUTDOWN_DRAIN_WAIT, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!("kafka connections still busy at shutdown; aborting them");
-            connections.abort_all();
-        }
+        drain(&mut connections, crate::limits::SHUTDOWN_DRAIN_WAIT, "kafka").await;
     }
 }
 

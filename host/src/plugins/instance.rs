@@ -17,43 +17,43 @@ enum World {
     Ingest(ingest::IngestPlugin),
 }
 
-/// Calls a function of the `plugin` interface every world exports, whatever the world; the
-/// generated types differ per world, so `$convert` maps the result to ours.
-macro_rules! on_plugin {
-    ($world:expr, $store:expr, |$iface:ident| $call:expr, $convert:expr) => {
+/// Evaluates `$call` with `$iface` bound to the `plugin` interface of whichever world `$world`
+/// is. The generated types differ per world, so `$call` must map them to one type.
+macro_rules! with_plugin {
+    ($world:expr, |$iface:ident| $call:expr) => {
         match $world {
             World::Transform(w) => {
                 let $iface = w.rill_plugin_plugin();
-                $call.map(|r| $convert(r.map_err(|e| (ErrorKind::from_transform(e.kind), e.message))))
+                $call
             }
             World::Partitioner(w) => {
                 let $iface = w.rill_plugin_plugin();
-                $call.map(|r| $convert(r.map_err(|e| (ErrorKind::from_partitioner(e.kind), e.message))))
+                $call
             }
             World::Ingest(w) => {
                 let $iface = w.rill_plugin_plugin();
-                $call.map(|r| $convert(r.map_err(|e| (ErrorKind::from_ingest(e.kind), e.message))))
+                $call
             }
         }
     };
 }
 
 macro_rules! error_kinds {
-    ($($name:ident => $world:ident),*) => {
-        impl ErrorKind {
-            $(fn $name(kind: $world::rill::plugin::types::ErrorKind) -> Self {
+    ($($world:ident),*) => {$(
+        impl From<$world::rill::plugin::types::ErrorKind> for ErrorKind {
+            fn from(kind: $world::rill::plugin::types::ErrorKind) -> Self {
                 use $world::rill::plugin::types::ErrorKind as K;
                 match kind {
                     K::InvalidInput => ErrorKind::InvalidInput,
                     K::Retryable => ErrorKind::Retryable,
                     K::Fatal => ErrorKind::Fatal,
                 }
-            })*
+            }
         }
-    };
+    )*};
 }
 
-error_kinds!(from_transform => transform, from_partitioner => partitioner, from_ingest => ingest);
+error_kinds!(transform, partitioner, ingest);
 
 /// A plugin ready for calls of its kind.
 pub struct PluginInstance {
@@ -131,8 +131,9 @@ fn instantiate(
     .map_err(trap)?;
     store.data_mut().plugin = format!("{plugin_name}@{version}");
     let metadata = PluginMetadata { name: plugin_name.clone(), version, kind: compiled.kind, stateful };
-    let initialized = on_plugin!(&world, store, |iface| iface.call_init(&mut store, config), |r| r).map_err(trap)?;
-    initialized.map_err(|(_, message)| PluginError::Config { plugin: plugin_name, message })?;
+    let initialized =
+        with_plugin!(&world, |p| p.call_init(&mut store, config).map(|r| r.map_err(|e| e.message))).map_err(trap)?;
+    initialized.map_err(|message| PluginError::Config { plugin: plugin_name, message })?;
     Ok((store, world, metadata))
 }
 
@@ -170,8 +171,10 @@ impl PluginInstance {
                 let (mut store, world, _) =
                     instantiate(&self.runtime, &self.compiled, &self.config, self.limits, &name)?;
                 if let Some(state) = &self.committed_state {
-                    let restored = on_plugin!(&world, store, |iface| iface.call_restore(&mut store, state), |r| r)
-                        .map_err(|e| trapped(&name, &e))?;
+                    let restored = with_plugin!(&world, |p| p
+                        .call_restore(&mut store, state)
+                        .map(|r| r.map_err(|e| (ErrorKind::from(e.kind), e.message))))
+                    .map_err(|e| trapped(&name, &e))?;
                     restored.map_err(|(kind, message)| {
                         returned(&name, (kind, format!("cannot restore its committed state: {message}")), None)
                     })?;
@@ -212,8 +215,7 @@ impl PluginInstance {
             .call_transform(&mut store, &context, &input)
             .map_err(|e| trapped(&name, &e))?;
         self.live = Some((store, world));
-        let output =
-            answer.map_err(|e| returned(&name, (ErrorKind::from_transform(e.kind), e.message), e.record_index))?;
+        let output = answer.map_err(|e| returned(&name, (e.kind.into(), e.message), e.record_index))?;
         seal_output(output).map_err(|reason| PluginError::BadOutput { plugin: name, reason })
     }
 
@@ -240,8 +242,7 @@ impl PluginInstance {
             .call_partition(&mut store, &context, &input, partitions)
             .map_err(|e| trapped(&name, &e))?;
         self.live = Some((store, world));
-        let chosen =
-            answer.map_err(|e| returned(&name, (ErrorKind::from_partitioner(e.kind), e.message), e.record_index))?;
+        let chosen = answer.map_err(|e| returned(&name, (e.kind.into(), e.message), e.record_index))?;
         let bad = |reason: String| PluginError::BadOutput { plugin: name.clone(), reason };
         if chosen.len() != records {
             return Err(bad(format!("{} partitions for {records} records", chosen.len())));
@@ -274,8 +275,7 @@ impl PluginInstance {
         let answer =
             instance.rill_plugin_ingest().call_ingest(&mut store, &messages).map_err(|e| trapped(&name, &e))?;
         self.live = Some((store, world));
-        let output =
-            answer.map_err(|e| returned(&name, (ErrorKind::from_ingest(e.kind), e.message), e.record_index))?;
+        let output = answer.map_err(|e| returned(&name, (e.kind.into(), e.message), e.record_index))?;
         seal_output(output).map_err(|reason| PluginError::BadOutput { plugin: name, reason })
     }
 
@@ -284,12 +284,7 @@ impl PluginInstance {
     pub fn snapshot(&mut self) -> Result<Vec<u8>, PluginError> {
         let name = self.metadata.name.clone();
         let (mut store, world) = self.live()?;
-        let state = match &world {
-            World::Transform(w) => w.rill_plugin_plugin().call_snapshot(&mut store),
-            World::Partitioner(w) => w.rill_plugin_plugin().call_snapshot(&mut store),
-            World::Ingest(w) => w.rill_plugin_plugin().call_snapshot(&mut store),
-        }
-        .map_err(|e| trapped(&name, &e))?;
+        let state = with_plugin!(&world, |p| p.call_snapshot(&mut store)).map_err(|e| trapped(&name, &e))?;
         self.live = Some((store, world));
         Ok(state)
     }
