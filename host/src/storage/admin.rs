@@ -61,7 +61,10 @@ impl Writer {
                 let deleted = self.durable_txn(|txn| resources::delete(txn, &kind, &name, references));
                 let _ = reply.send(deleted.map_err(ResourceError::Storage));
             }
-            Command::Append { .. } | Command::CommitOffsets { .. } | Command::Shutdown { .. } => {
+            Command::Append { .. }
+            | Command::CommitOffsets { .. }
+            | Command::Transact { .. }
+            | Command::Shutdown { .. } => {
                 unreachable!("the writer loop handles appends, offset commits and shutdown itself")
             }
         }

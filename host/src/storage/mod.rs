@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use rill_core::batch;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use backend::BackendFactory;
@@ -165,6 +166,25 @@ pub struct AppendOutcome {
     pub base_offset: u64,
     pub last_offset: u64,
     pub log_start_offset: u64,
+}
+
+/// A resource document to write (`Some`) or delete (`None`) with a [`Store::transact`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentWrite {
+    pub kind: String,
+    pub name: String,
+    pub document: Option<Vec<u8>>,
+}
+
+/// Builds a transaction's documents once its appends have their offsets (a pipeline records which
+/// output offsets it wrote in the same transaction as the output). Runs on the writer thread:
+/// keep it short.
+pub struct Documents(pub Box<dyn FnOnce(&[AppendOutcome]) -> Vec<DocumentWrite> + Send>);
+
+impl std::fmt::Debug for Documents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Documents(..)")
+    }
 }
 
 /// A queued append: its outcome arrives once the writer has committed it.
@@ -433,6 +453,28 @@ impl Store {
             .ok_or_else(|| AppendError::UnknownPartition { topic: topic.to_owned(), partition })?
             .key;
         self.request(|reply| Command::DeleteRecords { key, before_offset, reply }).await.unwrap_or_else(Err)
+    }
+
+    /// Appends batches to several partitions and writes resource documents, all or nothing, in
+    /// one transaction (under the durability policy, in the same group commit as concurrent
+    /// appends). Outcomes come in the order of `appends`. The batches may not carry idempotent
+    /// producer ids: a transaction is its own deduplication.
+    pub async fn transact(
+        &self,
+        appends: Vec<(String, u32, Vec<u8>)>,
+        documents: Documents,
+    ) -> Result<Vec<AppendOutcome>, AppendError> {
+        let mut keyed = Vec::with_capacity(appends.len());
+        for (topic, partition, batches) in appends {
+            let key = self.partition_for_append(&topic, partition, &batches)?.key;
+            let idempotent =
+                batch::batches(&batches).filter_map(Result::ok).any(|parsed| parsed.header().producer_id >= 0);
+            if idempotent {
+                return Err(AppendError::Log("a transaction's batches may not carry a producer id".into()));
+            }
+            keyed.push((key, batches));
+        }
+        self.request(|reply| Command::Transact { appends: keyed, documents, reply }).await.unwrap_or_else(Err)
     }
 
     /// Commits a consumer group's offsets durably (under the durability policy, in the same group

@@ -66,6 +66,23 @@ pub(super) fn put(
     Ok(Ok(()))
 }
 
+/// Writes or deletes documents as a transaction says (no blobs, no existence checks).
+pub(super) fn write_documents(txn: &WriteTransaction, documents: &[super::DocumentWrite]) -> Result<(), String> {
+    if documents.is_empty() {
+        return Ok(());
+    }
+    let mut table = txn.open_table(RESOURCES).map_err(|e| e.to_string())?;
+    for write in documents {
+        let key = (write.kind.as_str(), write.name.as_str());
+        match &write.document {
+            Some(document) => table.insert(key, document.as_slice()).map(drop),
+            None => table.remove(key).map(drop),
+        }
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Deletes one document, and the blobs in `unreferenced` that no document of `kind` names any
 /// more (`references` reads a document's blob, if it has one).
 pub(super) fn delete(

@@ -763,3 +763,47 @@ async fn committed_offsets_survive_reopen_and_go_with_their_topic() {
     assert!(store.groups_with_offsets().is_empty());
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_transaction_commits_its_appends_and_documents_together_or_not_at_all() {
+    let disk = SimDisk::new();
+    let store = open(&disk, DurabilityPolicy::EveryCommit);
+    store.create_topic("in", 1, no_retention()).await.unwrap();
+    store.create_topic("out", 2, no_retention()).await.unwrap();
+    store.append("out", 1, batch(2, 4, T0, 1)).await.unwrap();
+    let progress = |outcomes: &[AppendOutcome]| {
+        let offsets: Vec<String> = outcomes.iter().map(|o| format!("{}-{}", o.base_offset, o.last_offset)).collect();
+        vec![
+            DocumentWrite { kind: "progress".into(), name: "p".into(), document: Some(offsets.join(",").into_bytes()) },
+            DocumentWrite { kind: "old".into(), name: "p".into(), document: None },
+        ]
+    };
+    store.put_resource("old", "p", b"x".to_vec(), PutMode::Create, None).await.unwrap();
+    let appends = vec![("out".to_owned(), 0, batch(3, 4, T0, 2)), ("out".to_owned(), 1, batch(1, 4, T0, 3))];
+    let outcomes = store.transact(appends, Documents(Box::new(progress))).await.unwrap();
+    assert_eq!(outcomes.iter().map(|o| (o.base_offset, o.last_offset)).collect::<Vec<_>>(), [(0, 2), (2, 2)]);
+    assert_eq!(store.resource("progress", "p").unwrap().as_deref(), Some(b"0-2,2-2".as_slice()));
+    assert_eq!(store.resource("old", "p").unwrap(), None, "a transaction deletes documents too");
+
+    // A refused append takes the whole transaction back, documents included.
+    let out_0 = store.topic("out").unwrap().partition(0).unwrap().key;
+    let (reply, answer) = oneshot::channel();
+    let refused = Command::Transact {
+        appends: vec![(out_0, batch(1, 4, T0, 4)), (u64::MAX, batch(1, 4, T0, 5))],
+        documents: Documents(Box::new(|_| vec![DocumentWrite { kind: "k".into(), name: "n".into(), document: None }])),
+        reply,
+    };
+    store.commands.send(refused).await.unwrap();
+    assert!(answer.await.unwrap().is_err());
+    let idempotent = sequenced(1, 7, 0, 0);
+    let refused = store.transact(vec![("in".into(), 0, idempotent)], Documents(Box::new(|_| Vec::new()))).await;
+    assert!(matches!(refused, Err(AppendError::Log(_))), "{refused:?}");
+    assert_eq!(store.append("out", 0, batch(1, 4, T0, 6)).await.unwrap().base_offset, 3, "nothing was kept");
+
+    let store = {
+        store.shutdown().await;
+        open(&disk, DurabilityPolicy::EveryCommit)
+    };
+    assert_eq!(all_batches(&store, "out", 0).len(), 2);
+    assert_eq!(store.resource("progress", "p").unwrap().as_deref(), Some(b"0-2,2-2".as_slice()));
+}

@@ -23,7 +23,10 @@ use super::offsets::{self, CommittedOffset, TopicPartition};
 use super::producers::{self, ProducerState, Producers, SequenceCheck, SequenceError};
 use super::resources::{Blob, PutMode, ResourceError};
 use super::topic::{TopicConfig, TopicError};
-use super::{AppendError, AppendOutcome, DurabilityPolicy, RetentionReport, Shared, SpaceUsage, StoreConfig};
+use super::{
+    AppendError, AppendOutcome, DocumentWrite, Documents, DurabilityPolicy, RetentionReport, Shared, SpaceUsage,
+    StoreConfig,
+};
 use crate::limits::{
     COMMIT_APPENDS_MAX, COMMIT_BYTES_MAX, READERS_RELEASE_WAIT, RECOVERY_BACKOFF_MAX, RECOVERY_BACKOFF_MIN,
 };
@@ -75,6 +78,12 @@ pub(super) enum Command {
     },
     Shutdown {
         reply: Reply<()>,
+    },
+    /// All or nothing, committed with the appends gathered around it.
+    Transact {
+        appends: Vec<(u64, Vec<u8>)>,
+        documents: Documents,
+        reply: Reply<Result<Vec<AppendOutcome>, AppendError>>,
     },
     /// Committed with the appends gathered around it (one transaction).
     CommitOffsets {
@@ -250,6 +259,10 @@ impl Writer {
                     Command::CommitOffsets { group, offsets, reply } => {
                         appends.offsets.push(PendingOffsets { group, offsets, reply });
                     }
+                    Command::Transact { appends: batches, documents, reply } => {
+                        bytes += batches.iter().map(|(_, b)| b.len()).sum::<usize>();
+                        appends.transactions.push(PendingTransaction { appends: batches, documents, reply });
+                    }
                     other => {
                         // Keep order: appends queued before an admin command commit before it.
                         self.commit_appends(std::mem::take(&mut appends));
@@ -262,7 +275,7 @@ impl Writer {
                         self.handle_admin(other);
                     }
                 }
-                if appends.appends.len() + appends.offsets.len() < COMMIT_APPENDS_MAX && bytes < COMMIT_BYTES_MAX {
+                if appends.len() < COMMIT_APPENDS_MAX && bytes < COMMIT_BYTES_MAX {
                     next = self.inbox.try_recv().ok();
                 }
             }
@@ -311,12 +324,28 @@ struct PendingOffsets {
     reply: Reply<Result<(), AppendError>>,
 }
 
+struct PendingTransaction {
+    appends: Vec<(u64, Vec<u8>)>,
+    documents: Documents,
+    reply: Reply<Result<Vec<AppendOutcome>, AppendError>>,
+}
+
 /// What one group commit writes.
 #[derive(Default)]
 struct Pending {
     appends: Vec<PendingAppend>,
     offsets: Vec<PendingOffsets>,
+    transactions: Vec<PendingTransaction>,
 }
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.appends.len() + self.offsets.len() + self.transactions.len()
+    }
+}
+
+/// A transaction's assigned appends, its documents, and who waits for it.
+type TransactionResult = (Reply<Result<Vec<AppendOutcome>, AppendError>>, Result<Vec<AppendOutcome>, AppendError>);
 
 /// What a commit changes besides batch rows, with how to undo it in memory if the commit fails.
 #[derive(Default)]
@@ -332,16 +361,19 @@ pub(super) struct Touched {
 
 impl Writer {
     fn commit_appends(&mut self, pending: Pending) {
-        let Pending { appends, offsets } = pending;
-        if appends.is_empty() && offsets.is_empty() {
+        if pending.len() == 0 {
             return;
         }
+        let Pending { appends, offsets, transactions } = pending;
         if let Err(cause) = self.ensure_open() {
             for append in appends {
                 let _ = append.reply.send(Err(AppendError::Storage(cause.clone())));
             }
             for commit in offsets {
                 let _ = commit.reply.send(Err(AppendError::Storage(cause.clone())));
+            }
+            for transaction in transactions {
+                let _ = transaction.reply.send(Err(AppendError::Storage(cause.clone())));
             }
             return;
         }
@@ -352,9 +384,18 @@ impl Writer {
             let result = self.assign(key, batches, &mut touched, &mut groups);
             results.push((key, reply, result));
         }
+        let mut documents = Vec::new();
+        let mut transacted: Vec<TransactionResult> = Vec::with_capacity(transactions.len());
+        for PendingTransaction { appends, documents: build, reply } in transactions {
+            let result = self.assign_all(appends, &mut touched, &mut groups);
+            if let Ok(outcomes) = &result {
+                documents.extend((build.0)(outcomes));
+            }
+            transacted.push((reply, result));
+        }
         let durability = self.durability_for_commit();
         let started = Instant::now();
-        let written = self.write_groups(&groups, &touched, &offsets, durability);
+        let written = self.write_groups(&groups, &touched, &offsets, &documents, durability);
         match written {
             Ok(()) => {
                 let stats = &self.shared.stats;
@@ -371,6 +412,9 @@ impl Writer {
                         last_offset,
                         log_start_offset,
                     }));
+                }
+                for (reply, result) in transacted {
+                    let _ = reply.send(result);
                 }
                 let mut cache = self.shared.offsets.write().unwrap_or_else(|p| p.into_inner());
                 for PendingOffsets { group, offsets, reply } in offsets {
@@ -395,9 +439,55 @@ impl Writer {
                 for commit in offsets {
                     let _ = commit.reply.send(Err(AppendError::Storage(cause.clone())));
                 }
+                for (reply, _) in transacted {
+                    let _ = reply.send(Err(AppendError::Storage(cause.clone())));
+                }
                 self.mark_broken(cause);
             }
         }
+    }
+
+    /// Assigns offsets to every append of a transaction, or to none: when one is refused, those
+    /// before it are taken back out of the commit.
+    fn assign_all(
+        &mut self,
+        appends: Vec<(u64, Vec<u8>)>,
+        touched: &mut Touched,
+        groups: &mut BTreeMap<u64, Vec<u8>>,
+    ) -> Result<Vec<AppendOutcome>, AppendError> {
+        // What each partition looked like before this transaction: log, group length, counts.
+        let mut before: HashMap<u64, (Option<PartitionLog>, usize, Option<(u64, u64)>)> = HashMap::new();
+        let batches_before = touched.batches;
+        let mut outcomes = Vec::with_capacity(appends.len());
+        for (key, batches) in appends {
+            before.entry(key).or_insert_with(|| {
+                let group_len = groups.get(&key).map_or(0, Vec::len);
+                (self.logs.get(&key).cloned(), group_len, touched.appended.get(&key).copied())
+            });
+            match self.assign(key, batches, touched, groups) {
+                Ok((base_offset, last_offset)) => {
+                    let log_start_offset = self.logs.get(&key).map_or(0, |log| log.state.log_start_offset());
+                    outcomes.push(AppendOutcome { base_offset, last_offset, log_start_offset });
+                }
+                Err(e) => {
+                    for (key, (log, group_len, appended)) in before {
+                        if let Some(log) = log {
+                            self.logs.insert(key, log);
+                        }
+                        if let Some(group) = groups.get_mut(&key) {
+                            group.truncate(group_len);
+                        }
+                        match appended {
+                            Some(counts) => touched.appended.insert(key, counts),
+                            None => touched.appended.remove(&key),
+                        };
+                    }
+                    touched.batches = batches_before;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Assigns offsets to one append's batches and adds them to its partition's group. A retry
@@ -537,6 +627,7 @@ impl Writer {
         groups: &BTreeMap<u64, Vec<u8>>,
         touched: &Touched,
         offsets: &[PendingOffsets],
+        documents: &[DocumentWrite],
         durability: Durability,
     ) -> Result<(), String> {
         let db = self.shared.database()?;
@@ -545,6 +636,7 @@ impl Writer {
         for commit in offsets {
             offsets::write(&txn, &commit.group, &commit.offsets)?;
         }
+        super::resources::write_documents(&txn, documents)?;
         if !touched.producers.is_empty() {
             let changes = touched.producers.keys().map(|&(key, id)| ((key, id), self.producers.get(key, id).cloned()));
             producers::write(&txn, changes)?;
