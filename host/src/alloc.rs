@@ -12,8 +12,8 @@
 //! than the request's own bytes, and the mapping is returned. (Under `vm.overcommit_memory = 2`
 //! the kernel ignores `MAP_NORESERVE` and the abort is back; gateways run the default, 0.)
 //!
-//! The rest of Rill forbids `unsafe`; this module is the one place that needs it, because a
-//! global allocator is an unsafe trait.
+//! The rest of Rill forbids `unsafe`; this module needs it because a global allocator is an
+//! unsafe trait (the other exception is loading compiled plugins, `PluginRuntime::load_compiled`).
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};

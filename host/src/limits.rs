@@ -149,6 +149,36 @@ pub const PLUGIN_LOG_MESSAGE_BYTES_MAX: usize = 4096;
 /// Most bytes a plugin may return from one call: output is validated and copied into the log.
 pub const PLUGIN_OUTPUT_BYTES_MAX: usize = 32 * 1024 * 1024;
 
+// ---- pipelines --------------------------------------------------------------------------------
+
+/// Bytes a pipeline reads from a source partition at a time: one plugin call and one
+/// transaction (output, progress, plugin state) per read, so this is the batching knob.
+pub const PIPELINE_READ_BYTES: usize = 1024 * 1024;
+
+/// Largest batch a pipeline builds when it rebuilds records (partitioner split, dead letters).
+pub const PIPELINE_OUTPUT_BATCH_BYTES: usize = 256 * 1024;
+
+/// Plugins in one pipeline (plus its partitioner).
+pub const PIPELINE_STAGES_MAX: usize = 16;
+
+/// Failed batches in a row after which a pipeline pauses itself, unless configured.
+pub const PIPELINE_FAILURES_BEFORE_PAUSE_DEFAULT: u32 = 10;
+
+/// Times a batch is tried again when a plugin answers `retryable`, before it is dead-lettered.
+pub const PIPELINE_RETRIES_MAX: u32 = 3;
+
+/// Wait before trying again after a retryable plugin error or a failed commit (doubles).
+pub const PIPELINE_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// An idle pipeline looks at its source again at least this often (it is also woken by appends).
+pub const PIPELINE_IDLE_RECHECK: Duration = Duration::from_secs(1);
+
+/// Upgrades remembered per pipeline (which plugin versions wrote which output offsets).
+pub const PIPELINE_HISTORY_MAX: usize = 100;
+
+/// Pipelines per broker.
+pub const PIPELINES_MAX: usize = 32;
+
 // ---- idempotent producers -------------------------------------------------------------------
 
 /// Batches remembered per producer and partition for recognising retries: Kafka clients keep at

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rill::client::admin::{AdminArgs, AdminError};
-use rill::client::commands::{self, Bootstrap, ConsumeArgs, GroupCommand, PluginCommand, ProduceArgs, TopicCommand};
+use rill::client::commands::{
+    self, Bootstrap, ConsumeArgs, GroupCommand, PipelineCommand, PluginCommand, ProduceArgs, TopicCommand,
+};
 use rill::config::Config;
 
 /// A request claiming billions of array elements must not abort the broker (see `rill::alloc`).
@@ -76,6 +78,13 @@ enum Command {
         admin: AdminArgs,
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Create and manage pipelines: topic -> WebAssembly plugins -> topic, exactly once.
+    Pipeline {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: PipelineCommand,
     },
     /// Measure Rill against a baseline measured in the same run.
     Bench {
@@ -157,6 +166,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status { admin } => runtime()?.block_on(commands::status(&admin)).map_err(Failure::from),
         Command::Plugin { admin, command } => {
             runtime()?.block_on(commands::plugin(&admin, command)).map_err(Failure::from)
+        }
+        Command::Pipeline { admin, command } => {
+            runtime()?.block_on(commands::pipeline(&admin, command)).map_err(Failure::from)
         }
         Command::Bench { what } => {
             let runtime = runtime()?;

@@ -255,7 +255,7 @@ impl Collector for StateCollector {
 }
 
 /// One family of constant gauges or counters, one sample per label set.
-fn encode_family<'l, L: EncodeLabelSet + 'l>(
+pub(crate) fn encode_family<'l, L: EncodeLabelSet + 'l>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,

@@ -14,7 +14,12 @@ use crate::config::Config;
 use crate::http::{AppState, HttpListener};
 use crate::kafka::KafkaListener;
 use crate::metrics::Metrics;
+use crate::pipelines::Pipelines;
+use crate::plugins::{PluginCatalog, PluginRuntime};
 use crate::storage::{Location, OpenError, Store};
+
+/// Compiled plugins are kept here, inside the data directory (see [`PluginCatalog`]).
+pub const PLUGIN_CACHE_DIR: &str = "plugin-cache";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -22,6 +27,8 @@ pub enum ServeError {
     Storage { dir: String, source: OpenError },
     #[error("cannot listen for Kafka clients on {addr}: {source}")]
     KafkaListen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot start the plugin runtime: {0}")]
+    Plugins(String),
     #[error("cannot listen for HTTP on {addr}: {source}")]
     HttpListen { addr: std::net::SocketAddr, source: std::io::Error },
 }
@@ -46,6 +53,17 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let kafka_addr =
         kafka.local_addr().map_err(|source| ServeError::KafkaListen { addr: config.kafka.listen, source })?;
     tracing::info!("kafka listening on {kafka_addr}");
+    let (stop, stopping) = watch::channel(false);
+    let runtime = match PluginRuntime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            store.shutdown().await;
+            return Err(ServeError::Plugins(e));
+        }
+    };
+    let catalog = PluginCatalog::new(runtime, store.clone(), Some(config.data_dir.join(PLUGIN_CACHE_DIR)));
+    let pipelines = Pipelines::new(store.clone(), catalog, stopping.clone());
+    metrics.register_collector(pipelines.collector());
     let listeners_up = Arc::new(AtomicBool::new(false));
     let state = AppState {
         store: store.clone(),
@@ -55,6 +73,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         listeners_up: Arc::clone(&listeners_up),
         rates: Arc::default(),
         started: std::time::Instant::now(),
+        pipelines: pipelines.clone(),
     };
     let rates = Arc::clone(&state.rates);
     let http_addr = config.http.listen;
@@ -68,13 +87,18 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
             return Err(ServeError::HttpListen { addr: http_addr, source });
         }
     };
-    let (stop, stopping) = watch::channel(false);
     let kafka = tokio::spawn(kafka.run(stopping.clone()));
     let sampling = tokio::spawn({
         let (store, stopping) = (store.clone(), stopping.clone());
         async move { rates.run(store, stopping).await }
     });
     let http = tokio::spawn(http.run(stopping));
+    // Ready (`/ready`) once the stored pipelines run again too.
+    match pipelines.start_stored().await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "pipelines started"),
+        Err(e) => tracing::error!(error = %e, "stored pipelines cannot be read; none started"),
+    }
     listeners_up.store(true, Ordering::Release);
 
     let retention =
@@ -86,6 +110,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let _ = kafka.await;
     let _ = http.await;
     let _ = sampling.await;
+    pipelines.shutdown().await;
     retention.abort();
     let _ = retention.await;
     store.shutdown().await;

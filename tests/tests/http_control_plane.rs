@@ -113,7 +113,11 @@ async fn admin_api_and_metrics_match_kafka_traffic() {
     let admin_url = format!("http://{}", rill.http_addr());
     let upload = |token: Option<&str>| {
         let mut command = rill_tests::rill();
-        command.args(["plugin", "upload", "p", "1.0.0"]).arg(&component).args(["--admin", &admin_url]);
+        command
+            .args(["plugin", "upload"])
+            .arg(&component)
+            .args(["--name", "p", "--version", "1.0.0"])
+            .args(["--admin", &admin_url]);
         command.env_remove("RILL_ADMIN_TOKEN");
         if let Some(token) = token {
             command.args(["--admin-token", token]);

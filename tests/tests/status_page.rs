@@ -56,8 +56,9 @@ async fn chromium_renders_topics_groups_and_plugins() {
     std::fs::write(&component, [b"\0asm".as_slice(), &[0x0d, 0, 1, 0], b"demo"].concat()).unwrap();
     let admin = format!("http://{http_addr}");
     let upload = rill()
-        .args(["plugin", "upload", "smoothing", "0.3.1"])
+        .args(["plugin", "upload"])
         .arg(&component)
+        .args(["--name", "smoothing", "--version", "0.3.1"])
         .args(["--admin", &admin])
         .output()
         .unwrap();

@@ -7,6 +7,7 @@
 
 pub mod error;
 mod groups;
+pub mod pipelines;
 pub mod plugins;
 pub mod rates;
 pub mod resources;
@@ -53,6 +54,8 @@ pub struct AppState {
     /// Topics' ingest rates over the last minutes (sampled by [`rates::RateHistory::run`]).
     pub rates: Arc<rates::RateHistory>,
     pub started: std::time::Instant,
+    /// The broker's pipelines (and through them, its plugin catalog).
+    pub pipelines: crate::pipelines::Pipelines,
 }
 
 /// The routes of the control plane.
@@ -62,7 +65,12 @@ pub fn router(state: AppState) -> Router {
 
 /// The control plane with `extra` routes under `/v1` (tests add resource kinds this way).
 fn router_with(state: AppState, extra: Router<AppState>) -> Router {
-    let v1 = Router::new().merge(topics::routes()).merge(groups::routes()).merge(plugins::routes()).merge(extra);
+    let v1 = Router::new()
+        .merge(topics::routes())
+        .merge(groups::routes())
+        .merge(plugins::routes())
+        .merge(pipelines::routes())
+        .merge(extra);
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -92,10 +100,18 @@ pub const ROUTES: &[&str] = &[
     "DELETE /v1/groups/{group}",
     "POST /v1/groups/{group}/reset-offsets",
     "GET /v1/plugins",
+    "POST /v1/plugins",
     "GET /v1/plugins/{name}/{version}",
     "POST /v1/plugins/{name}/{version}",
     "DELETE /v1/plugins/{name}/{version}",
     "GET /v1/plugins/{name}/{version}/component",
+    "GET /v1/pipelines",
+    "POST /v1/pipelines",
+    "GET /v1/pipelines/{name}",
+    "DELETE /v1/pipelines/{name}",
+    "POST /v1/pipelines/{name}/pause",
+    "POST /v1/pipelines/{name}/resume",
+    "POST /v1/pipelines/{name}/upgrade",
 ];
 
 #[derive(Serialize)]

@@ -1,7 +1,9 @@
 //! `/v1/plugins`: WebAssembly components uploaded as bytes, stored content-addressed (SHA-256) in
 //! redb and named by name and version. A version is immutable: uploading the same bytes again is
-//! a no-op, other bytes under a taken version are refused. (The runtime that loads them comes
-//! with the plugin issue; here they are stored, listed and served back.)
+//! a no-op, other bytes under a taken version are refused. `POST /v1/plugins` takes the name and version from the plugin itself (`describe`), after
+//! compiling it against the contract; under an explicit name only the component header is checked,
+//! and the contract is checked when a pipeline loads it. A version used by a pipeline cannot be
+//! deleted.
 
 use axum::Router;
 use axum::body::Body;
@@ -9,7 +11,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
@@ -17,35 +18,14 @@ use super::error::ApiError;
 use super::resources::validate_name;
 use crate::storage::{Blob, PutMode, ResourceError};
 
-/// The storage kind of plugin documents.
-const KIND: &str = "plugins";
+pub use crate::plugins::PluginArtifact;
+use crate::plugins::catalog::{KIND, blob_of, key};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/plugins", get(list))
+        .route("/plugins", get(list).post(upload_described))
         .route("/plugins/{name}/{version}", get(describe).post(upload).delete(delete))
         .route("/plugins/{name}/{version}/component", get(component))
-}
-
-/// A stored plugin component.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct PluginArtifact {
-    pub name: String,
-    pub version: String,
-    /// Lowercase hex SHA-256 of the component bytes: their address in storage.
-    pub sha256: String,
-    pub size_bytes: u64,
-    pub uploaded_ms: i64,
-}
-
-fn key(name: &str, version: &str) -> String {
-    format!("{name}@{version}")
-}
-
-/// The blob a stored plugin document refers to.
-fn blob_of(document: &[u8]) -> Option<String> {
-    serde_json::from_slice::<PluginArtifact>(document).ok().map(|artifact| artifact.sha256)
 }
 
 /// Versions are what Cargo and WIT packages use: a digit first, then letters, digits, `.+-`.
@@ -80,9 +60,8 @@ fn check_component(bytes: &[u8]) -> Result<(), ApiError> {
 }
 
 fn decode(document: &[u8]) -> Result<PluginArtifact, ApiError> {
-    serde_json::from_slice(document).map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "stored_document_invalid", format!("a stored plugin: {e}"))
-    })
+    crate::plugins::catalog::decode(document)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "stored_document_invalid", e))
 }
 
 /// Every stored plugin version, by name then version.
@@ -132,15 +111,8 @@ async fn component(
     Ok((headers, bytes).into_response())
 }
 
-/// Stores the body as plugin `name` version `version`.
-async fn upload(
-    State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    validate_name("name", &name)?;
-    validate_version(&version)?;
+/// Reads an upload's body: at most `http.plugin_bytes_max` bytes, and a component.
+async fn component_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
     let limit = state.config.plugin_bytes_max;
     let too_large = || {
         ApiError::new(
@@ -155,6 +127,46 @@ async fn upload(
     }
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
     check_component(&bytes)?;
+    Ok(bytes.to_vec())
+}
+
+/// Stores the body as plugin `name` version `version`.
+async fn upload(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    validate_name("name", &name)?;
+    validate_version(&version)?;
+    let bytes = component_body(&state, &headers, body).await?;
+    store_component(&state, name, version, bytes).await
+}
+
+/// Stores the body under the name and version the plugin gives itself (`describe`), after
+/// compiling it and checking it against the contract.
+async fn upload_described(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let bytes = component_body(&state, &headers, body).await?;
+    let catalog = state.pipelines.catalog().clone();
+    let (bytes, described) = tokio::task::spawn_blocking(move || {
+        let runtime = catalog.runtime();
+        let described = runtime.compile(&bytes).and_then(|compiled| crate::plugins::describe(runtime, &compiled));
+        (bytes, described)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "upload_failed", e.to_string()))?;
+    let metadata = described.map_err(|e| ApiError::bad_request("not_a_plugin", e.to_string()))?;
+    validate_name("name", &metadata.name)?;
+    validate_version(&metadata.version)?;
+    store_component(&state, metadata.name, metadata.version, bytes).await
+}
+
+async fn store_component(
+    state: &AppState,
+    name: String,
+    version: String,
+    bytes: Vec<u8>,
+) -> Result<Response, ApiError> {
     let sha256 = hex(&Sha256::digest(&bytes));
     if let Some(existing) = state.store.resource(KIND, &key(&name, &version))? {
         let existing = decode(&existing)?;
@@ -176,7 +188,7 @@ async fn upload(
         uploaded_ms: crate::clock::now_ms(),
     };
     let document = serde_json::to_vec(&artifact).expect("a plugin artifact encodes");
-    let blob = Blob { sha256, bytes: bytes.to_vec() };
+    let blob = Blob { sha256, bytes };
     match state.store.put_resource(KIND, &key(&name, &version), document, PutMode::Create, Some(blob)).await {
         Ok(()) => {}
         // Another upload of the same version won the race.
@@ -193,6 +205,13 @@ async fn delete(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    let users = state.pipelines.using_plugin(&name, &version);
+    if !users.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "plugin {name} version {version} is used by pipeline(s) {}: upgrade or delete them first",
+            users.join(", ")
+        )));
+    }
     if state.store.delete_resource(KIND, &key(&name, &version), blob_of).await? {
         tracing::info!(plugin = %name, %version, "plugin deleted");
         Ok(StatusCode::NO_CONTENT)

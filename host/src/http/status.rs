@@ -31,6 +31,8 @@ pub struct Status {
     pub topics: Vec<TopicStatus>,
     pub groups: Vec<GroupSummary>,
     pub plugins: Vec<PluginArtifact>,
+    #[serde(default)]
+    pub pipelines: Vec<crate::pipelines::PipelineView>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -77,6 +79,7 @@ pub fn status(state: &AppState) -> Result<Status, ApiError> {
         topics,
         groups: summaries(state),
         plugins: stored_plugins(state)?,
+        pipelines: state.pipelines.list(),
     })
 }
 
@@ -262,6 +265,29 @@ pub fn render(status: &Status) -> String {
         .collect();
     let empty = "No plugins uploaded (<code>rill plugin upload</code>).";
     section(&mut html, "Plugins", "plugins", Some(empty), &["plugin", "version", "size", "sha256"], &plugins);
+    let pipelines: Vec<Vec<String>> = status
+        .pipelines
+        .iter()
+        .map(|p| {
+            let state = match &p.status.reason {
+                Some(reason) => format!("{} — {}", escape(&p.status.state), escape(reason)),
+                None => escape(&p.status.state),
+            };
+            vec![
+                escape(&p.spec.name),
+                state,
+                format!("{} → {}", escape(&p.spec.from), escape(&p.spec.to)),
+                escape(&p.status.plugins.join(" → ")),
+                thousands(p.status.lag),
+                thousands(p.status.counts.records_in),
+                thousands(p.status.counts.records_out),
+                thousands(p.status.counts.batches_failed),
+            ]
+        })
+        .collect();
+    let empty = "No pipelines (<code>rill pipeline create</code>).";
+    let columns = ["pipeline", "state", "topics", "plugins", "lag", "records in", "records out", "failed batches"];
+    section(&mut html, "Pipelines", "pipelines", Some(empty), &columns, &pipelines);
     let _ = write!(
         html,
         "<p class=\"muted\">Machine-readable: <a href=\"/v1/status\">/v1/status</a> · <a href=\"/metrics\">/metrics</a> · \
@@ -301,6 +327,7 @@ mod tests {
             }],
             groups: vec![],
             plugins: vec![],
+            pipelines: vec![],
         };
         let html = render(&status);
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");

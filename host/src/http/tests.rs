@@ -34,14 +34,25 @@ async fn state_in(dir: &tempfile::TempDir, token: Option<&str>) -> AppState {
     let listener = KafkaListener::bind(kafka, store.clone(), Arc::clone(&metrics)).await.unwrap();
     let config = HttpSection { admin_token: token.map(str::to_owned), ..HttpSection::default() };
     AppState {
-        store,
+        store: store.clone(),
         broker: listener.broker(),
         metrics,
         config: Arc::new(config),
         listeners_up: Arc::new(AtomicBool::new(true)),
         rates: Arc::default(),
         started: std::time::Instant::now(),
+        pipelines: crate::pipelines::Pipelines::new(
+            store.clone(),
+            crate::plugins::PluginCatalog::new(test_runtime(), store.clone(), None),
+            tokio::sync::watch::channel(false).1,
+        ),
     }
+}
+
+/// One plugin engine for all tests of the process (an engine reserves its instance pool).
+fn test_runtime() -> crate::plugins::PluginRuntime {
+    static RUNTIME: std::sync::OnceLock<crate::plugins::PluginRuntime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| crate::plugins::PluginRuntime::new().expect("plugin engine starts")).clone()
 }
 
 impl Harness {

@@ -94,10 +94,10 @@ fn returned(plugin: &str, (kind, message): (ErrorKind, String), record_index: Op
     PluginError::Returned { plugin: plugin.to_owned(), kind, message, record_index }
 }
 
-fn instantiate(
+/// A fresh instance and what it says about itself (`describe`), not yet configured.
+fn instantiate_bare(
     runtime: &PluginRuntime,
     compiled: &CompiledPlugin,
-    config: &[(String, String)],
     limits: PluginLimits,
     name: &str,
 ) -> Result<(Store<HostState>, World, PluginMetadata), PluginError> {
@@ -130,11 +130,27 @@ fn instantiate(
     }
     .map_err(trap)?;
     store.data_mut().plugin = format!("{plugin_name}@{version}");
-    let metadata = PluginMetadata { name: plugin_name.clone(), version, kind: compiled.kind, stateful };
-    let initialized =
-        with_plugin!(&world, |p| p.call_init(&mut store, config).map(|r| r.map_err(|e| e.message))).map_err(trap)?;
-    initialized.map_err(|message| PluginError::Config { plugin: plugin_name, message })?;
+    Ok((store, world, PluginMetadata { name: plugin_name, version, kind: compiled.kind, stateful }))
+}
+
+/// A fresh instance, configured (`init`).
+fn instantiate(
+    runtime: &PluginRuntime,
+    compiled: &CompiledPlugin,
+    config: &[(String, String)],
+    limits: PluginLimits,
+    name: &str,
+) -> Result<(Store<HostState>, World, PluginMetadata), PluginError> {
+    let (mut store, world, metadata) = instantiate_bare(runtime, compiled, limits, name)?;
+    let initialized = with_plugin!(&world, |p| p.call_init(&mut store, config).map(|r| r.map_err(|e| e.message)))
+        .map_err(|e| trapped(name, &e))?;
+    initialized.map_err(|message| PluginError::Config { plugin: metadata.name.clone(), message })?;
     Ok((store, world, metadata))
+}
+
+/// What a compiled plugin says about itself, from an instance that is not configured.
+pub fn describe(runtime: &PluginRuntime, compiled: &CompiledPlugin) -> Result<PluginMetadata, PluginError> {
+    instantiate_bare(runtime, compiled, PluginLimits::default(), "plugin").map(|(_, _, metadata)| metadata)
 }
 
 impl PluginInstance {

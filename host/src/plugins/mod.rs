@@ -14,10 +14,12 @@
 //!   for a plugin.
 //! - What a plugin returns is validated and, for batches, sealed with CRCs here ([`output`]).
 
+pub mod catalog;
 mod instance;
 mod output;
 
-pub use instance::PluginInstance;
+pub use catalog::{PluginArtifact, PluginCatalog};
+pub use instance::{PluginInstance, describe};
 
 /// Host bindings, one module per world; they share the `log` import, linked once.
 mod bindings {
@@ -182,10 +184,44 @@ impl PluginRuntime {
     /// Compiles `bytes` (15–45 ms for a small component) and tells its kind from its exports.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPlugin, PluginError> {
         let component = Component::new(&self.engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        self.checked(component)
+    }
+
+    fn checked(&self, component: Component) -> Result<CompiledPlugin, PluginError> {
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
         let kind = kind_of(&exports)?;
         Ok(CompiledPlugin { component, kind })
+    }
+
+    /// Identifies the machine code this engine makes (wasmtime version, settings, CPU features):
+    /// a compiled component is reused only by an engine with the same hash.
+    pub fn compatibility_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// The compiled form of `compiled`, for [`load_compiled`](Self::load_compiled).
+    pub fn serialize(&self, compiled: &CompiledPlugin) -> Result<Vec<u8>, PluginError> {
+        compiled.component.serialize().map_err(|e| PluginError::Invalid(format!("cannot serialize: {e:#}")))
+    }
+
+    /// Loads a component this process's engine compiled earlier (see [`catalog`]'s disk cache).
+    ///
+    /// Only for files written by [`serialize`](Self::serialize) into the broker's own data
+    /// directory under this engine's [`compatibility_hash`](Self::compatibility_hash).
+    #[allow(unsafe_code)] // the one unsafe call of the plugin runtime: see SAFETY below
+    pub fn load_compiled(&self, path: &std::path::Path) -> Result<CompiledPlugin, PluginError> {
+        // SAFETY: wasmtime runs the machine code in the file as it is. The file comes from
+        // `serialize` by an engine with the same compatibility hash (it is in the file name, and
+        // wasmtime checks its own header too), written to a temporary name and renamed into the
+        // data directory, which only the broker writes to. Anyone who can rewrite that directory
+        // can rewrite the database and the binary's inputs as well.
+        let component = unsafe { Component::deserialize_file(&self.engine, path) }
+            .map_err(|e| PluginError::Invalid(format!("cannot load {}: {e:#}", path.display())))?;
+        self.checked(component)
     }
 }
 

@@ -179,7 +179,10 @@ pub struct DocumentWrite {
 /// Builds a transaction's documents once its appends have their offsets (a pipeline records which
 /// output offsets it wrote in the same transaction as the output). Runs on the writer thread:
 /// keep it short.
-pub struct Documents(pub Box<dyn FnOnce(&[AppendOutcome]) -> Vec<DocumentWrite> + Send>);
+pub struct Documents(pub Box<BuildDocuments>);
+
+/// See [`Documents`].
+pub type BuildDocuments = dyn FnOnce(&[AppendOutcome]) -> Vec<DocumentWrite> + Send;
 
 impl std::fmt::Debug for Documents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -344,6 +344,9 @@ impl Pending {
     }
 }
 
+/// A partition before a transaction touched it: its log, its group's length, its counts.
+type Before = (Option<PartitionLog>, usize, Option<(u64, u64)>);
+
 /// A transaction's assigned appends, its documents, and who waits for it.
 type TransactionResult = (Reply<Result<Vec<AppendOutcome>, AppendError>>, Result<Vec<AppendOutcome>, AppendError>);
 
@@ -456,7 +459,7 @@ impl Writer {
         groups: &mut BTreeMap<u64, Vec<u8>>,
     ) -> Result<Vec<AppendOutcome>, AppendError> {
         // What each partition looked like before this transaction: log, group length, counts.
-        let mut before: HashMap<u64, (Option<PartitionLog>, usize, Option<(u64, u64)>)> = HashMap::new();
+        let mut before: HashMap<u64, Before> = HashMap::new();
         let batches_before = touched.batches;
         let mut outcomes = Vec::with_capacity(appends.len());
         for (key, batches) in appends {

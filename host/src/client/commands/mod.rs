@@ -3,10 +3,12 @@
 mod consume;
 mod group;
 mod lookup;
+mod pipeline;
 mod produce;
 mod resources;
 mod topic;
 
+pub use pipeline::{PipelineCommand, pipeline};
 pub use resources::{PluginCommand, plugin, status};
 
 use std::path::PathBuf;

@@ -13,12 +13,15 @@ use crate::http::status::{Status, bytes, thousands};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Upload a WebAssembly component as plugin NAME version VERSION.
+    /// Upload a WebAssembly component, under the name and version it gives itself (checked
+    /// against the contract by the broker), or under --name and --version.
     Upload {
-        name: String,
-        version: String,
         /// The component file (`cargo xtask plugins` builds them).
         file: PathBuf,
+        #[arg(long, requires = "version")]
+        name: Option<String>,
+        #[arg(long, requires = "name")]
+        version: Option<String>,
     },
     /// List stored plugin versions.
     List,
@@ -31,10 +34,13 @@ pub enum PluginCommand {
 pub async fn plugin(admin: &AdminArgs, command: PluginCommand) -> Result<(), AdminError> {
     let client = AdminClient::new(admin)?;
     match command {
-        PluginCommand::Upload { name, version, file } => {
+        PluginCommand::Upload { file, name, version } => {
             let component =
                 std::fs::read(&file).map_err(|e| AdminError::Local(format!("cannot read {}: {e}", file.display())))?;
-            let path = format!("/v1/plugins/{name}/{version}");
+            let path = match (name, version) {
+                (Some(name), Some(version)) => format!("/v1/plugins/{name}/{version}"),
+                _ => "/v1/plugins".to_owned(),
+            };
             let body = client.send(Method::POST, &path, Some("application/wasm"), Bytes::from(component)).await?;
             let stored: PluginArtifact =
                 serde_json::from_slice(&body).map_err(|e| AdminError::Protocol(e.to_string()))?;
@@ -121,6 +127,29 @@ fn render(status: &Status) -> String {
             bytes(p.size_bytes as f64),
             p.sha256.get(..12).unwrap_or(&p.sha256)
         );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<24} {:<8} {:>10} {:>12} {:>8}  PLUGINS",
+        "PIPELINE", "STATE", "LAG", "RECORDS IN", "FAILED"
+    );
+    if status.pipelines.is_empty() {
+        let _ = writeln!(out, "(no pipelines)");
+    }
+    for p in &status.pipelines {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<8} {:>10} {:>12} {:>8}  {}",
+            p.spec.name,
+            p.status.state,
+            thousands(p.status.lag),
+            thousands(p.status.counts.records_in),
+            p.status.counts.batches_failed,
+            p.status.plugins.join(" -> ")
+        );
+        if let Some(reason) = &p.status.reason {
+            let _ = writeln!(out, "  {reason}");
+        }
     }
     out
 }

@@ -1,0 +1,318 @@
+//! The batch work around a pipeline's plugins: stored batches made into plugin input
+//! (uncompressed, from a given offset), output split by partition, and failed batches made into
+//! dead letters carrying why.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use rill_core::batch::{self, BatchHeader, BatchParams, Compression, Record, RecordSpec};
+
+use crate::compression;
+use crate::limits::{DECOMPRESSED_BYTES_MAX, PIPELINE_OUTPUT_BATCH_BYTES};
+use crate::plugins::SourceMessage;
+
+/// Batches read from a source partition, ready for the plugins: uncompressed, none starting
+/// before the offset the pipeline is at, control batches left out.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub bytes: Vec<u8>,
+    /// Each batch's bytes in `bytes`, with its first and last offset.
+    pub batches: Vec<Span>,
+    /// Where the pipeline reads next once this input is done.
+    pub next_offset: u64,
+    pub records: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    pub range: Range<usize>,
+    pub first_offset: u64,
+    pub last_offset: u64,
+    pub records: u64,
+}
+
+impl Input {
+    /// The first offset this input holds a record of, or where it ends.
+    pub fn first_offset(&self) -> u64 {
+        self.batches.first().map_or(self.next_offset, |span| span.first_offset)
+    }
+
+    /// Each batch on its own (to find which one a plugin fails on).
+    pub fn split(&self) -> Vec<Input> {
+        self.batches
+            .iter()
+            .map(|span| Input {
+                bytes: self.bytes[span.range.clone()].to_vec(),
+                batches: vec![Span { range: 0..span.range.len(), ..span.clone() }],
+                next_offset: span.last_offset + 1,
+                records: span.records,
+            })
+            .collect()
+    }
+}
+
+/// A record with its bytes owned, for rebuilding batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    pub offset: u64,
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl OwnedRecord {
+    fn of(record: &Record<'_>, header: &BatchHeader) -> Self {
+        Self {
+            offset: record.offset(header.base_offset) as u64,
+            timestamp: record.timestamp(header.base_timestamp),
+            key: record.key.map(<[u8]>::to_vec),
+            value: record.value.map(<[u8]>::to_vec),
+            headers: record.headers().map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec))).collect(),
+        }
+    }
+}
+
+/// Calls `each` with every record of `bytes` (whole batches, compressed or not) and its batch's
+/// header.
+fn for_each_record(bytes: &[u8], mut each: impl FnMut(&BatchHeader, &Record<'_>)) -> Result<(), String> {
+    for parsed in batch::batches(bytes) {
+        let parsed = parsed.map_err(|e| e.to_string())?;
+        let header = *parsed.header();
+        let decompressed;
+        let records = match parsed.compression() {
+            Compression::None => parsed.records().map_err(|e| e.to_string())?,
+            codec => {
+                decompressed = compression::decompress(codec, parsed.records_section(), DECOMPRESSED_BYTES_MAX)
+                    .map_err(|e| e.to_string())?;
+                batch::records_in(&decompressed, header.records_count)
+            }
+        };
+        for record in records {
+            each(&header, &record.map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(())
+}
+
+/// Every record of `bytes`, owned.
+pub fn owned_records(bytes: &[u8]) -> Result<Vec<OwnedRecord>, String> {
+    let mut out = Vec::new();
+    for_each_record(bytes, |header, record| out.push(OwnedRecord::of(record, header)))?;
+    Ok(out)
+}
+
+/// Records in uncompressed batches of at most [`PIPELINE_OUTPUT_BATCH_BYTES`] (one record may
+/// make a batch larger on its own), CRCs computed.
+pub fn build_batches(records: &[OwnedRecord]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, record) in records.iter().enumerate() {
+        let size = record.key.as_ref().map_or(0, Vec::len)
+            + record.value.as_ref().map_or(0, Vec::len)
+            + record.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>()
+            + 32;
+        if i > start && bytes + size > PIPELINE_OUTPUT_BATCH_BYTES {
+            out.extend(build_one(&records[start..i])?);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < records.len() {
+        out.extend(build_one(&records[start..])?);
+    }
+    Ok(out)
+}
+
+/// A record header as the batch builder takes it.
+type HeaderRef<'a> = (&'a [u8], Option<&'a [u8]>);
+
+fn build_one(records: &[OwnedRecord]) -> Result<Vec<u8>, String> {
+    let headers: Vec<Vec<HeaderRef<'_>>> =
+        records.iter().map(|r| r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect()).collect();
+    let specs: Vec<RecordSpec<'_>> = records
+        .iter()
+        .zip(&headers)
+        .map(|(r, headers)| RecordSpec {
+            timestamp: r.timestamp,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            headers,
+        })
+        .collect();
+    batch::build_vec(BatchParams::default(), &specs).map_err(|e| e.to_string())
+}
+
+/// Makes stored batches (as [`crate::storage::Store::read`] returns them, the first one
+/// possibly starting before `from`) into plugin input.
+pub fn plain_input(stored: &[u8], from: u64) -> Result<Input, String> {
+    let mut input = Input { next_offset: from, ..Input::default() };
+    for parsed in batch::batches(stored) {
+        let parsed = parsed.map_err(|e| e.to_string())?;
+        let header = *parsed.header();
+        let last_offset = header.last_offset() as u64;
+        if last_offset < from {
+            continue;
+        }
+        input.next_offset = last_offset + 1;
+        if header.is_control() {
+            continue;
+        }
+        let start = input.bytes.len();
+        if parsed.compression() == Compression::None && header.base_offset as u64 >= from {
+            input.bytes.extend_from_slice(parsed.as_bytes());
+        } else {
+            // Compressed, or starting before `from` (after DeleteRecords): rebuilt, records kept.
+            let mut kept = owned_records(parsed.as_bytes())?;
+            kept.retain(|record| record.offset >= from);
+            let Some(first) = kept.first() else { continue };
+            let mut rebuilt = build_one(&kept)?;
+            batch::set_base_offset(&mut rebuilt, first.offset as i64).map_err(|e| e.to_string())?;
+            batch::seal_crc(&mut rebuilt).map_err(|e| e.to_string())?;
+            input.bytes.extend(rebuilt);
+        }
+        let first_offset = (header.base_offset as u64).max(from);
+        let records = last_offset - first_offset + 1;
+        input.records += records;
+        input.batches.push(Span { range: start..input.bytes.len(), first_offset, last_offset, records });
+    }
+    Ok(input)
+}
+
+/// Records in `bytes` (whole batches, as plugins return them).
+pub fn records_count(bytes: &[u8]) -> usize {
+    batch::batches(bytes).filter_map(Result::ok).map(|b| b.header().records_count.max(0) as usize).sum()
+}
+
+/// Splits `bytes` by record into one set of batches per partition, as `partitions` (one per
+/// record, in order) says.
+pub fn split_by_partition(bytes: &[u8], partitions: &[u32]) -> Result<BTreeMap<u32, Vec<u8>>, String> {
+    let records = owned_records(bytes)?;
+    if records.len() != partitions.len() {
+        return Err(format!("{} partitions for {} records", partitions.len(), records.len()));
+    }
+    let mut by_partition: BTreeMap<u32, Vec<OwnedRecord>> = BTreeMap::new();
+    for (record, partition) in records.into_iter().zip(partitions) {
+        by_partition.entry(*partition).or_default().push(record);
+    }
+    by_partition.into_iter().map(|(partition, records)| Ok((partition, build_batches(&records)?))).collect()
+}
+
+/// Records as ingest messages: the value is the payload, the key (or else the source topic) the
+/// topic, headers the properties, the timestamp the receive time.
+pub fn source_messages(bytes: &[u8], source_topic: &str) -> Result<Vec<SourceMessage>, String> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    Ok(owned_records(bytes)?
+        .into_iter()
+        .map(|record| SourceMessage {
+            payload: record.value.unwrap_or_default(),
+            topic: record.key.as_deref().map_or_else(|| source_topic.to_owned(), text),
+            qos: 0,
+            retained: false,
+            properties: record
+                .headers
+                .iter()
+                .map(|(k, v)| (text(k), v.as_deref().map(text).unwrap_or_default()))
+                .collect(),
+            received_ms: record.timestamp,
+        })
+        .collect())
+}
+
+/// Why a batch went to the dead-letter topic: stamped on each of its records as headers.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    /// `name@version` of the plugin that failed (or `storage` when the output was refused).
+    pub plugin: &'a str,
+    pub error: &'a str,
+    pub source_topic: &'a str,
+    pub source_partition: u32,
+}
+
+/// The header names on dead letters.
+pub mod headers {
+    pub const PLUGIN: &str = "rill.dlq.plugin";
+    pub const ERROR: &str = "rill.dlq.error";
+    pub const SOURCE_TOPIC: &str = "rill.dlq.source.topic";
+    pub const SOURCE_PARTITION: &str = "rill.dlq.source.partition";
+    pub const SOURCE_OFFSET: &str = "rill.dlq.source.offset";
+}
+
+/// The input's records with the dead letter's headers added (after their own), in batches.
+pub fn dead_letters(input: &Input, why: &DeadLetter<'_>) -> Result<Vec<u8>, String> {
+    let mut records = owned_records(&input.bytes)?;
+    for record in &mut records {
+        let stamp = [
+            (headers::PLUGIN, why.plugin.to_owned()),
+            (headers::ERROR, why.error.to_owned()),
+            (headers::SOURCE_TOPIC, why.source_topic.to_owned()),
+            (headers::SOURCE_PARTITION, why.source_partition.to_string()),
+            (headers::SOURCE_OFFSET, record.offset.to_string()),
+        ];
+        record.headers.extend(stamp.into_iter().map(|(k, v)| (k.as_bytes().to_vec(), Some(v.into_bytes()))));
+    }
+    build_batches(&records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(offset: u64, value: &str) -> OwnedRecord {
+        OwnedRecord {
+            offset,
+            timestamp: 1_000 + offset as i64,
+            key: Some(format!("k{offset}").into_bytes()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![(b"h".to_vec(), None)],
+        }
+    }
+
+    /// A stored batch of `count` records from `base`.
+    fn stored(base: u64, count: u64) -> Vec<u8> {
+        let records: Vec<OwnedRecord> = (base..base + count).map(|o| record(o, "v")).collect();
+        let mut bytes = build_one(&records).unwrap();
+        batch::set_base_offset(&mut bytes, base as i64).unwrap();
+        batch::seal_crc(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn input_starts_at_the_offset_asked_even_inside_a_batch() {
+        let log = [stored(0, 3), stored(3, 4), stored(7, 1)].concat();
+        let input = plain_input(&log, 5).unwrap();
+        assert_eq!((input.first_offset(), input.next_offset, input.records), (5, 8, 3));
+        let offsets: Vec<u64> = owned_records(&input.bytes).unwrap().iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [5, 6, 7]);
+        let parts = input.split();
+        assert_eq!(parts.len(), 2);
+        assert_eq!((parts[0].first_offset(), parts[0].next_offset, parts[1].next_offset), (5, 7, 8));
+        assert_eq!(plain_input(&log, 8).unwrap(), Input { next_offset: 8, ..Input::default() });
+    }
+
+    #[test]
+    fn output_splits_by_partition_in_record_order() {
+        let output = stored(0, 4);
+        let split = split_by_partition(&output, &[1, 0, 1, 1]).unwrap();
+        let values = |p: u32| -> Vec<Vec<u8>> {
+            owned_records(&split[&p]).unwrap().into_iter().map(|r| r.key.unwrap()).collect()
+        };
+        assert_eq!(values(0), [b"k1".to_vec()]);
+        assert_eq!(values(1), [b"k0".to_vec(), b"k2".to_vec(), b"k3".to_vec()]);
+        assert!(split_by_partition(&output, &[0]).is_err(), "one partition per record");
+    }
+
+    #[test]
+    fn dead_letters_keep_records_and_say_why() {
+        let input = plain_input(&stored(10, 2), 10).unwrap();
+        let why = DeadLetter { plugin: "f@1.0.0", error: "boom", source_topic: "in", source_partition: 3 };
+        let letters = owned_records(&dead_letters(&input, &why).unwrap()).unwrap();
+        assert_eq!(letters.len(), 2);
+        assert_eq!(letters[1].value.as_deref(), Some(b"v".as_slice()));
+        let header = |name: &str| letters[1].headers.iter().find(|(k, _)| k == name.as_bytes()).unwrap().1.clone();
+        assert_eq!(header(headers::ERROR).as_deref(), Some(b"boom".as_slice()));
+        assert_eq!(header(headers::SOURCE_OFFSET).as_deref(), Some(b"11".as_slice()));
+        assert_eq!(letters[1].headers[0], (b"h".to_vec(), None), "the record's own headers come first");
+    }
+}

@@ -1,0 +1,543 @@
+//! One task per pipeline: read a source partition, run the plugins, and commit the output, the
+//! input progress and the plugins' state in one transaction (exactly once); failed batches go to
+//! the dead-letter topic; operators' commands (pause, resume, upgrade, stop) apply between
+//! batches.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use super::batches::{self, DeadLetter, Input};
+use super::chain::{Applied, Chain, Failure};
+use super::spec::{KIND, PROGRESS_KIND, PipelineSpec, Progress};
+use crate::limits::{PIPELINE_IDLE_RECHECK, PIPELINE_READ_BYTES, PIPELINE_RETRIES_MAX, PIPELINE_RETRY_BACKOFF};
+use crate::plugins::PluginCatalog;
+use crate::storage::{AppendError, DocumentWrite, Documents, ReadError, Store, TopicConfig, TopicError};
+
+/// What an operator asks of a running pipeline; answered between batches.
+pub(super) enum Control {
+    Pause {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Resume {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// `chain` is built from `spec` already; the runner hands it the running plugins' state.
+    Upgrade {
+        spec: Box<PipelineSpec>,
+        chain: Box<Chain>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What the runner publishes for the admin API, the status page and metrics.
+#[derive(Debug, Clone)]
+pub struct RunnerStatus {
+    pub spec: PipelineSpec,
+    /// Without the plugins' snapshots.
+    pub progress: Progress,
+    /// `name@version` of the running stages.
+    pub plugins: Vec<String>,
+    /// Why the plugins could not be loaded, while they cannot.
+    pub unloaded: Option<String>,
+}
+
+/// How handling one input ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    /// Nothing committed; the same input is read again after a pause.
+    RetryLater,
+}
+
+pub(super) struct Runner {
+    pub store: Store,
+    pub catalog: PluginCatalog,
+    pub spec: PipelineSpec,
+    pub progress: Progress,
+    /// `None` while the plugins cannot be loaded (the pipeline waits, paused, for a resume).
+    pub chain: Option<Chain>,
+    pub unloaded: Option<String>,
+    pub control: mpsc::Receiver<Control>,
+    pub status: watch::Sender<RunnerStatus>,
+    pub stopping: watch::Receiver<bool>,
+    /// The source partition read next (round robin).
+    pub cursor: u32,
+    /// Retries of the current input after retryable errors or failed commits.
+    pub retries: u32,
+}
+
+impl Runner {
+    pub(super) fn publish(&self) {
+        let mut progress = self.progress.clone();
+        progress.snapshots = Vec::new();
+        let plugins = self.chain.as_ref().map(Chain::labels).unwrap_or_default();
+        self.status.send_replace(RunnerStatus {
+            spec: self.spec.clone(),
+            progress,
+            plugins,
+            unloaded: self.unloaded.clone(),
+        });
+    }
+
+    pub(super) async fn run(mut self) {
+        self.publish();
+        tracing::info!(pipeline = %self.spec.name, from = %self.spec.from, to = %self.spec.to, paused = self.spec.paused, "pipeline started");
+        loop {
+            if *self.stopping.borrow() {
+                return;
+            }
+            while let Ok(command) = self.control.try_recv() {
+                if !self.handle(command).await {
+                    return;
+                }
+            }
+            let waiting = self.spec.paused || self.chain.is_none();
+            let next = if waiting {
+                self.wait(false).await
+            } else if self.step().await {
+                continue;
+            } else {
+                self.wait(true).await
+            };
+            match next {
+                Wake::Command(command) => {
+                    if !self.handle(command).await {
+                        return;
+                    }
+                }
+                Wake::Stop => return,
+                Wake::Input => {}
+            }
+        }
+    }
+
+    /// Waits for a command, the broker stopping, or (`for_input`) new source records.
+    async fn wait(&mut self, for_input: bool) -> Wake {
+        let mut appended = JoinSet::new();
+        if for_input {
+            // Subscribed before looking, so an append in between still wakes us.
+            let partitions = self.store.topic(&self.spec.from).map_or(0, |t| t.partitions.len() as u32);
+            for partition in 0..partitions {
+                if let Some(mut offsets) = self.store.watch_offsets(&self.spec.from, partition) {
+                    appended.spawn(async move { offsets.changed().await.is_ok() });
+                }
+            }
+            if self.has_input() {
+                return Wake::Input;
+            }
+        } else {
+            appended.spawn(std::future::pending());
+        }
+        let recheck = if for_input { PIPELINE_IDLE_RECHECK } else { Duration::MAX };
+        tokio::select! {
+            command = self.control.recv() => command.map_or(Wake::Stop, Wake::Command),
+            _ = self.stopping.changed() => Wake::Stop,
+            _ = appended.join_next() => Wake::Input,
+            _ = tokio::time::sleep(recheck) => Wake::Input,
+        }
+    }
+
+    fn has_input(&self) -> bool {
+        let Some(topic) = self.store.topic(&self.spec.from) else { return false };
+        topic.partitions.iter().enumerate().any(|(p, partition)| {
+            partition.offsets().high_watermark > self.next_offset(p as u32, partition.offsets().log_start_offset)
+        })
+    }
+
+    fn next_offset(&self, partition: u32, log_start_offset: u64) -> u64 {
+        // A partition added after the pipeline was created is read from its start.
+        self.progress.next_offsets.get(&partition).copied().unwrap_or(log_start_offset)
+    }
+
+    /// Handles one input from the next source partition that has records; `false` when none has.
+    async fn step(&mut self) -> bool {
+        let Some(source) = self.store.topic(&self.spec.from) else {
+            self.pause_itself(format!("the source topic {:?} no longer exists", self.spec.from)).await;
+            return false;
+        };
+        let Some(output) = self.store.topic(&self.spec.to) else {
+            self.pause_itself(format!("the output topic {:?} no longer exists", self.spec.to)).await;
+            return false;
+        };
+        let (count, out_partitions) = (source.partitions.len() as u32, output.partitions.len() as u32);
+        for i in 0..count {
+            let partition = (self.cursor + i) % count;
+            let Some(state) = source.partition(partition) else { continue };
+            let offsets = state.offsets();
+            let next = self.next_offset(partition, offsets.log_start_offset);
+            if next >= offsets.high_watermark {
+                continue;
+            }
+            self.cursor = partition + 1;
+            let Some(input) = self.read(partition, next).await else { return false };
+            if input.batches.is_empty() {
+                // Only control batches: nothing for the plugins, but the position moves on.
+                self.progress.next_offsets.insert(partition, input.next_offset);
+                return true;
+            }
+            if self.handle_input(partition, input, out_partitions, true).await == Outcome::RetryLater {
+                self.back_off().await;
+            } else {
+                self.retries = 0;
+            }
+            return true;
+        }
+        false
+    }
+
+    async fn read(&mut self, partition: u32, next: u64) -> Option<Input> {
+        let (store, from) = (self.store.clone(), self.spec.from.clone());
+        let read = tokio::task::spawn_blocking(move || store.read(&from, partition, next, PIPELINE_READ_BYTES)).await;
+        match read {
+            Ok(Ok(read)) => match batches::plain_input(&read.records, next) {
+                Ok(input) => Some(input),
+                Err(e) => {
+                    self.pause_itself(format!("partition {partition} at offset {next} cannot be read: {e}")).await;
+                    None
+                }
+            },
+            Ok(Err(ReadError::OffsetOutOfRange { log_start_offset, next_offset, .. })) => {
+                let resume_at = if next < log_start_offset { log_start_offset } else { next_offset };
+                if next < log_start_offset {
+                    self.progress.counts.records_skipped += log_start_offset - next;
+                }
+                tracing::warn!(pipeline = %self.spec.name, partition, from = next, to = resume_at,
+                    "records were deleted from the source before the pipeline read them (retention); skipping them");
+                self.progress.next_offsets.insert(partition, resume_at);
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(pipeline = %self.spec.name, partition, error = %e, "source read failed; will retry");
+                None
+            }
+            Err(e) => {
+                tracing::error!(pipeline = %self.spec.name, error = %e, "source read task failed");
+                None
+            }
+        }
+    }
+
+    /// Runs `input` through the plugins and commits what comes out. When a plugin fails on an
+    /// input of several batches, each batch is tried on its own, so only the batch it fails on
+    /// goes to the dead-letter topic.
+    async fn handle_input(&mut self, partition: u32, input: Input, out_partitions: u32, split: bool) -> Outcome {
+        match self.apply(partition, &input, out_partitions).await {
+            Ok(applied) => self.commit(partition, &input, applied).await,
+            Err(failure) => {
+                self.rollback().await;
+                if split && input.batches.len() > 1 {
+                    for one in input.split() {
+                        if self.spec.paused {
+                            // Paused itself on a failure: the rest waits, uncommitted, for a resume.
+                            return Outcome::Done;
+                        }
+                        if Box::pin(self.handle_input(partition, one, out_partitions, false)).await
+                            == Outcome::RetryLater
+                        {
+                            return Outcome::RetryLater;
+                        }
+                    }
+                    return Outcome::Done;
+                }
+                self.fail(partition, input, failure).await
+            }
+        }
+    }
+
+    async fn apply(&mut self, partition: u32, input: &Input, out_partitions: u32) -> Result<Applied, Failure> {
+        let mut chain = self.chain.take().expect("a running pipeline has its plugins");
+        let (from, input) = (self.spec.from.clone(), input.clone());
+        let (chain, applied) = tokio::task::spawn_blocking(move || {
+            let applied = chain.apply(&from, partition, &input, out_partitions);
+            (chain, applied)
+        })
+        .await
+        .expect("plugin calls do not panic the host");
+        self.chain = Some(chain);
+        applied
+    }
+
+    async fn rollback(&mut self) {
+        let Some(mut chain) = self.chain.take() else { return };
+        let (chain, rolled_back) = tokio::task::spawn_blocking(move || {
+            let result = chain.rollback();
+            (chain, result)
+        })
+        .await
+        .expect("plugin calls do not panic the host");
+        self.chain = Some(chain);
+        if let Err(failure) = rolled_back {
+            self.pause_itself(format!("{} cannot return to its committed state: {}", failure.plugin, failure.error))
+                .await;
+        }
+    }
+
+    async fn commit(&mut self, partition: u32, input: &Input, applied: Applied) -> Outcome {
+        let Applied { outputs, records_out, snapshots } = applied;
+        let mut progress = self.progress.clone();
+        progress.next_offsets.insert(partition, input.next_offset);
+        progress.snapshots = snapshots.clone();
+        progress.counts.records_in += input.records;
+        progress.counts.records_out += records_out;
+        progress.consecutive_failures = 0;
+        let written: Vec<u32> = outputs.keys().copied().collect();
+        let appends = outputs.into_iter().map(|(p, bytes)| (self.spec.to.clone(), p, bytes)).collect();
+        match self.transact(appends, written, progress, None).await {
+            Ok(()) => {
+                if let Some(chain) = &mut self.chain {
+                    chain.commit(snapshots);
+                }
+                Outcome::Done
+            }
+            Err(AppendError::Storage(e)) => {
+                tracing::warn!(pipeline = %self.spec.name, error = %e, "pipeline commit failed; will retry");
+                self.rollback().await;
+                Outcome::RetryLater
+            }
+            Err(AppendError::ShutDown) => {
+                self.rollback().await;
+                Outcome::RetryLater
+            }
+            // The output refused the batch (too large for the output topic, a partition gone):
+            // the input is dead-lettered like a plugin failure.
+            Err(refused) => {
+                self.rollback().await;
+                let failure = Failure {
+                    plugin: format!("output topic {}", self.spec.to),
+                    error: crate::plugins::PluginError::BadOutput {
+                        plugin: self.spec.to.clone(),
+                        reason: refused.to_string(),
+                    },
+                };
+                self.fail(partition, input.clone(), failure).await
+            }
+        }
+    }
+
+    /// A plugin failed on `input` (one batch): try again later if it asked, else dead-letter the
+    /// batch and move on; pause after too many failures in a row.
+    async fn fail(&mut self, partition: u32, input: Input, failure: Failure) -> Outcome {
+        let error = failure.error.to_string();
+        if failure.retryable() && self.retries < PIPELINE_RETRIES_MAX {
+            self.retries += 1;
+            tracing::warn!(pipeline = %self.spec.name, partition, offset = input.first_offset(), %error, retry = self.retries, "plugin asked to retry");
+            return Outcome::RetryLater;
+        }
+        let dead_letter_topic = self.spec.dead_letter_topic();
+        if let Err(e) = self.ensure_topic(&dead_letter_topic).await {
+            self.pause_itself(format!("cannot create the dead-letter topic {dead_letter_topic:?}: {e}")).await;
+            return Outcome::RetryLater;
+        }
+        let why = DeadLetter {
+            plugin: &failure.plugin,
+            error: &error,
+            source_topic: &self.spec.from,
+            source_partition: partition,
+        };
+        let letters = match batches::dead_letters(&input, &why) {
+            Ok(letters) => letters,
+            Err(e) => {
+                self.pause_itself(format!("cannot dead-letter offsets from {}: {e}", input.first_offset())).await;
+                return Outcome::RetryLater;
+            }
+        };
+        tracing::warn!(pipeline = %self.spec.name, partition, first_offset = input.first_offset(), records = input.records,
+            plugin = %failure.plugin, %error, dead_letter_topic = %dead_letter_topic, "batch failed; dead-lettered");
+        let mut progress = self.progress.clone();
+        progress.next_offsets.insert(partition, input.next_offset);
+        progress.counts.records_in += input.records;
+        progress.counts.batches_failed += 1;
+        progress.counts.records_dead_lettered += input.records;
+        progress.consecutive_failures += 1;
+        progress.last_error = Some(format!("{}: {error}", failure.plugin));
+        let mut spec = None;
+        if progress.consecutive_failures >= self.spec.pause_after_failures {
+            let reason = format!(
+                "paused after {} failed batches in a row; the last: {}: {error}",
+                progress.consecutive_failures, failure.plugin
+            );
+            tracing::error!(pipeline = %self.spec.name, %reason, "pipeline paused itself");
+            progress.pause_reason = Some(reason);
+            spec = Some(PipelineSpec { paused: true, ..self.spec.clone() });
+        }
+        match self.transact(vec![(dead_letter_topic, 0, letters)], Vec::new(), progress, spec).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => {
+                tracing::warn!(pipeline = %self.spec.name, error = %e, "dead-letter commit failed; will retry");
+                Outcome::RetryLater
+            }
+        }
+    }
+
+    async fn ensure_topic(&self, name: &str) -> Result<(), TopicError> {
+        if self.store.topic(name).is_some() {
+            return Ok(());
+        }
+        match self.store.create_topic(name, 1, TopicConfig::default()).await {
+            Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Commits `appends` with `progress` (and `spec`, when it changes) in one transaction; the
+    /// first `outputs.len()` appends are the output topic's, recorded in the history.
+    async fn transact(
+        &mut self,
+        appends: Vec<(String, u32, Vec<u8>)>,
+        outputs: Vec<u32>,
+        mut progress: Progress,
+        spec: Option<PipelineSpec>,
+    ) -> Result<(), AppendError> {
+        let name = self.spec.name.clone();
+        let (staged, staged_outputs, staged_spec) = (progress.clone(), outputs.clone(), spec.clone());
+        let documents = Documents(Box::new(move |outcomes| {
+            let mut progress = staged;
+            progress.record_outputs(ranges(&staged_outputs, outcomes));
+            let mut writes = vec![DocumentWrite {
+                kind: PROGRESS_KIND.into(),
+                name: name.clone(),
+                document: Some(progress.encode()),
+            }];
+            if let Some(spec) = staged_spec {
+                let document = serde_json::to_vec(&spec).expect("a pipeline spec encodes");
+                writes.push(DocumentWrite { kind: KIND.into(), name, document: Some(document) });
+            }
+            writes
+        }));
+        let outcomes = self.store.transact(appends, documents).await?;
+        progress.record_outputs(ranges(&outputs, &outcomes));
+        self.progress = progress;
+        if let Some(spec) = spec {
+            self.spec = spec;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Stores a change of the pipeline itself (no records).
+    async fn save(&mut self, spec: PipelineSpec, progress: Progress) -> Result<(), String> {
+        self.transact(Vec::new(), Vec::new(), progress, Some(spec)).await.map_err(|e| e.to_string())
+    }
+
+    async fn pause_itself(&mut self, reason: String) {
+        tracing::error!(pipeline = %self.spec.name, %reason, "pipeline paused itself");
+        let mut progress = self.progress.clone();
+        progress.pause_reason = Some(reason.clone());
+        let spec = PipelineSpec { paused: true, ..self.spec.clone() };
+        if let Err(e) = self.save(spec.clone(), progress.clone()).await {
+            // Paused in memory at least; a restart tries again.
+            tracing::error!(pipeline = %self.spec.name, error = %e, "cannot store the pause");
+            (self.spec, self.progress) = (spec, progress);
+            self.publish();
+        }
+    }
+
+    async fn back_off(&mut self) {
+        let wait = PIPELINE_RETRY_BACKOFF * 2u32.saturating_pow(self.retries.min(8));
+        self.retries = self.retries.saturating_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.stopping.changed() => {}
+        }
+    }
+
+    /// `false`: stop.
+    async fn handle(&mut self, command: Control) -> bool {
+        match command {
+            Control::Stop { reply } => {
+                let _ = reply.send(());
+                return false;
+            }
+            Control::Pause { reply } => {
+                let spec = PipelineSpec { paused: true, ..self.spec.clone() };
+                let _ = reply.send(self.save(spec, self.progress.clone()).await);
+            }
+            Control::Resume { reply } => {
+                let _ = reply.send(self.resume().await);
+            }
+            Control::Upgrade { spec, chain, reply } => {
+                let _ = reply.send(self.upgrade(*spec, *chain).await);
+            }
+        }
+        true
+    }
+
+    async fn resume(&mut self) -> Result<(), String> {
+        if self.chain.is_none() {
+            let (catalog, spec, snapshots) = (self.catalog.clone(), self.spec.clone(), self.progress.snapshots.clone());
+            let built = tokio::task::spawn_blocking(move || Chain::build(&catalog, &spec, &snapshots))
+                .await
+                .map_err(|e| e.to_string())?;
+            match built {
+                Ok(chain) => {
+                    self.chain = Some(chain);
+                    self.unloaded = None;
+                }
+                Err(e) => {
+                    self.unloaded = Some(e.to_string());
+                    self.publish();
+                    return Err(format!("the pipeline's plugins cannot be loaded: {e}"));
+                }
+            }
+        }
+        let mut progress = self.progress.clone();
+        progress.pause_reason = None;
+        progress.consecutive_failures = 0;
+        let spec = PipelineSpec { paused: false, ..self.spec.clone() };
+        self.save(spec, progress).await
+    }
+
+    /// Swaps the plugins between two inputs: everything before is committed with the old ones,
+    /// everything after goes through the new ones.
+    async fn upgrade(&mut self, spec: PipelineSpec, mut chain: Chain) -> Result<(), String> {
+        let previous = self.chain.take();
+        // The running plugins' state, or (when they could not be loaded) the stored one.
+        let (labels, states) = match &previous {
+            Some(old) => (old.labels(), old.committed()),
+            None => (self.spec.stages().map(|s| s.label()).collect(), self.progress.snapshots.clone()),
+        };
+        let adopted = tokio::task::spawn_blocking(move || {
+            let adopted = chain.adopt_state(&labels, &states);
+            (previous, chain, adopted)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let (previous, chain, adopted) = adopted;
+        if let Err(failure) = adopted {
+            self.chain = previous;
+            return Err(format!("{} cannot take over the running state: {}", failure.plugin, failure.error));
+        }
+        let mut progress = self.progress.clone();
+        progress.snapshots = chain.committed();
+        progress.begin_segment(chain.labels(), crate::clock::now_ms());
+        self.chain = Some(chain);
+        match self.save(spec, progress).await {
+            Ok(()) => {
+                self.unloaded = None;
+                tracing::info!(pipeline = %self.spec.name, plugins = ?self.chain.as_ref().map(Chain::labels), "pipeline upgraded");
+                self.publish();
+                Ok(())
+            }
+            Err(e) => {
+                self.chain = previous;
+                Err(e)
+            }
+        }
+    }
+}
+
+enum Wake {
+    Command(Control),
+    Input,
+    Stop,
+}
+
+/// `(partition, first, last)` of each output append.
+fn ranges(partitions: &[u32], outcomes: &[crate::storage::AppendOutcome]) -> Vec<(u32, u64, u64)> {
+    partitions.iter().zip(outcomes).map(|(p, o)| (*p, o.base_offset, o.last_offset)).collect()
+}
