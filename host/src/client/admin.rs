@@ -16,8 +16,8 @@ use crate::limits::{CLIENT_RESPONSE_BYTES_MAX, CLIENT_TIMEOUT};
 /// Where the control plane is; every resource command takes it.
 #[derive(Debug, Clone, Args)]
 pub struct AdminArgs {
-    /// The broker's HTTP admin address.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9644", global = true)]
+    /// The broker's HTTP admin address (also RILL_ADMIN).
+    #[arg(long, value_name = "URL", env = "RILL_ADMIN", default_value = "http://127.0.0.1:9644", global = true)]
     pub admin: String,
     /// The admin token, when the broker has one (also RILL_ADMIN_TOKEN).
     #[arg(long, value_name = "TOKEN", env = "RILL_ADMIN_TOKEN", hide_env_values = true, global = true)]

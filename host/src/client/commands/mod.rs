@@ -20,8 +20,8 @@ use super::{Client, ClientError};
 /// Where the broker is; every client command takes it.
 #[derive(Debug, Clone, Args)]
 pub struct Bootstrap {
-    /// A broker's Kafka address.
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9092", global = true)]
+    /// A broker's Kafka address (also RILL_BOOTSTRAP).
+    #[arg(long, value_name = "HOST:PORT", env = "RILL_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
     pub bootstrap: String,
 }
 
