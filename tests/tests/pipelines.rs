@@ -293,18 +293,19 @@ async fn misbehaving_plugins_are_dead_lettered_and_pause_the_pipeline_not_the_br
     assert_eq!(status, 201, "{body}");
     let chaos = partition(&client, "chaos", 0).await;
     // Each produce is one batch: good ones between bad ones, so no three failures in a row.
-    for value in ["ok1", "loop", "ok2", "alloc", "ok3", "trap", "ok4", "error", "ok5"] {
+    for value in ["ok1", "loop", "ok2", "alloc", "ok3", "trap", "ok4", "error", "ok5", "retry", "ok6"] {
         chaos.produce(vec![record("k", value, now_ms())], Compression::NoCompression).await.unwrap();
     }
     let view = wait_for_pipeline(&http, "chaos", "catch-up", caught_up);
-    assert_eq!(view["status"]["counts"]["batches_failed"], 4, "{view:#}");
+    let header = |r: &Record, name: &str| String::from_utf8(r.headers[name].clone()).unwrap();
+    assert_eq!(view["status"]["counts"]["batches_failed"], 5, "{view:#}");
     let calm = read_all(&partition(&client, "calm", 0).await).await;
     let kept: Vec<&[u8]> = calm.iter().map(|r| r.value.as_deref().unwrap()).collect();
-    assert_eq!(kept, [b"ok1", b"ok2", b"ok3", b"ok4", b"ok5"].map(|v| v.as_slice()));
+    assert_eq!(kept, [b"ok1", b"ok2", b"ok3", b"ok4", b"ok5", b"ok6"].map(|v| v.as_slice()));
     let letters = read_all(&partition(&client, "chaos.dlq", 0).await).await;
     let misdeeds: Vec<&[u8]> = letters.iter().map(|r| r.value.as_deref().unwrap()).collect();
-    assert_eq!(misdeeds, [b"loop".as_slice(), b"alloc", b"trap", b"error"]);
-    let header = |r: &Record, name: &str| String::from_utf8(r.headers[name].clone()).unwrap();
+    assert_eq!(misdeeds, [b"loop".as_slice(), b"alloc", b"trap", b"error", b"retry"]);
+    assert!(header(&letters[4], "rill.dlq.error").contains("Retryable"), "{:?}", letters[4].headers);
     assert!(header(&letters[0], "rill.dlq.error").contains("fuel"), "{:?}", letters[0].headers);
     assert!(header(&letters[3], "rill.dlq.error").contains("error on purpose"));
     assert!(header(&letters[0], "rill.dlq.plugin").starts_with("misbehave@"));
@@ -317,19 +318,22 @@ async fn misbehaving_plugins_are_dead_lettered_and_pause_the_pipeline_not_the_br
     }
     let paused = wait_for_pipeline(&http, "chaos", "pause", |v| v["status"]["state"] == "paused");
     assert!(paused["status"]["reason"].as_str().unwrap().contains("3 failed batches in a row"), "{paused:#}");
-    chaos.produce(vec![record("k", "ok6", now_ms())], Compression::NoCompression).await.unwrap();
+    chaos.produce(vec![record("k", "ok7", now_ms())], Compression::NoCompression).await.unwrap();
     client.controller_client().unwrap().create_topic("other", 1, 1, 5_000).await.unwrap();
     let other = partition(&client, "other", 0).await;
     other.produce(vec![record("k", "still serving", now_ms())], Compression::NoCompression).await.unwrap();
     assert_eq!(read_all(&other).await.len(), 1);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(http.get("/v1/pipelines/chaos").1["status"]["lag"], 1, "paused: ok6 waits");
+    assert_eq!(http.get("/v1/pipelines/chaos").1["status"]["lag"], 1, "paused: ok7 waits");
     let metrics = http.text("/metrics");
-    assert!(metrics.contains("rill_pipeline_batches_failed_total{pipeline=\"chaos\"} 7"), "{metrics}");
+    assert!(metrics.contains("rill_pipeline_batches_failed_total{pipeline=\"chaos\"} 8"), "{metrics}");
+    assert!(metrics.contains("rill_pipeline_paused{pipeline=\"chaos\"} 1"), "{metrics}");
     cli(&http_addr, &["pipeline", "resume", "chaos"]);
     wait_for_pipeline(&http, "chaos", "catch-up", caught_up);
-    assert_eq!(read_all(&partition(&client, "calm", 0).await).await.len(), 6);
+    assert_eq!(read_all(&partition(&client, "calm", 0).await).await.len(), 7);
     rill.stop();
+    let retries = rill.log.iter().filter(|line| line.contains("plugin asked to retry")).count();
+    assert_eq!(retries, 3, "a retryable batch is tried three more times before it is dead-lettered");
 }
 
 /// The chain the exactly-once test runs, applied in-process to a partition's whole input: what

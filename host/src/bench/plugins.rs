@@ -1,7 +1,8 @@
 //! `rill bench plugins`: what a batch costs through a WebAssembly plugin, against the same work in
 //! native Rust in the same run.
 //!
-//! For `passthrough` (keeps every record: the machinery alone), `range-filter` and `redact`, at 1,
+//! For `passthrough` (keeps every record: the machinery alone), `range-filter`, `redact` and the
+//! partitioner `key-field-partitioner` (one partition per record, by a JSON field), at 1,
 //! 100 and 1000 records of ~100 B JSON per call: the plugin path is one [`PluginInstance`] call
 //! (copy into the instance, the SDK decoding and rebuilding the batch with rill-core compiled to
 //! Wasm, the host validating and sealing the output's CRC); the native path does the same decode →
@@ -141,6 +142,57 @@ fn native(input: &[u8], f: Native) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Output partitions of the partitioner case.
+const PARTITIONS: u32 = 12;
+
+/// The partitioner's work natively: the JSON field `device` of each record, murmur2.
+fn native_partitions(input: &[u8], partitions: u32) -> Result<Vec<u32>, String> {
+    let batch = Batch::parse_without_crc(input).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(batch.header().records_count.max(0) as usize);
+    for record in batch.records().map_err(|e| e.to_string())? {
+        let record = record.map_err(|e| e.to_string())?;
+        let parsed: Value = serde_json::from_slice(record.value.unwrap_or_default()).map_err(|e| e.to_string())?;
+        let device = parsed.pointer("/device").and_then(Value::as_str).ok_or("no device field")?;
+        out.push(rill_core::partitioner::partition_for_key(device.as_bytes(), partitions).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+/// One row of the per-record table.
+fn row(plugin: &str, size: usize, wasm: f64, rust: f64) -> String {
+    format!("| {plugin} | {size} | {wasm:.0} | {rust:.0} | {:.0} | {:.2} |\n", wasm - rust, wasm / rust)
+}
+
+/// Medians of compiling `bytes`, loading the compiled form from a file (the broker's disk cache),
+/// and instantiating + configuring it: `(plugin, component bytes, compile, cached, instantiate)` ms.
+fn cold_start(
+    runtime: &PluginRuntime,
+    plugin: &'static str,
+    bytes: &[u8],
+    config: &[(String, String)],
+    repeat: usize,
+) -> Result<(&'static str, usize, f64, f64, f64), String> {
+    let (mut compile_ms, mut cached_ms, mut instantiate_ms) = (Vec::new(), Vec::new(), Vec::new());
+    // The broker's disk cache: the compiled form, loaded again at the next start.
+    let cache = std::env::temp_dir().join(format!("rill-bench-{}-{}.cwasm", std::process::id(), plugin));
+    for _ in 0..repeat.max(3) {
+        let started = Instant::now();
+        let compiled = runtime.compile(bytes).map_err(|e| e.to_string())?;
+        compile_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        std::fs::write(&cache, runtime.serialize(&compiled).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("{}: {e}", cache.display()))?;
+        let started = Instant::now();
+        let compiled = runtime.load_compiled(&cache).map_err(|e| e.to_string())?;
+        cached_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        PluginInstance::new(runtime, &compiled, config.to_vec(), PluginLimits::default()).map_err(|e| e.to_string())?;
+        instantiate_ms.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let _ = std::fs::remove_file(&cache);
+    let (compile, cached, instantiate) = (median(&mut compile_ms), median(&mut cached_ms), median(&mut instantiate_ms));
+    Ok((plugin, bytes.len(), compile, cached, instantiate))
+}
+
 /// Calls `f` for `seconds` after a warm-up; returns ns per call.
 fn time_calls(seconds: f64, mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
     let warm_up = Instant::now() + Duration::from_secs_f64(seconds / 5.0);
@@ -187,27 +239,7 @@ fn run_blocking(args: &PluginsArgs) -> Result<(), String> {
         let bytes = std::fs::read(&path)
             .map_err(|e| format!("{}: {e} (build the plugins with `cargo xtask plugins`)", path.display()))?;
         let config: Vec<(String, String)> = case.config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (mut compile_ms, mut cached_ms, mut instantiate_ms) = (Vec::new(), Vec::new(), Vec::new());
-        // The broker's disk cache: the compiled form, loaded again at the next start.
-        let cache = std::env::temp_dir().join(format!("rill-bench-{}-{}.cwasm", std::process::id(), case.plugin));
-        for _ in 0..repeat.max(3) {
-            let started = Instant::now();
-            let compiled = runtime.compile(&bytes).map_err(|e| e.to_string())?;
-            compile_ms.push(started.elapsed().as_secs_f64() * 1e3);
-            std::fs::write(&cache, runtime.serialize(&compiled).map_err(|e| e.to_string())?)
-                .map_err(|e| format!("{}: {e}", cache.display()))?;
-            let started = Instant::now();
-            let compiled = runtime.load_compiled(&cache).map_err(|e| e.to_string())?;
-            cached_ms.push(started.elapsed().as_secs_f64() * 1e3);
-            let started = Instant::now();
-            PluginInstance::new(&runtime, &compiled, config.clone(), PluginLimits::default())
-                .map_err(|e| e.to_string())?;
-            instantiate_ms.push(started.elapsed().as_secs_f64() * 1e3);
-        }
-        let _ = std::fs::remove_file(&cache);
-        let (compile, cached, instantiate) =
-            (median(&mut compile_ms), median(&mut cached_ms), median(&mut instantiate_ms));
-        cold.push((case.plugin, bytes.len(), compile, cached, instantiate));
+        cold.push(cold_start(&runtime, case.plugin, &bytes, &config, repeat)?);
         let compiled = runtime.compile(&bytes).map_err(|e| e.to_string())?;
         let mut instance =
             PluginInstance::new(&runtime, &compiled, config, PluginLimits::default()).map_err(|e| e.to_string())?;
@@ -229,16 +261,39 @@ fn run_blocking(args: &PluginsArgs) -> Result<(), String> {
                 );
                 rust.push(time_calls(seconds, || native(&batch, case.native).map(drop))? / size as f64);
             }
-            let (wasm, rust) = (median(&mut wasm), median(&mut rust));
-            let row = format!(
-                "| {} | {size} | {wasm:.0} | {rust:.0} | {:.0} | {:.2} |\n",
-                case.plugin,
-                wasm - rust,
-                wasm / rust
-            );
+            let row = row(case.plugin, size, median(&mut wasm), median(&mut rust));
             print!("{row}");
             out.push_str(&row);
         }
+    }
+    // The partitioner: one partition per record, by the JSON field `device`, over 12 partitions.
+    let plugin = "key-field-partitioner";
+    let path = args.plugins.join(format!("{plugin}.wasm"));
+    let bytes = std::fs::read(&path)
+        .map_err(|e| format!("{}: {e} (build the plugins with `cargo xtask plugins`)", path.display()))?;
+    let config = vec![("field".to_owned(), "device".to_owned())];
+    cold.push(cold_start(&runtime, plugin, &bytes, &config, repeat)?);
+    let compiled = runtime.compile(&bytes).map_err(|e| e.to_string())?;
+    let mut instance =
+        PluginInstance::new(&runtime, &compiled, config, PluginLimits::default()).map_err(|e| e.to_string())?;
+    for &size in sizes {
+        let batch = input(size)?;
+        let expected = native_partitions(&batch, PARTITIONS)?;
+        if instance.partition("bench", 0, &batch, PARTITIONS, size).map_err(|e| e.to_string())? != expected {
+            return Err(format!("{plugin}: the plugin and the native path disagree"));
+        }
+        let (mut wasm, mut rust) = (Vec::new(), Vec::new());
+        for _ in 0..repeat {
+            wasm.push(
+                time_calls(seconds, || {
+                    instance.partition("bench", 0, &batch, PARTITIONS, size).map(drop).map_err(|e| e.to_string())
+                })? / size as f64,
+            );
+            rust.push(time_calls(seconds, || native_partitions(&batch, PARTITIONS).map(drop))? / size as f64);
+        }
+        let row = row(plugin, size, median(&mut wasm), median(&mut rust));
+        print!("{row}");
+        out.push_str(&row);
     }
     let mut table = String::from(
         "\nCold start: compile the component with cranelift (first load), or load it compiled from the \

@@ -200,7 +200,7 @@ impl Pipelines {
             status,
             stopping: self.inner.stopping.clone(),
             cursor: 0,
-            retries: 0,
+            retries: BTreeMap::new(),
         };
         let task = tokio::spawn(runner.run());
         self.handles().insert(name, Handle { control, status: watcher, task });

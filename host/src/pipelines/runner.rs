@@ -3,6 +3,7 @@
 //! the dead-letter topic; operators' commands (pause, resume, upgrade, stop) apply between
 //! batches.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -67,8 +68,9 @@ pub(super) struct Runner {
     pub stopping: watch::Receiver<bool>,
     /// The source partition read next (round robin).
     pub cursor: u32,
-    /// Retries of the current input after retryable errors or failed commits.
-    pub retries: u32,
+    /// Per source partition, tries of its current input that ended in "retry later" (retryable
+    /// plugin errors, failed commits); reset when an input of the partition is done.
+    pub retries: BTreeMap<u32, u32>,
 }
 
 impl Runner {
@@ -181,9 +183,9 @@ impl Runner {
                 return true;
             }
             if self.handle_input(partition, input, out_partitions, true).await == Outcome::RetryLater {
-                self.back_off().await;
+                self.back_off(partition).await;
             } else {
-                self.retries = 0;
+                self.retries.remove(&partition);
             }
             return true;
         }
@@ -213,6 +215,7 @@ impl Runner {
             }
             Ok(Err(e)) => {
                 tracing::warn!(pipeline = %self.spec.name, partition, error = %e, "source read failed; will retry");
+                self.pause_briefly(PIPELINE_RETRY_BACKOFF).await;
                 None
             }
             Err(e) => {
@@ -323,9 +326,9 @@ impl Runner {
     /// batch and move on; pause after too many failures in a row.
     async fn fail(&mut self, partition: u32, input: Input, failure: Failure) -> Outcome {
         let error = failure.error.to_string();
-        if failure.retryable() && self.retries < PIPELINE_RETRIES_MAX {
-            self.retries += 1;
-            tracing::warn!(pipeline = %self.spec.name, partition, offset = input.first_offset(), %error, retry = self.retries, "plugin asked to retry");
+        let tries = self.retries.get(&partition).copied().unwrap_or(0);
+        if failure.retryable() && tries < PIPELINE_RETRIES_MAX {
+            tracing::warn!(pipeline = %self.spec.name, partition, offset = input.first_offset(), %error, retry = tries + 1, "plugin asked to retry");
             return Outcome::RetryLater;
         }
         let dead_letter_topic = self.spec.dead_letter_topic();
@@ -437,9 +440,15 @@ impl Runner {
         }
     }
 
-    async fn back_off(&mut self) {
-        let wait = PIPELINE_RETRY_BACKOFF * 2u32.saturating_pow(self.retries.min(8));
-        self.retries = self.retries.saturating_add(1);
+    /// Waits before `partition`'s input is tried again: doubling with each try, bounded.
+    async fn back_off(&mut self, partition: u32) {
+        let tries = self.retries.entry(partition).or_default();
+        let wait = PIPELINE_RETRY_BACKOFF * 2u32.saturating_pow((*tries).min(8));
+        *tries = tries.saturating_add(1);
+        self.pause_briefly(wait).await;
+    }
+
+    async fn pause_briefly(&mut self, wait: Duration) {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = self.stopping.changed() => {}

@@ -2,7 +2,8 @@
 //! - `loop`: spins forever (the broker's fuel budget must stop it);
 //! - `alloc`: allocates without end (the broker's memory cap must stop it);
 //! - `trap`: panics, which aborts (a trap);
-//! - `error`: returns an invalid-input error naming the record.
+//! - `error`: returns an invalid-input error naming the record;
+//! - `retry`: returns a retryable error (as a plugin waiting on something would).
 
 use rill_plugin_sdk::{Config, Emit, Error, Plugin, Record, Transform, transform_plugin};
 
@@ -37,6 +38,7 @@ impl Transform for Misbehave {
             },
             Some(b"trap") => panic!("trap on purpose"),
             Some(b"error") => Err(Error::invalid_input("error on purpose")),
+            Some(b"retry") => Err(Error::retryable("not ready yet, on purpose")),
             _ => {
                 emit.keep();
                 Ok(())
