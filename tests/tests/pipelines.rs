@@ -1,6 +1,6 @@
 //! Pipelines on the real `rill` binary: every example plugin uploaded with the CLI and driven with
 //! a Kafka client (rskafka); misbehaving plugins contained (dead letters, self-pause) while the
-//! broker serves others; upgrades; and exactly-once output across `kill -9`.
+//! broker serves others; upgrades; and exactly-once output across `kill -9` and an upgrade.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -374,7 +374,7 @@ fn expected_output(input: &[Record]) -> Vec<(Vec<u8>, Vec<u8>, i64)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pipeline_output_is_exactly_once_across_kill_9() {
+async fn pipeline_output_is_exactly_once_across_kill_9_and_an_upgrade() {
     const ROUNDS: usize = 6;
     const PER_ROUND: usize = 5_000;
     let dir = tempfile::tempdir().unwrap();
@@ -382,6 +382,8 @@ async fn pipeline_output_is_exactly_once_across_kill_9() {
     let (mut kafka, http_addr) = (rill.kafka_addr(), rill.http_addr());
     cli(&http_addr, &["plugin", "upload", plugin_file("range-filter").to_str().unwrap()]);
     cli(&http_addr, &["plugin", "upload", plugin_file("downsample").to_str().unwrap()]);
+    let downsample = plugin_file("downsample");
+    cli(&http_addr, &["plugin", "upload", downsample.to_str().unwrap(), "--name", "downsample", "--version", "0.2.0"]);
     connect(&kafka).await.controller_client().unwrap().create_topic("in", 2, 1, 5_000).await.unwrap();
     cli(
         &http_addr,
@@ -432,6 +434,14 @@ async fn pipeline_output_is_exactly_once_across_kill_9() {
             }
         }
         assert_eq!(http.post("/v1/pipelines/eo/resume", &json!({})).0, 200);
+        if round == ROUNDS / 2 {
+            // An upgrade while the pipeline works: swapped between two batches, state carried.
+            let chain = json!({"plugins": [
+                {"plugin": "range-filter", "config": {"field": "temp", "min": "0"}},
+                {"plugin": "downsample", "version": "0.2.0", "config": {"window_ms": "1000"}}]});
+            let (status, body) = http.post("/v1/pipelines/eo/upgrade", &chain);
+            assert_eq!(status, 200, "{body}");
+        }
         std::thread::sleep(Duration::from_millis(5 + 10 * round as u64));
         let lag = http.get("/v1/pipelines/eo").1["status"]["lag"].as_u64().unwrap_or(0);
         killed_mid_way += usize::from(lag > 0);
@@ -443,8 +453,12 @@ async fn pipeline_output_is_exactly_once_across_kill_9() {
     }
     let http = Http::new(&http_addr);
     let view = wait_for_pipeline(&http, "eo", "catch-up", caught_up);
+    eprintln!("{killed_mid_way} of {ROUNDS} kills landed while the pipeline had records to process");
     assert!(killed_mid_way > 0, "no kill landed while the pipeline had records to process");
     assert_eq!(view["status"]["counts"]["records_in"], (ROUNDS * PER_ROUND * 2) as u64, "{view:#}");
+    let history = view["status"]["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{view:#}");
+    assert_eq!(history[1]["plugins"][1], "downsample@0.2.0");
     let client = connect(&kafka).await;
     for p in 0..2 {
         let got: Vec<(Vec<u8>, Vec<u8>, i64)> = read_all(&partition(&client, "out", p).await)
