@@ -155,6 +155,15 @@ pub const PLUGIN_OUTPUT_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// transaction (output, progress, plugin state) per read, so this is the batching knob.
 pub const PIPELINE_READ_BYTES: usize = 1024 * 1024;
 
+/// Most bytes of plugin input one read makes once decompressed: a read stops adding compressed
+/// batches past it (at least one batch is always taken), so a few small batches that decompress
+/// to a lot cannot make a pipeline allocate without bound.
+pub const PIPELINE_INPUT_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Room for the headers of a dead letter (plugin, error, source) above the source topic's
+/// `max.message.bytes`, when the pipeline creates its dead-letter topic.
+pub const PIPELINE_DEAD_LETTER_HEADROOM_BYTES: u32 = 64 * 1024;
+
 /// Largest batch a pipeline builds when it rebuilds records (partitioner split, dead letters).
 pub const PIPELINE_OUTPUT_BATCH_BYTES: usize = 256 * 1024;
 

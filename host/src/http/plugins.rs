@@ -205,6 +205,8 @@ async fn delete(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    // No pipeline may start using the version while it is deleted.
+    let _admin = state.pipelines.lock_admin().await;
     let users = state.pipelines.using_plugin(&name, &version);
     if !users.is_empty() {
         return Err(ApiError::conflict(format!(
@@ -212,8 +214,13 @@ async fn delete(
             users.join(", ")
         )));
     }
+    let sha256 = state.store.resource(KIND, &key(&name, &version))?.and_then(|document| blob_of(&document));
     if state.store.delete_resource(KIND, &key(&name, &version), blob_of).await? {
         tracing::info!(plugin = %name, %version, "plugin deleted");
+        // Its compiled form goes with the last version naming the same bytes.
+        if let Some(sha256) = sha256.filter(|sha| matches!(state.store.blob(sha), Ok(None))) {
+            state.pipelines.catalog().forget(&sha256);
+        }
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no plugin {name} version {version}")))

@@ -8,7 +8,7 @@ use std::ops::Range;
 use rill_core::batch::{self, BatchHeader, BatchParams, Compression, Record, RecordSpec};
 
 use crate::compression;
-use crate::limits::{DECOMPRESSED_BYTES_MAX, PIPELINE_OUTPUT_BATCH_BYTES};
+use crate::limits::{DECOMPRESSED_BYTES_MAX, PIPELINE_INPUT_BYTES_MAX, PIPELINE_OUTPUT_BATCH_BYTES};
 use crate::plugins::SourceMessage;
 
 /// Batches read from a source partition, ready for the plugins: uncompressed, none starting
@@ -145,10 +145,14 @@ fn build_one(records: &[OwnedRecord]) -> Result<Vec<u8>, String> {
 }
 
 /// Makes stored batches (as [`crate::storage::Store::read`] returns them, the first one
-/// possibly starting before `from`) into plugin input.
+/// possibly starting before `from`) into plugin input, up to [`PIPELINE_INPUT_BYTES_MAX`]
+/// decompressed (the rest is left for the next read).
 pub fn plain_input(stored: &[u8], from: u64) -> Result<Input, String> {
     let mut input = Input { next_offset: from, ..Input::default() };
     for parsed in batch::batches(stored) {
+        if input.bytes.len() >= PIPELINE_INPUT_BYTES_MAX {
+            break;
+        }
         let parsed = parsed.map_err(|e| e.to_string())?;
         let header = *parsed.header();
         let last_offset = header.last_offset() as u64;

@@ -159,8 +159,14 @@ impl Pipelines {
                 }
             };
             let progress = match self.inner.store.resource(spec::PROGRESS_KIND, name).map_err(|e| e.to_string())? {
-                Some(bytes) => Progress::decode(&bytes)?,
                 None => Progress::default(),
+                Some(bytes) => match Progress::decode(&bytes) {
+                    Ok(progress) => progress,
+                    Err(e) => {
+                        tracing::error!(pipeline = %name, error = %e, "stored pipeline progress does not decode; not started");
+                        continue;
+                    }
+                },
             };
             let (catalog, built_spec, snapshots) =
                 (self.inner.catalog.clone(), spec.clone(), progress.snapshots.clone());
@@ -181,13 +187,7 @@ impl Pipelines {
 
     fn spawn(&self, spec: PipelineSpec, progress: Progress, chain: Option<Chain>, unloaded: Option<String>) {
         let (control, inbox) = mpsc::channel(4);
-        let plugins = chain.as_ref().map(Chain::labels).unwrap_or_default();
-        let (status, watcher) = watch::channel(RunnerStatus {
-            spec: spec.clone(),
-            progress: Progress::default(),
-            plugins,
-            unloaded: unloaded.clone(),
-        });
+        let (status, watcher) = watch::channel(RunnerStatus::new(&spec, &progress, chain.as_ref(), unloaded.clone()));
         let name = spec.name.clone();
         let runner = Runner {
             store: self.inner.store.clone(),
@@ -197,10 +197,12 @@ impl Pipelines {
             chain,
             unloaded,
             control: inbox,
+            pending: Default::default(),
             status,
             stopping: self.inner.stopping.clone(),
             cursor: 0,
             retries: BTreeMap::new(),
+            stale: false,
         };
         let task = tokio::spawn(runner.run());
         self.handles().insert(name, Handle { control, status: watcher, task });
@@ -246,10 +248,12 @@ impl Pipelines {
         let source =
             store.topic(&spec.from).ok_or_else(|| invalid("from", format!("unknown topic {:?}", spec.from)))?;
         if store.topic(&spec.to).is_none() {
-            // The output gets the source's partition count, so records keep their partition.
-            match store.create_topic(&spec.to, source.partitions.len() as u32, TopicConfig::default()).await {
+            // The output gets the source's partition count, so records keep their partition, and
+            // its batch size limit, so what the source took fits.
+            let config = TopicConfig { max_message_bytes: source.config.max_message_bytes, ..TopicConfig::default() };
+            match store.create_topic(&spec.to, source.partitions.len() as u32, config).await {
                 Ok(_) | Err(TopicError::AlreadyExists(_)) => {}
-                Err(e) => return Err(invalid("to", format!("cannot create the output topic: {e}"))),
+                Err(e) => return Err(PipelineError::Failed(format!("cannot create the output topic: {e}"))),
             }
         }
         let mut progress = Progress::default();
@@ -349,16 +353,16 @@ impl Pipelines {
         answer.await.map_err(|_| stopped())
     }
 
+    /// Operations on one pipeline go through its runner, which takes them one at a time between
+    /// batches: they do not hold the admin lock while it answers.
     pub async fn pause(&self, name: &str) -> Result<PipelineView, PipelineError> {
-        let _admin = self.inner.admin.lock().await;
-        self.ask(name, |reply| Control::Pause { reply }).await?.map_err(PipelineError::Failed)?;
+        self.ask(name, |reply| Control::Pause { reply }).await??;
         tracing::info!(pipeline = %name, "pipeline paused");
         self.get(name).ok_or_else(|| PipelineError::NotFound(name.to_owned()))
     }
 
     pub async fn resume(&self, name: &str) -> Result<PipelineView, PipelineError> {
-        let _admin = self.inner.admin.lock().await;
-        self.ask(name, |reply| Control::Resume { reply }).await?.map_err(PipelineError::Conflict)?;
+        self.ask(name, |reply| Control::Resume { reply }).await??;
         tracing::info!(pipeline = %name, "pipeline resumed");
         self.get(name).ok_or_else(|| PipelineError::NotFound(name.to_owned()))
     }
@@ -370,12 +374,13 @@ impl Pipelines {
         plugins: Vec<StageSpec>,
         partitioner: Option<StageSpec>,
     ) -> Result<PipelineView, PipelineError> {
-        let _admin = self.inner.admin.lock().await;
+        let admin = self.inner.admin.lock().await;
         let current = self.get(name).ok_or_else(|| PipelineError::NotFound(name.to_owned()))?.spec;
         let mut spec = PipelineSpec { plugins, partitioner, ..current };
         let chain = self.prepare(&mut spec).await?;
+        drop(admin);
         let (spec, chain) = (Box::new(spec), Box::new(chain));
-        self.ask(name, |reply| Control::Upgrade { spec, chain, reply }).await?.map_err(PipelineError::Conflict)?;
+        self.ask(name, |reply| Control::Upgrade { spec, chain, reply }).await??;
         self.get(name).ok_or_else(|| PipelineError::NotFound(name.to_owned()))
     }
 
@@ -406,6 +411,12 @@ impl Pipelines {
             let _ = answer.await;
         }
         let _ = handle.task.await;
+    }
+
+    /// Holds off pipeline creation, upgrades and deletion (a plugin deletion checks that no
+    /// pipeline uses the plugin under it).
+    pub async fn lock_admin(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.admin.lock().await
     }
 
     /// Pipelines that use plugin `name` at `version`.

@@ -2,33 +2,46 @@
 //! input progress and the plugins' state in one transaction (exactly once); failed batches go to
 //! the dead-letter topic; operators' commands (pause, resume, upgrade, stop) apply between
 //! batches.
+//!
+//! The runner's memory (progress, plugin state) is a copy of what the last commit stored. When a
+//! commit's outcome is unknown (a storage error: after an IO error the writer reopens the file,
+//! and commits that were not yet durable may be gone) or a plugin cannot be put back to its
+//! committed state, the copy is marked stale and reloaded from the file, plugins rebuilt from the
+//! stored snapshots, before anything else is processed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
+use super::PipelineError;
 use super::batches::{self, DeadLetter, Input};
 use super::chain::{Applied, Chain, Failure};
 use super::spec::{KIND, PROGRESS_KIND, PipelineSpec, Progress};
-use crate::limits::{PIPELINE_IDLE_RECHECK, PIPELINE_READ_BYTES, PIPELINE_RETRIES_MAX, PIPELINE_RETRY_BACKOFF};
-use crate::plugins::PluginCatalog;
+use crate::limits::{
+    PIPELINE_DEAD_LETTER_HEADROOM_BYTES, PIPELINE_IDLE_RECHECK, PIPELINE_READ_BYTES, PIPELINE_RETRIES_MAX,
+    PIPELINE_RETRY_BACKOFF,
+};
+use crate::plugins::{PluginCatalog, PluginError};
 use crate::storage::{AppendError, DocumentWrite, Documents, ReadError, Store, TopicConfig, TopicError};
+
+type Reply = oneshot::Sender<Result<(), PipelineError>>;
 
 /// What an operator asks of a running pipeline; answered between batches.
 pub(super) enum Control {
     Pause {
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: Reply,
     },
     Resume {
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: Reply,
     },
-    /// `chain` is built from `spec` already; the runner hands it the running plugins' state.
+    /// `chain` is built from `spec`'s plugins already; the runner hands it the running plugins'
+    /// state. Only the plugins and the partitioner of `spec` are taken.
     Upgrade {
         spec: Box<PipelineSpec>,
         chain: Box<Chain>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: Reply,
     },
     Stop {
         reply: oneshot::Sender<()>,
@@ -47,11 +60,21 @@ pub struct RunnerStatus {
     pub unloaded: Option<String>,
 }
 
+impl RunnerStatus {
+    pub fn new(spec: &PipelineSpec, progress: &Progress, chain: Option<&Chain>, unloaded: Option<String>) -> Self {
+        let progress = Progress { snapshots: Vec::new(), ..progress.clone() };
+        let plugins = chain.map(Chain::labels).unwrap_or_default();
+        Self { spec: spec.clone(), progress, plugins, unloaded }
+    }
+}
+
 /// How handling one input ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
+    /// Committed (output or dead letters), or the pipeline paused itself or went stale: nothing
+    /// to wait for.
     Done,
-    /// Nothing committed; the same input is read again after a pause.
+    /// Nothing committed; the same input is read again after a back-off.
     RetryLater,
 }
 
@@ -64,6 +87,8 @@ pub(super) struct Runner {
     pub chain: Option<Chain>,
     pub unloaded: Option<String>,
     pub control: mpsc::Receiver<Control>,
+    /// Commands that arrived during a back-off, handled before the next input.
+    pub pending: VecDeque<Control>,
     pub status: watch::Sender<RunnerStatus>,
     pub stopping: watch::Receiver<bool>,
     /// The source partition read next (round robin).
@@ -71,19 +96,18 @@ pub(super) struct Runner {
     /// Per source partition, tries of its current input that ended in "retry later" (retryable
     /// plugin errors, failed commits); reset when an input of the partition is done.
     pub retries: BTreeMap<u32, u32>,
+    /// The memory may differ from the file: reload before processing (see the module docs).
+    pub stale: bool,
 }
 
 impl Runner {
     pub(super) fn publish(&self) {
-        let mut progress = self.progress.clone();
-        progress.snapshots = Vec::new();
-        let plugins = self.chain.as_ref().map(Chain::labels).unwrap_or_default();
-        self.status.send_replace(RunnerStatus {
-            spec: self.spec.clone(),
-            progress,
-            plugins,
-            unloaded: self.unloaded.clone(),
-        });
+        self.status.send_replace(RunnerStatus::new(
+            &self.spec,
+            &self.progress,
+            self.chain.as_ref(),
+            self.unloaded.clone(),
+        ));
     }
 
     pub(super) async fn run(mut self) {
@@ -93,10 +117,13 @@ impl Runner {
             if *self.stopping.borrow() {
                 return;
             }
-            while let Ok(command) = self.control.try_recv() {
+            while let Some(command) = self.pending.pop_front().or_else(|| self.control.try_recv().ok()) {
                 if !self.handle(command).await {
                     return;
                 }
+            }
+            if self.stale && !self.reload().await {
+                continue;
             }
             let waiting = self.spec.paused || self.chain.is_none();
             let next = if waiting {
@@ -154,6 +181,47 @@ impl Runner {
     fn next_offset(&self, partition: u32, log_start_offset: u64) -> u64 {
         // A partition added after the pipeline was created is read from its start.
         self.progress.next_offsets.get(&partition).copied().unwrap_or(log_start_offset)
+    }
+
+    /// Reads the pipeline back from the file and rebuilds its plugins from the stored snapshots;
+    /// `false` when the file cannot be read yet (after a back-off, the loop tries again).
+    async fn reload(&mut self) -> bool {
+        let name = self.spec.name.clone();
+        let read = |kind: &str| self.store.resource(kind, &name).map_err(|e| e.to_string());
+        let stored = read(KIND).and_then(|spec| Ok((spec, read(PROGRESS_KIND)?))).and_then(|docs| match docs {
+            (Some(spec), Some(progress)) => {
+                let spec: PipelineSpec = serde_json::from_slice(&spec).map_err(|e| e.to_string())?;
+                Ok(Some((spec, Progress::decode(&progress)?)))
+            }
+            // Being deleted: the stop command follows.
+            _ => Ok(None),
+        });
+        let (spec, progress) = match stored {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                self.stale = false;
+                self.spec.paused = true;
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(pipeline = %name, error = %e, "cannot read the pipeline back after a storage error; will retry");
+                self.pause_briefly(PIPELINE_RETRY_BACKOFF).await;
+                return false;
+            }
+        };
+        self.chain = None;
+        let (catalog, built_spec, snapshots) = (self.catalog.clone(), spec.clone(), progress.snapshots.clone());
+        let built = tokio::task::spawn_blocking(move || Chain::build(&catalog, &built_spec, &snapshots)).await;
+        match built {
+            Ok(Ok(chain)) => (self.chain, self.unloaded) = (Some(chain), None),
+            Ok(Err(e)) => self.unloaded = Some(e.to_string()),
+            Err(e) => self.unloaded = Some(format!("rebuilding the plugins failed: {e}")),
+        }
+        (self.spec, self.progress, self.stale) = (spec, progress, false);
+        self.retries.clear();
+        tracing::info!(pipeline = %name, unloaded = ?self.unloaded, "pipeline reloaded from storage");
+        self.publish();
+        true
     }
 
     /// Handles one input from the next source partition that has records; `false` when none has.
@@ -219,68 +287,93 @@ impl Runner {
                 None
             }
             Err(e) => {
-                tracing::error!(pipeline = %self.spec.name, error = %e, "source read task failed");
+                tracing::error!(pipeline = %self.spec.name, error = %e, "source read task failed; will retry");
+                self.pause_briefly(PIPELINE_RETRY_BACKOFF).await;
                 None
             }
         }
     }
 
     /// Runs `input` through the plugins and commits what comes out. When a plugin fails on an
-    /// input of several batches, each batch is tried on its own, so only the batch it fails on
-    /// goes to the dead-letter topic.
+    /// input of several batches (or the output refuses what it made), each batch is tried on its
+    /// own, so only the batch it fails on goes to the dead-letter topic.
     async fn handle_input(&mut self, partition: u32, input: Input, out_partitions: u32, split: bool) -> Outcome {
-        match self.apply(partition, &input, out_partitions).await {
-            Ok(applied) => self.commit(partition, &input, applied).await,
-            Err(failure) => {
-                self.rollback().await;
-                if split && input.batches.len() > 1 {
-                    for one in input.split() {
-                        if self.spec.paused {
-                            // Paused itself on a failure: the rest waits, uncommitted, for a resume.
-                            return Outcome::Done;
-                        }
-                        if Box::pin(self.handle_input(partition, one, out_partitions, false)).await
-                            == Outcome::RetryLater
-                        {
-                            return Outcome::RetryLater;
-                        }
-                    }
+        let failure = match self.apply(partition, &input, out_partitions).await {
+            None => return Outcome::RetryLater,
+            Some(Ok(applied)) => match self.commit(partition, &input, applied).await {
+                Ok(outcome) => return outcome,
+                Err(refused) => refused,
+            },
+            Some(Err(failure)) => failure,
+        };
+        self.rollback().await;
+        if self.stale {
+            return Outcome::Done;
+        }
+        if split && input.batches.len() > 1 {
+            for one in input.split() {
+                if self.spec.paused || self.stale {
+                    // Paused itself on a failure: the rest waits, uncommitted, for a resume.
                     return Outcome::Done;
                 }
-                self.fail(partition, input, failure).await
+                if Box::pin(self.handle_input(partition, one, out_partitions, false)).await == Outcome::RetryLater {
+                    return Outcome::RetryLater;
+                }
+            }
+            return Outcome::Done;
+        }
+        self.fail(partition, input, failure).await
+    }
+
+    /// The plugins' output for `input`; `None` when the plugin task itself failed (the plugins
+    /// are lost with it and rebuilt from storage).
+    async fn apply(&mut self, partition: u32, input: &Input, out_partitions: u32) -> Option<Result<Applied, Failure>> {
+        let mut chain = self.chain.take()?;
+        let (from, input) = (self.spec.from.clone(), input.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let applied = chain.apply(&from, partition, &input, out_partitions);
+            (chain, applied)
+        })
+        .await;
+        match joined {
+            Ok((chain, applied)) => {
+                self.chain = Some(chain);
+                Some(applied)
+            }
+            Err(e) => {
+                tracing::error!(pipeline = %self.spec.name, partition, error = %e, "the plugin task failed; rebuilding the plugins");
+                self.stale = true;
+                None
             }
         }
     }
 
-    async fn apply(&mut self, partition: u32, input: &Input, out_partitions: u32) -> Result<Applied, Failure> {
-        let mut chain = self.chain.take().expect("a running pipeline has its plugins");
-        let (from, input) = (self.spec.from.clone(), input.clone());
-        let (chain, applied) = tokio::task::spawn_blocking(move || {
-            let applied = chain.apply(&from, partition, &input, out_partitions);
-            (chain, applied)
-        })
-        .await
-        .expect("plugin calls do not panic the host");
-        self.chain = Some(chain);
-        applied
-    }
-
+    /// Puts stateful plugins back to their committed state; when one cannot be, the plugins are
+    /// rebuilt from storage before the next input.
     async fn rollback(&mut self) {
         let Some(mut chain) = self.chain.take() else { return };
-        let (chain, rolled_back) = tokio::task::spawn_blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
             let result = chain.rollback();
             (chain, result)
         })
-        .await
-        .expect("plugin calls do not panic the host");
-        self.chain = Some(chain);
-        if let Err(failure) = rolled_back {
-            self.pause_itself(format!("{} cannot return to its committed state: {}", failure.plugin, failure.error))
-                .await;
+        .await;
+        match joined {
+            Ok((chain, Ok(()))) => self.chain = Some(chain),
+            Ok((_, Err(failure))) => {
+                tracing::error!(pipeline = %self.spec.name, plugin = %failure.plugin, error = %failure.error,
+                    "a plugin cannot return to its committed state; rebuilding the plugins from storage");
+                self.stale = true;
+            }
+            Err(e) => {
+                tracing::error!(pipeline = %self.spec.name, error = %e, "the plugin task failed; rebuilding the plugins");
+                self.stale = true;
+            }
         }
     }
 
-    async fn commit(&mut self, partition: u32, input: &Input, applied: Applied) -> Outcome {
+    /// Commits the output of `input`. `Err`: the output topic refused it (too large, a partition
+    /// gone), which is handled as a failure of the input.
+    async fn commit(&mut self, partition: u32, input: &Input, applied: Applied) -> Result<Outcome, Failure> {
         let Applied { outputs, records_out, snapshots } = applied;
         let mut progress = self.progress.clone();
         progress.next_offsets.insert(partition, input.next_offset);
@@ -295,30 +388,14 @@ impl Runner {
                 if let Some(chain) = &mut self.chain {
                     chain.commit(snapshots);
                 }
-                Outcome::Done
+                Ok(Outcome::Done)
             }
-            Err(AppendError::Storage(e)) => {
-                tracing::warn!(pipeline = %self.spec.name, error = %e, "pipeline commit failed; will retry");
-                self.rollback().await;
-                Outcome::RetryLater
-            }
-            Err(AppendError::ShutDown) => {
-                self.rollback().await;
-                Outcome::RetryLater
-            }
-            // The output refused the batch (too large for the output topic, a partition gone):
-            // the input is dead-lettered like a plugin failure.
-            Err(refused) => {
-                self.rollback().await;
-                let failure = Failure {
-                    plugin: format!("output topic {}", self.spec.to),
-                    error: crate::plugins::PluginError::BadOutput {
-                        plugin: self.spec.to.clone(),
-                        reason: refused.to_string(),
-                    },
-                };
-                self.fail(partition, input.clone(), failure).await
-            }
+            // Unknown outcome: `transact` marked the runner stale.
+            Err(AppendError::Storage(_) | AppendError::ShutDown) => Ok(Outcome::RetryLater),
+            Err(refused) => Err(Failure {
+                plugin: format!("output topic {}", self.spec.to),
+                error: PluginError::BadOutput { plugin: self.spec.to.clone(), reason: refused.to_string() },
+            }),
         }
     }
 
@@ -332,9 +409,9 @@ impl Runner {
             return Outcome::RetryLater;
         }
         let dead_letter_topic = self.spec.dead_letter_topic();
-        if let Err(e) = self.ensure_topic(&dead_letter_topic).await {
+        if let Err(e) = self.ensure_dead_letter_topic(&dead_letter_topic).await {
             self.pause_itself(format!("cannot create the dead-letter topic {dead_letter_topic:?}: {e}")).await;
-            return Outcome::RetryLater;
+            return Outcome::Done;
         }
         let why = DeadLetter {
             plugin: &failure.plugin,
@@ -346,7 +423,7 @@ impl Runner {
             Ok(letters) => letters,
             Err(e) => {
                 self.pause_itself(format!("cannot dead-letter offsets from {}: {e}", input.first_offset())).await;
-                return Outcome::RetryLater;
+                return Outcome::Done;
             }
         };
         tracing::warn!(pipeline = %self.spec.name, partition, first_offset = input.first_offset(), records = input.records,
@@ -368,27 +445,39 @@ impl Runner {
             progress.pause_reason = Some(reason);
             spec = Some(PipelineSpec { paused: true, ..self.spec.clone() });
         }
-        match self.transact(vec![(dead_letter_topic, 0, letters)], Vec::new(), progress, spec).await {
+        match self.transact(vec![(dead_letter_topic.clone(), 0, letters)], Vec::new(), progress, spec).await {
             Ok(()) => Outcome::Done,
-            Err(e) => {
-                tracing::warn!(pipeline = %self.spec.name, error = %e, "dead-letter commit failed; will retry");
-                Outcome::RetryLater
+            Err(AppendError::Storage(_) | AppendError::ShutDown) => Outcome::RetryLater,
+            Err(refused) => {
+                self.pause_itself(format!(
+                    "the dead-letter topic {dead_letter_topic:?} refused a failed batch: {refused}"
+                ))
+                .await;
+                Outcome::Done
             }
         }
     }
 
-    async fn ensure_topic(&self, name: &str) -> Result<(), TopicError> {
+    /// Creates the dead-letter topic on first use, taking batches as large as the source's plus
+    /// room for the headers a dead letter carries.
+    async fn ensure_dead_letter_topic(&self, name: &str) -> Result<(), TopicError> {
         if self.store.topic(name).is_some() {
             return Ok(());
         }
-        match self.store.create_topic(name, 1, TopicConfig::default()).await {
+        let source_max = self.store.topic(&self.spec.from).map_or(0, |t| t.config.max_message_bytes);
+        let default = TopicConfig::default();
+        let max_message_bytes =
+            default.max_message_bytes.max(source_max.saturating_add(PIPELINE_DEAD_LETTER_HEADROOM_BYTES));
+        let config = TopicConfig { max_message_bytes, ..default };
+        match self.store.create_topic(name, 1, config).await {
             Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     /// Commits `appends` with `progress` (and `spec`, when it changes) in one transaction; the
-    /// first `outputs.len()` appends are the output topic's, recorded in the history.
+    /// first `outputs.len()` appends are the output topic's, recorded in the history. A storage
+    /// error leaves the outcome unknown: the runner goes stale.
     async fn transact(
         &mut self,
         appends: Vec<(String, u32, Vec<u8>)>,
@@ -412,7 +501,16 @@ impl Runner {
             }
             writes
         }));
-        let outcomes = self.store.transact(appends, documents).await?;
+        let outcomes = match self.store.transact(appends, documents).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                if matches!(e, AppendError::Storage(_) | AppendError::ShutDown) {
+                    tracing::warn!(pipeline = %self.spec.name, error = %e, "pipeline commit failed; reloading from storage");
+                    self.stale = true;
+                }
+                return Err(e);
+            }
+        };
         progress.record_outputs(ranges(&outputs, &outcomes));
         self.progress = progress;
         if let Some(spec) = spec {
@@ -423,8 +521,10 @@ impl Runner {
     }
 
     /// Stores a change of the pipeline itself (no records).
-    async fn save(&mut self, spec: PipelineSpec, progress: Progress) -> Result<(), String> {
-        self.transact(Vec::new(), Vec::new(), progress, Some(spec)).await.map_err(|e| e.to_string())
+    async fn save(&mut self, spec: PipelineSpec, progress: Progress) -> Result<(), PipelineError> {
+        self.transact(Vec::new(), Vec::new(), progress, Some(spec))
+            .await
+            .map_err(|e| PipelineError::Failed(e.to_string()))
     }
 
     async fn pause_itself(&mut self, reason: String) {
@@ -433,9 +533,10 @@ impl Runner {
         progress.pause_reason = Some(reason.clone());
         let spec = PipelineSpec { paused: true, ..self.spec.clone() };
         if let Err(e) = self.save(spec.clone(), progress.clone()).await {
-            // Paused in memory at least; a restart tries again.
+            // Paused in memory only: after a restart the pipeline runs, meets the same problem
+            // and pauses again.
             tracing::error!(pipeline = %self.spec.name, error = %e, "cannot store the pause");
-            (self.spec, self.progress) = (spec, progress);
+            (self.spec, self.progress, self.stale) = (spec, progress, false);
             self.publish();
         }
     }
@@ -448,10 +549,16 @@ impl Runner {
         self.pause_briefly(wait).await;
     }
 
+    /// Sleeps, but not through the broker stopping or an operator's command (kept for the loop).
     async fn pause_briefly(&mut self, wait: Duration) {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = self.stopping.changed() => {}
+            command = self.control.recv() => {
+                if let Some(command) = command {
+                    self.pending.push_back(command);
+                }
+            }
         }
     }
 
@@ -476,12 +583,12 @@ impl Runner {
         true
     }
 
-    async fn resume(&mut self) -> Result<(), String> {
+    async fn resume(&mut self) -> Result<(), PipelineError> {
         if self.chain.is_none() {
             let (catalog, spec, snapshots) = (self.catalog.clone(), self.spec.clone(), self.progress.snapshots.clone());
             let built = tokio::task::spawn_blocking(move || Chain::build(&catalog, &spec, &snapshots))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| PipelineError::Failed(e.to_string()))?;
             match built {
                 Ok(chain) => {
                     self.chain = Some(chain);
@@ -490,7 +597,7 @@ impl Runner {
                 Err(e) => {
                     self.unloaded = Some(e.to_string());
                     self.publish();
-                    return Err(format!("the pipeline's plugins cannot be loaded: {e}"));
+                    return Err(PipelineError::Conflict(format!("the pipeline's plugins cannot be loaded: {e}")));
                 }
             }
         }
@@ -502,24 +609,31 @@ impl Runner {
     }
 
     /// Swaps the plugins between two inputs: everything before is committed with the old ones,
-    /// everything after goes through the new ones.
-    async fn upgrade(&mut self, spec: PipelineSpec, mut chain: Chain) -> Result<(), String> {
+    /// everything after goes through the new ones. Everything but the plugins stays as the
+    /// runner has it (a pause that happened meanwhile stays).
+    async fn upgrade(&mut self, new: PipelineSpec, mut chain: Chain) -> Result<(), PipelineError> {
+        let spec = PipelineSpec { plugins: new.plugins, partitioner: new.partitioner, ..self.spec.clone() };
         let previous = self.chain.take();
         // The running plugins' state, or (when they could not be loaded) the stored one.
         let (labels, states) = match &previous {
             Some(old) => (old.labels(), old.committed()),
             None => (self.spec.stages().map(|s| s.label()).collect(), self.progress.snapshots.clone()),
         };
-        let adopted = tokio::task::spawn_blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
             let adopted = chain.adopt_state(&labels, &states);
             (previous, chain, adopted)
         })
-        .await
-        .map_err(|e| e.to_string())?;
-        let (previous, chain, adopted) = adopted;
+        .await;
+        let Ok((previous, chain, adopted)) = joined else {
+            self.stale = true;
+            return Err(PipelineError::Failed("the plugin task failed during the upgrade".into()));
+        };
         if let Err(failure) = adopted {
             self.chain = previous;
-            return Err(format!("{} cannot take over the running state: {}", failure.plugin, failure.error));
+            return Err(PipelineError::Conflict(format!(
+                "{} cannot take over the running state: {}",
+                failure.plugin, failure.error
+            )));
         }
         let mut progress = self.progress.clone();
         progress.snapshots = chain.committed();

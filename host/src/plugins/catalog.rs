@@ -151,6 +151,14 @@ impl PluginCatalog {
         Ok(compiled)
     }
 
+    /// Drops the compiled form of a component no longer stored (memory and disk cache).
+    pub fn forget(&self, sha256: &str) {
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner()).remove(sha256);
+        if let Some(path) = self.cache_path(sha256) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
         // Only hex digits reach the file system, whatever a stored document says.
         if sha256.is_empty() || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {

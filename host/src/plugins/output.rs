@@ -23,6 +23,13 @@ pub(super) fn seal_output(mut output: Vec<u8>) -> Result<Vec<u8>, String> {
         if header.compression().map_err(|e| e.to_string())? != Compression::None {
             return Err(format!("batch at byte {at} is compressed; plugins return uncompressed batches"));
         }
+        if header.producer_id != -1 || header.producer_epoch != -1 || header.base_sequence != -1 {
+            // A plugin is not the producer of what it returns (the SDK resets these itself; a
+            // plugin built without it may pass a stored batch on as it is).
+            let mut reset = header;
+            (reset.producer_id, reset.producer_epoch, reset.base_sequence) = (-1, -1, -1);
+            reset.encode(one).map_err(|e| format!("batch at byte {at}: {e}"))?;
+        }
         batch::seal_crc(one).map_err(|e| format!("batch at byte {at}: {e}"))?;
         at = end;
     }
@@ -46,5 +53,10 @@ mod tests {
         lying[60] = 7; // records count
         assert!(seal_output(lying).is_err());
         assert_eq!(seal_output(Vec::new()).unwrap(), Vec::<u8>::new(), "no output is a valid answer");
+        let params = BatchParams { producer_id: 7, producer_epoch: 1, base_sequence: 3, ..BatchParams::default() };
+        let produced = build_vec_without_crc(params, &[spec]).unwrap();
+        let sealed = seal_output(produced).unwrap();
+        let header = batch::batches(&sealed).next().unwrap().unwrap().header().to_owned();
+        assert_eq!((header.producer_id, header.producer_epoch, header.base_sequence), (-1, -1, -1));
     }
 }

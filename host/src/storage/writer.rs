@@ -451,7 +451,8 @@ impl Writer {
     }
 
     /// Assigns offsets to every append of a transaction, or to none: when one is refused, those
-    /// before it are taken back out of the commit.
+    /// before it are taken back out of the commit. Transactions carry no idempotent producer ids
+    /// ([`super::Store::transact`] refuses them), so producer state needs no undo here.
     fn assign_all(
         &mut self,
         appends: Vec<(u64, Vec<u8>)>,
