@@ -151,6 +151,7 @@ impl Pipelines {
     pub async fn start_stored(&self) -> Result<usize, String> {
         let stored = self.inner.store.resources(spec::KIND).map_err(|e| e.to_string())?;
         for (name, document) in &stored {
+            let generation = self.inner.store.generation();
             let spec: PipelineSpec = match serde_json::from_slice(document) {
                 Ok(spec) => spec,
                 Err(e) => {
@@ -180,12 +181,20 @@ impl Pipelines {
                     (None, Some(e.to_string()))
                 }
             };
-            self.spawn(spec, progress, chain, unloaded);
+            self.spawn(spec, progress, generation, chain, unloaded);
         }
         Ok(stored.len())
     }
 
-    fn spawn(&self, spec: PipelineSpec, progress: Progress, chain: Option<Chain>, unloaded: Option<String>) {
+    /// Runs a pipeline whose `progress` was read (or made) at store generation `generation`.
+    fn spawn(
+        &self,
+        spec: PipelineSpec,
+        progress: Progress,
+        generation: u64,
+        chain: Option<Chain>,
+        unloaded: Option<String>,
+    ) {
         let (control, inbox) = mpsc::channel(4);
         let (status, watcher) = watch::channel(RunnerStatus::new(&spec, &progress, chain.as_ref(), unloaded.clone()));
         let name = spec.name.clone();
@@ -203,6 +212,7 @@ impl Pipelines {
             cursor: 0,
             retries: BTreeMap::new(),
             stale: false,
+            generation,
         };
         let task = tokio::spawn(runner.run());
         self.handles().insert(name, Handle { control, status: watcher, task });
@@ -245,6 +255,8 @@ impl Pipelines {
             return Err(PipelineError::Conflict(format!("a broker runs at most {PIPELINES_MAX} pipelines")));
         }
         let chain = self.prepare(&mut spec).await?;
+        // The progress made here starts from the source as the store has it now.
+        let generation = store.generation();
         let source =
             store.topic(&spec.from).ok_or_else(|| invalid("from", format!("unknown topic {:?}", spec.from)))?;
         if store.topic(&spec.to).is_none() {
@@ -280,12 +292,12 @@ impl Pipelines {
             },
         ];
         store
-            .transact(Vec::new(), Documents(Box::new(move |_| documents)))
+            .transact(Vec::new(), Documents(Box::new(move |_| documents)), None)
             .await
             .map_err(|e| PipelineError::Failed(format!("cannot store the pipeline: {e}")))?;
         tracing::info!(pipeline = %spec.name, plugins = ?chain.labels(), "pipeline created");
         let name = spec.name.clone();
-        self.spawn(spec, progress, Some(chain), None);
+        self.spawn(spec, progress, generation, Some(chain), None);
         self.get(&name).ok_or(PipelineError::NotFound(name))
     }
 
@@ -397,7 +409,7 @@ impl Pipelines {
             .map(|kind| DocumentWrite { kind: kind.into(), name: name.to_owned(), document: None })
             .to_vec();
         store
-            .transact(Vec::new(), Documents(Box::new(move |_| deletes)))
+            .transact(Vec::new(), Documents(Box::new(move |_| deletes)), None)
             .await
             .map_err(|e| PipelineError::Failed(e.to_string()))?;
         tracing::info!(pipeline = %name, "pipeline deleted");

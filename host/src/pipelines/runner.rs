@@ -5,9 +5,11 @@
 //!
 //! The runner's memory (progress, plugin state) is a copy of what the last commit stored. When a
 //! commit's outcome is unknown (a storage error: after an IO error the writer reopens the file,
-//! and commits that were not yet durable may be gone) or a plugin cannot be put back to its
-//! committed state, the copy is marked stale and reloaded from the file, plugins rebuilt from the
-//! stored snapshots, before anything else is processed.
+//! and commits that were not yet durable may be gone), when the store reopened since the copy was
+//! read (its commits carry the store generation they were prepared at, and the writer refuses
+//! them after a reopen), or when a plugin cannot be put back to its committed state, the copy is
+//! marked stale and reloaded from the file, plugins rebuilt from the stored snapshots, before
+//! anything else is processed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -98,6 +100,9 @@ pub(super) struct Runner {
     pub retries: BTreeMap<u32, u32>,
     /// The memory may differ from the file: reload before processing (see the module docs).
     pub stale: bool,
+    /// The store generation the memory was read at: commits are refused once the store has
+    /// reopened since (a background sync can fail and lose commits without any of ours failing).
+    pub generation: u64,
 }
 
 impl Runner {
@@ -121,6 +126,10 @@ impl Runner {
                 if !self.handle(command).await {
                     return;
                 }
+            }
+            // The store reopened since our copy was read: commits we saw may be gone.
+            if self.store.generation() != self.generation {
+                self.stale = true;
             }
             if self.stale && !self.reload().await {
                 continue;
@@ -187,6 +196,7 @@ impl Runner {
     /// `false` when the file cannot be read yet (after a back-off, the loop tries again).
     async fn reload(&mut self) -> bool {
         let name = self.spec.name.clone();
+        let generation = self.store.generation();
         let read = |kind: &str| self.store.resource(kind, &name).map_err(|e| e.to_string());
         let stored = read(KIND).and_then(|spec| Ok((spec, read(PROGRESS_KIND)?))).and_then(|docs| match docs {
             (Some(spec), Some(progress)) => {
@@ -217,7 +227,7 @@ impl Runner {
             Ok(Err(e)) => self.unloaded = Some(e.to_string()),
             Err(e) => self.unloaded = Some(format!("rebuilding the plugins failed: {e}")),
         }
-        (self.spec, self.progress, self.stale) = (spec, progress, false);
+        (self.spec, self.progress, self.stale, self.generation) = (spec, progress, false, generation);
         self.retries.clear();
         tracing::info!(pipeline = %name, unloaded = ?self.unloaded, "pipeline reloaded from storage");
         self.publish();
@@ -501,7 +511,7 @@ impl Runner {
             }
             writes
         }));
-        let outcomes = match self.store.transact(appends, documents).await {
+        let outcomes = match self.store.transact(appends, documents, Some(self.generation)).await {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 if matches!(e, AppendError::Storage(_) | AppendError::ShutDown) {

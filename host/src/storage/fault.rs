@@ -82,7 +82,8 @@ impl SimDisk {
         self.state().capacity = bytes;
     }
 
-    pub fn len(&self) -> u64 {
+    /// Bytes the disk holds now (the page cache's view).
+    pub fn size_bytes(&self) -> u64 {
         self.state().current.len() as u64
     }
 

@@ -24,8 +24,8 @@ pub mod topic;
 mod validate;
 mod writer;
 
-#[cfg(test)]
-mod fault;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod fault;
 #[cfg(test)]
 mod tests;
 
@@ -237,6 +237,8 @@ struct Shared {
     catalog: RwLock<Catalog>,
     /// Consumer groups' committed offsets as the file has them.
     offsets: RwLock<GroupOffsets>,
+    /// Bumped whenever the writer reopens the database (see [`Store::generation`]).
+    generation: AtomicU64,
     stats: StoreStats,
 }
 
@@ -309,6 +311,7 @@ impl Store {
             db: RwLock::new(Some(Arc::new(db))),
             catalog: RwLock::new(catalog),
             offsets: RwLock::new(group_offsets),
+            generation: AtomicU64::new(0),
             stats: StoreStats::default(),
         });
         let (commands, inbox) = mpsc::channel(WRITER_QUEUE_MAX);
@@ -462,10 +465,15 @@ impl Store {
     /// one transaction (under the durability policy, in the same group commit as concurrent
     /// appends). Outcomes come in the order of `appends`. The batches may not carry idempotent
     /// producer ids: a transaction is its own deduplication.
+    ///
+    /// With `generation`, the transaction is refused (a storage error) when the store has been
+    /// reopened since that [`generation`](Self::generation): a caller whose state was read before
+    /// a reopen must read it again, as commits it saw may be gone.
     pub async fn transact(
         &self,
         appends: Vec<(String, u32, Vec<u8>)>,
         documents: Documents,
+        generation: Option<u64>,
     ) -> Result<Vec<AppendOutcome>, AppendError> {
         let mut keyed = Vec::with_capacity(appends.len());
         for (topic, partition, batches) in appends {
@@ -477,7 +485,17 @@ impl Store {
             }
             keyed.push((key, batches));
         }
-        self.request(|reply| Command::Transact { appends: keyed, documents, reply }).await.unwrap_or_else(Err)
+        self.request(|reply| Command::Transact { appends: keyed, documents, generation, reply })
+            .await
+            .unwrap_or_else(Err)
+    }
+
+    /// Counts the times the writer reopened the database after an IO error. Commits that were
+    /// acknowledged but not yet durable (the interval policy) may be gone after a reopen, so
+    /// state derived from the store before it is suspect: read the generation, then the state,
+    /// and pass the generation to [`transact`](Self::transact).
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
     }
 
     /// Commits a consumer group's offsets durably (under the durability policy, in the same group

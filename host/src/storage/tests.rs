@@ -466,7 +466,7 @@ async fn storage_fault_run(full_disk: bool) {
         acked.push((store.append("t", 0, produced.clone()).await.unwrap().base_offset, produced));
     }
     if full_disk {
-        disk.set_capacity(Some(disk.len()));
+        disk.set_capacity(Some(disk.size_bytes()));
     } else {
         disk.fail_syncs(true);
     }
@@ -780,7 +780,7 @@ async fn a_transaction_commits_its_appends_and_documents_together_or_not_at_all(
     };
     store.put_resource("old", "p", b"x".to_vec(), PutMode::Create, None).await.unwrap();
     let appends = vec![("out".to_owned(), 0, batch(3, 4, T0, 2)), ("out".to_owned(), 1, batch(1, 4, T0, 3))];
-    let outcomes = store.transact(appends, Documents(Box::new(progress))).await.unwrap();
+    let outcomes = store.transact(appends, Documents(Box::new(progress)), None).await.unwrap();
     assert_eq!(outcomes.iter().map(|o| (o.base_offset, o.last_offset)).collect::<Vec<_>>(), [(0, 2), (2, 2)]);
     assert_eq!(store.resource("progress", "p").unwrap().as_deref(), Some(b"0-2,2-2".as_slice()));
     assert_eq!(store.resource("old", "p").unwrap(), None, "a transaction deletes documents too");
@@ -791,12 +791,13 @@ async fn a_transaction_commits_its_appends_and_documents_together_or_not_at_all(
     let refused = Command::Transact {
         appends: vec![(out_0, batch(1, 4, T0, 4)), (u64::MAX, batch(1, 4, T0, 5))],
         documents: Documents(Box::new(|_| vec![DocumentWrite { kind: "k".into(), name: "n".into(), document: None }])),
+        generation: None,
         reply,
     };
     store.commands.send(refused).await.unwrap();
     assert!(answer.await.unwrap().is_err());
     let idempotent = sequenced(1, 7, 0, 0);
-    let refused = store.transact(vec![("in".into(), 0, idempotent)], Documents(Box::new(|_| Vec::new()))).await;
+    let refused = store.transact(vec![("in".into(), 0, idempotent)], Documents(Box::new(|_| Vec::new())), None).await;
     assert!(matches!(refused, Err(AppendError::Log(_))), "{refused:?}");
     assert_eq!(store.append("out", 0, batch(1, 4, T0, 6)).await.unwrap().base_offset, 3, "nothing was kept");
 
@@ -806,4 +807,25 @@ async fn a_transaction_commits_its_appends_and_documents_together_or_not_at_all(
     };
     assert_eq!(all_batches(&store, "out", 0).len(), 2);
     assert_eq!(store.resource("progress", "p").unwrap().as_deref(), Some(b"0-2,2-2".as_slice()));
+}
+
+#[tokio::test]
+async fn a_failed_interval_sync_counts_one_failure_not_one_per_wake_up() {
+    // The interval policy syncs in the background. When that sync fails, the commits it was to
+    // make durable cannot be synced any more; the writer must not keep trying (each try counted
+    // one more failure and doubled the back-off, to its 30 s cap within a millisecond).
+    let disk = SimDisk::new();
+    let store = open(&disk, DurabilityPolicy::Interval(Duration::from_millis(10)));
+    store.create_topic("t", 1, no_retention()).await.unwrap();
+    store.append("t", 0, batch(1, 10, T0, 1)).await.unwrap();
+    disk.fail_syncs(true);
+    store.append("t", 0, batch(1, 10, T0, 2)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    disk.fail_syncs(false);
+    let cleared = std::time::Instant::now();
+    while store.append("t", 0, batch(1, 10, T0, 3)).await.is_err() {
+        assert!(cleared.elapsed() < Duration::from_secs(5), "writes resume after the first back-off (100 ms)");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store.shutdown().await;
 }

@@ -83,6 +83,8 @@ pub(super) enum Command {
     Transact {
         appends: Vec<(u64, Vec<u8>)>,
         documents: Documents,
+        /// Refused unless the store is still at this generation.
+        generation: Option<u64>,
         reply: Reply<Result<Vec<AppendOutcome>, AppendError>>,
     },
     /// Committed with the appends gathered around it (one transaction).
@@ -259,9 +261,14 @@ impl Writer {
                     Command::CommitOffsets { group, offsets, reply } => {
                         appends.offsets.push(PendingOffsets { group, offsets, reply });
                     }
-                    Command::Transact { appends: batches, documents, reply } => {
+                    Command::Transact { appends: batches, documents, generation, reply } => {
                         bytes += batches.iter().map(|(_, b)| b.len()).sum::<usize>();
-                        appends.transactions.push(PendingTransaction { appends: batches, documents, reply });
+                        appends.transactions.push(PendingTransaction {
+                            appends: batches,
+                            documents,
+                            generation,
+                            reply,
+                        });
                     }
                     other => {
                         // Keep order: appends queued before an admin command commit before it.
@@ -327,6 +334,7 @@ struct PendingOffsets {
 struct PendingTransaction {
     appends: Vec<(u64, Vec<u8>)>,
     documents: Documents,
+    generation: Option<u64>,
     reply: Reply<Result<Vec<AppendOutcome>, AppendError>>,
 }
 
@@ -389,8 +397,14 @@ impl Writer {
         }
         let mut documents = Vec::new();
         let mut transacted: Vec<TransactionResult> = Vec::with_capacity(transactions.len());
-        for PendingTransaction { appends, documents: build, reply } in transactions {
-            let result = self.assign_all(appends, &mut touched, &mut groups);
+        let generation = self.shared.generation.load(std::sync::atomic::Ordering::Acquire);
+        for PendingTransaction { appends, documents: build, generation: expected, reply } in transactions {
+            let result = match expected {
+                Some(expected) if expected != generation => Err(AppendError::Storage(
+                    "the store was reopened after an IO error since this transaction was prepared: read again".into(),
+                )),
+                _ => self.assign_all(appends, &mut touched, &mut groups),
+            };
             if let Ok(outcomes) = &result {
                 documents.extend((build.0)(outcomes));
             }
@@ -713,9 +727,11 @@ impl Writer {
         }
     }
 
-    /// Makes all commits so far durable with an empty durable commit.
+    /// Makes all commits so far durable with an empty durable commit. Not while the database
+    /// is broken: its unsynced commits cannot be made durable any more (the reopen reads back
+    /// what the file kept), and trying would count one more failure per wake-up.
     fn sync_now(&mut self) {
-        if self.unsynced_since.is_none() {
+        if self.unsynced_since.is_none() || self.broken.is_some() {
             return;
         }
         let synced = self.shared.database().and_then(|db| {
@@ -757,6 +773,8 @@ impl Writer {
         let failures = self.broken.as_ref().map_or(1, |b| b.failures + 1);
         let backoff = backoff_after(failures);
         tracing::error!(error = %cause, failures, backoff_ms = backoff.as_millis() as u64, "storage write failed; reopening the database");
+        // What was committed but not synced is either in the file or gone; nothing to sync.
+        self.unsynced_since = None;
         let reopened = self.reopen();
         if let Err(e) = &reopened {
             tracing::error!(error = %e, "storage reopen failed; reads and writes wait for the next attempt");
@@ -829,6 +847,9 @@ impl Writer {
     }
 
     fn reopen(&mut self) -> Result<(), String> {
+        // Whatever callers read before this may be gone from the file: transactions prepared
+        // from it are refused (see `Store::generation`).
+        self.shared.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let old = self.shared.db.write().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(old) = old {
             wait_for_readers(old);
