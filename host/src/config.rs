@@ -23,6 +23,13 @@
 //! admin_token = "…"                # required (Bearer) by every mutating call; or RILL_ADMIN_TOKEN
 //! max_connections = 64
 //! plugin_bytes_max = 33554432      # largest plugin component accepted
+//!
+//! [[mqtt]]                          # an MQTT bridge (repeatable; see `examples/gateway.toml`)
+//! name = "sensors"
+//! url = "mqtt://127.0.0.1:1883"
+//! subscriptions = [{ filter = "sensors/+/telemetry", qos = 1 }]
+//! target = "sensors"                # or a template over MQTT topic levels: "sensors.{1}"
+//! ingest = { plugin = "senml" }
 //! ```
 
 use std::net::SocketAddr;
@@ -45,6 +52,8 @@ pub struct Config {
     pub storage: StorageSection,
     pub kafka: KafkaSection,
     pub http: HttpSection,
+    /// `[[mqtt]]`: MQTT bridges (see [`crate::mqtt`]).
+    pub mqtt: Vec<crate::mqtt::BridgeSpec>,
 }
 
 impl Default for Config {
@@ -54,6 +63,7 @@ impl Default for Config {
             storage: StorageSection::default(),
             kafka: KafkaSection::default(),
             http: HttpSection::default(),
+            mqtt: Vec::new(),
         }
     }
 }
@@ -233,7 +243,15 @@ impl Config {
             return Err(ConfigError::Invalid("storage.retention_check_interval_ms must be positive".into()));
         }
         self.kafka.validate()?;
-        self.http.validate()
+        self.http.validate()?;
+        let mut names = std::collections::BTreeSet::new();
+        for (i, bridge) in self.mqtt.iter().enumerate() {
+            bridge.check().map_err(|e| ConfigError::Invalid(format!("mqtt[{i}].{}: {}", e.field, e.message)))?;
+            if !names.insert(&bridge.name) {
+                return Err(ConfigError::Invalid(format!("mqtt[{i}].name: {:?} is used twice", bridge.name)));
+            }
+        }
+        Ok(())
     }
 
     pub fn store_config(&self) -> StoreConfig {
@@ -256,6 +274,26 @@ fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateway_example_is_a_valid_config() {
+        let config = Config::parse(include_str!("../../examples/gateway.toml")).unwrap();
+        assert_eq!(config.mqtt.len(), 1);
+        assert_eq!(config.mqtt[0].address().unwrap(), ("127.0.0.1".into(), 1883));
+        let twice = format!(
+            "{0}\n{0}",
+            include_str!("../../examples/gateway.toml")
+                .split("[[mqtt]]")
+                .nth(1)
+                .map(|b| format!("[[mqtt]]{b}"))
+                .unwrap()
+        );
+        assert!(Config::parse(&twice).unwrap_err().contains("used twice"));
+        let typo = "[[mqtt]]\nname = \"b\"\nurl = \"mqtt://x\"\nsubscriptions = []\ntarget = \"t\"\ningest = { plugin = \"p\" }\ncolour = 1\n";
+        assert!(Config::parse(typo).unwrap_err().contains("colour"), "unknown keys are named");
+        let bad = "[[mqtt]]\nname = \"b\"\nurl = \"http://x\"\nsubscriptions = [{ filter = \"a\" }]\ntarget = \"t\"\ningest = { plugin = \"p\" }\n";
+        assert!(Config::parse(bad).unwrap_err().contains("mqtt[0].url"));
+    }
 
     #[test]
     fn empty_file_is_the_defaults() {

@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod mqtt;
 pub mod pipelines;
 pub mod plugins;
 pub mod serve;

@@ -188,6 +188,34 @@ pub const PIPELINE_HISTORY_MAX: usize = 100;
 /// Pipelines per broker.
 pub const PIPELINES_MAX: usize = 32;
 
+// ---- MQTT ingest --------------------------------------------------------------------------------
+
+/// Messages a bridge gathers into one ingest call and one commit, unless configured.
+pub const MQTT_BATCH_MESSAGES_DEFAULT: usize = 1000;
+
+/// Payload bytes a bridge gathers into one commit, unless configured.
+pub const MQTT_BATCH_BYTES_DEFAULT: usize = 1024 * 1024;
+
+/// How long a bridge's first message waits for others before the batch is committed (the group
+/// commit window), unless configured.
+pub const MQTT_BATCH_WINDOW_MS_DEFAULT: u64 = 10;
+
+/// MQTT keep-alive, unless configured.
+pub const MQTT_KEEP_ALIVE_S_DEFAULT: u64 = 30;
+
+/// Messages received and not yet committed, per bridge: the in-flight window. Past it the bridge
+/// stops reading from the MQTT broker (which queues for the persistent session) instead of
+/// buffering. With QoS 1, at most this many messages are delivered again after a crash.
+pub const MQTT_INFLIGHT_MAX: usize = 2048;
+
+/// Reconnection back-off after the MQTT broker is unreachable: doubling from the first to the
+/// second.
+pub const MQTT_RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub const MQTT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Bridges per broker.
+pub const MQTT_BRIDGES_MAX: usize = 16;
+
 // ---- idempotent producers -------------------------------------------------------------------
 
 /// Batches remembered per producer and partition for recognising retries: Kafka clients keep at

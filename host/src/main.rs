@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rill::client::admin::{AdminArgs, AdminError};
 use rill::client::commands::{
-    self, Bootstrap, ConsumeArgs, GroupCommand, PipelineCommand, PluginCommand, ProduceArgs, TopicCommand,
+    self, Bootstrap, ConsumeArgs, GroupCommand, MqttCommand, PipelineCommand, PluginCommand, ProduceArgs, TopicCommand,
 };
 use rill::config::Config;
 
@@ -85,6 +85,13 @@ enum Command {
         admin: AdminArgs,
         #[command(subcommand)]
         command: PipelineCommand,
+    },
+    /// Add, list, describe and remove MQTT bridges (sensor ingest from an MQTT broker).
+    Mqtt {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: MqttCommand,
     },
     /// Measure Rill against a baseline measured in the same run.
     Bench {
@@ -170,6 +177,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Pipeline { admin, command } => {
             runtime()?.block_on(commands::pipeline(&admin, command)).map_err(Failure::from)
         }
+        Command::Mqtt { admin, command } => runtime()?.block_on(commands::mqtt(&admin, command)).map_err(Failure::from),
         Command::Bench { what } => {
             let runtime = runtime()?;
             runtime.block_on(rill::bench::run(what)).map_err(|e| Failure { cause: e, hint: "see `rill bench --help`" })

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::http::{AppState, HttpListener};
 use crate::kafka::KafkaListener;
 use crate::metrics::Metrics;
+use crate::mqtt::Bridges;
 use crate::pipelines::Pipelines;
 use crate::plugins::{PluginCatalog, PluginRuntime};
 use crate::storage::{Location, OpenError, Store};
@@ -62,8 +63,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         }
     };
     let catalog = PluginCatalog::new(runtime, store.clone(), Some(config.data_dir.join(PLUGIN_CACHE_DIR)));
-    let pipelines = Pipelines::new(store.clone(), catalog, stopping.clone());
+    let pipelines = Pipelines::new(store.clone(), catalog.clone(), stopping.clone());
     metrics.register_collector(pipelines.collector());
+    let bridges = Bridges::new(store.clone(), catalog);
+    metrics.register_collector(bridges.collector());
     let listeners_up = Arc::new(AtomicBool::new(false));
     let state = AppState {
         store: store.clone(),
@@ -74,6 +77,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         rates: Arc::default(),
         started: std::time::Instant::now(),
         pipelines: pipelines.clone(),
+        bridges: bridges.clone(),
     };
     let rates = Arc::clone(&state.rates);
     let http_addr = config.http.listen;
@@ -99,6 +103,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         Ok(count) => tracing::info!(count, "pipelines started"),
         Err(e) => tracing::error!(error = %e, "stored pipelines cannot be read; none started"),
     }
+    match bridges.start(&config.mqtt).await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "MQTT bridges started"),
+        Err(e) => tracing::error!(error = %e, "MQTT bridges cannot be started"),
+    }
     listeners_up.store(true, Ordering::Release);
 
     let retention =
@@ -110,6 +119,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let _ = kafka.await;
     let _ = http.await;
     let _ = sampling.await;
+    bridges.shutdown().await;
     pipelines.shutdown().await;
     retention.abort();
     let _ = retention.await;

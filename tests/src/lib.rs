@@ -248,3 +248,105 @@ fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answ
     let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (status, body)
 }
+
+/// A private mosquitto (Debian's, which `cargo xtask test` installs) on a free loopback port,
+/// configured for no-loss tests: persistence on (queued QoS 1 messages survive its restart) and
+/// queue limits far above any test's volume (Debian's defaults: no persistence, 1000 queued, 20
+/// in flight). Stopped when dropped.
+#[derive(Debug)]
+pub struct Mosquitto {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+             autosave_interval 1\nmax_queued_messages 1000000\nmax_queued_bytes 0\nmax_inflight_messages 100\n\
+             log_dest stderr\nlog_type error\nlog_type warning\nuser root\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("mosquitto.conf"), config).unwrap();
+        let mut mosquitto = Mosquitto { child: None, port, dir };
+        mosquitto.run();
+        mosquitto
+    }
+
+    fn run(&mut self) {
+        let program =
+            if std::path::Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
+        let child = Command::new(program)
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("mosquitto must be installed (cargo xtask test installs it): {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen on {} within {WAIT:?}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it cleanly (it saves its queues) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY-free: libc::kill only sends a signal.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same persistence file.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    /// Publishes each line of `lines` as one message with `mosquitto_pub -l`.
+    pub fn publish_lines(&self, topic: &str, qos: u8, lines: &str) {
+        let mut child = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", topic, "-q", &qos.to_string(), "-l"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("mosquitto_pub must be installed (cargo xtask test installs it): {e}"));
+        child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "mosquitto_pub: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// Publishes one message with `mosquitto_pub -m`.
+    pub fn publish(&self, topic: &str, qos: u8, message: &str) {
+        let output = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", topic, "-q", &qos.to_string(), "-m", message])
+            .output()
+            .unwrap_or_else(|e| panic!("mosquitto_pub must be installed (cargo xtask test installs it): {e}"));
+        assert!(output.status.success(), "mosquitto_pub: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -22,7 +22,8 @@ const TARGETS: &[&str] = &["thumbv7em-none-eabihf"];
 
 /// Programs the black-box tests run, with the Debian package that provides each: real clients
 /// nobody here wrote.
-const PROGRAMS: &[(&str, &str)] = &[("kcat", "kcat"), ("chromium", "chromium")];
+const PROGRAMS: &[(&str, &str)] =
+    &[("kcat", "kcat"), ("chromium", "chromium"), ("mosquitto", "mosquitto"), ("mosquitto_pub", "mosquitto-clients")];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -7,6 +7,7 @@
 
 pub mod error;
 mod groups;
+pub mod mqtt;
 pub mod pipelines;
 pub mod plugins;
 pub mod rates;
@@ -56,6 +57,7 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// The broker's pipelines (and through them, its plugin catalog).
     pub pipelines: crate::pipelines::Pipelines,
+    pub bridges: crate::mqtt::Bridges,
 }
 
 /// The routes of the control plane.
@@ -70,6 +72,7 @@ fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(groups::routes())
         .merge(plugins::routes())
         .merge(pipelines::routes())
+        .merge(mqtt::routes())
         .merge(extra);
     Router::new()
         .route("/health", get(health))
@@ -112,6 +115,10 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/pipelines/{name}/pause",
     "POST /v1/pipelines/{name}/resume",
     "POST /v1/pipelines/{name}/upgrade",
+    "GET /v1/mqtt",
+    "POST /v1/mqtt",
+    "GET /v1/mqtt/{name}",
+    "DELETE /v1/mqtt/{name}",
 ];
 
 #[derive(Serialize)]

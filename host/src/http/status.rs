@@ -33,6 +33,8 @@ pub struct Status {
     pub plugins: Vec<PluginArtifact>,
     #[serde(default)]
     pub pipelines: Vec<crate::pipelines::PipelineView>,
+    #[serde(default)]
+    pub mqtt: Vec<crate::mqtt::BridgeView>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,6 +82,7 @@ pub fn status(state: &AppState) -> Result<Status, ApiError> {
         groups: summaries(state),
         plugins: stored_plugins(state)?,
         pipelines: state.pipelines.list(),
+        mqtt: state.bridges.list(),
     })
 }
 
@@ -285,6 +288,29 @@ pub fn render(status: &Status) -> String {
             ]
         })
         .collect();
+    let bridges: Vec<Vec<String>> = status
+        .mqtt
+        .iter()
+        .map(|b| {
+            let state = match (&b.status.connected, &b.status.last_error) {
+                (true, _) => "connected".to_owned(),
+                (false, Some(error)) => format!("disconnected — {}", escape(error)),
+                (false, None) => "connecting".to_owned(),
+            };
+            vec![
+                escape(&b.spec.name),
+                state,
+                escape(&b.spec.url),
+                escape(&b.spec.target),
+                thousands(b.status.messages_in),
+                thousands(b.status.records_out),
+                thousands(b.status.messages_dead_lettered),
+            ]
+        })
+        .collect();
+    let empty = "No MQTT bridges (<code>[[mqtt]]</code> in the config, or <code>rill mqtt add</code>).";
+    let columns = ["bridge", "state", "MQTT broker", "target", "messages in", "records out", "dead-lettered"];
+    section(&mut html, "MQTT ingest", "mqtt", Some(empty), &columns, &bridges);
     let empty = "No pipelines (<code>rill pipeline create</code>).";
     let columns = ["pipeline", "state", "topics", "plugins", "lag", "records in", "records out", "failed batches"];
     section(&mut html, "Pipelines", "pipelines", Some(empty), &columns, &pipelines);
@@ -328,6 +354,7 @@ mod tests {
             groups: vec![],
             plugins: vec![],
             pipelines: vec![],
+            mqtt: vec![],
         };
         let html = render(&status);
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");

@@ -46,6 +46,10 @@ async fn state_in(dir: &tempfile::TempDir, token: Option<&str>) -> AppState {
             crate::plugins::PluginCatalog::new(test_runtime(), store.clone(), None),
             tokio::sync::watch::channel(false).1,
         ),
+        bridges: crate::mqtt::Bridges::new(
+            store.clone(),
+            crate::plugins::PluginCatalog::new(test_runtime(), store.clone(), None),
+        ),
     }
 }
 

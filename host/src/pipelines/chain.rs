@@ -203,6 +203,23 @@ fn bad_output(plugin: &str, reason: String) -> PluginError {
     PluginError::BadOutput { plugin: plugin.to_owned(), reason }
 }
 
+/// Loads stage `stage` (its version resolved, else the newest) as a configured instance with
+/// `limits`; returns its `name@version` too. Blocking: loading may compile.
+pub fn load_instance(
+    catalog: &PluginCatalog,
+    stage: &StageSpec,
+    limits: crate::plugins::PluginLimits,
+) -> Result<(String, PluginInstance), String> {
+    let artifact = catalog.resolve(&stage.plugin, stage.version.as_deref()).map_err(|e| e.to_string())?;
+    let compiled = catalog.load(&artifact).map_err(|e| match e {
+        CatalogError::Plugin(e) => format!("{}: {e}", artifact.label()),
+        other => other.to_string(),
+    })?;
+    let config = stage.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let instance = PluginInstance::new(catalog.runtime(), &compiled, config, limits).map_err(|e| e.to_string())?;
+    Ok((artifact.label(), instance))
+}
+
 fn build_stage(
     catalog: &PluginCatalog,
     spec: &PipelineSpec,
@@ -211,14 +228,7 @@ fn build_stage(
     snapshot: Option<&Vec<u8>>,
 ) -> Result<Stage, BuildError> {
     let refuse = |message: String| BuildError { field: field.to_owned(), message };
-    let artifact = catalog.resolve(&stage.plugin, stage.version.as_deref()).map_err(|e| refuse(e.to_string()))?;
-    let compiled = catalog.load(&artifact).map_err(|e| match e {
-        CatalogError::Plugin(e) => refuse(format!("{}: {e}", artifact.label())),
-        other => refuse(other.to_string()),
-    })?;
-    let config = stage.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let mut instance = PluginInstance::new(catalog.runtime(), &compiled, config, spec.plugin_limits())
-        .map_err(|e| refuse(e.to_string()))?;
+    let (label, mut instance) = load_instance(catalog, stage, spec.plugin_limits()).map_err(refuse)?;
     let mut committed = Vec::new();
     if instance.metadata().stateful {
         match snapshot.filter(|state| !state.is_empty()) {
@@ -233,5 +243,5 @@ fn build_stage(
             }
         }
     }
-    Ok(Stage { label: artifact.label(), instance, committed })
+    Ok(Stage { label, instance, committed })
 }

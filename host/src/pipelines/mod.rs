@@ -29,8 +29,8 @@ use tokio::task::JoinHandle;
 use crate::limits::PIPELINES_MAX;
 use crate::plugins::PluginCatalog;
 use crate::storage::{DocumentWrite, Documents, Store, TopicConfig, TopicError};
-pub use chain::BuildError;
 use chain::Chain;
+pub use chain::{BuildError, load_instance};
 use runner::{Control, Runner, RunnerStatus};
 pub use spec::{Counts, LimitsSpec, PipelineSpec, Progress, Segment, StageSpec, StartAt};
 

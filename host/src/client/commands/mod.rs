@@ -3,11 +3,13 @@
 mod consume;
 mod group;
 mod lookup;
+mod mqtt;
 mod pipeline;
 mod produce;
 mod resources;
 mod topic;
 
+pub use mqtt::{MqttCommand, mqtt};
 pub use pipeline::{PipelineCommand, pipeline};
 pub use resources::{PluginCommand, plugin, status};
 

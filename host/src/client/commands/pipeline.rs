@@ -152,7 +152,7 @@ pub async fn pipeline(admin: &AdminArgs, command: PipelineCommand) -> Result<(),
     Ok(())
 }
 
-async fn call<T: serde::de::DeserializeOwned>(
+pub(super) async fn call<T: serde::de::DeserializeOwned>(
     client: &AdminClient,
     method: Method,
     path: &str,
@@ -196,7 +196,7 @@ async fn stages(client: &AdminClient, chain: ChainArgs) -> Result<(Vec<StageSpec
 }
 
 /// `[PLUGIN:]KEY=VALUE`.
-fn parse_setting(setting: &str) -> Result<(Option<String>, String, String), AdminError> {
+pub(super) fn parse_setting(setting: &str) -> Result<(Option<String>, String, String), AdminError> {
     let (left, value) = setting
         .split_once('=')
         .ok_or_else(|| AdminError::Local(format!("--config {setting:?}: expected KEY=VALUE or PLUGIN:KEY=VALUE")))?;
@@ -211,7 +211,7 @@ fn parse_setting(setting: &str) -> Result<(Option<String>, String, String), Admi
 }
 
 /// `NAME`, `NAME@VERSION`, or a component file, uploaded under the name it gives itself.
-async fn stage(client: &AdminClient, plugin: &str) -> Result<StageSpec, AdminError> {
+pub(super) async fn stage(client: &AdminClient, plugin: &str) -> Result<StageSpec, AdminError> {
     if plugin.ends_with(".wasm") || Path::new(plugin).is_file() {
         let component = std::fs::read(plugin).map_err(|e| AdminError::Local(format!("cannot read {plugin}: {e}")))?;
         let body = client.send(Method::POST, "/v1/plugins", Some("application/wasm"), Bytes::from(component)).await?;

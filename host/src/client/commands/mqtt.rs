@@ -1,0 +1,184 @@
+//! `rill mqtt add|list|describe|remove`: MQTT bridges, through the admin API.
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use hyper::Method;
+
+use super::pipeline::{call, parse_setting, stage};
+use crate::client::admin::{AdminArgs, AdminClient, AdminError};
+use crate::limits::{
+    MQTT_BATCH_BYTES_DEFAULT, MQTT_BATCH_MESSAGES_DEFAULT, MQTT_BATCH_WINDOW_MS_DEFAULT, MQTT_KEEP_ALIVE_S_DEFAULT,
+};
+use crate::mqtt::{BridgeSpec, BridgeView, Subscription};
+
+#[derive(Debug, Subcommand)]
+pub enum MqttCommand {
+    /// Add a bridge: subscribe to an MQTT broker and append what arrives, through an ingest
+    /// plugin, to a topic.
+    Add(Box<AddArgs>),
+    /// List bridges with their state and counters.
+    List,
+    /// Show one bridge.
+    Describe { name: String },
+    /// Stop and remove a bridge (its session stays at the MQTT broker).
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    name: String,
+    /// The MQTT broker, mqtt://host:port.
+    #[arg(long)]
+    url: String,
+    /// A topic filter to subscribe to, FILTER or FILTER@QOS (QoS 1 when not given); repeat.
+    #[arg(long = "subscribe", required = true, value_name = "FILTER[@QOS]")]
+    subscriptions: Vec<String>,
+    /// The Rill topic, or a template over MQTT topic levels (`sensors.{1}`).
+    #[arg(long)]
+    target: String,
+    /// The ingest plugin: NAME, NAME@VERSION or a FILE.wasm to upload first.
+    #[arg(long)]
+    ingest: String,
+    /// Ingest plugin configuration, KEY=VALUE; repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// A partitioner plugin (default: murmur2 of the record key, else of the MQTT topic).
+    #[arg(long)]
+    partitioner: Option<String>,
+    /// Partitioner configuration, KEY=VALUE; repeatable.
+    #[arg(long = "partitioner-config", value_name = "KEY=VALUE")]
+    partitioner_config: Vec<String>,
+    /// Partitions of target topics the bridge creates.
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
+    /// Names the persistent session at the MQTT broker (default rill-NAME).
+    #[arg(long)]
+    client_id: Option<String>,
+    #[arg(long)]
+    username: Option<String>,
+    /// The password (also RILL_MQTT_PASSWORD).
+    #[arg(long, env = "RILL_MQTT_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Where rejected messages go (default mqtt.dlq).
+    #[arg(long)]
+    dead_letter_topic: Option<String>,
+}
+
+pub async fn mqtt(admin: &AdminArgs, command: MqttCommand) -> Result<(), AdminError> {
+    let client = AdminClient::new(admin)?;
+    match command {
+        MqttCommand::Add(args) => {
+            let AddArgs {
+                name,
+                url,
+                subscriptions,
+                target,
+                ingest,
+                config,
+                partitioner,
+                partitioner_config,
+                partitions,
+                client_id,
+                username,
+                password,
+                dead_letter_topic,
+            } = *args;
+            let mut ingest = stage(&client, &ingest).await?;
+            for setting in &config {
+                let (_, key, value) = parse_setting(setting)?;
+                ingest.config.insert(key, value);
+            }
+            let partitioner = match partitioner {
+                Some(plugin) => {
+                    let mut partitioner = stage(&client, &plugin).await?;
+                    for setting in &partitioner_config {
+                        let (_, key, value) = parse_setting(setting)?;
+                        partitioner.config.insert(key, value);
+                    }
+                    Some(partitioner)
+                }
+                None => None,
+            };
+            let subscriptions = subscriptions.iter().map(|s| subscription(s)).collect::<Result<_, _>>()?;
+            let spec = BridgeSpec {
+                name,
+                url,
+                version: "3.1.1".into(),
+                client_id,
+                username,
+                password,
+                keep_alive_s: MQTT_KEEP_ALIVE_S_DEFAULT,
+                subscriptions,
+                target,
+                partitions,
+                ingest,
+                partitioner,
+                dead_letter_topic,
+                batch_messages: MQTT_BATCH_MESSAGES_DEFAULT,
+                batch_bytes: MQTT_BATCH_BYTES_DEFAULT,
+                batch_window_ms: MQTT_BATCH_WINDOW_MS_DEFAULT,
+            };
+            let view: BridgeView = call(&client, Method::POST, "/v1/mqtt", &spec).await?;
+            println!("added MQTT bridge {}: {} -> {}", view.spec.name, view.spec.url, view.spec.target);
+        }
+        MqttCommand::List => {
+            let views: Vec<BridgeView> = client.get("/v1/mqtt").await?;
+            println!(
+                "{:<20} {:<13} {:<28} {:<24} {:>12} {:>12} {:>8}",
+                "BRIDGE", "STATE", "URL", "TARGET", "MESSAGES IN", "RECORDS OUT", "DLQ"
+            );
+            if views.is_empty() {
+                println!("(no bridges)");
+            }
+            for v in views {
+                println!(
+                    "{:<20} {:<13} {:<28} {:<24} {:>12} {:>12} {:>8}",
+                    v.spec.name,
+                    if v.status.connected { "connected" } else { "disconnected" },
+                    v.spec.url,
+                    v.spec.target,
+                    v.status.messages_in,
+                    v.status.records_out,
+                    v.status.messages_dead_lettered
+                );
+            }
+        }
+        MqttCommand::Describe { name } => {
+            let view: BridgeView = client.get(&format!("/v1/mqtt/{name}")).await?;
+            let text = serde_json::to_string_pretty(&view).map_err(|e| AdminError::Protocol(e.to_string()))?;
+            println!("{text}");
+        }
+        MqttCommand::Remove { name } => {
+            client.send(Method::DELETE, &format!("/v1/mqtt/{name}"), None, Bytes::new()).await?;
+            println!("removed MQTT bridge {name}");
+        }
+    }
+    Ok(())
+}
+
+/// `FILTER` or `FILTER@QOS`.
+fn subscription(text: &str) -> Result<Subscription, AdminError> {
+    match text.rsplit_once('@') {
+        Some((filter, qos)) => {
+            let qos = qos
+                .parse::<u8>()
+                .ok()
+                .filter(|q| *q <= 2)
+                .ok_or_else(|| AdminError::Local(format!("--subscribe {text:?}: the QoS is 0, 1 or 2")))?;
+            Ok(Subscription { filter: filter.to_owned(), qos })
+        }
+        None => Ok(Subscription { filter: text.to_owned(), qos: 1 }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_parse_with_an_optional_qos() {
+        assert_eq!(subscription("a/+/b").unwrap(), Subscription { filter: "a/+/b".into(), qos: 1 });
+        assert_eq!(subscription("a/#@0").unwrap(), Subscription { filter: "a/#".into(), qos: 0 });
+        assert!(subscription("a@3").is_err());
+    }
+}

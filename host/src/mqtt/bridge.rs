@@ -1,0 +1,530 @@
+//! One bridge: an MQTT client with a persistent session and manual acknowledgements, and a
+//! worker that turns what arrives into records and appends them durably before acknowledging.
+//!
+//! - The poll task drives rumqttc's event loop: it subscribes again whenever the broker says no
+//!   session is present (rumqttc does not), and hands publishes to the worker through a channel of
+//!   [`MQTT_INFLIGHT_MAX`]. When the worker falls behind, the channel fills, the poll task stops
+//!   reading, and the MQTT broker queues for the session: the in-flight window is bounded.
+//! - The worker gathers what arrived within the batch window (bounded by count and bytes), calls
+//!   the ingest plugin once per MQTT topic in the batch, partitions the records, appends them all
+//!   (and the dead letters) in one transaction, and only then acknowledges the messages. A crash
+//!   before the acknowledgement means redelivery, never loss; duplicates are bounded by the
+//!   in-flight window.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
+use tokio::sync::{mpsc, watch};
+
+use super::spec::{BridgeSpec, Template};
+use crate::limits::{MQTT_INFLIGHT_MAX, MQTT_RECONNECT_BACKOFF_MAX, MQTT_RECONNECT_BACKOFF_MIN};
+use crate::pipelines::batches::{self, OwnedRecord};
+use crate::pipelines::load_instance;
+use crate::plugins::{PluginCatalog, PluginInstance, PluginLimits, SourceMessage};
+use crate::storage::{AppendError, Documents, Store, TopicConfig, TopicError};
+
+/// Headers on a dead-lettered MQTT message.
+pub mod headers {
+    pub const MQTT_TOPIC: &str = "rill.dlq.mqtt.topic";
+    pub const ERROR: &str = "rill.dlq.error";
+    pub const PLUGIN: &str = "rill.dlq.plugin";
+    pub const BRIDGE: &str = "rill.dlq.bridge";
+}
+
+/// What a bridge has done, read by the admin API, the status page and `/metrics`.
+#[derive(Debug, Default)]
+pub struct BridgeStats {
+    pub connected: AtomicBool,
+    pub messages_in: AtomicU64,
+    pub records_out: AtomicU64,
+    pub messages_dead_lettered: AtomicU64,
+    pub plugin_failures: AtomicU64,
+    pub connects: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl BridgeStats {
+    fn count(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+}
+
+pub(super) struct Bridge {
+    pub spec: BridgeSpec,
+    pub store: Store,
+    pub catalog: PluginCatalog,
+    pub stats: Arc<BridgeStats>,
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl Bridge {
+    pub(super) async fn run(mut self) {
+        let name = self.spec.name.clone();
+        // Without its plugins the bridge does not connect: the MQTT broker keeps queueing.
+        let mut wait = MQTT_RECONNECT_BACKOFF_MIN;
+        let plugins = loop {
+            match self.load_plugins().await {
+                Ok(plugins) => break plugins,
+                Err(e) => {
+                    tracing::warn!(bridge = %name, error = %e, retry_ms = wait.as_millis() as u64, "bridge plugins cannot be loaded (upload them with `rill plugin upload`); retrying");
+                    self.stats.set_error(Some(format!("plugins cannot be loaded: {e}")));
+                    if self.sleep_or_stop(wait).await {
+                        return;
+                    }
+                    wait = (wait * 2).min(MQTT_RECONNECT_BACKOFF_MAX);
+                }
+            }
+        };
+        let (client, eventloop) = match self.client() {
+            Ok(pair) => pair,
+            Err(e) => {
+                self.stats.set_error(Some(e));
+                return;
+            }
+        };
+        let (handoff, inbox) = mpsc::channel(MQTT_INFLIGHT_MAX);
+        let worker = Worker {
+            template: Template::parse(&self.spec.target).expect("checked when the bridge was stored"),
+            spec: self.spec.clone(),
+            store: self.store.clone(),
+            stats: Arc::clone(&self.stats),
+            client: client.clone(),
+            plugins,
+            stopping: self.stopping.clone(),
+        };
+        let mut worker = tokio::spawn(worker.run(inbox));
+        self.poll(eventloop, &client, handoff, &mut worker).await;
+        self.stats.connected.store(false, Ordering::Relaxed);
+        tracing::info!(bridge = %name, "bridge stopped");
+    }
+
+    async fn load_plugins(&self) -> Result<Plugins, String> {
+        let (catalog, ingest, partitioner) =
+            (self.catalog.clone(), self.spec.ingest.clone(), self.spec.partitioner.clone());
+        tokio::task::spawn_blocking(move || {
+            let (ingest_label, ingest) = load_instance(&catalog, &ingest, PluginLimits::default())?;
+            let partitioner = match partitioner {
+                Some(stage) => Some(load_instance(&catalog, &stage, PluginLimits::default())?),
+                None => None,
+            };
+            Ok(Plugins { ingest: Some(ingest), ingest_label, partitioner })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    fn client(&self) -> Result<(AsyncClient, EventLoop), String> {
+        let (host, port) = self.spec.address().map_err(|e| e.to_string())?;
+        let mut options = MqttOptions::new(self.spec.client_id(), host, port);
+        options
+            .set_keep_alive(Duration::from_secs(self.spec.keep_alive_s))
+            // A persistent session: the MQTT broker queues while the gateway is down.
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_max_packet_size(self.spec.batch_bytes.max(64 * 1024), 64 * 1024);
+        if let Some(username) = &self.spec.username {
+            options.set_credentials(username, self.spec.password.clone().unwrap_or_default());
+        }
+        // Room for every acknowledgement of a full window, so the worker never waits on it.
+        Ok(AsyncClient::new(options, MQTT_INFLIGHT_MAX * 2 + 64))
+    }
+
+    /// Drives the connection until the broker stops; reconnects with back-off.
+    async fn poll(
+        &mut self,
+        mut eventloop: EventLoop,
+        client: &AsyncClient,
+        handoff: mpsc::Sender<Publish>,
+        worker: &mut tokio::task::JoinHandle<()>,
+    ) {
+        let name = self.spec.name.clone();
+        let filters: Vec<SubscribeFilter> =
+            self.spec.subscriptions.iter().map(|s| SubscribeFilter::new(s.filter.clone(), qos(s.qos))).collect();
+        let mut backoff = MQTT_RECONNECT_BACKOFF_MIN;
+        loop {
+            let event = tokio::select! {
+                event = eventloop.poll() => event,
+                _ = self.stopping.wait_for(|stop| *stop) => break,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
+                    backoff = MQTT_RECONNECT_BACKOFF_MIN;
+                    self.stats.connected.store(true, Ordering::Relaxed);
+                    self.stats.set_error(None);
+                    BridgeStats::count(&self.stats.connects, 1);
+                    tracing::info!(bridge = %name, session_present = ack.session_present, "connected to the MQTT broker");
+                    // The broker kept no session (first connect, or it lost its state):
+                    // subscribe again, or nothing would arrive.
+                    if !ack.session_present
+                        && let Err(e) = client.try_subscribe_many(filters.clone())
+                    {
+                        tracing::error!(bridge = %name, error = %e, "cannot subscribe");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    // Waits while the window is full: backpressure onto the MQTT broker.
+                    let sent = tokio::select! {
+                        sent = handoff.send(publish) => sent.is_ok(),
+                        _ = self.stopping.wait_for(|stop| *stop) => false,
+                    };
+                    if !sent {
+                        break;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    tracing::info!(bridge = %name, codes = ?ack.return_codes, "subscribed");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.stats.connected.store(false, Ordering::Relaxed);
+                    self.stats.set_error(Some(e.to_string()));
+                    tracing::warn!(bridge = %name, error = %e, retry_ms = backoff.as_millis() as u64, "MQTT connection failed; reconnecting");
+                    if self.sleep_or_stop(backoff).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(MQTT_RECONNECT_BACKOFF_MAX);
+                }
+            }
+        }
+        // Let the worker finish its batch, keeping the connection served so its acknowledgements
+        // go out (anything received meanwhile is not acknowledged: it comes again).
+        drop(handoff);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            tokio::select! {
+                _ = &mut *worker => break,
+                _ = eventloop.poll() => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+    }
+
+    /// `true` when the broker is stopping.
+    async fn sleep_or_stop(&mut self, wait: Duration) -> bool {
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = self.stopping.wait_for(|stop| *stop) => true,
+        };
+        stopped || *self.stopping.borrow()
+    }
+}
+
+fn qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        2 => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
+    }
+}
+
+/// A bridge's plugins; instances move into blocking tasks and back.
+struct Plugins {
+    ingest: Option<PluginInstance>,
+    ingest_label: String,
+    partitioner: Option<(String, PluginInstance)>,
+}
+
+struct Worker {
+    spec: BridgeSpec,
+    template: Template,
+    store: Store,
+    stats: Arc<BridgeStats>,
+    client: AsyncClient,
+    plugins: Plugins,
+    stopping: watch::Receiver<bool>,
+}
+
+/// Messages of one MQTT topic in a batch, and what became of them.
+struct Group {
+    topic: String,
+    messages: Vec<SourceMessage>,
+}
+
+/// A message the bridge could not turn into records.
+struct Rejected {
+    message: SourceMessage,
+    plugin: String,
+    error: String,
+}
+
+impl Worker {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Publish>) {
+        while let Some(first) = inbox.recv().await {
+            if *self.stopping.borrow() {
+                return;
+            }
+            let mut batch = vec![first];
+            let mut bytes = batch[0].payload.len();
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(self.spec.batch_window_ms);
+            while batch.len() < self.spec.batch_messages && bytes < self.spec.batch_bytes {
+                tokio::select! {
+                    next = inbox.recv() => match next {
+                        Some(publish) => {
+                            bytes += publish.payload.len();
+                            batch.push(publish);
+                        }
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            if !self.commit(&batch).await {
+                return;
+            }
+            for publish in &batch {
+                // Room was reserved for every ack (see `Bridge::client`); a full channel means
+                // the connection is gone, and the message comes again.
+                let _ = self.client.try_ack(publish);
+            }
+        }
+    }
+
+    /// Turns `batch` into records and appends them durably; `false` when the broker stops first
+    /// (nothing is acknowledged then).
+    async fn commit(&mut self, batch: &[Publish]) -> bool {
+        let received_ms = crate::clock::now_ms();
+        BridgeStats::count(&self.stats.messages_in, batch.len() as u64);
+        let mut groups: Vec<Group> = Vec::new();
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        for publish in batch {
+            let at = *index.entry(publish.topic.as_str()).or_insert_with(|| {
+                groups.push(Group { topic: publish.topic.clone(), messages: Vec::new() });
+                groups.len() - 1
+            });
+            groups[at].messages.push(SourceMessage {
+                payload: publish.payload.to_vec(),
+                topic: publish.topic.clone(),
+                qos: publish.qos as u8,
+                retained: publish.retain,
+                properties: Vec::new(),
+                received_ms,
+            });
+        }
+        let mut appends: Vec<(String, u32, Vec<u8>)> = Vec::new();
+        let mut rejected: Vec<Rejected> = Vec::new();
+        let mut records_out = 0;
+        for group in groups {
+            match self.records_of(group, &mut rejected).await {
+                Some((target, by_partition, records)) => {
+                    records_out += records;
+                    appends.extend(by_partition.into_iter().map(|(p, bytes)| (target.clone(), p, bytes)));
+                }
+                None => continue,
+            }
+        }
+        if !rejected.is_empty() {
+            match self.dead_letters(&rejected).await {
+                Ok(letters) => appends.push((self.spec.dead_letter_topic(), 0, letters)),
+                Err(e) => tracing::error!(bridge = %self.spec.name, error = %e, "cannot build dead letters; dropped"),
+            }
+        }
+        let mut wait = MQTT_RECONNECT_BACKOFF_MIN;
+        loop {
+            match self.store.transact(appends.clone(), Documents(Box::new(|_| Vec::new())), None).await {
+                Ok(_) => break,
+                Err(e) => {
+                    self.stats.set_error(Some(format!("append failed: {e}")));
+                    tracing::warn!(bridge = %self.spec.name, error = %e, "append failed; will retry (messages stay unacknowledged)");
+                    if !matches!(e, AppendError::Storage(_) | AppendError::ShutDown) {
+                        // Refused for good (too large for the topic): what it refuses cannot
+                        // be stored anywhere; say so loudly and move on rather than stall.
+                        tracing::error!(bridge = %self.spec.name, error = %e, "records refused by the log; messages dropped");
+                        return true;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stopping.wait_for(|stop| *stop) => return false,
+                    }
+                    wait = (wait * 2).min(MQTT_RECONNECT_BACKOFF_MAX);
+                }
+            }
+        }
+        BridgeStats::count(&self.stats.records_out, records_out);
+        BridgeStats::count(&self.stats.messages_dead_lettered, rejected.len() as u64);
+        true
+    }
+
+    /// The records of one MQTT topic's messages, by partition of their target topic; rejected
+    /// messages are added to `rejected`. `None` when nothing is left to append.
+    async fn records_of(
+        &mut self,
+        group: Group,
+        rejected: &mut Vec<Rejected>,
+    ) -> Option<(String, BTreeMap<u32, Vec<u8>>, u64)> {
+        let target = match self.template.render(&group.topic) {
+            Ok(target) => target,
+            Err(error) => {
+                let plugin = "bridge".to_owned();
+                rejected.extend(group.messages.into_iter().map(|message| Rejected {
+                    message,
+                    plugin: plugin.clone(),
+                    error: error.clone(),
+                }));
+                return None;
+            }
+        };
+        let partitions = match self.ensure_topic(&target, self.spec.partitions).await {
+            Ok(partitions) => partitions,
+            Err(error) => {
+                rejected.extend(group.messages.into_iter().map(|message| Rejected {
+                    message,
+                    plugin: "bridge".into(),
+                    error: format!("cannot create topic {target:?}: {error}"),
+                }));
+                return None;
+            }
+        };
+        let mut kept = Vec::new();
+        match self.ingest(group.messages.clone()).await {
+            Ok(records) => kept.push(records),
+            // One call per message, so only the ones the plugin refuses are rejected.
+            Err(_) if group.messages.len() > 1 => {
+                for message in group.messages {
+                    match self.ingest(vec![message.clone()]).await {
+                        Ok(records) => kept.push(records),
+                        Err(error) => self.reject(rejected, message, error),
+                    }
+                }
+            }
+            Err(error) => {
+                let message = group.messages.into_iter().next().expect("a group has a message");
+                self.reject(rejected, message, error);
+            }
+        }
+        let mut records: Vec<OwnedRecord> = Vec::new();
+        for bytes in kept {
+            match batches::owned_records(&bytes) {
+                Ok(mut decoded) => records.append(&mut decoded),
+                Err(e) => tracing::error!(bridge = %self.spec.name, error = %e, "ingest output unreadable; dropped"),
+            }
+        }
+        if records.is_empty() {
+            return None;
+        }
+        // The record's key, or else the MQTT topic it came from.
+        for record in &mut records {
+            if record.key.is_none() {
+                record.key = Some(group.topic.as_bytes().to_vec());
+            }
+        }
+        let count = records.len() as u64;
+        let bytes = batches::build_batches(&records).ok()?;
+        let chosen = match self.partition(&target, &bytes, partitions, records.len()).await {
+            Ok(chosen) => chosen,
+            Err(error) => {
+                BridgeStats::count(&self.stats.plugin_failures, 1);
+                tracing::warn!(bridge = %self.spec.name, %error, "partitioner failed; partitioning by key");
+                by_key(&records, partitions)
+            }
+        };
+        let split = batches::split_by_partition(&bytes, &chosen).ok()?;
+        Some((target, split, count))
+    }
+
+    fn reject(&self, rejected: &mut Vec<Rejected>, message: SourceMessage, error: String) {
+        BridgeStats::count(&self.stats.plugin_failures, 1);
+        tracing::warn!(bridge = %self.spec.name, mqtt_topic = %message.topic, %error, "message rejected; dead-lettered");
+        rejected.push(Rejected { message, plugin: self.plugins.ingest_label.clone(), error });
+    }
+
+    /// The topic's partition count, creating it with `partitions` on first use.
+    async fn ensure_topic(&self, name: &str, partitions: u32) -> Result<u32, TopicError> {
+        if let Some(topic) = self.store.topic(name) {
+            return Ok(topic.partitions.len() as u32);
+        }
+        match self.store.create_topic(name, partitions, TopicConfig::default()).await {
+            Ok(topic) => {
+                tracing::info!(bridge = %self.spec.name, topic = %name, partitions, "created target topic");
+                Ok(topic.partitions.len() as u32)
+            }
+            Err(TopicError::AlreadyExists(_)) => {
+                Ok(self.store.topic(name).map_or(partitions, |t| t.partitions.len() as u32))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn ingest(&mut self, messages: Vec<SourceMessage>) -> Result<Vec<u8>, String> {
+        let mut instance = self.plugins.ingest.take().expect("the ingest plugin is back after every call");
+        let (instance, result) = tokio::task::spawn_blocking(move || {
+            let result = instance.ingest(&messages).map_err(|e| e.to_string());
+            (instance, result)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .unwrap_or_else(|e| panic!("the ingest plugin's task failed: {e}"));
+        self.plugins.ingest = Some(instance);
+        result
+    }
+
+    async fn partition(
+        &mut self,
+        topic: &str,
+        bytes: &[u8],
+        partitions: u32,
+        records: usize,
+    ) -> Result<Vec<u32>, String> {
+        let Some((label, mut instance)) = self.plugins.partitioner.take() else {
+            let decoded = batches::owned_records(bytes)?;
+            return Ok(by_key(&decoded, partitions));
+        };
+        let (topic, bytes) = (topic.to_owned(), bytes.to_vec());
+        let (instance, result) = tokio::task::spawn_blocking(move || {
+            let result = instance.partition(&topic, 0, &bytes, partitions, records).map_err(|e| e.to_string());
+            (instance, result)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the partitioner's task failed: {e}"));
+        self.plugins.partitioner = Some((label, instance));
+        result
+    }
+
+    /// The rejected messages as records of the dead-letter topic (created on first use): the
+    /// payload as value, the MQTT topic as key, and why in headers.
+    async fn dead_letters(&self, rejected: &[Rejected]) -> Result<Vec<u8>, String> {
+        let topic = self.spec.dead_letter_topic();
+        self.ensure_topic(&topic, 1).await.map_err(|e| e.to_string())?;
+        let records: Vec<OwnedRecord> = rejected
+            .iter()
+            .map(|r| OwnedRecord {
+                offset: 0,
+                timestamp: r.message.received_ms,
+                key: Some(r.message.topic.as_bytes().to_vec()),
+                value: Some(r.message.payload.clone()),
+                headers: [
+                    (headers::MQTT_TOPIC, r.message.topic.clone()),
+                    (headers::ERROR, r.error.clone()),
+                    (headers::PLUGIN, r.plugin.clone()),
+                    (headers::BRIDGE, self.spec.name.clone()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), Some(v.into_bytes())))
+                .collect(),
+            })
+            .collect();
+        batches::build_batches(&records)
+    }
+}
+
+/// Kafka's default: murmur2 of the key.
+fn by_key(records: &[OwnedRecord], partitions: u32) -> Vec<u32> {
+    records
+        .iter()
+        .map(|r| {
+            rill_core::partitioner::partition_for_key(r.key.as_deref().unwrap_or_default(), partitions).unwrap_or(0)
+        })
+        .collect()
+}

@@ -1,0 +1,224 @@
+//! MQTT ingest with real parts: a private mosquitto, `mosquitto_pub` publishing SenML packs, the
+//! real `rill` binary bridging them through the `senml` plugin, and rskafka reading the records.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rill_tests::{Http, Mosquitto, Running, WAIT};
+use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::Record;
+use serde_json::{Value, json};
+
+fn plugin_file(name: &str) -> PathBuf {
+    let dir = std::env::var_os("RILL_PLUGIN_DIR")
+        .expect("RILL_PLUGIN_DIR is not set: run the tests with `cargo xtask test`, which builds the plugins");
+    PathBuf::from(dir).join(format!("{name}.wasm"))
+}
+
+fn upload(http_addr: &str, plugin: &str) {
+    let output = rill_tests::rill()
+        .args(["plugin", "upload"])
+        .arg(plugin_file(plugin))
+        .args(["--admin", &format!("http://{http_addr}")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+async fn connect(addr: &str) -> Client {
+    ClientBuilder::new(vec![addr.to_owned()]).build().await.expect("rskafka connects")
+}
+
+async fn partition(client: &Client, topic: &str, partition: i32) -> PartitionClient {
+    client.partition_client(topic, partition, UnknownTopicHandling::Retry).await.expect("partition client")
+}
+
+async fn read_all(client: &PartitionClient) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (records, high_watermark) = client.fetch_records(offset, 1..10_000_000, 100).await.expect("fetch");
+        for r in records {
+            offset = r.offset + 1;
+            out.push(r.record);
+        }
+        if offset >= high_watermark {
+            return out;
+        }
+    }
+}
+
+/// Waits until `topic` exists in the broker and holds at least `count` records over its
+/// partitions (or panics after `within`).
+fn wait_for_records(http: &Http, topic: &str, count: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = http.get(&format!("/v1/topics/{topic}"));
+        let records: u64 = body["partitions"]
+            .as_array()
+            .map(|ps| ps.iter().map(|p| p["log_end_offset"].as_u64().unwrap_or(0)).sum())
+            .unwrap_or(0);
+        if status == 200 && records >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{topic}: fewer than {count} records in {within:?}: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn bridge(name: &str, mosquitto: &Mosquitto, target: &str, partitions: u32) -> Value {
+    json!({"name": name, "url": mosquitto.url(), "subscriptions": [{"filter": "sensors/+/telemetry", "qos": 1}],
+        "target": target, "partitions": partitions, "ingest": {"plugin": "senml"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senml_over_mqtt_becomes_keyed_records_and_survives_a_broker_outage() {
+    let mut mosquitto = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rill = Running::start(rill_tests::serve().arg("--data-dir").arg(dir.path()));
+    let (kafka, http_addr) = (rill.kafka_addr(), rill.http_addr());
+    let http = Http::new(&http_addr);
+    upload(&http_addr, "senml");
+    let (status, body) = http.post("/v1/mqtt", &bridge("sensors", &mosquitto, "sensors.{1}", 3));
+    assert_eq!(status, 201, "{body}");
+    let deadline = Instant::now() + WAIT;
+    while http.get("/v1/mqtt/sensors").1["status"]["connected"] != true {
+        assert!(Instant::now() < deadline, "the bridge did not connect: {}", http.get("/v1/mqtt/sensors").1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200)); // the subscription's SubAck
+
+    let pack = |device: &str, t: f64| {
+        json!([{"bn": format!("urn:dev:{device}:"), "bt": t, "n": "temp", "u": "Cel", "v": 21.5},
+            {"n": "hum", "u": "%RH", "v": 40}, {"n": "battery", "u": "%EL", "v": 97}])
+        .to_string()
+    };
+    for device in ["dev1", "dev2"] {
+        let packs: Vec<String> = (0..20).map(|i| pack(device, 1.7e9 + f64::from(i))).collect();
+        mosquitto.publish_lines(&format!("sensors/{device}/telemetry"), 1, &(packs.join("\n") + "\n"));
+    }
+    mosquitto.publish("sensors/dev1/telemetry", 1, "this is not SenML");
+    for device in ["dev1", "dev2"] {
+        wait_for_records(&http, &format!("sensors.{device}"), 60, WAIT);
+    }
+    let client = connect(&kafka).await;
+    for device in ["dev1", "dev2"] {
+        let mut by_key: BTreeMap<String, i32> = BTreeMap::new();
+        let mut records = 0;
+        for p in 0..3 {
+            for record in read_all(&partition(&client, &format!("sensors.{device}"), p).await).await {
+                let key = String::from_utf8(record.key.clone().unwrap()).unwrap();
+                assert!(key.starts_with(&format!("urn:dev:{device}:")), "keyed by the full sensor name: {key}");
+                let expected = rill_core::partitioner::partition_for_key(key.as_bytes(), 3).unwrap() as i32;
+                assert_eq!(p, expected, "{key} is in the partition murmur2 of its key gives");
+                assert_eq!(*by_key.entry(key).or_insert(p), p);
+                let value: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+                assert!(value["v"].is_number(), "{value}");
+                records += 1;
+            }
+        }
+        assert_eq!((records, by_key.len()), (60, 3), "one record per measurement: {device}");
+    }
+    wait_for_records(&http, "mqtt.dlq", 1, WAIT);
+    let letters = read_all(&partition(&client, "mqtt.dlq", 0).await).await;
+    assert_eq!(letters[0].value.as_deref(), Some(b"this is not SenML".as_slice()));
+    assert_eq!(letters[0].headers["rill.dlq.mqtt.topic"], b"sensors/dev1/telemetry");
+    assert!(String::from_utf8_lossy(&letters[0].headers["rill.dlq.error"]).contains("not SenML"));
+
+    // The MQTT broker goes away and comes back: the bridge reconnects by itself, and what is
+    // published while Rill reconnects (queued for its persistent session) arrives.
+    mosquitto.restart();
+    mosquitto.publish_lines("sensors/dev3/telemetry", 1, &(pack("dev3", 1.7e9) + "\n"));
+    wait_for_records(&http, "sensors.dev3", 3, Duration::from_secs(30));
+    let view = http.get("/v1/mqtt/sensors").1;
+    assert!(view["status"]["connects"].as_u64().unwrap() >= 2, "{view}");
+    assert_eq!(view["status"]["messages_dead_lettered"], 1, "{view}");
+    let metrics = http.text("/metrics");
+    assert!(metrics.contains("rill_mqtt_messages_in_total{bridge=\"sensors\"} 42"), "{metrics}");
+    rill.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos_1_messages_survive_kill_9_of_the_gateway() {
+    const MESSAGES: u64 = 100_000;
+    const KILLS: u64 = 3;
+    let mosquitto = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rill = Running::start(rill_tests::serve().arg("--data-dir").arg(dir.path()));
+    let http_addr = rill.http_addr();
+    upload(&http_addr, "senml");
+    let added = rill_tests::rill()
+        .args(["mqtt", "add", "ingest", "--url", &mosquitto.url(), "--subscribe", "sensors/+/telemetry@1"])
+        .args(["--target", "readings", "--ingest", "senml", "--admin", &format!("http://{http_addr}")])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let deadline = Instant::now() + WAIT;
+    while Http::new(&http_addr).get("/v1/mqtt/ingest").1["status"]["connected"] != true {
+        assert!(Instant::now() < deadline, "the bridge did not connect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    // One pack per message, each with its own sequence number, published with QoS 1 by a
+    // client that counts mosquitto's acknowledgements: every message is accepted by the broker.
+    let publisher = tokio::spawn(publish_acknowledged(mosquitto.port, MESSAGES));
+    for kill in 0..KILLS {
+        std::thread::sleep(Duration::from_millis(700 + 300 * kill));
+        rill.signal(libc::SIGKILL);
+        rill.wait_exit();
+        rill = Running::start(rill_tests::serve().arg("--data-dir").arg(dir.path()));
+        rill.wait_for("MQTT bridges started").unwrap();
+    }
+    assert_eq!(publisher.await.unwrap(), MESSAGES, "mosquitto acknowledged every message");
+    let (kafka, http_addr) = (rill.kafka_addr(), rill.http_addr());
+    let http = Http::new(&http_addr);
+    wait_for_records(&http, "readings", MESSAGES, Duration::from_secs(120));
+    // Let anything still in flight land before counting.
+    std::thread::sleep(Duration::from_millis(500));
+    let client = connect(&kafka).await;
+    let records = read_all(&partition(&client, "readings", 0).await).await;
+    let mut seen = vec![0u32; MESSAGES as usize];
+    for record in &records {
+        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+        seen[value["v"].as_f64().unwrap() as usize] += 1;
+    }
+    let missing: Vec<usize> = seen.iter().enumerate().filter(|(_, n)| **n == 0).map(|(i, _)| i).take(10).collect();
+    assert!(missing.is_empty(), "lost messages, first ones: {missing:?}");
+    let duplicates = records.len() as u64 - MESSAGES;
+    // The bridge's in-flight window: messages received and not yet acknowledged are those
+    // waiting to be batched plus the batch being committed.
+    let window = (rill::limits::MQTT_INFLIGHT_MAX + rill::limits::MQTT_BATCH_MESSAGES_DEFAULT) as u64;
+    eprintln!("{duplicates} duplicates after {KILLS} kills (window {window})");
+    assert!(duplicates <= window * KILLS, "{duplicates} duplicates, more than the in-flight window per kill");
+    rill.stop();
+}
+
+/// Publishes `count` SenML packs `[{"n":"seq","v":N}]` with QoS 1 and returns how many the MQTT
+/// broker acknowledged.
+async fn publish_acknowledged(port: u16, count: u64) -> u64 {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new("test-publisher", "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30)).set_inflight(100);
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    let sender = tokio::spawn(async move {
+        for n in 0..count {
+            let pack = format!("[{{\"n\":\"seq\",\"v\":{n}}}]");
+            client.publish("sensors/bulk/telemetry", QoS::AtLeastOnce, false, pack).await.unwrap();
+        }
+        client
+    });
+    let mut acknowledged = 0;
+    while acknowledged < count {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::PubAck(_))) => acknowledged += 1,
+            Ok(_) => {}
+            Err(e) => panic!("the publisher lost its connection: {e}"),
+        }
+    }
+    let client = sender.await.unwrap();
+    let _ = client.disconnect().await;
+    acknowledged
+}
