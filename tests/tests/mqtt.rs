@@ -189,8 +189,9 @@ async fn qos_1_messages_survive_kill_9_of_the_gateway() {
     assert!(missing.is_empty(), "lost messages, first ones: {missing:?}");
     let duplicates = records.len() as u64 - MESSAGES;
     // The bridge's in-flight window: messages received and not yet acknowledged are those
-    // waiting to be batched plus the batch being committed.
-    let window = (rill::limits::MQTT_INFLIGHT_MAX + rill::limits::MQTT_BATCH_MESSAGES_DEFAULT) as u64;
+    // waiting to be batched (channel and stash) plus the batch being committed.
+    use rill::limits::{MQTT_BATCH_MESSAGES_DEFAULT, MQTT_INFLIGHT_MAX, MQTT_STASH_MAX};
+    let window = (MQTT_INFLIGHT_MAX + MQTT_STASH_MAX + MQTT_BATCH_MESSAGES_DEFAULT) as u64;
     eprintln!("{duplicates} duplicates after {KILLS} kills (window {window})");
     assert!(duplicates <= window * KILLS, "{duplicates} duplicates, more than the in-flight window per kill");
     rill.stop();

@@ -3,15 +3,17 @@
 //!
 //! - The poll task drives rumqttc's event loop: it subscribes again whenever the broker says no
 //!   session is present (rumqttc does not), and hands publishes to the worker through a channel of
-//!   [`MQTT_INFLIGHT_MAX`]. When the worker falls behind, the channel fills, the poll task stops
-//!   reading, and the MQTT broker queues for the session: the in-flight window is bounded.
+//!   [`MQTT_INFLIGHT_MAX`]. When the worker falls behind, the channel fills and the poll task
+//!   holds up to [`MQTT_STASH_MAX`] more while it keeps the connection served (acknowledgements
+//!   go out at once); past that it stops reading, and the MQTT broker queues for the session:
+//!   the in-flight window is bounded.
 //! - The worker gathers what arrived within the batch window (bounded by count and bytes), calls
 //!   the ingest plugin once per MQTT topic in the batch, partitions the records, appends them all
 //!   (and the dead letters) in one transaction, and only then acknowledges the messages. A crash
 //!   before the acknowledgement means redelivery, never loss; duplicates are bounded by the
 //!   in-flight window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +22,7 @@ use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Pac
 use tokio::sync::{mpsc, watch};
 
 use super::spec::{BridgeSpec, Template};
-use crate::limits::{MQTT_INFLIGHT_MAX, MQTT_RECONNECT_BACKOFF_MAX, MQTT_RECONNECT_BACKOFF_MIN};
+use crate::limits::{MQTT_INFLIGHT_MAX, MQTT_RECONNECT_BACKOFF_MAX, MQTT_RECONNECT_BACKOFF_MIN, MQTT_STASH_MAX};
 use crate::pipelines::batches::{self, OwnedRecord};
 use crate::pipelines::load_instance;
 use crate::plugins::{PluginCatalog, PluginInstance, PluginLimits, SourceMessage};
@@ -152,9 +154,40 @@ impl Bridge {
         let filters: Vec<SubscribeFilter> =
             self.spec.subscriptions.iter().map(|s| SubscribeFilter::new(s.filter.clone(), qos(s.qos))).collect();
         let mut backoff = MQTT_RECONNECT_BACKOFF_MIN;
+        // Publishes received while the worker's channel is full. The connection keeps being
+        // served meanwhile (so the worker's acknowledgements go out at once) until this holds
+        // MQTT_STASH_MAX; then the task stops reading: backpressure onto the MQTT broker.
+        let mut stash: VecDeque<Publish> = VecDeque::new();
         loop {
+            while let Some(publish) = stash.pop_front() {
+                match handoff.try_send(publish) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(publish)) => {
+                        stash.push_front(publish);
+                        break;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+            if stash.len() >= MQTT_STASH_MAX {
+                let room = tokio::select! {
+                    room = handoff.reserve() => room.ok(),
+                    _ = self.stopping.wait_for(|stop| *stop) => None,
+                };
+                match (room, stash.pop_front()) {
+                    (Some(room), Some(publish)) => room.send(publish),
+                    _ => break,
+                }
+                continue;
+            }
             let event = tokio::select! {
                 event = eventloop.poll() => event,
+                room = handoff.reserve(), if !stash.is_empty() => {
+                    if let (Ok(room), Some(publish)) = (room, stash.pop_front()) {
+                        room.send(publish);
+                    }
+                    continue;
+                }
                 _ = self.stopping.wait_for(|stop| *stop) => break,
             };
             match event {
@@ -172,16 +205,7 @@ impl Bridge {
                         tracing::error!(bridge = %name, error = %e, "cannot subscribe");
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    // Waits while the window is full: backpressure onto the MQTT broker.
-                    let sent = tokio::select! {
-                        sent = handoff.send(publish) => sent.is_ok(),
-                        _ = self.stopping.wait_for(|stop| *stop) => false,
-                    };
-                    if !sent {
-                        break;
-                    }
-                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => stash.push_back(publish),
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     tracing::info!(bridge = %name, codes = ?ack.return_codes, "subscribed");
                 }
