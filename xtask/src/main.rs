@@ -9,7 +9,7 @@
 //! - `cargo xtask plugins`: builds the plugins under `plugins/` for `wasm32-unknown-unknown` and
 //!   makes them components (`<target dir>/plugins/<name>.wasm`); `test` does it too and hands the
 //!   directory to the tests in `RILL_PLUGIN_DIR`.
-//! - `cargo xtask bench storage|kafka|plugins [ARGS]`: a benchmark on a release build.
+//! - `cargo xtask bench storage|kafka|plugins|mqtt [ARGS]`: a benchmark on a release build.
 
 mod plugins;
 
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("plugins") => install_targets().and_then(|()| plugins::build(&workspace_root())).map(drop),
         _ => Err(format!(
-            "usage: cargo xtask test | cargo xtask plugins | cargo xtask bench storage|kafka|plugins [ARGS]\n(got {:?})",
+            "usage: cargo xtask test | cargo xtask plugins | cargo xtask bench storage|kafka|plugins|mqtt [ARGS]\n(got {:?})",
             args.first()
         )),
     };
@@ -202,10 +202,13 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
                 Command::new(&rill_bin).args(["bench", which, "--quick", "--dir"]).arg(&scratch),
             )?;
         }
-        run(
-            "bench plugins --quick",
-            Command::new(&rill_bin).args(["bench", "plugins", "--quick", "--plugins"]).arg(&plugin_dir),
-        )
+        for which in ["plugins", "mqtt"] {
+            run(
+                &format!("bench {which} --quick"),
+                Command::new(&rill_bin).args(["bench", which, "--quick", "--plugins"]).arg(&plugin_dir),
+            )?;
+        }
+        Ok(())
     })?;
     Ok(())
 }
@@ -313,19 +316,18 @@ fn bench(args: &[String]) -> Result<(), String> {
             command.current_dir(workspace_root()).args(["bench", which]).args(&args[1..]);
             run(&format!("rill bench {which}"), &mut command)
         }
-        Some("plugins") => {
+        Some(which @ ("plugins" | "mqtt")) => {
             install_targets()?;
+            if which == "mqtt" {
+                install_programs()?;
+            }
             let components = plugins::build(&workspace_root())?;
             let rill = build_binary(&["build", "--release", "-p", "rill", "--bin", "rill"])?;
             let mut command = Command::new(rill);
-            command
-                .current_dir(workspace_root())
-                .args(["bench", "plugins", "--plugins"])
-                .arg(components)
-                .args(&args[1..]);
-            run("rill bench plugins", &mut command)
+            command.current_dir(workspace_root()).args(["bench", which, "--plugins"]).arg(components).args(&args[1..]);
+            run(&format!("rill bench {which}"), &mut command)
         }
-        other => Err(format!("unknown benchmark {other:?}; known: storage, kafka, plugins")),
+        other => Err(format!("unknown benchmark {other:?}; known: storage, kafka, plugins, mqtt")),
     }
 }
 

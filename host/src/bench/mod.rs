@@ -1,6 +1,7 @@
 //! `rill bench …`: measurements against a baseline measured in the same run.
 
 mod kafka;
+mod mqtt;
 mod plugins;
 mod storage;
 
@@ -17,6 +18,9 @@ pub enum BenchCommand {
     /// Record batches through WebAssembly plugins against the same work in native Rust, and a
     /// plugin's cold start.
     Plugins(plugins::PluginsArgs),
+    /// Sustained ingest from a private mosquitto into Rill (senml plugin, fsync before ack),
+    /// against the same broker's delivery to a plain subscriber.
+    Mqtt(mqtt::MqttArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<(), String> {
@@ -24,5 +28,6 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Storage(args) => storage::run(args).await,
         BenchCommand::Kafka(args) => kafka::run(args).await,
         BenchCommand::Plugins(args) => plugins::run(args).await,
+        BenchCommand::Mqtt(args) => mqtt::run(args).await,
     }
 }
