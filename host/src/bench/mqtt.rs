@@ -72,7 +72,7 @@ struct Mosquitto {
 }
 
 impl Mosquitto {
-    fn start(program: &PathBuf) -> Result<Mosquitto, String> {
+    fn start(program: &std::path::Path) -> Result<Mosquitto, String> {
         let port =
             std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
         let dir = Scratch::new("mosquitto")?;
@@ -85,7 +85,7 @@ impl Mosquitto {
         let program = if program.as_os_str() == "mosquitto" && std::path::Path::new("/usr/sbin/mosquitto").exists() {
             PathBuf::from("/usr/sbin/mosquitto")
         } else {
-            program.clone()
+            program.to_owned()
         };
         let child = Command::new(&program)
             .arg("-c")
