@@ -18,11 +18,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeFilter,
+};
 use tokio::sync::{mpsc, watch};
 
 use super::spec::{BridgeSpec, Template};
 use crate::limits::{MQTT_INFLIGHT_MAX, MQTT_RECONNECT_BACKOFF_MAX, MQTT_RECONNECT_BACKOFF_MIN, MQTT_STASH_MAX};
+use crate::pipelines::StageSpec;
 use crate::pipelines::batches::{self, OwnedRecord};
 use crate::pipelines::load_instance;
 use crate::plugins::{PluginCatalog, PluginInstance, PluginLimits, SourceMessage};
@@ -96,7 +99,9 @@ impl Bridge {
             }
         };
         let (handoff, inbox) = mpsc::channel(MQTT_INFLIGHT_MAX);
+        let session = Arc::new(AtomicU64::new(0));
         let worker = Worker {
+            session: Arc::clone(&session),
             template: Template::parse(&self.spec.target).expect("checked when the bridge was stored"),
             spec: self.spec.clone(),
             store: self.store.clone(),
@@ -106,7 +111,7 @@ impl Bridge {
             stopping: self.stopping.clone(),
         };
         let mut worker = tokio::spawn(worker.run(inbox));
-        self.poll(eventloop, &client, handoff, &mut worker).await;
+        self.poll(eventloop, &client, handoff, &session, &mut worker).await;
         self.stats.connected.store(false, Ordering::Relaxed);
         tracing::info!(bridge = %name, "bridge stopped");
     }
@@ -114,13 +119,14 @@ impl Bridge {
     async fn load_plugins(&self) -> Result<Plugins, String> {
         let (catalog, ingest, partitioner) =
             (self.catalog.clone(), self.spec.ingest.clone(), self.spec.partitioner.clone());
+        let ingest_stage_copy = ingest.clone();
         tokio::task::spawn_blocking(move || {
             let (ingest_label, ingest) = load_instance(&catalog, &ingest, PluginLimits::default())?;
             let partitioner = match partitioner {
                 Some(stage) => Some(load_instance(&catalog, &stage, PluginLimits::default())?),
                 None => None,
             };
-            Ok(Plugins { ingest: Some(ingest), ingest_label, partitioner })
+            Ok(Plugins { catalog, ingest_stage: ingest_stage_copy, ingest: Some(ingest), ingest_label, partitioner })
         })
         .await
         .map_err(|e| e.to_string())?
@@ -147,7 +153,8 @@ impl Bridge {
         &mut self,
         mut eventloop: EventLoop,
         client: &AsyncClient,
-        handoff: mpsc::Sender<Publish>,
+        handoff: mpsc::Sender<Handoff>,
+        session: &AtomicU64,
         worker: &mut tokio::task::JoinHandle<()>,
     ) {
         let name = self.spec.name.clone();
@@ -157,7 +164,7 @@ impl Bridge {
         // Publishes received while the worker's channel is full. The connection keeps being
         // served meanwhile (so the worker's acknowledgements go out at once) until this holds
         // MQTT_STASH_MAX; then the task stops reading: backpressure onto the MQTT broker.
-        let mut stash: VecDeque<Publish> = VecDeque::new();
+        let mut stash: VecDeque<Handoff> = VecDeque::new();
         loop {
             while let Some(publish) = stash.pop_front() {
                 match handoff.try_send(publish) {
@@ -197,6 +204,11 @@ impl Bridge {
                     self.stats.set_error(None);
                     BridgeStats::count(&self.stats.connects, 1);
                     tracing::info!(bridge = %name, session_present = ack.session_present, "connected to the MQTT broker");
+                    if !ack.session_present {
+                        // A new session: what arrived in the old one is no longer the
+                        // broker's to acknowledge (see `Handoff`).
+                        session.fetch_add(1, Ordering::AcqRel);
+                    }
                     // The broker kept no session (first connect, or it lost its state):
                     // subscribe again, or nothing would arrive.
                     if !ack.session_present
@@ -205,7 +217,9 @@ impl Bridge {
                         tracing::error!(bridge = %name, error = %e, "cannot subscribe");
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => stash.push_back(publish),
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    stash.push_back((session.load(Ordering::Acquire), publish));
+                }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     tracing::info!(bridge = %name, codes = ?ack.return_codes, "subscribed");
                 }
@@ -228,12 +242,25 @@ impl Bridge {
         loop {
             tokio::select! {
                 _ = &mut *worker => break,
-                _ = eventloop.poll() => {}
-                _ = tokio::time::sleep_until(deadline) => break,
+                event = eventloop.poll() => {
+                    if event.is_err() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    worker.abort();
+                    break;
+                }
             }
         }
+        // Send what is queued (the last acknowledgements), then the DISCONNECT.
         let _ = client.try_disconnect();
-        let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, eventloop.poll()).await {
+            if matches!(event, Event::Outgoing(Outgoing::Disconnect)) {
+                break;
+            }
+        }
     }
 
     /// `true` when the broker is stopping.
@@ -256,6 +283,8 @@ fn qos(level: u8) -> QoS {
 
 /// A bridge's plugins; instances move into blocking tasks and back.
 struct Plugins {
+    catalog: PluginCatalog,
+    ingest_stage: StageSpec,
     ingest: Option<PluginInstance>,
     ingest_label: String,
     partitioner: Option<(String, PluginInstance)>,
@@ -269,12 +298,26 @@ struct Worker {
     client: AsyncClient,
     plugins: Plugins,
     stopping: watch::Receiver<bool>,
+    /// The MQTT session messages belong to (see [`Handoff`]).
+    session: Arc<AtomicU64>,
 }
 
-/// Messages of one MQTT topic in a batch, and what became of them.
+/// A publish with the session it arrived in. A packet id means something only within its
+/// session: when the broker starts a new one (it lost or dropped the old), acknowledging an old
+/// id would acknowledge some other message of the new session.
+type Handoff = (u64, Publish);
+
+/// Messages of one MQTT topic in a batch.
 struct Group {
     topic: String,
     messages: Vec<SourceMessage>,
+}
+
+/// A group's records, ready to append.
+struct Prepared {
+    messages: Vec<SourceMessage>,
+    appends: Vec<(String, u32, Vec<u8>)>,
+    records: u64,
 }
 
 /// A message the bridge could not turn into records.
@@ -284,43 +327,73 @@ struct Rejected {
     error: String,
 }
 
+/// A failure that may pass (storage recovering): nothing is acknowledged, the batch is tried
+/// again after a back-off.
+struct Transient(String);
+
 impl Worker {
-    async fn run(mut self, mut inbox: mpsc::Receiver<Publish>) {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Handoff>) {
         while let Some(first) = inbox.recv().await {
             if *self.stopping.borrow() {
                 return;
             }
             let mut batch = vec![first];
-            let mut bytes = batch[0].payload.len();
+            let mut bytes = batch[0].1.payload.len();
             let deadline = tokio::time::Instant::now() + Duration::from_millis(self.spec.batch_window_ms);
             while batch.len() < self.spec.batch_messages && bytes < self.spec.batch_bytes {
                 tokio::select! {
                     next = inbox.recv() => match next {
-                        Some(publish) => {
-                            bytes += publish.payload.len();
-                            batch.push(publish);
+                        Some(handoff) => {
+                            bytes += handoff.1.payload.len();
+                            batch.push(handoff);
                         }
                         None => break,
                     },
                     _ = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            if !self.commit(&batch).await {
+            let publishes: Vec<&Publish> = batch.iter().map(|(_, publish)| publish).collect();
+            if !self.commit(&publishes).await {
                 return;
             }
-            for publish in &batch {
+            let session = self.session.load(Ordering::Acquire);
+            for (arrived_in, publish) in &batch {
                 // Room was reserved for every ack (see `Bridge::client`); a full channel means
                 // the connection is gone, and the message comes again.
-                let _ = self.client.try_ack(publish);
+                if *arrived_in == session {
+                    let _ = self.client.try_ack(publish);
+                }
             }
         }
     }
 
     /// Turns `batch` into records and appends them durably; `false` when the broker stops first
-    /// (nothing is acknowledged then).
-    async fn commit(&mut self, batch: &[Publish]) -> bool {
-        let received_ms = crate::clock::now_ms();
+    /// (nothing is acknowledged then). Every message ends up stored: as records, or as a dead
+    /// letter saying why not.
+    async fn commit(&mut self, batch: &[&Publish]) -> bool {
         BridgeStats::count(&self.stats.messages_in, batch.len() as u64);
+        let mut wait = MQTT_RECONNECT_BACKOFF_MIN;
+        loop {
+            match self.try_commit(batch).await {
+                Ok(()) => return true,
+                Err(Transient(error)) => {
+                    self.stats.set_error(Some(error.clone()));
+                    tracing::warn!(bridge = %self.spec.name, %error, retry_ms = wait.as_millis() as u64, "cannot store the batch yet; messages stay unacknowledged");
+                    let stopped = tokio::select! {
+                        _ = tokio::time::sleep(wait) => false,
+                        _ = self.stopping.wait_for(|stop| *stop) => true,
+                    };
+                    if stopped {
+                        return false;
+                    }
+                    wait = (wait * 2).min(MQTT_RECONNECT_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    async fn try_commit(&mut self, batch: &[&Publish]) -> Result<(), Transient> {
+        let received_ms = crate::clock::now_ms();
         let mut groups: Vec<Group> = Vec::new();
         let mut index: BTreeMap<&str, usize> = BTreeMap::new();
         for publish in batch {
@@ -337,88 +410,96 @@ impl Worker {
                 received_ms,
             });
         }
-        let mut appends: Vec<(String, u32, Vec<u8>)> = Vec::new();
-        let mut rejected: Vec<Rejected> = Vec::new();
-        let mut records_out = 0;
+        let mut prepared = Vec::new();
+        let mut rejected = Vec::new();
         for group in groups {
-            match self.records_of(group, &mut rejected).await {
-                Some((target, by_partition, records)) => {
-                    records_out += records;
-                    appends.extend(by_partition.into_iter().map(|(p, bytes)| (target.clone(), p, bytes)));
-                }
-                None => continue,
+            if let Some(ready) = self.prepare(group, &mut rejected).await? {
+                prepared.push(ready);
             }
         }
-        if !rejected.is_empty() {
-            match self.dead_letters(&rejected).await {
-                Ok(letters) => appends.push((self.spec.dead_letter_topic(), 0, letters)),
-                Err(e) => tracing::error!(bridge = %self.spec.name, error = %e, "cannot build dead letters; dropped"),
-            }
-        }
-        let mut wait = MQTT_RECONNECT_BACKOFF_MIN;
-        loop {
-            match self.store.transact(appends.clone(), Documents(Box::new(|_| Vec::new())), None).await {
-                Ok(_) => break,
-                Err(e) => {
-                    self.stats.set_error(Some(format!("append failed: {e}")));
-                    tracing::warn!(bridge = %self.spec.name, error = %e, "append failed; will retry (messages stay unacknowledged)");
-                    if !matches!(e, AppendError::Storage(_) | AppendError::ShutDown) {
-                        // Refused for good (too large for the topic): what it refuses cannot
-                        // be stored anywhere; say so loudly and move on rather than stall.
-                        tracing::error!(bridge = %self.spec.name, error = %e, "records refused by the log; messages dropped");
-                        return true;
+        let appends: Vec<_> = prepared.iter().flat_map(|p| p.appends.iter().cloned()).collect();
+        match self.append(appends).await? {
+            Ok(()) => self.stored(&prepared),
+            // Refused for good (a record too large for its topic, a topic deleted meanwhile):
+            // group by group, so only the groups refused are dead-lettered.
+            Err(_) => {
+                for group in prepared {
+                    match self.append(group.appends.clone()).await? {
+                        Ok(()) => self.stored(std::slice::from_ref(&group)),
+                        Err(error) => {
+                            for message in group.messages {
+                                rejected.push(Rejected { message, plugin: "log".into(), error: error.to_string() });
+                            }
+                        }
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.stopping.wait_for(|stop| *stop) => return false,
-                    }
-                    wait = (wait * 2).min(MQTT_RECONNECT_BACKOFF_MAX);
                 }
             }
         }
-        BridgeStats::count(&self.stats.records_out, records_out);
-        BridgeStats::count(&self.stats.messages_dead_lettered, rejected.len() as u64);
-        true
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let letters = self.dead_letters(&rejected).await?;
+        match self.append(vec![(self.spec.dead_letter_topic(), 0, letters)]).await? {
+            Ok(()) => BridgeStats::count(&self.stats.messages_dead_lettered, rejected.len() as u64),
+            Err(error) => tracing::error!(bridge = %self.spec.name, %error, messages = rejected.len(),
+                "the dead-letter topic refused rejected messages: they cannot be stored anywhere and are dropped"),
+        }
+        Ok(())
     }
 
-    /// The records of one MQTT topic's messages, by partition of their target topic; rejected
-    /// messages are added to `rejected`. `None` when nothing is left to append.
-    async fn records_of(
-        &mut self,
-        group: Group,
-        rejected: &mut Vec<Rejected>,
-    ) -> Option<(String, BTreeMap<u32, Vec<u8>>, u64)> {
+    fn stored(&self, groups: &[Prepared]) {
+        BridgeStats::count(&self.stats.records_out, groups.iter().map(|g| g.records).sum());
+    }
+
+    /// Appends in one transaction: `Err(Transient)` for storage errors, `Ok(Err)` for refusals.
+    async fn append(&self, appends: Vec<(String, u32, Vec<u8>)>) -> Result<Result<(), AppendError>, Transient> {
+        match self.store.transact(appends, Documents(Box::new(|_| Vec::new())), None).await {
+            Ok(_) => Ok(Ok(())),
+            Err(e @ (AppendError::Storage(_) | AppendError::ShutDown)) => Err(Transient(format!("append failed: {e}"))),
+            Err(refused) => Ok(Err(refused)),
+        }
+    }
+
+    /// The records of one MQTT topic's messages, by partition of their target topic; messages
+    /// that cannot become records are added to `rejected`.
+    async fn prepare(&mut self, group: Group, rejected: &mut Vec<Rejected>) -> Result<Option<Prepared>, Transient> {
+        let reject_all = |rejected: &mut Vec<Rejected>, messages: Vec<SourceMessage>, plugin: &str, error: String| {
+            rejected.extend(messages.into_iter().map(|message| Rejected {
+                message,
+                plugin: plugin.to_owned(),
+                error: error.clone(),
+            }));
+        };
         let target = match self.template.render(&group.topic) {
             Ok(target) => target,
             Err(error) => {
-                let plugin = "bridge".to_owned();
-                rejected.extend(group.messages.into_iter().map(|message| Rejected {
-                    message,
-                    plugin: plugin.clone(),
-                    error: error.clone(),
-                }));
-                return None;
+                reject_all(rejected, group.messages, "bridge", error);
+                return Ok(None);
             }
         };
         let partitions = match self.ensure_topic(&target, self.spec.partitions).await {
             Ok(partitions) => partitions,
+            Err(TopicError::Storage(e)) => return Err(Transient(format!("cannot create topic {target:?}: {e}"))),
             Err(error) => {
-                rejected.extend(group.messages.into_iter().map(|message| Rejected {
-                    message,
-                    plugin: "bridge".into(),
-                    error: format!("cannot create topic {target:?}: {error}"),
-                }));
-                return None;
+                reject_all(rejected, group.messages, "bridge", format!("cannot create topic {target:?}: {error}"));
+                return Ok(None);
             }
         };
         let mut kept = Vec::new();
+        let mut messages = Vec::new();
         match self.ingest(group.messages.clone()).await {
-            Ok(records) => kept.push(records),
+            Ok(records) => {
+                kept.push(records);
+                messages = group.messages;
+            }
             // One call per message, so only the ones the plugin refuses are rejected.
             Err(_) if group.messages.len() > 1 => {
                 for message in group.messages {
                     match self.ingest(vec![message.clone()]).await {
-                        Ok(records) => kept.push(records),
+                        Ok(records) => {
+                            kept.push(records);
+                            messages.push(message);
+                        }
                         Err(error) => self.reject(rejected, message, error),
                     }
                 }
@@ -429,14 +510,17 @@ impl Worker {
             }
         }
         let mut records: Vec<OwnedRecord> = Vec::new();
-        for bytes in kept {
-            match batches::owned_records(&bytes) {
+        for bytes in &kept {
+            match batches::owned_records(bytes) {
                 Ok(mut decoded) => records.append(&mut decoded),
-                Err(e) => tracing::error!(bridge = %self.spec.name, error = %e, "ingest output unreadable; dropped"),
+                Err(e) => {
+                    reject_all(rejected, messages, &self.plugins.ingest_label, format!("unreadable output: {e}"));
+                    return Ok(None);
+                }
             }
         }
         if records.is_empty() {
-            return None;
+            return Ok(None);
         }
         // The record's key, or else the MQTT topic it came from.
         for record in &mut records {
@@ -445,17 +529,28 @@ impl Worker {
             }
         }
         let count = records.len() as u64;
-        let bytes = batches::build_batches(&records).ok()?;
-        let chosen = match self.partition(&target, &bytes, partitions, records.len()).await {
-            Ok(chosen) => chosen,
-            Err(error) => {
-                BridgeStats::count(&self.stats.plugin_failures, 1);
-                tracing::warn!(bridge = %self.spec.name, %error, "partitioner failed; partitioning by key");
-                by_key(&records, partitions)
-            }
+        let built = batches::build_batches(&records);
+        let chosen = match &built {
+            Ok(bytes) => match self.partition(&target, bytes, partitions, records.len()).await {
+                Ok(chosen) => chosen,
+                Err(error) => {
+                    BridgeStats::count(&self.stats.plugin_failures, 1);
+                    tracing::warn!(bridge = %self.spec.name, %error, "partitioner failed; partitioning by key");
+                    by_key(&records, partitions)
+                }
+            },
+            Err(_) => Vec::new(),
         };
-        let split = batches::split_by_partition(&bytes, &chosen).ok()?;
-        Some((target, split, count))
+        match built.and_then(|bytes| batches::split_by_partition(&bytes, &chosen)) {
+            Ok(split) => {
+                let appends = split.into_iter().map(|(p, bytes)| (target.clone(), p, bytes)).collect();
+                Ok(Some(Prepared { messages, appends, records: count }))
+            }
+            Err(error) => {
+                reject_all(rejected, messages, "bridge", error);
+                Ok(None)
+            }
+        }
     }
 
     fn reject(&self, rejected: &mut Vec<Rejected>, message: SourceMessage, error: String) {
@@ -481,17 +576,32 @@ impl Worker {
         }
     }
 
+    /// Runs the ingest plugin. A failure of the plugin's task itself (a bug, not a trap) is
+    /// reported as the plugin's error, and the plugin is loaded afresh for the next call.
     async fn ingest(&mut self, messages: Vec<SourceMessage>) -> Result<Vec<u8>, String> {
-        let mut instance = self.plugins.ingest.take().expect("the ingest plugin is back after every call");
-        let (instance, result) = tokio::task::spawn_blocking(move || {
+        let instance = match self.plugins.ingest.take() {
+            Some(instance) => instance,
+            None => {
+                let (catalog, stage) = (self.plugins.catalog.clone(), self.plugins.ingest_stage.clone());
+                tokio::task::spawn_blocking(move || load_instance(&catalog, &stage, PluginLimits::default()))
+                    .await
+                    .map_err(|e| e.to_string())??
+                    .1
+            }
+        };
+        let mut instance = instance;
+        let joined = tokio::task::spawn_blocking(move || {
             let result = instance.ingest(&messages).map_err(|e| e.to_string());
             (instance, result)
         })
-        .await
-        .map_err(|e| e.to_string())
-        .unwrap_or_else(|e| panic!("the ingest plugin's task failed: {e}"));
-        self.plugins.ingest = Some(instance);
-        result
+        .await;
+        match joined {
+            Ok((instance, result)) => {
+                self.plugins.ingest = Some(instance);
+                result
+            }
+            Err(e) => Err(format!("the ingest plugin's task failed: {e}")),
+        }
     }
 
     async fn partition(
@@ -506,21 +616,26 @@ impl Worker {
             return Ok(by_key(&decoded, partitions));
         };
         let (topic, bytes) = (topic.to_owned(), bytes.to_vec());
-        let (instance, result) = tokio::task::spawn_blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
             let result = instance.partition(&topic, 0, &bytes, partitions, records).map_err(|e| e.to_string());
             (instance, result)
         })
-        .await
-        .unwrap_or_else(|e| panic!("the partitioner's task failed: {e}"));
-        self.plugins.partitioner = Some((label, instance));
-        result
+        .await;
+        match joined {
+            Ok((instance, result)) => {
+                self.plugins.partitioner = Some((label, instance));
+                result
+            }
+            // Without its partitioner the bridge partitions by key from now on.
+            Err(e) => Err(format!("the partitioner's task failed: {e}")),
+        }
     }
 
     /// The rejected messages as records of the dead-letter topic (created on first use): the
     /// payload as value, the MQTT topic as key, and why in headers.
-    async fn dead_letters(&self, rejected: &[Rejected]) -> Result<Vec<u8>, String> {
+    async fn dead_letters(&self, rejected: &[Rejected]) -> Result<Vec<u8>, Transient> {
         let topic = self.spec.dead_letter_topic();
-        self.ensure_topic(&topic, 1).await.map_err(|e| e.to_string())?;
+        self.ensure_topic(&topic, 1).await.map_err(|e| Transient(format!("cannot create {topic:?}: {e}")))?;
         let records: Vec<OwnedRecord> = rejected
             .iter()
             .map(|r| OwnedRecord {
@@ -539,7 +654,7 @@ impl Worker {
                 .collect(),
             })
             .collect();
-        batches::build_batches(&records)
+        batches::build_batches(&records).map_err(Transient)
     }
 }
 

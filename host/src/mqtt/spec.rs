@@ -68,7 +68,7 @@ pub struct BridgeSpec {
 pub struct Subscription {
     /// An MQTT topic filter (`+` and `#` wildcards).
     pub filter: String,
-    /// The QoS asked: 0, 1 (default) or 2.
+    /// The QoS asked: 0 or 1 (default).
     #[serde(default = "default_qos")]
     pub qos: u8,
 }
@@ -162,8 +162,13 @@ impl BridgeSpec {
         }
         for (i, subscription) in self.subscriptions.iter().enumerate() {
             check_filter(&subscription.filter).map_err(|m| invalid(format!("subscriptions[{i}].filter"), m))?;
-            if subscription.qos > 2 {
-                return Err(invalid(format!("subscriptions[{i}].qos"), "0, 1 or 2"));
+            if subscription.qos > 1 {
+                // rumqttc forgets QoS 2 state across reconnects and then fails on the broker's
+                // PUBREL (rumqtt#664); the bridge deduplicates nothing QoS 2 would add anyway.
+                return Err(invalid(
+                    format!("subscriptions[{i}].qos"),
+                    "0 or 1 (QoS 1 with acknowledgement after the durable append loses nothing)",
+                ));
             }
         }
         Template::parse(&self.target).map_err(|m| invalid("target", m))?;
@@ -303,7 +308,7 @@ mod tests {
             ("target", serde_json::json!("sensors.{x}"), "target"),
             ("target", serde_json::json!("bad topic"), "target"),
             ("subscriptions", serde_json::json!([{"filter": "a/#/b"}]), "subscriptions[0].filter"),
-            ("subscriptions", serde_json::json!([{"filter": "a", "qos": 3}]), "subscriptions[0].qos"),
+            ("subscriptions", serde_json::json!([{"filter": "a", "qos": 2}]), "subscriptions[0].qos"),
             ("partitions", serde_json::json!(0), "partitions"),
         ] {
             let mut json = base();

@@ -163,8 +163,8 @@ fn subscription(text: &str) -> Result<Subscription, AdminError> {
             let qos = qos
                 .parse::<u8>()
                 .ok()
-                .filter(|q| *q <= 2)
-                .ok_or_else(|| AdminError::Local(format!("--subscribe {text:?}: the QoS is 0, 1 or 2")))?;
+                .filter(|q| *q <= 1)
+                .ok_or_else(|| AdminError::Local(format!("--subscribe {text:?}: the QoS is 0 or 1")))?;
             Ok(Subscription { filter: filter.to_owned(), qos })
         }
         None => Ok(Subscription { filter: text.to_owned(), qos: 1 }),
@@ -179,6 +179,6 @@ mod tests {
     fn subscriptions_parse_with_an_optional_qos() {
         assert_eq!(subscription("a/+/b").unwrap(), Subscription { filter: "a/+/b".into(), qos: 1 });
         assert_eq!(subscription("a/#@0").unwrap(), Subscription { filter: "a/#".into(), qos: 0 });
-        assert!(subscription("a@3").is_err());
+        assert!(subscription("a@2").is_err(), "QoS 2 is refused (see BridgeSpec::check)");
     }
 }
