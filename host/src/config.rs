@@ -244,11 +244,18 @@ impl Config {
         }
         self.kafka.validate()?;
         self.http.validate()?;
-        let mut names = std::collections::BTreeSet::new();
+        let (mut names, mut client_ids) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
         for (i, bridge) in self.mqtt.iter().enumerate() {
             bridge.check().map_err(|e| ConfigError::Invalid(format!("mqtt[{i}].{}: {}", e.field, e.message)))?;
             if !names.insert(&bridge.name) {
                 return Err(ConfigError::Invalid(format!("mqtt[{i}].name: {:?} is used twice", bridge.name)));
+            }
+            // Two clients with one id take the session from each other, again and again.
+            if !client_ids.insert(bridge.client_id()) {
+                return Err(ConfigError::Invalid(format!(
+                    "mqtt[{i}].client_id: {:?} is used twice",
+                    bridge.client_id()
+                )));
             }
         }
         Ok(())

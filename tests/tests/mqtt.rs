@@ -102,8 +102,8 @@ async fn senml_over_mqtt_becomes_keyed_records_and_survives_a_broker_outage() {
     mosquitto.publish("sensors/dev1/telemetry", 1, "this is not SenML");
     // A record too large for its topic is refused by the log: that message goes to the
     // dead-letter topic, the rest of its batch is stored.
-    let (status, body) =
-        http.post("/v1/topics", &json!({"name": "sensors.big", "partitions": 1, "config": {"max.message.bytes": "2048"}}));
+    let (status, body) = http
+        .post("/v1/topics", &json!({"name": "sensors.big", "partitions": 1, "config": {"max.message.bytes": "2048"}}));
     assert_eq!(status, 201, "{body}");
     let big = json!([{"bn": "urn:dev:big:", "n": "log", "vs": "x".repeat(4000)}]).to_string();
     let small = json!([{"bn": "urn:dev:small:", "n": "temp", "v": 1}]).to_string();
