@@ -130,6 +130,29 @@ fn render(status: &Status) -> String {
     }
     let _ = writeln!(
         out,
+        "\n{:<24} {:<13} {:>12} {:>12} {:>8}  TARGET",
+        "MQTT BRIDGE", "STATE", "MESSAGES IN", "RECORDS OUT", "DLQ"
+    );
+    if status.mqtt.is_empty() {
+        let _ = writeln!(out, "(no MQTT bridges)");
+    }
+    for b in &status.mqtt {
+        let state = if b.status.connected { "connected" } else { "disconnected" };
+        let _ = writeln!(
+            out,
+            "{:<24} {state:<13} {:>12} {:>12} {:>8}  {}",
+            b.spec.name,
+            thousands(b.status.messages_in),
+            thousands(b.status.records_out),
+            b.status.messages_dead_lettered,
+            b.spec.target
+        );
+        if let (false, Some(error)) = (b.status.connected, &b.status.last_error) {
+            let _ = writeln!(out, "  {error}");
+        }
+    }
+    let _ = writeln!(
+        out,
         "\n{:<24} {:<8} {:>10} {:>12} {:>8}  PLUGINS",
         "PIPELINE", "STATE", "LAG", "RECORDS IN", "FAILED"
     );
