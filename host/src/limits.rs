@@ -208,8 +208,8 @@ pub const MQTT_KEEP_ALIVE_S_DEFAULT: u64 = 30;
 /// buffering. With QoS 1, at most this many messages are delivered again after a crash.
 pub const MQTT_INFLIGHT_MAX: usize = 2048;
 
-/// Publishes a bridge holds, besides its channel, while it keeps serving the connection (so that
-/// acknowledgements leave at once) with the worker behind; past it, it stops reading.
+/// QoS 0 publishes a bridge holds, besides its channel, while the worker is behind; past it they
+/// are dropped (and counted). QoS 1 publishes are bounded by the MQTT broker's in-flight window.
 pub const MQTT_STASH_MAX: usize = 256;
 
 /// Reconnection back-off after the MQTT broker is unreachable: doubling from the first to the

@@ -4,9 +4,10 @@
 //! - The poll task drives rumqttc's event loop: it subscribes again whenever the broker says no
 //!   session is present (rumqttc does not), and hands publishes to the worker through a channel of
 //!   [`MQTT_INFLIGHT_MAX`]. When the worker falls behind, the channel fills and the poll task
-//!   holds up to [`MQTT_STASH_MAX`] more while it keeps the connection served (acknowledgements
-//!   go out at once); past that it stops reading, and the MQTT broker queues for the session:
-//!   the in-flight window is bounded.
+//!   holds what keeps arriving while it goes on serving the connection (acknowledgements go out
+//!   at once): QoS 1 deliveries are bounded by the MQTT broker's in-flight window (mosquitto's
+//!   `max_inflight_messages`), and the broker queues the rest for the session; QoS 0 messages
+//!   past [`MQTT_STASH_MAX`] are dropped and counted.
 //! - The worker gathers what arrived within the batch window (bounded by count and bytes), calls
 //!   the ingest plugin once per MQTT topic in the batch, partitions the records, appends them all
 //!   (and the dead letters) in one transaction, and only then acknowledges the messages. A crash
@@ -48,6 +49,8 @@ pub struct BridgeStats {
     pub messages_dead_lettered: AtomicU64,
     pub plugin_failures: AtomicU64,
     pub connects: AtomicU64,
+    /// QoS 0 messages dropped because the bridge was behind.
+    pub qos0_dropped: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -161,9 +164,10 @@ impl Bridge {
         let filters: Vec<SubscribeFilter> =
             self.spec.subscriptions.iter().map(|s| SubscribeFilter::new(s.filter.clone(), qos(s.qos))).collect();
         let mut backoff = MQTT_RECONNECT_BACKOFF_MIN;
-        // Publishes received while the worker's channel is full. The connection keeps being
-        // served meanwhile (so the worker's acknowledgements go out at once) until this holds
-        // MQTT_STASH_MAX; then the task stops reading: backpressure onto the MQTT broker.
+        // Publishes received while the worker's channel is full. The connection is always served
+        // (the worker's acknowledgements must go out, or it would wait on them while this task
+        // waits on it): QoS 1 messages are bounded by the MQTT broker's in-flight window, QoS 0
+        // messages past MQTT_STASH_MAX are dropped (at most once) and counted.
         let mut stash: VecDeque<Handoff> = VecDeque::new();
         loop {
             while let Some(publish) = stash.pop_front() {
@@ -175,17 +179,6 @@ impl Bridge {
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => return,
                 }
-            }
-            if stash.len() >= MQTT_STASH_MAX {
-                let room = tokio::select! {
-                    room = handoff.reserve() => room.ok(),
-                    _ = self.stopping.wait_for(|stop| *stop) => None,
-                };
-                match (room, stash.pop_front()) {
-                    (Some(room), Some(publish)) => room.send(publish),
-                    _ => break,
-                }
-                continue;
             }
             let event = tokio::select! {
                 event = eventloop.poll() => event,
@@ -218,6 +211,13 @@ impl Bridge {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if publish.qos == QoS::AtMostOnce && stash.len() >= MQTT_STASH_MAX {
+                        // At most once, under overload: dropped, and counted.
+                        BridgeStats::count(&self.stats.qos0_dropped, 1);
+                        continue;
+                    }
+                    // QoS 1: the MQTT broker sends at most its in-flight window of messages not
+                    // yet acknowledged, which bounds the stash.
                     stash.push_back((session.load(Ordering::Acquire), publish));
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -358,10 +358,10 @@ impl Worker {
             }
             let session = self.session.load(Ordering::Acquire);
             for (arrived_in, publish) in &batch {
-                // Room was reserved for every ack (see `Bridge::client`); a full channel means
-                // the connection is gone, and the message comes again.
-                if *arrived_in == session {
-                    let _ = self.client.try_ack(publish);
+                // Waits for room in rumqttc's request queue, which the poll task always drains.
+                // An error means the event loop is gone (stopping): the message comes again.
+                if *arrived_in == session && self.client.ack(publish).await.is_err() {
+                    return;
                 }
             }
         }

@@ -57,6 +57,9 @@ pub struct BridgeStatus {
     /// are recognised: after a crash, up to the in-flight window may be stored twice.
     pub duplicates_dropped: u64,
     pub connects: u64,
+    /// QoS 0 messages dropped because the bridge was behind (at most once, by definition).
+    #[serde(default)]
+    pub qos0_dropped: u64,
 }
 
 struct Handle {
@@ -257,6 +260,7 @@ fn view(handle: &Handle) -> BridgeView {
             plugin_failures: read(&stats.plugin_failures),
             duplicates_dropped: 0,
             connects: read(&stats.connects),
+            qos0_dropped: read(&stats.qos0_dropped),
         },
     }
 }
@@ -275,7 +279,7 @@ impl prometheus_client::collector::Collector for BridgesCollector {
         let views: Vec<(BridgeLabels, BridgeView)> =
             self.0.list().into_iter().map(|v| (BridgeLabels { bridge: v.spec.name.clone() }, v)).collect();
         type Read = fn(&BridgeStatus) -> u64;
-        let families: [(&str, &str, MetricType, Read); 7] = [
+        let families: [(&str, &str, MetricType, Read); 8] = [
             ("mqtt_connected", "1 while the bridge is connected to its MQTT broker", MetricType::Gauge, |s| {
                 u64::from(s.connected)
             }),
@@ -291,6 +295,9 @@ impl prometheus_client::collector::Collector for BridgesCollector {
                 s.duplicates_dropped
             }),
             ("mqtt_connects", "Connections made to the MQTT broker", MetricType::Counter, |s| s.connects),
+            ("mqtt_qos0_dropped", "QoS 0 messages dropped while the bridge was behind", MetricType::Counter, |s| {
+                s.qos0_dropped
+            }),
         ];
         for (name, help, metric_type, read) in families {
             let values = views.iter().map(|(labels, view)| (labels, read(&view.status)));
