@@ -21,6 +21,46 @@ pub fn rill_bin() -> PathBuf {
     }
 }
 
+/// The component `cargo xtask plugins` built for plugin `name` (directory in `RILL_PLUGIN_DIR`).
+pub fn plugin_file(name: &str) -> PathBuf {
+    match std::env::var_os("RILL_PLUGIN_DIR") {
+        Some(dir) => PathBuf::from(dir).join(format!("{name}.wasm")),
+        None => panic!("RILL_PLUGIN_DIR is not set: run the tests with `cargo xtask test`, which builds the plugins"),
+    }
+}
+
+/// Reading topics with rskafka, as a consumer of Rill's output would.
+pub mod kafka {
+    use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
+    use rskafka::client::{Client, ClientBuilder};
+    use rskafka::record::Record;
+
+    pub async fn connect(addr: &str) -> Client {
+        ClientBuilder::new(vec![addr.to_owned()]).build().await.expect("rskafka connects")
+    }
+
+    /// A client for one partition, waiting for the topic to appear.
+    pub async fn partition(client: &Client, topic: &str, partition: i32) -> PartitionClient {
+        client.partition_client(topic, partition, UnknownTopicHandling::Retry).await.expect("partition client")
+    }
+
+    /// Every record of a partition from offset 0 up to its high watermark.
+    pub async fn read_all(client: &PartitionClient) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let (records, high_watermark) = client.fetch_records(offset, 1..10_000_000, 100).await.expect("fetch");
+            for r in records {
+                offset = r.offset + 1;
+                out.push(r.record);
+            }
+            if offset >= high_watermark {
+                return out;
+            }
+        }
+    }
+}
+
 /// A `rill` command with plain-text logs.
 pub fn rill() -> Command {
     let mut command = Command::new(rill_bin());

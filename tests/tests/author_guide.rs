@@ -3,7 +3,7 @@
 //! against a real `rill serve` (the CLI finds the broker through `RILL_BOOTSTRAP` and
 //! `RILL_ADMIN`, as an operator's shell would).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use rill_tests::Running;
@@ -26,8 +26,7 @@ fn step_4_of_the_author_guide_runs_as_written() {
     let root = tempfile::tempdir().unwrap();
     let components = root.path().join("plugins/target/plugins");
     std::fs::create_dir_all(&components).unwrap();
-    let built = PathBuf::from(std::env::var_os("RILL_PLUGIN_DIR").expect("RILL_PLUGIN_DIR (cargo xtask test sets it)"));
-    std::fs::copy(built.join("drop-short.wasm"), components.join("drop-short.wasm")).unwrap();
+    std::fs::copy(rill_tests::plugin_file("drop-short"), components.join("drop-short.wasm")).unwrap();
 
     let data = tempfile::tempdir().unwrap();
     let mut rill = Running::start(rill_tests::serve().arg("--data-dir").arg(data.path()));

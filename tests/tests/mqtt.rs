@@ -2,20 +2,12 @@
 //! real `rill` binary bridging them through the `senml` plugin, and rskafka reading the records.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rill_tests::{Http, Mosquitto, Running, WAIT};
-use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use rill_tests::kafka::{connect, partition, read_all};
+use rill_tests::{Http, Mosquitto, Running, WAIT, plugin_file};
 use rskafka::record::Record;
 use serde_json::{Value, json};
-
-fn plugin_file(name: &str) -> PathBuf {
-    let dir = std::env::var_os("RILL_PLUGIN_DIR")
-        .expect("RILL_PLUGIN_DIR is not set: run the tests with `cargo xtask test`, which builds the plugins");
-    PathBuf::from(dir).join(format!("{name}.wasm"))
-}
 
 fn upload(http_addr: &str, plugin: &str) {
     let output = rill_tests::rill()
@@ -25,29 +17,6 @@ fn upload(http_addr: &str, plugin: &str) {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-}
-
-async fn connect(addr: &str) -> Client {
-    ClientBuilder::new(vec![addr.to_owned()]).build().await.expect("rskafka connects")
-}
-
-async fn partition(client: &Client, topic: &str, partition: i32) -> PartitionClient {
-    client.partition_client(topic, partition, UnknownTopicHandling::Retry).await.expect("partition client")
-}
-
-async fn read_all(client: &PartitionClient) -> Vec<Record> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let (records, high_watermark) = client.fetch_records(offset, 1..10_000_000, 100).await.expect("fetch");
-        for r in records {
-            offset = r.offset + 1;
-            out.push(r.record);
-        }
-        if offset >= high_watermark {
-            return out;
-        }
-    }
 }
 
 /// Waits until `topic` exists in the broker and holds at least `count` records over its

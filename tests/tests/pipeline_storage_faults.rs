@@ -6,7 +6,6 @@
 //!
 //! Drives rill's library with real plugin components (`RILL_PLUGIN_DIR`) on a simulated disk.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rill::pipelines::{PipelineSpec, Pipelines, StageSpec};
@@ -18,12 +17,6 @@ use rill_core::batch::{BatchParams, RecordSpec, batches, build_vec};
 
 const T0: i64 = 1_700_000_000_000;
 
-fn component(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("RILL_PLUGIN_DIR")
-        .expect("RILL_PLUGIN_DIR is not set: run the tests with `cargo xtask test`, which builds the plugins");
-    std::fs::read(PathBuf::from(dir).join(format!("{name}.wasm"))).unwrap()
-}
-
 /// Stores a component as the admin API's upload does (the address only has to be unique here).
 async fn upload(store: &Store, name: &str) {
     let artifact = PluginArtifact {
@@ -33,7 +26,7 @@ async fn upload(store: &Store, name: &str) {
         size_bytes: 0,
         uploaded_ms: 0,
     };
-    let blob = Blob { sha256: artifact.sha256.clone(), bytes: component(name) };
+    let blob = Blob { sha256: artifact.sha256.clone(), bytes: std::fs::read(rill_tests::plugin_file(name)).unwrap() };
     let document = serde_json::to_vec(&artifact).unwrap();
     store
         .put_resource(catalog::KIND, &catalog::key(name, "0.1.0"), document, PutMode::Create, Some(blob))
@@ -79,7 +72,7 @@ fn records(store: &Store, topic: &str) -> Vec<(Vec<u8>, Vec<u8>, i64)> {
 fn expected(input: &[(Vec<u8>, Vec<u8>, i64)]) -> Vec<(Vec<u8>, Vec<u8>, i64)> {
     let runtime = PluginRuntime::new().unwrap();
     let load = |name: &str, config: &[(&str, &str)]| {
-        let compiled = runtime.compile(&component(name)).unwrap();
+        let compiled = runtime.compile(&std::fs::read(rill_tests::plugin_file(name)).unwrap()).unwrap();
         let config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         PluginInstance::new(&runtime, &compiled, config, PluginLimits::default()).unwrap()
     };

@@ -3,23 +3,16 @@
 //! broker serves others; upgrades; and exactly-once output across `kill -9` and an upgrade.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use rill::plugins::{PluginInstance, PluginLimits, PluginRuntime};
 use rill_core::batch::{BatchParams, RecordSpec, batches, build_vec};
-use rill_tests::{Http, Running, WAIT};
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use rill_tests::kafka::{connect, partition, read_all};
+use rill_tests::{Http, Running, WAIT, plugin_file};
+use rskafka::client::partition::Compression;
 use rskafka::record::Record;
 use serde_json::{Value, json};
-
-fn plugin_file(name: &str) -> PathBuf {
-    let dir = std::env::var_os("RILL_PLUGIN_DIR")
-        .expect("RILL_PLUGIN_DIR is not set: run the tests with `cargo xtask test`, which builds the plugins");
-    PathBuf::from(dir).join(format!("{name}.wasm"))
-}
 
 /// Runs the `rill` CLI against the broker's admin API; returns stdout, or panics with stderr.
 fn cli(http: &str, args: &[&str]) -> String {
@@ -29,36 +22,12 @@ fn cli(http: &str, args: &[&str]) -> String {
     stdout.into_owned()
 }
 
-async fn connect(addr: &str) -> Client {
-    ClientBuilder::new(vec![addr.to_owned()]).build().await.expect("rskafka connects")
-}
-
-async fn partition(client: &Client, topic: &str, partition: i32) -> PartitionClient {
-    client.partition_client(topic, partition, UnknownTopicHandling::Retry).await.expect("partition client")
-}
-
 fn record(key: &str, value: &str, timestamp_ms: i64) -> Record {
     Record {
         key: Some(key.as_bytes().to_vec()),
         value: Some(value.as_bytes().to_vec()),
         headers: BTreeMap::new(),
         timestamp: Utc.timestamp_millis_opt(timestamp_ms).unwrap(),
-    }
-}
-
-/// Every record of a partition from offset 0 up to its high watermark.
-async fn read_all(client: &PartitionClient) -> Vec<Record> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let (records, high_watermark) = client.fetch_records(offset, 1..10_000_000, 100).await.expect("fetch");
-        for r in records {
-            offset = r.offset + 1;
-            out.push(r.record);
-        }
-        if offset >= high_watermark {
-            return out;
-        }
     }
 }
 

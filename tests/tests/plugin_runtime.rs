@@ -1,7 +1,6 @@
 //! The plugin runtime with real components built by `cargo xtask plugins` (directory in
 //! `RILL_PLUGIN_DIR`): results checked record by record, and misbehaving plugins contained.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rill::plugins::{
@@ -9,15 +8,8 @@ use rill::plugins::{
 };
 use rill_core::batch::{Batch, BatchParams, RecordSpec, batches, build_vec};
 
-fn plugin_dir() -> PathBuf {
-    match std::env::var_os("RILL_PLUGIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => panic!("RILL_PLUGIN_DIR is not set: run the tests with `cargo xtask test`, which builds the plugins"),
-    }
-}
-
 fn compile(runtime: &PluginRuntime, name: &str) -> CompiledPlugin {
-    let path = plugin_dir().join(format!("{name}.wasm"));
+    let path = rill_tests::plugin_file(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     runtime.compile(&bytes).unwrap_or_else(|e| panic!("{name} compiles: {e}"))
 }

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Broker, NODE_ID, codes};
-use crate::storage::{TopicConfig, TopicError, TopicState};
+use crate::storage::{TopicConfig, TopicState};
 
 /// The leader epoch Metadata reports: a single node never changes leader (replication will).
 pub const LEADER_EPOCH: i32 = 0;
@@ -75,17 +75,14 @@ pub async fn ensure_topic(broker: &Broker, name: &str, may_create: bool) -> Resu
     if !may_create {
         return Err(ResponseError::UnknownTopicOrPartition.code());
     }
-    match broker.store.create_topic(name, broker.config.default_partitions, TopicConfig::default()).await {
-        Ok(topic) => {
-            tracing::info!(topic = name, partitions = broker.config.default_partitions, "topic auto-created");
-            Ok(topic)
-        }
-        // Another connection created it first.
-        Err(TopicError::AlreadyExists(_)) => {
-            broker.store.topic(name).ok_or(ResponseError::UnknownTopicOrPartition.code())
-        }
-        Err(e) => Err(codes::for_topic(&e)),
-    }
+    let partitions = broker.config.default_partitions;
+    let topic = broker
+        .store
+        .topic_or_create(name, partitions, TopicConfig::default())
+        .await
+        .map_err(|e| codes::for_topic(&e))?;
+    tracing::info!(topic = name, partitions, "topic auto-created");
+    Ok(topic)
 }
 
 fn describe(topic: &TopicState) -> MetadataResponseTopic {

@@ -561,19 +561,8 @@ impl Worker {
 
     /// The topic's partition count, creating it with `partitions` on first use.
     async fn ensure_topic(&self, name: &str, partitions: u32) -> Result<u32, TopicError> {
-        if let Some(topic) = self.store.topic(name) {
-            return Ok(topic.partitions.len() as u32);
-        }
-        match self.store.create_topic(name, partitions, TopicConfig::default()).await {
-            Ok(topic) => {
-                tracing::info!(bridge = %self.spec.name, topic = %name, partitions, "created target topic");
-                Ok(topic.partitions.len() as u32)
-            }
-            Err(TopicError::AlreadyExists(_)) => {
-                Ok(self.store.topic(name).map_or(partitions, |t| t.partitions.len() as u32))
-            }
-            Err(e) => Err(e),
-        }
+        let topic = self.store.topic_or_create(name, partitions, TopicConfig::default()).await?;
+        Ok(topic.partitions.len() as u32)
     }
 
     /// Runs the ingest plugin. A failure of the plugin's task itself (a bug, not a trap) is

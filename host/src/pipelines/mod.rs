@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::limits::PIPELINES_MAX;
 use crate::plugins::PluginCatalog;
-use crate::storage::{DocumentWrite, Documents, Store, TopicConfig, TopicError};
+use crate::storage::{DocumentWrite, Documents, Store, TopicConfig};
 use chain::Chain;
 pub use chain::{BuildError, load_instance};
 use runner::{Control, Runner, RunnerStatus};
@@ -259,15 +259,13 @@ impl Pipelines {
         let generation = store.generation();
         let source =
             store.topic(&spec.from).ok_or_else(|| invalid("from", format!("unknown topic {:?}", spec.from)))?;
-        if store.topic(&spec.to).is_none() {
-            // The output gets the source's partition count, so records keep their partition, and
-            // its batch size limit, so what the source took fits.
-            let config = TopicConfig { max_message_bytes: source.config.max_message_bytes, ..TopicConfig::default() };
-            match store.create_topic(&spec.to, source.partitions.len() as u32, config).await {
-                Ok(_) | Err(TopicError::AlreadyExists(_)) => {}
-                Err(e) => return Err(PipelineError::Failed(format!("cannot create the output topic: {e}"))),
-            }
-        }
+        // The output gets the source's partition count, so records keep their partition, and
+        // its batch size limit, so what the source took fits.
+        let config = TopicConfig { max_message_bytes: source.config.max_message_bytes, ..TopicConfig::default() };
+        store
+            .topic_or_create(&spec.to, source.partitions.len() as u32, config)
+            .await
+            .map_err(|e| PipelineError::Failed(format!("cannot create the output topic: {e}")))?;
         let mut progress = Progress::default();
         for (partition, state) in source.partitions.iter().enumerate() {
             let offsets = state.offsets();

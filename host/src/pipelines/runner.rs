@@ -479,10 +479,7 @@ impl Runner {
         let max_message_bytes =
             default.max_message_bytes.max(source_max.saturating_add(PIPELINE_DEAD_LETTER_HEADROOM_BYTES));
         let config = TopicConfig { max_message_bytes, ..default };
-        match self.store.create_topic(name, 1, config).await {
-            Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.store.topic_or_create(name, 1, config).await.map(drop)
     }
 
     /// Commits `appends` with `progress` (and `spec`, when it changes) in one transaction; the

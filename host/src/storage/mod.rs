@@ -323,6 +323,25 @@ impl Store {
         Ok(Store { shared, commands, writer_thread: Arc::new(Mutex::new(Some(thread))) })
     }
 
+    /// The topic `name`, created with `partitions` and `config` when missing (another task
+    /// creating it at the same moment is no error).
+    pub async fn topic_or_create(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<Arc<TopicState>, TopicError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        match self.create_topic(name, partitions, config).await {
+            Err(TopicError::AlreadyExists(_)) => {
+                self.topic(name).ok_or_else(|| TopicError::Storage(format!("topic {name:?} vanished as it was made")))
+            }
+            created => created,
+        }
+    }
+
     /// Creates a topic with a fresh topic id.
     pub async fn create_topic(
         &self,
