@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use rill_tests::kafka::{connect, partition, read_all};
 use rill_tests::{Http, Mosquitto, Running, WAIT, plugin_file};
-use rskafka::record::Record;
 use serde_json::{Value, json};
 
 fn upload(http_addr: &str, plugin: &str) {
