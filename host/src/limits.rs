@@ -220,6 +220,17 @@ pub const MQTT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Bridges per broker.
 pub const MQTT_BRIDGES_MAX: usize = 16;
 
+/// Ids a deduplicating bridge remembers by default, and the range allowed: at least the bridge's
+/// in-flight window (what a crash can leave unacknowledged), at most what a gateway's memory
+/// holds comfortably (about 100 bytes an id).
+pub const MQTT_DEDUP_WINDOW_DEFAULT: usize = 65_536;
+pub const MQTT_DEDUP_WINDOW_MIN: usize = 4096;
+pub const MQTT_DEDUP_WINDOW_MAX: usize = 1 << 20;
+
+/// MQTT 5 session expiry asked by default: a week, so a gateway down over a long weekend still
+/// finds its messages queued.
+pub const MQTT_SESSION_EXPIRY_S_DEFAULT: u32 = 7 * 24 * 3600;
+
 // ---- idempotent producers -------------------------------------------------------------------
 
 /// Batches remembered per producer and partition for recognising retries: Kafka clients keep at

@@ -114,6 +114,30 @@ async fn senml_over_mqtt_becomes_keyed_records_and_survives_a_broker_outage() {
     assert_eq!(too_large.value.as_deref(), Some(big.as_bytes()));
     assert!(String::from_utf8_lossy(&too_large.headers["rill.dlq.error"]).contains("max.message.bytes"));
 
+    // A device sending its packs again (its own retry after a lost connection) makes new MQTT
+    // messages: ids from the content (senml's `senml.id`, name@time) store them once.
+    let mut dedup = bridge("packs", &mosquitto, "dedup.dev9", 1);
+    dedup["subscriptions"] = json!([{"filter": "sensors/dev9/telemetry", "qos": 1}]);
+    dedup["dedup"] = json!({"record_header": "senml.id"});
+    let (status, body) = http.post("/v1/mqtt", &dedup);
+    assert_eq!(status, 201, "{body}");
+    let deadline = Instant::now() + WAIT;
+    while http.get("/v1/mqtt/packs").1["status"]["connected"] != true {
+        assert!(Instant::now() < deadline, "the bridge did not connect: {}", http.get("/v1/mqtt/packs").1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let packs: Vec<String> = (0..10).map(|i| pack("dev9", 1.8e9 + f64::from(i))).collect();
+    mosquitto.publish_lines("sensors/dev9/telemetry", 1, &(packs.join("\n") + "\n"));
+    wait_for_records(&http, "dedup.dev9", 30, WAIT);
+    // Again, then one new pack: MQTT delivers in order, so once the new one is stored the
+    // repeats have been through the bridge.
+    mosquitto.publish_lines("sensors/dev9/telemetry", 1, &(packs.join("\n") + "\n" + &pack("dev9", 1.9e9) + "\n"));
+    wait_for_records(&http, "dedup.dev9", 33, WAIT);
+    let stored = read_all(&partition(&client, "dedup.dev9", 0).await).await;
+    assert_eq!(stored.len(), 33, "each measurement once");
+    assert_eq!(http.get("/v1/mqtt/packs").1["status"]["duplicates_dropped"], 30);
+
     // The MQTT broker goes away and comes back: the bridge reconnects by itself, and what is
     // published while Rill reconnects (queued for its persistent session) arrives.
     mosquitto.restart();
@@ -131,6 +155,8 @@ async fn senml_over_mqtt_becomes_keyed_records_and_survives_a_broker_outage() {
     rill.stop();
 }
 
+/// Two bridges on the same messages: MQTT 3.1.1 without ids (duplicates bounded by the in-flight
+/// window) and MQTT 5 deduplicating by a user property (no duplicates at all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos_1_messages_survive_kill_9_of_the_gateway() {
     const MESSAGES: u64 = 100_000;
@@ -140,21 +166,28 @@ async fn qos_1_messages_survive_kill_9_of_the_gateway() {
     let mut rill = Running::start(rill_tests::serve().arg("--data-dir").arg(dir.path()));
     let http_addr = rill.http_addr();
     upload(&http_addr, "senml");
-    let added = rill_tests::rill()
-        .args(["mqtt", "add", "ingest", "--url", &mosquitto.url(), "--subscribe", "sensors/+/telemetry@1"])
-        .args(["--target", "readings", "--ingest", "senml", "--admin", &format!("http://{http_addr}")])
-        .output()
-        .unwrap();
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
-    let deadline = Instant::now() + WAIT;
-    while Http::new(&http_addr).get("/v1/mqtt/ingest").1["status"]["connected"] != true {
-        assert!(Instant::now() < deadline, "the bridge did not connect");
-        std::thread::sleep(Duration::from_millis(20));
+    for (name, target, extra) in [
+        ("ingest", "readings", &[][..]),
+        ("ingest5", "readings5", &["--mqtt-version", "5", "--dedup-property", "msg-id"][..]),
+    ] {
+        let added = rill_tests::rill()
+            .args(["mqtt", "add", name, "--url", &mosquitto.url(), "--subscribe", "sensors/+/telemetry@1"])
+            .args(["--target", target, "--ingest", "senml", "--admin", &format!("http://{http_addr}")])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+        let deadline = Instant::now() + WAIT;
+        while Http::new(&http_addr).get(&format!("/v1/mqtt/{name}")).1["status"]["connected"] != true {
+            assert!(Instant::now() < deadline, "the bridge {name} did not connect");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     std::thread::sleep(Duration::from_millis(200));
 
-    // One pack per message, each with its own sequence number, published with QoS 1 by a
-    // client that counts mosquitto's acknowledgements: every message is accepted by the broker.
+    // One pack per message, each with its own sequence number (also its msg-id user property),
+    // published with QoS 1 by a client that counts mosquitto's acknowledgements: every message
+    // is accepted by the broker.
     let publisher = tokio::spawn(publish_acknowledged(mosquitto.port, MESSAGES));
     for kill in 0..KILLS {
         std::thread::sleep(Duration::from_millis(700 + 300 * kill));
@@ -166,39 +199,55 @@ async fn qos_1_messages_survive_kill_9_of_the_gateway() {
     assert_eq!(publisher.await.unwrap(), MESSAGES, "mosquitto acknowledged every message");
     let (kafka, http_addr) = (rill.kafka_addr(), rill.http_addr());
     let http = Http::new(&http_addr);
-    wait_for_records(&http, "readings", MESSAGES, Duration::from_secs(120));
-    // Let anything still in flight land before counting.
-    std::thread::sleep(Duration::from_millis(500));
     let client = connect(&kafka).await;
-    let records = read_all(&partition(&client, "readings", 0).await).await;
-    let mut seen = vec![0u32; MESSAGES as usize];
-    for record in &records {
-        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
-        seen[value["v"].as_f64().unwrap() as usize] += 1;
+    let mut duplicates = BTreeMap::new();
+    for topic in ["readings", "readings5"] {
+        wait_for_records(&http, topic, MESSAGES, Duration::from_secs(120));
+        // Let anything still in flight land before counting.
+        std::thread::sleep(Duration::from_millis(500));
+        let records = read_all(&partition(&client, topic, 0).await).await;
+        let mut seen = vec![0u32; MESSAGES as usize];
+        for record in &records {
+            let value: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+            seen[value["v"].as_f64().unwrap() as usize] += 1;
+        }
+        let missing: Vec<usize> = seen.iter().enumerate().filter(|(_, n)| **n == 0).map(|(i, _)| i).take(10).collect();
+        assert!(missing.is_empty(), "{topic}: lost messages, first ones: {missing:?}");
+        duplicates.insert(topic, records.len() as u64 - MESSAGES);
     }
-    let missing: Vec<usize> = seen.iter().enumerate().filter(|(_, n)| **n == 0).map(|(i, _)| i).take(10).collect();
-    assert!(missing.is_empty(), "lost messages, first ones: {missing:?}");
-    let duplicates = records.len() as u64 - MESSAGES;
     // The bridge's in-flight window: messages received and not yet acknowledged are those
     // waiting to be batched (channel and stash) plus the batch being committed.
     use rill::limits::{MQTT_BATCH_MESSAGES_DEFAULT, MQTT_INFLIGHT_MAX, MQTT_STASH_MAX};
     let window = (MQTT_INFLIGHT_MAX + MQTT_STASH_MAX + MQTT_BATCH_MESSAGES_DEFAULT) as u64;
-    eprintln!("{duplicates} duplicates after {KILLS} kills (window {window})");
-    assert!(duplicates <= window * KILLS, "{duplicates} duplicates, more than the in-flight window per kill");
+    let dropped = http.get("/v1/mqtt/ingest5").1["status"].clone();
+    eprintln!("duplicates after {KILLS} kills (window {window}): {duplicates:?}; deduplicating bridge: {dropped}");
+    assert!(
+        duplicates["readings"] <= window * KILLS,
+        "{} duplicates, more than the in-flight window per kill",
+        duplicates["readings"]
+    );
+    assert_eq!(duplicates["readings5"], 0, "messages with ids are stored once");
     rill.stop();
 }
 
-/// Publishes `count` SenML packs `[{"n":"seq","v":N}]` with QoS 1 and returns how many the MQTT
-/// broker acknowledged.
+/// Publishes `count` SenML packs `[{"n":"seq","v":N}]` with QoS 1 over MQTT 5, with user
+/// property `msg-id` = N, and returns how many the MQTT broker acknowledged.
 async fn publish_acknowledged(port: u16, count: u64) -> u64 {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
     let mut options = MqttOptions::new("test-publisher", "127.0.0.1", port);
-    options.set_keep_alive(Duration::from_secs(30)).set_inflight(100);
+    options.set_keep_alive(Duration::from_secs(30)).set_outgoing_inflight_upper_limit(100);
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
     let sender = tokio::spawn(async move {
         for n in 0..count {
             let pack = format!("[{{\"n\":\"seq\",\"v\":{n}}}]");
-            client.publish("sensors/bulk/telemetry", QoS::AtLeastOnce, false, pack).await.unwrap();
+            let properties =
+                PublishProperties { user_properties: vec![("msg-id".into(), n.to_string())], ..Default::default() };
+            client
+                .publish_with_properties("sensors/bulk/telemetry", QoS::AtLeastOnce, false, pack, properties)
+                .await
+                .unwrap();
         }
         client
     });

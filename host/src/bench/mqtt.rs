@@ -206,6 +206,7 @@ async fn rill(port: u16, run: usize, count: u64, qos: QoS, senml: &[u8]) -> Resu
         name: format!("bench-{run}"),
         url: format!("mqtt://127.0.0.1:{port}"),
         version: "3.1.1".into(),
+        session_expiry_s: None,
         client_id: Some(format!("bench-rill-{run}-{}", qos as u8)),
         username: None,
         password: None,
@@ -219,6 +220,7 @@ async fn rill(port: u16, run: usize, count: u64, qos: QoS, senml: &[u8]) -> Resu
         batch_messages: crate::limits::MQTT_BATCH_MESSAGES_DEFAULT,
         batch_bytes: crate::limits::MQTT_BATCH_BYTES_DEFAULT,
         batch_window_ms: crate::limits::MQTT_BATCH_WINDOW_MS_DEFAULT,
+        dedup: None,
     };
     let name = spec.name.clone();
     bridges.add(spec).await.map_err(|e| e.to_string())?;

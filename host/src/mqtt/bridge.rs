@@ -12,25 +12,26 @@
 //!   the ingest plugin once per MQTT topic in the batch, partitions the records, appends them all
 //!   (and the dead letters) in one transaction, and only then acknowledges the messages. A crash
 //!   before the acknowledgement means redelivery, never loss; duplicates are bounded by the
-//!   in-flight window.
+//!   in-flight window, and none are stored when messages carry ids (see [`super::dedup`]).
+//!
+//! MQTT 3.1.1 and 5 are both spoken, through [`super::client`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeFilter,
-};
 use tokio::sync::{mpsc, watch};
 
-use super::spec::{BridgeSpec, Template};
+use super::client::{self, Client, Connection, Happened, Received};
+use super::dedup::{self, DedupWindow};
+use super::spec::{BridgeSpec, IdSource, Template};
 use crate::limits::{MQTT_INFLIGHT_MAX, MQTT_RECONNECT_BACKOFF_MAX, MQTT_RECONNECT_BACKOFF_MIN, MQTT_STASH_MAX};
 use crate::pipelines::StageSpec;
 use crate::pipelines::batches::{self, OwnedRecord};
 use crate::pipelines::load_instance;
 use crate::plugins::{PluginCatalog, PluginInstance, PluginLimits, SourceMessage};
-use crate::storage::{AppendError, Documents, Store, TopicConfig, TopicError};
+use crate::storage::{AppendError, DocumentWrite, Documents, Store, TopicConfig, TopicError};
 
 /// Headers on a dead-lettered MQTT message.
 pub mod headers {
@@ -51,6 +52,8 @@ pub struct BridgeStats {
     pub connects: AtomicU64,
     /// QoS 0 messages dropped because the bridge was behind.
     pub qos0_dropped: AtomicU64,
+    pub duplicates_dropped: AtomicU64,
+    pub messages_redelivered: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -79,14 +82,15 @@ pub(super) struct Bridge {
 impl Bridge {
     pub(super) async fn run(mut self) {
         let name = self.spec.name.clone();
-        // Without its plugins the bridge does not connect: the MQTT broker keeps queueing.
+        // Without its plugins (and its remembered ids) the bridge does not connect: the MQTT
+        // broker keeps queueing.
         let mut wait = MQTT_RECONNECT_BACKOFF_MIN;
-        let plugins = loop {
-            match self.load_plugins().await {
-                Ok(plugins) => break plugins,
+        let (plugins, dedup) = loop {
+            match self.load().await {
+                Ok(loaded) => break loaded,
                 Err(e) => {
-                    tracing::warn!(bridge = %name, error = %e, retry_ms = wait.as_millis() as u64, "bridge plugins cannot be loaded (upload them with `rill plugin upload`); retrying");
-                    self.stats.set_error(Some(format!("plugins cannot be loaded: {e}")));
+                    tracing::warn!(bridge = %name, error = %e, retry_ms = wait.as_millis() as u64, "bridge cannot start (upload its plugins with `rill plugin upload`); retrying");
+                    self.stats.set_error(Some(e));
                     if self.sleep_or_stop(wait).await {
                         return;
                     }
@@ -94,7 +98,12 @@ impl Bridge {
                 }
             }
         };
-        let (client, eventloop) = match self.client() {
+        let connected = self
+            .spec
+            .address()
+            .map_err(|e| e.to_string())
+            .and_then(|(host, port)| client::connect(&self.spec, host, port));
+        let (client, connection) = match connected {
             Ok(pair) => pair,
             Err(e) => {
                 self.stats.set_error(Some(e));
@@ -111,58 +120,61 @@ impl Bridge {
             stats: Arc::clone(&self.stats),
             client: client.clone(),
             plugins,
+            dedup,
             stopping: self.stopping.clone(),
         };
         let mut worker = tokio::spawn(worker.run(inbox));
-        self.poll(eventloop, &client, handoff, &session, &mut worker).await;
+        self.poll(connection, &client, handoff, &session, &mut worker).await;
         self.stats.connected.store(false, Ordering::Relaxed);
         tracing::info!(bridge = %name, "bridge stopped");
     }
 
-    async fn load_plugins(&self) -> Result<Plugins, String> {
+    /// The bridge's plugins, and the ids it remembers when it deduplicates.
+    async fn load(&self) -> Result<(Plugins, Option<Dedup>), String> {
         let (catalog, ingest, partitioner) =
             (self.catalog.clone(), self.spec.ingest.clone(), self.spec.partitioner.clone());
-        let ingest_stage_copy = ingest.clone();
+        let (store, spec) = (self.store.clone(), self.spec.clone());
         tokio::task::spawn_blocking(move || {
-            let (ingest_label, ingest) = load_instance(&catalog, &ingest, PluginLimits::default())?;
-            let partitioner = match partitioner {
-                Some(stage) => Some(load_instance(&catalog, &stage, PluginLimits::default())?),
+            let plugins = (|| {
+                let (ingest_label, instance) = load_instance(&catalog, &ingest, PluginLimits::default())?;
+                let partitioner = match partitioner {
+                    Some(stage) => Some(load_instance(&catalog, &stage, PluginLimits::default())?),
+                    None => None,
+                };
+                Ok::<_, String>(Plugins {
+                    catalog,
+                    ingest_stage: ingest,
+                    ingest: Some(instance),
+                    ingest_label,
+                    partitioner,
+                })
+            })()
+            .map_err(|e| format!("plugins cannot be loaded: {e}"))?;
+            let dedup = match &spec.dedup {
+                Some(dedup) => Some(Dedup {
+                    source: dedup.source().map_err(|e| e.to_string())?,
+                    window: DedupWindow::load(&store, &spec.name, dedup.window)
+                        .map_err(|e| format!("remembered ids cannot be read: {e}"))?,
+                }),
                 None => None,
             };
-            Ok(Plugins { catalog, ingest_stage: ingest_stage_copy, ingest: Some(ingest), ingest_label, partitioner })
+            Ok((plugins, dedup))
         })
         .await
         .map_err(|e| e.to_string())?
     }
 
-    fn client(&self) -> Result<(AsyncClient, EventLoop), String> {
-        let (host, port) = self.spec.address().map_err(|e| e.to_string())?;
-        let mut options = MqttOptions::new(self.spec.client_id(), host, port);
-        options
-            .set_keep_alive(Duration::from_secs(self.spec.keep_alive_s))
-            // A persistent session: the MQTT broker queues while the gateway is down.
-            .set_clean_session(false)
-            .set_manual_acks(true)
-            .set_max_packet_size(self.spec.batch_bytes.max(64 * 1024), 64 * 1024);
-        if let Some(username) = &self.spec.username {
-            options.set_credentials(username, self.spec.password.clone().unwrap_or_default());
-        }
-        // Room for every acknowledgement of a full window, so the worker never waits on it.
-        Ok(AsyncClient::new(options, MQTT_INFLIGHT_MAX * 2 + 64))
-    }
-
     /// Drives the connection until the broker stops; reconnects with back-off.
     async fn poll(
         &mut self,
-        mut eventloop: EventLoop,
-        client: &AsyncClient,
+        mut connection: Connection,
+        client: &Client,
         handoff: mpsc::Sender<Handoff>,
         session: &AtomicU64,
         worker: &mut tokio::task::JoinHandle<()>,
     ) {
         let name = self.spec.name.clone();
-        let filters: Vec<SubscribeFilter> =
-            self.spec.subscriptions.iter().map(|s| SubscribeFilter::new(s.filter.clone(), qos(s.qos))).collect();
+        let filters: Vec<(String, u8)> = self.spec.subscriptions.iter().map(|s| (s.filter.clone(), s.qos)).collect();
         let mut backoff = MQTT_RECONNECT_BACKOFF_MIN;
         // Publishes received while the worker's channel is full. The connection is always served
         // (the worker's acknowledgements must go out, or it would wait on them while this task
@@ -181,7 +193,7 @@ impl Bridge {
                 }
             }
             let event = tokio::select! {
-                event = eventloop.poll() => event,
+                event = connection.poll() => event,
                 room = handoff.reserve(), if !stash.is_empty() => {
                     if let (Ok(room), Some(publish)) = (room, stash.pop_front()) {
                         room.send(publish);
@@ -191,42 +203,54 @@ impl Bridge {
                 _ = self.stopping.wait_for(|stop| *stop) => break,
             };
             match event {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
+                Ok(Happened::Connected { session_present }) => {
                     backoff = MQTT_RECONNECT_BACKOFF_MIN;
                     self.stats.connected.store(true, Ordering::Relaxed);
                     self.stats.set_error(None);
                     BridgeStats::count(&self.stats.connects, 1);
-                    tracing::info!(bridge = %name, session_present = ack.session_present, "connected to the MQTT broker");
-                    if !ack.session_present {
+                    tracing::info!(bridge = %name, session_present, "connected to the MQTT broker");
+                    if !session_present {
                         // A new session: what arrived in the old one is no longer the
                         // broker's to acknowledge (see `Handoff`).
                         session.fetch_add(1, Ordering::AcqRel);
-                    }
-                    // The broker kept no session (first connect, or it lost its state):
-                    // subscribe again, or nothing would arrive.
-                    if !ack.session_present
-                        && let Err(e) = client.try_subscribe_many(filters.clone())
-                    {
-                        tracing::error!(bridge = %name, error = %e, "cannot subscribe");
+                        // The broker kept no session (first connect, or it lost its state):
+                        // subscribe again, or nothing would arrive.
+                        if let Err(e) = client.try_subscribe(&filters) {
+                            tracing::error!(bridge = %name, error = %e, "cannot subscribe");
+                            self.stats.set_error(Some(format!("cannot subscribe: {e}")));
+                        }
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if publish.qos == QoS::AtMostOnce && stash.len() >= MQTT_STASH_MAX {
+                Ok(Happened::Message(publish)) => {
+                    if publish.qos() == 0 && stash.len() >= MQTT_STASH_MAX {
                         // At most once, under overload: dropped, and counted.
                         BridgeStats::count(&self.stats.qos0_dropped, 1);
                         continue;
+                    }
+                    if publish.redelivered() {
+                        BridgeStats::count(&self.stats.messages_redelivered, 1);
                     }
                     // QoS 1: the MQTT broker sends at most its in-flight window of messages not
                     // yet acknowledged, which bounds the stash.
                     stash.push_back((session.load(Ordering::Acquire), publish));
                 }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    tracing::info!(bridge = %name, codes = ?ack.return_codes, "subscribed");
+                Ok(Happened::Subscribed { refused }) if refused.is_empty() => {
+                    tracing::info!(bridge = %name, "subscribed");
+                }
+                Ok(Happened::Subscribed { refused }) => {
+                    // Nothing arrives for a refused filter: say so where operators look.
+                    let refused: Vec<String> = refused
+                        .iter()
+                        .map(|(i, why)| format!("{:?}: {why}", filters.get(*i).map_or("?", |(f, _)| f.as_str())))
+                        .collect();
+                    let error = format!("the MQTT broker refused subscriptions: {}", refused.join(", "));
+                    tracing::error!(bridge = %name, %error, "subscription refused");
+                    self.stats.set_error(Some(error));
                 }
                 Ok(_) => {}
                 Err(e) => {
                     self.stats.connected.store(false, Ordering::Relaxed);
-                    self.stats.set_error(Some(e.to_string()));
+                    self.stats.set_error(Some(e.clone()));
                     tracing::warn!(bridge = %name, error = %e, retry_ms = backoff.as_millis() as u64, "MQTT connection failed; reconnecting");
                     if self.sleep_or_stop(backoff).await {
                         break;
@@ -242,7 +266,7 @@ impl Bridge {
         loop {
             tokio::select! {
                 _ = &mut *worker => break,
-                event = eventloop.poll() => {
+                event = connection.poll() => {
                     if event.is_err() {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -254,10 +278,10 @@ impl Bridge {
             }
         }
         // Send what is queued (the last acknowledgements), then the DISCONNECT.
-        let _ = client.try_disconnect();
+        client.try_disconnect();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, eventloop.poll()).await {
-            if matches!(event, Event::Outgoing(Outgoing::Disconnect)) {
+        while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, connection.poll()).await {
+            if matches!(event, Happened::DisconnectSent) {
                 break;
             }
         }
@@ -270,14 +294,6 @@ impl Bridge {
             _ = self.stopping.wait_for(|stop| *stop) => true,
         };
         stopped || *self.stopping.borrow()
-    }
-}
-
-fn qos(level: u8) -> QoS {
-    match level {
-        0 => QoS::AtMostOnce,
-        2 => QoS::ExactlyOnce,
-        _ => QoS::AtLeastOnce,
     }
 }
 
@@ -295,34 +311,51 @@ struct Worker {
     template: Template,
     store: Store,
     stats: Arc<BridgeStats>,
-    client: AsyncClient,
+    client: Client,
     plugins: Plugins,
+    /// Set when the bridge recognises redeliveries by id.
+    dedup: Option<Dedup>,
     stopping: watch::Receiver<bool>,
     /// The MQTT session messages belong to (see [`Handoff`]).
     session: Arc<AtomicU64>,
 }
 
+/// Where ids come from, and the ids stored.
+struct Dedup {
+    source: IdSource,
+    window: DedupWindow,
+}
+
 /// A publish with the session it arrived in. A packet id means something only within its
 /// session: when the broker starts a new one (it lost or dropped the old), acknowledging an old
 /// id would acknowledge some other message of the new session.
-type Handoff = (u64, Publish);
+type Handoff = (u64, Received);
+
+/// A message turned into what plugins see, with its id when it carries one.
+#[derive(Clone)]
+struct Message {
+    source: SourceMessage,
+    id: Option<String>,
+}
 
 /// Messages of one MQTT topic in a batch.
 struct Group {
     topic: String,
-    messages: Vec<SourceMessage>,
+    messages: Vec<Message>,
 }
 
 /// A group's records, ready to append.
 struct Prepared {
-    messages: Vec<SourceMessage>,
     appends: Vec<(String, u32, Vec<u8>)>,
     records: u64,
+    /// The ids stored with these records (messages' or records').
+    ids: Vec<String>,
+    messages: Vec<Message>,
 }
 
 /// A message the bridge could not turn into records.
 struct Rejected {
-    message: SourceMessage,
+    message: Message,
     plugin: String,
     error: String,
 }
@@ -338,13 +371,13 @@ impl Worker {
                 return;
             }
             let mut batch = vec![first];
-            let mut bytes = batch[0].1.payload.len();
+            let mut bytes = batch[0].1.payload().len();
             let deadline = tokio::time::Instant::now() + Duration::from_millis(self.spec.batch_window_ms);
             while batch.len() < self.spec.batch_messages && bytes < self.spec.batch_bytes {
                 tokio::select! {
                     next = inbox.recv() => match next {
                         Some(handoff) => {
-                            bytes += handoff.1.payload.len();
+                            bytes += handoff.1.payload().len();
                             batch.push(handoff);
                         }
                         None => break,
@@ -352,8 +385,8 @@ impl Worker {
                     _ = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            let publishes: Vec<&Publish> = batch.iter().map(|(_, publish)| publish).collect();
-            if !self.commit(&publishes).await {
+            let received: Vec<&Received> = batch.iter().map(|(_, publish)| publish).collect();
+            if !self.commit(&received).await {
                 return;
             }
             let session = self.session.load(Ordering::Acquire);
@@ -369,8 +402,8 @@ impl Worker {
 
     /// Turns `batch` into records and appends them durably; `false` when the broker stops first
     /// (nothing is acknowledged then). Every message ends up stored: as records, or as a dead
-    /// letter saying why not.
-    async fn commit(&mut self, batch: &[&Publish]) -> bool {
+    /// letter saying why not (or it was stored before: a recognised duplicate).
+    async fn commit(&mut self, batch: &[&Received]) -> bool {
         BridgeStats::count(&self.stats.messages_in, batch.len() as u64);
         let mut wait = MQTT_RECONNECT_BACKOFF_MIN;
         loop {
@@ -387,44 +420,84 @@ impl Worker {
                         return false;
                     }
                     wait = (wait * 2).min(MQTT_RECONNECT_BACKOFF_MAX);
+                    // A failed commit may have landed after all: the ids on disk say which, so
+                    // the retry drops what was stored.
+                    if let Err(error) = self.reload_ids() {
+                        tracing::warn!(bridge = %self.spec.name, %error, "cannot read the remembered ids yet");
+                    }
                 }
             }
         }
     }
 
-    async fn try_commit(&mut self, batch: &[&Publish]) -> Result<(), Transient> {
+    fn reload_ids(&mut self) -> Result<(), String> {
+        if let (Some(dedup), Some(spec)) = (&mut self.dedup, &self.spec.dedup) {
+            dedup.window = DedupWindow::load(&self.store, &self.spec.name, spec.window)?;
+        }
+        Ok(())
+    }
+
+    /// `received`'s id when the bridge takes ids from user properties and it carries one.
+    fn message_id(&self, received: &Received) -> Option<String> {
+        let Some(Dedup { source: IdSource::UserProperty(name), .. }) = &self.dedup else { return None };
+        let (_, value) = received.user_properties().iter().find(|(key, _)| key == name)?;
+        Some(dedup::scoped(&received.topic(), value))
+    }
+
+    /// Whether `id` was stored before or is taken by an earlier message of this batch; else it
+    /// is taken now.
+    fn seen(&self, id: &str, batch_ids: &mut HashSet<String>) -> bool {
+        let stored = self.dedup.as_ref().is_some_and(|d| d.window.contains(id));
+        stored || !batch_ids.insert(id.to_owned())
+    }
+
+    async fn try_commit(&mut self, batch: &[&Received]) -> Result<(), Transient> {
         let received_ms = crate::clock::now_ms();
         let mut groups: Vec<Group> = Vec::new();
-        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        let mut batch_ids = HashSet::new();
+        let mut duplicates = 0;
         for publish in batch {
-            let at = *index.entry(publish.topic.as_str()).or_insert_with(|| {
-                groups.push(Group { topic: publish.topic.clone(), messages: Vec::new() });
+            let id = self.message_id(publish);
+            if let Some(id) = &id
+                && self.seen(id, &mut batch_ids)
+            {
+                duplicates += 1;
+                continue;
+            }
+            let topic = publish.topic();
+            let at = *index.entry(topic.clone()).or_insert_with(|| {
+                groups.push(Group { topic: topic.clone(), messages: Vec::new() });
                 groups.len() - 1
             });
-            groups[at].messages.push(SourceMessage {
-                payload: publish.payload.to_vec(),
-                topic: publish.topic.clone(),
-                qos: publish.qos as u8,
-                retained: publish.retain,
-                properties: Vec::new(),
-                received_ms,
+            groups[at].messages.push(Message {
+                source: SourceMessage {
+                    payload: publish.payload().to_vec(),
+                    topic,
+                    qos: publish.qos(),
+                    retained: publish.retained(),
+                    properties: publish.user_properties().to_vec(),
+                    received_ms,
+                },
+                id,
             });
         }
         let mut prepared = Vec::new();
         let mut rejected = Vec::new();
         for group in groups {
-            if let Some(ready) = self.prepare(group, &mut rejected).await? {
+            if let Some(ready) = self.prepare(group, &mut rejected, &mut batch_ids, &mut duplicates).await? {
                 prepared.push(ready);
             }
         }
         let appends: Vec<_> = prepared.iter().flat_map(|p| p.appends.iter().cloned()).collect();
-        match self.append(appends).await? {
+        let ids: Vec<String> = prepared.iter().flat_map(|p| p.ids.iter().cloned()).collect();
+        match self.append(appends, ids).await? {
             Ok(()) => self.stored(&prepared),
             // Refused for good (a record too large for its topic, a topic deleted meanwhile):
             // group by group, so only the groups refused are dead-lettered.
             Err(_) => {
                 for group in prepared {
-                    match self.append(group.appends.clone()).await? {
+                    match self.append(group.appends.clone(), group.ids.clone()).await? {
                         Ok(()) => self.stored(std::slice::from_ref(&group)),
                         Err(error) => {
                             for message in group.messages {
@@ -435,11 +508,13 @@ impl Worker {
                 }
             }
         }
+        BridgeStats::count(&self.stats.duplicates_dropped, duplicates);
         if rejected.is_empty() {
             return Ok(());
         }
         let letters = self.dead_letters(&rejected).await?;
-        match self.append(vec![(self.spec.dead_letter_topic(), 0, letters)]).await? {
+        let ids = rejected.iter().filter_map(|r| r.message.id.clone()).collect();
+        match self.append(vec![(self.spec.dead_letter_topic(), 0, letters)], ids).await? {
             Ok(()) => BridgeStats::count(&self.stats.messages_dead_lettered, rejected.len() as u64),
             Err(error) => tracing::error!(bridge = %self.spec.name, %error, messages = rejected.len(),
                 "the dead-letter topic refused rejected messages: they cannot be stored anywhere and are dropped"),
@@ -451,10 +526,21 @@ impl Worker {
         BridgeStats::count(&self.stats.records_out, groups.iter().map(|g| g.records).sum());
     }
 
-    /// Appends in one transaction: `Err(Transient)` for storage errors, `Ok(Err)` for refusals.
-    async fn append(&self, appends: Vec<(String, u32, Vec<u8>)>) -> Result<Result<(), AppendError>, Transient> {
-        match self.store.transact(appends, Documents(Box::new(|_| Vec::new())), None).await {
-            Ok(_) => Ok(Ok(())),
+    /// Appends in one transaction, with the ids stored (see [`DedupWindow`]): `Err(Transient)`
+    /// for storage errors, `Ok(Err)` for refusals.
+    async fn append(
+        &mut self,
+        appends: Vec<(String, u32, Vec<u8>)>,
+        ids: Vec<String>,
+    ) -> Result<Result<(), AppendError>, Transient> {
+        let writes: Vec<DocumentWrite> = self.dedup.as_ref().map(|d| d.window.writes(&ids)).unwrap_or_default();
+        match self.store.transact(appends, Documents(Box::new(move |_| writes)), None).await {
+            Ok(_) => {
+                if let Some(dedup) = &mut self.dedup {
+                    dedup.window.committed(ids);
+                }
+                Ok(Ok(()))
+            }
             Err(e @ (AppendError::Storage(_) | AppendError::ShutDown)) => Err(Transient(format!("append failed: {e}"))),
             Err(refused) => Ok(Err(refused)),
         }
@@ -462,8 +548,14 @@ impl Worker {
 
     /// The records of one MQTT topic's messages, by partition of their target topic; messages
     /// that cannot become records are added to `rejected`.
-    async fn prepare(&mut self, group: Group, rejected: &mut Vec<Rejected>) -> Result<Option<Prepared>, Transient> {
-        let reject_all = |rejected: &mut Vec<Rejected>, messages: Vec<SourceMessage>, plugin: &str, error: String| {
+    async fn prepare(
+        &mut self,
+        group: Group,
+        rejected: &mut Vec<Rejected>,
+        batch_ids: &mut HashSet<String>,
+        duplicates: &mut u64,
+    ) -> Result<Option<Prepared>, Transient> {
+        let reject_all = |rejected: &mut Vec<Rejected>, messages: Vec<Message>, plugin: &str, error: String| {
             rejected.extend(messages.into_iter().map(|message| Rejected {
                 message,
                 plugin: plugin.to_owned(),
@@ -487,7 +579,7 @@ impl Worker {
         };
         let mut kept = Vec::new();
         let mut messages = Vec::new();
-        match self.ingest(group.messages.clone()).await {
+        match self.ingest(group.messages.iter().map(|m| m.source.clone()).collect()).await {
             Ok(records) => {
                 kept.push(records);
                 messages = group.messages;
@@ -495,7 +587,7 @@ impl Worker {
             // One call per message, so only the ones the plugin refuses are rejected.
             Err(_) if group.messages.len() > 1 => {
                 for message in group.messages {
-                    match self.ingest(vec![message.clone()]).await {
+                    match self.ingest(vec![message.source.clone()]).await {
                         Ok(records) => {
                             kept.push(records);
                             messages.push(message);
@@ -518,6 +610,25 @@ impl Worker {
                     return Ok(None);
                 }
             }
+        }
+        let mut ids: Vec<String> = messages.iter().filter_map(|m| m.id.clone()).collect();
+        if let Some(Dedup { source: IdSource::RecordHeader(header), .. }) = &self.dedup {
+            let header = header.clone();
+            let before = records.len();
+            records.retain(|record| {
+                let Some(value) =
+                    record.headers.iter().find(|(k, _)| k == header.as_bytes()).and_then(|(_, v)| v.as_ref())
+                else {
+                    return true;
+                };
+                let id = dedup::scoped(&group.topic, &String::from_utf8_lossy(value));
+                if self.seen(&id, batch_ids) {
+                    return false;
+                }
+                ids.push(id);
+                true
+            });
+            *duplicates += (before - records.len()) as u64;
         }
         if records.is_empty() {
             return Ok(None);
@@ -544,7 +655,7 @@ impl Worker {
         match built.and_then(|bytes| batches::split_by_partition(&bytes, &chosen)) {
             Ok(split) => {
                 let appends = split.into_iter().map(|(p, bytes)| (target.clone(), p, bytes)).collect();
-                Ok(Some(Prepared { messages, appends, records: count }))
+                Ok(Some(Prepared { appends, records: count, ids, messages }))
             }
             Err(error) => {
                 reject_all(rejected, messages, "bridge", error);
@@ -553,9 +664,9 @@ impl Worker {
         }
     }
 
-    fn reject(&self, rejected: &mut Vec<Rejected>, message: SourceMessage, error: String) {
+    fn reject(&self, rejected: &mut Vec<Rejected>, message: Message, error: String) {
         BridgeStats::count(&self.stats.plugin_failures, 1);
-        tracing::warn!(bridge = %self.spec.name, mqtt_topic = %message.topic, %error, "message rejected; dead-lettered");
+        tracing::warn!(bridge = %self.spec.name, mqtt_topic = %message.source.topic, %error, "message rejected; dead-lettered");
         rejected.push(Rejected { message, plugin: self.plugins.ingest_label.clone(), error });
     }
 
@@ -629,11 +740,11 @@ impl Worker {
             .iter()
             .map(|r| OwnedRecord {
                 offset: 0,
-                timestamp: r.message.received_ms,
-                key: Some(r.message.topic.as_bytes().to_vec()),
-                value: Some(r.message.payload.clone()),
+                timestamp: r.message.source.received_ms,
+                key: Some(r.message.source.topic.as_bytes().to_vec()),
+                value: Some(r.message.source.payload.clone()),
                 headers: [
-                    (headers::MQTT_TOPIC, r.message.topic.clone()),
+                    (headers::MQTT_TOPIC, r.message.source.topic.clone()),
                     (headers::ERROR, r.error.clone()),
                     (headers::PLUGIN, r.plugin.clone()),
                     (headers::BRIDGE, self.spec.name.clone()),

@@ -7,6 +7,8 @@
 //! in redb and run again after a restart.
 
 pub mod bridge;
+mod client;
+mod dedup;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -22,7 +24,7 @@ use crate::pipelines::load_instance;
 use crate::plugins::{PluginCatalog, PluginKind, PluginLimits};
 use crate::storage::{PutMode, ResourceError, Store};
 use bridge::{Bridge, BridgeStats};
-pub use spec::{BridgeSpec, InvalidBridge, Subscription};
+pub use spec::{BridgeSpec, DedupSpec, InvalidBridge, Subscription};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BridgeError {
@@ -53,9 +55,14 @@ pub struct BridgeStatus {
     pub records_out: u64,
     pub messages_dead_lettered: u64,
     pub plugin_failures: u64,
-    /// Messages recognised as redelivered and dropped. MQTT 3.1.1 messages carry no id, so none
-    /// are recognised: after a crash, up to the in-flight window may be stored twice.
+    /// Messages (or records, with ids from a record header) recognised as already stored and
+    /// dropped. Only a bridge with `dedup` recognises them: without ids, up to the in-flight window
+    /// may be stored twice after a crash.
     pub duplicates_dropped: u64,
+    /// Messages the MQTT broker marked as sent before (DUP): each a possible duplicate, stored
+    /// twice unless the bridge deduplicates.
+    #[serde(default)]
+    pub messages_redelivered: u64,
     pub connects: u64,
     /// QoS 0 messages dropped because the bridge was behind (at most once, by definition).
     #[serde(default)]
@@ -209,6 +216,8 @@ impl Bridges {
         if !deleted {
             return Err(BridgeError::NotFound(name.to_owned()));
         }
+        // A bridge added again under this name starts with no ids remembered.
+        dedup::DedupWindow::forget(&self.inner.store, name).await.map_err(BridgeError::Storage)?;
         tracing::info!(bridge = %name, "MQTT bridge removed");
         Ok(())
     }
@@ -258,7 +267,8 @@ fn view(handle: &Handle) -> BridgeView {
             records_out: read(&stats.records_out),
             messages_dead_lettered: read(&stats.messages_dead_lettered),
             plugin_failures: read(&stats.plugin_failures),
-            duplicates_dropped: 0,
+            duplicates_dropped: read(&stats.duplicates_dropped),
+            messages_redelivered: read(&stats.messages_redelivered),
             connects: read(&stats.connects),
             qos0_dropped: read(&stats.qos0_dropped),
         },
@@ -279,7 +289,7 @@ impl prometheus_client::collector::Collector for BridgesCollector {
         let views: Vec<(BridgeLabels, BridgeView)> =
             self.0.list().into_iter().map(|v| (BridgeLabels { bridge: v.spec.name.clone() }, v)).collect();
         type Read = fn(&BridgeStatus) -> u64;
-        let families: [(&str, &str, MetricType, Read); 8] = [
+        let families: [(&str, &str, MetricType, Read); 9] = [
             ("mqtt_connected", "1 while the bridge is connected to its MQTT broker", MetricType::Gauge, |s| {
                 u64::from(s.connected)
             }),
@@ -294,6 +304,12 @@ impl prometheus_client::collector::Collector for BridgesCollector {
             ("mqtt_duplicates_dropped", "Redelivered MQTT messages recognised and dropped", MetricType::Counter, |s| {
                 s.duplicates_dropped
             }),
+            (
+                "mqtt_messages_redelivered",
+                "MQTT messages the broker marked as sent before (DUP)",
+                MetricType::Counter,
+                |s| s.messages_redelivered,
+            ),
             ("mqtt_connects", "Connections made to the MQTT broker", MetricType::Counter, |s| s.connects),
             ("mqtt_qos0_dropped", "QoS 0 messages dropped while the bridge was behind", MetricType::Counter, |s| {
                 s.qos0_dropped

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{
-    MQTT_BATCH_BYTES_DEFAULT, MQTT_BATCH_MESSAGES_DEFAULT, MQTT_BATCH_WINDOW_MS_DEFAULT, MQTT_KEEP_ALIVE_S_DEFAULT,
+    MQTT_BATCH_BYTES_DEFAULT, MQTT_BATCH_MESSAGES_DEFAULT, MQTT_BATCH_WINDOW_MS_DEFAULT, MQTT_DEDUP_WINDOW_DEFAULT,
+    MQTT_DEDUP_WINDOW_MAX, MQTT_DEDUP_WINDOW_MIN, MQTT_KEEP_ALIVE_S_DEFAULT, MQTT_SESSION_EXPIRY_S_DEFAULT,
     PARTITIONS_PER_TOPIC_MAX,
 };
 use crate::pipelines::StageSpec;
@@ -23,9 +24,13 @@ pub struct BridgeSpec {
     pub name: String,
     /// `mqtt://host:port` (port 1883 when not given).
     pub url: String,
-    /// The MQTT protocol version: `3.1.1`.
+    /// The MQTT protocol version: `3.1.1` or `5`.
     #[serde(default = "default_version")]
     pub version: String,
+    /// MQTT 5: how long the MQTT broker keeps the session, queueing for it, while the bridge is
+    /// away (default 7 days). MQTT 3.1.1 sessions last until the broker drops them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expiry_s: Option<u32>,
     /// The client id, which names the persistent session at the MQTT broker (default
     /// `rill-<name>`). Two bridges must not share one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +66,51 @@ pub struct BridgeSpec {
     /// How long the first message of a batch waits for others.
     #[serde(default = "default_batch_window_ms")]
     pub batch_window_ms: u64,
+    /// Recognise redelivered messages by an id they carry, and store them once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<DedupSpec>,
+}
+
+/// Where a message's id is found. Ids are scoped by MQTT topic; the bridge remembers the last
+/// `window` ids it stored, committed with the records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSpec {
+    /// MQTT 5: the user property holding the message's id (a redelivered message is dropped
+    /// before the ingest plugin sees it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_property: Option<String>,
+    /// A header the ingest plugin sets on each record, holding the record's id (a record whose
+    /// id was stored is dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_header: Option<String>,
+    /// How many ids are remembered (at least the bridge's in-flight window).
+    #[serde(default = "default_dedup_window")]
+    pub window: usize,
+}
+
+/// Where a bridge finds ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdSource {
+    UserProperty(String),
+    RecordHeader(String),
+}
+
+impl DedupSpec {
+    pub fn source(&self) -> Result<IdSource, InvalidBridge> {
+        match (&self.user_property, &self.record_header) {
+            (Some(name), None) if !name.is_empty() => Ok(IdSource::UserProperty(name.clone())),
+            (None, Some(name)) if !name.is_empty() => Ok(IdSource::RecordHeader(name.clone())),
+            _ => Err(invalid("dedup", "exactly one of user_property and record_header, not empty")),
+        }
+    }
+}
+
+/// The protocol versions spoken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttVersion {
+    V311,
+    V5,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -75,6 +125,9 @@ pub struct Subscription {
 
 fn default_version() -> String {
     "3.1.1".into()
+}
+fn default_dedup_window() -> usize {
+    MQTT_DEDUP_WINDOW_DEFAULT
 }
 fn default_keep_alive() -> u64 {
     MQTT_KEEP_ALIVE_S_DEFAULT
@@ -116,6 +169,19 @@ impl BridgeSpec {
         self.dead_letter_topic.clone().unwrap_or_else(|| DEAD_LETTER_TOPIC_DEFAULT.to_owned())
     }
 
+    pub fn version(&self) -> Result<MqttVersion, InvalidBridge> {
+        match self.version.as_str() {
+            "3.1.1" => Ok(MqttVersion::V311),
+            "5" | "5.0" => Ok(MqttVersion::V5),
+            other => Err(invalid("version", format!("{other:?}: \"3.1.1\" or \"5\""))),
+        }
+    }
+
+    /// MQTT 5's session expiry interval.
+    pub fn session_expiry_s(&self) -> u32 {
+        self.session_expiry_s.unwrap_or(MQTT_SESSION_EXPIRY_S_DEFAULT)
+    }
+
     /// `(host, port)` of the MQTT broker.
     pub fn address(&self) -> Result<(String, u16), InvalidBridge> {
         let rest = match self.url.split_once("://") {
@@ -145,8 +211,26 @@ impl BridgeSpec {
     /// Checks what can be checked without the broker (plugins are checked when they load).
     pub fn check(&self) -> Result<(), InvalidBridge> {
         self.address()?;
-        if self.version != "3.1.1" {
-            return Err(invalid("version", format!("{:?}: this build speaks MQTT 3.1.1", self.version)));
+        let version = self.version()?;
+        if self.session_expiry_s.is_some() && version != MqttVersion::V5 {
+            return Err(invalid("session_expiry_s", "MQTT 5 only (MQTT 3.1.1 sessions have no expiry interval)"));
+        }
+        if self.session_expiry_s == Some(0) {
+            // 0 ends the session at disconnect: the broker would queue nothing while Rill is away.
+            return Err(invalid("session_expiry_s", "at least 1 second (0 would end the session at each disconnect)"));
+        }
+        if let Some(dedup) = &self.dedup {
+            if let IdSource::UserProperty(_) = dedup.source()?
+                && version != MqttVersion::V5
+            {
+                return Err(invalid("dedup.user_property", "user properties are MQTT 5: set version = \"5\""));
+            }
+            if !(MQTT_DEDUP_WINDOW_MIN..=MQTT_DEDUP_WINDOW_MAX).contains(&dedup.window) {
+                return Err(invalid(
+                    "dedup.window",
+                    format!("{MQTT_DEDUP_WINDOW_MIN} to {MQTT_DEDUP_WINDOW_MAX} ids (at least the in-flight window)"),
+                ));
+            }
         }
         if self.client_id().is_empty() || self.client_id().len() > 128 {
             return Err(invalid("client_id", "1 to 128 characters"));
@@ -304,7 +388,11 @@ mod tests {
         for (key, value, field) in [
             ("url", serde_json::json!("http://x:1"), "url"),
             ("url", serde_json::json!("mqtt://x:0"), "url"),
-            ("version", serde_json::json!("4"), "version"),
+            ("version", serde_json::json!("4.5"), "version"),
+            ("session_expiry_s", serde_json::json!(60), "session_expiry_s"),
+            ("dedup", serde_json::json!({"user_property": "id"}), "dedup.user_property"),
+            ("dedup", serde_json::json!({"record_header": "id", "user_property": "id"}), "dedup"),
+            ("dedup", serde_json::json!({"record_header": "id", "window": 10}), "dedup.window"),
             ("target", serde_json::json!("sensors.{x}"), "target"),
             ("target", serde_json::json!("bad topic"), "target"),
             ("subscriptions", serde_json::json!([{"filter": "a/#/b"}]), "subscriptions[0].filter"),
@@ -315,6 +403,14 @@ mod tests {
             json[key] = value;
             assert_eq!(spec(json).check().unwrap_err().field, field, "{key}");
         }
+        let mut v5 = base();
+        v5["version"] = "5".into();
+        v5["session_expiry_s"] = 3600.into();
+        v5["dedup"] = serde_json::json!({"user_property": "msg-id"});
+        let v5 = spec(v5);
+        assert_eq!(v5.check(), Ok(()));
+        assert_eq!((v5.version().unwrap(), v5.session_expiry_s()), (MqttVersion::V5, 3600));
+        assert_eq!(v5.dedup.unwrap().source().unwrap(), IdSource::UserProperty("msg-id".into()));
         let unknown = serde_json::from_value::<BridgeSpec>(serde_json::json!({"name": "b", "colour": 1}));
         assert!(unknown.unwrap_err().to_string().contains("colour"));
     }

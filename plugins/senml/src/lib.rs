@@ -6,7 +6,11 @@
 //! now: the message's receive time), unit = `u` or `bu`, value = `v` + `bv`, sum = `s` + `bs`.
 //! Each measurement becomes a record keyed by its full name, whose value is a JSON object with
 //! `n`, `u` (when known) and the value (`v`, `vs`, `vb`, `vd` or `s`), stamped with the resolved
-//! time in milliseconds, and with the source topic in a `source.topic` header. A pack that is not
+//! time in milliseconds, and with the source topic in a `source.topic` header. A measurement
+//! with an absolute time also gets a `senml.id` header, `<name>@<time in ms>`: a name and a time
+//! identify a measurement, so a pack a device sends again yields the same ids, and a bridge with
+//! `dedup.record_header = "senml.id"` stores it once. (Relative times count from receipt, so they
+//! give no stable id.) A pack that is not
 //! a JSON array of objects, a record without a name or a value, or a wrong type is refused with
 //! the message's index.
 
@@ -15,6 +19,9 @@ use serde_json::{Map, Value};
 
 /// Below this many seconds a SenML time is relative to now (RFC 8428, section 4.5.3).
 const RELATIVE_TIME_LIMIT: f64 = 268_435_456.0;
+
+/// The header naming a measurement with an absolute time: `<name>@<time in ms>`.
+const ID_HEADER: &[u8] = b"senml.id";
 
 #[derive(Debug)]
 pub struct Senml;
@@ -108,14 +115,20 @@ impl Ingest for Senml {
             };
             out.insert(value.0.into(), value.1);
             let mut time = base.time + number(entry, "t").map_err(at)?.unwrap_or(0.0);
-            if time < RELATIVE_TIME_LIMIT {
+            let absolute = time >= RELATIVE_TIME_LIMIT;
+            if !absolute {
                 time += now_s;
             }
+            let timestamp = (time * 1000.0).round() as i64;
+            let mut headers = vec![(b"source.topic".to_vec(), Some(message.topic.as_bytes().to_vec()))];
+            if absolute {
+                headers.push((ID_HEADER.to_vec(), Some(format!("{name}@{timestamp}").into_bytes())));
+            }
             records.push(NewRecord {
-                timestamp: (time * 1000.0).round() as i64,
+                timestamp,
                 key: Some(name.into_bytes()),
                 value: Some(serde_json::to_vec(&Value::Object(out)).map_err(|e| Error::fatal(e.to_string()))?),
-                headers: vec![(b"source.topic".to_vec(), Some(message.topic.as_bytes().to_vec()))],
+                headers,
             });
         }
         Ok(())
@@ -187,6 +200,35 @@ mod tests {
         assert_eq!(got[0], ("door".into(), r#"{"n":"door","vb":true}"#.into(), 1_699_999_995_000));
         assert_eq!(got[1].1, r#"{"n":"fw","vs":"1.2"}"#);
         assert_eq!(got[2].1, r#"{"n":"rain","s":4.0}"#);
+    }
+
+    #[test]
+    fn measurements_with_absolute_times_carry_their_id() {
+        let messages = [
+            message(r#"[{"bn":"dev:","bt":1.7e9,"n":"temp","v":1},{"n":"hum","t":-2,"v":2},{"n":"rel","t":-5,"v":3}]"#),
+            message(r#"[{"n":"late","t":-5,"v":4}]"#),
+        ];
+        let mut output = ingest_messages(&mut Senml, &messages).unwrap();
+        seal_crc(&mut output).unwrap();
+        let batch = Batch::parse(&output).unwrap();
+        let ids: Vec<Option<String>> = batch
+            .records()
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                r.headers().find(|h| h.key == ID_HEADER).map(|h| String::from_utf8(h.value.unwrap().to_vec()).unwrap())
+            })
+            .collect();
+        // The base time stays in force for the pack; the last message's time is relative.
+        assert_eq!(
+            ids,
+            [
+                Some("dev:temp@1700000000000".into()),
+                Some("dev:hum@1699999998000".into()),
+                Some("dev:rel@1699999995000".into()),
+                None
+            ]
+        );
     }
 
     #[test]

@@ -7,9 +7,10 @@ use hyper::Method;
 use super::pipeline::{call, parse_setting, stage};
 use crate::client::admin::{AdminArgs, AdminClient, AdminError};
 use crate::limits::{
-    MQTT_BATCH_BYTES_DEFAULT, MQTT_BATCH_MESSAGES_DEFAULT, MQTT_BATCH_WINDOW_MS_DEFAULT, MQTT_KEEP_ALIVE_S_DEFAULT,
+    MQTT_BATCH_BYTES_DEFAULT, MQTT_BATCH_MESSAGES_DEFAULT, MQTT_BATCH_WINDOW_MS_DEFAULT, MQTT_DEDUP_WINDOW_DEFAULT,
+    MQTT_KEEP_ALIVE_S_DEFAULT,
 };
-use crate::mqtt::{BridgeSpec, BridgeView, Subscription};
+use crate::mqtt::{BridgeSpec, BridgeView, DedupSpec, Subscription};
 
 #[derive(Debug, Subcommand)]
 pub enum MqttCommand {
@@ -62,6 +63,21 @@ pub struct AddArgs {
     /// Where rejected messages go (default mqtt.dlq).
     #[arg(long)]
     dead_letter_topic: Option<String>,
+    /// The MQTT protocol version: 3.1.1 or 5.
+    #[arg(long = "mqtt-version", default_value = "3.1.1")]
+    version: String,
+    /// MQTT 5: seconds the MQTT broker keeps the session while the bridge is away (default a week).
+    #[arg(long)]
+    session_expiry_s: Option<u32>,
+    /// MQTT 5: the user property carrying each message's id; redeliveries are stored once.
+    #[arg(long, value_name = "NAME", conflicts_with = "dedup_header")]
+    dedup_property: Option<String>,
+    /// The record header the ingest plugin sets to each record's id; redeliveries are stored once.
+    #[arg(long, value_name = "NAME")]
+    dedup_header: Option<String>,
+    /// Ids remembered for deduplication.
+    #[arg(long, default_value_t = MQTT_DEDUP_WINDOW_DEFAULT)]
+    dedup_window: usize,
 }
 
 pub async fn mqtt(admin: &AdminArgs, command: MqttCommand) -> Result<(), AdminError> {
@@ -82,7 +98,17 @@ pub async fn mqtt(admin: &AdminArgs, command: MqttCommand) -> Result<(), AdminEr
                 username,
                 password,
                 dead_letter_topic,
+                version,
+                session_expiry_s,
+                dedup_property,
+                dedup_header,
+                dedup_window,
             } = *args;
+            let dedup = (dedup_property.is_some() || dedup_header.is_some()).then_some(DedupSpec {
+                user_property: dedup_property,
+                record_header: dedup_header,
+                window: dedup_window,
+            });
             let mut ingest = stage(&client, &ingest).await?;
             for setting in &config {
                 let (_, key, value) = parse_setting(setting)?;
@@ -103,7 +129,8 @@ pub async fn mqtt(admin: &AdminArgs, command: MqttCommand) -> Result<(), AdminEr
             let spec = BridgeSpec {
                 name,
                 url,
-                version: "3.1.1".into(),
+                version,
+                session_expiry_s,
                 client_id,
                 username,
                 password,
@@ -117,6 +144,7 @@ pub async fn mqtt(admin: &AdminArgs, command: MqttCommand) -> Result<(), AdminEr
                 batch_messages: MQTT_BATCH_MESSAGES_DEFAULT,
                 batch_bytes: MQTT_BATCH_BYTES_DEFAULT,
                 batch_window_ms: MQTT_BATCH_WINDOW_MS_DEFAULT,
+                dedup,
             };
             let view: BridgeView = call(&client, Method::POST, "/v1/mqtt", &spec).await?;
             println!("added MQTT bridge {}: {} -> {}", view.spec.name, view.spec.url, view.spec.target);
