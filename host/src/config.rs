@@ -26,10 +26,12 @@
 //!
 //! [[mqtt]]                          # an MQTT bridge (repeatable; see `examples/gateway.toml`)
 //! name = "sensors"
-//! url = "mqtt://127.0.0.1:1883"
+//! url = "mqtt://127.0.0.1:1883"   # or mqtts://host:8883 with tls = { ca_file, cert_file, key_file }
+//! version = "3.1.1"                 # or "5" (session_expiry_s, user properties)
 //! subscriptions = [{ filter = "sensors/+/telemetry", qos = 1 }]
 //! target = "sensors"                # or a template over MQTT topic levels: "sensors.{1}"
 //! ingest = { plugin = "senml" }
+//! dedup = { record_header = "senml.id" }  # or { user_property = "msg-id" } (MQTT 5): stored once
 //! ```
 
 use std::net::SocketAddr;
@@ -286,7 +288,7 @@ mod tests {
     fn the_gateway_example_is_a_valid_config() {
         let config = Config::parse(include_str!("../../examples/gateway.toml")).unwrap();
         assert_eq!(config.mqtt.len(), 1);
-        assert_eq!(config.mqtt[0].address().unwrap(), ("127.0.0.1".into(), 1883));
+        assert_eq!(config.mqtt[0].address().unwrap(), ("127.0.0.1".into(), 1883, false));
         let twice = format!(
             "{0}\n{0}",
             include_str!("../../examples/gateway.toml")

@@ -3,7 +3,7 @@
 //! The binary's path comes from `RILL_BIN`, which `cargo xtask test` sets to the binary it built.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
@@ -297,23 +297,63 @@ fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answ
 pub struct Mosquitto {
     child: Option<Child>,
     pub port: u16,
+    /// The TLS listener of [`Mosquitto::start_with_tls`], which asks clients for a certificate.
+    pub tls_port: Option<u16>,
     dir: tempfile::TempDir,
+}
+
+/// PEM files for a TLS mosquitto: the CA that signed everything, and a client's certificate.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_with(None)
+    }
+
+    /// Also listens with TLS (certificates made now by a test CA), requiring a client
+    /// certificate signed by that CA.
+    pub fn start_with_tls() -> (Mosquitto, TlsFiles) {
         let dir = tempfile::tempdir().unwrap();
+        let files = make_certificates(dir.path());
+        let tls_port = free_port();
+        let listener = format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            files.ca.display(),
+            dir.path().join("server.pem").display(),
+            dir.path().join("server.key").display()
+        );
+        let mut mosquitto = Self::start_with(Some((dir, listener)));
+        mosquitto.tls_port = Some(tls_port);
+        (mosquitto, files)
+    }
+
+    fn start_with(tls: Option<(tempfile::TempDir, String)>) -> Mosquitto {
+        let port = free_port();
+        let (dir, tls_listener) = tls.unwrap_or_else(|| (tempfile::tempdir().unwrap(), String::new()));
         let config = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
              autosave_interval 1\nmax_queued_messages 1000000\nmax_queued_bytes 0\nmax_inflight_messages 100\n\
-             log_dest stderr\nlog_type error\nlog_type warning\nuser root\n",
+             log_dest stderr\nlog_type error\nlog_type warning\nuser root\n{tls_listener}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("mosquitto.conf"), config).unwrap();
-        let mut mosquitto = Mosquitto { child: None, port, dir };
+        let mut mosquitto = Mosquitto { child: None, port, tls_port: None, dir };
         mosquitto.run();
         mosquitto
+    }
+
+    /// `mqtts://127.0.0.1:PORT` of the TLS listener.
+    pub fn tls_url(&self) -> String {
+        format!("mqtts://127.0.0.1:{}", self.tls_port.expect("started with TLS"))
     }
 
     fn run(&mut self) {
@@ -380,6 +420,32 @@ impl Mosquitto {
             .unwrap_or_else(|e| panic!("mosquitto_pub must be installed (cargo xtask test installs it): {e}"));
         assert!(output.status.success(), "mosquitto_pub: {}", String::from_utf8_lossy(&output.stderr));
     }
+}
+
+/// A test CA, a certificate for mosquitto on 127.0.0.1 and a client certificate, as PEM files
+/// in `dir`.
+fn make_certificates(dir: &Path) -> TlsFiles {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "Rill test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let signed = |names: Vec<String>, common_name: &str, file: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        (write(&format!("{file}.pem"), cert.pem()), write(&format!("{file}.key"), key.serialize_pem()))
+    };
+    signed(vec!["127.0.0.1".into(), "localhost".into()], "mosquitto", "server");
+    let (client_cert, client_key) = signed(Vec::new(), "rill-bridge", "client");
+    TlsFiles { ca: write("ca.pem", ca.pem()), client_cert, client_key }
 }
 
 impl Drop for Mosquitto {

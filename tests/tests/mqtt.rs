@@ -155,6 +155,63 @@ async fn senml_over_mqtt_becomes_keyed_records_and_survives_a_broker_outage() {
     rill.stop();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_a_client_certificate() {
+    let (mosquitto, files) = Mosquitto::start_with_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rill = Running::start(rill_tests::serve().arg("--data-dir").arg(dir.path()));
+    let http_addr = rill.http_addr();
+    let http = Http::new(&http_addr);
+    upload(&http_addr, "senml");
+    let add = |name: &str, tls: &[&std::path::Path]| {
+        let mut command = rill_tests::rill();
+        command
+            .args(["mqtt", "add", name, "--url", &mosquitto.tls_url(), "--subscribe", "sensors/+/telemetry"])
+            .args(["--target", name, "--ingest", "senml", "--admin", &format!("http://{http_addr}")]);
+        for (flag, path) in ["--tls-ca-file", "--tls-cert-file", "--tls-key-file"].iter().zip(tls) {
+            command.arg(flag).arg(path);
+        }
+        command.output().unwrap()
+    };
+    let added = add("secure", &[&files.ca, &files.client_cert, &files.client_key]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    // Without a client certificate mosquitto refuses the handshake; with a file that is no
+    // certificate the bridge is refused at once, naming the key.
+    let anonymous = add("anonymous", &[&files.ca]);
+    assert!(anonymous.status.success(), "{}", String::from_utf8_lossy(&anonymous.stderr));
+    let not_pem = add("broken", &[&files.ca, &files.client_key, &files.client_key]);
+    assert!(!not_pem.status.success());
+    assert!(
+        String::from_utf8_lossy(&not_pem.stderr).contains("tls.cert_file"),
+        "{}",
+        String::from_utf8_lossy(&not_pem.stderr)
+    );
+
+    let deadline = Instant::now() + WAIT;
+    while http.get("/v1/mqtt/secure").1["status"]["connected"] != true {
+        assert!(Instant::now() < deadline, "the TLS bridge did not connect: {}", http.get("/v1/mqtt/secure").1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    mosquitto.publish("sensors/dev1/telemetry", 1, r#"[{"bn":"urn:dev:dev1:","n":"temp","v":21.5}]"#);
+    wait_for_records(&http, "secure", 1, WAIT);
+    let deadline = Instant::now() + WAIT;
+    let anonymous = loop {
+        let view = http.get("/v1/mqtt/anonymous").1;
+        if view["status"]["last_error"].is_string() || Instant::now() > deadline {
+            break view;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(anonymous["status"]["connected"], false, "{anonymous}");
+    assert!(
+        anonymous["status"]["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "the refusal is shown: {anonymous}"
+    );
+    assert_eq!(anonymous["tls"]["ca_file"], files.ca.canonicalize().unwrap().to_str().unwrap());
+    rill.stop();
+}
+
 /// Two bridges on the same messages: MQTT 3.1.1 without ids (duplicates bounded by the in-flight
 /// window) and MQTT 5 deduplicating by a user property (no duplicates at all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -207,6 +207,7 @@ async fn rill(port: u16, run: usize, count: u64, qos: QoS, senml: &[u8]) -> Resu
         url: format!("mqtt://127.0.0.1:{port}"),
         version: "3.1.1".into(),
         session_expiry_s: None,
+        tls: None,
         client_id: Some(format!("bench-rill-{run}-{}", qos as u8)),
         username: None,
         password: None,

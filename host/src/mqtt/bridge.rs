@@ -85,7 +85,7 @@ impl Bridge {
         // Without its plugins (and its remembered ids) the bridge does not connect: the MQTT
         // broker keeps queueing.
         let mut wait = MQTT_RECONNECT_BACKOFF_MIN;
-        let (plugins, dedup) = loop {
+        let (plugins, dedup, tls) = loop {
             match self.load().await {
                 Ok(loaded) => break loaded,
                 Err(e) => {
@@ -102,7 +102,7 @@ impl Bridge {
             .spec
             .address()
             .map_err(|e| e.to_string())
-            .and_then(|(host, port)| client::connect(&self.spec, host, port));
+            .and_then(|(host, port, _)| client::connect(&self.spec, host, port, tls));
         let (client, connection) = match connected {
             Ok(pair) => pair,
             Err(e) => {
@@ -129,8 +129,9 @@ impl Bridge {
         tracing::info!(bridge = %name, "bridge stopped");
     }
 
-    /// The bridge's plugins, and the ids it remembers when it deduplicates.
-    async fn load(&self) -> Result<(Plugins, Option<Dedup>), String> {
+    /// The bridge's plugins, the ids it remembers when it deduplicates, and its TLS settings
+    /// (whose files may be replaced while it waits).
+    async fn load(&self) -> Result<(Plugins, Option<Dedup>, Option<Arc<rustls::ClientConfig>>), String> {
         let (catalog, ingest, partitioner) =
             (self.catalog.clone(), self.spec.ingest.clone(), self.spec.partitioner.clone());
         let (store, spec) = (self.store.clone(), self.spec.clone());
@@ -158,7 +159,8 @@ impl Bridge {
                 }),
                 None => None,
             };
-            Ok((plugins, dedup))
+            let tls = spec.tls_config().map_err(|e| format!("TLS settings: {e}"))?;
+            Ok((plugins, dedup, tls))
         })
         .await
         .map_err(|e| e.to_string())?

@@ -2,10 +2,13 @@
 //! Only what the bridge uses: connect with a persistent session and manual acknowledgements,
 //! subscribe, receive, acknowledge, disconnect.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::{Filter, SubscribeReasonCode};
-use rumqttc::{ConnectReturnCode, SubscribeFilter, SubscribeReasonCode as SubscribeReturnCode};
+use rumqttc::{
+    ConnectReturnCode, SubscribeFilter, SubscribeReasonCode as SubscribeReturnCode, TlsConfiguration, Transport,
+};
 
 use super::spec::{BridgeSpec, MqttVersion};
 use crate::limits::MQTT_INFLIGHT_MAX;
@@ -48,7 +51,16 @@ pub(super) enum Happened {
 
 /// Builds the client for `spec`: a persistent session (clean session off; with MQTT 5 a session
 /// expiry interval), manual acknowledgements, bounded packets.
-pub(super) fn connect(spec: &BridgeSpec, host: String, port: u16) -> Result<(Client, Connection), String> {
+pub(super) fn connect(
+    spec: &BridgeSpec,
+    host: String,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<(Client, Connection), String> {
+    let transport = || match &tls {
+        Some(config) => Transport::tls_with_config(TlsConfiguration::Rustls(Arc::clone(config))),
+        None => Transport::Tcp,
+    };
     // Room for every acknowledgement of a full window, so the worker never waits on it.
     let requests = MQTT_INFLIGHT_MAX * 2 + 64;
     let max_packet = spec.batch_bytes.max(64 * 1024);
@@ -58,6 +70,7 @@ pub(super) fn connect(spec: &BridgeSpec, host: String, port: u16) -> Result<(Cli
             let mut options = rumqttc::MqttOptions::new(spec.client_id(), host, port);
             options
                 .set_keep_alive(keep_alive)
+                .set_transport(transport())
                 .set_clean_session(false)
                 .set_manual_acks(true)
                 .set_max_packet_size(max_packet, 64 * 1024);
@@ -71,6 +84,7 @@ pub(super) fn connect(spec: &BridgeSpec, host: String, port: u16) -> Result<(Cli
             let mut options = rumqttc::v5::MqttOptions::new(spec.client_id(), host, port);
             options
                 .set_keep_alive(keep_alive)
+                .set_transport(transport())
                 .set_clean_start(false)
                 .set_session_expiry_interval(Some(spec.session_expiry_s()))
                 // The broker sends at most this many unacknowledged QoS 1 messages: the bound on

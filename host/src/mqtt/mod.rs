@@ -10,6 +10,7 @@ pub mod bridge;
 mod client;
 mod dedup;
 pub mod spec;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -24,7 +25,7 @@ use crate::pipelines::load_instance;
 use crate::plugins::{PluginCatalog, PluginKind, PluginLimits};
 use crate::storage::{PutMode, ResourceError, Store};
 use bridge::{Bridge, BridgeStats};
-pub use spec::{BridgeSpec, DedupSpec, InvalidBridge, Subscription};
+pub use spec::{BridgeSpec, DedupSpec, InvalidBridge, Subscription, TlsSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BridgeError {

@@ -22,8 +22,11 @@ pub const DEAD_LETTER_TOPIC_DEFAULT: &str = "mqtt.dlq";
 #[serde(deny_unknown_fields)]
 pub struct BridgeSpec {
     pub name: String,
-    /// `mqtt://host:port` (port 1883 when not given).
+    /// `mqtt://host:port` (port 1883 when not given) or `mqtts://host:port` (TLS, port 8883).
     pub url: String,
+    /// `mqtts://`: whom to trust and who the bridge is (PEM files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
     /// The MQTT protocol version: `3.1.1` or `5`.
     #[serde(default = "default_version")]
     pub version: String,
@@ -69,6 +72,23 @@ pub struct BridgeSpec {
     /// Recognise redelivered messages by an id they carry, and store them once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup: Option<DedupSpec>,
+}
+
+/// TLS for an `mqtts://` broker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// CA certificates (PEM) that sign the MQTT broker's certificate; the system's trust store
+    /// when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// The bridge's certificate chain (PEM), for brokers that authenticate clients by
+    /// certificate (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// The private key (PEM) of `cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 /// Where a message's id is found. Ids are scoped by MQTT topic; the bridge remembers the last
@@ -182,18 +202,17 @@ impl BridgeSpec {
         self.session_expiry_s.unwrap_or(MQTT_SESSION_EXPIRY_S_DEFAULT)
     }
 
-    /// `(host, port)` of the MQTT broker.
-    pub fn address(&self) -> Result<(String, u16), InvalidBridge> {
-        let rest = match self.url.split_once("://") {
-            Some(("mqtt", rest)) => rest,
-            Some(("mqtts", _)) => {
-                return Err(invalid("url", "mqtts:// (TLS) is not supported by this build yet: use mqtt://"));
-            }
-            _ => return Err(invalid("url", format!("{:?} is not an mqtt://host:port URL", self.url))),
+    /// `(host, port, tls)` of the MQTT broker.
+    pub fn address(&self) -> Result<(String, u16, bool), InvalidBridge> {
+        let bad = || invalid("url", format!("{:?} is not an mqtt://host:port or mqtts://host:port URL", self.url));
+        let (rest, tls) = match self.url.split_once("://") {
+            Some(("mqtt", rest)) => (rest, false),
+            Some(("mqtts", rest)) => (rest, true),
+            _ => return Err(bad()),
         };
         let rest = rest.trim_end_matches('/');
         if rest.is_empty() || rest.contains('/') || rest.contains('@') {
-            return Err(invalid("url", format!("{:?} is not an mqtt://host:port URL", self.url)));
+            return Err(bad());
         }
         match rest.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
@@ -202,15 +221,26 @@ impl BridgeSpec {
                     .ok()
                     .filter(|p| *p > 0)
                     .ok_or_else(|| invalid("url", format!("{port:?} is not a port")))?;
-                Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
+                Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port, tls))
             }
-            _ => Ok((rest.to_owned(), 1883)),
+            _ => Ok((rest.to_owned(), if tls { 8883 } else { 1883 }, tls)),
+        }
+    }
+
+    /// The TLS configuration of an `mqtts://` bridge (reads its files); `None` for `mqtt://`.
+    pub fn tls_config(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, InvalidBridge> {
+        let (_, _, tls) = self.address()?;
+        match (tls, &self.tls) {
+            (true, spec) => super::tls::client_config(&spec.clone().unwrap_or_default()).map(Some),
+            (false, None) => Ok(None),
+            (false, Some(_)) => Err(invalid("tls", "TLS settings need an mqtts:// url")),
         }
     }
 
     /// Checks what can be checked without the broker (plugins are checked when they load).
     pub fn check(&self) -> Result<(), InvalidBridge> {
         self.address()?;
+        self.tls_config()?;
         let version = self.version()?;
         if self.session_expiry_s.is_some() && version != MqttVersion::V5 {
             return Err(invalid("session_expiry_s", "MQTT 5 only (MQTT 3.1.1 sessions have no expiry interval)"));
@@ -381,10 +411,12 @@ mod tests {
             (b.client_id(), b.dead_letter_topic(), b.subscriptions[0].qos),
             ("rill-b".into(), "mqtt.dlq".into(), 1)
         );
-        assert_eq!(b.address().unwrap(), ("127.0.0.1".into(), 1884));
+        assert_eq!(b.address().unwrap(), ("127.0.0.1".into(), 1884, false));
         let mut default_port = b.clone();
         default_port.url = "mqtt://gateway.local".into();
-        assert_eq!(default_port.address().unwrap(), ("gateway.local".into(), 1883));
+        assert_eq!(default_port.address().unwrap(), ("gateway.local".into(), 1883, false));
+        default_port.url = "mqtts://broker.example".into();
+        assert_eq!(default_port.address().unwrap(), ("broker.example".into(), 8883, true));
         for (key, value, field) in [
             ("url", serde_json::json!("http://x:1"), "url"),
             ("url", serde_json::json!("mqtt://x:0"), "url"),
@@ -398,10 +430,21 @@ mod tests {
             ("subscriptions", serde_json::json!([{"filter": "a/#/b"}]), "subscriptions[0].filter"),
             ("subscriptions", serde_json::json!([{"filter": "a", "qos": 2}]), "subscriptions[0].qos"),
             ("partitions", serde_json::json!(0), "partitions"),
+            ("tls", serde_json::json!({"ca_file": "/etc/hostname"}), "tls"),
         ] {
             let mut json = base();
             json[key] = value;
             assert_eq!(spec(json).check().unwrap_err().field, field, "{key}");
+        }
+        for (tls, field) in [
+            (serde_json::json!({"ca_file": "/nonexistent/ca.pem"}), "tls.ca_file"),
+            (serde_json::json!({"ca_file": "/etc/hostname"}), "tls.ca_file"),
+            (serde_json::json!({"cert_file": "/etc/hostname"}), "tls.key_file"),
+        ] {
+            let mut json = base();
+            json["url"] = "mqtts://127.0.0.1".into();
+            json["tls"] = tls;
+            assert_eq!(spec(json).check().unwrap_err().field, field);
         }
         let mut v5 = base();
         v5["version"] = "5".into();

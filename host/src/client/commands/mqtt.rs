@@ -10,7 +10,7 @@ use crate::limits::{
     MQTT_BATCH_BYTES_DEFAULT, MQTT_BATCH_MESSAGES_DEFAULT, MQTT_BATCH_WINDOW_MS_DEFAULT, MQTT_DEDUP_WINDOW_DEFAULT,
     MQTT_KEEP_ALIVE_S_DEFAULT,
 };
-use crate::mqtt::{BridgeSpec, BridgeView, DedupSpec, Subscription};
+use crate::mqtt::{BridgeSpec, BridgeView, DedupSpec, Subscription, TlsSpec};
 
 #[derive(Debug, Subcommand)]
 pub enum MqttCommand {
@@ -75,6 +75,16 @@ pub struct AddArgs {
     /// The record header the ingest plugin sets to each record's id; redeliveries are stored once.
     #[arg(long, value_name = "NAME")]
     dedup_header: Option<String>,
+    /// mqtts://: CA certificates (PEM) signing the broker's certificate (default: the system's).
+    /// Paths are read by the broker (made absolute here).
+    #[arg(long, value_name = "FILE")]
+    tls_ca_file: Option<std::path::PathBuf>,
+    /// mqtts:// with client certificates: the bridge's certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<std::path::PathBuf>,
     /// Ids remembered for deduplication.
     #[arg(long, default_value_t = MQTT_DEDUP_WINDOW_DEFAULT)]
     dedup_window: usize,
@@ -103,7 +113,20 @@ pub async fn mqtt(admin: &AdminArgs, command: MqttCommand) -> Result<(), AdminEr
                 dedup_property,
                 dedup_header,
                 dedup_window,
+                tls_ca_file,
+                tls_cert_file,
+                tls_key_file,
             } = *args;
+            // The broker reads the files: give it paths that do not depend on this directory.
+            let absolute = |path: Option<std::path::PathBuf>| {
+                path.map(|p| std::fs::canonicalize(&p).unwrap_or(p).to_string_lossy().into_owned())
+            };
+            let tls = TlsSpec {
+                ca_file: absolute(tls_ca_file),
+                cert_file: absolute(tls_cert_file),
+                key_file: absolute(tls_key_file),
+            };
+            let tls = (tls != TlsSpec::default()).then_some(tls);
             let dedup = (dedup_property.is_some() || dedup_header.is_some()).then_some(DedupSpec {
                 user_property: dedup_property,
                 record_header: dedup_header,
@@ -131,6 +154,7 @@ pub async fn mqtt(admin: &AdminArgs, command: MqttCommand) -> Result<(), AdminEr
                 url,
                 version,
                 session_expiry_s,
+                tls,
                 client_id,
                 username,
                 password,
