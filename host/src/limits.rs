@@ -196,9 +196,11 @@ pub const MQTT_BATCH_MESSAGES_DEFAULT: usize = 1000;
 /// Payload bytes a bridge gathers into one commit, unless configured.
 pub const MQTT_BATCH_BYTES_DEFAULT: usize = 1024 * 1024;
 
-/// How long a bridge's first message waits for others before the batch is committed (the group
-/// commit window), unless configured.
-pub const MQTT_BATCH_WINDOW_MS_DEFAULT: u64 = 10;
+/// How long a bridge's first message waits for others before the batch is committed, unless
+/// configured: none. A batch is what arrived while the previous one was being committed (group
+/// commit), so batches grow with the rate by themselves; waiting only adds latency (a 10 ms window
+/// measured p50 17.7 ms publish → consumable at 1k msg/s, against 0.65 ms without).
+pub const MQTT_BATCH_WINDOW_MS_DEFAULT: u64 = 0;
 
 /// MQTT keep-alive, unless configured.
 pub const MQTT_KEEP_ALIVE_S_DEFAULT: u64 = 30;

@@ -362,6 +362,56 @@ struct Rejected {
     error: String,
 }
 
+/// A group with its target topic.
+struct Route {
+    group: Group,
+    target: String,
+    partitions: u32,
+}
+
+/// What the ingest plugin made of a group: the output batches of the messages it took, and the
+/// messages it refused with why.
+struct Ingested {
+    outputs: Vec<Vec<u8>>,
+    kept: Vec<Message>,
+    rejected: Vec<(Message, String)>,
+}
+
+/// One call for the group; when it fails, one call per message, so only the messages the
+/// plugin refuses are rejected.
+fn ingest_group(instance: &mut PluginInstance, messages: Vec<Message>) -> Ingested {
+    let sources: Vec<SourceMessage> = messages.iter().map(|m| m.source.clone()).collect();
+    match instance.ingest(&sources) {
+        Ok(output) => Ingested { outputs: vec![output], kept: messages, rejected: Vec::new() },
+        Err(error) if messages.len() == 1 => Ingested {
+            outputs: Vec::new(),
+            kept: Vec::new(),
+            rejected: vec![(messages.into_iter().next().expect("one"), error.to_string())],
+        },
+        Err(_) => {
+            let mut ingested = Ingested { outputs: Vec::new(), kept: Vec::new(), rejected: Vec::new() };
+            for message in messages {
+                match instance.ingest(std::slice::from_ref(&message.source)) {
+                    Ok(output) => {
+                        ingested.outputs.push(output);
+                        ingested.kept.push(message);
+                    }
+                    Err(error) => ingested.rejected.push((message, error.to_string())),
+                }
+            }
+            ingested
+        }
+    }
+}
+
+fn reject_all(rejected: &mut Vec<Rejected>, messages: Vec<Message>, plugin: &str, error: String) {
+    rejected.extend(messages.into_iter().map(|message| Rejected {
+        message,
+        plugin: plugin.to_owned(),
+        error: error.clone(),
+    }));
+}
+
 /// A failure that may pass (storage recovering): nothing is acknowledged, the batch is tried
 /// again after a back-off.
 struct Transient(String);
@@ -376,16 +426,20 @@ impl Worker {
             let mut bytes = batch[0].1.payload().len();
             let deadline = tokio::time::Instant::now() + Duration::from_millis(self.spec.batch_window_ms);
             while batch.len() < self.spec.batch_messages && bytes < self.spec.batch_bytes {
-                tokio::select! {
-                    next = inbox.recv() => match next {
-                        Some(handoff) => {
-                            bytes += handoff.1.payload().len();
-                            batch.push(handoff);
-                        }
-                        None => break,
+                // What has arrived already, then (with a window) what arrives within it. With
+                // no window the batch is what came while the last one was being committed:
+                // group commit, without a timer (tokio's resolution is a millisecond).
+                let next = match inbox.try_recv() {
+                    Ok(handoff) => Some(handoff),
+                    Err(_) if self.spec.batch_window_ms == 0 => None,
+                    Err(_) => tokio::select! {
+                        next = inbox.recv() => next,
+                        _ = tokio::time::sleep_until(deadline) => None,
                     },
-                    _ = tokio::time::sleep_until(deadline) => break,
-                }
+                };
+                let Some(handoff) = next else { break };
+                bytes += handoff.1.payload().len();
+                batch.push(handoff);
             }
             let received: Vec<&Received> = batch.iter().map(|(_, publish)| publish).collect();
             if !self.commit(&received).await {
@@ -484,10 +538,24 @@ impl Worker {
                 id,
             });
         }
-        let mut prepared = Vec::new();
         let mut rejected = Vec::new();
+        let mut routed = Vec::new();
         for group in groups {
-            if let Some(ready) = self.prepare(group, &mut rejected, &mut batch_ids, &mut duplicates).await? {
+            if let Some(route) = self.route(group, &mut rejected).await? {
+                routed.push(route);
+            }
+        }
+        // One blocking task runs the ingest plugin for every MQTT topic of the batch.
+        let ingested = self.ingest(routed.iter().map(|r| r.group.messages.clone()).collect()).await;
+        let mut prepared = Vec::new();
+        for (route, ingested) in routed.into_iter().zip(ingested) {
+            for (message, error) in ingested.rejected {
+                self.reject(&mut rejected, message, error);
+            }
+            if let Some(ready) = self
+                .prepare(route, ingested.outputs, ingested.kept, &mut rejected, &mut batch_ids, &mut duplicates)
+                .await
+            {
                 prepared.push(ready);
             }
         }
@@ -548,22 +616,9 @@ impl Worker {
         }
     }
 
-    /// The records of one MQTT topic's messages, by partition of their target topic; messages
-    /// that cannot become records are added to `rejected`.
-    async fn prepare(
-        &mut self,
-        group: Group,
-        rejected: &mut Vec<Rejected>,
-        batch_ids: &mut HashSet<String>,
-        duplicates: &mut u64,
-    ) -> Result<Option<Prepared>, Transient> {
-        let reject_all = |rejected: &mut Vec<Rejected>, messages: Vec<Message>, plugin: &str, error: String| {
-            rejected.extend(messages.into_iter().map(|message| Rejected {
-                message,
-                plugin: plugin.to_owned(),
-                error: error.clone(),
-            }));
-        };
+    /// The target topic of a group's messages, created on first use; `None` when there is none
+    /// (the messages are added to `rejected`).
+    async fn route(&mut self, group: Group, rejected: &mut Vec<Rejected>) -> Result<Option<Route>, Transient> {
         let target = match self.template.render(&group.topic) {
             Ok(target) => target,
             Err(error) => {
@@ -571,45 +626,37 @@ impl Worker {
                 return Ok(None);
             }
         };
-        let partitions = match self.ensure_topic(&target, self.spec.partitions).await {
-            Ok(partitions) => partitions,
-            Err(TopicError::Storage(e)) => return Err(Transient(format!("cannot create topic {target:?}: {e}"))),
+        match self.ensure_topic(&target, self.spec.partitions).await {
+            Ok(partitions) => Ok(Some(Route { group, target, partitions })),
+            Err(TopicError::Storage(e)) => Err(Transient(format!("cannot create topic {target:?}: {e}"))),
             Err(error) => {
                 reject_all(rejected, group.messages, "bridge", format!("cannot create topic {target:?}: {error}"));
-                return Ok(None);
-            }
-        };
-        let mut kept = Vec::new();
-        let mut messages = Vec::new();
-        match self.ingest(group.messages.iter().map(|m| m.source.clone()).collect()).await {
-            Ok(records) => {
-                kept.push(records);
-                messages = group.messages;
-            }
-            // One call per message, so only the ones the plugin refuses are rejected.
-            Err(_) if group.messages.len() > 1 => {
-                for message in group.messages {
-                    match self.ingest(vec![message.source.clone()]).await {
-                        Ok(records) => {
-                            kept.push(records);
-                            messages.push(message);
-                        }
-                        Err(error) => self.reject(rejected, message, error),
-                    }
-                }
-            }
-            Err(error) => {
-                let message = group.messages.into_iter().next().expect("a group has a message");
-                self.reject(rejected, message, error);
+                Ok(None)
             }
         }
+    }
+
+    /// The records of one MQTT topic's messages (`kept`, which the plugin turned into
+    /// `outputs`), by partition of their target topic; messages that cannot become records are
+    /// added to `rejected`.
+    async fn prepare(
+        &mut self,
+        route: Route,
+        outputs: Vec<Vec<u8>>,
+        messages: Vec<Message>,
+        rejected: &mut Vec<Rejected>,
+        batch_ids: &mut HashSet<String>,
+        duplicates: &mut u64,
+    ) -> Option<Prepared> {
+        let Route { group, target, partitions } = route;
+        let kept = outputs;
         let mut records: Vec<OwnedRecord> = Vec::new();
         for bytes in &kept {
             match batches::owned_records(bytes) {
                 Ok(mut decoded) => records.append(&mut decoded),
                 Err(e) => {
                     reject_all(rejected, messages, &self.plugins.ingest_label, format!("unreadable output: {e}"));
-                    return Ok(None);
+                    return None;
                 }
             }
         }
@@ -633,7 +680,7 @@ impl Worker {
             *duplicates += (before - records.len()) as u64;
         }
         if records.is_empty() {
-            return Ok(None);
+            return None;
         }
         // The record's key, or else the MQTT topic it came from.
         for record in &mut records {
@@ -644,6 +691,8 @@ impl Worker {
         let count = records.len() as u64;
         let built = batches::build_batches(&records);
         let chosen = match &built {
+            // Kafka's default, on the records at hand.
+            Ok(_) if self.plugins.partitioner.is_none() => by_key(&records, partitions),
             Ok(bytes) => match self.partition(&target, bytes, partitions, records.len()).await {
                 Ok(chosen) => chosen,
                 Err(error) => {
@@ -657,11 +706,11 @@ impl Worker {
         match built.and_then(|bytes| batches::split_by_partition(&bytes, &chosen)) {
             Ok(split) => {
                 let appends = split.into_iter().map(|(p, bytes)| (target.clone(), p, bytes)).collect();
-                Ok(Some(Prepared { appends, records: count, ids, messages }))
+                Some(Prepared { appends, records: count, ids, messages })
             }
             Err(error) => {
                 reject_all(rejected, messages, "bridge", error);
-                Ok(None)
+                None
             }
         }
     }
@@ -678,31 +727,49 @@ impl Worker {
         Ok(topic.partitions.len() as u32)
     }
 
-    /// Runs the ingest plugin. A failure of the plugin's task itself (a bug, not a trap) is
-    /// reported as the plugin's error, and the plugin is loaded afresh for the next call.
-    async fn ingest(&mut self, messages: Vec<SourceMessage>) -> Result<Vec<u8>, String> {
+    /// Runs the ingest plugin on each group of messages, in one blocking task. A failure of the
+    /// task itself (a bug, not a trap) is reported as the plugin's error for every message, and
+    /// the plugin is loaded afresh for the next call.
+    async fn ingest(&mut self, groups: Vec<Vec<Message>>) -> Vec<Ingested> {
+        let rejected_all = |groups: Vec<Vec<Message>>, error: String| {
+            groups
+                .into_iter()
+                .map(|messages| Ingested {
+                    outputs: Vec::new(),
+                    kept: Vec::new(),
+                    rejected: messages.into_iter().map(|m| (m, error.clone())).collect(),
+                })
+                .collect()
+        };
         let instance = match self.plugins.ingest.take() {
             Some(instance) => instance,
             None => {
                 let (catalog, stage) = (self.plugins.catalog.clone(), self.plugins.ingest_stage.clone());
-                tokio::task::spawn_blocking(move || load_instance(&catalog, &stage, PluginLimits::default()))
-                    .await
-                    .map_err(|e| e.to_string())??
-                    .1
+                let loaded =
+                    tokio::task::spawn_blocking(move || load_instance(&catalog, &stage, PluginLimits::default()))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|loaded| loaded);
+                match loaded {
+                    Ok((_, instance)) => instance,
+                    Err(error) => return rejected_all(groups, error),
+                }
             }
         };
         let mut instance = instance;
+        let copy = groups.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let result = instance.ingest(&messages).map_err(|e| e.to_string());
-            (instance, result)
+            let ingested: Vec<Ingested> =
+                groups.into_iter().map(|messages| ingest_group(&mut instance, messages)).collect();
+            (instance, ingested)
         })
         .await;
         match joined {
-            Ok((instance, result)) => {
+            Ok((instance, ingested)) => {
                 self.plugins.ingest = Some(instance);
-                result
+                ingested
             }
-            Err(e) => Err(format!("the ingest plugin's task failed: {e}")),
+            Err(e) => rejected_all(copy, format!("the ingest plugin's task failed: {e}")),
         }
     }
 

@@ -66,7 +66,8 @@ pub struct BridgeSpec {
     pub batch_messages: usize,
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: usize,
-    /// How long the first message of a batch waits for others.
+    /// How long the first message of a batch waits for others (default 0: a batch is what
+    /// arrived while the previous one was being committed).
     #[serde(default = "default_batch_window_ms")]
     pub batch_window_ms: u64,
     /// Recognise redelivered messages by an id they carry, and store them once.
