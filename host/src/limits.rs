@@ -222,6 +222,12 @@ pub const MQTT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Bridges per broker.
 pub const MQTT_BRIDGES_MAX: usize = 16;
 
+/// The largest MQTT message a bridge accepts, unless configured (`max_message_bytes`): Kafka's
+/// default `max.message.bytes`, so what is larger would not fit a default topic anyway. At most
+/// [`MQTT_MESSAGE_BYTES_MAX`]. What a bridge holds is bounded by the in-flight window times this.
+pub const MQTT_MESSAGE_BYTES_DEFAULT: usize = 1024 * 1024;
+pub const MQTT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
 /// Ids a deduplicating bridge remembers by default, and the range allowed: at least the bridge's
 /// in-flight window (what a crash can leave unacknowledged), at most what a gateway's memory
 /// holds comfortably (about 100 bytes an id).

@@ -152,7 +152,38 @@ async fn senml_over_mqtt_becomes_keyed_records_and_survives_a_broker_outage() {
         .find_map(|line| line.strip_prefix("rill_mqtt_messages_in_total{bridge=\"sensors\"} "))
         .and_then(|n| n.parse::<u64>().ok());
     assert!(messages_in >= Some(44), "every message counted (redeliveries too): {metrics}");
+
+    // A message over max_message_bytes (1 MiB): MQTT 3.1.1 cannot refuse it, so the bridge stops
+    // at it, leaving it at the broker, and says what to do.
+    publish_one(mosquitto.port, "sensors/huge/telemetry", vec![b'x'; 1536 * 1024]).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let view = http.get("/v1/mqtt/sensors").1;
+        if view["status"]["last_error"].as_str().is_some_and(|e| e.contains("max_message_bytes (1048576)")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the oversized message is not explained: {view}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     rill.stop();
+}
+
+/// Publishes one message with QoS 1 and waits for mosquitto's acknowledgement.
+async fn publish_one(port: u16, topic: &str, payload: Vec<u8>) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new("test-publish-one", "127.0.0.1", port);
+    options.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::PubAck(_))) => break,
+            Ok(_) => {}
+            Err(e) => panic!("publishing to {topic}: {e}"),
+        }
+    }
+    client.disconnect().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,6 +237,7 @@ impl RillCase {
             dead_letter_topic: None,
             batch_messages: crate::limits::MQTT_BATCH_MESSAGES_DEFAULT,
             batch_bytes: crate::limits::MQTT_BATCH_BYTES_DEFAULT,
+            max_message_bytes: crate::limits::MQTT_MESSAGE_BYTES_DEFAULT,
             batch_window_ms: crate::limits::MQTT_BATCH_WINDOW_MS_DEFAULT,
             dedup: None,
         };

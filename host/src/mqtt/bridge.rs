@@ -251,6 +251,7 @@ impl Bridge {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    let e = client::explain(e, &self.spec);
                     self.stats.connected.store(false, Ordering::Relaxed);
                     self.stats.set_error(Some(e.clone()));
                     tracing::warn!(bridge = %name, error = %e, retry_ms = backoff.as_millis() as u64, "MQTT connection failed; reconnecting");

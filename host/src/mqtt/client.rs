@@ -63,7 +63,8 @@ pub(super) fn connect(
     };
     // Room for every acknowledgement of a full window, so the worker never waits on it.
     let requests = MQTT_INFLIGHT_MAX * 2 + 64;
-    let max_packet = spec.batch_bytes.max(64 * 1024);
+    // A PUBLISH is its payload plus a topic and a few header bytes.
+    let max_packet = spec.max_message_bytes + 64 * 1024;
     let keep_alive = Duration::from_secs(spec.keep_alive_s);
     match spec.version().map_err(|e| e.to_string())? {
         MqttVersion::V311 => {
@@ -100,6 +101,20 @@ pub(super) fn connect(
             let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, requests);
             Ok((Client::V5(client), Connection::V5(Box::new(eventloop))))
         }
+    }
+}
+
+/// Says what to do about a message too large for the bridge: MQTT 3.1.1 cannot refuse one, so
+/// the connection breaks on it each time the MQTT broker sends it again.
+pub(super) fn explain(error: String, spec: &BridgeSpec) -> String {
+    if error.contains("size limit exceeded") || error.contains("has been exceeded by packet") {
+        format!(
+            "{error}: a message larger than max_message_bytes ({}) waits at the MQTT broker; it stays there (nothing \
+             is lost) until max_message_bytes is raised or the message is removed at the broker",
+            spec.max_message_bytes
+        )
+    } else {
+        error
     }
 }
 

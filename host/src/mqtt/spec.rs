@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::{
     MQTT_BATCH_BYTES_DEFAULT, MQTT_BATCH_MESSAGES_DEFAULT, MQTT_BATCH_WINDOW_MS_DEFAULT, MQTT_DEDUP_WINDOW_DEFAULT,
-    MQTT_DEDUP_WINDOW_MAX, MQTT_DEDUP_WINDOW_MIN, MQTT_KEEP_ALIVE_S_DEFAULT, MQTT_SESSION_EXPIRY_S_DEFAULT,
-    PARTITIONS_PER_TOPIC_MAX,
+    MQTT_DEDUP_WINDOW_MAX, MQTT_DEDUP_WINDOW_MIN, MQTT_KEEP_ALIVE_S_DEFAULT, MQTT_MESSAGE_BYTES_DEFAULT,
+    MQTT_MESSAGE_BYTES_MAX, MQTT_SESSION_EXPIRY_S_DEFAULT, PARTITIONS_PER_TOPIC_MAX,
 };
 use crate::pipelines::StageSpec;
 
@@ -66,6 +66,10 @@ pub struct BridgeSpec {
     pub batch_messages: usize,
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: usize,
+    /// The largest message taken from the MQTT broker. MQTT 5 brokers do not send larger ones
+    /// (they drop them); MQTT 3.1.1 cannot refuse one, so the bridge stops at it and says so.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
     /// How long the first message of a batch waits for others (default 0: a batch is what
     /// arrived while the previous one was being committed).
     #[serde(default = "default_batch_window_ms")]
@@ -146,6 +150,9 @@ pub struct Subscription {
 
 fn default_version() -> String {
     "3.1.1".into()
+}
+fn default_max_message_bytes() -> usize {
+    MQTT_MESSAGE_BYTES_DEFAULT
 }
 fn default_dedup_window() -> usize {
     MQTT_DEDUP_WINDOW_DEFAULT
@@ -249,6 +256,9 @@ impl BridgeSpec {
         if self.session_expiry_s == Some(0) {
             // 0 ends the session at disconnect: the broker would queue nothing while Rill is away.
             return Err(invalid("session_expiry_s", "at least 1 second (0 would end the session at each disconnect)"));
+        }
+        if !(1024..=MQTT_MESSAGE_BYTES_MAX).contains(&self.max_message_bytes) {
+            return Err(invalid("max_message_bytes", format!("1024 to {MQTT_MESSAGE_BYTES_MAX}")));
         }
         if let Some(dedup) = &self.dedup {
             if let IdSource::UserProperty(_) = dedup.source()?
@@ -431,6 +441,7 @@ mod tests {
             ("subscriptions", serde_json::json!([{"filter": "a/#/b"}]), "subscriptions[0].filter"),
             ("subscriptions", serde_json::json!([{"filter": "a", "qos": 2}]), "subscriptions[0].qos"),
             ("partitions", serde_json::json!(0), "partitions"),
+            ("max_message_bytes", serde_json::json!(10), "max_message_bytes"),
             ("tls", serde_json::json!({"ca_file": "/etc/hostname"}), "tls"),
         ] {
             let mut json = base();

@@ -8,7 +8,7 @@ use super::pipeline::{call, parse_setting, stage};
 use crate::client::admin::{AdminArgs, AdminClient, AdminError};
 use crate::limits::{
     MQTT_BATCH_BYTES_DEFAULT, MQTT_BATCH_MESSAGES_DEFAULT, MQTT_BATCH_WINDOW_MS_DEFAULT, MQTT_DEDUP_WINDOW_DEFAULT,
-    MQTT_KEEP_ALIVE_S_DEFAULT,
+    MQTT_KEEP_ALIVE_S_DEFAULT, MQTT_MESSAGE_BYTES_DEFAULT,
 };
 use crate::mqtt::{BridgeSpec, BridgeView, DedupSpec, Subscription, TlsSpec};
 
@@ -85,6 +85,9 @@ pub struct AddArgs {
     /// The private key (PEM) of --tls-cert-file.
     #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
     tls_key_file: Option<std::path::PathBuf>,
+    /// The largest MQTT message taken (MQTT 3.1.1 stops at a larger one and says so).
+    #[arg(long, default_value_t = MQTT_MESSAGE_BYTES_DEFAULT)]
+    max_message_bytes: usize,
     /// Ids remembered for deduplication.
     #[arg(long, default_value_t = MQTT_DEDUP_WINDOW_DEFAULT)]
     dedup_window: usize,
@@ -113,6 +116,7 @@ pub async fn mqtt(admin: &AdminArgs, command: MqttCommand) -> Result<(), AdminEr
                 dedup_property,
                 dedup_header,
                 dedup_window,
+                max_message_bytes,
                 tls_ca_file,
                 tls_cert_file,
                 tls_key_file,
@@ -167,6 +171,7 @@ pub async fn mqtt(admin: &AdminArgs, command: MqttCommand) -> Result<(), AdminEr
                 dead_letter_topic,
                 batch_messages: MQTT_BATCH_MESSAGES_DEFAULT,
                 batch_bytes: MQTT_BATCH_BYTES_DEFAULT,
+                max_message_bytes,
                 batch_window_ms: MQTT_BATCH_WINDOW_MS_DEFAULT,
                 dedup,
             };
