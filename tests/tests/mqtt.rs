@@ -243,6 +243,47 @@ async fn mqtts_with_a_client_certificate() {
     rill.stop();
 }
 
+/// The MQTT broker keeps a session's subscriptions: a bridge removed and added again under the
+/// same client id with another filter must get the new filter, and lose the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_added_again_with_other_filters_gets_them_on_its_kept_session() {
+    let mosquitto = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rill = Running::start(rill_tests::serve().arg("--data-dir").arg(dir.path()));
+    let http_addr = rill.http_addr();
+    let http = Http::new(&http_addr);
+    upload(&http_addr, "senml");
+    for filter in ["old/+/telemetry", "new/+/telemetry"] {
+        let mut spec = bridge("b", &mosquitto, "kept", 1);
+        spec["subscriptions"] = json!([{"filter": filter, "qos": 1}]);
+        if filter.starts_with("new") {
+            let (status, body) = http.delete("/v1/mqtt/b");
+            assert!(status < 300, "{status} {body}");
+        }
+        let (status, body) = http.post("/v1/mqtt", &spec);
+        assert_eq!(status, 201, "{body}");
+        let deadline = Instant::now() + WAIT;
+        while http.get("/v1/mqtt/b").1["status"]["connected"] != true {
+            assert!(Instant::now() < deadline, "the bridge did not connect");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Its SubAck (or UnsubAck) follows the ConnAck.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    mosquitto.publish("old/dev1/telemetry", 1, r#"[{"n":"old","v":1}]"#);
+    mosquitto.publish("new/dev1/telemetry", 1, r#"[{"n":"new","v":2}]"#);
+    wait_for_records(&http, "kept", 1, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let client = connect(&rill.kafka_addr()).await;
+    let records = read_all(&partition(&client, "kept", 0).await).await;
+    let names: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(r.value.as_deref().unwrap()).unwrap()["n"].clone())
+        .collect();
+    assert_eq!(names, [json!("new")], "the new filter only");
+    rill.stop();
+}
+
 /// Two bridges on the same messages: MQTT 3.1.1 without ids (duplicates bounded by the in-flight
 /// window) and MQTT 5 deduplicating by a user property (no duplicates at all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

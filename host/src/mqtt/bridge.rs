@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::client::{self, Client, Connection, Happened, Received};
 use super::dedup::{self, DedupWindow};
+use super::session;
 use super::spec::{BridgeSpec, IdSource, Template};
 use crate::limits::{MQTT_INFLIGHT_MAX, MQTT_RECONNECT_BACKOFF_MAX, MQTT_RECONNECT_BACKOFF_MIN, MQTT_STASH_MAX};
 use crate::pipelines::StageSpec;
@@ -176,13 +177,16 @@ impl Bridge {
         worker: &mut tokio::task::JoinHandle<()>,
     ) {
         let name = self.spec.name.clone();
-        let filters: Vec<(String, u8)> = self.spec.subscriptions.iter().map(|s| (s.filter.clone(), s.qos)).collect();
+        let filters = session::sorted(self.spec.subscriptions.iter().map(|s| (s.filter.clone(), s.qos)).collect());
+        let client_id = self.spec.client_id();
         let mut backoff = MQTT_RECONNECT_BACKOFF_MIN;
         // Publishes received while the worker's channel is full. The connection is always served
         // (the worker's acknowledgements must go out, or it would wait on them while this task
         // waits on it): QoS 1 messages are bounded by the MQTT broker's in-flight window, QoS 0
         // messages past MQTT_STASH_MAX are dropped (at most once) and counted.
         let mut stash: VecDeque<Handoff> = VecDeque::new();
+        // A SUBSCRIBE is out: note the filters once the broker grants them.
+        let mut awaiting_grant = false;
         loop {
             while let Some(publish) = stash.pop_front() {
                 match handoff.try_send(publish) {
@@ -215,11 +219,25 @@ impl Bridge {
                         // A new session: what arrived in the old one is no longer the
                         // broker's to acknowledge (see `Handoff`).
                         session.fetch_add(1, Ordering::AcqRel);
-                        // The broker kept no session (first connect, or it lost its state):
-                        // subscribe again, or nothing would arrive.
-                        if let Err(e) = client.try_subscribe(&filters) {
-                            tracing::error!(bridge = %name, error = %e, "cannot subscribe");
-                            self.stats.set_error(Some(format!("cannot subscribe: {e}")));
+                    }
+                    // The broker kept no session (first connect, or it lost its state), or one
+                    // subscribed to other filters (the bridge was added again with the same
+                    // client id): subscribe (rumqttc does not), or nothing would arrive.
+                    let granted = session::granted(&self.store, &client_id);
+                    let (subscribe, unsubscribe) = session::plan(session_present, &filters, granted.as_ref());
+                    if !subscribe.is_empty() {
+                        match client.try_subscribe(&subscribe) {
+                            Ok(()) => awaiting_grant = true,
+                            Err(e) => {
+                                tracing::error!(bridge = %name, error = %e, "cannot subscribe");
+                                self.stats.set_error(Some(format!("cannot subscribe: {e}")));
+                            }
+                        }
+                    }
+                    for filter in unsubscribe {
+                        tracing::info!(bridge = %name, %filter, "unsubscribing from a filter the bridge no longer has");
+                        if let Err(e) = client.try_unsubscribe(&filter) {
+                            tracing::warn!(bridge = %name, %filter, error = %e, "cannot unsubscribe");
                         }
                     }
                 }
@@ -238,6 +256,15 @@ impl Bridge {
                 }
                 Ok(Happened::Subscribed { refused }) if refused.is_empty() => {
                     tracing::info!(bridge = %name, "subscribed");
+                    if std::mem::take(&mut awaiting_grant) {
+                        let (store, client_id, filters) = (self.store.clone(), client_id.clone(), filters.clone());
+                        let name = name.clone();
+                        tokio::spawn(async move {
+                            if let Err(error) = session::note_granted(&store, &client_id, &filters).await {
+                                tracing::warn!(bridge = %name, %error, "cannot note the subscriptions granted");
+                            }
+                        });
+                    }
                 }
                 Ok(Happened::Subscribed { refused }) => {
                     // Nothing arrives for a refused filter: say so where operators look.

@@ -130,6 +130,13 @@ impl Client {
         }
     }
 
+    pub(super) fn try_unsubscribe(&self, filter: &str) -> Result<(), String> {
+        match self {
+            Client::V3(client) => client.try_unsubscribe(filter).map_err(|e| e.to_string()),
+            Client::V5(client) => client.try_unsubscribe(filter).map_err(|e| e.to_string()),
+        }
+    }
+
     /// Acknowledges `message`; waits for room in the request queue. An error means the event
     /// loop is gone.
     pub(super) async fn ack(&self, message: &Received) -> Result<(), String> {

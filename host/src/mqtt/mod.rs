@@ -9,6 +9,7 @@
 pub mod bridge;
 mod client;
 mod dedup;
+mod session;
 pub mod spec;
 mod tls;
 
