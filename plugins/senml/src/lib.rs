@@ -15,7 +15,8 @@
 //! the message's index.
 
 use rill_plugin_sdk::{Config, Error, Ingest, NewRecord, Plugin, SourceMessage, ingest_plugin};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use std::borrow::Cow;
 
 /// Below this many seconds a SenML time is relative to now (RFC 8428, section 4.5.3).
 const RELATIVE_TIME_LIMIT: f64 = 268_435_456.0;
@@ -37,84 +38,142 @@ impl Plugin for Senml {
 
 /// The base fields in force, as they accumulate over a pack.
 #[derive(Debug, Default)]
-struct Base {
-    name: String,
+struct Base<'a> {
+    name: Cow<'a, str>,
     time: f64,
-    unit: Option<String>,
+    unit: Option<Cow<'a, str>>,
     value: f64,
     sum: f64,
 }
 
-fn number(record: &Map<String, Value>, field: &str) -> Result<Option<f64>, Error> {
-    match record.get(field) {
-        None => Ok(None),
-        Some(value) => {
-            value.as_f64().map(Some).ok_or_else(|| Error::invalid_input(format!("{field} must be a number")))
-        }
-    }
+/// One SenML record as it is written: fields borrowed from the payload where no escape forces a
+/// copy, unknown fields ignored. Parsed straight into this (no JSON tree): in Wasm the tree and
+/// its allocations cost more than the parsing.
+#[derive(Debug, Deserialize)]
+struct Entry<'a> {
+    #[serde(borrow)]
+    bn: Option<Cow<'a, str>>,
+    bt: Option<f64>,
+    #[serde(borrow)]
+    bu: Option<Cow<'a, str>>,
+    bv: Option<f64>,
+    bs: Option<f64>,
+    #[serde(borrow)]
+    n: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    u: Option<Cow<'a, str>>,
+    v: Option<f64>,
+    #[serde(borrow)]
+    vs: Option<Cow<'a, str>>,
+    vb: Option<bool>,
+    #[serde(borrow)]
+    vd: Option<Cow<'a, str>>,
+    s: Option<f64>,
+    t: Option<f64>,
 }
 
-fn text<'a>(record: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, Error> {
-    match record.get(field) {
-        None => Ok(None),
-        Some(value) => {
-            value.as_str().map(Some).ok_or_else(|| Error::invalid_input(format!("{field} must be a string")))
+/// A measurement's value, as the record's JSON gives it.
+enum Measured<'a> {
+    Number(&'static str, f64),
+    Text(&'static str, &'a str),
+    Bool(bool),
+}
+
+/// Appends `text` as a JSON string (RFC 8259 escapes).
+fn push_string(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    if !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
+    for c in text.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
+            c => {
+                let mut buffer = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
+            }
         }
     }
+    out.push(b'"');
+}
+
+/// The record value: `{"n":…,"u":…,<field>:…}`, written directly.
+fn record_value(name: &str, unit: Option<&str>, measured: &Measured<'_>) -> Result<Vec<u8>, Error> {
+    let mut value = Vec::with_capacity(name.len() + 48);
+    value.extend_from_slice(b"{\"n\":");
+    push_string(&mut value, name);
+    if let Some(unit) = unit {
+        value.extend_from_slice(b",\"u\":");
+        push_string(&mut value, unit);
+    }
+    let field = match measured {
+        Measured::Number(field, _) | Measured::Text(field, _) => field,
+        Measured::Bool(_) => "vb",
+    };
+    value.extend_from_slice(b",\"");
+    value.extend_from_slice(field.as_bytes());
+    value.extend_from_slice(b"\":");
+    match measured {
+        // serde_json's number format (ryu), as before.
+        Measured::Number(_, number) => {
+            value.extend_from_slice(serde_json::to_string(number).map_err(|e| Error::fatal(e.to_string()))?.as_bytes())
+        }
+        Measured::Text(_, text) => push_string(&mut value, text),
+        Measured::Bool(flag) => value.extend_from_slice(if *flag { b"true" } else { b"false" }),
+    }
+    value.push(b'}');
+    Ok(value)
 }
 
 impl Ingest for Senml {
     fn ingest(&mut self, message: &SourceMessage<'_>, records: &mut Vec<NewRecord>) -> Result<(), Error> {
-        let pack: Value = serde_json::from_slice(message.payload)
-            .map_err(|e| Error::invalid_input(format!("not SenML JSON: {e}")))?;
-        let pack = pack.as_array().ok_or_else(|| Error::invalid_input("a SenML pack is a JSON array"))?;
+        let pack: Vec<Entry<'_>> = serde_json::from_slice(message.payload)
+            .map_err(|e| Error::invalid_input(format!("not SenML JSON (a pack is an array of records): {e}")))?;
         let now_s = message.received_ms as f64 / 1000.0;
         let mut base = Base::default();
-        for (position, entry) in pack.iter().enumerate() {
-            let at = |e: Error| Error::invalid_input(format!("SenML record {position}: {}", e.message));
-            let entry = entry.as_object().ok_or_else(|| at(Error::invalid_input("not an object")))?;
-            if let Some(name) = text(entry, "bn").map_err(at)? {
-                base.name = name.to_owned();
+        for (position, entry) in pack.into_iter().enumerate() {
+            let at = |message: String| Error::invalid_input(format!("SenML record {position}: {message}"));
+            if let Some(name) = entry.bn {
+                base.name = name;
             }
-            if let Some(time) = number(entry, "bt").map_err(at)? {
+            if let Some(time) = entry.bt {
                 base.time = time;
             }
-            if let Some(unit) = text(entry, "bu").map_err(at)? {
-                base.unit = Some(unit.to_owned());
+            if let Some(unit) = entry.bu {
+                base.unit = Some(unit);
             }
-            if let Some(value) = number(entry, "bv").map_err(at)? {
+            if let Some(value) = entry.bv {
                 base.value = value;
             }
-            if let Some(sum) = number(entry, "bs").map_err(at)? {
+            if let Some(sum) = entry.bs {
                 base.sum = sum;
             }
-            let name = format!("{}{}", base.name, text(entry, "n").map_err(at)?.unwrap_or(""));
-            if name.is_empty() {
-                return Err(at(Error::invalid_input("no name (bn + n is empty)")));
-            }
-            let mut out = Map::new();
-            out.insert("n".into(), Value::String(name.clone()));
-            if let Some(unit) = text(entry, "u").map_err(at)?.map(str::to_owned).or_else(|| base.unit.clone()) {
-                out.insert("u".into(), Value::String(unit));
-            }
-            let value = if let Some(v) = number(entry, "v").map_err(at)? {
-                ("v", serde_json::json!(v + base.value))
-            } else if let Some(vs) = text(entry, "vs").map_err(at)? {
-                ("vs", Value::String(vs.to_owned()))
-            } else if let Some(vb) = entry.get("vb") {
-                ("vb", Value::Bool(vb.as_bool().ok_or_else(|| at(Error::invalid_input("vb must be a boolean")))?))
-            } else if let Some(vd) = text(entry, "vd").map_err(at)? {
-                ("vd", Value::String(vd.to_owned()))
-            } else if let Some(s) = number(entry, "s").map_err(at)? {
-                ("s", serde_json::json!(s + base.sum))
-            } else if entry.keys().all(|k| k.starts_with('b')) {
+            let name = format!("{}{}", base.name, entry.n.as_deref().unwrap_or(""));
+            let measured = if let Some(v) = entry.v {
+                Measured::Number("v", v + base.value)
+            } else if let Some(vs) = &entry.vs {
+                Measured::Text("vs", vs)
+            } else if let Some(vb) = entry.vb {
+                Measured::Bool(vb)
+            } else if let Some(vd) = &entry.vd {
+                Measured::Text("vd", vd)
+            } else if let Some(s) = entry.s {
+                Measured::Number("s", s + base.sum)
+            } else if entry.n.is_none() && entry.u.is_none() && entry.t.is_none() {
                 // A record of base fields only sets them for the records after it.
                 continue;
             } else {
-                return Err(at(Error::invalid_input(format!("no value (v, vs, vb, vd or s) for {name}"))));
+                return Err(at(format!("no value (v, vs, vb, vd or s) for {name}")));
             };
-            out.insert(value.0.into(), value.1);
-            let mut time = base.time + number(entry, "t").map_err(at)?.unwrap_or(0.0);
+            if name.is_empty() {
+                return Err(at("no name (bn + n is empty)".into()));
+            }
+            let value = record_value(&name, entry.u.as_deref().or(base.unit.as_deref()), &measured)?;
+            let mut time = base.time + entry.t.unwrap_or(0.0);
             let absolute = time >= RELATIVE_TIME_LIMIT;
             if !absolute {
                 time += now_s;
@@ -124,12 +183,7 @@ impl Ingest for Senml {
             if absolute {
                 headers.push((ID_HEADER.to_vec(), Some(format!("{name}@{timestamp}").into_bytes())));
             }
-            records.push(NewRecord {
-                timestamp,
-                key: Some(name.into_bytes()),
-                value: Some(serde_json::to_vec(&Value::Object(out)).map_err(|e| Error::fatal(e.to_string()))?),
-                headers,
-            });
+            records.push(NewRecord { timestamp, key: Some(name.into_bytes()), value: Some(value), headers });
         }
         Ok(())
     }
@@ -229,6 +283,16 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn names_and_texts_are_escaped_as_json() {
+        let got = records(&[r#"[{"bn":"dev\"1\\","n":"x\ny","vs":"a\u0001b","u":"°C"}]"#]).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
+        assert_eq!(value["n"], "dev\"1\\x\ny");
+        assert_eq!(value["vs"], "a\u{1}b");
+        assert_eq!(value["u"], "°C");
+        assert_eq!(got[0].0, "dev\"1\\x\ny");
     }
 
     #[test]
