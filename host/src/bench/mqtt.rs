@@ -295,10 +295,14 @@ async fn publish_paced(port: u16, client_id: String, prefix: String, count: u64,
     options.set_keep_alive(Duration::from_secs(30)).set_inflight(100);
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
     let sender = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / LATENCY_RATE));
+        let period = 1_000_000 / LATENCY_RATE;
+        let mut tick = tokio::time::interval(Duration::from_micros(period));
+        let start = epoch.elapsed().as_micros() as u64;
         for n in 0..count {
             tick.tick().await;
-            let sent = epoch.elapsed().as_micros();
+            // When it was due, not when it left: a stalled publisher counts as latency
+            // (no coordinated omission; missed ticks fire at once to catch up).
+            let sent = start + n * period;
             let pack = format!("[{{\"bn\":\"urn:dev:d{}:\",\"n\":\"sent\",\"v\":{sent}}}]", n % 100);
             if client.publish(format!("{prefix}/d{}", n % 100), QoS::AtLeastOnce, false, pack).await.is_err() {
                 break;
@@ -418,11 +422,17 @@ fn fdatasync_latencies(count: usize) -> Result<Vec<f64>, String> {
 }
 
 fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
     values.sort_by(f64::total_cmp);
     values[((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1]
 }
 
 fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -456,7 +466,7 @@ pub async fn run(args: MqttArgs) -> Result<(), String> {
     }
     // Latency at 1k messages/s, QoS 1: plain subscriber, Rill, and the fdatasync floor, in the
     // same run (p50 and p99 over every message of every repeat).
-    let latency_count = if args.quick { 500 } else { args.latency_seconds * LATENCY_RATE };
+    let latency_count = if args.quick { 500 } else { args.latency_seconds.max(1) * LATENCY_RATE };
     let (mut plain_ms, mut rill_ms, mut sync_ms) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repeat {
         run += 1;

@@ -155,6 +155,7 @@ impl Bridge {
             let dedup = match &spec.dedup {
                 Some(dedup) => Some(Dedup {
                     source: dedup.source().map_err(|e| e.to_string())?,
+                    generation: store.generation(),
                     window: DedupWindow::load(&store, &spec.name, dedup.window)
                         .map_err(|e| format!("remembered ids cannot be read: {e}"))?,
                 }),
@@ -178,7 +179,8 @@ impl Bridge {
     ) {
         let name = self.spec.name.clone();
         let filters = session::sorted(self.spec.subscriptions.iter().map(|s| (s.filter.clone(), s.qos)).collect());
-        let client_id = self.spec.client_id();
+        // The session is the broker's: noted per broker and client id.
+        let session_key = format!("{} {}", self.spec.url, self.spec.client_id());
         let mut backoff = MQTT_RECONNECT_BACKOFF_MIN;
         // Publishes received while the worker's channel is full. The connection is always served
         // (the worker's acknowledgements must go out, or it would wait on them while this task
@@ -215,29 +217,31 @@ impl Bridge {
                     self.stats.set_error(None);
                     BridgeStats::count(&self.stats.connects, 1);
                     tracing::info!(bridge = %name, session_present, "connected to the MQTT broker");
-                    if !session_present {
-                        // A new session: what arrived in the old one is no longer the
-                        // broker's to acknowledge (see `Handoff`).
-                        session.fetch_add(1, Ordering::AcqRel);
-                    }
+                    // A new connection: what arrived on the old one is not acknowledged (see
+                    // `Handoff`); a kept session sends it again, and its copies are.
+                    session.fetch_add(1, Ordering::AcqRel);
                     // The broker kept no session (first connect, or it lost its state), or one
                     // subscribed to other filters (the bridge was added again with the same
                     // client id): subscribe (rumqttc does not), or nothing would arrive.
-                    let granted = session::granted(&self.store, &client_id);
+                    let granted = session::granted(&self.store, &session_key);
                     let (subscribe, unsubscribe) = session::plan(session_present, &filters, granted.as_ref());
-                    if !subscribe.is_empty() {
-                        match client.try_subscribe(&subscribe) {
-                            Ok(()) => awaiting_grant = true,
-                            Err(e) => {
-                                tracing::error!(bridge = %name, error = %e, "cannot subscribe");
-                                self.stats.set_error(Some(format!("cannot subscribe: {e}")));
-                            }
-                        }
-                    }
+                    // Unsubscribing first: the broker handles a connection's packets in order, so
+                    // the SubAck that follows also says the old filters are gone.
+                    let mut unsubscribed = true;
                     for filter in unsubscribe {
                         tracing::info!(bridge = %name, %filter, "unsubscribing from a filter the bridge no longer has");
                         if let Err(e) = client.try_unsubscribe(&filter) {
                             tracing::warn!(bridge = %name, %filter, error = %e, "cannot unsubscribe");
+                            unsubscribed = false;
+                        }
+                    }
+                    if !subscribe.is_empty() {
+                        match client.try_subscribe(&subscribe) {
+                            Ok(()) => awaiting_grant = unsubscribed,
+                            Err(e) => {
+                                tracing::error!(bridge = %name, error = %e, "cannot subscribe");
+                                self.stats.set_error(Some(format!("cannot subscribe: {e}")));
+                            }
                         }
                     }
                 }
@@ -257,10 +261,10 @@ impl Bridge {
                 Ok(Happened::Subscribed { refused }) if refused.is_empty() => {
                     tracing::info!(bridge = %name, "subscribed");
                     if std::mem::take(&mut awaiting_grant) {
-                        let (store, client_id, filters) = (self.store.clone(), client_id.clone(), filters.clone());
+                        let (store, key, filters) = (self.store.clone(), session_key.clone(), filters.clone());
                         let name = name.clone();
                         tokio::spawn(async move {
-                            if let Err(error) = session::note_granted(&store, &client_id, &filters).await {
+                            if let Err(error) = session::note_granted(&store, &key, &filters).await {
                                 tracing::warn!(bridge = %name, %error, "cannot note the subscriptions granted");
                             }
                         });
@@ -354,11 +358,16 @@ struct Worker {
 struct Dedup {
     source: IdSource,
     window: DedupWindow,
+    /// The store generation the window was read at: a commit is refused once the store has
+    /// been reopened since (it may have lost commits the window remembers), and the window is
+    /// read again.
+    generation: u64,
 }
 
-/// A publish with the session it arrived in. A packet id means something only within its
-/// session: when the broker starts a new one (it lost or dropped the old), acknowledging an old
-/// id would acknowledge some other message of the new session.
+/// A publish with the connection it arrived on. A packet id means something only on its
+/// connection: after a reconnect the broker sends unacknowledged messages again (or, with a new
+/// session, not at all) and may give a freed id to another message, which acknowledging the old
+/// one would acknowledge unstored.
 type Handoff = (u64, Received);
 
 /// A message turned into what plugins see, with its id when it carries one.
@@ -516,6 +525,7 @@ impl Worker {
 
     fn reload_ids(&mut self) -> Result<(), String> {
         if let (Some(dedup), Some(spec)) = (&mut self.dedup, &self.spec.dedup) {
+            dedup.generation = self.store.generation();
             dedup.window = DedupWindow::load(&self.store, &self.spec.name, spec.window)?;
         }
         Ok(())
@@ -525,7 +535,7 @@ impl Worker {
     fn message_id(&self, received: &Received) -> Option<String> {
         let Some(Dedup { source: IdSource::UserProperty(name), .. }) = &self.dedup else { return None };
         let (_, value) = received.user_properties().iter().find(|(key, _)| key == name)?;
-        Some(dedup::scoped(&received.topic(), value))
+        dedup::scoped(&received.topic(), value.as_bytes())
     }
 
     /// Whether `id` was stored before or is taken by an earlier message of this batch; else it
@@ -587,26 +597,33 @@ impl Worker {
                 prepared.push(ready);
             }
         }
-        let appends: Vec<_> = prepared.iter().flat_map(|p| p.appends.iter().cloned()).collect();
-        let ids: Vec<String> = prepared.iter().flat_map(|p| p.ids.iter().cloned()).collect();
-        match self.append(appends, ids).await? {
-            Ok(()) => self.stored(&prepared),
-            // Refused for good (a record too large for its topic, a topic deleted meanwhile):
-            // group by group, so only the groups refused are dead-lettered.
-            Err(_) => {
-                for group in prepared {
-                    match self.append(group.appends.clone(), group.ids.clone()).await? {
-                        Ok(()) => self.stored(std::slice::from_ref(&group)),
-                        Err(error) => {
-                            for message in group.messages {
-                                rejected.push(Rejected { message, plugin: "log".into(), error: error.to_string() });
-                            }
-                        }
+        BridgeStats::count(&self.stats.duplicates_dropped, duplicates);
+        // Records and dead letters in one transaction: a retry after a failure never finds half
+        // of the batch stored.
+        let letters = if rejected.is_empty() { None } else { Some(self.dead_letters(&rejected).await?) };
+        let mut appends: Vec<_> = prepared.iter().flat_map(|p| p.appends.iter().cloned()).collect();
+        let mut ids: Vec<String> = prepared.iter().flat_map(|p| p.ids.iter().cloned()).collect();
+        if let Some(letters) = &letters {
+            appends.push((self.spec.dead_letter_topic(), 0, letters.clone()));
+            ids.extend(rejected.iter().filter_map(|r| r.message.id.clone()));
+        }
+        if self.append(appends, ids).await?.is_ok() {
+            self.stored(&prepared);
+            BridgeStats::count(&self.stats.messages_dead_lettered, rejected.len() as u64);
+            return Ok(());
+        }
+        // Refused for good (a record too large for its topic, a topic deleted meanwhile): group
+        // by group, so only the groups refused are dead-lettered.
+        for group in prepared {
+            match self.append(group.appends.clone(), group.ids.clone()).await? {
+                Ok(()) => self.stored(std::slice::from_ref(&group)),
+                Err(error) => {
+                    for message in group.messages {
+                        rejected.push(Rejected { message, plugin: "log".into(), error: error.to_string() });
                     }
                 }
             }
         }
-        BridgeStats::count(&self.stats.duplicates_dropped, duplicates);
         if rejected.is_empty() {
             return Ok(());
         }
@@ -632,7 +649,8 @@ impl Worker {
         ids: Vec<String>,
     ) -> Result<Result<(), AppendError>, Transient> {
         let writes: Vec<DocumentWrite> = self.dedup.as_ref().map(|d| d.window.writes(&ids)).unwrap_or_default();
-        match self.store.transact(appends, Documents(Box::new(move |_| writes)), None).await {
+        let generation = self.dedup.as_ref().map(|d| d.generation);
+        match self.store.transact(appends, Documents(Box::new(move |_| writes)), generation).await {
             Ok(_) => {
                 if let Some(dedup) = &mut self.dedup {
                     dedup.window.committed(ids);
@@ -693,12 +711,10 @@ impl Worker {
             let header = header.clone();
             let before = records.len();
             records.retain(|record| {
-                let Some(value) =
-                    record.headers.iter().find(|(k, _)| k == header.as_bytes()).and_then(|(_, v)| v.as_ref())
-                else {
+                let value = record.headers.iter().find(|(k, _)| k == header.as_bytes()).and_then(|(_, v)| v.as_ref());
+                let Some(id) = value.and_then(|value| dedup::scoped(&group.topic, value)) else {
                     return true;
                 };
-                let id = dedup::scoped(&group.topic, &String::from_utf8_lossy(value));
                 if self.seen(&id, batch_ids) {
                     return false;
                 }

@@ -28,9 +28,20 @@ pub(super) struct DedupWindow {
     next: u64,
 }
 
-/// A message's (or record's) id, scoped by its MQTT topic.
-pub(super) fn scoped(mqtt_topic: &str, id: &str) -> String {
-    format!("{mqtt_topic}\u{0}{id}")
+/// A message's (or record's) id, scoped by its MQTT topic; `None` for an empty id (which would
+/// make every message after the first a duplicate). Text ids are kept as they are, others in
+/// hex, each tagged so the two never meet.
+pub(super) fn scoped(mqtt_topic: &str, id: &[u8]) -> Option<String> {
+    if id.is_empty() {
+        return None;
+    }
+    Some(match std::str::from_utf8(id) {
+        Ok(text) => format!("{mqtt_topic}\u{0}t{text}"),
+        Err(_) => {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{mqtt_topic}\u{0}b{hex}")
+        }
+    })
 }
 
 impl DedupWindow {
@@ -153,8 +164,20 @@ mod tests {
     use super::*;
     use crate::storage::{Documents, Location, StoreConfig};
 
+    fn id(topic: &str, n: u32) -> String {
+        scoped(topic, n.to_string().as_bytes()).unwrap()
+    }
+
     fn ids(range: std::ops::Range<u32>) -> Vec<String> {
-        range.map(|n| scoped("t", &n.to_string())).collect()
+        range.map(|n| id("t", n)).collect()
+    }
+
+    #[test]
+    fn ids_are_scoped_tagged_and_never_empty() {
+        assert_eq!(scoped("t", b""), None);
+        assert_ne!(scoped("t", &[0xff, 1]), scoped("t", &[0xfe, 1]), "binary ids stay distinct");
+        assert_ne!(scoped("t", b"ff01"), scoped("t", &[0xff, 1]), "text and binary never meet");
+        assert_ne!(scoped("a", b"1"), scoped("b", b"1"));
     }
 
     async fn commit(store: &Store, window: &mut DedupWindow, new: Vec<String>) {
@@ -176,11 +199,10 @@ mod tests {
         let reloaded = DedupWindow::load(&store, "b", 100).unwrap();
         assert_eq!(reloaded.len(), 120);
         for n in 0..300 {
-            let id = scoped("t", &n.to_string());
-            assert_eq!(reloaded.contains(&id), n >= 180, "{n}");
-            assert_eq!(window.contains(&id), n >= 180, "{n}");
+            assert_eq!(reloaded.contains(&id("t", n)), n >= 180, "{n}");
+            assert_eq!(window.contains(&id("t", n)), n >= 180, "{n}");
         }
-        assert!(!reloaded.contains(&scoped("other-topic", "250")), "ids are scoped by MQTT topic");
+        assert!(!reloaded.contains(&id("other-topic", 250)), "ids are scoped by MQTT topic");
         // Another bridge's segments are its own; forgetting one bridge leaves the other.
         let mut other = DedupWindow::load(&store, "b2", 10).unwrap();
         commit(&store, &mut other, ids(0..5)).await;
@@ -198,7 +220,7 @@ mod tests {
         commit(&store, &mut window, ids(0..10)).await;
         // Prepared, never written (the transaction failed): memory and disk agree without them.
         let _ = window.writes(&ids(10..20));
-        assert!(!window.contains(&scoped("t", "15")));
+        assert!(!window.contains(&id("t", 15)));
         assert_eq!(DedupWindow::load(&store, "b", 10).unwrap().len(), 10);
         store.shutdown().await;
     }

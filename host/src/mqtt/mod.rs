@@ -193,6 +193,10 @@ impl Bridges {
             return Err(invalid("client_id", format!("{:?} is used by another bridge", spec.client_id())));
         }
         self.check_plugins(&mut spec).await?;
+        if self.inner.store.resource(spec::KIND, &spec.name).ok().flatten().is_none() {
+            // A new bridge starts with no ids remembered (a removal cut short may have left some).
+            dedup::DedupWindow::forget(&self.inner.store, &spec.name).await.map_err(BridgeError::Storage)?;
+        }
         self.store(&spec, Some(PutMode::Create)).await?;
         tracing::info!(bridge = %spec.name, url = %spec.url, target = %spec.target, "MQTT bridge added");
         let name = spec.name.clone();
@@ -209,6 +213,9 @@ impl Bridges {
             let _ = handle.stop.send(true);
             let _ = handle.task.await;
         }
+        // The ids go first: a bridge added again under this name must not find them, even if
+        // the deletion below fails and is retried.
+        dedup::DedupWindow::forget(&self.inner.store, name).await.map_err(BridgeError::Storage)?;
         let deleted = self
             .inner
             .store
@@ -218,8 +225,6 @@ impl Bridges {
         if !deleted {
             return Err(BridgeError::NotFound(name.to_owned()));
         }
-        // A bridge added again under this name starts with no ids remembered.
-        dedup::DedupWindow::forget(&self.inner.store, name).await.map_err(BridgeError::Storage)?;
         tracing::info!(bridge = %name, "MQTT bridge removed");
         Ok(())
     }

@@ -3,12 +3,13 @@
 //! A persistent session keeps its subscriptions: a bridge removed and added again with the same
 //! client id and other filters finds the session present, and subscribing only when it is not
 //! would leave the old filters in force and the new ones unsubscribed. So the filters are noted
-//! (per client id, as the session is the broker's) once the broker grants them, and a present
-//! session whose filters differ is subscribed again and unsubscribed from the old ones.
+//! (per broker URL and client id, as the session is the broker's) once the broker grants them,
+//! and a present session whose filters differ is unsubscribed from the old ones and subscribed
+//! again. (Subscribing again makes the broker send retained messages again.)
 
 use crate::storage::{DocumentWrite, Documents, Store};
 
-/// The storage kind, named by client id.
+/// The storage kind, named `<broker URL> <client id>`.
 pub const KIND: &str = "mqtt-session";
 
 /// Filters with their QoS, sorted.
@@ -19,17 +20,17 @@ pub(super) fn sorted(mut filters: Filters) -> Filters {
     filters
 }
 
-/// The filters last granted to `client_id`'s session; `None` when not known.
-pub(super) fn granted(store: &Store, client_id: &str) -> Option<Filters> {
-    let document = store.resource(KIND, client_id).ok()??;
+/// The filters last granted to the session `key` names; `None` when not known.
+pub(super) fn granted(store: &Store, key: &str) -> Option<Filters> {
+    let document = store.resource(KIND, key).ok()??;
     serde_json::from_slice(&document).ok()
 }
 
-/// Notes that `client_id`'s session is subscribed to `filters`.
-pub(super) async fn note_granted(store: &Store, client_id: &str, filters: &Filters) -> Result<(), String> {
+/// Notes that the session `key` names is subscribed to `filters`.
+pub(super) async fn note_granted(store: &Store, key: &str, filters: &Filters) -> Result<(), String> {
     let write = DocumentWrite {
         kind: KIND.to_owned(),
-        name: client_id.to_owned(),
+        name: key.to_owned(),
         document: Some(serde_json::to_vec(filters).expect("filters encode")),
     };
     store

@@ -109,7 +109,9 @@ pub struct DedupSpec {
     /// id was stored is dropped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_header: Option<String>,
-    /// How many ids are remembered (at least the bridge's in-flight window).
+    /// How many ids are remembered: messages' ids, or records' with `record_header`. It should
+    /// cover what a crash can leave unacknowledged: the in-flight window (3,304 messages) times
+    /// the records a message makes, with `record_header`.
     #[serde(default = "default_dedup_window")]
     pub window: usize,
 }

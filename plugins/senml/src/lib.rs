@@ -7,7 +7,7 @@
 //! Each measurement becomes a record keyed by its full name, whose value is a JSON object with
 //! `n`, `u` (when known) and the value (`v`, `vs`, `vb`, `vd` or `s`), stamped with the resolved
 //! time in milliseconds, and with the source topic in a `source.topic` header. A measurement
-//! with an absolute time also gets a `senml.id` header, `<name>@<time in ms>`: a name and a time
+//! with an absolute time also gets a `senml.id` header, `<name>@<time in s>`: a name and a time
 //! identify a measurement, so a pack a device sends again yields the same ids, and a bridge with
 //! `dedup.record_header = "senml.id"` stores it once. (Relative times count from receipt, so they
 //! give no stable id.) A pack that is not
@@ -21,7 +21,8 @@ use std::borrow::Cow;
 /// Below this many seconds a SenML time is relative to now (RFC 8428, section 4.5.3).
 const RELATIVE_TIME_LIMIT: f64 = 268_435_456.0;
 
-/// The header naming a measurement with an absolute time: `<name>@<time in ms>`.
+/// The header naming a measurement with an absolute time: `<name>@<time in seconds>`, the time
+/// at full precision.
 const ID_HEADER: &[u8] = b"senml.id";
 
 #[derive(Debug)]
@@ -181,7 +182,8 @@ impl Ingest for Senml {
             let timestamp = (time * 1000.0).round() as i64;
             let mut headers = vec![(b"source.topic".to_vec(), Some(message.topic.as_bytes().to_vec()))];
             if absolute {
-                headers.push((ID_HEADER.to_vec(), Some(format!("{name}@{timestamp}").into_bytes())));
+                // The time as given, in seconds: two measurements within a millisecond differ.
+                headers.push((ID_HEADER.to_vec(), Some(format!("{name}@{time}").into_bytes())));
             }
             records.push(NewRecord { timestamp, key: Some(name.into_bytes()), value: Some(value), headers });
         }
@@ -261,6 +263,8 @@ mod tests {
         let messages = [
             message(r#"[{"bn":"dev:","bt":1.7e9,"n":"temp","v":1},{"n":"hum","t":-2,"v":2},{"n":"rel","t":-5,"v":3}]"#),
             message(r#"[{"n":"late","t":-5,"v":4}]"#),
+            // Sampled faster than a millisecond: still told apart.
+            message(r#"[{"bn":"acc","bt":1.7e9,"t":0.0001,"v":5},{"t":0.0004,"v":6}]"#),
         ];
         let mut output = ingest_messages(&mut Senml, &messages).unwrap();
         seal_crc(&mut output).unwrap();
@@ -277,10 +281,12 @@ mod tests {
         assert_eq!(
             ids,
             [
-                Some("dev:temp@1700000000000".into()),
-                Some("dev:hum@1699999998000".into()),
-                Some("dev:rel@1699999995000".into()),
-                None
+                Some("dev:temp@1700000000".into()),
+                Some("dev:hum@1699999998".into()),
+                Some("dev:rel@1699999995".into()),
+                None,
+                Some("acc@1700000000.0001".into()),
+                Some("acc@1700000000.0004".into()),
             ]
         );
     }
