@@ -153,6 +153,33 @@ async fn senml_over_mqtt_becomes_keyed_records_and_survives_a_broker_outage() {
         .and_then(|n| n.parse::<u64>().ok());
     assert!(messages_in >= Some(44), "every message counted (redeliveries too): {metrics}");
 
+    // MQTT 5 with ids in a user property: a message sent twice under one id is stored once.
+    let mut v5 = bridge("props", &mosquitto, "props", 1);
+    v5["version"] = json!("5");
+    v5["subscriptions"] = json!([{"filter": "props/+", "qos": 1}]);
+    v5["dedup"] = json!({"user_property": "msg-id"});
+    let (status, body) = http.post("/v1/mqtt", &v5);
+    assert_eq!(status, 201, "{body}");
+    let deadline = Instant::now() + WAIT;
+    while http.get("/v1/mqtt/props").1["status"]["connected"] != true {
+        assert!(Instant::now() < deadline, "the MQTT 5 bridge did not connect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for (id, value) in [("a", 1), ("a", 1), ("b", 2), ("", 3), ("", 3)] {
+        publish_v5(mosquitto.port, "props/dev1", &format!(r#"[{{"n":"x","v":{value}}}]"#), id).await;
+    }
+    // In order: once the last is stored, the others have been through the bridge.
+    wait_for_records(&http, "props", 4, WAIT);
+    let values: Vec<Value> = read_all(&partition(&client, "props", 0).await)
+        .await
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(r.value.as_deref().unwrap()).unwrap()["v"].clone())
+        .collect();
+    // An empty id is no id: both of those are stored.
+    assert_eq!(values, [json!(1.0), json!(2.0), json!(3.0), json!(3.0)]);
+    assert_eq!(http.get("/v1/mqtt/props").1["status"]["duplicates_dropped"], 1);
+
     // A message over max_message_bytes (1 MiB): MQTT 3.1.1 cannot refuse it, so the bridge stops
     // at it, leaving it at the broker, and says what to do.
     publish_one(mosquitto.port, "sensors/huge/telemetry", vec![b'x'; 1536 * 1024]).await;
@@ -166,6 +193,26 @@ async fn senml_over_mqtt_becomes_keyed_records_and_survives_a_broker_outage() {
         std::thread::sleep(Duration::from_millis(20));
     }
     rill.stop();
+}
+
+/// Publishes one message over MQTT 5 with QoS 1 and user property `msg-id` = `id`, and waits
+/// for mosquitto's acknowledgement.
+async fn publish_v5(port: u16, topic: &str, payload: &str, id: &str) {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("test-publish-v5", "127.0.0.1", port), 10);
+    let properties = PublishProperties { user_properties: vec![("msg-id".into(), id.into())], ..Default::default() };
+    client.publish_with_properties(topic, QoS::AtLeastOnce, false, payload.to_owned(), properties).await.unwrap();
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::PubAck(_))) => break,
+            Ok(_) => {}
+            Err(e) => panic!("publishing to {topic}: {e}"),
+        }
+    }
+    client.disconnect().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
 }
 
 /// Publishes one message with QoS 1 and waits for mosquitto's acknowledgement.
@@ -285,7 +332,7 @@ async fn a_bridge_added_again_with_other_filters_gets_them_on_its_kept_session()
 }
 
 /// Two bridges on the same messages: MQTT 3.1.1 without ids (duplicates bounded by the in-flight
-/// window) and MQTT 5 deduplicating by a user property (no duplicates at all).
+/// window) and MQTT 5 deduplicating by the id senml derives (no duplicates at all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos_1_messages_survive_kill_9_of_the_gateway() {
     const MESSAGES: u64 = 100_000;
@@ -297,7 +344,7 @@ async fn qos_1_messages_survive_kill_9_of_the_gateway() {
     upload(&http_addr, "senml");
     for (name, target, extra) in [
         ("ingest", "readings", &[][..]),
-        ("ingest5", "readings5", &["--mqtt-version", "5", "--dedup-property", "msg-id"][..]),
+        ("ingest5", "readings5", &["--mqtt-version", "5", "--dedup-header", "senml.id"][..]),
     ] {
         let added = rill_tests::rill()
             .args(["mqtt", "add", name, "--url", &mosquitto.url(), "--subscribe", "sensors/+/telemetry@1"])
@@ -314,9 +361,9 @@ async fn qos_1_messages_survive_kill_9_of_the_gateway() {
     }
     std::thread::sleep(Duration::from_millis(200));
 
-    // One pack per message, each with its own sequence number (also its msg-id user property),
-    // published with QoS 1 by a client that counts mosquitto's acknowledgements: every message
-    // is accepted by the broker.
+    // One pack per message, each with its own sequence number (and an absolute time, so senml
+    // gives it an id), published with QoS 1 by a client that counts mosquitto's
+    // acknowledgements: every message is accepted by the broker.
     let publisher = tokio::spawn(publish_acknowledged(mosquitto.port, MESSAGES));
     for kill in 0..KILLS {
         std::thread::sleep(Duration::from_millis(700 + 300 * kill));
@@ -359,24 +406,20 @@ async fn qos_1_messages_survive_kill_9_of_the_gateway() {
     rill.stop();
 }
 
-/// Publishes `count` SenML packs `[{"n":"seq","v":N}]` with QoS 1 over MQTT 5, with user
-/// property `msg-id` = N, and returns how many the MQTT broker acknowledged.
+/// Publishes `count` SenML packs `[{"n":"seq","bt":T,"v":N}]` (a time of its own for each) with
+/// QoS 1, and returns how many the MQTT broker acknowledged.
 async fn publish_acknowledged(port: u16, count: u64) -> u64 {
-    use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let mut options = MqttOptions::new("test-publisher", "127.0.0.1", port);
-    options.set_keep_alive(Duration::from_secs(30)).set_outgoing_inflight_upper_limit(100);
+    options.set_keep_alive(Duration::from_secs(30)).set_inflight(100);
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    // Recent times (an old one would be past retention), a millisecond apart.
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let sender = tokio::spawn(async move {
         for n in 0..count {
-            let pack = format!("[{{\"n\":\"seq\",\"v\":{n}}}]");
-            let properties =
-                PublishProperties { user_properties: vec![("msg-id".into(), n.to_string())], ..Default::default() };
-            client
-                .publish_with_properties("sensors/bulk/telemetry", QoS::AtLeastOnce, false, pack, properties)
-                .await
-                .unwrap();
+            let pack =
+                format!("[{{\"n\":\"seq\",\"bt\":{}.{:03},\"v\":{n}}}]", (now_ms + n) / 1000, (now_ms + n) % 1000);
+            client.publish("sensors/bulk/telemetry", QoS::AtLeastOnce, false, pack).await.unwrap();
         }
         client
     });
