@@ -124,6 +124,15 @@ impl Running {
         }
     }
 
+    /// Every stderr line read so far, reading what has arrived without waiting (a process that
+    /// was killed has written all it will).
+    pub fn drain_log(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        &self.log
+    }
+
     /// `rill serve` on `data_dir` with a free Kafka port; returns it with the address it bound.
     pub fn serve_on(data_dir: &std::path::Path) -> (Running, String) {
         let mut running = Running::start(serve().arg("--data-dir").arg(data_dir));

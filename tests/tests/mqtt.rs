@@ -365,10 +365,18 @@ async fn qos_1_messages_survive_kill_9_of_the_gateway() {
     // gives it an id), published with QoS 1 by a client that counts mosquitto's
     // acknowledgements: every message is accepted by the broker.
     let publisher = tokio::spawn(publish_acknowledged(mosquitto.port, MESSAGES));
+    // Warnings of every process, shown if the test fails (reconnects and retries explain
+    // duplicates).
+    let mut warnings: Vec<String> = Vec::new();
+    let mut keep_warnings = |rill: &mut Running| {
+        let log = rill.drain_log();
+        warnings.extend(log.iter().filter(|l| l.contains("WARN") || l.contains("ERROR")).cloned());
+    };
     for kill in 0..KILLS {
         std::thread::sleep(Duration::from_millis(700 + 300 * kill));
         rill.signal(libc::SIGKILL);
         rill.wait_exit();
+        keep_warnings(&mut rill);
         rill = Running::start(rill_tests::serve().arg("--data-dir").arg(dir.path()));
         rill.wait_for("MQTT bridges started").unwrap();
     }
@@ -397,10 +405,12 @@ async fn qos_1_messages_survive_kill_9_of_the_gateway() {
     let window = (MQTT_INFLIGHT_MAX + MQTT_STASH_MAX + MQTT_BATCH_MESSAGES_DEFAULT) as u64;
     let dropped = http.get("/v1/mqtt/ingest5").1["status"].clone();
     eprintln!("duplicates after {KILLS} kills (window {window}): {duplicates:?}; deduplicating bridge: {dropped}");
+    keep_warnings(&mut rill);
     assert!(
         duplicates["readings"] <= window * KILLS,
-        "{} duplicates, more than the in-flight window per kill",
-        duplicates["readings"]
+        "{} duplicates, more than the in-flight window per kill; warnings logged:\n{}",
+        duplicates["readings"],
+        warnings.join("\n")
     );
     assert_eq!(duplicates["readings5"], 0, "messages with ids are stored once");
     rill.stop();
