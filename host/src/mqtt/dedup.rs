@@ -24,6 +24,8 @@ pub(super) struct DedupWindow {
     seen: HashSet<String>,
     /// Oldest first: (sequence, ids).
     segments: VecDeque<(u64, Vec<String>)>,
+    /// Segments on disk past the window (it was made smaller): deleted with the next commit.
+    stale: Vec<u64>,
     held: usize,
     next: u64,
 }
@@ -62,9 +64,11 @@ impl DedupWindow {
             segments: VecDeque::new(),
             held: 0,
             next: segments.last().map_or(0, |(sequence, _)| sequence + 1),
+            stale: Vec::new(),
         };
         for (sequence, ids) in segments {
-            this.apply(sequence, ids);
+            let expired = this.apply(sequence, ids);
+            this.stale.extend(expired);
         }
         Ok(this)
     }
@@ -95,7 +99,7 @@ impl DedupWindow {
             name: self.name(self.next),
             document: Some(postcard::to_allocvec(ids).expect("strings encode")),
         }];
-        for sequence in self.expired(ids.len()) {
+        for sequence in self.expired(ids.len()).into_iter().chain(self.stale.iter().copied()) {
             writes.push(DocumentWrite { kind: KIND.to_owned(), name: self.name(sequence), document: None });
         }
         writes
@@ -109,6 +113,7 @@ impl DedupWindow {
         let sequence = self.next;
         self.next += 1;
         self.apply(sequence, ids);
+        self.stale.clear();
     }
 
     #[cfg(test)]
@@ -116,7 +121,8 @@ impl DedupWindow {
         self.held
     }
 
-    fn apply(&mut self, sequence: u64, ids: Vec<String>) {
+    /// Adds a segment, dropping those it pushes out of the window; returns their sequences.
+    fn apply(&mut self, sequence: u64, ids: Vec<String>) -> Vec<u64> {
         let expired = self.expired(ids.len());
         for _ in &expired {
             if let Some((_, old)) = self.segments.pop_front() {
@@ -129,6 +135,7 @@ impl DedupWindow {
         self.held += ids.len();
         self.seen.extend(ids.iter().cloned());
         self.segments.push_back((sequence, ids));
+        expired
     }
 
     /// The oldest segments that can go once `adding` more ids are held: those whose removal
@@ -209,6 +216,23 @@ mod tests {
         DedupWindow::forget(&store, "b").await.unwrap();
         assert_eq!(DedupWindow::load(&store, "b", 100).unwrap().len(), 0);
         assert_eq!(DedupWindow::load(&store, "b2", 10).unwrap().len(), 5);
+        store.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_smaller_window_deletes_what_it_no_longer_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(Location::Dir(dir.path().to_owned()), StoreConfig::default()).unwrap();
+        let mut window = DedupWindow::load(&store, "b", 100).unwrap();
+        for start in (0..100).step_by(10) {
+            commit(&store, &mut window, ids(start..start + 10)).await;
+        }
+        assert_eq!(store.resources(KIND).unwrap().len(), 10);
+        let mut smaller = DedupWindow::load(&store, "b", 20).unwrap();
+        assert_eq!(smaller.len(), 20);
+        commit(&store, &mut smaller, ids(100..110)).await;
+        assert_eq!(store.resources(KIND).unwrap().len(), 2, "only what the window holds stays on disk");
+        assert_eq!(DedupWindow::load(&store, "b", 20).unwrap().len(), 20);
         store.shutdown().await;
     }
 

@@ -12,6 +12,7 @@ mod dedup;
 mod session;
 pub mod spec;
 mod tls;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
