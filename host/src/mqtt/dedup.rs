@@ -187,6 +187,16 @@ mod tests {
         assert_ne!(scoped("a", b"1"), scoped("b", b"1"));
     }
 
+    /// A store in `dir` whose bridge `b` has stored `count` ids in segments of `per_commit`.
+    async fn filled(dir: &std::path::Path, window: usize, count: u32, per_commit: u32) -> (Store, DedupWindow) {
+        let store = Store::open(Location::Dir(dir.to_owned()), StoreConfig::default()).unwrap();
+        let mut ids_window = DedupWindow::load(&store, "b", window).unwrap();
+        for start in (0..count).step_by(per_commit as usize) {
+            commit(&store, &mut ids_window, ids(start..start + per_commit)).await;
+        }
+        (store, ids_window)
+    }
+
     async fn commit(store: &Store, window: &mut DedupWindow, new: Vec<String>) {
         let writes = window.writes(&new);
         store.transact(Vec::new(), Documents(Box::new(move |_| writes)), None).await.unwrap();
@@ -196,11 +206,7 @@ mod tests {
     #[tokio::test]
     async fn the_window_survives_a_reopen_and_forgets_only_past_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(Location::Dir(dir.path().to_owned()), StoreConfig::default()).unwrap();
-        let mut window = DedupWindow::load(&store, "b", 100).unwrap();
-        for start in (0..300).step_by(30) {
-            commit(&store, &mut window, ids(start..start + 30)).await;
-        }
+        let (store, window) = filled(dir.path(), 100, 300, 30).await;
         // 300 ids in segments of 30: the newest 4 segments (120 ids) cover the window of 100.
         assert_eq!(window.len(), 120);
         let reloaded = DedupWindow::load(&store, "b", 100).unwrap();
@@ -222,11 +228,7 @@ mod tests {
     #[tokio::test]
     async fn a_smaller_window_deletes_what_it_no_longer_holds() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(Location::Dir(dir.path().to_owned()), StoreConfig::default()).unwrap();
-        let mut window = DedupWindow::load(&store, "b", 100).unwrap();
-        for start in (0..100).step_by(10) {
-            commit(&store, &mut window, ids(start..start + 10)).await;
-        }
+        let (store, _) = filled(dir.path(), 100, 100, 10).await;
         assert_eq!(store.resources(KIND).unwrap().len(), 10);
         let mut smaller = DedupWindow::load(&store, "b", 20).unwrap();
         assert_eq!(smaller.len(), 20);
