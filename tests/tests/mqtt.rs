@@ -36,6 +36,19 @@ fn wait_for_records(http: &Http, topic: &str, count: u64, within: Duration) {
     }
 }
 
+/// Waits until bridge `name` is connected to its MQTT broker (or panics after [`WAIT`]).
+fn wait_connected(http: &Http, name: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let view = http.get(&format!("/v1/mqtt/{name}")).1;
+        if view["status"]["connected"] == true {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the bridge {name} did not connect: {view}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn bridge(name: &str, mosquitto: &Mosquitto, target: &str, partitions: u32) -> Value {
     json!({"name": name, "url": mosquitto.url(), "subscriptions": [{"filter": "sensors/+/telemetry", "qos": 1}],
         "target": target, "partitions": partitions, "ingest": {"plugin": "senml"}})
@@ -51,11 +64,7 @@ async fn senml_over_mqtt_becomes_keyed_records_and_survives_a_broker_outage() {
     upload(&http_addr, "senml");
     let (status, body) = http.post("/v1/mqtt", &bridge("sensors", &mosquitto, "sensors.{1}", 3));
     assert_eq!(status, 201, "{body}");
-    let deadline = Instant::now() + WAIT;
-    while http.get("/v1/mqtt/sensors").1["status"]["connected"] != true {
-        assert!(Instant::now() < deadline, "the bridge did not connect: {}", http.get("/v1/mqtt/sensors").1);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_connected(&http, "sensors");
     std::thread::sleep(Duration::from_millis(200)); // the subscription's SubAck
 
     let pack = |device: &str, t: f64| {
@@ -121,11 +130,7 @@ async fn senml_over_mqtt_becomes_keyed_records_and_survives_a_broker_outage() {
     dedup["dedup"] = json!({"record_header": "senml.id"});
     let (status, body) = http.post("/v1/mqtt", &dedup);
     assert_eq!(status, 201, "{body}");
-    let deadline = Instant::now() + WAIT;
-    while http.get("/v1/mqtt/packs").1["status"]["connected"] != true {
-        assert!(Instant::now() < deadline, "the bridge did not connect: {}", http.get("/v1/mqtt/packs").1);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_connected(&http, "packs");
     std::thread::sleep(Duration::from_millis(200));
     let packs: Vec<String> = (0..10).map(|i| pack("dev9", 1.8e9 + f64::from(i))).collect();
     mosquitto.publish_lines("sensors/dev9/telemetry", 1, &(packs.join("\n") + "\n"));
@@ -160,11 +165,7 @@ async fn senml_over_mqtt_becomes_keyed_records_and_survives_a_broker_outage() {
     v5["dedup"] = json!({"user_property": "msg-id"});
     let (status, body) = http.post("/v1/mqtt", &v5);
     assert_eq!(status, 201, "{body}");
-    let deadline = Instant::now() + WAIT;
-    while http.get("/v1/mqtt/props").1["status"]["connected"] != true {
-        assert!(Instant::now() < deadline, "the MQTT 5 bridge did not connect");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_connected(&http, "props");
     std::thread::sleep(Duration::from_millis(200));
     for (id, value) in [("a", 1), ("a", 1), ("b", 2), ("", 3), ("", 3)] {
         publish_v5(mosquitto.port, "props/dev1", &format!(r#"[{{"n":"x","v":{value}}}]"#), id).await;
@@ -265,11 +266,7 @@ async fn mqtts_with_a_client_certificate() {
         String::from_utf8_lossy(&not_pem.stderr)
     );
 
-    let deadline = Instant::now() + WAIT;
-    while http.get("/v1/mqtt/secure").1["status"]["connected"] != true {
-        assert!(Instant::now() < deadline, "the TLS bridge did not connect: {}", http.get("/v1/mqtt/secure").1);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_connected(&http, "secure");
     std::thread::sleep(Duration::from_millis(200));
     mosquitto.publish("sensors/dev1/telemetry", 1, r#"[{"bn":"urn:dev:dev1:","n":"temp","v":21.5}]"#);
     wait_for_records(&http, "secure", 1, WAIT);
@@ -309,11 +306,7 @@ async fn a_bridge_added_again_with_other_filters_gets_them_on_its_kept_session()
         }
         let (status, body) = http.post("/v1/mqtt", &spec);
         assert_eq!(status, 201, "{body}");
-        let deadline = Instant::now() + WAIT;
-        while http.get("/v1/mqtt/b").1["status"]["connected"] != true {
-            assert!(Instant::now() < deadline, "the bridge did not connect");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_connected(&http, "b");
         // Its SubAck (or UnsubAck) follows the ConnAck.
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -353,11 +346,7 @@ async fn qos_1_messages_survive_kill_9_of_the_gateway() {
             .output()
             .unwrap();
         assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
-        let deadline = Instant::now() + WAIT;
-        while Http::new(&http_addr).get(&format!("/v1/mqtt/{name}")).1["status"]["connected"] != true {
-            assert!(Instant::now() < deadline, "the bridge {name} did not connect");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_connected(&Http::new(&http_addr), name);
     }
     std::thread::sleep(Duration::from_millis(200));
 

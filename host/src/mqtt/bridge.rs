@@ -101,14 +101,15 @@ impl Bridge {
                 }
             }
         };
-        let connected = self
-            .spec
-            .address()
-            .map_err(|e| e.to_string())
-            .and_then(|(host, port, _)| client::connect(&self.spec, host, port, tls));
-        let (client, connection) = match connected {
-            Ok(pair) => pair,
+        // A stored spec was checked when it was stored; one from an older build may not pass.
+        let connected = Template::parse(&self.spec.target).map_err(|e| format!("target: {e}")).and_then(|template| {
+            let (host, port, _) = self.spec.address().map_err(|e| e.to_string())?;
+            Ok((template, client::connect(&self.spec, host, port, tls)?))
+        });
+        let (template, (client, connection)) = match connected {
+            Ok(parts) => parts,
             Err(e) => {
+                tracing::error!(bridge = %name, error = %e, "bridge cannot start");
                 self.stats.set_error(Some(e));
                 return;
             }
@@ -117,7 +118,7 @@ impl Bridge {
         let session = Arc::new(AtomicU64::new(0));
         let worker = Worker {
             session: Arc::clone(&session),
-            template: Template::parse(&self.spec.target).expect("checked when the bridge was stored"),
+            template,
             spec: self.spec.clone(),
             store: self.store.clone(),
             stats: Arc::clone(&self.stats),
@@ -284,7 +285,7 @@ impl Bridge {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    let e = client::explain(e, &self.spec);
+                    let e = e.explain(&self.spec);
                     self.stats.connected.store(false, Ordering::Relaxed);
                     self.stats.set_error(Some(e.clone()));
                     tracing::warn!(bridge = %name, error = %e, retry_ms = backoff.as_millis() as u64, "MQTT connection failed; reconnecting");

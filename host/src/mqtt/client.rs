@@ -104,18 +104,49 @@ pub(super) fn connect(
     }
 }
 
-/// Says what to do about a message too large for the bridge: MQTT 3.1.1 cannot refuse one, so
-/// the connection breaks on it each time the MQTT broker sends it again.
-pub(super) fn explain(error: String, spec: &BridgeSpec) -> String {
-    if error.contains("size limit exceeded") || error.contains("has been exceeded by packet") {
+/// Why the connection broke.
+pub(super) struct Broken {
+    pub message: String,
+    /// An incoming message exceeded the bridge's `max_message_bytes`.
+    pub too_large: bool,
+}
+
+impl Broken {
+    /// Says what to do about a message too large for the bridge: MQTT 3.1.1 cannot refuse one,
+    /// so the connection breaks on it each time the MQTT broker sends it again.
+    pub(super) fn explain(self, spec: &BridgeSpec) -> String {
+        if !self.too_large {
+            return self.message;
+        }
         format!(
-            "{error}: a message larger than max_message_bytes ({}) waits at the MQTT broker; it stays there (nothing \
+            "{}: a message larger than max_message_bytes ({}) waits at the MQTT broker; it stays there (nothing \
              is lost) until max_message_bytes is raised or the message is removed at the broker",
-            spec.max_message_bytes
+            self.message, spec.max_message_bytes
         )
-    } else {
-        error
     }
+}
+
+fn broken_v3(error: rumqttc::ConnectionError) -> Broken {
+    use rumqttc::mqttbytes::Error;
+    use rumqttc::{ConnectionError, StateError};
+    let too_large =
+        matches!(error, ConnectionError::MqttState(StateError::Deserialization(Error::PayloadSizeLimitExceeded(_))));
+    Broken { message: error.to_string(), too_large }
+}
+
+fn broken_v5(error: rumqttc::v5::ConnectionError) -> Broken {
+    use rumqttc::v5::mqttbytes::Error;
+    use rumqttc::v5::{ConnectionError, StateError};
+    let too_large = matches!(
+        error,
+        ConnectionError::MqttState(StateError::Deserialization(Error::PayloadSizeLimitExceeded { .. }))
+    );
+    Broken { message: error.to_string(), too_large }
+}
+
+/// The filters a SUBACK refused (their index in the SUBSCRIBE), with why.
+fn refused<C: std::fmt::Debug>(codes: &[C], granted: impl Fn(&C) -> bool) -> Vec<(usize, String)> {
+    codes.iter().enumerate().filter(|(_, code)| !granted(code)).map(|(i, code)| (i, format!("{code:?}"))).collect()
 }
 
 impl Client {
@@ -157,23 +188,17 @@ impl Client {
 
 impl Connection {
     /// The next event; an error means the connection broke (polling again reconnects).
-    pub(super) async fn poll(&mut self) -> Result<Happened, String> {
+    pub(super) async fn poll(&mut self) -> Result<Happened, Broken> {
         match self {
             Connection::V3(eventloop) => {
                 use rumqttc::{Event, Outgoing, Packet};
-                Ok(match eventloop.poll().await.map_err(|e| e.to_string())? {
+                Ok(match eventloop.poll().await.map_err(broken_v3)? {
                     Event::Incoming(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
                         Happened::Connected { session_present: ack.session_present }
                     }
                     Event::Incoming(Packet::Publish(publish)) => Happened::Message(Received::V3(publish)),
                     Event::Incoming(Packet::SubAck(ack)) => Happened::Subscribed {
-                        refused: ack
-                            .return_codes
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, code)| matches!(code, SubscribeReturnCode::Failure))
-                            .map(|(i, _)| (i, "refused".to_owned()))
-                            .collect(),
+                        refused: refused(&ack.return_codes, |code| !matches!(code, SubscribeReturnCode::Failure)),
                     },
                     Event::Outgoing(Outgoing::Disconnect) => Happened::DisconnectSent,
                     _ => Happened::Other,
@@ -183,19 +208,13 @@ impl Connection {
                 use rumqttc::Outgoing;
                 use rumqttc::v5::Event;
                 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet};
-                Ok(match eventloop.poll().await.map_err(|e| e.to_string())? {
+                Ok(match eventloop.poll().await.map_err(broken_v5)? {
                     Event::Incoming(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
                         Happened::Connected { session_present: ack.session_present }
                     }
                     Event::Incoming(Packet::Publish(publish)) => Happened::Message(Received::V5(publish)),
                     Event::Incoming(Packet::SubAck(ack)) => Happened::Subscribed {
-                        refused: ack
-                            .return_codes
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, code)| !matches!(code, SubscribeReasonCode::Success(_)))
-                            .map(|(i, code)| (i, format!("{code:?}")))
-                            .collect(),
+                        refused: refused(&ack.return_codes, |code| matches!(code, SubscribeReasonCode::Success(_))),
                     },
                     Event::Outgoing(Outgoing::Disconnect) => Happened::DisconnectSent,
                     _ => Happened::Other,

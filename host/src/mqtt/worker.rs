@@ -264,7 +264,7 @@ impl Worker {
             }
         }
         // One blocking task runs the ingest plugin for every MQTT topic of the batch.
-        let ingested = self.ingest(routed.iter().map(|r| r.group.messages.clone()).collect()).await;
+        let ingested = self.ingest(routed.iter_mut().map(|r| std::mem::take(&mut r.group.messages)).collect()).await;
         let mut prepared = Vec::new();
         for (route, ingested) in routed.into_iter().zip(ingested) {
             for (message, error) in ingested.rejected {
@@ -375,9 +375,8 @@ impl Worker {
         duplicates: &mut u64,
     ) -> Option<Prepared> {
         let Route { group, target, partitions } = route;
-        let kept = outputs;
         let mut records: Vec<OwnedRecord> = Vec::new();
-        for bytes in &kept {
+        for bytes in &outputs {
             match batches::owned_records(bytes) {
                 Ok(mut decoded) => records.append(&mut decoded),
                 Err(e) => {
@@ -415,9 +414,7 @@ impl Worker {
         let count = records.len() as u64;
         let built = batches::build_batches(&records);
         let chosen = match &built {
-            // Kafka's default, on the records at hand.
-            Ok(_) if self.plugins.partitioner.is_none() => by_key(&records, partitions),
-            Ok(bytes) => match self.partition(&target, bytes, partitions, records.len()).await {
+            Ok(bytes) => match self.partition(&target, bytes, &records, partitions).await {
                 Ok(chosen) => chosen,
                 Err(error) => {
                     BridgeStats::count(&self.stats.plugin_failures, 1);
@@ -497,18 +494,19 @@ impl Worker {
         }
     }
 
+    /// Each record's partition: the partitioner plugin's choice for `bytes` (the records built),
+    /// or Kafka's default on the records at hand.
     async fn partition(
         &mut self,
         topic: &str,
         bytes: &[u8],
+        records: &[OwnedRecord],
         partitions: u32,
-        records: usize,
     ) -> Result<Vec<u32>, String> {
         let Some((label, mut instance)) = self.plugins.partitioner.take() else {
-            let decoded = batches::owned_records(bytes)?;
-            return Ok(by_key(&decoded, partitions));
+            return Ok(by_key(records, partitions));
         };
-        let (topic, bytes) = (topic.to_owned(), bytes.to_vec());
+        let (topic, bytes, records) = (topic.to_owned(), bytes.to_vec(), records.len());
         let joined = tokio::task::spawn_blocking(move || {
             let result = instance.partition(&topic, 0, &bytes, partitions, records).map_err(|e| e.to_string());
             (instance, result)
