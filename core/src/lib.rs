@@ -4,6 +4,7 @@
 //! - [`batch`]: the Kafka v2 RecordBatch codec (validate, iterate, build, rewrite in place).
 //! - `log` (with `alloc`): the log model (offsets, high watermark, leader epochs, append/read/truncate).
 //! - [`retention`]: retention decisions returned as values, never performed here.
+//! - `replication` (with `alloc`): edge → cloud mirroring, its protocol and state machines.
 //! - [`ram_log`]: a fixed-capacity log for devices.
 //! - [`partitioner`]: Kafka-compatible partitioners.
 //! - [`limits`]: every bound in one place.
@@ -21,5 +22,7 @@ pub mod limits;
 pub mod log;
 pub mod partitioner;
 pub mod ram_log;
+#[cfg(feature = "alloc")]
+pub mod replication;
 pub mod retention;
 pub mod varint;

@@ -27,3 +27,30 @@ pub const EPOCH_HISTORY_ENTRIES_MAX: usize = 4096;
 
 const _: () = assert!(OFFSET_MAX <= i64::MAX as u64);
 const _: () = assert!(LEADER_EPOCH_MAX <= i32::MAX as u32);
+
+// ---- replication ----------------------------------------------------------------------------
+
+/// Largest replication frame (length prefix excluded): one message, or one partition's batches.
+/// A frame carries at least one whole batch, so it must fit the largest batch plus its header;
+/// the rest is room for a `Hello` or `Welcome` naming many partitions.
+pub const REPLICATION_FRAME_BYTES_MAX: usize = BATCH_BYTES_MAX + 1024 * 1024;
+
+/// Partitions one edge may mirror over one connection. Bounds the handshake frames (a `Hello`
+/// entry is a topic name and a few numbers, a `Welcome` entry carries an epoch tail) and the
+/// per-connection state on both sides.
+pub const REPLICATION_PARTITIONS_MAX: usize = 4096;
+
+/// Latest leader epochs a follower states per partition in its `Welcome`. Epochs change only on
+/// a leadership change, so 32 is decades of an edge's life; a follower with a longer history
+/// states the newest 32, and a divergence older than those stops the partition with an error
+/// rather than guessing.
+pub const REPLICATION_EPOCHS_STATED_MAX: usize = 32;
+
+/// Identity strings in a `Hello` (edge id, token) and reasons in refusals.
+pub const REPLICATION_TEXT_BYTES_MAX: usize = 1024;
+
+// A `Welcome` for every partition (each epoch entry at most 15 bytes in postcard, plus ~64 for
+// the partition's numbers) fits one frame; so does a `Hello` (topic names up to 249 bytes).
+const _: () =
+    assert!((REPLICATION_EPOCHS_STATED_MAX * 15 + 64) * REPLICATION_PARTITIONS_MAX < REPLICATION_FRAME_BYTES_MAX);
+const _: () = assert!((249 + 64) * REPLICATION_PARTITIONS_MAX < REPLICATION_FRAME_BYTES_MAX);

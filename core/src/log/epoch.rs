@@ -19,7 +19,7 @@ use core::fmt;
 use crate::limits::EPOCH_HISTORY_ENTRIES_MAX;
 
 /// `epoch` began at `start_offset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EpochEntry {
     /// The partition leader epoch.
     pub epoch: u32,

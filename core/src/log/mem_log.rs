@@ -131,6 +131,11 @@ impl MemLog {
         Ok(())
     }
 
+    /// A gap: the log end jumps to `offset` (see [`LogState::skip_to`]); no batch changes.
+    pub fn skip_to(&mut self, offset: u64) -> Result<(), StateError> {
+        self.state.skip_to(offset)
+    }
+
     /// DeleteRecords: moves the log start up to `offset` (clamped to the high watermark) and
     /// drops the batches wholly below it. A batch straddling the new start stays. Returns the
     /// log start offset.

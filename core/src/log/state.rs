@@ -101,6 +101,13 @@ pub enum StateError {
     /// Restored offsets break `log_start_offset <= high_watermark <= next_offset`, or the epoch
     /// history does not fit them.
     Inconsistent,
+    /// A skip to an offset below the log end (a gap can only move the log end forward).
+    BehindLogEnd {
+        /// The requested offset.
+        offset: u64,
+        /// The log end offset.
+        next_offset: u64,
+    },
 }
 
 impl fmt::Display for StateError {
@@ -121,6 +128,9 @@ impl fmt::Display for StateError {
                 "inconsistent partition state: expected log start <= high watermark <= log end, \
                  and epochs starting inside the log",
             ),
+            Self::BehindLogEnd { offset, next_offset } => {
+                write!(f, "cannot skip to {offset}: the log already ends at {next_offset}")
+            }
         }
     }
 }
@@ -281,6 +291,29 @@ impl LogState {
         self.next_offset = offset;
         self.high_watermark = offset;
         self.epochs.clear();
+        self.check();
+        Ok(())
+    }
+
+    /// A follower's log end jumps to `offset` over offsets the leader no longer has (deleted
+    /// before the follower copied them) or never had: the range stays empty, as offsets removed
+    /// by compaction do in a Kafka topic, and readers skip it. An empty log simply restarts at
+    /// `offset`. A high watermark at the log end moves with it: nothing can ever be appended in
+    /// the gap, so there is nothing to wait for.
+    pub fn skip_to(&mut self, offset: u64) -> Result<(), StateError> {
+        if offset > OFFSET_MAX {
+            return Err(StateError::OffsetTooLarge(offset));
+        }
+        if offset < self.next_offset {
+            return Err(StateError::BehindLogEnd { offset, next_offset: self.next_offset });
+        }
+        if self.log_start_offset == self.next_offset {
+            self.log_start_offset = offset;
+        }
+        if self.high_watermark == self.next_offset {
+            self.high_watermark = offset;
+        }
+        self.next_offset = offset;
         self.check();
         Ok(())
     }
@@ -528,6 +561,24 @@ mod tests {
         assert_eq!(info.last_offset, OFFSET_MAX - 1);
         assert_eq!(state.next_offset(), OFFSET_MAX);
         assert!(state.prepare_append(&mut batch(1)).is_err());
+    }
+
+    #[test]
+    fn skip_to_leaves_a_gap_and_restarts_an_empty_log() {
+        let mut state = LogState::new();
+        state.skip_to(50).unwrap();
+        assert_eq!((state.log_start_offset(), state.high_watermark(), state.next_offset()), (50, 50, 50));
+        let mut first = batch(3);
+        batch::set_base_offset(&mut first, 50).unwrap();
+        batch::set_partition_leader_epoch(&mut first, 0).unwrap();
+        state.append_follower(&first).unwrap();
+        state.skip_to(60).unwrap();
+        assert_eq!((state.log_start_offset(), state.high_watermark(), state.next_offset()), (50, 50, 60));
+        assert_eq!(state.skip_to(59), Err(StateError::BehindLogEnd { offset: 59, next_offset: 60 }));
+        state.advance_high_watermark(60);
+        state.skip_to(70).unwrap();
+        assert_eq!((state.log_start_offset(), state.high_watermark(), state.next_offset()), (50, 70, 70));
+        assert_eq!(state.skip_to(OFFSET_MAX + 1), Err(StateError::OffsetTooLarge(OFFSET_MAX + 1)));
     }
 
     #[test]
