@@ -10,13 +10,14 @@ use rill_core::retention::{self, RetentionPolicy, Summary};
 use uuid::Uuid;
 
 use super::catalog::{PartitionState, TopicState};
+use super::layout::extend_group;
 use super::layout::{BATCHES, META, NEXT_PARTITION_KEY, NEXT_PRODUCER_ID_KEY, PARTITIONS, TOPICS};
 use super::meta::{self, PartitionMeta, TopicMeta};
-use super::read::{Group, groups_from};
+use super::read::{Group, containing_group, groups_from};
 use super::resources::{self, ResourceError};
 use super::topic::{TopicConfig, TopicError};
 use super::writer::{Command, PartitionLog, Writer};
-use super::{AppendError, RetentionReport, SpaceUsage};
+use super::{AppendError, ReplicaReset, RetentionReport, SpaceUsage};
 use super::{offsets, producers};
 use crate::limits::PRODUCER_ID_BLOCK;
 
@@ -61,7 +62,14 @@ impl Writer {
                 let deleted = self.durable_txn(|txn| resources::delete(txn, &kind, &name, references));
                 let _ = reply.send(deleted.map_err(ResourceError::Storage));
             }
+            Command::ResetReplica { key, reset, document, reply } => {
+                let _ = reply.send(self.reset_replica(key, reset, document));
+            }
+            Command::LogState { key, reply } => {
+                let _ = reply.send(self.logs.get(&key).map(|log| log.state.clone()));
+            }
             Command::Append { .. }
+            | Command::AppendReplica { .. }
             | Command::CommitOffsets { .. }
             | Command::Transact { .. }
             | Command::Shutdown { .. } => {
@@ -274,6 +282,45 @@ impl Writer {
         Ok(new_start)
     }
 
+    /// Truncates a mirror copy (its log diverged from the leader's) or moves its end over a gap,
+    /// with the document that records it, in one durable transaction.
+    fn reset_replica(
+        &mut self,
+        key: u64,
+        reset: ReplicaReset,
+        document: Option<super::DocumentWrite>,
+    ) -> Result<(), AppendError> {
+        let log = self.logs.get(&key).ok_or(AppendError::Log("partition was deleted".into()))?;
+        let mut updated = log.clone();
+        // Either way the newest group no longer ends where the next batch starts.
+        updated.open_group = None;
+        match reset {
+            ReplicaReset::SkipTo(offset) => {
+                updated.state.skip_to(offset).map_err(|e| AppendError::Log(e.to_string()))?;
+                self.durable_txn(|txn| {
+                    resources::write_documents(txn, document.as_slice())?;
+                    write_partition(txn, key, &updated)
+                })
+                .map_err(AppendError::Storage)?;
+            }
+            ReplicaReset::TruncateTo(offset) => {
+                if offset >= updated.state.next_offset() {
+                    return Ok(());
+                }
+                updated.state.truncate_to(offset).map_err(|e| AppendError::Log(e.to_string()))?;
+                self.durable_txn(|txn| {
+                    truncate_groups(txn, key, offset, &mut updated)?;
+                    resources::write_documents(txn, document.as_slice())?;
+                    write_partition(txn, key, &updated)
+                })
+                .map_err(AppendError::Storage)?;
+            }
+        }
+        self.logs.insert(key, updated);
+        self.republish(key);
+        Ok(())
+    }
+
     fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport, AppendError> {
         self.expire_producers(now_ms).map_err(AppendError::Storage)?;
         let mut report = RetentionReport::default();
@@ -422,6 +469,35 @@ fn delete_groups(
         log.open_group = None;
     }
     Ok(bytes)
+}
+
+/// Removes every batch of `key` from `offset` on (a batch boundary): groups starting there or later
+/// go, and the group holding `offset` is rewritten with the batches before it.
+fn truncate_groups(txn: &WriteTransaction, key: u64, offset: u64, log: &mut PartitionLog) -> Result<(), String> {
+    let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+    let start = containing_group(&rows, key, offset)?;
+    let groups: Vec<Group> = groups_from(&rows, key, start)?.collect::<Result<_, _>>()?;
+    for group in groups {
+        let mut kept = Vec::new();
+        for parsed in batch::batches(&group.bytes) {
+            let parsed = parsed.map_err(|e| e.to_string())?;
+            if (parsed.last_offset() as u64) < offset {
+                kept.extend_from_slice(parsed.as_bytes());
+            }
+        }
+        if kept.len() == group.bytes.len() {
+            continue;
+        }
+        rows.retain_in((key, group.base_offset, 0)..=(key, group.base_offset, u32::MAX), |_, _| false)
+            .map_err(|e| e.to_string())?;
+        log.size_bytes = log.size_bytes.saturating_sub((group.bytes.len() - kept.len()) as u64);
+        if !kept.is_empty() {
+            for (part, chunk) in &extend_group(0, Vec::new(), &kept).rows {
+                rows.insert((key, group.base_offset, *part), chunk.as_ref()).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn write_partition(txn: &WriteTransaction, key: u64, log: &PartitionLog) -> Result<(), String> {

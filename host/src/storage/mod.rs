@@ -200,6 +200,15 @@ impl AppendTicket {
     }
 }
 
+/// A change to a mirror copy's log end that no batch carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaReset {
+    /// Remove everything from this offset on (a batch boundary): the copy diverged.
+    TruncateTo(u64),
+    /// The log end jumps here: the leader has no records in between.
+    SkipTo(u64),
+}
+
 /// What a retention pass deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionReport {
@@ -434,6 +443,48 @@ impl Store {
             .ok_or_else(|| AppendError::UnknownPartition { topic: topic.to_owned(), partition })?;
         validate::validate_append(batches, topic_state.config.max_message_bytes)?;
         Ok(partition_state)
+    }
+
+    /// Appends batches whose offsets and epochs a leader assigned (a mirror's copy): they must
+    /// start at the partition's log end. Committed with concurrent appends; the caller (the
+    /// replication follower) validated them already (CRC, records).
+    pub async fn append_replica(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: Vec<u8>,
+    ) -> Result<AppendOutcome, AppendError> {
+        let key = self.partition_key(topic, partition)?;
+        self.request(|reply| Command::AppendReplica { key, batches, reply }).await.unwrap_or_else(Err)
+    }
+
+    /// Truncates a mirror copy or moves its end over a gap, writing `document` in the same
+    /// durable transaction.
+    pub async fn reset_replica(
+        &self,
+        topic: &str,
+        partition: u32,
+        reset: ReplicaReset,
+        document: Option<DocumentWrite>,
+    ) -> Result<(), AppendError> {
+        let key = self.partition_key(topic, partition)?;
+        self.request(|reply| Command::ResetReplica { key, reset, document, reply }).await.unwrap_or_else(Err)
+    }
+
+    /// A partition's offsets and leader-epoch history as the writer has them (committed state).
+    pub async fn log_state(&self, topic: &str, partition: u32) -> Result<rill_core::log::LogState, AppendError> {
+        let key = self.partition_key(topic, partition)?;
+        self.request(|reply| Command::LogState { key, reply })
+            .await?
+            .ok_or_else(|| AppendError::UnknownPartition { topic: topic.to_owned(), partition })
+    }
+
+    fn partition_key(&self, topic: &str, partition: u32) -> Result<u64, AppendError> {
+        let topic_state = self.topic(topic).ok_or_else(|| AppendError::UnknownTopic(topic.to_owned()))?;
+        Ok(topic_state
+            .partition(partition)
+            .ok_or_else(|| AppendError::UnknownPartition { topic: topic.to_owned(), partition })?
+            .key)
     }
 
     /// Reads batches from the one containing `offset`, up to `max_bytes` but always at least one

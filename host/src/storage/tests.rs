@@ -829,3 +829,59 @@ async fn a_failed_interval_sync_counts_one_failure_not_one_per_wake_up() {
     }
     store.shutdown().await;
 }
+
+/// A batch as a leader stored it: `records` records at `base` in `epoch`.
+fn replica_batch(base: u64, records: usize, epoch: i32, tag: u8) -> Vec<u8> {
+    let value = vec![tag; 20];
+    let specs: Vec<RecordSpec> =
+        (0..records).map(|_| RecordSpec { timestamp: T0, key: None, value: Some(&value), headers: &[] }).collect();
+    let params = BatchParams { base_offset: base as i64, partition_leader_epoch: epoch, ..BatchParams::default() };
+    build_vec(params, &specs).expect("test batch builds")
+}
+
+/// The stored batches of a partition as (base offset, bytes), gaps allowed.
+fn stored_batches(store: &Store, topic: &str) -> Vec<(u64, Vec<u8>)> {
+    let read = store.read(topic, 0, store.topic(topic).unwrap().partitions[0].offsets().log_start_offset, usize::MAX);
+    batches(&read.expect("read").records)
+        .map(|b| b.unwrap())
+        .map(|b| (b.base_offset() as u64, b.as_bytes().to_vec()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_mirror_copy_keeps_the_leaders_offsets_skips_gaps_and_truncates() {
+    let disk = SimDisk::new();
+    let store = open(&disk, DurabilityPolicy::EveryCommit);
+    store.create_topic("copy", 1, no_retention()).await.unwrap();
+    let (first, second) = (replica_batch(0, 3, 0, 1), replica_batch(3, 2, 0, 2));
+    let outcome = store.append_replica("copy", 0, first.clone()).await.unwrap();
+    assert_eq!((outcome.base_offset, outcome.last_offset), (0, 2));
+    store.append_replica("copy", 0, second.clone()).await.unwrap();
+    // Not at the log end: refused, nothing stored.
+    let refused = store.append_replica("copy", 0, replica_batch(10, 1, 0, 3)).await;
+    assert!(matches!(&refused, Err(AppendError::Log(e)) if e.contains("ends at 5")), "{refused:?}");
+    // A gap, then the leader's next batch (in a new epoch) at its own offset.
+    let gap = DocumentWrite { kind: "test-gap".into(), name: "copy/0".into(), document: Some(b"{}".to_vec()) };
+    store.reset_replica("copy", 0, ReplicaReset::SkipTo(10), Some(gap)).await.unwrap();
+    let third = replica_batch(10, 4, 1, 3);
+    store.append_replica("copy", 0, third.clone()).await.unwrap();
+    assert_eq!(stored_batches(&store, "copy"), vec![(0, first.clone()), (3, second), (10, third.clone())]);
+    assert_eq!(store.resource("test-gap", "copy/0").unwrap(), Some(b"{}".to_vec()));
+    // A read inside the gap starts at the next batch.
+    let read = store.read("copy", 0, 7, 1 << 20).unwrap();
+    assert_eq!(read.records, third);
+    assert_eq!(read.high_watermark, 14);
+    // Truncation inside a group (the first two batches share one) rewrites it.
+    store.reset_replica("copy", 0, ReplicaReset::TruncateTo(3), None).await.unwrap();
+    assert_eq!(stored_batches(&store, "copy"), vec![(0, first.clone())]);
+    let state = store.log_state("copy", 0).await.unwrap();
+    assert_eq!((state.next_offset(), state.leader_epoch()), (3, 1));
+    assert_eq!(state.epochs().entries(), &[rill_core::log::EpochEntry { epoch: 0, start_offset: 0 }]);
+    // All of it survives a restart, and the copy goes on where it ends.
+    store.shutdown().await;
+    let store = open(&disk, DurabilityPolicy::EveryCommit);
+    assert_eq!(store.log_state("copy", 0).await.unwrap(), state);
+    let again = replica_batch(3, 1, 2, 4);
+    store.append_replica("copy", 0, again.clone()).await.unwrap();
+    assert_eq!(stored_batches(&store, "copy"), vec![(0, first), (3, again)]);
+}

@@ -40,6 +40,25 @@ pub(super) enum Command {
         batches: Vec<u8>,
         reply: Reply<Result<AppendOutcome, AppendError>>,
     },
+    /// Batches a leader already assigned offsets to (a mirror's copy), committed with the appends
+    /// gathered around it.
+    AppendReplica {
+        key: u64,
+        batches: Vec<u8>,
+        reply: Reply<Result<AppendOutcome, AppendError>>,
+    },
+    /// Cuts or moves a mirror copy's log end (its own durable transaction).
+    ResetReplica {
+        key: u64,
+        reset: super::ReplicaReset,
+        document: Option<DocumentWrite>,
+        reply: Reply<Result<(), AppendError>>,
+    },
+    /// A partition's offsets and epochs as the writer has them.
+    LogState {
+        key: u64,
+        reply: Reply<Option<LogState>>,
+    },
     CreateTopic {
         name: String,
         partitions: u32,
@@ -256,7 +275,11 @@ impl Writer {
                 match command {
                     Command::Append { key, batches, reply } => {
                         bytes += batches.len();
-                        appends.appends.push(PendingAppend { key, batches, reply });
+                        appends.appends.push(PendingAppend { key, batches, reply, replica: false });
+                    }
+                    Command::AppendReplica { key, batches, reply } => {
+                        bytes += batches.len();
+                        appends.appends.push(PendingAppend { key, batches, reply, replica: true });
                     }
                     Command::CommitOffsets { group, offsets, reply } => {
                         appends.offsets.push(PendingOffsets { group, offsets, reply });
@@ -323,6 +346,8 @@ struct PendingAppend {
     key: u64,
     batches: Vec<u8>,
     reply: Reply<Result<AppendOutcome, AppendError>>,
+    /// Offsets and epochs come with the batches (a mirror's copy): kept, not assigned.
+    replica: bool,
 }
 
 struct PendingOffsets {
@@ -391,8 +416,12 @@ impl Writer {
         let mut touched = Touched::default();
         let mut groups: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         let mut results = Vec::with_capacity(appends.len());
-        for PendingAppend { key, batches, reply } in appends {
-            let result = self.assign(key, batches, &mut touched, &mut groups);
+        for PendingAppend { key, batches, reply, replica } in appends {
+            let result = if replica {
+                self.assign_replica(key, batches, &mut touched, &mut groups)
+            } else {
+                self.assign(key, batches, &mut touched, &mut groups)
+            };
             results.push((key, reply, result));
         }
         let mut documents = Vec::new();
@@ -584,6 +613,51 @@ impl Writer {
             }
         }
         Ok((first_offset.unwrap_or(last_offset), last_offset))
+    }
+
+    /// Adds a mirror copy's batches to its partition's group at the offsets they carry: they must
+    /// continue the log exactly (`LogState::append_follower`). Producer ids in them belong to
+    /// the edge's producers and are not tracked here.
+    fn assign_replica(
+        &mut self,
+        key: u64,
+        batches: Vec<u8>,
+        touched: &mut Touched,
+        groups: &mut BTreeMap<u64, Vec<u8>>,
+    ) -> Result<(u64, u64), AppendError> {
+        let log = self.logs.get_mut(&key).ok_or(AppendError::Log("partition was deleted".into()))?;
+        let mut updated = log.clone();
+        let (mut first_offset, mut last_offset, mut records, mut count) = (None, 0, 0, 0);
+        // Headers only: the follower checked CRCs and records on its own task, and this thread
+        // is every partition's writer.
+        let mut rest = batches.as_slice();
+        while !rest.is_empty() {
+            let len = batch::batch_len(rest).map_err(|e| AppendError::Log(e.to_string()))?;
+            let one = rest.get(..len).ok_or_else(|| AppendError::Log("truncated batch".into()))?;
+            rest = &rest[len..];
+            let info = updated.state.append_follower(one).map_err(|e| AppendError::Log(e.to_string()))?;
+            first_offset.get_or_insert(info.base_offset);
+            last_offset = info.last_offset;
+            records += info.last_offset - info.base_offset + 1;
+            count += 1;
+        }
+        let Some(first_offset) = first_offset else {
+            return Err(AppendError::InvalidBatch(super::InvalidBatch::Empty));
+        };
+        updated.size_bytes += batches.len() as u64;
+        touched.logs.entry(key).or_insert_with(|| log.clone());
+        *log = updated;
+        let appended = touched.appended.entry(key).or_default();
+        appended.0 += records;
+        appended.1 += batches.len() as u64;
+        touched.batches += count;
+        let group = groups.entry(key).or_default();
+        if group.is_empty() {
+            *group = batches;
+        } else {
+            group.extend_from_slice(&batches);
+        }
+        Ok((first_offset, last_offset))
     }
 
     /// Checks every idempotent batch of an append against its producer's sequence: `Some` with the
