@@ -32,6 +32,20 @@
 //! target = "sensors"                # or a template over MQTT topic levels: "sensors.{1}"
 //! ingest = { plugin = "senml" }
 //! dedup = { record_header = "senml.id" }  # or { user_property = "msg-id" } (MQTT 5): stored once
+//!
+//! [[mirror]]                        # an edge: copy topics to an aggregation node (repeatable)
+//! name = "cloud"
+//! upstream = "cloud.example:9093"   # the aggregation node's replication listener
+//! edge_id = "gw-17"                 # copies are named <edge_id>.<topic> there
+//! token = "…"                       # the secret the aggregation node accepts for this edge
+//! topics = ["sensors", "alerts.*"]  # names, or patterns with * and ?
+//! rate_limit_bytes_per_s = 125000   # optional, for metered links
+//!
+//! [replication]                     # an aggregation node: accept edges' mirrors
+//! listen = "127.0.0.1:9093"         # runs when edges are listed; port 0: any free port
+//! copy_topic = "{edge}.{topic}"
+//! on_new_incarnation = "new-topic"  # a wiped edge's topics go to new copies; or "stop"
+//! edges = [{ id = "gw-17", token = "…" }]
 //! ```
 
 use std::net::SocketAddr;
@@ -56,6 +70,10 @@ pub struct Config {
     pub http: HttpSection,
     /// `[[mqtt]]`: MQTT bridges (see [`crate::mqtt`]).
     pub mqtt: Vec<crate::mqtt::BridgeSpec>,
+    /// `[[mirror]]`: this node's topics mirrored to aggregation nodes.
+    pub mirror: Vec<crate::replication::MirrorSpec>,
+    /// `[replication]`: edges this node accepts as an aggregation node.
+    pub replication: crate::replication::ReplicationSection,
 }
 
 impl Default for Config {
@@ -66,6 +84,8 @@ impl Default for Config {
             kafka: KafkaSection::default(),
             http: HttpSection::default(),
             mqtt: Vec::new(),
+            mirror: Vec::new(),
+            replication: crate::replication::ReplicationSection::default(),
         }
     }
 }
@@ -260,6 +280,17 @@ impl Config {
                 )));
             }
         }
+        let mut mirrors = std::collections::BTreeSet::new();
+        for (i, mirror) in self.mirror.iter().enumerate() {
+            mirror.check().map_err(|e| ConfigError::Invalid(format!("mirror[{i}].{e}")))?;
+            if !mirrors.insert(&mirror.name) {
+                return Err(ConfigError::Invalid(format!("mirror[{i}].name: {:?} is used twice", mirror.name)));
+            }
+        }
+        if self.mirror.len() > crate::limits::MIRRORS_MAX {
+            return Err(ConfigError::Invalid(format!("at most {} mirrors", crate::limits::MIRRORS_MAX)));
+        }
+        self.replication.check().map_err(|e| ConfigError::Invalid(format!("replication.{e}")))?;
         Ok(())
     }
 

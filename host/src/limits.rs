@@ -305,3 +305,46 @@ pub const CLIENT_FETCH_BYTES: usize = 4 * 1024 * 1024;
 pub const CLIENT_BATCH_BYTES: usize = 256 * 1024;
 
 const _: () = assert!(CLIENT_BATCH_BYTES < MAX_MESSAGE_BYTES_DEFAULT as usize);
+
+// ---- edge → cloud replication -------------------------------------------------------------------
+
+/// Bytes a mirror sends ahead of the aggregation node's durable acknowledgement (per connection,
+/// all partitions). It must cover bandwidth × (round trip + the follower's fsync): 8 MiB keeps a
+/// 1 Gbit/s loopback busy across a 30 ms commit, and is what the follower buffers per edge.
+pub const MIRROR_WINDOW_BYTES_DEFAULT: u64 = 8 * 1024 * 1024;
+pub const MIRROR_WINDOW_BYTES_MIN: u64 = 64 * 1024;
+
+/// Batch bytes read into one replication frame (at least one whole batch is always sent).
+pub const MIRROR_FRAME_BYTES: usize = 1024 * 1024;
+
+/// A mirror pings when it sent nothing for this long; an end that heard nothing for
+/// `REPLICATION_LINK_TIMEOUT` closes the connection (a NAT that forgot it, a cable pulled: TCP
+/// alone may wait minutes).
+pub const MIRROR_HEARTBEAT: Duration = Duration::from_secs(5);
+pub const REPLICATION_LINK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sent data unacknowledged this long is sent again from the follower's end. TCP does not lose
+/// frames, so this only fires for a follower stalled this long (a dying disk).
+pub const MIRROR_RETRANSMIT: Duration = Duration::from_secs(60);
+
+/// How long a mirror waits to connect, and between attempts (doubling from the first to the last).
+pub const MIRROR_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MIRROR_BACKOFF_FIRST: Duration = Duration::from_millis(200);
+pub const MIRROR_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// How often a mirror checks for new topics matching its patterns (a new one reconnects, to name
+/// it in the `Hello`).
+pub const MIRROR_TOPIC_SCAN: Duration = Duration::from_secs(2);
+
+/// Frames decoded ahead of the state machine per connection (each at most a frame's bytes).
+pub const REPLICATION_FRAMES_QUEUED: usize = 8;
+
+/// Validated batch bytes a follower holds per edge while its commit runs; past it the edge's
+/// frames wait (the edge's window is the real bound; this one guards against a misbehaving edge).
+pub const FOLLOWER_PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Replication connections an aggregation node serves at once (one per edge).
+pub const REPLICATION_CONNECTIONS_MAX: usize = 1024;
+
+/// Mirrors one node runs.
+pub const MIRRORS_MAX: usize = 16;

@@ -38,6 +38,10 @@ enum Command {
         /// port 0 picks a free port).
         #[arg(long, value_name = "ADDR")]
         http_listen: Option<std::net::SocketAddr>,
+        /// Address where edges connect to mirror their topics (default 127.0.0.1:9093; port 0
+        /// picks a free port). Runs when the config accepts edges ([replication] edges).
+        #[arg(long, value_name = "ADDR")]
+        replication_listen: Option<std::net::SocketAddr>,
     },
     /// Create, list, describe, alter and delete topics.
     Topic {
@@ -132,7 +136,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Serve { data_dir, config, listen, http_listen } => {
+        Command::Serve { data_dir, config, listen, http_listen, replication_listen } => {
             let mut settings = match &config {
                 Some(path) => Config::load(path).map_err(|e| Failure {
                     cause: e.to_string(),
@@ -149,6 +153,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if let Some(listen) = http_listen {
                 settings.http.listen = listen;
             }
+            if let Some(listen) = replication_listen {
+                settings.replication.listen = listen;
+            }
             // The environment keeps the token out of files and process listings.
             if let Some(token) = std::env::var("RILL_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
                 settings.http.admin_token = Some(token);
@@ -162,7 +169,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 rill::serve::serve(settings, shutdown).await.map_err(|e| Failure {
                     cause: e.to_string(),
                     hint: "check that the data directory is writable and not used by another rill (--data-dir DIR), \
-                           and that the listen addresses are free (--listen ADDR, --http-listen ADDR)",
+                           and that the listen addresses are free (--listen ADDR, --http-listen ADDR, \
+                           --replication-listen ADDR)",
                 })
             })
         }

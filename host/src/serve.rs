@@ -1,7 +1,7 @@
 //! `rill serve`: open storage, bind the Kafka listener, run retention, wait for a shutdown signal,
 //! then stop accepting, let connections finish their request, and close storage cleanly.
-//! The HTTP control plane binds after the Kafka listener; further listeners (replication) join
-//! here as they arrive.
+//! The HTTP control plane binds after the Kafka listener, the replication listener (when edges
+//! are accepted) after it; mirrors to aggregation nodes start once everything is up.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::mqtt::Bridges;
 use crate::pipelines::Pipelines;
 use crate::plugins::{PluginCatalog, PluginRuntime};
+use crate::replication::{MirrorSet, ReplicationListener};
 use crate::storage::{Location, OpenError, Store};
 
 /// Compiled plugins are kept here, inside the data directory (see [`PluginCatalog`]).
@@ -32,6 +33,8 @@ pub enum ServeError {
     Plugins(String),
     #[error("cannot listen for HTTP on {addr}: {source}")]
     HttpListen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot listen for edges (replication) on {addr}: {source}")]
+    ReplicationListen { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// Runs the broker until `shutdown` completes. Takes the shutdown signal as an argument so tests
@@ -66,6 +69,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let pipelines = Pipelines::new(store.clone(), catalog.clone(), stopping.clone());
     metrics.register_collector(pipelines.collector());
     let bridges = Bridges::new(store.clone(), catalog);
+    let mirrors = Arc::new(MirrorSet::default());
     metrics.register_collector(bridges.collector());
     let listeners_up = Arc::new(AtomicBool::new(false));
     let state = AppState {
@@ -91,6 +95,25 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
             return Err(ServeError::HttpListen { addr: http_addr, source });
         }
     };
+    let replication = if config.replication.edges.is_empty() {
+        None
+    } else {
+        let addr = config.replication.listen;
+        let bound = ReplicationListener::bind(store.clone(), config.replication.clone())
+            .await
+            .and_then(|listener| Ok((listener.local_addr()?, listener)));
+        match bound {
+            Ok((bound, listener)) => {
+                tracing::info!(edges = config.replication.edges.len(), "replication listening on {bound}");
+                Some(listener)
+            }
+            Err(source) => {
+                store.shutdown().await;
+                return Err(ServeError::ReplicationListen { addr, source });
+            }
+        }
+    };
+    let replication = replication.map(|listener| tokio::spawn(listener.run(stopping.clone())));
     let kafka = tokio::spawn(kafka.run(stopping.clone()));
     let sampling = tokio::spawn({
         let (store, stopping) = (store.clone(), stopping.clone());
@@ -108,6 +131,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         Ok(count) => tracing::info!(count, "MQTT bridges started"),
         Err(e) => tracing::error!(error = %e, "MQTT bridges cannot be started"),
     }
+    mirrors.start(&config.mirror, &store);
     listeners_up.store(true, Ordering::Release);
 
     let retention =
@@ -120,6 +144,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let _ = http.await;
     let _ = sampling.await;
     bridges.shutdown().await;
+    mirrors.shutdown().await;
+    if let Some(replication) = replication {
+        let _ = replication.await;
+    }
     pipelines.shutdown().await;
     retention.abort();
     let _ = retention.await;

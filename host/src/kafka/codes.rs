@@ -17,6 +17,8 @@ pub fn for_append(error: &AppendError) -> i16 {
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         AppendError::StaleProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
+        // Kafka's answer to a producer without write access to the topic: permanent, not retried.
+        AppendError::ReadOnly { .. } => ResponseError::TopicAuthorizationFailed,
         // Retriable: the client refreshes metadata and tries again (after a restart).
         AppendError::ShutDown => ResponseError::NotLeaderOrFollower,
     }

@@ -29,6 +29,7 @@ pub mod fault;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -99,6 +100,14 @@ impl std::fmt::Debug for Location {
     }
 }
 
+/// The resource kind that marks a topic read-only (the document says why).
+pub const READ_ONLY_KIND: &str = "topic-read-only";
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ReadOnlyDocument {
+    reason: String,
+}
+
 /// The database file's name inside the data directory.
 pub const DB_FILE_NAME: &str = "rill.redb";
 
@@ -142,6 +151,8 @@ pub enum AppendError {
     Storage(String),
     #[error("store is shut down")]
     ShutDown,
+    #[error("topic {topic:?} is read-only: {reason}")]
+    ReadOnly { topic: String, reason: String },
 }
 
 /// Why a read failed.
@@ -248,7 +259,11 @@ struct Shared {
     offsets: RwLock<GroupOffsets>,
     /// Bumped whenever the writer reopens the database (see [`Store::generation`]).
     generation: AtomicU64,
+    /// Topics only their owner appends to (mirror copies), with why; kept as documents of kind
+    /// [`READ_ONLY_KIND`].
+    read_only: RwLock<HashMap<String, String>>,
     stats: StoreStats,
+    durability: DurabilityPolicy,
 }
 
 /// Counters and histograms of the storage writer, for benchmarks and `/metrics`.
@@ -322,7 +337,15 @@ impl Store {
             offsets: RwLock::new(group_offsets),
             generation: AtomicU64::new(0),
             stats: StoreStats::default(),
+            read_only: RwLock::new(HashMap::new()),
+            durability: config.durability,
         });
+        let marked = resources::list(&shared, READ_ONLY_KIND).map_err(OpenError::Storage)?;
+        let read_only = marked.into_iter().map(|(topic, document)| {
+            let reason = serde_json::from_slice::<ReadOnlyDocument>(&document).map(|d| d.reason);
+            (topic, reason.unwrap_or_else(|_| "read-only".into()))
+        });
+        shared.read_only.write().unwrap_or_else(|p| p.into_inner()).extend(read_only);
         let (commands, inbox) = mpsc::channel(WRITER_QUEUE_MAX);
         let writer = Writer::new(shared.clone(), factory, config, logs, producers, inbox);
         let thread = std::thread::Builder::new()
@@ -366,12 +389,36 @@ impl Store {
             .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
     }
 
-    /// Deletes a topic and all its batches.
+    /// Deletes a topic and all its batches (and its read-only mark).
     pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
-        let name = name.to_owned();
-        self.request(|reply| Command::DeleteTopic { name, reply })
+        let owned = name.to_owned();
+        self.request(|reply| Command::DeleteTopic { name: owned, reply })
             .await
-            .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
+            .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))?;
+        if self.read_only_reason(name).is_some() {
+            let unmark = DocumentWrite { kind: READ_ONLY_KIND.into(), name: name.into(), document: None };
+            self.transact(Vec::new(), Documents(Box::new(move |_| vec![unmark])), None)
+                .await
+                .map_err(|e| TopicError::Storage(e.to_string()))?;
+            self.shared.read_only.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        }
+        Ok(())
+    }
+
+    /// Marks a topic read-only for every writer but [`append_replica`](Self::append_replica)
+    /// (producers get [`AppendError::ReadOnly`] with `reason`). Durable; survives restarts.
+    pub async fn mark_read_only(&self, topic: &str, reason: &str) -> Result<(), AppendError> {
+        let document = serde_json::to_vec(&ReadOnlyDocument { reason: reason.to_owned() })
+            .map_err(|e| AppendError::Storage(e.to_string()))?;
+        let mark = DocumentWrite { kind: READ_ONLY_KIND.into(), name: topic.into(), document: Some(document) };
+        self.transact(Vec::new(), Documents(Box::new(move |_| vec![mark])), None).await?;
+        self.shared.read_only.write().unwrap_or_else(|p| p.into_inner()).insert(topic.to_owned(), reason.to_owned());
+        Ok(())
+    }
+
+    /// Why `topic` is read-only, if it is.
+    pub fn read_only_reason(&self, topic: &str) -> Option<String> {
+        self.shared.read_only.read().unwrap_or_else(|p| p.into_inner()).get(topic).cloned()
     }
 
     /// Replaces a topic's configuration.
@@ -395,6 +442,11 @@ impl Store {
     /// reopens the file after an IO error, and after shutdown.
     pub fn is_open(&self) -> bool {
         self.shared.database().is_ok() && !self.commands.is_closed()
+    }
+
+    /// When acknowledged appends are durable.
+    pub fn durability(&self) -> DurabilityPolicy {
+        self.shared.durability
     }
 
     pub fn stats(&self) -> &StoreStats {
@@ -441,6 +493,9 @@ impl Store {
         let partition_state = topic_state
             .partition(partition)
             .ok_or_else(|| AppendError::UnknownPartition { topic: topic.to_owned(), partition })?;
+        if let Some(reason) = self.read_only_reason(topic) {
+            return Err(AppendError::ReadOnly { topic: topic.to_owned(), reason });
+        }
         validate::validate_append(batches, topic_state.config.max_message_bytes)?;
         Ok(partition_state)
     }
@@ -454,8 +509,21 @@ impl Store {
         partition: u32,
         batches: Vec<u8>,
     ) -> Result<AppendOutcome, AppendError> {
+        self.enqueue_replica(topic, partition, batches).await?.outcome().await
+    }
+
+    /// The first half of [`append_replica`](Self::append_replica): queues the batches for the
+    /// writer, so that several partitions' copies share one commit.
+    pub async fn enqueue_replica(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: Vec<u8>,
+    ) -> Result<AppendTicket, AppendError> {
         let key = self.partition_key(topic, partition)?;
-        self.request(|reply| Command::AppendReplica { key, batches, reply }).await.unwrap_or_else(Err)
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::AppendReplica { key, batches, reply }).await.map_err(|_| AppendError::ShutDown)?;
+        Ok(AppendTicket(answer))
     }
 
     /// Truncates a mirror copy or moves its end over a gap, writing `document` in the same

@@ -1,0 +1,449 @@
+//! The aggregation node: a listener for edges, and per connection a [`Follower`] whose writes go
+//! to the copy topics.
+//!
+//! One connection per edge at a time: a new connection of the same edge (the old one died on a
+//! bad link and the edge already reconnected) stops the old one and waits until its last commit
+//! returned, so the new `Welcome` states the copy as it is on disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rill_core::replication::protocol;
+use rill_core::replication::{
+    Follower, FollowerConfig, FollowerEvent, FollowerWrite, GapReason, HelloRequest, SlotInit,
+};
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use uuid::Uuid;
+
+use super::copies::{self, GAP_KIND};
+use super::spec::ReplicationSection;
+use super::wire;
+use crate::limits::{FOLLOWER_PENDING_BYTES_MAX, REPLICATION_CONNECTIONS_MAX, REPLICATION_LINK_TIMEOUT};
+use crate::storage::{DocumentWrite, DurabilityPolicy, ReplicaReset, Store};
+
+/// The replication listener, bound and not yet accepting.
+#[derive(Debug)]
+pub struct ReplicationListener {
+    listener: TcpListener,
+    cloud: Arc<Cloud>,
+}
+
+/// What the aggregation node knows of its edges, shared with the control plane.
+#[derive(Debug)]
+pub struct Cloud {
+    store: Store,
+    section: ReplicationSection,
+    /// The connection serving each edge (at most one).
+    edges: Mutex<HashMap<String, EdgeConnection>>,
+    status: Mutex<BTreeMap<String, EdgeStatus>>,
+    next_connection: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct EdgeConnection {
+    id: u64,
+    stop: watch::Sender<bool>,
+    /// Held by the connection until its last commit returned.
+    done: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// One edge as the status page shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EdgeStatus {
+    pub edge: String,
+    pub connected: bool,
+    pub peer: Option<String>,
+    pub connected_since_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub partitions: Vec<CopyStatus>,
+    pub gaps: u64,
+}
+
+/// One partition's copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyStatus {
+    pub edge_topic: String,
+    pub partition: u32,
+    pub copy_topic: Option<String>,
+    pub log_end: u64,
+    pub durable_end: u64,
+    pub stopped: Option<String>,
+}
+
+impl ReplicationListener {
+    pub async fn bind(store: Store, section: ReplicationSection) -> std::io::Result<ReplicationListener> {
+        let listener = TcpListener::bind(section.listen).await?;
+        let cloud = Arc::new(Cloud {
+            store,
+            section,
+            edges: Mutex::new(HashMap::new()),
+            status: Mutex::new(BTreeMap::new()),
+            next_connection: 0.into(),
+        });
+        Ok(ReplicationListener { listener, cloud })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn cloud(&self) -> Arc<Cloud> {
+        Arc::clone(&self.cloud)
+    }
+
+    /// Accepts edges until `stopping` turns true.
+    pub async fn run(self, mut stopping: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(REPLICATION_CONNECTIONS_MAX));
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                            tracing::warn!(%peer, limit = REPLICATION_CONNECTIONS_MAX, "replication connection refused: too many");
+                            continue;
+                        };
+                        let cloud = Arc::clone(&self.cloud);
+                        let stopping = stopping.clone();
+                        connections.spawn(async move {
+                            serve_connection(cloud, stream, peer, stopping).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "replication accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                _ = stopping.changed() => break,
+            }
+        }
+        // Connections finish their commit and close.
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+impl Cloud {
+    /// Every edge that connected since the process started, and every copy stored.
+    pub fn status(&self) -> Vec<EdgeStatus> {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for copy in copies::all(&self.store) {
+            status
+                .entry(copy.edge.clone())
+                .or_insert_with(|| EdgeStatus { edge: copy.edge.clone(), ..EdgeStatus::default() });
+        }
+        status.into_values().collect()
+    }
+
+    fn update_status(&self, edge: &str, change: impl FnOnce(&mut EdgeStatus)) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = status
+            .entry(edge.to_owned())
+            .or_insert_with(|| EdgeStatus { edge: edge.to_owned(), ..EdgeStatus::default() });
+        change(entry);
+    }
+
+    /// Makes this connection the edge's only one: stops the previous and waits for its commits.
+    async fn take_edge(&self, edge: &str) -> (u64, watch::Receiver<bool>, tokio::sync::OwnedMutexGuard<()>) {
+        let id = self.next_connection.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (stop, stopped) = watch::channel(false);
+        let done = Arc::new(tokio::sync::Mutex::new(()));
+        let previous = {
+            let mut edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
+            edges.insert(edge.to_owned(), EdgeConnection { id, stop, done: Arc::clone(&done) })
+        };
+        if let Some(previous) = previous {
+            let _ = previous.stop.send(true);
+            let _ = previous.done.lock().await;
+        }
+        let guard = done.lock_owned().await;
+        (id, stopped, guard)
+    }
+
+    fn release_edge(&self, edge: &str, id: u64) {
+        let mut edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
+        if edges.get(edge).is_some_and(|c| c.id == id) {
+            edges.remove(edge);
+        }
+    }
+}
+
+/// An accepted edge's connection: which copy each slot writes to.
+struct Session {
+    edge: String,
+    id: u64,
+    copies: Vec<Option<(String, u32)>>,
+    hello: HelloRequest,
+    stopped: watch::Receiver<bool>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// A ready's writes on their way to disk.
+type Commit = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// How often a connection refreshes its status (cheap, but not per frame).
+const STATUS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+fn now_ms(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}
+
+async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr, mut stopping: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.into_split();
+    let mut frames = wire::spawn_reader(reader, protocol::decode_to_follower);
+    let started = Instant::now();
+    let config = FollowerConfig {
+        pending_bytes_max: FOLLOWER_PENDING_BYTES_MAX,
+        link_timeout_ms: REPLICATION_LINK_TIMEOUT.as_millis() as u64,
+    };
+    let mut follower = Follower::new(config, 0);
+    let mut session: Option<Session> = None;
+    let mut commit: Option<Commit> = None;
+    let mut last_published = started;
+    let error: Option<String> = loop {
+        // Move everything the follower has ready.
+        let mut failed = None;
+        while follower.has_ready() {
+            let ready = follower.ready();
+            if let Some(hello) = ready.hello {
+                match accept(&cloud, hello, peer).await {
+                    Ok((accepted, slots)) => {
+                        follower.accept(slots);
+                        session = Some(accepted);
+                    }
+                    Err(reason) => {
+                        tracing::warn!(%peer, %reason, "replication connection refused");
+                        follower.refuse(reason);
+                    }
+                }
+            }
+            if let Err(e) = wire::write_all(&mut writer, &ready.send, protocol::encode_to_leader).await {
+                failed = Some(e);
+                break;
+            }
+            if let Some(session) = &session {
+                note_events(&cloud, session, ready.events);
+            }
+            if let (false, Some(session)) = (ready.writes.is_empty(), &session) {
+                let store = cloud.store.clone();
+                let copies = session.copies.clone();
+                commit = Some(Box::pin(apply(store, copies, ready.writes)));
+            }
+        }
+        if let Some(session) = &session
+            && last_published.elapsed() >= STATUS_EVERY
+        {
+            publish(&cloud, session, &follower);
+            last_published = Instant::now();
+        }
+        if let Some(e) = failed {
+            break Some(e);
+        }
+        if let Some(reason) = follower.closed() {
+            break Some(reason.to_owned());
+        }
+        let wakeup = tokio::time::Instant::from_std(started + std::time::Duration::from_millis(follower.next_wakeup()));
+        let mut stopped = session.as_ref().map(|s| s.stopped.clone());
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(Ok(Some(message))) => follower.step(message),
+                Some(Ok(None)) | None => break None,
+                Some(Err(e)) => break Some(e),
+            },
+            result = async { commit.as_mut().expect("guarded").await }, if commit.is_some() => {
+                commit = None;
+                match result {
+                    Ok(()) => follower.advance(),
+                    Err(e) => break Some(format!("storing the copy failed: {e}")),
+                }
+            }
+            _ = tokio::time::sleep_until(wakeup) => follower.tick(now_ms(started)),
+            _ = async { stopped.as_mut().expect("guarded").changed().await }, if stopped.is_some() => {
+                break Some("replaced by a new connection of the same edge".into());
+            }
+            _ = stopping.changed() => break None,
+        }
+        follower.tick(now_ms(started));
+    };
+    // The copy must be on disk as the next connection will state it: finish the commit first.
+    let last = match commit.take() {
+        Some(commit) => commit.await.err(),
+        None => None,
+    };
+    let error = error.or(last);
+    if let Some(session) = session {
+        publish(&cloud, &session, &follower);
+        tracing::info!(edge = %session.edge, %peer, reason = error.as_deref().unwrap_or("closed"), "edge disconnected");
+        cloud.update_status(&session.edge, |status| {
+            status.connected = false;
+            if error.is_some() {
+                status.last_error = error.clone();
+            }
+        });
+        cloud.release_edge(&session.edge, session.id);
+    }
+}
+
+/// Checks the edge and finds (or makes) each partition's copy.
+async fn accept(cloud: &Cloud, hello: HelloRequest, peer: SocketAddr) -> Result<(Session, Vec<SlotInit>), String> {
+    if !cloud.section.accepts(&hello.edge_id, &hello.token) {
+        return Err(format!(
+            "edge {:?} is not accepted here: unknown edge id or wrong token (see [[replication.edges]])",
+            hello.edge_id
+        ));
+    }
+    let edge = hello.edge_id.clone();
+    let (id, stopped, guard) = cloud.take_edge(&edge).await;
+    // Partitions per edge topic, so a copy gets enough of them at once.
+    let mut needed: BTreeMap<(&str, Uuid), u32> = BTreeMap::new();
+    for partition in &hello.partitions {
+        let key = (partition.id.topic.as_str(), Uuid::from_bytes(partition.incarnation));
+        let count = needed.entry(key).or_default();
+        *count = (*count).max(partition.id.partition + 1);
+    }
+    let mut resolved: BTreeMap<(&str, Uuid), Result<String, String>> = BTreeMap::new();
+    for (&(topic, incarnation), &partitions) in &needed {
+        let copy = copies::resolve(&cloud.store, &cloud.section, &edge, topic, incarnation, partitions).await;
+        if let Err(reason) = &copy {
+            tracing::warn!(edge = %edge, topic, %reason, "edge topic not mirrored");
+        }
+        resolved.insert((topic, incarnation), copy);
+    }
+    let mut slots = Vec::with_capacity(hello.partitions.len());
+    let mut copies = Vec::with_capacity(hello.partitions.len());
+    for partition in &hello.partitions {
+        let key = (partition.id.topic.as_str(), Uuid::from_bytes(partition.incarnation));
+        match &resolved[&key] {
+            Ok(copy) => match cloud.store.log_state(copy, partition.id.partition).await {
+                Ok(state) => {
+                    slots.push(SlotInit::Follow(state));
+                    copies.push(Some((copy.clone(), partition.id.partition)));
+                }
+                Err(e) => {
+                    slots.push(SlotInit::Stopped(format!("copy {copy:?} cannot be read: {e}")));
+                    copies.push(None);
+                }
+            },
+            Err(reason) => {
+                slots.push(SlotInit::Stopped(reason.clone()));
+                copies.push(None);
+            }
+        }
+    }
+    tracing::info!(edge = %edge, %peer, partitions = hello.partitions.len(), "edge connected");
+    cloud.update_status(&edge, |status| {
+        status.connected = true;
+        status.peer = Some(peer.to_string());
+        status.connected_since_ms = Some(crate::clock::now_ms());
+    });
+    let hello = HelloRequest { token: String::new(), ..hello };
+    Ok((Session { edge, id, copies, hello, stopped, _guard: guard }, slots))
+}
+
+/// Applies one ready's writes in order: appends of several partitions share a commit; a
+/// truncation or gap is its own durable transaction. Durable before it returns.
+async fn apply(store: Store, copies: Vec<Option<(String, u32)>>, writes: Vec<FollowerWrite>) -> Result<(), String> {
+    let copy_of = |slot: u32| -> Result<&(String, u32), String> {
+        copies.get(slot as usize).and_then(Option::as_ref).ok_or_else(|| format!("no copy for slot {slot}"))
+    };
+    let mut tickets = Vec::new();
+    for write in writes {
+        match write {
+            FollowerWrite::Append { slot, batches } => {
+                let (topic, partition) = copy_of(slot)?;
+                tickets.push(store.enqueue_replica(topic, *partition, batches).await.map_err(|e| e.to_string())?);
+            }
+            FollowerWrite::Truncate { slot, offset } => {
+                wait_all(&mut tickets).await?;
+                let (topic, partition) = copy_of(slot)?;
+                store
+                    .reset_replica(topic, *partition, ReplicaReset::TruncateTo(offset), None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            FollowerWrite::Skip { slot, from, to, reason } => {
+                wait_all(&mut tickets).await?;
+                let (topic, partition) = copy_of(slot)?;
+                let record = serde_json::json!({
+                    "from": from, "to": to, "reason": gap_reason(reason), "at_ms": crate::clock::now_ms(),
+                });
+                let document = DocumentWrite {
+                    kind: GAP_KIND.into(),
+                    name: format!("{topic}/{partition}/{from:020}"),
+                    document: Some(record.to_string().into_bytes()),
+                };
+                store
+                    .reset_replica(topic, *partition, ReplicaReset::SkipTo(to), Some(document))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    wait_all(&mut tickets).await?;
+    if store.durability() != DurabilityPolicy::EveryCommit {
+        // The edge may drop what the copy acknowledges: it must be on disk, whatever the policy.
+        store.flush().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn wait_all(tickets: &mut Vec<crate::storage::AppendTicket>) -> Result<(), String> {
+    for ticket in tickets.drain(..) {
+        ticket.outcome().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn gap_reason(reason: GapReason) -> &'static str {
+    match reason {
+        GapReason::Deleted => "deleted on the edge before it was mirrored",
+        GapReason::Hole => "no records on the edge",
+    }
+}
+
+fn note_events(cloud: &Cloud, session: &Session, events: Vec<FollowerEvent>) {
+    let name = |slot: u32| {
+        session.hello.partitions.get(slot as usize).map_or_else(|| format!("slot {slot}"), |p| p.id.to_string())
+    };
+    for event in events {
+        match event {
+            FollowerEvent::Truncated { slot, from, to } => {
+                tracing::warn!(edge = %session.edge, partition = %name(slot), from, to, "copy diverged from the edge: truncated");
+            }
+            FollowerEvent::Gap { slot, from, to, reason } => {
+                tracing::warn!(edge = %session.edge, partition = %name(slot), from, to, reason = gap_reason(reason), "gap in the copy");
+                cloud.update_status(&session.edge, |status| status.gaps += 1);
+            }
+            FollowerEvent::SlotStopped { slot, reason } => {
+                tracing::warn!(edge = %session.edge, partition = %name(slot), %reason, "partition no longer mirrored");
+            }
+        }
+    }
+}
+
+fn publish(cloud: &Cloud, session: &Session, follower: &Follower) {
+    let partitions = session
+        .hello
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(slot, partition)| {
+            let status = follower.slot_status(slot as u32);
+            CopyStatus {
+                edge_topic: partition.id.topic.clone(),
+                partition: partition.id.partition,
+                copy_topic: session.copies.get(slot).and_then(|c| c.as_ref()).map(|(topic, _)| topic.clone()),
+                log_end: status.as_ref().map_or(0, |s| s.log_end),
+                durable_end: status.as_ref().map_or(0, |s| s.durable_end),
+                stopped: status.and_then(|s| s.stopped),
+            }
+        })
+        .collect();
+    cloud.update_status(&session.edge, |status| status.partitions = partitions);
+}

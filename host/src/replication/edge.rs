@@ -1,0 +1,411 @@
+//! The edge: each `[[mirror]]` is a task that dials its aggregation node and drives a [`Leader`]
+//! over the connection, reading batches from the store as the window and the rate allow, and
+//! waking when a mirrored partition's durable end moves. A broken link or a refusal is retried
+//! with back-off; nothing is lost meanwhile (the log is the buffer).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rill_core::replication::protocol;
+use rill_core::replication::{
+    GapReason, Leader, LeaderConfig, LeaderEvent, LogSource, PartitionId, PartitionLog, ReadFailure, SlotPhase,
+};
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+
+use super::spec::MirrorSpec;
+use super::wire;
+use crate::limits::{
+    MIRROR_BACKOFF_FIRST, MIRROR_BACKOFF_MAX, MIRROR_CONNECT_TIMEOUT, MIRROR_FRAME_BYTES, MIRROR_HEARTBEAT,
+    MIRROR_RETRANSMIT, MIRROR_TOPIC_SCAN, REPLICATION_LINK_TIMEOUT,
+};
+use crate::storage::{PartitionState, ReadError, Store};
+
+/// A mirror's state for the status page, `rill mirror status` and metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MirrorStatus {
+    pub name: String,
+    pub upstream: String,
+    pub edge_id: String,
+    /// `connecting`, `connected`, `waiting` (back-off after a failure) or `stopped`.
+    pub link: &'static str,
+    pub connected_since_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub connects: u64,
+    pub bytes_sent: u64,
+    /// Records the edge deleted before they were mirrored (its disk budget ran out).
+    pub records_lost: u64,
+    pub partitions: Vec<MirrorPartitionStatus>,
+}
+
+/// One mirrored partition.
+#[derive(Debug, Clone, Serialize)]
+pub struct MirrorPartitionStatus {
+    pub topic: String,
+    pub partition: u32,
+    /// The edge's log end that may be shipped (durable).
+    pub leader_offset: u64,
+    /// Below this the aggregation node holds the copy durably.
+    pub acked_offset: u64,
+    pub lag_records: u64,
+    /// `streaming`, `starting`, `waiting` (no Welcome yet) or `stopped`.
+    pub state: &'static str,
+    pub error: Option<String>,
+}
+
+/// One mirror's task and what it shares.
+#[derive(Debug)]
+pub struct MirrorTask {
+    pub spec: MirrorSpec,
+    pub status: Arc<Mutex<MirrorStatus>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MirrorTask {
+    pub fn start(spec: MirrorSpec, store: Store) -> MirrorTask {
+        let status = Arc::new(Mutex::new(MirrorStatus {
+            name: spec.name.clone(),
+            upstream: spec.upstream.clone(),
+            edge_id: spec.edge_id.clone(),
+            link: "connecting",
+            ..MirrorStatus::default()
+        }));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(spec.clone(), store, Arc::clone(&status), stopped));
+        MirrorTask { spec, status, stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    pub fn status(&self) -> MirrorStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+enum Ended {
+    Stopped,
+    /// The set of mirrored partitions changed: say `Hello` again.
+    Reconnect,
+    Failed(String),
+}
+
+async fn run(spec: MirrorSpec, store: Store, status: Arc<Mutex<MirrorStatus>>, mut stop: watch::Receiver<bool>) {
+    let mut backoff = MIRROR_BACKOFF_FIRST;
+    loop {
+        let started = Instant::now();
+        let ended = session(&spec, &store, &status, &mut stop).await;
+        let update = |change: &dyn Fn(&mut MirrorStatus)| change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+        match ended {
+            Ended::Stopped => {
+                update(&|s| s.link = "stopped");
+                return;
+            }
+            Ended::Reconnect => backoff = MIRROR_BACKOFF_FIRST,
+            Ended::Failed(error) => {
+                tracing::warn!(mirror = %spec.name, upstream = %spec.upstream, %error, retry_in = ?backoff, "mirror link down");
+                update(&|s| {
+                    s.link = "waiting";
+                    s.connected_since_ms = None;
+                    s.last_error = Some(error.clone());
+                });
+                // A link that held a while starts over at the short back-off.
+                if started.elapsed() > MIRROR_BACKOFF_MAX {
+                    backoff = MIRROR_BACKOFF_FIRST;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {
+                        update(&|s| s.link = "stopped");
+                        return;
+                    }
+                }
+                backoff = (backoff * 2).min(MIRROR_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// A mirrored partition of the store.
+#[derive(Clone)]
+struct Mirrored {
+    id: PartitionId,
+    topic_id: uuid::Uuid,
+    state: Arc<PartitionState>,
+}
+
+/// The partitions of every topic the mirror names, in a stable order.
+fn mirrored(spec: &MirrorSpec, store: &Store) -> Vec<Mirrored> {
+    let mut out = Vec::new();
+    for topic in store.topics() {
+        if !spec.mirrors(&topic.name) {
+            continue;
+        }
+        for state in &topic.partitions {
+            out.push(Mirrored {
+                id: PartitionId { topic: topic.name.clone(), partition: state.index },
+                topic_id: topic.id,
+                state: Arc::clone(state),
+            });
+        }
+    }
+    out
+}
+
+fn same_partitions(a: &[Mirrored], b: &[Mirrored]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id && x.topic_id == y.topic_id)
+}
+
+struct StoreSource<'a> {
+    store: &'a Store,
+    partitions: &'a [Mirrored],
+}
+
+impl LogSource for StoreSource<'_> {
+    fn read(&mut self, slot: u32, offset: u64, max_bytes: usize) -> Result<Vec<u8>, ReadFailure> {
+        let Some(mirrored) = self.partitions.get(slot as usize) else {
+            return Err(ReadFailure::Failed(format!("no partition in slot {slot}")));
+        };
+        match self.store.read(&mirrored.id.topic, mirrored.id.partition, offset, max_bytes) {
+            Ok(read) => Ok(read.records),
+            Err(ReadError::OffsetOutOfRange { offset, log_start_offset, .. }) if offset < log_start_offset => {
+                Err(ReadFailure::OutOfRange { log_start: log_start_offset })
+            }
+            Err(e) => Err(ReadFailure::Failed(e.to_string())),
+        }
+    }
+}
+
+fn leader_config(spec: &MirrorSpec) -> LeaderConfig {
+    LeaderConfig {
+        edge_id: spec.edge_id.clone(),
+        token: spec.token.clone(),
+        window_bytes: spec.window_bytes,
+        frame_bytes: MIRROR_FRAME_BYTES,
+        rate_limit: spec.rate_limit_bytes_per_s,
+        heartbeat_ms: MIRROR_HEARTBEAT.as_millis() as u64,
+        link_timeout_ms: REPLICATION_LINK_TIMEOUT.as_millis() as u64,
+        retransmit_ms: MIRROR_RETRANSMIT.as_millis() as u64,
+    }
+}
+
+/// Store reads block: off the async worker when the runtime has others.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
+/// One connection, from dialling to its end.
+async fn session(
+    spec: &MirrorSpec,
+    store: &Store,
+    status: &Mutex<MirrorStatus>,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    let update =
+        |change: &mut dyn FnMut(&mut MirrorStatus)| change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+    let partitions = mirrored(spec, store);
+    if partitions.is_empty() {
+        update(&mut |s| {
+            s.link = "waiting";
+            s.last_error = Some(format!("no topic matches {:?} yet", spec.topics));
+        });
+        return tokio::select! {
+            _ = tokio::time::sleep(MIRROR_TOPIC_SCAN) => Ended::Reconnect,
+            _ = stop.changed() => Ended::Stopped,
+        };
+    }
+    let mut logs = Vec::with_capacity(partitions.len());
+    for mirrored in &partitions {
+        let state = match store.log_state(&mirrored.id.topic, mirrored.id.partition).await {
+            Ok(state) => state,
+            Err(e) => return Ended::Failed(format!("reading {}: {e}", mirrored.id)),
+        };
+        let offsets = mirrored.state.offsets();
+        logs.push(PartitionLog {
+            id: mirrored.id.clone(),
+            incarnation: mirrored.topic_id.into_bytes(),
+            epochs: state.epochs().clone(),
+            log_start: offsets.log_start_offset,
+            durable_end: offsets.durable_offset,
+        });
+    }
+    update(&mut |s| {
+        s.link = "connecting";
+        s.connects += 1;
+    });
+    let stream = match tokio::time::timeout(MIRROR_CONNECT_TIMEOUT, TcpStream::connect(&spec.upstream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Ended::Failed(format!("cannot connect to {}: {e}", spec.upstream)),
+        Err(_) => return Ended::Failed(format!("cannot connect to {}: timed out", spec.upstream)),
+    };
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.into_split();
+    let mut frames = wire::spawn_reader(reader, protocol::decode_to_leader);
+    let started = Instant::now();
+    let now_ms = || started.elapsed().as_millis() as u64;
+    let mut leader = Leader::new(leader_config(spec), logs, 0);
+    // Any mirrored partition's offsets moving wakes the loop.
+    let moved = Arc::new(Notify::new());
+    let mut watchers = tokio::task::JoinSet::new();
+    for mirrored in &partitions {
+        let mut offsets = mirrored.state.subscribe();
+        let moved = Arc::clone(&moved);
+        watchers.spawn(async move {
+            while offsets.changed().await.is_ok() {
+                moved.notify_one();
+            }
+        });
+    }
+    let mut scan = tokio::time::interval(MIRROR_TOPIC_SCAN);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_published = Instant::now() - STATUS_EVERY;
+    let mut was_welcomed = false;
+    loop {
+        for (slot, mirrored) in partitions.iter().enumerate() {
+            let offsets = mirrored.state.offsets();
+            leader.update_log(slot as u32, offsets.log_start_offset, offsets.durable_offset);
+        }
+        if leader.has_ready() {
+            let ready = blocking(|| leader.ready(&mut StoreSource { store, partitions: &partitions }));
+            let bytes: u64 = ready
+                .send
+                .iter()
+                .map(|m| if let protocol::ToFollower::Batches { bytes, .. } = m { bytes.len() as u64 } else { 0 })
+                .sum();
+            if let Err(e) = wire::write_all(&mut writer, &ready.send, protocol::encode_to_follower).await {
+                return Ended::Failed(e);
+            }
+            leader.advance();
+            note_events(spec, &partitions, &ready.events, status);
+            update(&mut |s| s.bytes_sent += bytes);
+        }
+        if let Some(reason) = leader.closed() {
+            return Ended::Failed(reason.to_string());
+        }
+        let welcomed = partitions
+            .iter()
+            .enumerate()
+            .any(|(slot, _)| leader.slot_status(slot as u32).is_some_and(|s| !matches!(s.phase, SlotPhase::Waiting)));
+        if welcomed && !was_welcomed {
+            was_welcomed = true;
+            tracing::info!(mirror = %spec.name, upstream = %spec.upstream, partitions = partitions.len(), "mirror connected");
+            update(&mut |s| {
+                s.link = "connected";
+                s.connected_since_ms = Some(crate::clock::now_ms());
+                s.last_error = None;
+            });
+        }
+        if last_published.elapsed() >= STATUS_EVERY {
+            publish(&leader, &partitions, status);
+            last_published = Instant::now();
+        }
+        let wakeup = tokio::time::Instant::from_std(started + Duration::from_millis(leader.next_wakeup()));
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(Ok(Some(message))) => leader.step(message),
+                Some(Ok(None)) | None => return Ended::Failed("the aggregation node closed the connection".into()),
+                Some(Err(e)) => return Ended::Failed(e),
+            },
+            _ = moved.notified() => {}
+            _ = tokio::time::sleep_until(wakeup) => {}
+            _ = scan.tick() => {
+                if !same_partitions(&partitions, &mirrored(spec, store)) {
+                    publish(&leader, &partitions, status);
+                    return Ended::Reconnect;
+                }
+            }
+            _ = stop.changed() => {
+                publish(&leader, &partitions, status);
+                return Ended::Stopped;
+            }
+        }
+        leader.tick(now_ms());
+    }
+}
+
+/// How often a connection refreshes its status (cheap, but not per frame).
+const STATUS_EVERY: Duration = Duration::from_millis(200);
+
+fn note_events(spec: &MirrorSpec, partitions: &[Mirrored], events: &[LeaderEvent], status: &Mutex<MirrorStatus>) {
+    let name = |slot: u32| partitions.get(slot as usize).map_or_else(|| format!("slot {slot}"), |p| p.id.to_string());
+    for event in events {
+        match event {
+            LeaderEvent::Truncating { slot, from, to } => {
+                tracing::warn!(mirror = %spec.name, partition = %name(*slot), from, to, "the upstream copy diverged and is cut back");
+            }
+            LeaderEvent::Skipped { slot, from, to, reason: GapReason::Deleted } => {
+                tracing::error!(
+                    mirror = %spec.name, partition = %name(*slot), from, to, lost = to - from,
+                    "records deleted before they were mirrored: they are missing upstream"
+                );
+                status.lock().unwrap_or_else(|p| p.into_inner()).records_lost += to - from;
+            }
+            LeaderEvent::Skipped { slot, from, to, reason: GapReason::Hole } => {
+                tracing::debug!(mirror = %spec.name, partition = %name(*slot), from, to, "gap in the edge log skipped");
+            }
+            LeaderEvent::SlotStopped { slot, reason } => {
+                tracing::warn!(mirror = %spec.name, partition = %name(*slot), %reason, "partition not mirrored");
+            }
+        }
+    }
+}
+
+fn publish(leader: &Leader, partitions: &[Mirrored], status: &Mutex<MirrorStatus>) {
+    let rows: Vec<MirrorPartitionStatus> = partitions
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, mirrored)| {
+            let slot_status = leader.slot_status(slot as u32)?;
+            let (state, error) = match slot_status.phase {
+                SlotPhase::Waiting => ("waiting", None),
+                SlotPhase::Streaming { started: false } => ("starting", None),
+                SlotPhase::Streaming { started: true } => ("streaming", None),
+                SlotPhase::Stopped(reason) => ("stopped", Some(reason)),
+            };
+            Some(MirrorPartitionStatus {
+                topic: mirrored.id.topic.clone(),
+                partition: mirrored.id.partition,
+                leader_offset: slot_status.durable_end,
+                acked_offset: slot_status.acked,
+                lag_records: slot_status.durable_end.saturating_sub(slot_status.acked),
+                state,
+                error,
+            })
+        })
+        .collect();
+    status.lock().unwrap_or_else(|p| p.into_inner()).partitions = rows;
+}
+
+/// The mirrors of this node, by name.
+#[derive(Debug, Default)]
+pub struct MirrorSet {
+    tasks: Mutex<BTreeMap<String, MirrorTask>>,
+}
+
+impl MirrorSet {
+    pub fn start(&self, specs: &[MirrorSpec], store: &Store) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for spec in specs {
+            tasks.insert(spec.name.clone(), MirrorTask::start(spec.clone(), store.clone()));
+        }
+    }
+
+    pub fn status(&self) -> Vec<MirrorStatus> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).values().map(MirrorTask::status).collect()
+    }
+
+    pub async fn shutdown(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks.into_values() {
+            task.stop().await;
+        }
+    }
+}

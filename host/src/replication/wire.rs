@@ -1,0 +1,62 @@
+//! Replication frames over tokio streams: a reader task decodes frames ahead of the state machine
+//! (bounded), and a ready's messages go out in one write.
+
+use rill_core::replication::protocol::{self, FrameError, LENGTH_PREFIX};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::limits::REPLICATION_FRAMES_QUEUED;
+
+/// Reads frames from `reader`, decodes them with `decode` and queues them, until the stream ends
+/// (`None` is queued last: the peer closed) or fails (an error is queued last). Stops when the
+/// receiver is dropped.
+pub fn spawn_reader<M: Send + 'static>(
+    mut reader: impl AsyncRead + Unpin + Send + 'static,
+    decode: fn(&[u8]) -> Result<M, FrameError>,
+) -> mpsc::Receiver<Result<Option<M>, String>> {
+    let (frames, queue) = mpsc::channel(REPLICATION_FRAMES_QUEUED);
+    tokio::spawn(async move {
+        loop {
+            let next = match read_frame(&mut reader).await {
+                Ok(Some(body)) => decode(&body).map(Some).map_err(|e| e.to_string()),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            let last = !matches!(next, Ok(Some(_)));
+            if frames.send(next).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    queue
+}
+
+/// One frame's body; `None` when the stream ends cleanly between frames.
+async fn read_frame(reader: &mut (impl AsyncRead + Unpin)) -> Result<Option<Vec<u8>>, String> {
+    let mut prefix = [0; LENGTH_PREFIX];
+    match reader.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(format!("reading from the link: {e}")),
+    }
+    let len = protocol::frame_len(prefix).map_err(|e| e.to_string())?;
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).await.map_err(|e| format!("reading from the link: {e}"))?;
+    Ok(Some(body))
+}
+
+/// Encodes `messages` as frames and writes them in one go.
+pub async fn write_all<M>(
+    writer: &mut (impl AsyncWrite + Unpin),
+    messages: &[M],
+    encode: fn(&M, &mut Vec<u8>) -> Result<(), FrameError>,
+) -> Result<(), String> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut out = Vec::new();
+    for message in messages {
+        encode(message, &mut out).map_err(|e| e.to_string())?;
+    }
+    writer.write_all(&out).await.map_err(|e| format!("writing to the link: {e}"))
+}
