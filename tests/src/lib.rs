@@ -29,6 +29,8 @@ pub fn plugin_file(name: &str) -> PathBuf {
     }
 }
 
+pub mod proxy;
+
 /// Reading topics with rskafka, as a consumer of Rill's output would.
 pub mod kafka {
     use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
@@ -150,6 +152,11 @@ impl Running {
     /// Waits for the Kafka listener's startup line and returns the address it bound.
     pub fn kafka_addr(&mut self) -> String {
         self.listener_addr("kafka listening on ")
+    }
+
+    /// Waits for the replication listener's startup line and returns the address it bound.
+    pub fn replication_addr(&mut self) -> String {
+        self.listener_addr("replication listening on ")
     }
 
     /// Waits for the HTTP listener's startup line and returns the address it bound.

@@ -112,23 +112,30 @@ pub async fn resolve(
 }
 
 /// Makes the copy topic (read-only, at least `partitions` partitions). An existing topic is taken
-/// only if it is this copy already: a producer's topic of that name is never written into.
+/// if it is this copy already, or if it is empty (a consumer's Metadata request created it before
+/// the edge first connected); a topic holding other records is never written into.
 async fn ensure_topic(store: &Store, edge: &str, edge_topic: &str, topic: &str, partitions: u32) -> Result<(), String> {
     let reason = read_only_reason(edge, edge_topic);
     match store.topic(topic) {
         Some(existing) => {
             if store.read_only_reason(topic).as_deref() != Some(reason.as_str()) {
-                return Err(format!(
-                    "topic {topic:?} already exists here and is not the copy of edge {edge:?}'s {edge_topic:?}: \
-                     delete it or choose another replication.copy_topic"
-                ));
+                // Marked first, so no producer slips a record in after the check.
+                store.mark_read_only(topic, &reason).await.map_err(|e| e.to_string())?;
+                let empty = existing.partitions.iter().all(|p| p.offsets().high_watermark == 0);
+                if !empty {
+                    store.unmark_read_only(topic).await.map_err(|e| e.to_string())?;
+                    return Err(format!(
+                        "topic {topic:?} already exists here with records and is not the copy of edge {edge:?}'s \
+                         {edge_topic:?}: delete it or choose another replication.copy_topic"
+                    ));
+                }
+                tracing::info!(topic, edge, edge_topic, "an empty topic of the copy's name becomes the copy");
             }
             if (existing.partitions.len() as u32) < partitions {
                 store.create_partitions(topic, partitions).await.map_err(|e| e.to_string())?;
             }
         }
         None => {
-            // Copies keep what the edge sent until an operator sets a retention on them.
             // Marked first: no producer can slip a record in between.
             let config = TopicConfig { retention_ms: None, ..TopicConfig::default() };
             store.mark_read_only(topic, &reason).await.map_err(|e| e.to_string())?;

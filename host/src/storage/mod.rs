@@ -395,13 +395,17 @@ impl Store {
         self.request(|reply| Command::DeleteTopic { name: owned, reply })
             .await
             .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))?;
-        if self.read_only_reason(name).is_some() {
-            let unmark = DocumentWrite { kind: READ_ONLY_KIND.into(), name: name.into(), document: None };
-            self.transact(Vec::new(), Documents(Box::new(move |_| vec![unmark])), None)
-                .await
-                .map_err(|e| TopicError::Storage(e.to_string()))?;
-            self.shared.read_only.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.unmark_read_only(name).await.map_err(|e| TopicError::Storage(e.to_string()))
+    }
+
+    /// Lets producers write to `topic` again.
+    pub async fn unmark_read_only(&self, topic: &str) -> Result<(), AppendError> {
+        if self.read_only_reason(topic).is_none() {
+            return Ok(());
         }
+        let unmark = DocumentWrite { kind: READ_ONLY_KIND.into(), name: topic.into(), document: None };
+        self.transact(Vec::new(), Documents(Box::new(move |_| vec![unmark])), None).await?;
+        self.shared.read_only.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
         Ok(())
     }
 

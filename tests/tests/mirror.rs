@@ -1,0 +1,263 @@
+//! Edge → cloud replication between real `rill serve` processes on loopback: an edge mirrors its
+//! topics to an aggregation node through a proxy the test breaks (cut, stall, throttle, reset)
+//! while both processes are killed with SIGKILL; a fleet of edges into one node; an edge whose
+//! data dir is wiped. Compared at the end with a Kafka client on both sides, offset for offset.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rill_tests::proxy::FaultProxy;
+use rill_tests::{Running, kcat};
+use rskafka::client::Client;
+use rskafka::client::partition::OffsetAt;
+use rskafka::record::Record;
+
+/// How long the copy may take to catch up once the link is healthy again.
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// A `rill serve` with its config file, data dir and Kafka address.
+struct Node {
+    running: Running,
+    root: PathBuf,
+    kafka: String,
+}
+
+impl Node {
+    fn start(root: &Path, config: &str) -> Node {
+        std::fs::create_dir_all(root).unwrap();
+        let file = root.join("rill.toml");
+        std::fs::write(&file, config).unwrap();
+        let mut running =
+            Running::start(rill_tests::serve().arg("--config").arg(&file).arg("--data-dir").arg(root.join("data")));
+        let kafka = running.kafka_addr();
+        Node { running, root: root.to_owned(), kafka }
+    }
+
+    /// SIGKILL, then the same config and data dir again.
+    fn kill_and_restart(&mut self) {
+        self.running.signal(libc::SIGKILL);
+        self.running.wait_exit();
+        let config = std::fs::read_to_string(self.root.join("rill.toml")).unwrap();
+        *self = Node::start(&self.root, &config);
+    }
+
+    fn logs(&mut self) -> String {
+        self.running.drain_log().join("\n")
+    }
+}
+
+fn cloud_config(edges: &[(&str, &str)]) -> String {
+    let edges: Vec<String> =
+        edges.iter().map(|(id, token)| format!("{{ id = \"{id}\", token = \"{token}\" }}")).collect();
+    format!("[replication]\nlisten = \"127.0.0.1:0\"\nedges = [{}]\n", edges.join(", "))
+}
+
+fn edge_config(upstream: &str, edge: &str, token: &str, topics: &[&str]) -> String {
+    let topics: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "[[mirror]]\nname = \"cloud\"\nupstream = \"{upstream}\"\nedge_id = \"{edge}\"\ntoken = \"{token}\"\ntopics = [{}]\n",
+        topics.join(", ")
+    )
+}
+
+fn create_topic(kafka: &str, topic: &str, partitions: u32) {
+    let output = rill_tests::rill()
+        .args(["topic", "create", topic, "--partitions", &partitions.to_string(), "--bootstrap", kafka])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Produces `count` keyed records (`key-N:value-N`, N from `first`) with acks=all.
+fn produce(kafka: &str, topic: &str, first: u64, count: u64) {
+    let lines: String = (first..first + count)
+        .map(|n| format!("key-{}:value-{n}-{}\n", n % 97, "x".repeat((n % 50) as usize)))
+        .collect();
+    kcat(kafka, &["-P", "-t", topic, "-K", ":", "-X", "acks=all", "-X", "linger.ms=5"], Some(&lines));
+}
+
+/// Every record of a partition with its offset.
+async fn records(client: &Client, topic: &str, partition: i32) -> Vec<(i64, Record)> {
+    let client = rill_tests::kafka::partition(client, topic, partition).await;
+    let mut out = Vec::new();
+    let mut offset = client.get_offset(OffsetAt::Earliest).await.expect("earliest offset");
+    loop {
+        let (batch, high_watermark) = client.fetch_records(offset, 1..10_000_000, 100).await.expect("fetch");
+        for r in batch {
+            offset = r.offset + 1;
+            out.push((r.offset, r.record));
+        }
+        if offset >= high_watermark {
+            return out;
+        }
+    }
+}
+
+async fn end_offset(client: &Client, topic: &str, partition: i32) -> Option<i64> {
+    let client = client
+        .partition_client(topic, partition, rskafka::client::partition::UnknownTopicHandling::Error)
+        .await
+        .ok()?;
+    client.get_offset(OffsetAt::Latest).await.ok()
+}
+
+/// Waits until every partition of the copy ends where the edge's does, then compares them record
+/// for record, offset for offset.
+async fn assert_mirrored(edge: &mut Node, cloud: &mut Node, topic: &str, copy: &str, partitions: i32) -> usize {
+    let edge_client = rill_tests::kafka::connect(&edge.kafka).await;
+    let cloud_client = rill_tests::kafka::connect(&cloud.kafka).await;
+    let deadline = Instant::now() + CATCH_UP;
+    for partition in 0..partitions {
+        let want = end_offset(&edge_client, topic, partition).await.expect("the edge topic exists");
+        loop {
+            let have = end_offset(&cloud_client, copy, partition).await;
+            if have == Some(want) {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{copy}/{partition} ends at {have:?}, the edge's {topic} at {want}\n--- edge log:\n{}\n--- cloud log:\n{}",
+                    edge.logs(),
+                    cloud.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut total = 0;
+    for partition in 0..partitions {
+        let on_edge = records(&edge_client, topic, partition).await;
+        let on_cloud = records(&cloud_client, copy, partition).await;
+        assert_eq!(on_edge.len(), on_cloud.len(), "{copy}/{partition}: record counts differ");
+        assert!(on_edge == on_cloud, "{copy}/{partition} differs from the edge's {topic}");
+        total += on_edge.len();
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_equals_the_edge_after_a_flapping_link_and_kill_9_of_both_sides() {
+    const RECORDS: u64 = 200_000;
+    const ROUNDS: u64 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cloud = Node::start(&dir.path().join("cloud"), &cloud_config(&[("gw-1", "t1")]));
+    let proxy = FaultProxy::start(&cloud.running.replication_addr());
+    let mut edge = Node::start(&dir.path().join("edge"), &edge_config(&proxy.addr(), "gw-1", "t1", &["sensors"]));
+    create_topic(&edge.kafka, "sensors", 3);
+    let per_round = RECORDS / ROUNDS;
+    for round in 0..ROUNDS {
+        produce(&edge.kafka, "sensors", round * per_round, per_round);
+        match round {
+            1 => proxy.throttle(Some(512 * 1024)),
+            2 => proxy.cut(),
+            3 => proxy.heal(),
+            4 => edge.kill_and_restart(),
+            5 => proxy.stall(),
+            6 => {
+                cloud.kill_and_restart();
+                proxy.set_upstream(&cloud.running.replication_addr());
+                proxy.reset();
+                proxy.heal();
+            }
+            7 => proxy.reset(),
+            8 => {
+                proxy.throttle(None);
+                edge.kill_and_restart();
+                cloud.kill_and_restart();
+                proxy.set_upstream(&cloud.running.replication_addr());
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    proxy.heal();
+    proxy.throttle(None);
+    let total = assert_mirrored(&mut edge, &mut cloud, "sensors", "gw-1.sensors", 3).await;
+    assert!(total as u64 >= RECORDS, "every produced record is on the edge: {total}");
+    assert!(proxy.forwarded() > 0);
+    // The copy is read-only for producers.
+    let refused = std::process::Command::new("kcat")
+        .args(["-b", &cloud.kafka, "-P", "-t", "gw-1.sensors", "-X", "message.timeout.ms=5000"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"intruder\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("authorization failed"), "a producer is refused on a copy: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_three_edges_mirrors_into_one_aggregation_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let edges = [("gw-a", "ta"), ("gw-b", "tb"), ("gw-c", "tc")];
+    let mut cloud = Node::start(&dir.path().join("cloud"), &cloud_config(&edges));
+    let upstream = cloud.running.replication_addr();
+    let mut nodes: Vec<Node> = edges
+        .iter()
+        .map(|(id, token)| {
+            Node::start(&dir.path().join(id), &edge_config(&upstream, id, token, &["sensors", "alerts.*"]))
+        })
+        .collect();
+    for (i, node) in nodes.iter().enumerate() {
+        create_topic(&node.kafka, "sensors", 2);
+        produce(&node.kafka, "sensors", 0, 3_000 + 1_000 * i as u64);
+        produce(&node.kafka, &format!("alerts.{i}"), 0, 500);
+    }
+    for (i, ((id, _), node)) in edges.iter().zip(&mut nodes).enumerate() {
+        let sensors = assert_mirrored(node, &mut cloud, "sensors", &format!("{id}.sensors"), 2).await;
+        assert_eq!(sensors, 3_000 + 1_000 * i);
+        let alerts = format!("alerts.{i}");
+        assert_eq!(assert_mirrored(node, &mut cloud, &alerts, &format!("{id}.{alerts}"), 1).await, 500);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_edge_is_mirrored_separately_and_the_old_copy_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cloud = Node::start(&dir.path().join("cloud"), &cloud_config(&[("gw-1", "t1")]));
+    let config = edge_config(&cloud.running.replication_addr(), "gw-1", "t1", &["sensors"]);
+    let edge_root = dir.path().join("edge");
+    let mut edge = Node::start(&edge_root, &config);
+    produce(&edge.kafka, "sensors", 0, 1_000);
+    assert_eq!(assert_mirrored(&mut edge, &mut cloud, "sensors", "gw-1.sensors", 1).await, 1_000);
+    let cloud_client = rill_tests::kafka::connect(&cloud.kafka).await;
+    let old_copy = records(&cloud_client, "gw-1.sensors", 0).await;
+
+    edge.running.stop();
+    std::fs::remove_dir_all(edge_root.join("data")).unwrap();
+    let mut edge = Node::start(&edge_root, &config);
+    produce(&edge.kafka, "sensors", 5_000, 300);
+    // The new incarnation gets its own copy, named after it; find it.
+    let deadline = Instant::now() + CATCH_UP;
+    let new_copy = loop {
+        let topics = cloud_client.list_topics().await.expect("list topics");
+        if let Some(topic) = topics.iter().find(|t| t.name.starts_with("gw-1.sensors.")) {
+            break topic.name.clone();
+        }
+        assert!(Instant::now() < deadline, "no copy for the new incarnation: {}", cloud.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(assert_mirrored(&mut edge, &mut cloud, "sensors", &new_copy, 1).await, 300);
+    assert!(records(&cloud_client, "gw-1.sensors", 0).await == old_copy, "the old incarnation's copy is untouched");
+    let log = cloud.logs();
+    assert!(log.contains("a new incarnation of an edge topic"), "the node says why: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_with_a_wrong_token_is_refused_and_told_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cloud = Node::start(&dir.path().join("cloud"), &cloud_config(&[("gw-1", "right")]));
+    let config = edge_config(&cloud.running.replication_addr(), "gw-1", "wrong", &["sensors"]);
+    let mut edge = Node::start(&dir.path().join("edge"), &config);
+    produce(&edge.kafka, "sensors", 0, 10);
+    let line = edge.running.wait_for("mirror link down").unwrap();
+    assert!(line.contains("not accepted here"), "{line}");
+    let cloud_client = rill_tests::kafka::connect(&cloud.kafka).await;
+    let topics = cloud_client.list_topics().await.unwrap();
+    assert!(topics.iter().all(|t| !t.name.starts_with("gw-1")), "nothing mirrored: {topics:?}");
+}
