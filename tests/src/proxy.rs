@@ -186,8 +186,8 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>) {
                     break;
                 }
                 shared.forwarded.fetch_add(n as u64, Ordering::Relaxed);
-                if rate > 0 {
-                    std::thread::sleep(Duration::from_micros(n as u64 * 1_000_000 / rate));
+                if let Some(micros) = (n as u64 * 1_000_000).checked_div(rate) {
+                    std::thread::sleep(Duration::from_micros(micros));
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
