@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rill::client::admin::{AdminArgs, AdminError};
 use rill::client::commands::{
-    self, Bootstrap, ConsumeArgs, GroupCommand, MqttCommand, PipelineCommand, PluginCommand, ProduceArgs, TopicCommand,
+    self, Bootstrap, ConsumeArgs, GroupCommand, MirrorCommand, MqttCommand, PipelineCommand, PluginCommand,
+    ProduceArgs, TopicCommand,
 };
 use rill::config::Config;
 
@@ -97,6 +98,14 @@ enum Command {
         #[command(subcommand)]
         command: MqttCommand,
     },
+    /// Mirror topics to an aggregation node (add, list, status, remove); on an aggregation node,
+    /// `status` also shows the edges it accepts.
+    Mirror {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: MirrorCommand,
+    },
     /// Measure Rill against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -186,6 +195,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime()?.block_on(commands::pipeline(&admin, command)).map_err(Failure::from)
         }
         Command::Mqtt { admin, command } => runtime()?.block_on(commands::mqtt(&admin, command)).map_err(Failure::from),
+        Command::Mirror { admin, command } => {
+            runtime()?.block_on(commands::mirror(&admin, command)).map_err(Failure::from)
+        }
         Command::Bench { what } => {
             let runtime = runtime()?;
             runtime.block_on(rill::bench::run(what)).map_err(|e| Failure { cause: e, hint: "see `rill bench --help`" })

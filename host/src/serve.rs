@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::mqtt::Bridges;
 use crate::pipelines::Pipelines;
 use crate::plugins::{PluginCatalog, PluginRuntime};
-use crate::replication::{MirrorSet, ReplicationListener};
+use crate::replication::{Mirrors, ReplicationListener};
 use crate::storage::{Location, OpenError, Store};
 
 /// Compiled plugins are kept here, inside the data directory (see [`PluginCatalog`]).
@@ -69,32 +69,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let pipelines = Pipelines::new(store.clone(), catalog.clone(), stopping.clone());
     metrics.register_collector(pipelines.collector());
     let bridges = Bridges::new(store.clone(), catalog);
-    let mirrors = Arc::new(MirrorSet::default());
+    let mirrors = Mirrors::new(store.clone());
     metrics.register_collector(bridges.collector());
-    let listeners_up = Arc::new(AtomicBool::new(false));
-    let state = AppState {
-        store: store.clone(),
-        broker: kafka.broker(),
-        metrics,
-        config: Arc::new(config.http.clone()),
-        listeners_up: Arc::clone(&listeners_up),
-        rates: Arc::default(),
-        started: std::time::Instant::now(),
-        pipelines: pipelines.clone(),
-        bridges: bridges.clone(),
-    };
-    let rates = Arc::clone(&state.rates);
-    let http_addr = config.http.listen;
-    let http = match HttpListener::bind(state).await.and_then(|http| Ok((http.local_addr()?, http))) {
-        Ok((bound, http)) => {
-            tracing::info!("http listening on {bound}");
-            http
-        }
-        Err(source) => {
-            store.shutdown().await;
-            return Err(ServeError::HttpListen { addr: http_addr, source });
-        }
-    };
     let replication = if config.replication.edges.is_empty() {
         None
     } else {
@@ -111,6 +87,37 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
                 store.shutdown().await;
                 return Err(ServeError::ReplicationListen { addr, source });
             }
+        }
+    };
+    let cloud = replication.as_ref().map(ReplicationListener::cloud);
+    metrics.register_collector(Box::new(crate::replication::metrics::ReplicationCollector {
+        mirrors: mirrors.clone(),
+        cloud: cloud.clone(),
+    }));
+    let listeners_up = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        store: store.clone(),
+        broker: kafka.broker(),
+        metrics,
+        config: Arc::new(config.http.clone()),
+        listeners_up: Arc::clone(&listeners_up),
+        rates: Arc::default(),
+        started: std::time::Instant::now(),
+        pipelines: pipelines.clone(),
+        bridges: bridges.clone(),
+        mirrors: mirrors.clone(),
+        cloud,
+    };
+    let rates = Arc::clone(&state.rates);
+    let http_addr = config.http.listen;
+    let http = match HttpListener::bind(state).await.and_then(|http| Ok((http.local_addr()?, http))) {
+        Ok((bound, http)) => {
+            tracing::info!("http listening on {bound}");
+            http
+        }
+        Err(source) => {
+            store.shutdown().await;
+            return Err(ServeError::HttpListen { addr: http_addr, source });
         }
     };
     let replication = replication.map(|listener| tokio::spawn(listener.run(stopping.clone())));
@@ -131,7 +138,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         Ok(count) => tracing::info!(count, "MQTT bridges started"),
         Err(e) => tracing::error!(error = %e, "MQTT bridges cannot be started"),
     }
-    mirrors.start(&config.mirror, &store);
+    match mirrors.start(&config.mirror).await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "mirrors started"),
+        Err(e) => tracing::error!(error = %e, "mirrors cannot be started"),
+    }
     listeners_up.store(true, Ordering::Release);
 
     let retention =

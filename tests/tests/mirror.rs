@@ -197,12 +197,22 @@ async fn a_fleet_of_three_edges_mirrors_into_one_aggregation_node() {
     let edges = [("gw-a", "ta"), ("gw-b", "tb"), ("gw-c", "tc")];
     let mut cloud = Node::start(&dir.path().join("cloud"), &cloud_config(&edges));
     let upstream = cloud.running.replication_addr();
+    // Two edges mirror from their config file, the third through the admin API.
     let mut nodes: Vec<Node> = edges
         .iter()
         .map(|(id, token)| {
-            Node::start(&dir.path().join(id), &edge_config(&upstream, id, token, &["sensors", "alerts.*"]))
+            let config =
+                if *id == "gw-c" { String::new() } else { edge_config(&upstream, id, token, &["sensors", "alerts.*"]) };
+            Node::start(&dir.path().join(id), &config)
         })
         .collect();
+    let admin = format!("http://{}", nodes[2].running.http_addr());
+    let added = rill_tests::rill()
+        .args(["mirror", "add", "cloud", "--upstream", &upstream, "--edge-id", "gw-c", "--token", "tc"])
+        .args(["--topic", "sensors", "--topic", "alerts.*", "--admin", &admin])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     for (i, node) in nodes.iter().enumerate() {
         create_topic(&node.kafka, "sensors", 2);
         produce(&node.kafka, "sensors", 0, 3_000 + 1_000 * i as u64);
@@ -213,6 +223,38 @@ async fn a_fleet_of_three_edges_mirrors_into_one_aggregation_node() {
         assert_eq!(sensors, 3_000 + 1_000 * i);
         let alerts = format!("alerts.{i}");
         assert_eq!(assert_mirrored(node, &mut cloud, &alerts, &format!("{id}.{alerts}"), 1).await, 500);
+    }
+    // Both sides say where the copies stand.
+    let status = |admin: &str| {
+        let output = rill_tests::rill().args(["mirror", "status", "--admin", admin]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let cloud_view = status(&format!("http://{}", cloud.running.http_addr()));
+    for (id, _) in edges {
+        assert!(cloud_view.contains(&format!("edge {id} (connected")), "{cloud_view}");
+    }
+    let replication = rill_tests::Http::new(&cloud.running.http_addr()).text("/v1/replication");
+    assert!(cloud_view.contains("gw-b.sensors"), "{cloud_view}\n{replication}\n{}", cloud.logs());
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        // Acknowledgements reach the edge's status a moment after the copy is readable.
+        let edge_view = status(&admin);
+        let caught_up = edge_view.contains("mirror cloud -> ")
+            && edge_view.contains("connected")
+            && edge_view.lines().filter(|l| l.contains("streaming")).all(|l| l.contains(" 0 ") || l.contains(" 0.0 "));
+        let metrics = rill_tests::Http::new(&admin.replace("http://", "")).text("/metrics");
+        if caught_up
+            && metrics.contains("rill_mirror_lag_records{mirror=\"cloud\",topic=\"sensors\",partition=\"1\"} 0")
+        {
+            assert!(metrics.contains("rill_mirror_connected{mirror=\"cloud\"} 1"), "{metrics}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge's status never showed the copy caught up:\n{edge_view}\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod error;
 mod groups;
+pub mod mirrors;
 pub mod mqtt;
 pub mod pipelines;
 pub mod plugins;
@@ -58,6 +59,10 @@ pub struct AppState {
     /// The broker's pipelines (and through them, its plugin catalog).
     pub pipelines: crate::pipelines::Pipelines,
     pub bridges: crate::mqtt::Bridges,
+    /// This node's mirrors to aggregation nodes.
+    pub mirrors: crate::replication::Mirrors,
+    /// The edges this node accepts, when it is an aggregation node.
+    pub cloud: Option<Arc<crate::replication::Cloud>>,
 }
 
 /// The routes of the control plane.
@@ -73,6 +78,7 @@ fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(plugins::routes())
         .merge(pipelines::routes())
         .merge(mqtt::routes())
+        .merge(mirrors::routes())
         .merge(extra);
     Router::new()
         .route("/health", get(health))
@@ -119,6 +125,11 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/mqtt",
     "GET /v1/mqtt/{name}",
     "DELETE /v1/mqtt/{name}",
+    "GET /v1/mirrors",
+    "POST /v1/mirrors",
+    "GET /v1/mirrors/{name}",
+    "DELETE /v1/mirrors/{name}",
+    "GET /v1/replication",
 ];
 
 #[derive(Serialize)]

@@ -35,6 +35,11 @@ pub struct Status {
     pub pipelines: Vec<crate::pipelines::PipelineView>,
     #[serde(default)]
     pub mqtt: Vec<crate::mqtt::BridgeView>,
+    #[serde(default)]
+    pub mirrors: Vec<crate::replication::MirrorView>,
+    /// The edges an aggregation node accepts (empty elsewhere).
+    #[serde(default)]
+    pub edges: Vec<crate::replication::cloud::EdgeStatus>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -83,6 +88,8 @@ pub fn status(state: &AppState) -> Result<Status, ApiError> {
         plugins: stored_plugins(state)?,
         pipelines: state.pipelines.list(),
         mqtt: state.bridges.list(),
+        mirrors: state.mirrors.list(),
+        edges: state.cloud.as_ref().map(|cloud| cloud.status()).unwrap_or_default(),
     })
 }
 
@@ -311,6 +318,7 @@ pub fn render(status: &Status) -> String {
     let empty = "No MQTT bridges (<code>[[mqtt]]</code> in the config, or <code>rill mqtt add</code>).";
     let columns = ["bridge", "state", "MQTT broker", "target", "messages in", "records out", "dead-lettered"];
     section(&mut html, "MQTT ingest", "mqtt", Some(empty), &columns, &bridges);
+    replication_sections(&mut html, status);
     let empty = "No pipelines (<code>rill pipeline create</code>).";
     let columns = ["pipeline", "state", "topics", "plugins", "lag", "records in", "records out", "failed batches"];
     section(&mut html, "Pipelines", "pipelines", Some(empty), &columns, &pipelines);
@@ -320,6 +328,77 @@ pub fn render(status: &Status) -> String {
          <a href=\"/ready\">/ready</a></p></body></html>"
     );
     html
+}
+
+/// Mirrors (this node as an edge) and accepted edges (this node as an aggregation node), one row
+/// per partition.
+fn replication_sections(html: &mut String, status: &Status) {
+    let mut rows = Vec::new();
+    for mirror in &status.mirrors {
+        let link = match &mirror.status.last_error {
+            Some(error) if mirror.status.link != "connected" => {
+                format!("{} — {}", escape(&mirror.status.link), escape(error))
+            }
+            _ => escape(&mirror.status.link),
+        };
+        if mirror.status.partitions.is_empty() {
+            rows.push(vec![
+                escape(&mirror.spec.name),
+                link.clone(),
+                escape(&mirror.spec.upstream),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+        for p in &mirror.status.partitions {
+            let state = match &p.error {
+                Some(error) => format!("{} — {}", escape(&p.state), escape(error)),
+                None => escape(&p.state),
+            };
+            rows.push(vec![
+                escape(&mirror.spec.name),
+                link.clone(),
+                escape(&mirror.spec.upstream),
+                format!("{}/{}", escape(&p.topic), p.partition),
+                thousands(p.leader_offset),
+                thousands(p.acked_offset),
+                format!("{} records, {}, {:.1} s", thousands(p.lag_records), bytes(p.lag_bytes as f64), p.lag_seconds),
+                state,
+            ]);
+        }
+    }
+    if !rows.is_empty() {
+        let columns = ["mirror", "link", "upstream", "partition", "leader offset", "acked offset", "lag", "state"];
+        section(html, "Mirrors (edge → cloud)", "mirrors", None, &columns, &rows);
+    }
+    let mut rows = Vec::new();
+    for edge in &status.edges {
+        let link = match (edge.connected, &edge.last_error) {
+            (true, _) => format!("connected ({})", escape(edge.peer.as_deref().unwrap_or("-"))),
+            (false, Some(error)) => format!("disconnected — {}", escape(error)),
+            (false, None) => "disconnected".into(),
+        };
+        for p in &edge.partitions {
+            rows.push(vec![
+                escape(&edge.edge),
+                link.clone(),
+                format!("{}/{}", escape(&p.edge_topic), p.partition),
+                escape(p.copy_topic.as_deref().unwrap_or("-")),
+                thousands(p.durable_end),
+                escape(p.stopped.as_deref().unwrap_or("mirroring")),
+            ]);
+        }
+        if edge.partitions.is_empty() {
+            rows.push(vec![escape(&edge.edge), link, "-".into(), "-".into(), "-".into(), "-".into()]);
+        }
+    }
+    if !rows.is_empty() {
+        let columns = ["edge", "link", "edge partition", "copy", "acknowledged offset", "state"];
+        section(html, "Edges (aggregation node)", "edges", None, &columns, &rows);
+    }
 }
 
 #[cfg(test)]
@@ -355,9 +434,45 @@ mod tests {
             plugins: vec![],
             pipelines: vec![],
             mqtt: vec![],
+            mirrors: vec![],
+            edges: vec![],
         };
         let html = render(&status);
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");
+        assert!(!html.contains("Mirrors") && !html.contains("Edges"), "no replication sections without it");
+        let mirrored = Status {
+            mirrors: vec![crate::replication::MirrorView {
+                spec: crate::replication::MirrorSpec {
+                    name: "cloud".into(),
+                    upstream: "agg:9093".into(),
+                    edge_id: "gw-1".into(),
+                    token: "********".into(),
+                    topics: vec!["sensors".into()],
+                    rate_limit_bytes_per_s: None,
+                    window_bytes: 1 << 20,
+                },
+                status: crate::replication::MirrorStatus {
+                    link: "waiting".into(),
+                    last_error: Some("cannot connect to <agg>".into()),
+                    partitions: vec![crate::replication::edge::MirrorPartitionStatus {
+                        topic: "sensors".into(),
+                        partition: 0,
+                        leader_offset: 12_000,
+                        acked_offset: 10_000,
+                        lag_records: 2_000,
+                        lag_bytes: 4096,
+                        lag_seconds: 1.5,
+                        state: "streaming".into(),
+                        error: None,
+                    }],
+                    ..Default::default()
+                },
+            }],
+            ..status
+        };
+        let html = render(&mirrored);
+        assert!(html.contains("cannot connect to &lt;agg&gt;") && html.contains("12,000"), "{html}");
+        assert!(html.contains("2,000 records, 4.0 KiB, 1.5 s"), "{html}");
         assert!(html.contains("1,500") && html.contains("2.0 KiB") && html.contains("<polyline"), "{html}");
     }
 }

@@ -14,7 +14,7 @@ use rill_core::replication::protocol;
 use rill_core::replication::{
     Follower, FollowerConfig, FollowerEvent, FollowerWrite, GapReason, HelloRequest, SlotInit,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use uuid::Uuid;
@@ -52,7 +52,7 @@ struct EdgeConnection {
 }
 
 /// One edge as the status page shows it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EdgeStatus {
     pub edge: String,
     pub connected: bool,
@@ -64,7 +64,7 @@ pub struct EdgeStatus {
 }
 
 /// One partition's copy.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CopyStatus {
     pub edge_topic: String,
     pub partition: u32,
@@ -205,7 +205,9 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
     let mut follower = Follower::new(config, 0);
     let mut session: Option<Session> = None;
     let mut commit: Option<Commit> = None;
-    let mut last_published = started;
+    // The status is refreshed at most every STATUS_EVERY, and always once things settle.
+    let mut last_published = started.checked_sub(STATUS_EVERY).unwrap_or(started);
+    let mut dirty = true;
     let error: Option<String> = loop {
         // Move everything the follower has ready.
         let mut failed = None;
@@ -215,6 +217,8 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
                 match accept(&cloud, hello, peer).await {
                     Ok((accepted, slots)) => {
                         follower.accept(slots);
+                        // The partitions show on the status page from the first moment.
+                        publish(&cloud, &accepted, &follower);
                         session = Some(accepted);
                     }
                     Err(reason) => {
@@ -237,10 +241,12 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
             }
         }
         if let Some(session) = &session
+            && dirty
             && last_published.elapsed() >= STATUS_EVERY
         {
             publish(&cloud, session, &follower);
             last_published = Instant::now();
+            dirty = false;
         }
         if let Some(e) = failed {
             break Some(e);
@@ -250,7 +256,9 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
         }
         let wakeup = tokio::time::Instant::from_std(started + std::time::Duration::from_millis(follower.next_wakeup()));
         let mut stopped = session.as_ref().map(|s| s.stopped.clone());
+        let publish_at = tokio::time::Instant::from_std(last_published + STATUS_EVERY);
         tokio::select! {
+            _ = tokio::time::sleep_until(publish_at), if dirty && session.is_some() => {}
             frame = frames.recv() => match frame {
                 Some(Ok(Some(message))) => follower.step(message),
                 Some(Ok(None)) | None => break None,
@@ -270,6 +278,7 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
             _ = stopping.changed() => break None,
         }
         follower.tick(now_ms(started));
+        dirty = true;
     };
     // The copy must be on disk as the next connection will state it: finish the commit first.
     let last = match commit.take() {

@@ -11,7 +11,7 @@ use rill_core::replication::protocol;
 use rill_core::replication::{
     GapReason, Leader, LeaderConfig, LeaderEvent, LogSource, PartitionId, PartitionLog, ReadFailure, SlotPhase,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 
@@ -19,18 +19,18 @@ use super::spec::MirrorSpec;
 use super::wire;
 use crate::limits::{
     MIRROR_BACKOFF_FIRST, MIRROR_BACKOFF_MAX, MIRROR_CONNECT_TIMEOUT, MIRROR_FRAME_BYTES, MIRROR_HEARTBEAT,
-    MIRROR_RETRANSMIT, MIRROR_TOPIC_SCAN, REPLICATION_LINK_TIMEOUT,
+    MIRROR_RETRANSMIT, MIRROR_TOPIC_SCAN, MIRRORS_MAX, REPLICATION_LINK_TIMEOUT,
 };
-use crate::storage::{PartitionState, ReadError, Store};
+use crate::storage::{PartitionState, PutMode, ReadError, ResourceError, Store};
 
 /// A mirror's state for the status page, `rill mirror status` and metrics.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MirrorStatus {
     pub name: String,
     pub upstream: String,
     pub edge_id: String,
     /// `connecting`, `connected`, `waiting` (back-off after a failure) or `stopped`.
-    pub link: &'static str,
+    pub link: String,
     pub connected_since_ms: Option<i64>,
     pub last_error: Option<String>,
     pub connects: u64,
@@ -41,7 +41,7 @@ pub struct MirrorStatus {
 }
 
 /// One mirrored partition.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MirrorPartitionStatus {
     pub topic: String,
     pub partition: u32,
@@ -50,8 +50,12 @@ pub struct MirrorPartitionStatus {
     /// Below this the aggregation node holds the copy durably.
     pub acked_offset: u64,
     pub lag_records: u64,
+    /// Estimated from the partition's size per offset.
+    pub lag_bytes: u64,
+    /// Age of the oldest record the aggregation node has not acknowledged (0 when none).
+    pub lag_seconds: f64,
     /// `streaming`, `starting`, `waiting` (no Welcome yet) or `stopped`.
-    pub state: &'static str,
+    pub state: String,
     pub error: Option<String>,
 }
 
@@ -70,7 +74,7 @@ impl MirrorTask {
             name: spec.name.clone(),
             upstream: spec.upstream.clone(),
             edge_id: spec.edge_id.clone(),
-            link: "connecting",
+            link: "connecting".into(),
             ..MirrorStatus::default()
         }));
         let (stop, stopped) = watch::channel(false);
@@ -103,14 +107,14 @@ async fn run(spec: MirrorSpec, store: Store, status: Arc<Mutex<MirrorStatus>>, m
         let update = |change: &dyn Fn(&mut MirrorStatus)| change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
         match ended {
             Ended::Stopped => {
-                update(&|s| s.link = "stopped");
+                update(&|s| s.link = "stopped".into());
                 return;
             }
             Ended::Reconnect => backoff = MIRROR_BACKOFF_FIRST,
             Ended::Failed(error) => {
                 tracing::warn!(mirror = %spec.name, upstream = %spec.upstream, %error, retry_in = ?backoff, "mirror link down");
                 update(&|s| {
-                    s.link = "waiting";
+                    s.link = "waiting".into();
                     s.connected_since_ms = None;
                     s.last_error = Some(error.clone());
                 });
@@ -121,7 +125,7 @@ async fn run(spec: MirrorSpec, store: Store, status: Arc<Mutex<MirrorStatus>>, m
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => {
-                        update(&|s| s.link = "stopped");
+                        update(&|s| s.link = "stopped".into());
                         return;
                     }
                 }
@@ -214,7 +218,7 @@ async fn session(
     let partitions = mirrored(spec, store);
     if partitions.is_empty() {
         update(&mut |s| {
-            s.link = "waiting";
+            s.link = "waiting".into();
             s.last_error = Some(format!("no topic matches {:?} yet", spec.topics));
         });
         return tokio::select! {
@@ -238,7 +242,7 @@ async fn session(
         });
     }
     update(&mut |s| {
-        s.link = "connecting";
+        s.link = "connecting".into();
         s.connects += 1;
     });
     let stream = match tokio::time::timeout(MIRROR_CONNECT_TIMEOUT, TcpStream::connect(&spec.upstream)).await {
@@ -266,7 +270,9 @@ async fn session(
     }
     let mut scan = tokio::time::interval(MIRROR_TOPIC_SCAN);
     scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_published = Instant::now() - STATUS_EVERY;
+    // The status is refreshed at most every STATUS_EVERY, and always once things settle.
+    let mut last_published = Instant::now().checked_sub(STATUS_EVERY).unwrap_or_else(Instant::now);
+    let mut dirty = true;
     let mut was_welcomed = false;
     loop {
         for (slot, mirrored) in partitions.iter().enumerate() {
@@ -298,17 +304,20 @@ async fn session(
             was_welcomed = true;
             tracing::info!(mirror = %spec.name, upstream = %spec.upstream, partitions = partitions.len(), "mirror connected");
             update(&mut |s| {
-                s.link = "connected";
+                s.link = "connected".into();
                 s.connected_since_ms = Some(crate::clock::now_ms());
                 s.last_error = None;
             });
         }
-        if last_published.elapsed() >= STATUS_EVERY {
-            publish(&leader, &partitions, status);
+        if dirty && last_published.elapsed() >= STATUS_EVERY {
+            publish(&leader, &partitions, store, status);
             last_published = Instant::now();
+            dirty = false;
         }
         let wakeup = tokio::time::Instant::from_std(started + Duration::from_millis(leader.next_wakeup()));
+        let publish_at = tokio::time::Instant::from_std(last_published + STATUS_EVERY);
         tokio::select! {
+            _ = tokio::time::sleep_until(publish_at), if dirty => {}
             frame = frames.recv() => match frame {
                 Some(Ok(Some(message))) => leader.step(message),
                 Some(Ok(None)) | None => return Ended::Failed("the aggregation node closed the connection".into()),
@@ -318,16 +327,17 @@ async fn session(
             _ = tokio::time::sleep_until(wakeup) => {}
             _ = scan.tick() => {
                 if !same_partitions(&partitions, &mirrored(spec, store)) {
-                    publish(&leader, &partitions, status);
+                    publish(&leader, &partitions, store, status);
                     return Ended::Reconnect;
                 }
             }
             _ = stop.changed() => {
-                publish(&leader, &partitions, status);
+                publish(&leader, &partitions, store, status);
                 return Ended::Stopped;
             }
         }
         leader.tick(now_ms());
+        dirty = true;
     }
 }
 
@@ -358,7 +368,7 @@ fn note_events(spec: &MirrorSpec, partitions: &[Mirrored], events: &[LeaderEvent
     }
 }
 
-fn publish(leader: &Leader, partitions: &[Mirrored], status: &Mutex<MirrorStatus>) {
+fn publish(leader: &Leader, partitions: &[Mirrored], store: &Store, status: &Mutex<MirrorStatus>) {
     let rows: Vec<MirrorPartitionStatus> = partitions
         .iter()
         .enumerate()
@@ -370,13 +380,17 @@ fn publish(leader: &Leader, partitions: &[Mirrored], status: &Mutex<MirrorStatus
                 SlotPhase::Streaming { started: true } => ("streaming", None),
                 SlotPhase::Stopped(reason) => ("stopped", Some(reason)),
             };
+            let lag_records = slot_status.durable_end.saturating_sub(slot_status.acked);
+            let (lag_bytes, lag_seconds) = lag(store, mirrored, slot_status.acked, lag_records);
             Some(MirrorPartitionStatus {
                 topic: mirrored.id.topic.clone(),
                 partition: mirrored.id.partition,
                 leader_offset: slot_status.durable_end,
                 acked_offset: slot_status.acked,
-                lag_records: slot_status.durable_end.saturating_sub(slot_status.acked),
-                state,
+                lag_records,
+                lag_bytes,
+                lag_seconds,
+                state: state.to_owned(),
                 error,
             })
         })
@@ -384,28 +398,148 @@ fn publish(leader: &Leader, partitions: &[Mirrored], status: &Mutex<MirrorStatus
     status.lock().unwrap_or_else(|p| p.into_inner()).partitions = rows;
 }
 
-/// The mirrors of this node, by name.
-#[derive(Debug, Default)]
-pub struct MirrorSet {
-    tasks: Mutex<BTreeMap<String, MirrorTask>>,
+/// Bytes (estimated from the partition's bytes per offset) and seconds (the age of the first
+/// unacknowledged batch, by its timestamp) a partition's copy is behind.
+fn lag(store: &Store, mirrored: &Mirrored, acked: u64, lag_records: u64) -> (u64, f64) {
+    if lag_records == 0 {
+        return (0, 0.0);
+    }
+    let offsets = mirrored.state.offsets();
+    let held = offsets.high_watermark.saturating_sub(offsets.log_start_offset).max(1);
+    let bytes = (u128::from(offsets.size_bytes) * u128::from(lag_records) / u128::from(held)) as u64;
+    let oldest = store
+        .read(&mirrored.id.topic, mirrored.id.partition, acked.max(offsets.log_start_offset), 1)
+        .ok()
+        .and_then(|read| rill_core::batch::batches(&read.records).next()?.ok().map(|b| b.header().base_timestamp));
+    let seconds = oldest.map_or(0.0, |at| (crate::clock::now_ms() - at).max(0) as f64 / 1000.0);
+    (bytes, seconds)
 }
 
-impl MirrorSet {
-    pub fn start(&self, specs: &[MirrorSpec], store: &Store) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        for spec in specs {
-            tasks.insert(spec.name.clone(), MirrorTask::start(spec.clone(), store.clone()));
-        }
+/// The storage kind of mirror documents (the admin API's `/v1/mirrors`).
+pub const KIND: &str = "mirror";
+
+/// Why a mirror could not be added or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error("{0}")]
+    Invalid(super::spec::InvalidSpec),
+    #[error("unknown mirror {0:?}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+/// A mirror as the admin API shows it: its spec (token hidden) and its state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MirrorView {
+    pub spec: MirrorSpec,
+    pub status: MirrorStatus,
+}
+
+/// The mirrors of this node, by name: from the config file (stored at start) and the admin API,
+/// kept in the store so they run again after a restart.
+#[derive(Debug, Clone)]
+pub struct Mirrors {
+    store: Store,
+    tasks: Arc<Mutex<BTreeMap<String, MirrorTask>>>,
+    /// Serialises add and remove.
+    admin: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Mirrors {
+    pub fn new(store: Store) -> Mirrors {
+        Mirrors { store, tasks: Arc::default(), admin: Arc::default() }
     }
 
-    pub fn status(&self) -> Vec<MirrorStatus> {
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).values().map(MirrorTask::status).collect()
+    fn tasks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, MirrorTask>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores the configured mirrors (replacing stored ones of the same name), then starts every
+    /// stored mirror. Returns how many run.
+    pub async fn start(&self, configured: &[MirrorSpec]) -> Result<usize, MirrorError> {
+        for spec in configured {
+            spec.check().map_err(MirrorError::Invalid)?;
+            self.put(spec, None).await?;
+        }
+        let stored = self.store.resources(KIND).map_err(|e| MirrorError::Storage(e.to_string()))?;
+        let mut started = 0;
+        for (name, document) in stored {
+            match serde_json::from_slice::<MirrorSpec>(&document) {
+                Ok(spec) => {
+                    self.tasks().insert(name, MirrorTask::start(spec, self.store.clone()));
+                    started += 1;
+                }
+                Err(e) => tracing::error!(mirror = %name, error = %e, "stored mirror does not decode; not started"),
+            }
+        }
+        Ok(started)
+    }
+
+    async fn put(&self, spec: &MirrorSpec, mode: Option<PutMode>) -> Result<(), MirrorError> {
+        let document = serde_json::to_vec(spec).map_err(|e| MirrorError::Storage(e.to_string()))?;
+        let result = match mode {
+            Some(mode) => self.store.put_resource(KIND, &spec.name, document, mode, None).await,
+            None => match self.store.put_resource(KIND, &spec.name, document.clone(), PutMode::Replace, None).await {
+                Err(ResourceError::Unknown { .. }) => {
+                    self.store.put_resource(KIND, &spec.name, document, PutMode::Create, None).await
+                }
+                other => other,
+            },
+        };
+        result.map_err(|e| match e {
+            ResourceError::AlreadyExists { .. } => MirrorError::Conflict(format!("mirror {:?} exists", spec.name)),
+            other => MirrorError::Storage(other.to_string()),
+        })
+    }
+
+    pub async fn add(&self, spec: MirrorSpec) -> Result<MirrorView, MirrorError> {
+        let _admin = self.admin.lock().await;
+        spec.check().map_err(MirrorError::Invalid)?;
+        if self.tasks().len() >= MIRRORS_MAX {
+            return Err(MirrorError::Conflict(format!("a node runs at most {MIRRORS_MAX} mirrors")));
+        }
+        self.put(&spec, Some(PutMode::Create)).await?;
+        tracing::info!(mirror = %spec.name, upstream = %spec.upstream, topics = ?spec.topics, "mirror added");
+        let name = spec.name.clone();
+        self.tasks().insert(name.clone(), MirrorTask::start(spec, self.store.clone()));
+        self.get(&name).ok_or(MirrorError::NotFound(name))
+    }
+
+    /// Stops and deletes a mirror. What it copied stays upstream.
+    pub async fn remove(&self, name: &str) -> Result<(), MirrorError> {
+        let _admin = self.admin.lock().await;
+        let task = self.tasks().remove(name);
+        if let Some(task) = task {
+            task.stop().await;
+        }
+        let deleted =
+            self.store.delete_resource(KIND, name, |_| None).await.map_err(|e| MirrorError::Storage(e.to_string()))?;
+        if !deleted {
+            return Err(MirrorError::NotFound(name.to_owned()));
+        }
+        tracing::info!(mirror = %name, "mirror removed");
+        Ok(())
+    }
+
+    pub fn list(&self) -> Vec<MirrorView> {
+        self.tasks().values().map(view).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<MirrorView> {
+        self.tasks().get(name).map(view)
     }
 
     pub async fn shutdown(&self) {
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let tasks = std::mem::take(&mut *self.tasks());
         for task in tasks.into_values() {
             task.stop().await;
         }
     }
+}
+
+fn view(task: &MirrorTask) -> MirrorView {
+    MirrorView { spec: MirrorSpec { token: "********".into(), ..task.spec.clone() }, status: task.status() }
 }

@@ -10,9 +10,10 @@
 pub mod cloud;
 pub mod copies;
 pub mod edge;
+pub mod metrics;
 pub mod spec;
 mod wire;
 
 pub use cloud::{Cloud, ReplicationListener};
-pub use edge::{MirrorSet, MirrorStatus};
+pub use edge::{MirrorError, MirrorStatus, MirrorView, Mirrors};
 pub use spec::{MirrorSpec, ReplicationSection};

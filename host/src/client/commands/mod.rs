@@ -3,12 +3,14 @@
 mod consume;
 mod group;
 mod lookup;
+mod mirror;
 mod mqtt;
 mod pipeline;
 mod produce;
 mod resources;
 mod topic;
 
+pub use mirror::{MirrorCommand, mirror};
 pub use mqtt::{MqttCommand, mqtt};
 pub use pipeline::{PipelineCommand, pipeline};
 pub use resources::{PluginCommand, plugin, status};
