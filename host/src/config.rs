@@ -9,6 +9,7 @@
 //! flush_interval_ms = 100          # with durability = "interval": the loss window on power cut
 //! cache_bytes = 67108864           # redb page cache
 //! retention_check_interval_ms = 60000
+//! disk_budget_bytes = 8000000000   # past it the oldest batches go, mirrored or not (default: none)
 //!
 //! [kafka]
 //! listen = "127.0.0.1:9092"        # port 0: any free port (the bound address is logged)
@@ -215,6 +216,10 @@ pub struct StorageSection {
     pub flush_interval_ms: u64,
     pub cache_bytes: usize,
     pub retention_check_interval_ms: u64,
+    /// Bytes of batches the node may hold. Past it, retention deletes the oldest batches even
+    /// where a mirror has not copied them yet (logged, counted), and keeps deleting the oldest
+    /// until the node is within it. `None`: no budget (mirrors hold data until it is copied).
+    pub disk_budget_bytes: Option<u64>,
 }
 
 impl Default for StorageSection {
@@ -224,6 +229,7 @@ impl Default for StorageSection {
             flush_interval_ms: 100,
             cache_bytes: CACHE_BYTES_DEFAULT,
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+            disk_budget_bytes: None,
         }
     }
 }
@@ -299,7 +305,12 @@ impl Config {
             Durability::EveryCommit => DurabilityPolicy::EveryCommit,
             Durability::Interval => DurabilityPolicy::Interval(Duration::from_millis(self.storage.flush_interval_ms)),
         };
-        StoreConfig { durability, cache_bytes: self.storage.cache_bytes, ..StoreConfig::default() }
+        StoreConfig {
+            durability,
+            cache_bytes: self.storage.cache_bytes,
+            disk_budget_bytes: self.storage.disk_budget_bytes,
+            ..StoreConfig::default()
+        }
     }
 }
 

@@ -348,3 +348,7 @@ pub const REPLICATION_CONNECTIONS_MAX: usize = 1024;
 
 /// Mirrors one node runs.
 pub const MIRRORS_MAX: usize = 16;
+
+/// Groups one retention pass deletes to get back within `[storage] disk_budget_bytes` (each a
+/// durable transaction); the next pass goes on. Bounds how long the writer is busy with it.
+pub const BUDGET_GROUPS_PER_PASS: usize = 1024;

@@ -83,11 +83,13 @@ async fn records(client: &Client, topic: &str, partition: i32) -> Vec<(i64, Reco
     let mut offset = client.get_offset(OffsetAt::Earliest).await.expect("earliest offset");
     loop {
         let (batch, high_watermark) = client.fetch_records(offset, 1..10_000_000, 100).await.expect("fetch");
+        // Nothing below the high watermark: the rest is a gap (records deleted on the edge).
+        let gap_to_the_end = batch.is_empty();
         for r in batch {
             offset = r.offset + 1;
             out.push((r.offset, r.record));
         }
-        if offset >= high_watermark {
+        if offset >= high_watermark || gap_to_the_end {
             return out;
         }
     }
@@ -302,4 +304,78 @@ async fn an_edge_with_a_wrong_token_is_refused_and_told_why() {
     let cloud_client = rill_tests::kafka::connect(&cloud.kafka).await;
     let topics = cloud_client.list_topics().await.unwrap();
     assert!(topics.iter().all(|t| !t.name.starts_with("gw-1")), "nothing mirrored: {topics:?}");
+}
+
+async fn earliest(client: &Client, topic: &str, partition: i32) -> i64 {
+    rill_tests::kafka::partition(client, topic, partition).await.get_offset(OffsetAt::Earliest).await.expect("earliest")
+}
+
+/// Retention on the edge keeps what the aggregation node has not acknowledged — until the disk
+/// budget runs out: then the oldest go, the edge counts them lost and the copy records the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_waits_for_the_mirror_until_the_disk_budget_runs_out() {
+    const BUDGET: u64 = 256 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cloud = Node::start(&dir.path().join("cloud"), &cloud_config(&[("gw-1", "t1")]));
+    let proxy = FaultProxy::start(&cloud.running.replication_addr());
+    proxy.cut();
+    let storage = format!("[storage]\nretention_check_interval_ms = 200\ndisk_budget_bytes = {BUDGET}\n\n");
+    let config = storage + &edge_config(&proxy.addr(), "gw-1", "t1", &["sensors"]);
+    let mut edge = Node::start(&dir.path().join("edge"), &config);
+    let output = rill_tests::rill()
+        .args(["topic", "create", "sensors", "--config", "retention.ms=500", "--bootstrap", &edge.kafka])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let edge_client = rill_tests::kafka::connect(&edge.kafka).await;
+    let cloud_client = rill_tests::kafka::connect(&cloud.kafka).await;
+
+    // Expired, but not mirrored yet: kept.
+    produce(&edge.kafka, "sensors", 0, 1_000);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(earliest(&edge_client, "sensors", 0).await, 0, "retention waits for the mirror");
+
+    // Mirrored: retention goes on.
+    proxy.heal();
+    assert_eq!(assert_mirrored(&mut edge, &mut cloud, "sensors", "gw-1.sensors", 1).await, 1_000);
+    let deadline = Instant::now() + CATCH_UP;
+    while earliest(&edge_client, "sensors", 0).await == 0 {
+        assert!(Instant::now() < deadline, "retention never deleted what was mirrored: {}", edge.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The link goes down and the edge fills past its budget: the oldest go anyway.
+    proxy.cut();
+    for round in 0..4 {
+        produce(&edge.kafka, "sensors", 1_000 + round * 10_000, 10_000);
+    }
+    let deadline = Instant::now() + CATCH_UP;
+    while !edge.logs().contains("disk budget exhausted") {
+        assert!(Instant::now() < deadline, "the budget was never enforced: {}", edge.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let edge_start = earliest(&edge_client, "sensors", 0).await;
+    assert!(edge_start > 1_000, "unmirrored records were deleted: the edge starts at {edge_start}");
+    proxy.heal();
+    let end = end_offset(&edge_client, "sensors", 0).await.unwrap();
+    let deadline = Instant::now() + CATCH_UP;
+    while end_offset(&cloud_client, "gw-1.sensors", 0).await != Some(end) {
+        assert!(Instant::now() < deadline, "the copy did not catch up: {}\n--- edge:\n{}", cloud.logs(), edge.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The copy holds the first 1,000, a gap, then what the edge still has, at the same offsets.
+    let copy = records(&cloud_client, "gw-1.sensors", 0).await;
+    let on_edge = records(&edge_client, "sensors", 0).await;
+    let edge_start = earliest(&edge_client, "sensors", 0).await;
+    assert!(copy.iter().take_while(|(o, _)| *o < 1_000).count() == 1_000, "the mirrored records stay");
+    assert!(!copy.iter().any(|(o, _)| (1_000..edge_start).contains(o)), "the lost records are a gap");
+    let tail: Vec<_> = copy.into_iter().filter(|(o, _)| *o >= edge_start).collect();
+    assert!(tail == on_edge, "what the edge kept is copied offset for offset");
+    // Both sides say so.
+    let mirrors = rill_tests::Http::new(&edge.running.http_addr()).text("/v1/mirrors");
+    let lost: serde_json::Value = serde_json::from_str(&mirrors).unwrap();
+    assert!(lost[0]["status"]["records_lost"].as_u64().unwrap() > 0, "{mirrors}");
+    let replication = rill_tests::Http::new(&cloud.running.http_addr()).text("/v1/replication");
+    let gaps: serde_json::Value = serde_json::from_str(&replication).unwrap();
+    assert!(gaps["edges"][0]["gaps"].as_u64().unwrap() >= 1, "{replication}");
 }

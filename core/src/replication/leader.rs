@@ -515,6 +515,19 @@ impl Leader {
                 return false;
             }
         };
+        if bytes.is_empty() && s.sent < s.log.log_start {
+            // Everything from the copy's end to the log start was deleted, and nothing follows
+            // yet to anchor a skip on: skip to the log start itself.
+            let (from, to) = (s.sent, s.log.log_start);
+            self.outbox.push(ToFollower::Skip { slot, from, to, reason: GapReason::Deleted });
+            self.events.push(LeaderEvent::Skipped { slot, from, to, reason: GapReason::Deleted });
+            s.in_flight.push_back((to, 0));
+            if s.sent == s.acked {
+                s.last_progress_ms = self.now_ms;
+            }
+            s.sent = to;
+            return true;
+        }
         let mut next = s.sent;
         let mut keep = 0..0;
         let mut position = 0;

@@ -78,7 +78,12 @@ impl MirrorTask {
             ..MirrorStatus::default()
         }));
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(spec.clone(), store, Arc::clone(&status), stopped));
+        // Retention must not run before the floors are set: set them before the task starts.
+        let acks = Acks::load(&store, &spec.name);
+        acks.protect(&store, &spec.name, &mirrored(&spec, &store));
+        let patterns = spec.clone();
+        store.guard_topics(&holder(&spec.name), Arc::new(move |topic| patterns.mirrors(topic)));
+        let task = tokio::spawn(run(spec.clone(), store, Arc::clone(&status), stopped, acks));
         MirrorTask { spec, status, stop, task }
     }
 
@@ -92,6 +97,55 @@ impl MirrorTask {
     }
 }
 
+/// The storage kind of a mirror's acknowledged offsets (named after the mirror).
+pub const ACKS_KIND: &str = "mirror-acks";
+
+/// How often acknowledged offsets are written down (they only protect data from retention, so
+/// an older value is safe: it keeps more).
+const ACKS_PERSIST_EVERY: Duration = Duration::from_secs(5);
+
+/// What the aggregation node acknowledged, per partition, kept so retention protects what it
+/// lacks across restarts: `topic/partition` → (the topic's incarnation, offset).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Acks(BTreeMap<String, (uuid::Uuid, u64)>);
+
+impl Acks {
+    fn load(store: &Store, mirror: &str) -> Acks {
+        let stored = store.resource(ACKS_KIND, mirror).ok().flatten();
+        stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+    }
+
+    async fn save(&self, store: &Store, mirror: &str) {
+        let Ok(document) = serde_json::to_vec(self) else { return };
+        let write =
+            crate::storage::DocumentWrite { kind: ACKS_KIND.into(), name: mirror.into(), document: Some(document) };
+        let saved = store.transact(Vec::new(), crate::storage::Documents(Box::new(move |_| vec![write])), None).await;
+        if let Err(e) = saved {
+            tracing::warn!(mirror, error = %e, "acknowledged offsets not saved; will retry");
+        }
+    }
+
+    /// The acknowledged offset of `partition` in this incarnation (0: nothing yet).
+    fn of(&self, partition: &Mirrored) -> u64 {
+        match self.0.get(&partition.id.to_string()) {
+            Some(&(incarnation, offset)) if incarnation == partition.topic_id => offset,
+            _ => 0,
+        }
+    }
+
+    /// Retention keeps what the aggregation node lacks, for every mirrored partition.
+    fn protect(&self, store: &Store, mirror: &str, partitions: &[Mirrored]) {
+        for partition in partitions {
+            store.set_retention_floor(&holder(mirror), &partition.id.topic, partition.id.partition, self.of(partition));
+        }
+    }
+}
+
+/// The retention-floor holder name of a mirror.
+fn holder(mirror: &str) -> String {
+    format!("mirror:{mirror}")
+}
+
 enum Ended {
     Stopped,
     /// The set of mirrored partitions changed: say `Hello` again.
@@ -99,11 +153,18 @@ enum Ended {
     Failed(String),
 }
 
-async fn run(spec: MirrorSpec, store: Store, status: Arc<Mutex<MirrorStatus>>, mut stop: watch::Receiver<bool>) {
+async fn run(
+    spec: MirrorSpec,
+    store: Store,
+    status: Arc<Mutex<MirrorStatus>>,
+    mut stop: watch::Receiver<bool>,
+    mut acks: Acks,
+) {
     let mut backoff = MIRROR_BACKOFF_FIRST;
     loop {
         let started = Instant::now();
-        let ended = session(&spec, &store, &status, &mut stop).await;
+        let ended = session(&spec, &store, &status, &mut stop, &mut acks).await;
+        acks.save(&store, &spec.name).await;
         let update = |change: &dyn Fn(&mut MirrorStatus)| change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
         match ended {
             Ended::Stopped => {
@@ -212,10 +273,13 @@ async fn session(
     store: &Store,
     status: &Mutex<MirrorStatus>,
     stop: &mut watch::Receiver<bool>,
+    acks: &mut Acks,
 ) -> Ended {
     let update =
         |change: &mut dyn FnMut(&mut MirrorStatus)| change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
     let partitions = mirrored(spec, store);
+    // Before anything else (the link may stay down for days): keep what upstream lacks.
+    acks.protect(store, &spec.name, &partitions);
     if partitions.is_empty() {
         update(&mut |s| {
             s.link = "waiting".into();
@@ -274,6 +338,7 @@ async fn session(
     let mut last_published = Instant::now().checked_sub(STATUS_EVERY).unwrap_or_else(Instant::now);
     let mut dirty = true;
     let mut was_welcomed = false;
+    let (mut acks_saved, mut acks_changed) = (Instant::now(), false);
     loop {
         for (slot, mirrored) in partitions.iter().enumerate() {
             let offsets = mirrored.state.offsets();
@@ -292,6 +357,18 @@ async fn session(
             leader.advance();
             note_events(spec, &partitions, &ready.events, status);
             update(&mut |s| s.bytes_sent += bytes);
+            for &(slot, acked) in &ready.acked {
+                if let Some(partition) = partitions.get(slot as usize) {
+                    acks.0.insert(partition.id.to_string(), (partition.topic_id, acked));
+                    store.set_retention_floor(&holder(&spec.name), &partition.id.topic, partition.id.partition, acked);
+                    acks_changed = true;
+                }
+            }
+            if acks_changed && acks_saved.elapsed() >= ACKS_PERSIST_EVERY {
+                acks.save(store, &spec.name).await;
+                acks_saved = Instant::now();
+                acks_changed = false;
+            }
         }
         if let Some(reason) = leader.closed() {
             return Ended::Failed(reason.to_string());
@@ -520,6 +597,9 @@ impl Mirrors {
         if !deleted {
             return Err(MirrorError::NotFound(name.to_owned()));
         }
+        // Retention no longer waits for it.
+        self.store.clear_retention_floors(&holder(name));
+        let _ = self.store.delete_resource(ACKS_KIND, name, |_| None).await;
         tracing::info!(mirror = %name, "mirror removed");
         Ok(())
     }

@@ -19,7 +19,7 @@ use super::topic::{TopicConfig, TopicError};
 use super::writer::{Command, PartitionLog, Writer};
 use super::{AppendError, ReplicaReset, RetentionReport, SpaceUsage};
 use super::{offsets, producers};
-use crate::limits::PRODUCER_ID_BLOCK;
+use crate::limits::{BUDGET_GROUPS_PER_PASS, PRODUCER_ID_BLOCK};
 
 impl Writer {
     pub(super) fn handle_admin(&mut self, command: Command) {
@@ -324,6 +324,9 @@ impl Writer {
     fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport, AppendError> {
         self.expire_producers(now_ms).map_err(AppendError::Storage)?;
         let mut report = RetentionReport::default();
+        let budget = self.config.disk_budget_bytes;
+        // Over the disk budget, floors (what mirrors have not copied) no longer hold.
+        let over_budget = budget.is_some_and(|budget| self.stored_bytes() > budget);
         let topics = self.shared.catalog().all();
         for topic in topics {
             let policy = RetentionPolicy {
@@ -338,8 +341,10 @@ impl Writer {
                     continue;
                 };
                 let key = partition.key;
+                let floor = if over_budget { None } else { self.shared.floor(key, &topic.name) };
                 // Decide in a read transaction: most passes delete nothing and must not cost a sync.
-                let (decision, scanned) = self.decide(key, &updated, now_ms, policy).map_err(AppendError::Storage)?;
+                let (decision, scanned) =
+                    self.decide(key, &updated, now_ms, policy, floor).map_err(AppendError::Storage)?;
                 let Some(decision) = decision else { continue };
                 let doomed: Vec<(u64, u64)> =
                     scanned.iter().take(decision.units as usize).map(|s| (s.base_offset, s.size_bytes)).collect();
@@ -352,6 +357,10 @@ impl Writer {
                     })
                     .map_err(AppendError::Storage)?;
                 if let Some((groups, bytes)) = trimmed {
+                    let held = self.shared.floor(key, &topic.name).filter(|&floor| floor < decision.delete_below);
+                    if let Some(floor) = held {
+                        tracing::error!(topic = %topic.name, partition = partition.index, floor, delete_below = decision.delete_below, "disk budget exhausted: retention deleted batches a mirror had not copied");
+                    }
                     tracing::info!(topic = %topic.name, partition = partition.index, groups, bytes, log_start_offset = updated.state.log_start_offset(), "retention deleted old batches");
                     report.groups_deleted += groups;
                     report.bytes_deleted += bytes;
@@ -361,7 +370,73 @@ impl Writer {
                 }
             }
         }
+        if let Some(budget) = budget {
+            self.enforce_budget(budget, &mut report).map_err(AppendError::Storage)?;
+        }
         Ok(report)
+    }
+
+    /// Batch bytes stored over all partitions.
+    fn stored_bytes(&self) -> u64 {
+        self.logs.values().map(|log| log.size_bytes).sum()
+    }
+
+    /// Deletes the oldest group of the store (by its newest record's timestamp), one at a time,
+    /// until the store is within `budget` (at most `BUDGET_GROUPS_PER_PASS` per pass). Only
+    /// committed groups go (never above the high watermark), whatever floors say: loudly.
+    fn enforce_budget(&mut self, budget: u64, report: &mut RetentionReport) -> Result<(), String> {
+        for _ in 0..BUDGET_GROUPS_PER_PASS {
+            let stored = self.stored_bytes();
+            if stored <= budget {
+                return Ok(());
+            }
+            let Some((topic, index, key, oldest)) = self.oldest_group()? else { return Ok(()) };
+            let mut updated = self.logs.get(&key).cloned().ok_or("partition vanished")?;
+            let delete_below = oldest.last_offset + 1;
+            let bytes = self.durable_txn(|txn| {
+                updated.state.advance_log_start(delete_below);
+                let bytes = delete_groups(txn, key, &[(oldest.base_offset, oldest.size_bytes)], &mut updated)?;
+                write_partition(txn, key, &updated)?;
+                Ok(bytes)
+            })?;
+            let unmirrored = self.shared.floor(key, &topic).filter(|&floor| floor < delete_below);
+            tracing::error!(
+                topic = %topic, partition = index, bytes, stored, budget, delete_below,
+                unmirrored_from = ?unmirrored,
+                "disk budget exhausted: deleted the oldest batches{}",
+                if unmirrored.is_some() { " before a mirror copied them" } else { "" }
+            );
+            report.groups_deleted += 1;
+            report.bytes_deleted += bytes;
+            report.partitions_trimmed += 1;
+            self.logs.insert(key, updated);
+            self.republish(key);
+        }
+        Ok(())
+    }
+
+    /// The committed group whose newest record is the oldest in the store: (topic, partition
+    /// index, key, summary).
+    fn oldest_group(&self) -> Result<Option<(String, u32, u64, Summary)>, String> {
+        let db = self.shared.database()?;
+        let txn = db.begin_read().map_err(|e| e.to_string())?;
+        let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+        let mut oldest: Option<(String, u32, u64, Summary)> = None;
+        for topic in self.shared.catalog().all() {
+            for partition in &topic.partitions {
+                let Some(log) = self.logs.get(&partition.key) else { continue };
+                let first = groups_from(&rows, partition.key, 0)?.next();
+                let Some(group) = first else { continue };
+                let summary = summarize(&group?)?;
+                if summary.last_offset >= log.state.high_watermark() {
+                    continue;
+                }
+                if oldest.as_ref().is_none_or(|(_, _, _, o)| summary.max_timestamp_ms < o.max_timestamp_ms) {
+                    oldest = Some((topic.name.clone(), partition.index, partition.key, summary));
+                }
+            }
+        }
+        Ok(oldest)
     }
 
     /// Forgets producers idle past `producer.id.expiration.ms`, as Kafka does.
@@ -395,6 +470,7 @@ impl Writer {
         log: &PartitionLog,
         now_ms: i64,
         policy: RetentionPolicy,
+        keep_from: Option<u64>,
     ) -> Result<(Option<retention::Decision>, Vec<Summary>), String> {
         let db = self.shared.database()?;
         let txn = db.begin_read().map_err(|e| e.to_string())?;
@@ -411,7 +487,7 @@ impl Writer {
                 None
             }
         });
-        let decision = retention::decide(summaries, log.size_bytes, now_ms, policy, None);
+        let decision = retention::decide(summaries, log.size_bytes, now_ms, policy, keep_from);
         match failure {
             // A corrupt group stops the scan: never decide past what could be read.
             Some(e) => Err(format!("retention stopped at a corrupt group: {e}")),

@@ -70,6 +70,9 @@ pub struct StoreConfig {
     pub cache_bytes: usize,
     /// When a partition's newest row group closes (see [`layout`]).
     pub group_bytes_max: usize,
+    /// Past this many stored bytes, retention ignores retention floors and deletes the oldest
+    /// groups until the store is within it (`[storage] disk_budget_bytes`).
+    pub disk_budget_bytes: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -78,6 +81,7 @@ impl Default for StoreConfig {
             durability: DurabilityPolicy::EveryCommit,
             cache_bytes: CACHE_BYTES_DEFAULT,
             group_bytes_max: GROUP_BYTES_MAX_DEFAULT,
+            disk_budget_bytes: None,
         }
     }
 }
@@ -264,7 +268,26 @@ struct Shared {
     read_only: RwLock<HashMap<String, String>>,
     stats: StoreStats,
     durability: DurabilityPolicy,
+    /// Per partition key, per holder (a mirror): retention keeps every offset from the lowest
+    /// floor on (see [`Store::set_retention_floor`]).
+    floors: Mutex<HashMap<u64, HashMap<String, u64>>>,
+    /// Per holder, the topics it protects whole until it sets a floor (a mirror's patterns: a
+    /// topic made while its link is down is kept until it is copied).
+    guards: Mutex<Guards>,
 }
+
+/// The topic guards by holder (shown by holder name only).
+#[derive(Default)]
+struct Guards(HashMap<String, TopicGuard>);
+
+impl std::fmt::Debug for Guards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+/// Which topics a retention holder protects (see [`Store::guard_topics`]).
+pub type TopicGuard = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Counters and histograms of the storage writer, for benchmarks and `/metrics`.
 #[derive(Debug)]
@@ -339,6 +362,8 @@ impl Store {
             stats: StoreStats::default(),
             read_only: RwLock::new(HashMap::new()),
             durability: config.durability,
+            floors: Mutex::new(HashMap::new()),
+            guards: Mutex::new(Guards::default()),
         });
         let marked = resources::list(&shared, READ_ONLY_KIND).map_err(OpenError::Storage)?;
         let read_only = marked.into_iter().map(|(topic, document)| {
@@ -446,6 +471,31 @@ impl Store {
     /// reopens the file after an IO error, and after shutdown.
     pub fn is_open(&self) -> bool {
         self.shared.database().is_ok() && !self.commands.is_closed()
+    }
+
+    /// Retention keeps `topic`/`partition` from `offset` on for `holder` (a mirror: what its
+    /// aggregation node has not acknowledged), until the disk budget runs out. In memory: the
+    /// holder sets it again after a restart, before the first retention pass.
+    pub fn set_retention_floor(&self, holder: &str, topic: &str, partition: u32, offset: u64) {
+        let Some(key) = self.topic(topic).and_then(|t| t.partition(partition)).map(|p| p.key) else { return };
+        let mut floors = self.shared.floors.lock().unwrap_or_else(|p| p.into_inner());
+        floors.entry(key).or_default().insert(holder.to_owned(), offset);
+    }
+
+    /// Retention keeps every partition of the topics `guard` accepts whole, until `holder` sets
+    /// a floor for it (a mirror protects the topics its patterns name before it first sees them).
+    pub fn guard_topics(&self, holder: &str, guard: TopicGuard) {
+        self.shared.guards.lock().unwrap_or_else(|p| p.into_inner()).0.insert(holder.to_owned(), guard);
+    }
+
+    /// Drops every floor and guard `holder` set (the mirror was removed).
+    pub fn clear_retention_floors(&self, holder: &str) {
+        self.shared.guards.lock().unwrap_or_else(|p| p.into_inner()).0.remove(holder);
+        let mut floors = self.shared.floors.lock().unwrap_or_else(|p| p.into_inner());
+        for holders in floors.values_mut() {
+            holders.remove(holder);
+        }
+        floors.retain(|_, holders| !holders.is_empty());
     }
 
     /// When acknowledged appends are durable.
@@ -751,6 +801,18 @@ impl Store {
 }
 
 impl Shared {
+    /// The lowest retention floor of partition `key` of `topic`: what its holders set, and 0 for
+    /// a holder guarding the topic that set none yet.
+    fn floor(&self, key: u64, topic: &str) -> Option<u64> {
+        let floors = self.floors.lock().unwrap_or_else(|p| p.into_inner());
+        let set = floors.get(&key);
+        let guards = self.guards.lock().unwrap_or_else(|p| p.into_inner());
+        let unset_guard =
+            guards.0.iter().any(|(holder, guard)| set.is_none_or(|s| !s.contains_key(holder)) && guard(topic));
+        let lowest_set = set.and_then(|holders| holders.values().copied().min());
+        if unset_guard { Some(0) } else { lowest_set }
+    }
+
     fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
         // A poisoned lock means a writer panicked mid-update: the catalog it left is still a
         // consistent set of Arcs (updates swap whole entries), so keep serving it.

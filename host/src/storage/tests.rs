@@ -25,8 +25,8 @@ fn open(disk: &Arc<SimDisk>, durability: DurabilityPolicy) -> Store {
 
 /// A store whose row groups close at `group_bytes_max` (1: every commit starts its own group).
 fn open_grouped(disk: &Arc<SimDisk>, durability: DurabilityPolicy, group_bytes_max: usize) -> Store {
-    Store::open(Location::Backend(disk.factory()), StoreConfig { durability, cache_bytes: 4 << 20, group_bytes_max })
-        .expect("store opens")
+    let config = StoreConfig { durability, cache_bytes: 4 << 20, group_bytes_max, disk_budget_bytes: None };
+    Store::open(Location::Backend(disk.factory()), config).expect("store opens")
 }
 
 fn no_retention() -> TopicConfig {
@@ -884,4 +884,40 @@ async fn a_mirror_copy_keeps_the_leaders_offsets_skips_gaps_and_truncates() {
     let again = replica_batch(3, 1, 2, 4);
     store.append_replica("copy", 0, again.clone()).await.unwrap();
     assert_eq!(stored_batches(&store, "copy"), vec![(0, first), (3, again)]);
+}
+
+#[tokio::test]
+async fn retention_keeps_what_a_mirror_lacks_until_the_disk_budget_runs_out() {
+    let disk = SimDisk::new();
+    // One group per commit, so retention can delete batch by batch.
+    let store = open_grouped(&disk, DurabilityPolicy::EveryCommit, 1);
+    let expiring = TopicConfig { retention_ms: Some(1), ..TopicConfig::default() };
+    store.create_topic("t", 1, expiring).await.unwrap();
+    for i in 0..5 {
+        store.append("t", 0, batch(2, 100, T0 + i, i as u8)).await.unwrap();
+    }
+    store.set_retention_floor("mirror-a", "t", 0, 4);
+    store.set_retention_floor("mirror-b", "t", 0, 6);
+    store.enforce_retention(T0 + 1_000_000).await.unwrap();
+    let offsets = store.topic("t").unwrap().partitions[0].offsets();
+    assert_eq!(offsets.log_start_offset, 4, "the lowest floor holds");
+    store.clear_retention_floors("mirror-a");
+    store.enforce_retention(T0 + 1_000_000).await.unwrap();
+    assert_eq!(store.topic("t").unwrap().partitions[0].offsets().log_start_offset, 6);
+    store.shutdown().await;
+
+    // With a budget: kept beyond it only until the budget is exhausted, oldest first.
+    let disk = SimDisk::new();
+    let one = batch(2, 100, T0, 0).len() as u64;
+    let config = StoreConfig { group_bytes_max: 1, disk_budget_bytes: Some(2 * one), ..StoreConfig::default() };
+    let store = Store::open(Location::Backend(disk.factory()), config).unwrap();
+    store.create_topic("kept", 1, no_retention()).await.unwrap();
+    for i in 0..5 {
+        store.append("kept", 0, batch(2, 100, T0 + i, i as u8)).await.unwrap();
+    }
+    store.set_retention_floor("mirror", "kept", 0, 0);
+    let report = store.enforce_retention(T0).await.unwrap();
+    assert_eq!(report.groups_deleted, 3);
+    let offsets = store.topic("kept").unwrap().partitions[0].offsets();
+    assert_eq!((offsets.log_start_offset, offsets.size_bytes), (6, 2 * one));
 }
