@@ -9,7 +9,9 @@
 //! - `cargo xtask plugins`: builds the plugins under `plugins/` for `wasm32-unknown-unknown` and
 //!   makes them components (`<target dir>/plugins/<name>.wasm`); `test` does it too and hands the
 //!   directory to the tests in `RILL_PLUGIN_DIR`.
-//! - `cargo xtask bench storage|kafka|plugins|mqtt [ARGS]`: a benchmark on a release build.
+//! - `cargo xtask bench storage|kafka|mirror|plugins|mqtt [ARGS]`: a benchmark on a release build.
+//! - `cargo xtask soak replication [--seconds N]`: the replication simulation for longer than CI
+//!   runs it (600 s of seeds by default, release build).
 
 mod plugins;
 
@@ -30,9 +32,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("soak") => soak(&args[1..]),
         Some("plugins") => install_targets().and_then(|()| plugins::build(&workspace_root())).map(drop),
         _ => Err(format!(
-            "usage: cargo xtask test | cargo xtask plugins | cargo xtask bench storage|kafka|plugins|mqtt [ARGS]\n(got {:?})",
+            "usage: cargo xtask test | cargo xtask plugins | cargo xtask bench storage|kafka|mirror|plugins|mqtt [ARGS] | \
+             cargo xtask soak replication [--seconds N]\n(got {:?})",
             args.first()
         )),
     };
@@ -196,7 +200,7 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
     })?;
     phases.run("benchmark smoke run", || {
         let scratch = std::env::temp_dir();
-        for which in ["storage", "kafka"] {
+        for which in ["storage", "kafka", "mirror"] {
             run(
                 &format!("bench {which} --quick"),
                 Command::new(&rill_bin).args(["bench", which, "--quick", "--dir"]).arg(&scratch),
@@ -310,7 +314,7 @@ fn build_binary(args: &[&str]) -> Result<PathBuf, String> {
 
 fn bench(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
-        Some(which @ ("storage" | "kafka")) => {
+        Some(which @ ("storage" | "kafka" | "mirror")) => {
             let rill = build_binary(&["build", "--release", "-p", "rill", "--bin", "rill"])?;
             let mut command = Command::new(rill);
             command.current_dir(workspace_root()).args(["bench", which]).args(&args[1..]);
@@ -327,7 +331,30 @@ fn bench(args: &[String]) -> Result<(), String> {
             command.current_dir(workspace_root()).args(["bench", which, "--plugins"]).arg(components).args(&args[1..]);
             run(&format!("rill bench {which}"), &mut command)
         }
-        other => Err(format!("unknown benchmark {other:?}; known: storage, kafka, plugins, mqtt")),
+        other => Err(format!("unknown benchmark {other:?}; known: storage, kafka, mirror, plugins, mqtt")),
+    }
+}
+
+/// `cargo xtask soak replication [--seconds N]`: the replication simulation on a release build
+/// for N seconds (default 600) of fresh seeds; a failure prints the seed to replay.
+fn soak(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("replication") => {
+            let seconds = match args.get(1..) {
+                Some([flag, value]) if flag == "--seconds" => value.clone(),
+                Some([]) | None => "600".to_owned(),
+                Some(other) => {
+                    return Err(format!("usage: cargo xtask soak replication [--seconds N] (got {other:?})"));
+                }
+            };
+            run(
+                "replication simulation",
+                cargo()
+                    .args(["test", "--release", "-p", "rill-core", "--lib", "replication::sim", "--", "--nocapture"])
+                    .env("RILL_SIM_SECONDS", seconds),
+            )
+        }
+        other => Err(format!("unknown soak {other:?}; known: replication")),
     }
 }
 

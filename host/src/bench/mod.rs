@@ -1,6 +1,7 @@
 //! `rill bench …`: measurements against a baseline measured in the same run.
 
 mod kafka;
+mod mirror;
 mod mqtt;
 mod plugins;
 mod storage;
@@ -21,6 +22,13 @@ pub enum BenchCommand {
     /// Sustained ingest from a private mosquitto into Rill (senml plugin, fsync before ack),
     /// against the same broker's delivery to a plain subscriber.
     Mqtt(mqtt::MqttArgs),
+    /// Edge → cloud replication between two `rill serve` processes: catch-up of a backlog
+    /// against a plain loopback socket into a sink process, steady-state lag against fdatasync
+    /// p99 + loopback round trip.
+    Mirror(mirror::MirrorArgs),
+    /// The plain-socket ceiling's receiving process (used by `bench mirror`).
+    #[command(hide = true)]
+    MirrorSink(mirror::SinkArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<(), String> {
@@ -29,5 +37,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Kafka(args) => kafka::run(args).await,
         BenchCommand::Plugins(args) => plugins::run(args).await,
         BenchCommand::Mqtt(args) => mqtt::run(args).await,
+        BenchCommand::Mirror(args) => mirror::run(args).await,
+        BenchCommand::MirrorSink(args) => mirror::sink(args),
     }
 }
