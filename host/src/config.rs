@@ -292,6 +292,13 @@ impl Config {
             if !mirrors.insert(&mirror.name) {
                 return Err(ConfigError::Invalid(format!("mirror[{i}].name: {:?} is used twice", mirror.name)));
             }
+            // An aggregation node keeps one connection per edge: two mirrors would replace each other.
+            if self.mirror[..i].iter().any(|m| m.upstream == mirror.upstream && m.edge_id == mirror.edge_id) {
+                return Err(ConfigError::Invalid(format!(
+                    "mirror[{i}].edge_id: another mirror already connects to {} as {:?}; name all its topics in one",
+                    mirror.upstream, mirror.edge_id
+                )));
+            }
         }
         if self.mirror.len() > crate::limits::MIRRORS_MAX {
             return Err(ConfigError::Invalid(format!("at most {} mirrors", crate::limits::MIRRORS_MAX)));

@@ -1,6 +1,6 @@
 //! A TCP proxy on loopback that a test drives to break the link between two processes: cut it
 //! (connections closed, new ones refused), stall it (open but silent), throttle it, reset it
-//! (every connection gets an RST, new ones pass).
+//! (every connection closed abruptly, new ones pass).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -87,7 +87,8 @@ impl FaultProxy {
         self.shared.throttle.store(bytes_per_s.unwrap_or(0), Ordering::Relaxed);
     }
 
-    /// Resets every connection (the peers see ECONNRESET); new connections pass.
+    /// Breaks every connection abruptly (zero linger, read sides shut: a peer sees a reset or an
+    /// end of stream, whichever the kernel delivers first); new connections pass.
     pub fn reset(&self) {
         for (client, server) in self.shared.connections.lock().unwrap().drain(..) {
             for stream in [&client, &server] {

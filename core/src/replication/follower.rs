@@ -410,6 +410,10 @@ impl Follower {
 
     /// Whether [`ready`](Self::ready) has something (cheap).
     pub fn has_ready(&self) -> bool {
+        if self.phase == Phase::Closed {
+            // Only a refusal may still go out; nothing else is due on a closed connection.
+            return !self.outbox.is_empty();
+        }
         !self.outbox.is_empty()
             || !self.events.is_empty()
             || (self.phase == Phase::Resolving && self.hello.is_some())
@@ -444,16 +448,16 @@ impl Follower {
             self.in_flight = Some(ends);
         }
         let mut send = core::mem::take(&mut self.outbox);
-        if self.phase == Phase::Streaming {
-            for (index, s) in self.slots.iter_mut().enumerate() {
-                if core::mem::take(&mut s.ack_due) && s.stopped.is_none() {
-                    send.push(ToLeader::Ack {
-                        slot: index as u32,
-                        started: s.started,
-                        log_end: s.log.next_offset(),
-                        durable_end: s.durable_end,
-                    });
-                }
+        let streaming = self.phase == Phase::Streaming;
+        for (index, s) in self.slots.iter_mut().enumerate() {
+            // Taken in every phase, so a closed connection has nothing left to do.
+            if core::mem::take(&mut s.ack_due) && s.stopped.is_none() && streaming {
+                send.push(ToLeader::Ack {
+                    slot: index as u32,
+                    started: s.started,
+                    log_end: s.log.next_offset(),
+                    durable_end: s.durable_end,
+                });
             }
         }
         FollowerReady { hello, send, writes, events: core::mem::take(&mut self.events) }
@@ -564,6 +568,16 @@ mod tests {
             matches!(ready.send.as_slice(), [ToLeader::SlotStopped { slot: 0, reason }] if reason.contains("invalid batch"))
         );
         assert_eq!(follower.slot_status(0).unwrap().log_end, 4);
+    }
+
+    #[test]
+    fn a_closed_connection_has_nothing_ready() {
+        let mut follower = welcomed(LogState::new());
+        follower.step(ToFollower::Start { slot: 0, follower_end: 0, truncate_to: 0 });
+        follower.tick(CONFIG.link_timeout_ms);
+        assert!(follower.closed().is_some());
+        let _ = follower.ready();
+        assert!(!follower.has_ready(), "a host looping on has_ready would spin");
     }
 
     #[test]

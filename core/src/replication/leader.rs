@@ -449,12 +449,15 @@ impl Leader {
     /// What to send and note now, reading batches from `log` as the window and the rate allow.
     pub fn ready(&mut self, log: &mut impl LogSource) -> LeaderReady {
         self.refill_tokens();
-        while self.closed.is_none() && self.can_send_data() {
+        // About one frame's worth of batches per ready, so the host's write of it is short even
+        // on a slow link (the window is what bounds the bytes in flight).
+        let budget_until = self.in_flight_bytes.saturating_add(self.config.frame_bytes as u64);
+        while self.closed.is_none() && self.can_send_data() && self.in_flight_bytes < budget_until {
             let count = self.slots.len();
             let mut progressed = false;
             for step in 0..count {
                 let index = (self.cursor + step) % count;
-                if !self.can_send_data() {
+                if !self.can_send_data() || self.in_flight_bytes >= budget_until {
                     break;
                 }
                 if self.fill(index, log) {

@@ -153,6 +153,9 @@ impl Cloud {
         let id = self.next_connection.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (stop, stopped) = watch::channel(false);
         let done = Arc::new(tokio::sync::Mutex::new(()));
+        // Held before anyone can see it: a later connection waits for this one, which waits for
+        // the one before, so no two ever write at once.
+        let guard = Arc::clone(&done).try_lock_owned().expect("a new mutex is free");
         let previous = {
             let mut edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
             edges.insert(edge.to_owned(), EdgeConnection { id, stop, done: Arc::clone(&done) })
@@ -161,7 +164,6 @@ impl Cloud {
             let _ = previous.stop.send(true);
             let _ = previous.done.lock().await;
         }
-        let guard = done.lock_owned().await;
         (id, stopped, guard)
     }
 
@@ -260,7 +262,11 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
         tokio::select! {
             _ = tokio::time::sleep_until(publish_at), if dirty && session.is_some() => {}
             frame = frames.recv() => match frame {
-                Some(Ok(Some(message))) => follower.step(message),
+                Some(Ok(Some(message))) => {
+                    // The frame arrived now, not at the last tick.
+                    follower.tick(now_ms(started));
+                    follower.step(message);
+                }
                 Some(Ok(None)) | None => break None,
                 Some(Err(e)) => break Some(e),
             },
@@ -314,7 +320,7 @@ async fn accept(cloud: &Cloud, hello: HelloRequest, peer: SocketAddr) -> Result<
     for partition in &hello.partitions {
         let key = (partition.id.topic.as_str(), Uuid::from_bytes(partition.incarnation));
         let count = needed.entry(key).or_default();
-        *count = (*count).max(partition.id.partition + 1);
+        *count = (*count).max(partition.id.partition.saturating_add(1));
     }
     let mut resolved: BTreeMap<(&str, Uuid), Result<String, String>> = BTreeMap::new();
     for (&(topic, incarnation), &partitions) in &needed {
@@ -323,6 +329,13 @@ async fn accept(cloud: &Cloud, hello: HelloRequest, peer: SocketAddr) -> Result<
             tracing::warn!(edge = %edge, topic, %reason, "edge topic not mirrored");
         }
         resolved.insert((topic, incarnation), copy);
+    }
+    if cloud.store.durability() != DurabilityPolicy::EveryCommit
+        && let Err(e) = cloud.store.flush().await
+    {
+        // The Welcome states the copies; the edge takes that as durable and may delete below it.
+        cloud.release_edge(&edge, id);
+        return Err(format!("the copies cannot be made durable: {e}"));
     }
     let mut slots = Vec::with_capacity(hello.partitions.len());
     let mut copies = Vec::with_capacity(hello.partitions.len());

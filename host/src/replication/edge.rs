@@ -236,6 +236,11 @@ impl LogSource for StoreSource<'_> {
         let Some(mirrored) = self.partitions.get(slot as usize) else {
             return Err(ReadFailure::Failed(format!("no partition in slot {slot}")));
         };
+        // The name may meanwhile be a new topic (deleted and made again): never ship its batches
+        // into the old incarnation's copy.
+        if self.store.topic(&mirrored.id.topic).is_none_or(|topic| topic.id != mirrored.topic_id) {
+            return Err(ReadFailure::Failed(format!("topic {} was deleted", mirrored.id.topic)));
+        }
         match self.store.read(&mirrored.id.topic, mirrored.id.partition, offset, max_bytes) {
             Ok(read) => Ok(read.records),
             Err(ReadError::OffsetOutOfRange { offset, log_start_offset, .. }) if offset < log_start_offset => {
@@ -396,7 +401,11 @@ async fn session(
         tokio::select! {
             _ = tokio::time::sleep_until(publish_at), if dirty => {}
             frame = frames.recv() => match frame {
-                Some(Ok(Some(message))) => leader.step(message),
+                Some(Ok(Some(message))) => {
+                    // The frame arrived now, not at the last tick.
+                    leader.tick(now_ms());
+                    leader.step(message);
+                }
                 Some(Ok(None)) | None => return Ended::Failed("the aggregation node closed the connection".into()),
                 Some(Err(e)) => return Ended::Failed(e),
             },
@@ -488,7 +497,7 @@ fn lag(store: &Store, mirrored: &Mirrored, acked: u64, lag_records: u64) -> (u64
         .read(&mirrored.id.topic, mirrored.id.partition, acked.max(offsets.log_start_offset), 1)
         .ok()
         .and_then(|read| rill_core::batch::batches(&read.records).next()?.ok().map(|b| b.header().base_timestamp));
-    let seconds = oldest.map_or(0.0, |at| (crate::clock::now_ms() - at).max(0) as f64 / 1000.0);
+    let seconds = oldest.map_or(0.0, |at| crate::clock::now_ms().saturating_sub(at).max(0) as f64 / 1000.0);
     (bytes, seconds)
 }
 
@@ -537,9 +546,18 @@ impl Mirrors {
     /// Stores the configured mirrors (replacing stored ones of the same name), then starts every
     /// stored mirror. Returns how many run.
     pub async fn start(&self, configured: &[MirrorSpec]) -> Result<usize, MirrorError> {
+        // A mirror that cannot be stored must not keep the stored ones (and the retention floors
+        // they set) from starting: report it after they run.
+        let mut failed = None;
         for spec in configured {
-            spec.check().map_err(MirrorError::Invalid)?;
-            self.put(spec, None).await?;
+            let stored = match spec.check() {
+                Ok(()) => self.put(spec, None).await,
+                Err(invalid) => Err(MirrorError::Invalid(invalid)),
+            };
+            if let Err(e) = stored {
+                tracing::error!(mirror = %spec.name, error = %e, "configured mirror not stored");
+                failed.get_or_insert(e);
+            }
         }
         let stored = self.store.resources(KIND).map_err(|e| MirrorError::Storage(e.to_string()))?;
         let mut started = 0;
@@ -552,7 +570,10 @@ impl Mirrors {
                 Err(e) => tracing::error!(mirror = %name, error = %e, "stored mirror does not decode; not started"),
             }
         }
-        Ok(started)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(started),
+        }
     }
 
     async fn put(&self, spec: &MirrorSpec, mode: Option<PutMode>) -> Result<(), MirrorError> {
@@ -577,6 +598,15 @@ impl Mirrors {
         spec.check().map_err(MirrorError::Invalid)?;
         if self.tasks().len() >= MIRRORS_MAX {
             return Err(MirrorError::Conflict(format!("a node runs at most {MIRRORS_MAX} mirrors")));
+        }
+        let same_edge =
+            self.tasks().values().any(|t| t.spec.upstream == spec.upstream && t.spec.edge_id == spec.edge_id);
+        if same_edge {
+            // An aggregation node keeps one connection per edge: two would replace each other.
+            return Err(MirrorError::Conflict(format!(
+                "another mirror already connects to {} as {:?}: name all its topics in one mirror",
+                spec.upstream, spec.edge_id
+            )));
         }
         self.put(&spec, Some(PutMode::Create)).await?;
         tracing::info!(mirror = %spec.name, upstream = %spec.upstream, topics = ?spec.topics, "mirror added");

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{MIRROR_WINDOW_BYTES_DEFAULT, MIRROR_WINDOW_BYTES_MIN};
+use crate::limits::{FOLLOWER_PENDING_BYTES_MAX, MIRROR_WINDOW_BYTES_DEFAULT, MIRROR_WINDOW_BYTES_MIN};
 
 /// An edge's mirror: its topics, copied to an aggregation node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,8 +85,12 @@ impl MirrorSpec {
         if self.rate_limit_bytes_per_s == Some(0) {
             return Err(invalid("rate_limit_bytes_per_s", "must be positive (leave it out for no limit)"));
         }
-        if self.window_bytes < MIRROR_WINDOW_BYTES_MIN {
-            return Err(invalid("window_bytes", format!("must be at least {MIRROR_WINDOW_BYTES_MIN}")));
+        // Above what an aggregation node buffers per edge, frames would be dropped and sent again.
+        if !(MIRROR_WINDOW_BYTES_MIN..=FOLLOWER_PENDING_BYTES_MAX as u64).contains(&self.window_bytes) {
+            return Err(invalid(
+                "window_bytes",
+                format!("must be {MIRROR_WINDOW_BYTES_MIN}..={FOLLOWER_PENDING_BYTES_MAX}"),
+            ));
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use rill_core::replication::protocol::{self, FrameError, LENGTH_PREFIX};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::limits::REPLICATION_FRAMES_QUEUED;
+use crate::limits::{REPLICATION_FRAMES_QUEUED, REPLICATION_LINK_TIMEOUT};
 
 /// Reads frames from `reader`, decodes them with `decode` and queues them, until the stream ends
 /// (`None` is queued last: the peer closed) or fails (an error is queued last). Stops when the
@@ -58,5 +58,10 @@ pub async fn write_all<M>(
     for message in messages {
         encode(message, &mut out).map_err(|e| e.to_string())?;
     }
-    writer.write_all(&out).await.map_err(|e| format!("writing to the link: {e}"))
+    // A peer that stopped reading (a dead link TCP has not noticed yet) must not hold the loop
+    // past the link timeout: ticks, stops and shutdowns wait on it.
+    match tokio::time::timeout(REPLICATION_LINK_TIMEOUT, writer.write_all(&out)).await {
+        Ok(written) => written.map_err(|e| format!("writing to the link: {e}")),
+        Err(_) => Err(format!("writing to the link: nothing moved for {REPLICATION_LINK_TIMEOUT:?}")),
+    }
 }

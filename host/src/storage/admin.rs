@@ -325,8 +325,6 @@ impl Writer {
         self.expire_producers(now_ms).map_err(AppendError::Storage)?;
         let mut report = RetentionReport::default();
         let budget = self.config.disk_budget_bytes;
-        // Over the disk budget, floors (what mirrors have not copied) no longer hold.
-        let over_budget = budget.is_some_and(|budget| self.stored_bytes() > budget);
         let topics = self.shared.catalog().all();
         for topic in topics {
             let policy = RetentionPolicy {
@@ -341,7 +339,9 @@ impl Writer {
                     continue;
                 };
                 let key = partition.key;
-                let floor = if over_budget { None } else { self.shared.floor(key, &topic.name) };
+                // Floors (what mirrors have not copied) hold here; only the disk budget below
+                // overrides them, oldest group first and no further than needed.
+                let floor = self.shared.floor(key, &topic.name);
                 // Decide in a read transaction: most passes delete nothing and must not cost a sync.
                 let (decision, scanned) =
                     self.decide(key, &updated, now_ms, policy, floor).map_err(AppendError::Storage)?;
@@ -357,10 +357,6 @@ impl Writer {
                     })
                     .map_err(AppendError::Storage)?;
                 if let Some((groups, bytes)) = trimmed {
-                    let held = self.shared.floor(key, &topic.name).filter(|&floor| floor < decision.delete_below);
-                    if let Some(floor) = held {
-                        tracing::error!(topic = %topic.name, partition = partition.index, floor, delete_below = decision.delete_below, "disk budget exhausted: retention deleted batches a mirror had not copied");
-                    }
                     tracing::info!(topic = %topic.name, partition = partition.index, groups, bytes, log_start_offset = updated.state.log_start_offset(), "retention deleted old batches");
                     report.groups_deleted += groups;
                     report.bytes_deleted += bytes;
