@@ -343,6 +343,12 @@ pub const REPLICATION_FRAMES_QUEUED: usize = 8;
 /// frames wait (the edge's window is the real bound; this one guards against a misbehaving edge).
 pub const FOLLOWER_PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Before an edge is accepted, its frames may be at most this long (a `Hello` naming 4,096
+/// partitions with 249-byte topic names fits) and it has this long to be accepted: a peer
+/// without a token can make the node buffer at most a few Hellos, briefly.
+pub const REPLICATION_HELLO_BYTES_MAX: usize = 2 * 1024 * 1024;
+pub const REPLICATION_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Replication connections an aggregation node serves at once (one per edge).
 pub const REPLICATION_CONNECTIONS_MAX: usize = 1024;
 
@@ -352,3 +358,5 @@ pub const MIRRORS_MAX: usize = 16;
 /// Groups one retention pass deletes to get back within `[storage] disk_budget_bytes` (each a
 /// durable transaction); the next pass goes on. Bounds how long the writer is busy with it.
 pub const BUDGET_GROUPS_PER_PASS: usize = 1024;
+
+const _: () = assert!((249 + 32) * rill_core::limits::REPLICATION_PARTITIONS_MAX < REPLICATION_HELLO_BYTES_MAX);

@@ -385,3 +385,20 @@ async fn retention_waits_for_the_mirror_until_the_disk_budget_runs_out() {
     let gaps: serde_json::Value = serde_json::from_str(&replication).unwrap();
     assert!(gaps["edges"][0]["gaps"].as_u64().unwrap() >= 1, "{replication}");
 }
+
+/// A peer without a token cannot make the aggregation node read a large frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_frame_before_the_hello_closes_the_connection() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cloud = Node::start(&dir.path().join("cloud"), &cloud_config(&[("gw-1", "t1")]));
+    let mut peer = std::net::TcpStream::connect(cloud.running.replication_addr()).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // An 8 MiB frame is announced (allowed once an edge is accepted, not before).
+    peer.write_all(&(8u32 << 20).to_be_bytes()).unwrap();
+    let started = Instant::now();
+    let mut answer = [0; 16];
+    let read = peer.read(&mut answer);
+    assert!(matches!(read, Ok(0)) || read.is_err(), "the node closes the connection: {read:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "at once, not after a timeout");
+}

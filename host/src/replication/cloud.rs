@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,7 +23,10 @@ use uuid::Uuid;
 use super::copies::{self, GAP_KIND};
 use super::spec::ReplicationSection;
 use super::wire;
-use crate::limits::{FOLLOWER_PENDING_BYTES_MAX, REPLICATION_CONNECTIONS_MAX, REPLICATION_LINK_TIMEOUT};
+use crate::limits::{
+    FOLLOWER_PENDING_BYTES_MAX, REPLICATION_CONNECTIONS_MAX, REPLICATION_HANDSHAKE_TIMEOUT,
+    REPLICATION_HELLO_BYTES_MAX, REPLICATION_LINK_TIMEOUT,
+};
 use crate::storage::{DocumentWrite, DurabilityPolicy, ReplicaReset, Store};
 
 /// The replication listener, bound and not yet accepting.
@@ -198,7 +202,11 @@ fn now_ms(started: Instant) -> u64 {
 async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr, mut stopping: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     let (reader, mut writer) = stream.into_split();
-    let mut frames = wire::spawn_reader(reader, protocol::decode_to_follower);
+    // Until the edge is accepted, only a Hello's worth per frame, and only for a while: a peer
+    // without the token cannot make this node buffer megabytes or hold a connection.
+    let limit = Arc::new(AtomicUsize::new(REPLICATION_HELLO_BYTES_MAX));
+    let mut frames = wire::spawn_reader(reader, protocol::decode_to_follower, Arc::clone(&limit));
+    let handshake_until = tokio::time::Instant::now() + REPLICATION_HANDSHAKE_TIMEOUT;
     let started = Instant::now();
     let config = FollowerConfig {
         pending_bytes_max: FOLLOWER_PENDING_BYTES_MAX,
@@ -222,6 +230,7 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
                         // The partitions show on the status page from the first moment.
                         publish(&cloud, &accepted, &follower);
                         session = Some(accepted);
+                        limit.store(rill_core::limits::REPLICATION_FRAME_BYTES_MAX, Ordering::Release);
                     }
                     Err(reason) => {
                         tracing::warn!(%peer, %reason, "replication connection refused");
@@ -261,6 +270,9 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
         let publish_at = tokio::time::Instant::from_std(last_published + STATUS_EVERY);
         tokio::select! {
             _ = tokio::time::sleep_until(publish_at), if dirty && session.is_some() => {}
+            _ = tokio::time::sleep_until(handshake_until), if session.is_none() => {
+                break Some(format!("no accepted Hello within {REPLICATION_HANDSHAKE_TIMEOUT:?}"));
+            }
             frame = frames.recv() => match frame {
                 Some(Ok(Some(message))) => {
                     // The frame arrived now, not at the last tick.

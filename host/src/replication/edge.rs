@@ -321,7 +321,8 @@ async fn session(
     };
     let _ = stream.set_nodelay(true);
     let (reader, mut writer) = stream.into_split();
-    let mut frames = wire::spawn_reader(reader, protocol::decode_to_leader);
+    let limit = Arc::new(std::sync::atomic::AtomicUsize::new(rill_core::limits::REPLICATION_FRAME_BYTES_MAX));
+    let mut frames = wire::spawn_reader(reader, protocol::decode_to_leader, limit);
     let started = Instant::now();
     let now_ms = || started.elapsed().as_millis() as u64;
     let mut leader = Leader::new(leader_config(spec), logs, 0);

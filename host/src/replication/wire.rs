@@ -2,7 +2,10 @@
 //! (bounded), and a ready's messages go out in one write.
 
 use rill_core::replication::protocol::{self, FrameError, LENGTH_PREFIX};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
 use tokio::sync::mpsc;
 
 use crate::limits::{REPLICATION_FRAMES_QUEUED, REPLICATION_LINK_TIMEOUT};
@@ -10,14 +13,17 @@ use crate::limits::{REPLICATION_FRAMES_QUEUED, REPLICATION_LINK_TIMEOUT};
 /// Reads frames from `reader`, decodes them with `decode` and queues them, until the stream ends
 /// (`None` is queued last: the peer closed) or fails (an error is queued last). Stops when the
 /// receiver is dropped.
+/// Frames longer than `limit` (read at each frame, so it can be raised once the peer is known)
+/// end the stream with an error before anything of them is allocated.
 pub fn spawn_reader<M: Send + 'static>(
     mut reader: impl AsyncRead + Unpin + Send + 'static,
     decode: fn(&[u8]) -> Result<M, FrameError>,
+    limit: Arc<AtomicUsize>,
 ) -> mpsc::Receiver<Result<Option<M>, String>> {
     let (frames, queue) = mpsc::channel(REPLICATION_FRAMES_QUEUED);
     tokio::spawn(async move {
         loop {
-            let next = match read_frame(&mut reader).await {
+            let next = match read_frame(&mut reader, limit.load(Ordering::Acquire)).await {
                 Ok(Some(body)) => decode(&body).map(Some).map_err(|e| e.to_string()),
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
@@ -32,7 +38,7 @@ pub fn spawn_reader<M: Send + 'static>(
 }
 
 /// One frame's body; `None` when the stream ends cleanly between frames.
-async fn read_frame(reader: &mut (impl AsyncRead + Unpin)) -> Result<Option<Vec<u8>>, String> {
+async fn read_frame(reader: &mut (impl AsyncRead + Unpin), limit: usize) -> Result<Option<Vec<u8>>, String> {
     let mut prefix = [0; LENGTH_PREFIX];
     match reader.read_exact(&mut prefix).await {
         Ok(_) => {}
@@ -40,6 +46,9 @@ async fn read_frame(reader: &mut (impl AsyncRead + Unpin)) -> Result<Option<Vec<
         Err(e) => return Err(format!("reading from the link: {e}")),
     }
     let len = protocol::frame_len(prefix).map_err(|e| e.to_string())?;
+    if len > limit {
+        return Err(format!("a frame of {len} bytes is over the {limit} allowed here"));
+    }
     let mut body = vec![0; len];
     reader.read_exact(&mut body).await.map_err(|e| format!("reading from the link: {e}"))?;
     Ok(Some(body))
