@@ -13,7 +13,9 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use super::protocol::{GapReason, PROTOCOL_VERSION, PartitionHello, SlotWelcome, ToFollower, ToLeader, bounded_text};
+use super::protocol::{
+    self, GapReason, PROTOCOL_VERSION, PartitionHello, SlotWelcome, ToFollower, ToLeader, bounded_text,
+};
 use crate::batch;
 use crate::limits::REPLICATION_EPOCHS_STATED_MAX;
 use crate::log::LogState;
@@ -360,10 +362,7 @@ impl Follower {
             keep.end = position;
         }
         if !keep.is_empty() {
-            bytes.truncate(keep.end);
-            if keep.start > 0 {
-                bytes.drain(..keep.start);
-            }
+            protocol::keep_only(&mut bytes, keep);
             self.pending_bytes += bytes.len();
             match self.writes.last_mut() {
                 Some(FollowerWrite::Append { slot: last, batches }) if *last == slot => {

@@ -16,7 +16,7 @@ use core::fmt;
 
 use super::divergence::{Logs, truncation_point};
 use super::protocol::{
-    GapReason, Incarnation, PROTOCOL_VERSION, PartitionHello, PartitionId, SlotWelcome, ToFollower, ToLeader,
+    self, GapReason, Incarnation, PROTOCOL_VERSION, PartitionHello, PartitionId, SlotWelcome, ToFollower, ToLeader,
 };
 use crate::batch;
 use crate::log::EpochHistory;
@@ -580,10 +580,7 @@ impl Leader {
         }
         let skipped = next > s.sent;
         if !keep.is_empty() {
-            bytes.truncate(keep.end);
-            if keep.start > 0 {
-                bytes.drain(..keep.start);
-            }
+            protocol::keep_only(&mut bytes, keep);
             let len = bytes.len() as u64;
             self.in_flight_bytes += len;
             s.in_flight.push_back((next, len));

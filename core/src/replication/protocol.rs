@@ -248,6 +248,15 @@ fn check_text(text: &str, what: &'static str) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// Keeps only `bytes[keep]` (a run of whole batches read or received), without a copy when it
+/// is all of them.
+pub(crate) fn keep_only(bytes: &mut Vec<u8>, keep: core::ops::Range<usize>) {
+    bytes.truncate(keep.end);
+    if keep.start > 0 {
+        bytes.drain(..keep.start);
+    }
+}
+
 /// Cuts `text` to at most [`REPLICATION_TEXT_BYTES_MAX`] bytes on a character boundary, so a
 /// long error message still fits a refusal.
 pub fn bounded_text(mut text: String) -> String {

@@ -169,7 +169,7 @@ fn segment_of(name: &str, bridge: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{Documents, Location, StoreConfig};
+    use crate::storage::{Location, StoreConfig};
 
     fn id(topic: &str, n: u32) -> String {
         scoped(topic, n.to_string().as_bytes()).unwrap()
@@ -199,7 +199,7 @@ mod tests {
 
     async fn commit(store: &Store, window: &mut DedupWindow, new: Vec<String>) {
         let writes = window.writes(&new);
-        store.transact(Vec::new(), Documents(Box::new(move |_| writes)), None).await.unwrap();
+        store.write_documents(writes).await.unwrap();
         window.committed(new);
     }
 

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::limits::MQTT_BRIDGES_MAX;
 use crate::pipelines::load_instance;
 use crate::plugins::{PluginCatalog, PluginKind, PluginLimits};
-use crate::storage::{PutMode, ResourceError, Store};
+use crate::storage::{DocumentWrite, PutMode, ResourceError, Store};
 use bridge::{Bridge, BridgeStats};
 pub use spec::{BridgeSpec, DedupSpec, InvalidBridge, Subscription, TlsSpec};
 
@@ -131,19 +131,19 @@ impl Bridges {
     async fn store(&self, spec: &BridgeSpec, mode: Option<PutMode>) -> Result<(), BridgeError> {
         let document = serde_json::to_vec(spec).expect("a bridge spec encodes");
         let store = &self.inner.store;
-        let result = match mode {
-            Some(mode) => store.put_resource(spec::KIND, &spec.name, document, mode, None).await,
-            None => match store.put_resource(spec::KIND, &spec.name, document.clone(), PutMode::Replace, None).await {
-                Err(ResourceError::Unknown { .. }) => {
-                    store.put_resource(spec::KIND, &spec.name, document, PutMode::Create, None).await
+        match mode {
+            Some(mode) => store.put_resource(spec::KIND, &spec.name, document, mode, None).await.map_err(|e| match e {
+                ResourceError::AlreadyExists { .. } => {
+                    BridgeError::Conflict(format!("MQTT bridge {:?} exists", spec.name))
                 }
-                other => other,
-            },
-        };
-        result.map_err(|e| match e {
-            ResourceError::AlreadyExists { .. } => BridgeError::Conflict(format!("MQTT bridge {:?} exists", spec.name)),
-            other => BridgeError::Storage(other.to_string()),
-        })
+                other => BridgeError::Storage(other.to_string()),
+            }),
+            None => {
+                let write =
+                    DocumentWrite { kind: spec::KIND.into(), name: spec.name.clone(), document: Some(document) };
+                store.write_documents(vec![write]).await.map_err(|e| BridgeError::Storage(e.to_string()))
+            }
+        }
     }
 
     fn spawn(&self, spec: BridgeSpec) {

@@ -7,7 +7,7 @@
 //! and a present session whose filters differ is unsubscribed from the old ones and subscribed
 //! again. (Subscribing again makes the broker send retained messages again.)
 
-use crate::storage::{DocumentWrite, Documents, Store};
+use crate::storage::{DocumentWrite, Store};
 
 /// The storage kind, named `<broker URL> <client id>`.
 pub const KIND: &str = "mqtt-session";
@@ -33,11 +33,7 @@ pub(super) async fn note_granted(store: &Store, key: &str, filters: &Filters) ->
         name: key.to_owned(),
         document: Some(serde_json::to_vec(filters).expect("filters encode")),
     };
-    store
-        .transact(Vec::new(), Documents(Box::new(move |_| vec![write])), None)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    store.write_documents(vec![write]).await.map_err(|e| e.to_string())
 }
 
 /// What to do on connecting: the filters to subscribe to and those to unsubscribe from.

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::limits::PIPELINES_MAX;
 use crate::plugins::PluginCatalog;
-use crate::storage::{DocumentWrite, Documents, Store, TopicConfig};
+use crate::storage::{DocumentWrite, Store, TopicConfig};
 use chain::Chain;
 pub use chain::{BuildError, load_instance};
 use runner::{Control, Runner, RunnerStatus};
@@ -290,7 +290,7 @@ impl Pipelines {
             },
         ];
         store
-            .transact(Vec::new(), Documents(Box::new(move |_| documents)), None)
+            .write_documents(documents)
             .await
             .map_err(|e| PipelineError::Failed(format!("cannot store the pipeline: {e}")))?;
         tracing::info!(pipeline = %spec.name, plugins = ?chain.labels(), "pipeline created");
@@ -406,10 +406,7 @@ impl Pipelines {
         let deletes = [spec::KIND, spec::PROGRESS_KIND]
             .map(|kind| DocumentWrite { kind: kind.into(), name: name.to_owned(), document: None })
             .to_vec();
-        store
-            .transact(Vec::new(), Documents(Box::new(move |_| deletes)), None)
-            .await
-            .map_err(|e| PipelineError::Failed(e.to_string()))?;
+        store.write_documents(deletes).await.map_err(|e| PipelineError::Failed(e.to_string()))?;
         tracing::info!(pipeline = %name, "pipeline deleted");
         Ok(())
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::spec::{NewIncarnation, ReplicationSection};
-use crate::storage::{DocumentWrite, Documents, Store, TopicConfig};
+use crate::storage::{DocumentWrite, Store, TopicConfig};
 
 pub const KIND: &str = "mirror-copy";
 
@@ -106,7 +106,7 @@ pub async fn resolve(
     if let Some(document) = document.take() {
         let bytes = serde_json::to_vec(&document).map_err(|e| e.to_string())?;
         let write = DocumentWrite { kind: KIND.into(), name: document_name(edge, edge_topic), document: Some(bytes) };
-        store.transact(Vec::new(), Documents(Box::new(move |_| vec![write])), None).await.map_err(|e| e.to_string())?;
+        store.write_documents(vec![write]).await.map_err(|e| e.to_string())?;
     }
     Ok(topic)
 }

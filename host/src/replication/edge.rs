@@ -21,7 +21,7 @@ use crate::limits::{
     MIRROR_BACKOFF_FIRST, MIRROR_BACKOFF_MAX, MIRROR_CONNECT_TIMEOUT, MIRROR_FRAME_BYTES, MIRROR_HEARTBEAT,
     MIRROR_RETRANSMIT, MIRROR_TOPIC_SCAN, MIRRORS_MAX, REPLICATION_LINK_TIMEOUT,
 };
-use crate::storage::{PartitionState, PutMode, ReadError, ResourceError, Store};
+use crate::storage::{DocumentWrite, PartitionState, PutMode, ReadError, ResourceError, Store};
 
 /// A mirror's state for the status page, `rill mirror status` and metrics.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -119,7 +119,7 @@ impl Acks {
         let Ok(document) = serde_json::to_vec(self) else { return };
         let write =
             crate::storage::DocumentWrite { kind: ACKS_KIND.into(), name: mirror.into(), document: Some(document) };
-        let saved = store.transact(Vec::new(), crate::storage::Documents(Box::new(move |_| vec![write])), None).await;
+        let saved = store.write_documents(vec![write]).await;
         if let Err(e) = saved {
             tracing::warn!(mirror, error = %e, "acknowledged offsets not saved; will retry");
         }
@@ -393,7 +393,7 @@ async fn session(
             });
         }
         if dirty && last_published.elapsed() >= STATUS_EVERY {
-            publish(&leader, &partitions, store, status);
+            publish(&leader, &partitions, status);
             last_published = Instant::now();
             dirty = false;
         }
@@ -414,12 +414,12 @@ async fn session(
             _ = tokio::time::sleep_until(wakeup) => {}
             _ = scan.tick() => {
                 if !same_partitions(&partitions, &mirrored(spec, store)) {
-                    publish(&leader, &partitions, store, status);
+                    publish(&leader, &partitions, status);
                     return Ended::Reconnect;
                 }
             }
             _ = stop.changed() => {
-                publish(&leader, &partitions, store, status);
+                publish(&leader, &partitions, status);
                 return Ended::Stopped;
             }
         }
@@ -455,7 +455,7 @@ fn note_events(spec: &MirrorSpec, partitions: &[Mirrored], events: &[LeaderEvent
     }
 }
 
-fn publish(leader: &Leader, partitions: &[Mirrored], store: &Store, status: &Mutex<MirrorStatus>) {
+fn publish(leader: &Leader, partitions: &[Mirrored], status: &Mutex<MirrorStatus>) {
     let rows: Vec<MirrorPartitionStatus> = partitions
         .iter()
         .enumerate()
@@ -467,16 +467,15 @@ fn publish(leader: &Leader, partitions: &[Mirrored], store: &Store, status: &Mut
                 SlotPhase::Streaming { started: true } => ("streaming", None),
                 SlotPhase::Stopped(reason) => ("stopped", Some(reason)),
             };
-            let lag_records = slot_status.durable_end.saturating_sub(slot_status.acked);
-            let (lag_bytes, lag_seconds) = lag(store, mirrored, slot_status.acked, lag_records);
             Some(MirrorPartitionStatus {
                 topic: mirrored.id.topic.clone(),
                 partition: mirrored.id.partition,
                 leader_offset: slot_status.durable_end,
                 acked_offset: slot_status.acked,
-                lag_records,
-                lag_bytes,
-                lag_seconds,
+                lag_records: slot_status.durable_end.saturating_sub(slot_status.acked),
+                // Read from the store when someone asks (see `with_lag`), not on every refresh.
+                lag_bytes: 0,
+                lag_seconds: 0.0,
                 state: state.to_owned(),
                 error,
             })
@@ -485,21 +484,20 @@ fn publish(leader: &Leader, partitions: &[Mirrored], store: &Store, status: &Mut
     status.lock().unwrap_or_else(|p| p.into_inner()).partitions = rows;
 }
 
-/// Bytes (estimated from the partition's bytes per offset) and seconds (the age of the first
-/// unacknowledged batch, by its timestamp) a partition's copy is behind.
-fn lag(store: &Store, mirrored: &Mirrored, acked: u64, lag_records: u64) -> (u64, f64) {
-    if lag_records == 0 {
-        return (0, 0.0);
-    }
-    let offsets = mirrored.state.offsets();
+/// Fills in the bytes (estimated from the partition's bytes per offset) and seconds (the age of
+/// the first unacknowledged batch, by its timestamp) a partition's copy is behind.
+fn with_lag(store: &Store, mut row: MirrorPartitionStatus) -> MirrorPartitionStatus {
+    let state = store.topic(&row.topic).and_then(|topic| topic.partition(row.partition));
+    let Some(state) = state.filter(|_| row.lag_records > 0) else { return row };
+    let offsets = state.offsets();
     let held = offsets.high_watermark.saturating_sub(offsets.log_start_offset).max(1);
-    let bytes = (u128::from(offsets.size_bytes) * u128::from(lag_records) / u128::from(held)) as u64;
+    row.lag_bytes = (u128::from(offsets.size_bytes) * u128::from(row.lag_records) / u128::from(held)) as u64;
     let oldest = store
-        .read(&mirrored.id.topic, mirrored.id.partition, acked.max(offsets.log_start_offset), 1)
+        .read(&row.topic, row.partition, row.acked_offset.max(offsets.log_start_offset), 1)
         .ok()
         .and_then(|read| rill_core::batch::batches(&read.records).next()?.ok().map(|b| b.header().base_timestamp));
-    let seconds = oldest.map_or(0.0, |at| crate::clock::now_ms().saturating_sub(at).max(0) as f64 / 1000.0);
-    (bytes, seconds)
+    row.lag_seconds = oldest.map_or(0.0, |at| crate::clock::now_ms().saturating_sub(at).max(0) as f64 / 1000.0);
+    row
 }
 
 /// The storage kind of mirror documents (the admin API's `/v1/mirrors`).
@@ -579,19 +577,16 @@ impl Mirrors {
 
     async fn put(&self, spec: &MirrorSpec, mode: Option<PutMode>) -> Result<(), MirrorError> {
         let document = serde_json::to_vec(spec).map_err(|e| MirrorError::Storage(e.to_string()))?;
-        let result = match mode {
-            Some(mode) => self.store.put_resource(KIND, &spec.name, document, mode, None).await,
-            None => match self.store.put_resource(KIND, &spec.name, document.clone(), PutMode::Replace, None).await {
-                Err(ResourceError::Unknown { .. }) => {
-                    self.store.put_resource(KIND, &spec.name, document, PutMode::Create, None).await
-                }
-                other => other,
-            },
-        };
-        result.map_err(|e| match e {
-            ResourceError::AlreadyExists { .. } => MirrorError::Conflict(format!("mirror {:?} exists", spec.name)),
-            other => MirrorError::Storage(other.to_string()),
-        })
+        match mode {
+            Some(mode) => self.store.put_resource(KIND, &spec.name, document, mode, None).await.map_err(|e| match e {
+                ResourceError::AlreadyExists { .. } => MirrorError::Conflict(format!("mirror {:?} exists", spec.name)),
+                other => MirrorError::Storage(other.to_string()),
+            }),
+            None => {
+                let write = DocumentWrite { kind: KIND.into(), name: spec.name.clone(), document: Some(document) };
+                self.store.write_documents(vec![write]).await.map_err(|e| MirrorError::Storage(e.to_string()))
+            }
+        }
     }
 
     pub async fn add(&self, spec: MirrorSpec) -> Result<MirrorView, MirrorError> {
@@ -636,11 +631,17 @@ impl Mirrors {
     }
 
     pub fn list(&self) -> Vec<MirrorView> {
-        self.tasks().values().map(view).collect()
+        self.tasks().values().map(|task| self.view(task)).collect()
     }
 
     pub fn get(&self, name: &str) -> Option<MirrorView> {
-        self.tasks().get(name).map(view)
+        self.tasks().get(name).map(|task| self.view(task))
+    }
+
+    fn view(&self, task: &MirrorTask) -> MirrorView {
+        let mut status = task.status();
+        status.partitions = status.partitions.into_iter().map(|row| with_lag(&self.store, row)).collect();
+        MirrorView { spec: MirrorSpec { token: "********".into(), ..task.spec.clone() }, status }
     }
 
     pub async fn shutdown(&self) {
@@ -649,8 +650,4 @@ impl Mirrors {
             task.stop().await;
         }
     }
-}
-
-fn view(task: &MirrorTask) -> MirrorView {
-    MirrorView { spec: MirrorSpec { token: "********".into(), ..task.spec.clone() }, status: task.status() }
 }

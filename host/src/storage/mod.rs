@@ -429,7 +429,7 @@ impl Store {
             return Ok(());
         }
         let unmark = DocumentWrite { kind: READ_ONLY_KIND.into(), name: topic.into(), document: None };
-        self.transact(Vec::new(), Documents(Box::new(move |_| vec![unmark])), None).await?;
+        self.write_documents(vec![unmark]).await?;
         self.shared.read_only.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
         Ok(())
     }
@@ -440,7 +440,7 @@ impl Store {
         let document = serde_json::to_vec(&ReadOnlyDocument { reason: reason.to_owned() })
             .map_err(|e| AppendError::Storage(e.to_string()))?;
         let mark = DocumentWrite { kind: READ_ONLY_KIND.into(), name: topic.into(), document: Some(document) };
-        self.transact(Vec::new(), Documents(Box::new(move |_| vec![mark])), None).await?;
+        self.write_documents(vec![mark]).await?;
         self.shared.read_only.write().unwrap_or_else(|p| p.into_inner()).insert(topic.to_owned(), reason.to_owned());
         Ok(())
     }
@@ -680,6 +680,12 @@ impl Store {
         self.request(|reply| Command::Transact { appends: keyed, documents, generation, reply })
             .await
             .unwrap_or_else(Err)
+    }
+
+    /// Writes (or deletes) resource documents, all or nothing, upserting: a transaction without
+    /// appends, committed with the appends gathered around it.
+    pub async fn write_documents(&self, writes: Vec<DocumentWrite>) -> Result<(), AppendError> {
+        self.transact(Vec::new(), Documents(Box::new(move |_| writes)), None).await.map(drop)
     }
 
     /// Counts the times the writer reopened the database after an IO error. Commits that were

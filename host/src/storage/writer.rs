@@ -553,14 +553,8 @@ impl Writer {
         let log = self.logs.get_mut(&key).ok_or(AppendError::Log("partition was deleted".into()))?;
         touched.logs.entry(key).or_insert_with(|| log.clone());
         let undo = log.clone();
-        let group = groups.entry(key).or_default();
-        let mark = group.len();
-        if group.is_empty() {
-            // The partition's first append in this commit becomes its group: no copy.
-            *group = batches;
-        } else {
-            group.extend_from_slice(&batches);
-        }
+        let mark = groups.get(&key).map_or(0, Vec::len);
+        let group = add_to_group(groups, key, batches);
         let mut at = mark;
         let mut first_offset = None;
         let mut last_offset = 0;
@@ -651,12 +645,7 @@ impl Writer {
         appended.0 += records;
         appended.1 += batches.len() as u64;
         touched.batches += count;
-        let group = groups.entry(key).or_default();
-        if group.is_empty() {
-            *group = batches;
-        } else {
-            group.extend_from_slice(&batches);
-        }
+        add_to_group(groups, key, batches);
         Ok((first_offset, last_offset))
     }
 
@@ -821,6 +810,18 @@ impl Writer {
             Err(cause) => self.mark_broken(cause),
         }
     }
+}
+
+/// Adds `batches` to the commit's group of partition `key`; the partition's first append in a
+/// commit becomes its group without a copy.
+fn add_to_group(groups: &mut BTreeMap<u64, Vec<u8>>, key: u64, batches: Vec<u8>) -> &mut Vec<u8> {
+    let group = groups.entry(key).or_default();
+    if group.is_empty() {
+        *group = batches;
+    } else {
+        group.extend_from_slice(&batches);
+    }
+    group
 }
 
 pub(super) fn publish(partition: &PartitionState, log: &PartitionLog, durable: bool) {
