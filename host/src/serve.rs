@@ -68,8 +68,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let catalog = PluginCatalog::new(runtime, store.clone(), Some(config.data_dir.join(PLUGIN_CACHE_DIR)));
     let pipelines = Pipelines::new(store.clone(), catalog.clone(), stopping.clone());
     metrics.register_collector(pipelines.collector());
-    let bridges = Bridges::new(store.clone(), catalog);
-    let mirrors = Mirrors::new(store.clone());
+    let bridges = Bridges::new(store.clone(), catalog.clone());
+    let mirrors = Mirrors::new(store.clone(), catalog);
     metrics.register_collector(bridges.collector());
     let replication = if config.replication.edges.is_empty() {
         None

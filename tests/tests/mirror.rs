@@ -70,10 +70,16 @@ fn create_topic(kafka: &str, topic: &str, partitions: u32) {
 
 /// Produces `count` keyed records (`key-N:value-N`, N from `first`) with acks=all.
 fn produce(kafka: &str, topic: &str, first: u64, count: u64) {
+    produce_compressed(kafka, topic, first, count, "none");
+}
+
+/// [`produce`] with the producer compressing batches by `codec`.
+fn produce_compressed(kafka: &str, topic: &str, first: u64, count: u64, codec: &str) {
     let lines: String = (first..first + count)
         .map(|n| format!("key-{}:value-{n}-{}\n", n % 97, "x".repeat((n % 50) as usize)))
         .collect();
-    kcat(kafka, &["-P", "-t", topic, "-K", ":", "-X", "acks=all", "-X", "linger.ms=5"], Some(&lines));
+    let args = ["-P", "-t", topic, "-K", ":", "-X", "acks=all", "-X", "linger.ms=5", "-z", codec];
+    kcat(kafka, &args, Some(&lines));
 }
 
 /// Every record of a partition with its offset.
@@ -401,4 +407,94 @@ async fn a_large_frame_before_the_hello_closes_the_connection() {
     let read = peer.read(&mut answer);
     assert!(matches!(read, Ok(0)) || read.is_err(), "the node closes the connection: {read:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "at once, not after a timeout");
+}
+
+/// What the `downsample` plugin keeps of `records` (one partition, in offset order): per key, a
+/// record once `window_ms` passed since the last one kept.
+fn downsampled(records: &[(i64, Record)], window_ms: i64) -> Vec<String> {
+    let mut last_kept: std::collections::HashMap<Vec<u8>, i64> = std::collections::HashMap::new();
+    let mut kept = Vec::new();
+    for (offset, record) in records {
+        let key = record.key.clone().unwrap_or_default();
+        let at = record.timestamp.timestamp_millis();
+        if last_kept.get(&key).is_none_or(|&last| at - last >= window_ms) {
+            last_kept.insert(key.clone(), at);
+            let value = String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned();
+            kept.push(format!("{offset}\t{}\t{at}\t{value}", String::from_utf8_lossy(&key)));
+        }
+    }
+    kept
+}
+
+/// A stateful filter between two real processes, its link cut and reset and the edge killed:
+/// upstream gets exactly what the plugin keeps of each partition read once in order, at the
+/// edge's offsets (gaps between), and a Kafka consumer reads the copy to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downsampling_filter_thins_what_goes_upstream_and_the_copy_keeps_the_edge_offsets() {
+    const WINDOW_MS: i64 = 20;
+    const PER_ROUND: u64 = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cloud = Node::start(&dir.path().join("cloud"), &cloud_config(&[("gw-f", "tf")]));
+    let proxy = FaultProxy::start(&cloud.running.replication_addr());
+    let mut edge = Node::start(&dir.path().join("edge"), "");
+    create_topic(&edge.kafka, "sensors", 2);
+    let admin = format!("http://{}", edge.running.http_addr());
+    let component = rill_tests::plugin_file("downsample");
+    let added = rill_tests::rill()
+        .args(["mirror", "add", "cloud", "--upstream", &proxy.addr(), "--edge-id", "gw-f", "--token", "tf"])
+        .args(["--topic", "sensors", "--filter", component.to_str().unwrap()])
+        .args(["--filter-config", &format!("window_ms={WINDOW_MS}"), "--admin", &admin])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    for round in 0..6 {
+        // Compressed batches are filtered too, and go upstream compressed.
+        let codec = if round % 2 == 1 { "gzip" } else { "none" };
+        produce_compressed(&edge.kafka, "sensors", round * PER_ROUND, PER_ROUND, codec);
+        match round {
+            1 => proxy.cut(),
+            2 => proxy.heal(),
+            3 => edge.kill_and_restart(),
+            4 => proxy.reset(),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let edge_client = rill_tests::kafka::connect(&edge.kafka).await;
+    let cloud_client = rill_tests::kafka::connect(&cloud.kafka).await;
+    let deadline = Instant::now() + CATCH_UP;
+    for partition in 0..2 {
+        let want = end_offset(&edge_client, "sensors", partition).await;
+        while end_offset(&cloud_client, "gw-f.sensors", partition).await != want {
+            assert!(
+                Instant::now() < deadline,
+                "the copy did not catch up:\n{}\n--- edge:\n{}",
+                cloud.logs(),
+                edge.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut dropped = 0;
+    for partition in 0..2 {
+        let on_edge = records(&edge_client, "sensors", partition).await;
+        let expected = downsampled(&on_edge, WINDOW_MS);
+        let format = ["-C", "-t", "gw-f.sensors", "-p", &partition.to_string(), "-o", "beginning", "-e"];
+        let copy = kcat(&cloud.kafka, &[&format[..], &["-f", "%o\t%k\t%T\t%s\n"]].concat(), None);
+        let copy = rill_tests::stdout_lines(&copy);
+        assert!(
+            expected.len() < on_edge.len() / 2,
+            "the window thins the series: {} of {}",
+            expected.len(),
+            on_edge.len()
+        );
+        assert_eq!(copy.len(), expected.len(), "gw-f.sensors/{partition}: records kept\n--- edge:\n{}", edge.logs());
+        assert!(copy == expected, "gw-f.sensors/{partition} holds what the filter keeps, at the edge's offsets");
+        dropped += on_edge.len() - expected.len();
+    }
+    let mirrors: serde_json::Value =
+        serde_json::from_str(&rill_tests::Http::new(&edge.running.http_addr()).text("/v1/mirrors")).unwrap();
+    let status = &mirrors[0]["status"];
+    assert!(status["filter"].as_str().unwrap().starts_with("downsample@"), "{mirrors}");
+    assert!(status["records_filtered"].as_u64().unwrap() >= dropped as u64 / 2, "{mirrors}");
 }

@@ -57,7 +57,8 @@ pub struct RecordSpec<'a> {
 
 /// Builds one uncompressed batch into a caller-supplied buffer, without allocating.
 ///
-/// Records get offset deltas 0, 1, 2… [`finish`](Self::finish) writes the header and CRC.
+/// Records get offset deltas 0, 1, 2… unless placed with [`push_at`](Self::push_at).
+/// [`finish`](Self::finish) writes the header and CRC.
 #[derive(Debug)]
 pub struct BatchBuilder<'buf> {
     buf: &'buf mut [u8],
@@ -69,6 +70,10 @@ pub struct BatchBuilder<'buf> {
     /// Bytes used, header space included.
     len: usize,
     records_count: i32,
+    /// The offset delta of the last record pushed.
+    last_delta: Option<i32>,
+    /// The least `lastOffsetDelta` the batch gets (see [`cover_through`](Self::cover_through)).
+    covers: i32,
     max_timestamp: i64,
 }
 
@@ -85,6 +90,8 @@ impl<'buf> BatchBuilder<'buf> {
             base_timestamp: params.base_timestamp,
             len: HEADER_LEN,
             records_count: 0,
+            last_delta: None,
+            covers: 0,
             max_timestamp: i64::MIN,
         })
     }
@@ -117,6 +124,34 @@ impl<'buf> BatchBuilder<'buf> {
     /// unchanged and still holds every record pushed before.
     pub fn push(&mut self, record: &RecordSpec<'_>) -> Result<(), BuildError> {
         let (base_timestamp, timestamp_delta, offset_delta) = self.next_deltas(record)?;
+        self.push_with(record, base_timestamp, timestamp_delta, offset_delta)
+    }
+
+    /// Appends `record` at `offset_delta`, above every delta pushed before: a batch that keeps
+    /// some records of another at their offsets, with gaps between them (as Kafka's compaction
+    /// and Rill's mirror filters leave). Unchanged on error, as [`push`](Self::push).
+    pub fn push_at(&mut self, record: &RecordSpec<'_>, offset_delta: i32) -> Result<(), BuildError> {
+        let previous = self.last_delta;
+        if offset_delta < 0 || previous.is_some_and(|previous| offset_delta <= previous) {
+            return Err(BuildError::OffsetDeltaOutOfOrder { offset_delta, previous });
+        }
+        let (base_timestamp, timestamp_delta, _) = self.next_deltas(record)?;
+        self.push_with(record, base_timestamp, timestamp_delta, offset_delta)
+    }
+
+    /// The batch spans at least the offsets up to `last_offset_delta`, though its last records
+    /// may be gone (a filtered batch keeps the range of the one it came from).
+    pub fn cover_through(&mut self, last_offset_delta: i32) {
+        self.covers = self.covers.max(last_offset_delta);
+    }
+
+    fn push_with(
+        &mut self,
+        record: &RecordSpec<'_>,
+        base_timestamp: i64,
+        timestamp_delta: i64,
+        offset_delta: i32,
+    ) -> Result<(), BuildError> {
         let layout = Layout::of(record, timestamp_delta, offset_delta)?;
         let available = self.capacity - self.len;
         if layout.total > available {
@@ -136,6 +171,7 @@ impl<'buf> BatchBuilder<'buf> {
         // Commit only now that the record is fully written.
         self.len = end;
         self.records_count += 1;
+        self.last_delta = Some(offset_delta);
         self.base_timestamp = Some(base_timestamp);
         self.max_timestamp = self.max_timestamp.max(record.timestamp);
         Ok(())
@@ -167,7 +203,7 @@ impl<'buf> BatchBuilder<'buf> {
             magic: MAGIC,
             crc: 0,
             attributes: attributes(Compression::None, p.timestamp_type, p.is_transactional, false),
-            last_offset_delta: self.records_count - 1,
+            last_offset_delta: self.last_delta.unwrap_or(0).max(self.covers),
             base_timestamp: self.base_timestamp.unwrap_or(self.max_timestamp),
             max_timestamp: self.max_timestamp,
             producer_id: p.producer_id,
@@ -189,15 +225,16 @@ impl<'buf> BatchBuilder<'buf> {
 
     /// The base timestamp and the deltas `record` gets if pushed next.
     fn next_deltas(&self, record: &RecordSpec<'_>) -> Result<(i64, i64, i32), BuildError> {
-        if self.records_count == i32::MAX {
-            return Err(BuildError::TooManyRecords);
-        }
+        let offset_delta = match self.last_delta {
+            None => 0,
+            Some(last) => last.checked_add(1).ok_or(BuildError::TooManyRecords)?,
+        };
         let base_timestamp = self.base_timestamp.unwrap_or(record.timestamp);
         let timestamp_delta = record
             .timestamp
             .checked_sub(base_timestamp)
             .ok_or(BuildError::TimestampOutOfRange { timestamp: record.timestamp, base_timestamp })?;
-        Ok((base_timestamp, timestamp_delta, self.records_count))
+        Ok((base_timestamp, timestamp_delta, offset_delta))
     }
 }
 
@@ -315,7 +352,7 @@ impl Writer<'_> {
 /// Builds one uncompressed batch holding `records` into a `Vec` of exactly its size.
 #[cfg(feature = "alloc")]
 pub fn build_vec(params: BatchParams, records: &[RecordSpec<'_>]) -> Result<alloc::vec::Vec<u8>, BuildError> {
-    build_vec_with(params, records, true)
+    build_vec_with(params, records, None, true)
 }
 
 /// [`build_vec`] with the CRC left at zero (see [`BatchBuilder::finish_without_crc`]).
@@ -324,19 +361,46 @@ pub fn build_vec_without_crc(
     params: BatchParams,
     records: &[RecordSpec<'_>],
 ) -> Result<alloc::vec::Vec<u8>, BuildError> {
-    build_vec_with(params, records, false)
+    build_vec_with(params, records, None, false)
+}
+
+/// Where the records of a batch built by [`build_vec_at_without_crc`] sit: each record's offset
+/// delta (strictly increasing), and the batch's `lastOffsetDelta` (at least the last record's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffsetLayout<'a> {
+    pub offset_deltas: &'a [i32],
+    pub last_offset_delta: i32,
+}
+
+/// [`build_vec_without_crc`] with the records at the given offset deltas, gaps between them: a
+/// batch keeping some records of another at their offsets.
+#[cfg(feature = "alloc")]
+pub fn build_vec_at_without_crc(
+    params: BatchParams,
+    records: &[RecordSpec<'_>],
+    layout: OffsetLayout<'_>,
+) -> Result<alloc::vec::Vec<u8>, BuildError> {
+    if layout.offset_deltas.len() != records.len() {
+        return Err(BuildError::OffsetDeltaCount { records: records.len(), deltas: layout.offset_deltas.len() });
+    }
+    build_vec_with(params, records, Some(layout), false)
 }
 
 #[cfg(feature = "alloc")]
 fn build_vec_with(
     params: BatchParams,
     records: &[RecordSpec<'_>],
+    layout: Option<OffsetLayout<'_>>,
     crc: bool,
 ) -> Result<alloc::vec::Vec<u8>, BuildError> {
     let base_timestamp = params.base_timestamp.or(records.first().map(|record| record.timestamp));
+    let delta_of = |index: usize| match layout {
+        Some(layout) => layout.offset_deltas.get(index).copied().ok_or(BuildError::TooManyRecords),
+        None => i32::try_from(index).map_err(|_| BuildError::TooManyRecords),
+    };
     let mut total = HEADER_LEN;
     for (index, record) in records.iter().enumerate() {
-        let offset_delta = i32::try_from(index).map_err(|_| BuildError::TooManyRecords)?;
+        let offset_delta = delta_of(index)?;
         let base_timestamp = base_timestamp.unwrap_or(record.timestamp);
         let timestamp_delta = record
             .timestamp
@@ -349,8 +413,11 @@ fn build_vec_with(
     }
     let mut buf = alloc::vec![0u8; total];
     let mut builder = BatchBuilder::new(&mut buf, params)?;
-    for record in records {
-        builder.push(record)?;
+    for (index, record) in records.iter().enumerate() {
+        builder.push_at(record, delta_of(index)?)?;
+    }
+    if let Some(layout) = layout {
+        builder.cover_through(layout.last_offset_delta);
     }
     let len = if crc { builder.finish()?.len() } else { builder.finish_without_crc()?.len() };
     debug_assert_eq!(len, total, "build_vec sized the batch exactly");

@@ -213,6 +213,11 @@ pub enum BuildError {
     /// [`finish`](super::BatchBuilder::finish) on a builder without records: Kafka never sends
     /// empty batches, and one would have no offsets.
     Empty,
+    /// [`push_at`](super::BatchBuilder::push_at) with an offset delta that is negative or not
+    /// above the previous record's: deltas must increase within a batch.
+    OffsetDeltaOutOfOrder { offset_delta: i32, previous: Option<i32> },
+    /// A different number of offset deltas than records.
+    OffsetDeltaCount { records: usize, deltas: usize },
 }
 
 impl fmt::Display for BuildError {
@@ -240,6 +245,15 @@ impl fmt::Display for BuildError {
                 write!(f, "timestamp {timestamp} minus base timestamp {base_timestamp} overflows an i64")
             }
             Self::Empty => f.write_str("batch has no records"),
+            Self::OffsetDeltaOutOfOrder { offset_delta, previous: Some(previous) } => {
+                write!(f, "offsetDelta {offset_delta} does not follow the previous record's {previous}")
+            }
+            Self::OffsetDeltaOutOfOrder { offset_delta, previous: None } => {
+                write!(f, "offsetDelta {offset_delta} is negative")
+            }
+            Self::OffsetDeltaCount { records, deltas } => {
+                write!(f, "{deltas} offset deltas for {records} records")
+            }
         }
     }
 }

@@ -65,9 +65,9 @@ mod error;
 mod header;
 mod record;
 
-pub use builder::{BatchBuilder, BatchParams, RecordSpec, encoded_record_len};
+pub use builder::{BatchBuilder, BatchParams, OffsetLayout, RecordSpec, encoded_record_len};
 #[cfg(feature = "alloc")]
-pub use builder::{build_vec, build_vec_without_crc};
+pub use builder::{build_vec, build_vec_at_without_crc, build_vec_without_crc};
 pub use error::{BatchError, BuildError, RecordError, RecordField};
 pub use header::{BatchHeader, Compression, TimestampType, attributes};
 pub use record::{Header, Headers, Record, Records, records_in, validate_decompressed, validate_records};
@@ -109,6 +109,25 @@ pub fn seal_crc(batch: &mut [u8]) -> Result<(), BatchError> {
     check_frame(batch)?;
     let crc = compute_crc(batch).to_be_bytes();
     put(batch, at::CRC, crc)
+}
+
+/// A batch without records over the offsets of `of`, sealed: what is left of a batch whose
+/// records were all removed (as Kafka's compaction leaves for producer state, and Rill's mirror
+/// filters for offsets a consumer must move past). Its timestamps are `of`'s max timestamp.
+pub fn empty_like(of: &BatchHeader) -> [u8; HEADER_LEN] {
+    let mut bytes = [0u8; HEADER_LEN];
+    let header = BatchHeader {
+        batch_length: (HEADER_LEN - LOG_OVERHEAD) as i32,
+        crc: 0,
+        attributes: attributes(Compression::None, of.timestamp_type(), of.is_transactional(), false),
+        base_timestamp: of.max_timestamp,
+        records_count: 0,
+        ..*of
+    };
+    // A header always fits its own length, and a whole header-only batch always seals.
+    let sealed = header.encode(&mut bytes).is_ok() && seal_crc(&mut bytes).is_ok();
+    debug_assert!(sealed, "an empty batch must seal");
+    bytes
 }
 
 /// Sets `baseOffset` in place. It lies outside the CRC, so the batch stays valid.

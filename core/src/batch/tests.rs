@@ -302,3 +302,45 @@ fn unsealed_batches_parse_without_crc_and_seal_to_the_golden_bytes() {
     truncated_count[60] = 9;
     assert!(Batch::parse_without_crc(&truncated_count).is_err());
 }
+
+#[test]
+fn records_keep_their_offsets_with_gaps_between() {
+    let params = BatchParams { base_offset: 100, ..BatchParams::default() };
+    let layout = OffsetLayout { offset_deltas: &[1, 5], last_offset_delta: 9 };
+    let mut bytes = build_vec_at_without_crc(params, &SPECS[..2], layout).unwrap();
+    seal_crc(&mut bytes).unwrap();
+    let batch = Batch::parse(&bytes).unwrap();
+    let h = *batch.header();
+    assert_eq!((h.base_offset, h.last_offset_delta, h.records_count), (100, 9, 2), "the range is the input's");
+    let offsets: alloc::vec::Vec<i64> = batch.records().unwrap().map(|r| r.unwrap().offset(h.base_offset)).collect();
+    assert_eq!(offsets, [101, 105]);
+
+    let mut buf = [0u8; 256];
+    let mut builder = BatchBuilder::new(&mut buf, BatchParams::default()).unwrap();
+    builder.push_at(&SPECS[0], 3).unwrap();
+    let refused = BuildError::OffsetDeltaOutOfOrder { offset_delta: 3, previous: Some(3) };
+    assert_eq!(builder.push_at(&SPECS[1], 3), Err(refused), "deltas must increase");
+    assert!(builder.push_at(&SPECS[1], -1).is_err());
+    builder.push(&SPECS[1]).unwrap();
+    let batch = Batch::parse(builder.finish().unwrap()).unwrap();
+    assert_eq!(batch.header().last_offset_delta, 4, "push goes on after the last delta");
+    let wrong = OffsetLayout { offset_deltas: &[0], last_offset_delta: 0 };
+    assert_eq!(
+        build_vec_at_without_crc(BatchParams::default(), &SPECS[..2], wrong),
+        Err(BuildError::OffsetDeltaCount { records: 2, deltas: 1 })
+    );
+}
+
+#[test]
+fn an_empty_batch_keeps_the_range_it_stands_for() {
+    let params = BatchParams { base_offset: 7, partition_leader_epoch: 2, ..BatchParams::default() };
+    let full = build_vec(params, &SPECS).unwrap();
+    let of = *Batch::parse(&full).unwrap().header();
+    let empty = empty_like(&of);
+    let batch = Batch::parse(&empty).expect("an empty batch is valid, CRC included");
+    let h = *batch.header();
+    assert_eq!((h.base_offset, h.last_offset_delta, h.partition_leader_epoch), (7, of.last_offset_delta, 2));
+    assert_eq!((h.records_count, h.base_timestamp, h.max_timestamp), (0, of.max_timestamp, of.max_timestamp));
+    assert_eq!(batch.records().unwrap().count(), 0);
+    assert_eq!(batches(&[full.clone(), empty.to_vec()].concat()).filter(Result::is_ok).count(), 2);
+}

@@ -214,6 +214,13 @@ async fn delete(
             users.join(", ")
         )));
     }
+    let mirrors = state.mirrors.using_plugin(&name, &version);
+    if !mirrors.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "plugin {name} version {version} filters mirror(s) {}: remove them first",
+            mirrors.join(", ")
+        )));
+    }
     let sha256 = state.store.resource(KIND, &key(&name, &version))?.and_then(|document| blob_of(&document));
     if state.store.delete_resource(KIND, &key(&name, &version), blob_of).await? {
         tracing::info!(plugin = %name, %version, "plugin deleted");

@@ -341,9 +341,18 @@ fn replication_sections(html: &mut String, status: &Status) {
             }
             _ => escape(&mirror.status.link),
         };
+        let name = match &mirror.status.filter {
+            Some(filter) => format!(
+                "{} (filter {}: {} records held back)",
+                escape(&mirror.spec.name),
+                escape(filter),
+                thousands(mirror.status.records_filtered)
+            ),
+            None => escape(&mirror.spec.name),
+        };
         if mirror.status.partitions.is_empty() {
             rows.push(vec![
-                escape(&mirror.spec.name),
+                name.clone(),
                 link.clone(),
                 escape(&mirror.spec.upstream),
                 "-".into(),
@@ -359,7 +368,7 @@ fn replication_sections(html: &mut String, status: &Status) {
                 None => escape(&p.state),
             };
             rows.push(vec![
-                escape(&mirror.spec.name),
+                name.clone(),
                 link.clone(),
                 escape(&mirror.spec.upstream),
                 format!("{}/{}", escape(&p.topic), p.partition),
@@ -450,6 +459,7 @@ mod tests {
                     topics: vec!["sensors".into()],
                     rate_limit_bytes_per_s: None,
                     window_bytes: 1 << 20,
+                    filter: None,
                 },
                 status: crate::replication::MirrorStatus {
                     link: "waiting".into(),

@@ -50,7 +50,10 @@ async fn state_in(dir: &tempfile::TempDir, token: Option<&str>) -> AppState {
             store.clone(),
             crate::plugins::PluginCatalog::new(test_runtime(), store.clone(), None),
         ),
-        mirrors: crate::replication::Mirrors::new(store.clone()),
+        mirrors: crate::replication::Mirrors::new(
+            store.clone(),
+            crate::plugins::PluginCatalog::new(test_runtime(), store.clone(), None),
+        ),
         cloud: None,
     }
 }

@@ -184,6 +184,30 @@ pub fn plain_input(stored: &[u8], from: u64) -> Result<Input, String> {
     Ok(input)
 }
 
+/// Plugin output made fit to append as new records: a transform keeps its input's offsets
+/// (gaps where it dropped records, for mirror filters), but an appended batch takes as many
+/// offsets as its `lastOffsetDelta` says. Batches with gaps are rebuilt with offsets 0, 1, 2…;
+/// batches without records are left out.
+pub fn without_gaps(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let dense = |parsed: &batch::Batch<'_>| parsed.header().last_offset_delta == parsed.header().records_count - 1;
+    if batch::batches(&bytes).all(|parsed| parsed.is_ok_and(|parsed| dense(&parsed))) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    for parsed in batch::batches(&bytes) {
+        let parsed = parsed.map_err(|e| e.to_string())?;
+        if parsed.header().records_count == 0 {
+            continue;
+        }
+        if dense(&parsed) {
+            out.extend_from_slice(parsed.as_bytes());
+        } else {
+            out.extend(build_one(&owned_records(parsed.as_bytes())?)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Records in `bytes` (whole batches, as plugins return them).
 pub fn records_count(bytes: &[u8]) -> usize {
     batch::batches(bytes).filter_map(Result::ok).map(|b| b.header().records_count.max(0) as usize).sum()
@@ -305,6 +329,23 @@ mod tests {
         assert_eq!(values(0), [b"k1".to_vec()]);
         assert_eq!(values(1), [b"k0".to_vec(), b"k2".to_vec(), b"k3".to_vec()]);
         assert!(split_by_partition(&output, &[0]).is_err(), "one partition per record");
+    }
+
+    #[test]
+    fn output_with_gaps_is_rebuilt_to_take_one_offset_per_record() {
+        let dense = stored(0, 3);
+        assert_eq!(without_gaps(dense.clone()).unwrap(), dense, "dense output passes untouched");
+        let spec = RecordSpec { timestamp: 5, key: None, value: Some(b"kept"), headers: &[] };
+        let layout = batch::OffsetLayout { offset_deltas: &[2, 6], last_offset_delta: 9 };
+        let mut gappy = batch::build_vec_at_without_crc(BatchParams::default(), &[spec, spec], layout).unwrap();
+        batch::seal_crc(&mut gappy).unwrap();
+        let empty = batch::empty_like(batch::batches(&dense).next().unwrap().unwrap().header()).to_vec();
+        let fixed = without_gaps([dense.clone(), gappy, empty].concat()).unwrap();
+        let headers: Vec<(i32, i32)> = batch::batches(&fixed)
+            .map(|b| b.map(|b| (b.header().records_count, b.header().last_offset_delta)).unwrap())
+            .collect();
+        assert_eq!(headers, [(3, 2), (2, 1)], "the gaps are closed and the empty batch left out");
+        assert_eq!(owned_records(&fixed).unwrap()[4].value.as_deref(), Some(b"kept".as_slice()));
     }
 
     #[test]

@@ -138,7 +138,12 @@ impl Chain {
         let records_out = batches::records_count(&bytes) as u64;
         let outputs = match &mut self.partitioner {
             _ if bytes.is_empty() => BTreeMap::new(),
-            None => BTreeMap::from([(partition % partitions.max(1), bytes)]),
+            None => {
+                let label = self.stages.last().map_or_else(String::new, |stage| stage.label.clone());
+                let bytes = batches::without_gaps(bytes)
+                    .map_err(|reason| Failure { plugin: label.clone(), error: bad_output(&label, reason) })?;
+                BTreeMap::from([(partition % partitions.max(1), bytes)])
+            }
             Some(stage) => {
                 let fail = |error| Failure { plugin: stage.label.clone(), error };
                 let chosen = stage

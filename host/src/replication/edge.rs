@@ -15,12 +15,14 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 
+use super::filter::{FilterKey, MirrorFilter};
 use super::spec::MirrorSpec;
 use super::wire;
 use crate::limits::{
     MIRROR_BACKOFF_FIRST, MIRROR_BACKOFF_MAX, MIRROR_CONNECT_TIMEOUT, MIRROR_FRAME_BYTES, MIRROR_HEARTBEAT,
     MIRROR_RETRANSMIT, MIRROR_TOPIC_SCAN, MIRRORS_MAX, REPLICATION_LINK_TIMEOUT,
 };
+use crate::plugins::PluginCatalog;
 use crate::storage::{DocumentWrite, PartitionState, PutMode, ReadError, ResourceError, Store};
 
 /// A mirror's state for the status page, `rill mirror status` and metrics.
@@ -37,6 +39,15 @@ pub struct MirrorStatus {
     pub bytes_sent: u64,
     /// Records the edge deleted before they were mirrored (its disk budget ran out).
     pub records_lost: u64,
+    /// The filter plugin (`name@version`) once loaded.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Records the filter kept from going upstream (each time they were sent).
+    #[serde(default)]
+    pub records_filtered: u64,
+    /// Batches the filter refused as invalid input: they went upstream without records.
+    #[serde(default)]
+    pub batches_refused_by_filter: u64,
     pub partitions: Vec<MirrorPartitionStatus>,
 }
 
@@ -69,7 +80,7 @@ pub struct MirrorTask {
 }
 
 impl MirrorTask {
-    pub fn start(spec: MirrorSpec, store: Store) -> MirrorTask {
+    pub fn start(spec: MirrorSpec, store: Store, catalog: PluginCatalog) -> MirrorTask {
         let status = Arc::new(Mutex::new(MirrorStatus {
             name: spec.name.clone(),
             upstream: spec.upstream.clone(),
@@ -83,7 +94,7 @@ impl MirrorTask {
         acks.protect(&store, &spec.name, &mirrored(&spec, &store));
         let patterns = spec.clone();
         store.guard_topics(&holder(&spec.name), Arc::new(move |topic| patterns.mirrors(topic)));
-        let task = tokio::spawn(run(spec.clone(), store, Arc::clone(&status), stopped, acks));
+        let task = tokio::spawn(run(spec.clone(), store, catalog, Arc::clone(&status), stopped, acks));
         MirrorTask { spec, status, stop, task }
     }
 
@@ -115,11 +126,12 @@ impl Acks {
         stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
     }
 
-    async fn save(&self, store: &Store, mirror: &str) {
+    /// Writes the offsets down, with the filter's state at or below them.
+    async fn save(&self, store: &Store, mirror: &str, filter: Option<&MirrorFilter>) {
         let Ok(document) = serde_json::to_vec(self) else { return };
-        let write =
-            crate::storage::DocumentWrite { kind: ACKS_KIND.into(), name: mirror.into(), document: Some(document) };
-        let saved = store.write_documents(vec![write]).await;
+        let write = DocumentWrite { kind: ACKS_KIND.into(), name: mirror.into(), document: Some(document) };
+        let writes = std::iter::once(write).chain(filter.and_then(MirrorFilter::state_document)).collect();
+        let saved = store.write_documents(writes).await;
         if let Err(e) = saved {
             tracing::warn!(mirror, error = %e, "acknowledged offsets not saved; will retry");
         }
@@ -156,15 +168,29 @@ enum Ended {
 async fn run(
     spec: MirrorSpec,
     store: Store,
+    catalog: PluginCatalog,
     status: Arc<Mutex<MirrorStatus>>,
     mut stop: watch::Receiver<bool>,
     mut acks: Acks,
 ) {
     let mut backoff = MIRROR_BACKOFF_FIRST;
+    let mut filter = None;
     loop {
         let started = Instant::now();
-        let ended = session(&spec, &store, &status, &mut stop, &mut acks).await;
-        acks.save(&store, &spec.name).await;
+        let ended = match (&spec.filter, &filter) {
+            // Nothing goes upstream unfiltered: without its plugin (not uploaded yet, say) the
+            // mirror waits, showing why.
+            (Some(stage), None) => match blocking(|| MirrorFilter::load(&catalog, &store, &spec.name, stage)) {
+                Ok(loaded) => {
+                    status.lock().unwrap_or_else(|p| p.into_inner()).filter = Some(loaded.label().to_owned());
+                    filter = Some(loaded);
+                    continue;
+                }
+                Err(e) => Ended::Failed(format!("filter {}: {e}", stage.label())),
+            },
+            _ => session(&spec, &store, &status, &mut stop, &mut acks, filter.as_mut()).await,
+        };
+        acks.save(&store, &spec.name, filter.as_ref()).await;
         let update = |change: &dyn Fn(&mut MirrorStatus)| change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
         match ended {
             Ended::Stopped => {
@@ -229,6 +255,7 @@ fn same_partitions(a: &[Mirrored], b: &[Mirrored]) -> bool {
 struct StoreSource<'a> {
     store: &'a Store,
     partitions: &'a [Mirrored],
+    filter: Option<&'a mut MirrorFilter>,
 }
 
 impl LogSource for StoreSource<'_> {
@@ -236,18 +263,34 @@ impl LogSource for StoreSource<'_> {
         let Some(mirrored) = self.partitions.get(slot as usize) else {
             return Err(ReadFailure::Failed(format!("no partition in slot {slot}")));
         };
-        // The name may meanwhile be a new topic (deleted and made again): never ship its batches
-        // into the old incarnation's copy.
-        if self.store.topic(&mirrored.id.topic).is_none_or(|topic| topic.id != mirrored.topic_id) {
-            return Err(ReadFailure::Failed(format!("topic {} was deleted", mirrored.id.topic)));
+        let raw = read_stored(self.store, mirrored, offset, max_bytes)?;
+        let Some(filter) = self.filter.as_deref_mut().filter(|_| !raw.is_empty()) else { return Ok(raw) };
+        let key = FilterKey { partition: mirrored.id.to_string(), incarnation: mirrored.topic_id };
+        let durable_end = mirrored.state.offsets().durable_offset;
+        let store = self.store;
+        filter.apply(
+            &key,
+            (&mirrored.id.topic, mirrored.id.partition),
+            (offset, durable_end, max_bytes),
+            &raw,
+            &mut |from, max| read_stored(store, mirrored, from, max),
+        )
+    }
+}
+
+/// Whole stored batches of `mirrored` from the one holding `offset`, about `max_bytes`.
+fn read_stored(store: &Store, mirrored: &Mirrored, offset: u64, max_bytes: usize) -> Result<Vec<u8>, ReadFailure> {
+    // The name may meanwhile be a new topic (deleted and made again): never ship its batches
+    // into the old incarnation's copy.
+    if store.topic(&mirrored.id.topic).is_none_or(|topic| topic.id != mirrored.topic_id) {
+        return Err(ReadFailure::Failed(format!("topic {} was deleted", mirrored.id.topic)));
+    }
+    match store.read(&mirrored.id.topic, mirrored.id.partition, offset, max_bytes) {
+        Ok(read) => Ok(read.records),
+        Err(ReadError::OffsetOutOfRange { offset, log_start_offset, .. }) if offset < log_start_offset => {
+            Err(ReadFailure::OutOfRange { log_start: log_start_offset })
         }
-        match self.store.read(&mirrored.id.topic, mirrored.id.partition, offset, max_bytes) {
-            Ok(read) => Ok(read.records),
-            Err(ReadError::OffsetOutOfRange { offset, log_start_offset, .. }) if offset < log_start_offset => {
-                Err(ReadFailure::OutOfRange { log_start: log_start_offset })
-            }
-            Err(e) => Err(ReadFailure::Failed(e.to_string())),
-        }
+        Err(e) => Err(ReadFailure::Failed(e.to_string())),
     }
 }
 
@@ -279,6 +322,7 @@ async fn session(
     status: &Mutex<MirrorStatus>,
     stop: &mut watch::Receiver<bool>,
     acks: &mut Acks,
+    mut filter: Option<&mut MirrorFilter>,
 ) -> Ended {
     let update =
         |change: &mut dyn FnMut(&mut MirrorStatus)| change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
@@ -351,7 +395,9 @@ async fn session(
             leader.update_log(slot as u32, offsets.log_start_offset, offsets.durable_offset);
         }
         if leader.has_ready() {
-            let ready = blocking(|| leader.ready(&mut StoreSource { store, partitions: &partitions }));
+            let ready = blocking(|| {
+                leader.ready(&mut StoreSource { store, partitions: &partitions, filter: filter.as_deref_mut() })
+            });
             let bytes: u64 = ready
                 .send
                 .iter()
@@ -362,16 +408,24 @@ async fn session(
             }
             leader.advance();
             note_events(spec, &partitions, &ready.events, status);
-            update(&mut |s| s.bytes_sent += bytes);
+            let counts = filter.as_deref().map(MirrorFilter::counts).unwrap_or_default();
+            update(&mut |s| {
+                s.bytes_sent += bytes;
+                (s.records_filtered, s.batches_refused_by_filter) = (counts.records_dropped, counts.batches_refused);
+            });
             for &(slot, acked) in &ready.acked {
                 if let Some(partition) = partitions.get(slot as usize) {
+                    if let Some(filter) = filter.as_deref_mut() {
+                        let key = FilterKey { partition: partition.id.to_string(), incarnation: partition.topic_id };
+                        filter.acked(&key, acked);
+                    }
                     acks.0.insert(partition.id.to_string(), (partition.topic_id, acked));
                     store.set_retention_floor(&holder(&spec.name), &partition.id.topic, partition.id.partition, acked);
                     acks_changed = true;
                 }
             }
             if acks_changed && acks_saved.elapsed() >= ACKS_PERSIST_EVERY {
-                acks.save(store, &spec.name).await;
+                acks.save(store, &spec.name, filter.as_deref()).await;
                 acks_saved = Instant::now();
                 acks_changed = false;
             }
@@ -528,14 +582,15 @@ pub struct MirrorView {
 #[derive(Debug, Clone)]
 pub struct Mirrors {
     store: Store,
+    catalog: PluginCatalog,
     tasks: Arc<Mutex<BTreeMap<String, MirrorTask>>>,
     /// Serialises add and remove.
     admin: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Mirrors {
-    pub fn new(store: Store) -> Mirrors {
-        Mirrors { store, tasks: Arc::default(), admin: Arc::default() }
+    pub fn new(store: Store, catalog: PluginCatalog) -> Mirrors {
+        Mirrors { store, catalog, tasks: Arc::default(), admin: Arc::default() }
     }
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, MirrorTask>> {
@@ -549,8 +604,14 @@ impl Mirrors {
         // they set) from starting: report it after they run.
         let mut failed = None;
         for spec in configured {
+            let mut spec = spec.clone();
+            // A configured filter that does not load yet (its plugin not uploaded) is stored as
+            // given: the mirror waits for it and says why.
+            if let Err(e) = self.check_filter(&mut spec).await {
+                tracing::warn!(mirror = %spec.name, error = %e, "configured mirror's filter does not load yet");
+            }
             let stored = match spec.check() {
-                Ok(()) => self.put(spec, None).await,
+                Ok(()) => self.put(&spec, None).await,
                 Err(invalid) => Err(MirrorError::Invalid(invalid)),
             };
             if let Err(e) = stored {
@@ -563,7 +624,7 @@ impl Mirrors {
         for (name, document) in stored {
             match serde_json::from_slice::<MirrorSpec>(&document) {
                 Ok(spec) => {
-                    self.tasks().insert(name, MirrorTask::start(spec, self.store.clone()));
+                    self.tasks().insert(name, MirrorTask::start(spec, self.store.clone(), self.catalog.clone()));
                     started += 1;
                 }
                 Err(e) => tracing::error!(mirror = %name, error = %e, "stored mirror does not decode; not started"),
@@ -589,9 +650,33 @@ impl Mirrors {
         }
     }
 
-    pub async fn add(&self, spec: MirrorSpec) -> Result<MirrorView, MirrorError> {
+    /// Loads the filter `spec` names (a transform plugin, configured) and pins its version.
+    async fn check_filter(&self, spec: &mut MirrorSpec) -> Result<(), MirrorError> {
+        let Some(stage) = &mut spec.filter else { return Ok(()) };
+        let invalid = |message: String| MirrorError::Invalid(super::spec::InvalidSpec { field: "filter", message });
+        let artifact =
+            self.catalog.resolve(&stage.plugin, stage.version.as_deref()).map_err(|e| invalid(e.to_string()))?;
+        stage.version = Some(artifact.version);
+        let (catalog, store, name, stage) =
+            (self.catalog.clone(), self.store.clone(), spec.name.clone(), stage.clone());
+        tokio::task::spawn_blocking(move || MirrorFilter::load(&catalog, &store, &name, &stage).map(drop))
+            .await
+            .map_err(|e| MirrorError::Storage(e.to_string()))?
+            .map_err(invalid)
+    }
+
+    /// The mirrors whose filter is plugin `name` at `version`.
+    pub fn using_plugin(&self, name: &str, version: &str) -> Vec<String> {
+        let uses = |spec: &MirrorSpec| {
+            spec.filter.as_ref().is_some_and(|f| f.plugin == name && f.version.as_deref().is_none_or(|v| v == version))
+        };
+        self.tasks().values().filter(|task| uses(&task.spec)).map(|task| task.spec.name.clone()).collect()
+    }
+
+    pub async fn add(&self, mut spec: MirrorSpec) -> Result<MirrorView, MirrorError> {
         let _admin = self.admin.lock().await;
         spec.check().map_err(MirrorError::Invalid)?;
+        self.check_filter(&mut spec).await?;
         if self.tasks().len() >= MIRRORS_MAX {
             return Err(MirrorError::Conflict(format!("a node runs at most {MIRRORS_MAX} mirrors")));
         }
@@ -607,7 +692,7 @@ impl Mirrors {
         self.put(&spec, Some(PutMode::Create)).await?;
         tracing::info!(mirror = %spec.name, upstream = %spec.upstream, topics = ?spec.topics, "mirror added");
         let name = spec.name.clone();
-        self.tasks().insert(name.clone(), MirrorTask::start(spec, self.store.clone()));
+        self.tasks().insert(name.clone(), MirrorTask::start(spec, self.store.clone(), self.catalog.clone()));
         self.get(&name).ok_or(MirrorError::NotFound(name))
     }
 
@@ -626,6 +711,7 @@ impl Mirrors {
         // Retention no longer waits for it.
         self.store.clear_retention_floors(&holder(name));
         let _ = self.store.delete_resource(ACKS_KIND, name, |_| None).await;
+        let _ = self.store.delete_resource(super::filter::STATE_KIND, name, |_| None).await;
         tracing::info!(mirror = %name, "mirror removed");
         Ok(())
     }

@@ -40,7 +40,7 @@ impl Collector for ReplicationCollector {
         let mirrors: Vec<(MirrorLabels, &crate::replication::MirrorStatus)> =
             views.iter().map(|v| (MirrorLabels { mirror: v.spec.name.clone() }, &v.status)).collect();
         type ReadMirror = fn(&crate::replication::MirrorStatus) -> u64;
-        let families: [(&str, &str, MetricType, ReadMirror); 4] = [
+        let families: [(&str, &str, MetricType, ReadMirror); 6] = [
             ("mirror_connected", "1 while the mirror is connected to its aggregation node", MetricType::Gauge, |s| {
                 u64::from(s.link == "connected")
             }),
@@ -53,6 +53,18 @@ impl Collector for ReplicationCollector {
                 "Records deleted on the edge before they were mirrored (disk budget exhausted)",
                 MetricType::Counter,
                 |s| s.records_lost,
+            ),
+            (
+                "mirror_records_filtered",
+                "Records the mirror's filter plugin held back from going upstream",
+                MetricType::Counter,
+                |s| s.records_filtered,
+            ),
+            (
+                "mirror_filter_refused_batches",
+                "Batches the mirror's filter refused as invalid input (sent upstream without records)",
+                MetricType::Counter,
+                |s| s.batches_refused_by_filter,
             ),
         ];
         for (name, help, metric_type, read) in families {

@@ -10,6 +10,7 @@
 pub mod cloud;
 pub mod copies;
 pub mod edge;
+pub mod filter;
 pub mod metrics;
 pub mod spec;
 mod wire;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{FOLLOWER_PENDING_BYTES_MAX, MIRROR_WINDOW_BYTES_DEFAULT, MIRROR_WINDOW_BYTES_MIN};
+use crate::pipelines::StageSpec;
 
 /// An edge's mirror: its topics, copied to an aggregation node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +27,10 @@ pub struct MirrorSpec {
     /// Bytes sent ahead of the aggregation node's durable acknowledgement.
     #[serde(default = "default_window")]
     pub window_bytes: u64,
+    /// A transform plugin that filters or downsamples what goes upstream; the copy keeps the
+    /// edge's offsets, with gaps where records were dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<StageSpec>,
 }
 
 fn default_window() -> u64 {
@@ -206,6 +211,7 @@ mod tests {
             topics: vec!["sensors".into(), "alerts.*".into(), "log-?".into()],
             rate_limit_bytes_per_s: None,
             window_bytes: MIRROR_WINDOW_BYTES_DEFAULT,
+            filter: None,
         }
     }
 

@@ -41,7 +41,8 @@ use core::fmt;
 
 pub use rill_core;
 use rill_core::batch::{
-    BatchHeader, BatchParams, Compression, HEADER_LEN, RecordSpec, build_vec_without_crc, records_in,
+    BatchHeader, BatchParams, Compression, HEADER_LEN, OffsetLayout, RecordSpec, build_vec_at_without_crc,
+    build_vec_without_crc, records_in,
 };
 
 /// Bindings generated from `wit/plugin.wit`, one module per world. Used by the macros.
@@ -228,6 +229,9 @@ pub struct NewRecord {
 
 /// What a plugin emits for the record it is given: nothing (dropped), the record itself, new
 /// records, or any mix, in order.
+///
+/// An emitted record stands for the input record it was emitted for: while every input record
+/// gets at most one, the output keeps their offsets (see [`transform_batches`]).
 #[derive(Debug, Default)]
 pub struct Emit {
     current: usize,
@@ -236,8 +240,20 @@ pub struct Emit {
 
 #[derive(Debug)]
 enum Out {
+    /// The input record at this position, unchanged.
     Keep(usize),
-    New(NewRecord),
+    /// A new record, emitted for the input record at `for_input` (none for ingest).
+    New { for_input: usize, record: NewRecord },
+}
+
+impl Out {
+    /// The input record this output stands for.
+    fn for_input(&self) -> usize {
+        match self {
+            Out::Keep(position) => *position,
+            Out::New { for_input, .. } => *for_input,
+        }
+    }
 }
 
 impl Emit {
@@ -246,9 +262,10 @@ impl Emit {
         self.out.push(Out::Keep(self.current));
     }
 
-    /// Emits a new record.
+    /// Emits a new record, standing for the input record being handled (a changed copy of it, or
+    /// a summary of a window it closes).
     pub fn push(&mut self, record: NewRecord) {
-        self.out.push(Out::New(record));
+        self.out.push(Out::New { for_input: self.current, record });
     }
 }
 
@@ -370,7 +387,7 @@ pub fn ingest_messages<T: Ingest>(plugin: &mut T, messages: &[SourceMessage<'_>]
     for (index, message) in messages.iter().enumerate() {
         plugin.ingest(message, &mut records).map_err(|e| e.at(index as u32))?;
     }
-    let out: Vec<Out> = records.into_iter().map(Out::New).collect();
+    let out: Vec<Out> = records.into_iter().map(|record| Out::New { for_input: 0, record }).collect();
     let mut output = Vec::new();
     build_output(&mut output, None, &[], &out)?;
     Ok(output)
@@ -379,6 +396,12 @@ pub fn ingest_messages<T: Ingest>(plugin: &mut T, messages: &[SourceMessage<'_>]
 /// Runs `plugin` over every record of `input` (concatenated uncompressed v2 batches) and
 /// returns the output batches, one per input batch that keeps any record, CRCs left to the
 /// broker.
+///
+/// When each input record gets at most one output record, an output batch keeps its input
+/// batch's base offset and `lastOffsetDelta`, and each record the offset delta of the input
+/// record it stands for: a host that keeps offsets (a mirror filter) stores the survivors at
+/// their offsets, with gaps. Otherwise (several records for one input record) the output batch
+/// has base offset -1: its records stand for no offsets in particular.
 pub fn transform_batches<T: Transform>(plugin: &mut T, input: &[u8]) -> Result<Vec<u8>, Error> {
     let mut output = Vec::new();
     for_each_batch(input, |bytes, header, records, first| {
@@ -401,14 +424,13 @@ pub fn transform_batches<T: Transform>(plugin: &mut T, input: &[u8]) -> Result<V
     Ok(output)
 }
 
-/// Appends `bytes`, a batch every record of which is kept unchanged, as a new batch: the stored
-/// batch's offsets, leader epoch and producer identity are not the output's (the broker assigns
-/// offsets; the plugin is not that producer), and the CRC is left to the broker.
+/// Appends `bytes`, a batch every record of which is kept unchanged, as a new batch at the same
+/// offsets: the stored batch's leader epoch and producer identity are not the output's (the
+/// plugin is not that producer), and the CRC is left to the broker.
 fn pass_whole(output: &mut Vec<u8>, bytes: &[u8], header: &BatchHeader) -> Result<(), Error> {
     let start = output.len();
     output.extend_from_slice(bytes);
     let mut fresh = *header;
-    fresh.base_offset = 0;
     fresh.partition_leader_epoch = -1;
     fresh.producer_id = -1;
     fresh.producer_epoch = -1;
@@ -435,7 +457,7 @@ fn build_output(
         .iter()
         .map(|o| match o {
             Out::Keep(i) => records[*i].headers().map(|h| (h.key, h.value)).collect(),
-            Out::New(r) => r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect(),
+            Out::New { record, .. } => record.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect(),
         })
         .collect();
     let specs: Vec<RecordSpec<'_>> = out
@@ -448,25 +470,46 @@ fn build_output(
                 value: records[*i].value,
                 headers,
             },
-            Out::New(r) => {
+            Out::New { record: r, .. } => {
                 RecordSpec { timestamp: r.timestamp, key: r.key.as_deref(), value: r.value.as_deref(), headers }
             }
         })
         .collect();
-    build_split(output, &specs)
+    if let Some(batch) = input.and_then(|input| build_at_input_offsets(input, records, out, &specs)) {
+        output.extend_from_slice(&batch);
+        return Ok(());
+    }
+    build_split(output, &specs, if input.is_some() { -1 } else { 0 })
 }
 
-/// Builds `specs` into as few batches as the batch size limit allows.
-fn build_split(output: &mut Vec<u8>, specs: &[RecordSpec<'_>]) -> Result<(), Error> {
-    match build_vec_without_crc(BatchParams::default(), specs) {
+/// The output batch with each record at the offset of the input record it stands for, over the
+/// input batch's range; `None` when two outputs stand for one input record (or it is too large).
+fn build_at_input_offsets(
+    input: &BatchHeader,
+    records: &[rill_core::batch::Record<'_>],
+    out: &[Out],
+    specs: &[RecordSpec<'_>],
+) -> Option<Vec<u8>> {
+    let deltas: Vec<i32> = out.iter().map(|o| records[o.for_input()].offset_delta).collect();
+    if !deltas.windows(2).all(|pair| pair[0] < pair[1]) {
+        return None;
+    }
+    let params = BatchParams { base_offset: input.base_offset, ..BatchParams::default() };
+    let layout = OffsetLayout { offset_deltas: &deltas, last_offset_delta: input.last_offset_delta };
+    build_vec_at_without_crc(params, specs, layout).ok()
+}
+
+/// Builds `specs` into as few batches as the batch size limit allows, at `base_offset`.
+fn build_split(output: &mut Vec<u8>, specs: &[RecordSpec<'_>], base_offset: i64) -> Result<(), Error> {
+    match build_vec_without_crc(BatchParams { base_offset, ..BatchParams::default() }, specs) {
         Ok(batch) => {
             output.extend_from_slice(&batch);
             Ok(())
         }
         Err(rill_core::batch::BuildError::BatchTooLarge { .. }) if specs.len() > 1 => {
             let (first, second) = specs.split_at(specs.len() / 2);
-            build_split(output, first)?;
-            build_split(output, second)
+            build_split(output, first, base_offset)?;
+            build_split(output, second, base_offset)
         }
         Err(e) => Err(Error::invalid_input(alloc::format!("cannot build the output batch: {e}"))),
     }
@@ -723,7 +766,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_kept_whole_pass_as_they_are_but_for_offsets_and_producer() {
+    fn batches_kept_whole_pass_as_they_are_but_for_the_producer() {
         let params = BatchParams {
             base_offset: 500,
             producer_id: 77,
@@ -737,7 +780,7 @@ mod tests {
         let header = BatchHeader::decode(&output).unwrap();
         assert_eq!(
             (header.base_offset, header.producer_id, header.producer_epoch, header.base_sequence),
-            (0, -1, -1, -1)
+            (500, -1, -1, -1)
         );
         assert_eq!(
             output[HEADER_OFFSET_OF_RECORDS..],
@@ -748,6 +791,40 @@ mod tests {
     }
 
     const HEADER_OFFSET_OF_RECORDS: usize = rill_core::batch::HEADER_LEN;
+
+    /// Each output batch's (base offset, lastOffsetDelta) and its records' offsets.
+    fn offsets(bytes: &[u8]) -> Vec<(i64, i32, Vec<i64>)> {
+        let mut out = Vec::new();
+        let mut rest = bytes.to_vec();
+        while !rest.is_empty() {
+            let len = BatchHeader::decode(&rest).unwrap().total_len();
+            let mut one: Vec<u8> = rest.drain(..len).collect();
+            seal_crc(&mut one).unwrap();
+            let parsed = Batch::parse(&one).unwrap();
+            let h = *parsed.header();
+            let records = parsed.records().unwrap().map(|r| r.unwrap().offset(h.base_offset)).collect();
+            out.push((h.base_offset, h.last_offset_delta, records));
+        }
+        out
+    }
+
+    #[test]
+    fn survivors_keep_their_offsets_unless_one_record_becomes_several() {
+        let at = |base: i64, values: &[&[u8]]| {
+            let mut bytes = batch(values, 0);
+            rill_core::batch::set_base_offset(&mut bytes, base).unwrap();
+            bytes
+        };
+        let input = [at(10, &[b"1", b"2", b"3", b"4"]), at(14, &[b"5"]), at(15, &[b"6", b"8"])].concat();
+        let output = transform_batches(&mut Parity, &input).unwrap();
+        assert_eq!(
+            offsets(&output),
+            [(10, 3, vec![11, 13]), (15, 1, vec![15, 16])],
+            "a filtered batch keeps its range; one kept whole passes as it is"
+        );
+        let output = transform_batches(&mut Parity, &at(20, &[b"2", b"dup", b"3"])).unwrap();
+        assert_eq!(offsets(&output), [(-1, 2, vec![-1, 0, 1])], "two records for one input record keep no offsets");
+    }
 
     #[test]
     fn errors_name_the_record_and_bad_input_is_refused() {

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use hyper::Method;
 
-use super::pipeline::call;
+use super::pipeline::{call, parse_setting, stage};
 use crate::client::admin::{AdminArgs, AdminClient, AdminError};
 use crate::http::mirrors::ReplicationView;
 use crate::limits::MIRROR_WINDOW_BYTES_DEFAULT;
@@ -45,12 +45,30 @@ pub struct AddArgs {
     /// Bytes sent ahead of the aggregation node's durable acknowledgement.
     #[arg(long, default_value_t = MIRROR_WINDOW_BYTES_DEFAULT)]
     window_bytes: u64,
+    /// A transform plugin filtering what goes upstream: NAME, NAME@VERSION or a FILE.wasm to
+    /// upload first. The copy keeps the edge's offsets, with gaps.
+    #[arg(long, value_name = "PLUGIN")]
+    filter: Option<String>,
+    /// Filter plugin configuration, KEY=VALUE; repeatable.
+    #[arg(long = "filter-config", value_name = "KEY=VALUE", requires = "filter")]
+    filter_config: Vec<String>,
 }
 
 pub async fn mirror(admin: &AdminArgs, command: MirrorCommand) -> Result<(), AdminError> {
     let client = AdminClient::new(admin)?;
     match command {
         MirrorCommand::Add(args) => {
+            let filter = match &args.filter {
+                Some(plugin) => {
+                    let mut stage = stage(&client, plugin).await?;
+                    for setting in &args.filter_config {
+                        let (_, key, value) = parse_setting(setting)?;
+                        stage.config.insert(key, value);
+                    }
+                    Some(stage)
+                }
+                None => None,
+            };
             let spec = MirrorSpec {
                 name: args.name,
                 upstream: args.upstream,
@@ -59,6 +77,7 @@ pub async fn mirror(admin: &AdminArgs, command: MirrorCommand) -> Result<(), Adm
                 topics: args.topics,
                 rate_limit_bytes_per_s: args.rate_limit,
                 window_bytes: args.window_bytes,
+                filter,
             };
             let view: MirrorView = call(&client, Method::POST, "/v1/mirrors", &spec).await?;
             println!(
