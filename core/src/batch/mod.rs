@@ -90,10 +90,14 @@ const _: () = assert!(at::RECORDS_COUNT + 4 == HEADER_LEN);
 
 /// CRC32C (Castagnoli, polynomial 0x1EDC6F41), Kafka's batch checksum. 16 lanes of tables
 /// (16 KiB, in flash on a device) run several times faster than one.
+#[cfg(not(feature = "std"))]
 static CRC32C: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
-/// CRC32C of `bytes`.
+/// CRC32C of `bytes`: the CPU's instruction where there is one (with `std`), else the tables.
 pub fn crc32c(bytes: &[u8]) -> u32 {
+    #[cfg(feature = "std")]
+    return ::crc32c::crc32c(bytes);
+    #[cfg(not(feature = "std"))]
     CRC32C.checksum(bytes)
 }
 
@@ -178,7 +182,22 @@ impl<'a> Batch<'a> {
         if computed != header.crc {
             return Err(BatchError::CrcMismatch { stored: header.crc, computed });
         }
-        Self::parse_checked_frame(bytes, header)
+        Self::parse_checked_frame(bytes, header, true)
+    }
+
+    /// The checks of [`parse`](Self::parse) but the walk over the records: the frame, the
+    /// header's fields and counts, and the CRC. For batches whose records were validated before
+    /// they were sealed — read back from storage, or replicated from the node that stored them —
+    /// where a matching CRC proves them unchanged (as Kafka's log reads and replica fetchers
+    /// trust it). Their [`records`](Self::records) still report a malformed record as an error.
+    pub fn parse_sealed(bytes: &'a [u8]) -> Result<Self, BatchError> {
+        check_frame(bytes)?;
+        let header = BatchHeader::decode(bytes)?;
+        let computed = compute_crc(bytes);
+        if computed != header.crc {
+            return Err(BatchError::CrcMismatch { stored: header.crc, computed });
+        }
+        Self::parse_checked_frame(bytes, header, false)
     }
 
     /// Every check of [`parse`](Self::parse) but the CRC: for bytes whose CRC was checked
@@ -187,14 +206,14 @@ impl<'a> Batch<'a> {
     pub fn parse_without_crc(bytes: &'a [u8]) -> Result<Self, BatchError> {
         check_frame(bytes)?;
         let header = BatchHeader::decode(bytes)?;
-        Self::parse_checked_frame(bytes, header)
+        Self::parse_checked_frame(bytes, header, true)
     }
 
-    fn parse_checked_frame(bytes: &'a [u8], header: BatchHeader) -> Result<Self, BatchError> {
+    fn parse_checked_frame(bytes: &'a [u8], header: BatchHeader, walk: bool) -> Result<Self, BatchError> {
         let compression = header.compression()?;
         record::check_counts(&header)?;
         let batch = Self { bytes, header, compression };
-        if compression == Compression::None {
+        if walk && compression == Compression::None {
             batch.walk_records().try_for_each(|record| record.map(drop))?;
         }
         Ok(batch)
@@ -228,7 +247,8 @@ impl<'a> Batch<'a> {
     }
 
     /// The records; `Err(Compressed)` for a compressed batch (decompress the records section
-    /// and use [`records_in`]). Already validated, so the iterator yields no errors.
+    /// and use [`records_in`]). Validated already, so the iterator yields no errors, unless the
+    /// batch came from [`parse_sealed`](Self::parse_sealed) and was sealed malformed.
     pub fn records(&self) -> Result<Records<'a>, BatchError> {
         match self.compression {
             Compression::None => Ok(self.walk_records()),
@@ -244,7 +264,14 @@ impl<'a> Batch<'a> {
 
 /// The batches of `bytes`, one after another (a produce request or a segment holds several).
 pub fn batches(bytes: &[u8]) -> Batches<'_> {
-    Batches { bytes, pos: 0, failed: false }
+    Batches { bytes, pos: 0, failed: false, walk: true }
+}
+
+/// [`batches`] checked as [`Batch::parse_sealed`] does: for batches read back from storage or
+/// replicated from the node that stored them, whose records were validated before they were
+/// sealed.
+pub fn sealed_batches(bytes: &[u8]) -> Batches<'_> {
+    Batches { bytes, pos: 0, failed: false, walk: false }
 }
 
 /// Iterator over concatenated batches; yields the first error (a trailing partial batch is
@@ -255,6 +282,8 @@ pub struct Batches<'a> {
     /// Start of the next batch, or of the one that failed.
     pos: usize,
     failed: bool,
+    /// Whether each batch's records are walked ([`Batch::parse`]) or not ([`Batch::parse_sealed`]).
+    walk: bool,
 }
 
 impl Batches<'_> {
@@ -274,7 +303,8 @@ impl<'a> Iterator for Batches<'a> {
             return None;
         }
         let item = batch_len(rest).and_then(|len| match rest.get(..len) {
-            Some(batch) => Batch::parse(batch),
+            Some(batch) if self.walk => Batch::parse(batch),
+            Some(batch) => Batch::parse_sealed(batch),
             None => Err(incomplete(rest.len(), len)),
         });
         match &item {

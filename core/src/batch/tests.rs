@@ -344,3 +344,19 @@ fn an_empty_batch_keeps_the_range_it_stands_for() {
     assert_eq!(batch.records().unwrap().count(), 0);
     assert_eq!(batches(&[full.clone(), empty.to_vec()].concat()).filter(Result::is_ok).count(), 2);
 }
+
+#[test]
+fn sealed_batches_check_the_crc_not_each_record() {
+    // A record made malformed, then sealed: only a full parse walks into it.
+    let mut sealed_bad = GOLDEN;
+    sealed_bad[78] = 0;
+    seal_crc(&mut sealed_bad).unwrap();
+    assert!(batches(&sealed_bad).next().unwrap().is_err());
+    let parsed = sealed_batches(&sealed_bad).next().unwrap().expect("the CRC matches");
+    assert!(parsed.records().unwrap().any(|r| r.is_err()), "its records still report the fault");
+    // A byte changed after sealing fails the CRC either way.
+    let mut changed = GOLDEN;
+    changed[HEADER_LEN + 5] ^= 1;
+    assert!(matches!(sealed_batches(&changed).next(), Some(Err(BatchError::CrcMismatch { .. }))));
+    assert_eq!(sealed_batches(&[GOLDEN, GOLDEN].concat()).filter(Result::is_ok).count(), 2);
+}
