@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use rill_core::batch::Compression;
+use rill_core::batch::{self, Batch, BatchHeader, Compression};
 
 /// xerial snappy-java's stream header: `\x82SNAPPY\0`, version 1, compatible version 1.
 const XERIAL_MAGIC: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
@@ -55,7 +55,12 @@ pub fn compress(codec: Compression, records: &[u8]) -> std::io::Result<Vec<u8>> 
         }
         Compression::Zstd => zstd::encode_all(records, zstd::DEFAULT_COMPRESSION_LEVEL),
         Compression::Lz4 => {
-            let mut encoder = lz4::EncoderBuilder::new().build(Vec::new())?;
+            // As Kafka's own LZ4 output: independent blocks and no content checksum (Java
+            // consumers refuse linked blocks).
+            let mut encoder = lz4::EncoderBuilder::new()
+                .block_mode(lz4::BlockMode::Independent)
+                .checksum(lz4::ContentChecksum::NoChecksum)
+                .build(Vec::new())?;
             encoder.write_all(records)?;
             let (out, finished) = encoder.finish();
             finished.map(|()| out)
@@ -72,6 +77,34 @@ pub fn compress(codec: Compression, records: &[u8]) -> std::io::Result<Vec<u8>> 
             Ok(out)
         }
     }
+}
+
+/// `parsed` with its records uncompressed, sealed, at the same offsets (a batch with gaps keeps
+/// them); the stored bytes when it is not compressed.
+pub fn plain_batch(parsed: &Batch<'_>, limit: usize) -> Result<Vec<u8>, String> {
+    if parsed.compression() == Compression::None {
+        return Ok(parsed.as_bytes().to_vec());
+    }
+    let records = decompress(parsed.compression(), parsed.records_section(), limit)
+        .map_err(|e| format!("batch at offset {}: {e}", parsed.base_offset()))?;
+    with_records(parsed.header(), &records, Compression::None)
+}
+
+/// A batch with `header`'s fields but `records` (a records section encoded by `codec`): its
+/// length, attributes and CRC made to fit.
+pub fn with_records(header: &BatchHeader, records: &[u8], codec: Compression) -> Result<Vec<u8>, String> {
+    let mut bytes = vec![0u8; batch::HEADER_LEN];
+    bytes.extend_from_slice(records);
+    let length = i32::try_from(bytes.len() - batch::LOG_OVERHEAD)
+        .map_err(|_| format!("batch at offset {} is too large", header.base_offset))?;
+    let header = BatchHeader {
+        batch_length: length,
+        attributes: batch::attributes(codec, header.timestamp_type(), header.is_transactional(), header.is_control()),
+        ..*header
+    };
+    header.encode(&mut bytes).map_err(|e| e.to_string())?;
+    batch::seal_crc(&mut bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
 }
 
 fn bounded_copy(input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
@@ -149,6 +182,12 @@ mod tests {
             assert_eq!(decompress(codec, &compressed, records.len()).unwrap(), records, "{codec:?}");
         }
         assert!(compress(Compression::Snappy, &[]).unwrap().starts_with(XERIAL_MAGIC));
+        // LZ4 frame FLG byte (after the 4-byte magic): version 01, block independence (0x20) set,
+        // no content checksum (0x04) — what Kafka's Java consumers accept.
+        let flg = compress(Compression::Lz4, &records).unwrap()[4];
+        assert_eq!(flg & 0xC0, 0x40);
+        assert_eq!(flg & 0x20, 0x20, "independent blocks");
+        assert_eq!(flg & 0x04, 0, "no content checksum");
     }
 
     #[test]

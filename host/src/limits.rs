@@ -317,13 +317,17 @@ pub const MIRROR_WINDOW_BYTES_MIN: u64 = 64 * 1024;
 /// Batch bytes read into one replication frame (at least one whole batch is always sent).
 pub const MIRROR_FRAME_BYTES: usize = 1024 * 1024;
 
-/// A stateful mirror filter keeps its state after each of this many recent reads per partition,
-/// to go back to when the link drops (older ones fall back to the acknowledged state, and more
-/// is replayed). An 8 MiB window holds about 8 one-frame reads.
+/// A stateful mirror filter keeps its state after each of at most this many recent reads per
+/// partition, to go back to when the link drops (a rewind between two kept ones replays the
+/// reads in between).
 pub const MIRROR_FILTER_CHECKPOINTS_MAX: usize = 64;
+/// And at most this many bytes of them per partition (a downsampler remembering 100k keys
+/// snapshots ~2.4 MB): past either bound, every other checkpoint is dropped.
+pub const MIRROR_FILTER_CHECKPOINT_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// Most stored bytes a filter replays to rebuild its state where a resend starts (the copy's end
-/// is rarely far past the last checkpoint); past it the state carries on from where it got.
+/// Most stored bytes a filter replays to rebuild its state where a resend starts (from the last
+/// checkpoint before it, or from the log start when there is none); past it the state carries on
+/// from where it got.
 pub const MIRROR_FILTER_REPLAY_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// A mirror pings when it sent nothing for this long; an end that heard nothing for

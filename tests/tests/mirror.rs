@@ -496,5 +496,6 @@ async fn a_downsampling_filter_thins_what_goes_upstream_and_the_copy_keeps_the_e
         serde_json::from_str(&rill_tests::Http::new(&edge.running.http_addr()).text("/v1/mirrors")).unwrap();
     let status = &mirrors[0]["status"];
     assert!(status["filter"].as_str().unwrap().starts_with("downsample@"), "{mirrors}");
-    assert!(status["records_filtered"].as_u64().unwrap() >= dropped as u64 / 2, "{mirrors}");
+    // Counted since the edge's restart (and again for what is sent again), so only its sign is sure.
+    assert!(dropped > 0 && status["records_filtered"].as_u64().unwrap() > 0, "{mirrors}");
 }

@@ -67,6 +67,9 @@ pub enum ReadFailure {
     OutOfRange { log_start: u64 },
     /// The storage failed; the connection closes and the host retries later.
     Failed(String),
+    /// What is there cannot be shipped, and trying again would not change that (a filter that
+    /// refuses it): this partition stops, the others go on.
+    Unshippable(String),
 }
 
 /// Why a connection ended.
@@ -278,13 +281,7 @@ impl Leader {
             ToLeader::Welcome { partitions } => self.on_welcome(partitions),
             ToLeader::Refused { reason } => self.closed = Some(CloseReason::Refused(reason)),
             ToLeader::Ack { slot, started, log_end, durable_end } => self.on_ack(slot, started, log_end, durable_end),
-            ToLeader::SlotStopped { slot, reason } => {
-                if let Some(s) = self.slots.get_mut(slot as usize) {
-                    self.in_flight_bytes -= s.in_flight.drain(..).map(|(_, bytes)| bytes).sum::<u64>();
-                    s.phase = SlotPhase::Stopped(reason.clone());
-                    self.events.push(LeaderEvent::SlotStopped { slot, reason });
-                }
-            }
+            ToLeader::SlotStopped { slot, reason } => self.stop_slot(slot as usize, reason),
             ToLeader::Pong { .. } => {}
         }
     }
@@ -517,6 +514,10 @@ impl Leader {
                 self.closed = Some(CloseReason::Storage(reason));
                 return false;
             }
+            Err(ReadFailure::Unshippable(reason)) => {
+                self.stop_slot(index, reason);
+                return false;
+            }
         };
         if bytes.is_empty() && s.sent < s.log.log_start {
             // Everything from the copy's end to the log start was deleted, and nothing follows
@@ -574,9 +575,7 @@ impl Leader {
             next = last + 1;
         }
         if let Some(reason) = stop {
-            self.in_flight_bytes -= s.in_flight.drain(..).map(|(_, bytes)| bytes).sum::<u64>();
-            s.phase = SlotPhase::Stopped(reason.clone());
-            self.events.push(LeaderEvent::SlotStopped { slot, reason });
+            self.stop_slot(index, reason);
             return false;
         }
         let skipped = next > s.sent;
@@ -598,6 +597,75 @@ impl Leader {
     }
 }
 
+impl Leader {
+    /// Stops mirroring slot `index` for the rest of the connection; what it had in flight no
+    /// longer counts against the window.
+    fn stop_slot(&mut self, index: usize, reason: String) {
+        if let Some(s) = self.slots.get_mut(index) {
+            self.in_flight_bytes -= s.in_flight.drain(..).map(|(_, bytes)| bytes).sum::<u64>();
+            s.phase = SlotPhase::Stopped(reason.clone());
+            self.events.push(LeaderEvent::SlotStopped { slot: index as u32, reason });
+        }
+    }
+}
+
 fn burst(rate: u64, frame_bytes: usize) -> i64 {
     rate.max(frame_bytes as u64).min(i64::MAX as u64) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::string::String;
+    use alloc::vec;
+
+    use super::*;
+    use crate::batch::{BatchParams, RecordSpec, build_vec};
+    use crate::log::LogState;
+    use crate::replication::protocol::{PartitionId, SlotWelcome};
+
+    /// Slot 0 holds what cannot be shipped; every other slot one record per read.
+    struct HalfRefused;
+
+    impl LogSource for HalfRefused {
+        fn read(&mut self, slot: u32, offset: u64, _max_bytes: usize) -> Result<Vec<u8>, ReadFailure> {
+            if slot == 0 {
+                return Err(ReadFailure::Unshippable(String::from("the filter refuses it")));
+            }
+            let spec = RecordSpec { timestamp: 1, key: None, value: Some(b"v"), headers: &[] };
+            let params =
+                BatchParams { base_offset: offset as i64, partition_leader_epoch: 0, ..BatchParams::default() };
+            Ok(build_vec(params, &[spec]).unwrap())
+        }
+    }
+
+    #[test]
+    fn an_unshippable_partition_stops_and_the_others_go_on() {
+        let config = LeaderConfig {
+            edge_id: "e".into(),
+            token: "t".into(),
+            window_bytes: 1 << 20,
+            frame_bytes: 1 << 16,
+            rate_limit: None,
+            heartbeat_ms: 1_000,
+            link_timeout_ms: 10_000,
+            retransmit_ms: 5_000,
+        };
+        let log = |partition| PartitionLog {
+            id: PartitionId { topic: "t".into(), partition },
+            incarnation: [0; 16],
+            epochs: LogState::new().epochs().clone(),
+            log_start: 0,
+            durable_end: 3,
+        };
+        let mut leader = Leader::new(config, vec![log(0), log(1)], 0);
+        assert!(matches!(leader.ready(&mut HalfRefused).send.as_slice(), [ToFollower::Hello { .. }]));
+        let empty = SlotWelcome::Follows { log_start: 0, log_end: 0, epochs: vec![], epochs_truncated: false };
+        leader.step(ToLeader::Welcome { partitions: vec![empty.clone(), empty] });
+        let ready = leader.ready(&mut HalfRefused);
+        let stopped = LeaderEvent::SlotStopped { slot: 0, reason: "the filter refuses it".into() };
+        assert!(ready.events.contains(&stopped), "{:?}", ready.events);
+        assert!(matches!(leader.slot_status(0).unwrap().phase, SlotPhase::Stopped(_)));
+        assert_eq!(leader.slot_status(1).unwrap().sent, 3, "slot 1 is shipped whole");
+        assert!(leader.closed().is_none(), "the connection goes on");
+    }
 }

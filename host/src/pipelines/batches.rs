@@ -128,20 +128,39 @@ pub fn build_batches(records: &[OwnedRecord]) -> Result<Vec<u8>, String> {
 /// A record header as the batch builder takes it.
 type HeaderRef<'a> = (&'a [u8], Option<&'a [u8]>);
 
-fn build_one(records: &[OwnedRecord]) -> Result<Vec<u8>, String> {
+/// `records` (offsets from `base` up to `last`, gaps allowed) as one sealed batch at their
+/// offsets, spanning `base..=last`.
+fn build_at(records: &[OwnedRecord], base: u64, last: u64) -> Result<Vec<u8>, String> {
+    let delta =
+        |offset: u64| i32::try_from(offset - base).map_err(|_| format!("offset {offset} is too far from {base}"));
+    let deltas = records.iter().map(|record| delta(record.offset)).collect::<Result<Vec<_>, _>>()?;
     let headers: Vec<Vec<HeaderRef<'_>>> =
         records.iter().map(|r| r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect()).collect();
-    let specs: Vec<RecordSpec<'_>> = records
+    let specs = record_specs(records, &headers);
+    let layout = batch::OffsetLayout { offset_deltas: &deltas, last_offset_delta: delta(last)? };
+    let params = BatchParams { base_offset: base as i64, ..BatchParams::default() };
+    let mut bytes = batch::build_vec_at_without_crc(params, &specs, layout).map_err(|e| e.to_string())?;
+    batch::seal_crc(&mut bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
+fn record_specs<'a>(records: &'a [OwnedRecord], headers: &'a [Vec<HeaderRef<'a>>]) -> Vec<RecordSpec<'a>> {
+    records
         .iter()
-        .zip(&headers)
+        .zip(headers)
         .map(|(r, headers)| RecordSpec {
             timestamp: r.timestamp,
             key: r.key.as_deref(),
             value: r.value.as_deref(),
             headers,
         })
-        .collect();
-    batch::build_vec(BatchParams::default(), &specs).map_err(|e| e.to_string())
+        .collect()
+}
+
+fn build_one(records: &[OwnedRecord]) -> Result<Vec<u8>, String> {
+    let headers: Vec<Vec<HeaderRef<'_>>> =
+        records.iter().map(|r| r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect()).collect();
+    batch::build_vec(BatchParams::default(), &record_specs(records, &headers)).map_err(|e| e.to_string())
 }
 
 /// Makes stored batches (as [`crate::storage::Store::read`] returns them, the first one
@@ -164,17 +183,17 @@ pub fn plain_input(stored: &[u8], from: u64) -> Result<Input, String> {
             continue;
         }
         let start = input.bytes.len();
-        if parsed.compression() == Compression::None && header.base_offset as u64 >= from {
-            input.bytes.extend_from_slice(parsed.as_bytes());
+        if header.base_offset as u64 >= from {
+            // Uncompressed at the same offsets (a batch with gaps, such as a filtered mirror's
+            // copy, keeps them).
+            input.bytes.extend(compression::plain_batch(&parsed, DECOMPRESSED_BYTES_MAX)?);
         } else {
-            // Compressed, or starting before `from` (after DeleteRecords): rebuilt, records kept.
+            // Starting before `from` (after DeleteRecords): rebuilt from `from`, records at
+            // their offsets.
             let mut kept = owned_records(parsed.as_bytes())?;
             kept.retain(|record| record.offset >= from);
-            let Some(first) = kept.first() else { continue };
-            let mut rebuilt = build_one(&kept)?;
-            batch::set_base_offset(&mut rebuilt, first.offset as i64).map_err(|e| e.to_string())?;
-            batch::seal_crc(&mut rebuilt).map_err(|e| e.to_string())?;
-            input.bytes.extend(rebuilt);
+            let Some(first) = kept.first().map(|record| record.offset) else { continue };
+            input.bytes.extend(build_at(&kept, first, last_offset)?);
         }
         let first_offset = (header.base_offset as u64).max(from);
         let records = last_offset - first_offset + 1;
@@ -317,6 +336,22 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!((parts[0].first_offset(), parts[0].next_offset, parts[1].next_offset), (5, 7, 8));
         assert_eq!(plain_input(&log, 8).unwrap(), Input { next_offset: 8, ..Input::default() });
+    }
+
+    #[test]
+    fn compressed_batches_with_gaps_keep_their_offsets_as_input() {
+        // A filtered mirror's copy: records at 11 and 15 of 10..=19, gzip-compressed.
+        let records = [record(11, "a"), record(15, "b")];
+        let plain = build_at(&records, 10, 19).unwrap();
+        let header = *batch::Batch::parse(&plain).unwrap().header();
+        let packed = compression::compress(Compression::Gzip, &plain[batch::HEADER_LEN..]).unwrap();
+        let stored = compression::with_records(&header, &packed, Compression::Gzip).unwrap();
+        let offsets =
+            |input: &Input| -> Vec<u64> { owned_records(&input.bytes).unwrap().iter().map(|r| r.offset).collect() };
+        let input = plain_input(&stored, 10).unwrap();
+        assert_eq!((offsets(&input), input.next_offset), (vec![11, 15], 20));
+        let input = plain_input(&stored, 12).unwrap();
+        assert_eq!((offsets(&input), input.first_offset(), input.next_offset), (vec![15], 12, 20));
     }
 
     #[test]

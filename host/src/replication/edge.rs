@@ -127,7 +127,7 @@ impl Acks {
     }
 
     /// Writes the offsets down, with the filter's state at or below them.
-    async fn save(&self, store: &Store, mirror: &str, filter: Option<&MirrorFilter>) {
+    async fn save(&self, store: &Store, mirror: &str, filter: Option<&mut MirrorFilter>) {
         let Ok(document) = serde_json::to_vec(self) else { return };
         let write = DocumentWrite { kind: ACKS_KIND.into(), name: mirror.into(), document: Some(document) };
         let writes = std::iter::once(write).chain(filter.and_then(MirrorFilter::state_document)).collect();
@@ -190,7 +190,7 @@ async fn run(
             },
             _ => session(&spec, &store, &status, &mut stop, &mut acks, filter.as_mut()).await,
         };
-        acks.save(&store, &spec.name, filter.as_ref()).await;
+        acks.save(&store, &spec.name, filter.as_mut()).await;
         let update = |change: &dyn Fn(&mut MirrorStatus)| change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
         match ended {
             Ended::Stopped => {
@@ -248,6 +248,12 @@ fn mirrored(spec: &MirrorSpec, store: &Store) -> Vec<Mirrored> {
     out
 }
 
+impl Mirrored {
+    fn filter_key(&self) -> FilterKey {
+        FilterKey { partition: self.id.to_string(), incarnation: self.topic_id }
+    }
+}
+
 fn same_partitions(a: &[Mirrored], b: &[Mirrored]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id && x.topic_id == y.topic_id)
 }
@@ -255,6 +261,8 @@ fn same_partitions(a: &[Mirrored], b: &[Mirrored]) -> bool {
 struct StoreSource<'a> {
     store: &'a Store,
     partitions: &'a [Mirrored],
+    /// Per slot, the durable end the leader was last told.
+    durable: &'a [u64],
     filter: Option<&'a mut MirrorFilter>,
 }
 
@@ -265,11 +273,11 @@ impl LogSource for StoreSource<'_> {
         };
         let raw = read_stored(self.store, mirrored, offset, max_bytes)?;
         let Some(filter) = self.filter.as_deref_mut().filter(|_| !raw.is_empty()) else { return Ok(raw) };
-        let key = FilterKey { partition: mirrored.id.to_string(), incarnation: mirrored.topic_id };
-        let durable_end = mirrored.state.offsets().durable_offset;
+        // The leader's view, which it ships no further than: the store's may have moved since.
+        let durable_end = self.durable.get(slot as usize).copied().unwrap_or(0);
         let store = self.store;
         filter.apply(
-            &key,
+            &mirrored.filter_key(),
             (&mirrored.id.topic, mirrored.id.partition),
             (offset, durable_end, max_bytes),
             &raw,
@@ -327,6 +335,9 @@ async fn session(
     let update =
         |change: &mut dyn FnMut(&mut MirrorStatus)| change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
     let partitions = mirrored(spec, store);
+    if let Some(filter) = filter.as_deref_mut() {
+        filter.retain(&partitions.iter().map(Mirrored::filter_key).collect::<Vec<_>>());
+    }
     // Before anything else (the link may stay down for days): keep what upstream lacks.
     acks.protect(store, &spec.name, &partitions);
     if partitions.is_empty() {
@@ -389,14 +400,22 @@ async fn session(
     let mut dirty = true;
     let mut was_welcomed = false;
     let (mut acks_saved, mut acks_changed) = (Instant::now(), false);
+    let mut durable = vec![0; partitions.len()];
     loop {
         for (slot, mirrored) in partitions.iter().enumerate() {
             let offsets = mirrored.state.offsets();
             leader.update_log(slot as u32, offsets.log_start_offset, offsets.durable_offset);
+            durable[slot] = offsets.durable_offset;
         }
         if leader.has_ready() {
             let ready = blocking(|| {
-                leader.ready(&mut StoreSource { store, partitions: &partitions, filter: filter.as_deref_mut() })
+                let durable = &durable;
+                leader.ready(&mut StoreSource {
+                    store,
+                    partitions: &partitions,
+                    durable,
+                    filter: filter.as_deref_mut(),
+                })
             });
             let bytes: u64 = ready
                 .send
@@ -416,8 +435,7 @@ async fn session(
             for &(slot, acked) in &ready.acked {
                 if let Some(partition) = partitions.get(slot as usize) {
                     if let Some(filter) = filter.as_deref_mut() {
-                        let key = FilterKey { partition: partition.id.to_string(), incarnation: partition.topic_id };
-                        filter.acked(&key, acked);
+                        filter.acked(&partition.filter_key(), acked);
                     }
                     acks.0.insert(partition.id.to_string(), (partition.topic_id, acked));
                     store.set_retention_floor(&holder(&spec.name), &partition.id.topic, partition.id.partition, acked);
@@ -425,7 +443,7 @@ async fn session(
                 }
             }
             if acks_changed && acks_saved.elapsed() >= ACKS_PERSIST_EVERY {
-                acks.save(store, &spec.name, filter.as_deref()).await;
+                acks.save(store, &spec.name, filter.as_deref_mut()).await;
                 acks_saved = Instant::now();
                 acks_changed = false;
             }

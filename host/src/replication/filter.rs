@@ -6,7 +6,8 @@
 //! batch it came from, its surviving records at their own offsets (the plugin contract says how:
 //! `wit/plugin.wit`, `transform`), gaps where records were dropped, as in a compacted Kafka topic.
 //! A batch left with no record goes as an empty batch over its range, which consumers step over.
-//! The follower needs no change: ranges are what it checks.
+//! A batch kept whole goes as it was stored. The follower needs no change: ranges are what it
+//! checks.
 //!
 //! A stateful plugin (downsampling) must see each record once, in order; yet the leader sends
 //! again from the follower's end after a connection is lost. So the plugin's state is
@@ -16,14 +17,16 @@
 //! offset is saved beside the acknowledged offsets, so a restart resumes from it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
 
-use rill_core::batch::{self, Batch, BatchHeader, Compression};
+use rill_core::batch::{self, BatchHeader, Compression};
 use rill_core::replication::ReadFailure;
 use serde::{Deserialize, Serialize};
 
-use crate::compression;
+use crate::compression::{self, plain_batch, with_records};
 use crate::limits::{
-    DECOMPRESSED_BYTES_MAX, MIRROR_FILTER_CHECKPOINTS_MAX, MIRROR_FILTER_REPLAY_BYTES_MAX, MIRROR_FRAME_BYTES,
+    DECOMPRESSED_BYTES_MAX, MIRROR_FILTER_CHECKPOINT_BYTES_MAX, MIRROR_FILTER_CHECKPOINTS_MAX,
+    MIRROR_FILTER_REPLAY_BYTES_MAX, MIRROR_FRAME_BYTES,
 };
 use crate::pipelines::StageSpec;
 use crate::plugins::{CompiledPlugin, ErrorKind, PluginCatalog, PluginError, PluginInstance, PluginKind, PluginLimits};
@@ -56,7 +59,8 @@ struct SavedState {
     state: Vec<u8>,
 }
 
-/// A mirror's saved states: which plugin they belong to, and one per partition.
+/// A mirror's saved states: which plugin and configuration they belong to, and one per
+/// partition.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct SavedStates {
     plugin: String,
@@ -77,12 +81,41 @@ struct Partition {
     committed: (u64, Vec<u8>),
 }
 
+impl Partition {
+    /// Keeps the state after a read that ended at `end`. Past the bounds, every other checkpoint
+    /// between the oldest and the newest goes: the oldest is the next to become committed, the
+    /// newest where the next read starts, and a rewind between replays a little more.
+    fn checkpoint(&mut self, end: u64, state: Vec<u8>) {
+        self.checkpoints.push_back((end, state));
+        thin(&mut self.checkpoints);
+    }
+}
+
+/// Past the bounds, every other checkpoint between the oldest and the newest goes.
+fn thin(checkpoints: &mut VecDeque<(u64, Vec<u8>)>) {
+    let bytes = |c: &VecDeque<(u64, Vec<u8>)>| c.iter().map(|(_, state)| state.len()).sum::<usize>();
+    while checkpoints.len() > 2
+        && (checkpoints.len() > MIRROR_FILTER_CHECKPOINTS_MAX
+            || bytes(checkpoints) > MIRROR_FILTER_CHECKPOINT_BYTES_MAX)
+    {
+        let last = checkpoints.len() - 1;
+        let mut index = 0;
+        checkpoints.retain(|_| {
+            let keep = index == 0 || index == last || index % 2 == 0;
+            index += 1;
+            keep
+        });
+    }
+}
+
 /// [`Partition::next`] when the state must be rebuilt before the next read.
 const UNKNOWN: u64 = u64::MAX;
 
 /// A loaded filter: the plugin, and its instances per partition.
 pub struct MirrorFilter {
     label: String,
+    /// The plugin and its configuration: a saved state belongs to exactly these.
+    identity: String,
     mirror: String,
     stage: StageSpec,
     catalog: PluginCatalog,
@@ -92,6 +125,8 @@ pub struct MirrorFilter {
     initial_state: Vec<u8>,
     partitions: HashMap<FilterKey, Partition>,
     saved: BTreeMap<String, SavedState>,
+    /// A committed state moved since the last [`state_document`](Self::state_document).
+    unsaved: bool,
     counts: FilterCounts,
 }
 
@@ -104,6 +139,20 @@ impl std::fmt::Debug for MirrorFilter {
 /// Why filtering failed: the connection closes and the mirror tries again after its back-off.
 fn failed(label: &str, reason: impl std::fmt::Display) -> ReadFailure {
     ReadFailure::Failed(format!("filter {label}: {reason}"))
+}
+
+/// Why a partition cannot be filtered, whatever is tried again: it stops, the others go on.
+fn unshippable(label: &str, reason: impl std::fmt::Display) -> ReadFailure {
+    ReadFailure::Unshippable(format!("filter {label}: {reason}"))
+}
+
+/// A plugin error as the leader takes it: a passing condition is tried again later; anything
+/// else (a trap, a fatal error, output that does not keep offsets) stops the partition.
+fn plugin_failure(label: &str, error: PluginError) -> ReadFailure {
+    match error {
+        PluginError::Returned { kind: ErrorKind::Retryable, .. } => failed(label, error),
+        other => unshippable(label, other),
+    }
 }
 
 impl MirrorFilter {
@@ -119,16 +168,18 @@ impl MirrorFilter {
         }
         let stateful = probe.metadata().stateful;
         let initial_state = if stateful { probe.snapshot().map_err(|e| e.to_string())? } else { Vec::new() };
+        let identity = format!("{label} {:?}", stage.config);
         let saved = store
             .resource(STATE_KIND, mirror)
             .ok()
             .flatten()
             .and_then(|bytes| postcard::from_bytes::<SavedStates>(&bytes).ok())
-            .filter(|saved| saved.plugin == label)
+            .filter(|saved| saved.plugin == identity)
             .map(|saved| saved.partitions)
             .unwrap_or_default();
         Ok(MirrorFilter {
             label,
+            identity,
             mirror: mirror.to_owned(),
             stage: stage.clone(),
             catalog: catalog.clone(),
@@ -137,6 +188,7 @@ impl MirrorFilter {
             initial_state,
             partitions: HashMap::new(),
             saved,
+            unsaved: false,
             counts: FilterCounts::default(),
         })
     }
@@ -148,6 +200,15 @@ impl MirrorFilter {
 
     pub fn counts(&self) -> FilterCounts {
         self.counts
+    }
+
+    /// Forgets partitions no longer mirrored (a deleted topic, an old incarnation): their
+    /// instances and states.
+    pub fn retain(&mut self, mirrored: &[FilterKey]) {
+        self.partitions.retain(|key, _| mirrored.contains(key));
+        self.saved.retain(|partition, saved| {
+            mirrored.iter().any(|key| &key.partition == partition && key.incarnation == saved.incarnation)
+        });
     }
 
     /// The filter of `key`, made on first use (and restored to its saved state).
@@ -174,9 +235,9 @@ impl MirrorFilter {
         self.partitions.get_mut(key).ok_or_else(|| failed(&self.label, "partition vanished"))
     }
 
-    /// Filters `raw` (whole stored batches, read at `offset` for shipping) up to `durable_end`
-    /// and about `max_bytes`; returns the batches to ship, over the same ranges. `read` reads
-    /// the partition again for a replay.
+    /// Filters `raw` (whole stored batches, read at `offset` for shipping) below `durable_end`
+    /// (the leader's, which ships no further) and about `max_bytes`; returns the batches to
+    /// ship, over the same ranges. `read` reads the partition again for a replay.
     pub fn apply(
         &mut self,
         key: &FilterKey,
@@ -185,35 +246,48 @@ impl MirrorFilter {
         raw: &[u8],
         read: &mut dyn FnMut(u64, usize) -> Result<Vec<u8>, ReadFailure>,
     ) -> Result<Vec<u8>, ReadFailure> {
-        let (label, stateful) = (self.label.clone(), self.stateful);
+        let plugin = Plugin { label: self.label.clone(), topic, partition, stateful: self.stateful };
         let fresh_state = self.initial_state.clone();
         let part = self.partition(key)?;
-        if part.next != offset && stateful {
-            rewind(part, &label, &fresh_state, (topic, partition), offset, read)?;
+        if plugin.stateful && part.next != offset {
+            rewind(part, &plugin, &fresh_state, offset, read)?;
         }
-        let filtered =
-            filter_batches(&mut part.instance, &label, (topic, partition), raw, offset..durable_end, max_bytes);
+        let range = offset..durable_end;
+        let filtered = match filter_batches(&mut part.instance, &plugin, raw, range.clone(), max_bytes, Calls::Together)
+        {
+            // The state went part way into the batches: back to where they start, then one by one.
+            Err(Failure::RefusedTogether) => {
+                if plugin.stateful {
+                    part.next = UNKNOWN;
+                    rewind(part, &plugin, &fresh_state, offset, read)?;
+                }
+                filter_batches(&mut part.instance, &plugin, raw, range, max_bytes, Calls::EachBatch)
+            }
+            other => other,
+        };
         let filtered = match filtered {
             Ok(filtered) => filtered,
             Err(e) => {
                 // The state may be part way through the batches: the next read rewinds.
                 part.next = UNKNOWN;
-                return Err(e);
+                return Err(e.into_read_failure(&plugin.label));
             }
         };
         part.next = filtered.next;
-        if stateful && filtered.next > offset {
-            let state = part.instance.snapshot().map_err(|e| failed(&label, e))?;
-            part.checkpoints.push_back((filtered.next, state));
-            if part.checkpoints.len() > MIRROR_FILTER_CHECKPOINTS_MAX {
-                part.checkpoints.pop_front();
+        if plugin.stateful && filtered.next > offset {
+            match part.instance.snapshot() {
+                Ok(state) => part.checkpoint(filtered.next, state),
+                Err(e) => {
+                    part.next = UNKNOWN;
+                    return Err(plugin_failure(&plugin.label, e));
+                }
             }
         }
         self.counts.records_dropped += filtered.records_dropped;
         self.counts.batches_refused += filtered.refused.len() as u64;
         for (base, reason) in &filtered.refused {
             tracing::error!(
-                mirror = %self.mirror, partition = %key.partition, plugin = %label, offset = base, %reason,
+                mirror = %self.mirror, partition = %key.partition, plugin = %plugin.label, offset = base, %reason,
                 "the mirror filter refused a batch as invalid input: it goes upstream without records (a gap)"
             );
         }
@@ -227,21 +301,24 @@ impl MirrorFilter {
         while part.checkpoints.front().is_some_and(|(end, _)| *end <= acked) {
             if let Some(checkpoint) = part.checkpoints.pop_front() {
                 part.committed = checkpoint;
+                self.unsaved = true;
             }
         }
     }
 
-    /// The committed states, as one document to write with the acknowledged offsets.
-    pub fn state_document(&self) -> Option<DocumentWrite> {
-        if !self.stateful {
+    /// The committed states as one document to write with the acknowledged offsets, when one
+    /// moved since the last.
+    pub fn state_document(&mut self) -> Option<DocumentWrite> {
+        if !self.stateful || !self.unsaved {
             return None;
         }
-        let mut partitions = self.saved.clone();
         for (key, part) in &self.partitions {
             let (offset, state) = part.committed.clone();
-            partitions.insert(key.partition.clone(), SavedState { incarnation: key.incarnation, offset, state });
+            self.saved.insert(key.partition.clone(), SavedState { incarnation: key.incarnation, offset, state });
         }
-        let document = postcard::to_allocvec(&SavedStates { plugin: self.label.clone(), partitions }).ok()?;
+        let saved = SavedStates { plugin: self.identity.clone(), partitions: self.saved.clone() };
+        let document = postcard::to_allocvec(&saved).ok()?;
+        self.unsaved = false;
         Some(DocumentWrite { kind: STATE_KIND.into(), name: self.mirror.clone(), document: Some(document) })
     }
 }
@@ -255,16 +332,26 @@ fn instantiate(
     PluginInstance::new(catalog.runtime(), compiled, config, PluginLimits::default()).map_err(|e| e.to_string())
 }
 
+/// What a plugin call needs to know besides the batches.
+struct Plugin<'a> {
+    label: String,
+    topic: &'a str,
+    partition: u32,
+    stateful: bool,
+}
+
 /// Puts the plugin back to its state at `offset`: the latest checkpoint at or before it, then
-/// the records from there to `offset` replayed (at most [`MIRROR_FILTER_REPLAY_BYTES_MAX`]).
+/// the records from there to `offset` replayed (at most [`MIRROR_FILTER_REPLAY_BYTES_MAX`]); the
+/// state at `offset` is checkpointed.
 fn rewind(
     part: &mut Partition,
-    label: &str,
+    plugin: &Plugin<'_>,
     fresh_state: &[u8],
-    (topic, partition): (&str, u32),
     offset: u64,
     read: &mut dyn FnMut(u64, usize) -> Result<Vec<u8>, ReadFailure>,
 ) -> Result<(), ReadFailure> {
+    // Until it is done, the state is nowhere in particular.
+    part.next = UNKNOWN;
     while part.checkpoints.back().is_some_and(|(end, _)| *end > offset) {
         part.checkpoints.pop_back();
     }
@@ -274,8 +361,9 @@ fn rewind(
         // The copy is behind what it acknowledged (replaced upstream): start afresh.
         None => (offset, fresh_state.to_vec()),
     };
-    part.instance.restore(state).map_err(|e| failed(label, e))?;
+    part.instance.restore(state).map_err(|e| plugin_failure(&plugin.label, e))?;
     let mut replayed = 0;
+    let mut replayed_any = false;
     while at < offset && replayed < MIRROR_FILTER_REPLAY_BYTES_MAX {
         let raw = match read(at, MIRROR_FRAME_BYTES) {
             Ok(raw) => raw,
@@ -286,13 +374,33 @@ fn rewind(
             }
             Err(e) => return Err(e),
         };
-        let filtered =
-            filter_batches(&mut part.instance, label, (topic, partition), &raw, at..offset, MIRROR_FRAME_BYTES)?;
+        let before = part.instance.snapshot().map_err(|e| plugin_failure(&plugin.label, e))?;
+        let range = at..offset;
+        let filtered = match filter_batches(
+            &mut part.instance,
+            plugin,
+            &raw,
+            range.clone(),
+            MIRROR_FRAME_BYTES,
+            Calls::Together,
+        ) {
+            Err(Failure::RefusedTogether) => {
+                part.instance.restore(before).map_err(|e| plugin_failure(&plugin.label, e))?;
+                filter_batches(&mut part.instance, plugin, &raw, range, MIRROR_FRAME_BYTES, Calls::EachBatch)
+            }
+            other => other,
+        }
+        .map_err(|e| e.into_read_failure(&plugin.label))?;
         if filtered.next <= at {
             break;
         }
         replayed += raw.len();
+        replayed_any = true;
         at = filtered.next;
+    }
+    if replayed_any {
+        let state = part.instance.snapshot().map_err(|e| plugin_failure(&plugin.label, e))?;
+        part.checkpoint(offset, state);
     }
     part.next = offset;
     Ok(())
@@ -309,28 +417,63 @@ struct Filtered {
     refused: Vec<(i64, String)>,
 }
 
-/// A stored batch taken for filtering.
-enum Taken {
-    /// Passed on as stored (a transaction marker is not data to filter).
-    Control(Vec<u8>),
-    /// Uncompressed, for the plugin; with the stored header (epoch, range).
-    Data { stored: BatchHeader, plain: Vec<u8> },
+/// How the plugin is called over the batches taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Calls {
+    /// Once for all of them: the usual case.
+    Together,
+    /// Once per batch, after a call over all was refused as invalid input, so that only the
+    /// batch at fault goes without records (a stateful plugin's state is put back after it).
+    EachBatch,
+}
+
+enum Failure {
+    /// The call over all the batches was refused as invalid input: call again batch by batch,
+    /// from the state before it.
+    RefusedTogether,
+    Read(ReadFailure),
+}
+
+impl Failure {
+    fn into_read_failure(self, label: &str) -> ReadFailure {
+        match self {
+            Failure::Read(failure) => failure,
+            Failure::RefusedTogether => failed(label, "refused batches it accepted one by one"),
+        }
+    }
+}
+
+impl From<ReadFailure> for Failure {
+    fn from(failure: ReadFailure) -> Self {
+        Failure::Read(failure)
+    }
+}
+
+/// A stored batch taken for filtering: where it is in the read, its header, its records
+/// uncompressed (none for a transaction marker, passed on as stored).
+struct Taken {
+    at: Range<usize>,
+    stored: BatchHeader,
+    plain: Option<Vec<u8>>,
 }
 
 /// Runs the plugin over the whole batches of `raw` within `range` (a batch ending at or past
 /// its end waits), taking batches until about `max_bytes` are in.
 fn filter_batches(
     instance: &mut PluginInstance,
-    label: &str,
-    (topic, partition): (&str, u32),
+    plugin: &Plugin<'_>,
     raw: &[u8],
-    range: std::ops::Range<u64>,
+    range: Range<u64>,
     max_bytes: usize,
-) -> Result<Filtered, ReadFailure> {
+    calls: Calls,
+) -> Result<Filtered, Failure> {
+    let label = &plugin.label;
     let mut taken = Vec::new();
-    let (mut next, mut plain_bytes) = (range.start, 0usize);
-    for parsed in batch::batches(raw) {
-        let parsed = parsed.map_err(|e| failed(label, format!("stored batch at or after offset {next}: {e}")))?;
+    let (mut next, mut plain_bytes, mut position) = (range.start, 0usize, 0usize);
+    for parsed in batch::sealed_batches(raw) {
+        let parsed = parsed.map_err(|e| unshippable(label, format!("stored batch at or after offset {next}: {e}")))?;
+        let at = position..position + parsed.as_bytes().len();
+        position = at.end;
         let header = *parsed.header();
         let last = header.last_offset() as u64;
         if last < range.start {
@@ -340,96 +483,71 @@ fn filter_batches(
             break;
         }
         next = last + 1;
-        if header.is_control() {
-            taken.push(Taken::Control(parsed.as_bytes().to_vec()));
-            continue;
-        }
-        let plain = plain_batch(&parsed).map_err(|e| failed(label, e))?;
-        plain_bytes += plain.len();
-        taken.push(Taken::Data { stored: header, plain });
+        let plain = match header.is_control() {
+            true => None,
+            false => Some(plain_batch(&parsed, DECOMPRESSED_BYTES_MAX).map_err(|e| unshippable(label, e))?),
+        };
+        plain_bytes += plain.as_ref().map_or(0, Vec::len);
+        taken.push(Taken { at, stored: header, plain });
     }
     let mut filtered = Filtered { bytes: Vec::new(), next, records_dropped: 0, refused: Vec::new() };
-    let data: Vec<(i64, &[u8])> = taken
-        .iter()
-        .filter_map(|t| match t {
-            Taken::Data { stored, plain } => Some((stored.base_offset, plain.as_slice())),
-            Taken::Control(_) => None,
-        })
-        .collect();
-    let Some(&(first, _)) = data.first() else {
-        // Only transaction markers: nothing for the plugin.
-        refit(&taken, &[], &mut filtered).map_err(|e| failed(label, e))?;
-        return Ok(filtered);
-    };
-    let input: Vec<u8> = data.iter().flat_map(|(_, plain)| plain.iter().copied()).collect();
+    let data: Vec<(i64, &[u8])> =
+        taken.iter().filter_map(|t| Some((t.stored.base_offset, t.plain.as_deref()?))).collect();
     let mut output = Vec::new();
-    match instance.transform(topic, partition, first as u64, &input) {
-        Ok(bytes) => output = bytes,
-        // One bad record must not hold back the rest: the batches go one by one, and only the
-        // one refused goes without records.
-        Err(PluginError::Returned { kind: ErrorKind::InvalidInput, .. }) if data.len() > 1 => {
-            for &(base, plain) in &data {
-                match instance.transform(topic, partition, base as u64, plain) {
-                    Ok(bytes) => output.extend(bytes),
-                    Err(e @ PluginError::Returned { kind: ErrorKind::InvalidInput, .. }) => {
-                        filtered.refused.push((base, e.to_string()));
+    if let Some(&(first, _)) = data.first() {
+        let call = |instance: &mut PluginInstance, base: i64, input: &[u8]| {
+            instance.transform(plugin.topic, plugin.partition, base as u64, input)
+        };
+        let refused = |e: &PluginError| matches!(e, PluginError::Returned { kind: ErrorKind::InvalidInput, .. });
+        match calls {
+            Calls::Together => {
+                let input: Vec<u8> = data.iter().flat_map(|(_, plain)| plain.iter().copied()).collect();
+                match call(instance, first, &input) {
+                    Ok(bytes) => output = bytes,
+                    // A stateless plugin refusing its only batch has nothing to put back.
+                    Err(e) if refused(&e) && data.len() == 1 && !plugin.stateful => {
+                        filtered.refused.push((first, e.to_string()));
                     }
-                    Err(e) => return Err(failed(label, e)),
+                    Err(e) if refused(&e) => return Err(Failure::RefusedTogether),
+                    Err(e) => return Err(plugin_failure(label, e).into()),
+                }
+            }
+            Calls::EachBatch => {
+                for &(base, plain) in &data {
+                    let before = if plugin.stateful {
+                        Some(instance.snapshot().map_err(|e| plugin_failure(label, e))?)
+                    } else {
+                        None
+                    };
+                    match call(instance, base, plain) {
+                        Ok(bytes) => output.extend(bytes),
+                        Err(e) if refused(&e) => {
+                            filtered.refused.push((base, e.to_string()));
+                            if let Some(state) = before {
+                                instance.restore(state).map_err(|e| plugin_failure(label, e))?;
+                            }
+                        }
+                        Err(e) => return Err(plugin_failure(label, e).into()),
+                    }
                 }
             }
         }
-        Err(e @ PluginError::Returned { kind: ErrorKind::InvalidInput, .. }) => {
-            filtered.refused.push((first, e.to_string()));
-        }
-        Err(e) => return Err(failed(label, e)),
     }
-    refit(&taken, &output, &mut filtered).map_err(|e| failed(label, e))?;
+    refit(raw, &taken, &output, &mut filtered).map_err(|e| unshippable(label, e))?;
     Ok(filtered)
 }
 
-/// `parsed` with its records uncompressed, sealed.
-fn plain_batch(parsed: &Batch<'_>) -> Result<Vec<u8>, String> {
-    if parsed.compression() == Compression::None {
-        return Ok(parsed.as_bytes().to_vec());
-    }
-    let records = compression::decompress(parsed.compression(), parsed.records_section(), DECOMPRESSED_BYTES_MAX)
-        .map_err(|e| format!("batch at offset {}: {e}", parsed.base_offset()))?;
-    with_records(parsed.header(), &records, Compression::None)
-}
-
-/// `plain` (an uncompressed batch) with its records compressed by `codec`, sealed.
-fn compressed(plain: &Batch<'_>, codec: Compression) -> Result<Vec<u8>, String> {
-    let records = compression::compress(codec, plain.records_section()).map_err(|e| e.to_string())?;
-    with_records(plain.header(), &records, codec)
-}
-
-/// A batch with `header`'s fields but a new records section, encoded by `codec`; sealed.
-fn with_records(header: &BatchHeader, records: &[u8], codec: Compression) -> Result<Vec<u8>, String> {
-    let mut bytes = vec![0u8; batch::HEADER_LEN];
-    bytes.extend_from_slice(records);
-    let length = i32::try_from(bytes.len() - batch::LOG_OVERHEAD)
-        .map_err(|_| format!("batch at offset {} is too large", header.base_offset))?;
-    let header = BatchHeader {
-        batch_length: length,
-        attributes: batch::attributes(codec, header.timestamp_type(), header.is_transactional(), false),
-        ..*header
-    };
-    header.encode(&mut bytes).map_err(|e| e.to_string())?;
-    batch::seal_crc(&mut bytes).map_err(|e| e.to_string())?;
-    Ok(bytes)
-}
-
-/// Lays the plugin's `output` over the batches `taken`: each data batch's output (one batch at
-/// its base offset, over its range) or an empty batch in its place; control batches as they are.
-fn refit(taken: &[Taken], output: &[u8], filtered: &mut Filtered) -> Result<(), String> {
+/// Lays the plugin's `output` over the batches `taken` from `raw`: each data batch's output (one
+/// batch at its base offset, over its range, with the stored header's identity and codec), the
+/// stored batch itself when it was kept whole, or an empty batch in its place; transaction
+/// markers as they are.
+fn refit(raw: &[u8], taken: &[Taken], output: &[u8], filtered: &mut Filtered) -> Result<(), String> {
     let mut outputs = batch::batches(output).peekable();
     for item in taken {
-        let stored = match item {
-            Taken::Control(bytes) => {
-                filtered.bytes.extend_from_slice(bytes);
-                continue;
-            }
-            Taken::Data { stored, .. } => stored,
+        let stored = &item.stored;
+        let Some(plain) = &item.plain else {
+            filtered.bytes.extend_from_slice(&raw[item.at.clone()]);
+            continue;
         };
         let mine = match outputs.peek() {
             Some(Ok(out)) if out.header().base_offset == stored.base_offset => {
@@ -451,23 +569,43 @@ fn refit(taken: &[Taken], output: &[u8], filtered: &mut Filtered) -> Result<(), 
                 i64::from(stored.last_offset_delta) + 1
             ));
         }
-        filtered.records_dropped += (stored.records_count - header.records_count).max(0) as u64;
-        let start = filtered.bytes.len();
-        match stored.compression() {
-            // A metered link carries it compressed, as the producer stored it.
-            Ok(codec) if codec != Compression::None => filtered.bytes.extend(compressed(&out, codec)?),
-            _ => filtered.bytes.extend_from_slice(out.as_bytes()),
+        let records = out.records_section();
+        if header.records_count == stored.records_count && records == &plain[batch::HEADER_LEN..] {
+            // Kept whole: the bytes the producer stored, compressed as they were.
+            filtered.bytes.extend_from_slice(&raw[item.at.clone()]);
+            continue;
         }
-        // The leader epoch lies outside the CRC: the sealed batch stays valid.
-        batch::set_partition_leader_epoch(&mut filtered.bytes[start..], stored.partition_leader_epoch)
-            .map_err(|e| e.to_string())?;
+        filtered.records_dropped += (stored.records_count - header.records_count).max(0) as u64;
+        // The stored batch's identity (epoch, timestamp type), the plugin's records; the plugin
+        // is not the producer of what it made.
+        let fitted = BatchHeader {
+            records_count: header.records_count,
+            base_timestamp: header.base_timestamp,
+            max_timestamp: header.max_timestamp,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            ..*stored
+        };
+        let codec = stored.compression().unwrap_or(Compression::None);
+        let plain_out = with_records(&fitted, records, Compression::None)?;
+        let shipped = match codec {
+            Compression::None => plain_out,
+            // A metered link carries it compressed, as the producer chose (unless that does not help).
+            codec => {
+                let packed = compression::compress(codec, records).map_err(|e| e.to_string())?;
+                if packed.len() < records.len() { with_records(&fitted, &packed, codec)? } else { plain_out }
+            }
+        };
+        filtered.bytes.extend(shipped);
     }
     match outputs.next() {
         None => Ok(()),
         Some(Err(e)) => Err(e.to_string()),
         Some(Ok(extra)) => Err(format!(
             "it returned a batch at offset {} that stands for no input batch (base offset -1: a record \
-             made into several; a mirror filter keeps at most one record per input record)",
+             made into several, or too large to build at the input's offsets; a mirror filter keeps at \
+             most one record per input record)",
             extra.header().base_offset
         )),
     }
@@ -476,26 +614,25 @@ fn refit(taken: &[Taken], output: &[u8], filtered: &mut Filtered) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rill_core::batch::{BatchParams, OffsetLayout, RecordSpec};
+    use rill_core::batch::{Batch, BatchParams, OffsetLayout, RecordSpec};
 
     fn spec(value: &[u8]) -> RecordSpec<'_> {
         RecordSpec { timestamp: 1_000, key: Some(b"k"), value: Some(value), headers: &[] }
     }
 
-    /// A stored batch of `count` records at `base`, in leader epoch 3.
+    /// A stored batch of `count` records at `base`, in leader epoch 3, by producer 7.
     fn stored(base: i64, count: usize) -> Vec<u8> {
         let specs = vec![spec(b"reading"); count];
-        let params = BatchParams { base_offset: base, partition_leader_epoch: 3, ..BatchParams::default() };
+        let params =
+            BatchParams { base_offset: base, partition_leader_epoch: 3, producer_id: 7, ..BatchParams::default() };
         batch::build_vec(params, &specs).unwrap()
-    }
-
-    fn header(bytes: &[u8]) -> BatchHeader {
-        *Batch::parse(bytes).unwrap().header()
     }
 
     /// What a plugin keeping `deltas` of the batch at `base` (spanning `last_delta`) returns.
     fn kept(base: i64, deltas: &[i32], last_delta: i32) -> Vec<u8> {
-        let specs = vec![spec(b"kept"); deltas.len()];
+        // Long and alike, as sensor readings: they compress.
+        let value = b"kept ".repeat(100);
+        let specs = vec![spec(&value); deltas.len()];
         let layout = OffsetLayout { offset_deltas: deltas, last_offset_delta: last_delta };
         let params = BatchParams { base_offset: base, ..BatchParams::default() };
         let mut bytes = batch::build_vec_at_without_crc(params, &specs, layout).unwrap();
@@ -503,25 +640,42 @@ mod tests {
         bytes
     }
 
-    fn data(bytes: &[u8]) -> Taken {
-        let parsed = Batch::parse(bytes).unwrap();
-        Taken::Data { stored: *parsed.header(), plain: plain_batch(&parsed).unwrap() }
+    /// The read `batches` make, and each taken for filtering.
+    fn read(batches: &[&[u8]]) -> (Vec<u8>, Vec<Taken>) {
+        let raw = batches.concat();
+        let mut taken = Vec::new();
+        let mut position = 0;
+        for parsed in batch::batches(&raw) {
+            let parsed = parsed.unwrap();
+            let at = position..position + parsed.as_bytes().len();
+            position = at.end;
+            let plain = Some(plain_batch(&parsed, DECOMPRESSED_BYTES_MAX).unwrap());
+            taken.push(Taken { at, stored: *parsed.header(), plain });
+        }
+        (raw, taken)
     }
 
     fn fresh() -> Filtered {
         Filtered { bytes: Vec::new(), next: 0, records_dropped: 0, refused: Vec::new() }
     }
 
-    /// (base offset, last offset, records' offsets, epoch, codec) of each shipped batch.
-    fn shipped(bytes: &[u8]) -> Vec<(i64, i64, Vec<i64>, i32, Compression)> {
+    fn gzip(plain: &[u8]) -> Vec<u8> {
+        let header = *Batch::parse(plain).unwrap().header();
+        let packed = compression::compress(Compression::Gzip, &plain[batch::HEADER_LEN..]).unwrap();
+        with_records(&header, &packed, Compression::Gzip).unwrap()
+    }
+
+    /// (base offset, last offset, records' offsets, epoch, producer id, codec) of each batch.
+    fn shipped(bytes: &[u8]) -> Vec<(i64, i64, Vec<i64>, i32, i64, Compression)> {
         batch::batches(bytes)
             .map(|parsed| {
                 let parsed = parsed.unwrap();
                 let h = *parsed.header();
-                let plain = plain_batch(&parsed).unwrap();
+                let plain = plain_batch(&parsed, DECOMPRESSED_BYTES_MAX).unwrap();
                 let records =
                     Batch::parse(&plain).unwrap().records().unwrap().map(|r| r.unwrap().offset(h.base_offset));
-                (h.base_offset, h.last_offset(), records.collect(), h.partition_leader_epoch, parsed.compression())
+                let epoch = h.partition_leader_epoch;
+                (h.base_offset, h.last_offset(), records.collect(), epoch, h.producer_id, parsed.compression())
             })
             .collect()
     }
@@ -529,39 +683,58 @@ mod tests {
     #[test]
     fn survivors_keep_their_offsets_and_an_emptied_batch_keeps_its_range() {
         let (a, b) = (stored(10, 4), stored(14, 2));
+        let (raw, taken) = read(&[&a, &b]);
         let mut filtered = fresh();
-        refit(&[data(&a), data(&b)], &kept(10, &[1, 3], 3), &mut filtered).unwrap();
+        refit(&raw, &taken, &kept(10, &[1, 3], 3), &mut filtered).unwrap();
         assert_eq!(
             shipped(&filtered.bytes),
-            [(10, 13, vec![11, 13], 3, Compression::None), (14, 15, vec![], 3, Compression::None)]
+            [(10, 13, vec![11, 13], 3, -1, Compression::None), (14, 15, vec![], 3, 7, Compression::None)],
+            "the stored epoch; the plugin is not the producer of what it made"
         );
         assert_eq!(filtered.records_dropped, 4);
     }
 
     #[test]
-    fn compressed_input_goes_upstream_compressed() {
-        let plain = stored(20, 3);
-        let gzip = with_records(
-            &header(&plain),
-            &compression::compress(Compression::Gzip, &plain[batch::HEADER_LEN..]).unwrap(),
-            Compression::Gzip,
-        )
-        .unwrap();
-        assert!(Batch::parse(&gzip).is_ok());
-        assert_eq!(plain_batch(&Batch::parse(&gzip).unwrap()).unwrap(), plain, "decompressed, it is the plain batch");
+    fn compressed_input_goes_upstream_compressed_and_a_batch_kept_whole_as_stored() {
+        let packed = gzip(&stored(20, 3));
+        let whole = gzip(&stored(23, 2));
+        let (raw, taken) = read(&[&packed, &whole]);
+        assert_eq!(taken[0].plain.as_deref(), Some(stored(20, 3).as_slice()), "decompressed at the same offsets");
+        let mut output = kept(20, &[0, 2], 2);
+        output.extend(taken[1].plain.clone().unwrap());
         let mut filtered = fresh();
-        refit(&[data(&gzip)], &kept(20, &[0, 2], 2), &mut filtered).unwrap();
-        assert_eq!(shipped(&filtered.bytes), [(20, 22, vec![20, 22], 3, Compression::Gzip)]);
+        refit(&raw, &taken, &output, &mut filtered).unwrap();
+        assert_eq!(shipped(&filtered.bytes)[0], (20, 22, vec![20, 22], 3, -1, Compression::Gzip));
+        assert!(filtered.bytes.ends_with(&whole), "the batch kept whole goes as the producer stored it");
     }
 
     #[test]
     fn output_that_does_not_keep_offsets_is_refused() {
         let a = stored(10, 4);
+        let (raw, taken) = read(&[&a]);
         let mut several = kept(10, &[0, 1], 3);
         batch::set_base_offset(&mut several, -1).unwrap();
-        let error = refit(&[data(&a)], &several, &mut fresh()).unwrap_err();
+        let error = refit(&raw, &taken, &several, &mut fresh()).unwrap_err();
         assert!(error.contains("stands for no input batch"), "{error}");
-        let error = refit(&[data(&a)], &kept(10, &[0, 1], 1), &mut fresh()).unwrap_err();
+        let error = refit(&raw, &taken, &kept(10, &[0, 1], 1), &mut fresh()).unwrap_err();
         assert!(error.contains("does not keep offsets"), "{error}");
+    }
+
+    #[test]
+    fn checkpoints_thin_out_keeping_the_oldest_and_the_newest() {
+        let plugin_less = |checkpoints: VecDeque<(u64, Vec<u8>)>| checkpoints.iter().map(|(end, _)| *end).collect();
+        let mut checkpoints = VecDeque::new();
+        let mut part = |end: u64| {
+            checkpoints.push_back((end, vec![0u8; 8]));
+            thin(&mut checkpoints);
+            plugin_less(checkpoints.clone())
+        };
+        let mut kept: Vec<u64> = Vec::new();
+        for end in 1..=200 {
+            kept = part(end);
+        }
+        assert!(kept.len() <= MIRROR_FILTER_CHECKPOINTS_MAX);
+        assert_eq!((kept[0], *kept.last().unwrap()), (1, 200));
+        assert!(kept.windows(2).all(|w| w[0] < w[1]));
     }
 }

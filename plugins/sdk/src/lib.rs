@@ -400,8 +400,9 @@ pub fn ingest_messages<T: Ingest>(plugin: &mut T, messages: &[SourceMessage<'_>]
 /// When each input record gets at most one output record, an output batch keeps its input
 /// batch's base offset and `lastOffsetDelta`, and each record the offset delta of the input
 /// record it stands for: a host that keeps offsets (a mirror filter) stores the survivors at
-/// their offsets, with gaps. Otherwise (several records for one input record) the output batch
-/// has base offset -1: its records stand for no offsets in particular.
+/// their offsets, with gaps. Otherwise (several records for one input record, or output too
+/// large for one batch) the output batch has base offset -1: its records stand for no offsets in
+/// particular.
 pub fn transform_batches<T: Transform>(plugin: &mut T, input: &[u8]) -> Result<Vec<u8>, Error> {
     let mut output = Vec::new();
     for_each_batch(input, |bytes, header, records, first| {
