@@ -79,24 +79,29 @@ pub async fn run(mut args: MirrorArgs) -> Result<(), String> {
         std::env::var("GLIBC_TUNABLES").unwrap_or_else(|_| "(unset)".into())
     );
     let mut ceilings = Vec::new();
+    let mut disk_ceilings = Vec::new();
     let mut rill = Vec::new();
     let mut last = None;
     for run in 0..args.repeat {
         let _ = std::fs::remove_dir_all(&scratch);
         let bytes = write_backlog(&scratch.join("edge"), args.backlog_bytes).await?;
         let ceiling = plain_socket(&exe, bytes).await?;
+        let disk = durable_file(&scratch, bytes)?;
         let (pair, mb_per_s) = catch_up(&exe, &scratch, bytes).await?;
         println!(
-            "  run {run}: plain socket {ceiling:.0} MB/s, mirror catch-up {mb_per_s:.0} MB/s ({:.2}×)",
-            mb_per_s / ceiling
+            "  run {run}: plain socket {ceiling:.0} MB/s, file append + fdatasync {disk:.0} MB/s, mirror catch-up \
+             {mb_per_s:.0} MB/s ({:.2}× socket, {:.2}× file)",
+            mb_per_s / ceiling,
+            mb_per_s / disk
         );
         ceilings.push(ceiling);
+        disk_ceilings.push(disk);
         rill.push(mb_per_s);
         if let Some(previous) = last.replace(pair) {
             drop(previous);
         }
     }
-    let (ceiling, mirror) = (median(&ceilings), median(&rill));
+    let (ceiling, disk, mirror) = (median(&ceilings), median(&disk_ceilings), median(&rill));
     let Some(mut pair) = last else { return Err("no run".into()) };
     let lag = steady_lag(&pair, args.rate, args.seconds).await?;
     let sync = fdatasync_p99(&scratch)?;
@@ -111,6 +116,11 @@ pub async fn run(mut args: MirrorArgs) -> Result<(), String> {
         args.backlog_bytes >> 20,
         args.repeat,
         mirror / ceiling
+    );
+    println!(
+        "| the same, against what the disk allows | {mirror:.0} MB/s | {disk:.0} MB/s appended to a file in 1 MiB writes, \
+         fdatasync every 8 MiB (the window) | {:.2}× | (none set) |",
+        mirror / disk
     );
     println!(
         "| steady lag at {} records/s, p50 / p99 / max | {:.2} / {:.2} / {:.2} ms | 2 × (fdatasync p99 {sync:.2} + loopback RTT p99 {rtt:.3}) = {bound:.2} ms | {:.2}× | ≤ 1× |",
@@ -421,6 +431,29 @@ async fn produce(client: &mut Client, batch: &[u8]) -> Result<(), String> {
         Some(code) => Err(format!("produce failed with error code {code}")),
         None => Ok(()),
     }
+}
+
+/// A durable copy's ceiling on this disk: `bytes` appended to a fresh file in 1 MiB writes
+/// (a frame), with an fdatasync after every 8 MiB (the default window, which the aggregation node
+/// commits at most at a time) and at the end, in MB/s. No network, no storage engine.
+fn durable_file(scratch: &Path, bytes: u64) -> Result<f64, String> {
+    std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
+    let path = scratch.join("durable.bench");
+    let mut file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+    let chunk = vec![b'x'; 1 << 20];
+    let started = Instant::now();
+    let mut written = 0u64;
+    while written < bytes {
+        file.write_all(&chunk).map_err(|e| e.to_string())?;
+        written += chunk.len() as u64;
+        if written % crate::limits::MIRROR_WINDOW_BYTES_DEFAULT == 0 {
+            file.sync_data().map_err(|e| e.to_string())?;
+        }
+    }
+    file.sync_data().map_err(|e| e.to_string())?;
+    let mb_per_s = written as f64 / started.elapsed().as_secs_f64() / 1e6;
+    let _ = std::fs::remove_file(&path);
+    Ok(mb_per_s)
 }
 
 /// p99 of appending one steady batch's bytes (10 KiB) and fdatasync, in ms.
