@@ -125,10 +125,17 @@ pub async fn run(mut args: MirrorArgs) -> Result<(), String> {
     println!(
         "| steady lag at {} records/s, p50 / p99 / max | {:.2} / {:.2} / {:.2} ms | 2 × (fdatasync p99 {sync:.2} + loopback RTT p99 {rtt:.3}) = {bound:.2} ms | {:.2}× | ≤ 1× |",
         args.rate,
-        lag.0,
-        lag.1,
-        lag.2,
-        lag.1 / bound
+        lag.copy.0,
+        lag.copy.1,
+        lag.copy.2,
+        lag.copy.1 / bound
+    );
+    println!(
+        "| of which the edge's own acks=all answer, p50 / p99 | {:.2} / {:.2} ms | fdatasync p99 {sync:.2} + loopback RTT p99 {rtt:.3} = {:.2} ms | {:.2}× | |",
+        lag.edge_ack.0,
+        lag.edge_ack.1,
+        sync + rtt,
+        lag.edge_ack.1 / (sync + rtt)
     );
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
@@ -361,9 +368,16 @@ pub fn sink(_: SinkArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Produces `rate` records per second to the edge for `seconds`; the time from each produce
-/// request to the copy's high watermark covering it: (p50, p99, max) in ms.
-async fn steady_lag(pair: &Pair, rate: u32, seconds: f64) -> Result<(f64, f64, f64), String> {
+/// Steady lag in ms: (p50, p99, max) from each produce request to the copy's high watermark
+/// covering it, and (p50, p99) of the produce request's own acks=all answer from the edge (the
+/// edge's share).
+struct Lag {
+    copy: (f64, f64, f64),
+    edge_ack: (f64, f64),
+}
+
+/// Produces `rate` records per second to the edge for `seconds`, timing the copy catching up.
+async fn steady_lag(pair: &Pair, rate: u32, seconds: f64) -> Result<Lag, String> {
     let copy = format!("{EDGE}.{TOPIC}");
     let start = high_watermark(&pair.cloud_kafka, &copy).await?;
     // A batch of about STEADY_RECORDS_PER_BATCH records (their overhead makes it a few less),
@@ -378,15 +392,18 @@ async fn steady_lag(pair: &Pair, rate: u32, seconds: f64) -> Result<(f64, f64, f
         let mut client = Client::connect(&edge_kafka).await.map_err(|e| e.to_string())?;
         let mut next = Instant::now();
         let mut end = start;
+        let mut acks = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
         for _ in 0..batches {
             tokio::time::sleep_until(next.into()).await;
             let at = Instant::now();
-            produce(&mut client, &batch).await?;
             end += i64::from(records);
+            // Sent before the request: the copy may be readable before the edge's answer arrives.
             let _ = sent_at.send((end, at));
+            produce(&mut client, &batch).await?;
+            acks.record(at.elapsed().as_micros().max(1) as u64).map_err(|e| e.to_string())?;
             next += interval;
         }
-        Ok::<(), String>(())
+        Ok::<_, String>(acks)
     });
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
     let mut client = Client::connect(&pair.cloud_kafka).await.map_err(|e| e.to_string())?;
@@ -408,12 +425,15 @@ async fn steady_lag(pair: &Pair, rate: u32, seconds: f64) -> Result<(f64, f64, f
         }
         if producer.is_finished() && waiting.is_empty() && sent_rx.is_empty() && counted < batches {
             // Every sent batch counted: the producer stopped early.
-            producer.await.map_err(|e| e.to_string())??;
             break;
         }
     }
+    let acks = producer.await.map_err(|e| e.to_string())??;
     let ms = |micros: u64| micros as f64 / 1000.0;
-    Ok((ms(histogram.value_at_quantile(0.5)), ms(histogram.value_at_quantile(0.99)), ms(histogram.max())))
+    Ok(Lag {
+        copy: (ms(histogram.value_at_quantile(0.5)), ms(histogram.value_at_quantile(0.99)), ms(histogram.max())),
+        edge_ack: (ms(acks.value_at_quantile(0.5)), ms(acks.value_at_quantile(0.99))),
+    })
 }
 
 /// One produce request of `batch` to partition 0 with acks=all; an error code is an error.
