@@ -466,7 +466,7 @@ fn durable_file(scratch: &Path, bytes: u64) -> Result<f64, String> {
     while written < bytes {
         file.write_all(&chunk).map_err(|e| e.to_string())?;
         written += chunk.len() as u64;
-        if written % crate::limits::MIRROR_WINDOW_BYTES_DEFAULT == 0 {
+        if written.is_multiple_of(crate::limits::MIRROR_WINDOW_BYTES_DEFAULT) {
             file.sync_data().map_err(|e| e.to_string())?;
         }
     }

@@ -128,8 +128,15 @@ fn print_mirrors(views: &[MirrorView]) {
     }
     for v in views {
         let error = v.status.last_error.as_deref().map(|e| format!(" — last error: {e}")).unwrap_or_default();
+        let filter = match &v.status.filter {
+            Some(plugin) => format!(
+                ", filter {plugin}: {} records held back, {} batches refused",
+                v.status.records_filtered, v.status.batches_refused_by_filter
+            ),
+            None => String::new(),
+        };
         println!(
-            "mirror {} -> {} as {}: {} ({} connects, {} bytes sent, {} records lost){error}",
+            "mirror {} -> {} as {}: {} ({} connects, {} bytes sent, {} records lost{filter}){error}",
             v.spec.name,
             v.spec.upstream,
             v.spec.edge_id,
