@@ -90,7 +90,10 @@ impl MirrorTask {
         }));
         let (stop, stopped) = watch::channel(false);
         // Retention must not run before the floors are set: set them before the task starts.
-        let acks = Acks::load(&store, &spec.name);
+        let mut acks = Acks::load(&store, &spec.name);
+        if spec.filter.is_some() {
+            acks.hold_for_filter(&super::filter::saved_offsets(&store, &spec.name));
+        }
         acks.protect(&store, &spec.name, &mirrored(&spec, &store));
         let patterns = spec.clone();
         store.guard_topics(&holder(&spec.name), Arc::new(move |topic| patterns.mirrors(topic)));
@@ -130,10 +133,25 @@ impl Acks {
     async fn save(&self, store: &Store, mirror: &str, filter: Option<&mut MirrorFilter>) {
         let Ok(document) = serde_json::to_vec(self) else { return };
         let write = DocumentWrite { kind: ACKS_KIND.into(), name: mirror.into(), document: Some(document) };
-        let writes = std::iter::once(write).chain(filter.and_then(MirrorFilter::state_document)).collect();
-        let saved = store.write_documents(writes).await;
-        if let Err(e) = saved {
-            tracing::warn!(mirror, error = %e, "acknowledged offsets not saved; will retry");
+        let state = filter.as_deref().and_then(MirrorFilter::state_document);
+        let writes = std::iter::once(write).chain(state.as_ref().map(|(write, _)| write.clone())).collect();
+        match store.write_documents(writes).await {
+            Ok(()) => {
+                if let (Some(filter), Some((_, saved))) = (filter, state) {
+                    filter.state_saved(saved);
+                }
+            }
+            Err(e) => tracing::warn!(mirror, error = %e, "acknowledged offsets not saved; will retry"),
+        }
+    }
+
+    /// A stateful filter replays from its saved state after a restart: retention must keep
+    /// what lies above it, even where the aggregation node acknowledged more.
+    fn hold_for_filter(&mut self, saved: &BTreeMap<String, (uuid::Uuid, u64)>) {
+        for (partition, (incarnation, offset)) in &mut self.0 {
+            if let Some(&(_, state_at)) = saved.get(partition).filter(|(of, _)| of == incarnation) {
+                *offset = (*offset).min(state_at);
+            }
         }
     }
 
@@ -434,11 +452,14 @@ async fn session(
             });
             for &(slot, acked) in &ready.acked {
                 if let Some(partition) = partitions.get(slot as usize) {
+                    // Retention keeps what the copy lacks, and what a stateful filter would replay.
+                    let mut floor = acked;
                     if let Some(filter) = filter.as_deref_mut() {
                         filter.acked(&partition.filter_key(), acked);
+                        floor = filter.replay_floor(&partition.filter_key()).map_or(acked, |at| at.min(acked));
                     }
-                    acks.0.insert(partition.id.to_string(), (partition.topic_id, acked));
-                    store.set_retention_floor(&holder(&spec.name), &partition.id.topic, partition.id.partition, acked);
+                    acks.0.insert(partition.id.to_string(), (partition.topic_id, floor));
+                    store.set_retention_floor(&holder(&spec.name), &partition.id.topic, partition.id.partition, floor);
                     acks_changed = true;
                 }
             }
@@ -753,5 +774,20 @@ impl Mirrors {
         for task in tasks.into_values() {
             task.stop().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stateful_filter_holds_retention_at_its_saved_state() {
+        let (this, other) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let mut acks = Acks(BTreeMap::from([("t/0".to_owned(), (this, 100)), ("t/1".to_owned(), (this, 100))]));
+        let saved = BTreeMap::from([("t/0".to_owned(), (this, 40)), ("t/1".to_owned(), (other, 10))]);
+        acks.hold_for_filter(&saved);
+        assert_eq!(acks.0["t/0"], (this, 40), "a restart replays from 40: keep it");
+        assert_eq!(acks.0["t/1"], (this, 100), "a state of another incarnation holds nothing");
     }
 }

@@ -59,6 +59,18 @@ struct SavedState {
     state: Vec<u8>,
 }
 
+/// The states of a written document, by partition.
+#[derive(Debug)]
+pub struct SavedPartitions(BTreeMap<String, SavedState>);
+
+/// Per partition (`topic/partition`), the incarnation and offset of the filter state saved for
+/// `mirror`: retention keeps what a restart would replay.
+pub fn saved_offsets(store: &Store, mirror: &str) -> BTreeMap<String, (uuid::Uuid, u64)> {
+    let saved = store.resource(STATE_KIND, mirror).ok().flatten();
+    let saved = saved.and_then(|bytes| postcard::from_bytes::<SavedStates>(&bytes).ok()).unwrap_or_default();
+    saved.partitions.into_iter().map(|(partition, state)| (partition, (state.incarnation, state.offset))).collect()
+}
+
 /// A mirror's saved states: which plugin and configuration they belong to, and one per
 /// partition.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -307,19 +319,33 @@ impl MirrorFilter {
     }
 
     /// The committed states as one document to write with the acknowledged offsets, when one
-    /// moved since the last.
-    pub fn state_document(&mut self) -> Option<DocumentWrite> {
+    /// moved since the last saved; once written, [`state_saved`](Self::state_saved) says so.
+    pub fn state_document(&self) -> Option<(DocumentWrite, SavedPartitions)> {
         if !self.stateful || !self.unsaved {
             return None;
         }
+        let mut partitions = self.saved.clone();
         for (key, part) in &self.partitions {
             let (offset, state) = part.committed.clone();
-            self.saved.insert(key.partition.clone(), SavedState { incarnation: key.incarnation, offset, state });
+            partitions.insert(key.partition.clone(), SavedState { incarnation: key.incarnation, offset, state });
         }
-        let saved = SavedStates { plugin: self.identity.clone(), partitions: self.saved.clone() };
+        let saved = SavedStates { plugin: self.identity.clone(), partitions };
         let document = postcard::to_allocvec(&saved).ok()?;
+        let write = DocumentWrite { kind: STATE_KIND.into(), name: self.mirror.clone(), document: Some(document) };
+        Some((write, SavedPartitions(saved.partitions)))
+    }
+
+    /// The document [`state_document`](Self::state_document) made is durable.
+    pub fn state_saved(&mut self, saved: SavedPartitions) {
+        self.saved = saved.0;
         self.unsaved = false;
-        Some(DocumentWrite { kind: STATE_KIND.into(), name: self.mirror.clone(), document: Some(document) })
+    }
+
+    /// Where a restart would replay `key` from (its saved state; the log start when none is
+    /// saved yet): retention must keep what lies above. `None` for a stateless plugin.
+    pub fn replay_floor(&self, key: &FilterKey) -> Option<u64> {
+        let saved = self.saved.get(&key.partition).filter(|saved| saved.incarnation == key.incarnation);
+        self.stateful.then(|| saved.map_or(0, |saved| saved.offset))
     }
 }
 
@@ -534,6 +560,17 @@ fn filter_batches(
         }
     }
     refit(raw, &taken, &output, &mut filtered).map_err(|e| unshippable(label, e))?;
+    // A frame carries one read; a plugin that made it larger than a frame can hold would have
+    // the whole connection fail on it, again and again.
+    let frame_room = rill_core::limits::REPLICATION_FRAME_BYTES_MAX - 4096;
+    if filtered.bytes.len() > frame_room {
+        let (bytes, first, end) = (filtered.bytes.len(), range.start, filtered.next);
+        return Err(unshippable(
+            label,
+            format!("its output for offsets {first}..{end} is {bytes} bytes, over a frame's {frame_room}"),
+        )
+        .into());
+    }
     Ok(filtered)
 }
 
@@ -570,7 +607,8 @@ fn refit(raw: &[u8], taken: &[Taken], output: &[u8], filtered: &mut Filtered) ->
             ));
         }
         let records = out.records_section();
-        if header.records_count == stored.records_count && records == &plain[batch::HEADER_LEN..] {
+        let same_times = (header.base_timestamp, header.max_timestamp) == (stored.base_timestamp, stored.max_timestamp);
+        if header.records_count == stored.records_count && same_times && records == &plain[batch::HEADER_LEN..] {
             // Kept whole: the bytes the producer stored, compressed as they were.
             filtered.bytes.extend_from_slice(&raw[item.at.clone()]);
             continue;
@@ -706,6 +744,24 @@ mod tests {
         refit(&raw, &taken, &output, &mut filtered).unwrap();
         assert_eq!(shipped(&filtered.bytes)[0], (20, 22, vec![20, 22], 3, -1, Compression::Gzip));
         assert!(filtered.bytes.ends_with(&whole), "the batch kept whole goes as the producer stored it");
+    }
+
+    #[test]
+    fn records_with_moved_timestamps_are_not_taken_for_the_stored_batch() {
+        // A clock-correcting plugin: the same records section (deltas), another base timestamp.
+        let a = stored(10, 2);
+        let (raw, taken) = read(&[&a]);
+        let header = *Batch::parse(&a).unwrap().header();
+        let moved = BatchHeader {
+            base_timestamp: header.base_timestamp + 3_600_000,
+            max_timestamp: header.max_timestamp + 3_600_000,
+            ..header
+        };
+        let output = with_records(&moved, &a[batch::HEADER_LEN..], Compression::None).unwrap();
+        let mut filtered = fresh();
+        refit(&raw, &taken, &output, &mut filtered).unwrap();
+        let shipped = Batch::parse(&filtered.bytes).unwrap();
+        assert_eq!(shipped.header().base_timestamp, header.base_timestamp + 3_600_000, "the plugin's times go up");
     }
 
     #[test]
