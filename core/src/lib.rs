@@ -7,6 +7,7 @@
 //! - `replication` (with `alloc`): edge → cloud mirroring, its protocol and state machines.
 //! - [`ram_log`]: a fixed-capacity log for devices.
 //! - [`partitioner`]: Kafka-compatible partitioners.
+//! - [`uplink`]: the frames between a sensor node and its gateway.
 //! - [`limits`]: every bound in one place.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -25,4 +26,5 @@ pub mod ram_log;
 #[cfg(feature = "alloc")]
 pub mod replication;
 pub mod retention;
+pub mod uplink;
 pub mod varint;

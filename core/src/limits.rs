@@ -54,3 +54,13 @@ pub const REPLICATION_TEXT_BYTES_MAX: usize = 1024;
 const _: () =
     assert!((REPLICATION_EPOCHS_STATED_MAX * 15 + 64) * REPLICATION_PARTITIONS_MAX < REPLICATION_FRAME_BYTES_MAX);
 const _: () = assert!((249 + 64) * REPLICATION_PARTITIONS_MAX < REPLICATION_FRAME_BYTES_MAX);
+
+// ---- device uplink --------------------------------------------------------------------------
+
+/// Largest record batch in one uplink frame. A sensor node sends a batch per frame from a RAM
+/// buffer; 16 KiB is hundreds of readings, and bounds the gateway's buffer per device connection
+/// (and a device's own frame buffers) to about twice that.
+pub const UPLINK_BATCH_BYTES_MAX: usize = 16 * 1024;
+
+/// Longest device id (UTF-8 bytes): it names the device in records and metrics.
+pub const UPLINK_DEVICE_ID_BYTES_MAX: usize = 64;
