@@ -8,7 +8,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 1 | protocol version ([`UPLINK_VERSION`]) |
-//! | varies | the header, postcard-encoded: what the frame is, and for data the device id, its boot id, the frame's sequence number, records dropped so far this boot and the clock its timestamps come from |
+//! | varies | the header, postcard-encoded: what the frame is, and for data the device id, its boot id, the frame's sequence number, records dropped so far this boot, the clock its timestamps come from and that clock's reading as the frame was sent |
 //! | varies | data only: one Kafka v2 record batch, as the core codec built it on the device |
 //! | 4 | CRC-32C of everything before it, big-endian |
 //!
@@ -17,6 +17,10 @@
 //!   sequence: sent again after a lost ack) from a new boot's first.
 //! - **Gateway → device: [`Frame::Ack`]**, the highest (boot, sequence) of the device the gateway
 //!   holds durably. The device drops what it keeps only below that.
+//! - **Time.** A device without a wall clock stamps records with milliseconds since boot
+//!   ([`Clock::SinceBoot`]) and sends its clock's reading with every frame (`sent_at`). The
+//!   gateway maps a record's time `t` to `arrival - (sent_at - t)`: exact but for the frame's
+//!   transit (milliseconds on a UART or a LAN), however long the frame waited on the device.
 
 use core::fmt;
 
@@ -29,9 +33,9 @@ use crate::limits::{UPLINK_BATCH_BYTES_MAX, UPLINK_DEVICE_ID_BYTES_MAX};
 pub const UPLINK_VERSION: u8 = 1;
 
 /// Largest header (version byte included): postcard's enum tag, a device id of
-/// [`UPLINK_DEVICE_ID_BYTES_MAX`] with its length, four `u32` varints (5 bytes each at most) and
-/// the clock.
-pub const UPLINK_HEADER_BYTES_MAX: usize = 1 + 1 + 2 + UPLINK_DEVICE_ID_BYTES_MAX + 4 * 5 + 1;
+/// [`UPLINK_DEVICE_ID_BYTES_MAX`] with its length, four `u32` varints (5 bytes each at most), the
+/// clock and a `u64` varint (10).
+pub const UPLINK_HEADER_BYTES_MAX: usize = 1 + 1 + 2 + UPLINK_DEVICE_ID_BYTES_MAX + 4 * 5 + 1 + 10;
 
 /// Largest decoded frame: header, the largest batch, CRC.
 pub const UPLINK_FRAME_BYTES_MAX: usize = UPLINK_HEADER_BYTES_MAX + UPLINK_BATCH_BYTES_MAX + 4;
@@ -71,14 +75,27 @@ pub struct DataFrame<'a> {
     /// Records the device dropped this boot, its log full (the count so far, not since the last).
     pub dropped: u32,
     pub clock: Clock,
+    /// The device's clock (as `clock` says) when it sent the frame, in ms.
+    pub sent_at: u64,
     /// One v2 record batch (the gateway validates it).
     pub batch: &'a [u8],
+}
+
+impl DataFrame<'_> {
+    /// What to add to this frame's record timestamps to make them wall time, the frame having
+    /// arrived at `arrival_ms` (wall): 0 for [`Clock::Wall`].
+    pub fn to_wall_ms(&self, arrival_ms: i64) -> i64 {
+        match self.clock {
+            Clock::Wall => 0,
+            Clock::SinceBoot => arrival_ms.saturating_sub(i64::try_from(self.sent_at).unwrap_or(i64::MAX)),
+        }
+    }
 }
 
 /// The header as postcard carries it.
 #[derive(Serialize, Deserialize)]
 enum Header<'a> {
-    Data { device: &'a str, boot: u32, seq: u32, dropped: u32, clock: Clock },
+    Data { device: &'a str, boot: u32, seq: u32, dropped: u32, clock: Clock, sent_at: u64 },
     Ack { boot: u32, seq: u32 },
 }
 
@@ -145,14 +162,14 @@ impl core::error::Error for FrameError {}
 /// [`UPLINK_WIRE_BYTES_MAX`] hold any frame.
 pub fn encode(frame: &Frame<'_>, scratch: &mut [u8], out: &mut [u8]) -> Result<usize, EncodeError> {
     let (header, payload) = match *frame {
-        Frame::Data(DataFrame { device, boot, seq, dropped, clock, batch }) => {
+        Frame::Data(DataFrame { device, boot, seq, dropped, clock, sent_at, batch }) => {
             if device.is_empty() || device.len() > UPLINK_DEVICE_ID_BYTES_MAX {
                 return Err(EncodeError::InvalidDeviceId { len: device.len() });
             }
             if batch.len() > UPLINK_BATCH_BYTES_MAX {
                 return Err(EncodeError::BatchTooLarge { len: batch.len() });
             }
-            (Header::Data { device, boot, seq, dropped, clock }, batch)
+            (Header::Data { device, boot, seq, dropped, clock, sent_at }, batch)
         }
         Frame::Ack { boot, seq } => (Header::Ack { boot, seq }, &[][..]),
     };
@@ -236,14 +253,14 @@ fn parse(decoded: &[u8]) -> Result<Frame<'_>, FrameError> {
     let (header, payload) = postcard::take_from_bytes::<Header<'_>>(rest)
         .map_err(|_| FrameError::Malformed("the header does not decode"))?;
     match header {
-        Header::Data { device, boot, seq, dropped, clock } => {
+        Header::Data { device, boot, seq, dropped, clock, sent_at } => {
             if device.is_empty() || device.len() > UPLINK_DEVICE_ID_BYTES_MAX {
                 return Err(FrameError::Malformed("device id length"));
             }
             if payload.len() > UPLINK_BATCH_BYTES_MAX {
                 return Err(FrameError::Malformed("batch above the uplink's bound"));
             }
-            Ok(Frame::Data(DataFrame { device, boot, seq, dropped, clock, batch: payload }))
+            Ok(Frame::Data(DataFrame { device, boot, seq, dropped, clock, sent_at, batch: payload }))
         }
         Header::Ack { .. } if !payload.is_empty() => Err(FrameError::Malformed("bytes after an ack")),
         Header::Ack { boot, seq } => Ok(Frame::Ack { boot, seq }),
@@ -259,7 +276,8 @@ mod tests {
     use super::*;
 
     fn data(batch: &[u8]) -> Frame<'_> {
-        Frame::Data(DataFrame { device: "node-7", boot: 0xB007, seq: 3, dropped: 1, clock: Clock::SinceBoot, batch })
+        let (boot, seq, dropped, sent_at) = (0xB007, 3, 1, 86_400_000);
+        Frame::Data(DataFrame { device: "node-7", boot, seq, dropped, clock: Clock::SinceBoot, sent_at, batch })
     }
 
     fn wire(frame: &Frame<'_>) -> Vec<u8> {
@@ -318,13 +336,29 @@ mod tests {
     }
 
     #[test]
+    fn since_boot_times_map_to_wall_time_by_the_frame_s_send_time() {
+        let Frame::Data(frame) = data(b"") else { unreachable!("data") };
+        // Sent a day after boot, arrived at this wall time: a reading 5 s before sending is 5 s before arrival.
+        let arrival = 1_795_000_000_000;
+        assert_eq!(86_400_000 - 5_000 + frame.to_wall_ms(arrival), arrival - 5_000);
+        assert_eq!(DataFrame { clock: Clock::Wall, ..frame }.to_wall_ms(arrival), 0);
+    }
+
+    #[test]
     fn refusals() {
         let (mut scratch, mut out) = ([0u8; 64], [0u8; 16]);
         let big = vec![1u8; UPLINK_BATCH_BYTES_MAX + 1];
         assert_eq!(encode(&data(&big), &mut scratch, &mut out), Err(EncodeError::BatchTooLarge { len: big.len() }));
         assert!(matches!(encode(&data(b"x"), &mut scratch, &mut out), Err(EncodeError::BufferTooSmall { .. })));
-        let nameless =
-            Frame::Data(DataFrame { device: "", boot: 0, seq: 0, dropped: 0, clock: Clock::Wall, batch: b"" });
+        let nameless = Frame::Data(DataFrame {
+            device: "",
+            boot: 0,
+            seq: 0,
+            dropped: 0,
+            clock: Clock::Wall,
+            sent_at: 0,
+            batch: b"",
+        });
         assert_eq!(encode(&nameless, &mut [0; 256], &mut [0; 512]), Err(EncodeError::InvalidDeviceId { len: 0 }));
         // Another version, with a valid CRC: refused by name.
         let mut decoded = vec![2u8];

@@ -47,6 +47,11 @@
 //! copy_topic = "{edge}.{topic}"
 //! on_new_incarnation = "new-topic"  # a wiped edge's topics go to new copies; or "stop"
 //! edges = [{ id = "gw-17", token = "…" }]
+//!
+//! [devices]                         # sensor nodes' uplink (firmware/), off unless listen is set
+//! listen = "127.0.0.1:9094"         # port 0: any free port (logged)
+//! topic = "devices"                 # made with `partitions` when missing
+//! partitions = 1
 //! ```
 
 use std::net::SocketAddr;
@@ -75,6 +80,8 @@ pub struct Config {
     pub mirror: Vec<crate::replication::MirrorSpec>,
     /// `[replication]`: edges this node accepts as an aggregation node.
     pub replication: crate::replication::ReplicationSection,
+    /// `[devices]`: the listener for sensor nodes' uplink frames.
+    pub devices: crate::devices::DevicesSection,
 }
 
 impl Default for Config {
@@ -87,6 +94,7 @@ impl Default for Config {
             mqtt: Vec::new(),
             mirror: Vec::new(),
             replication: crate::replication::ReplicationSection::default(),
+            devices: crate::devices::DevicesSection::default(),
         }
     }
 }
@@ -304,6 +312,7 @@ impl Config {
             return Err(ConfigError::Invalid(format!("at most {} mirrors", crate::limits::MIRRORS_MAX)));
         }
         self.replication.check().map_err(|e| ConfigError::Invalid(format!("replication.{e}")))?;
+        self.devices.check().map_err(|e| ConfigError::Invalid(format!("devices.{e}")))?;
         Ok(())
     }
 

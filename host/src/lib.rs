@@ -7,6 +7,7 @@ pub mod client;
 pub mod clock;
 pub mod compression;
 pub mod config;
+pub mod devices;
 pub mod http;
 pub mod kafka;
 pub mod limits;

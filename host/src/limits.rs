@@ -373,3 +373,12 @@ pub const MIRRORS_MAX: usize = 16;
 pub const BUDGET_GROUPS_PER_PASS: usize = 1024;
 
 const _: () = assert!((249 + 32) * rill_core::limits::REPLICATION_PARTITIONS_MAX < REPLICATION_HELLO_BYTES_MAX);
+
+// ---- devices (sensor nodes' uplink) ---------------------------------------------------------
+
+/// Sensor nodes connected at once (each holds ~50 KiB of frame buffers).
+pub const DEVICE_CONNECTIONS_MAX: usize = 1024;
+
+/// A device connection with nothing received (or an ack not taken) for this long is closed: a
+/// node sends readings or reconnects; a half-open TCP connection must not hold a slot forever.
+pub const DEVICE_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);

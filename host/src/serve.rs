@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::devices::DeviceListener;
 use crate::http::{AppState, HttpListener};
 use crate::kafka::KafkaListener;
 use crate::metrics::Metrics;
@@ -35,6 +36,8 @@ pub enum ServeError {
     HttpListen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot listen for edges (replication) on {addr}: {source}")]
     ReplicationListen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot listen for devices on {addr}: {source}")]
+    DevicesListen { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// Runs the broker until `shutdown` completes. Takes the shutdown signal as an argument so tests
@@ -89,6 +92,25 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
             }
         }
     };
+    let devices = match config.devices.listen {
+        None => None,
+        Some(addr) => {
+            let bound = DeviceListener::bind(store.clone(), config.devices.clone(), addr)
+                .await
+                .and_then(|listener| Ok((listener.local_addr()?, listener)));
+            match bound {
+                Ok((bound, listener)) => {
+                    tracing::info!(topic = %config.devices.topic, "devices listening on {bound}");
+                    metrics.register_collector(Box::new(crate::devices::metrics::DevicesCollector(listener.devices())));
+                    Some(listener)
+                }
+                Err(source) => {
+                    store.shutdown().await;
+                    return Err(ServeError::DevicesListen { addr, source });
+                }
+            }
+        }
+    };
     let cloud = replication.as_ref().map(ReplicationListener::cloud);
     metrics.register_collector(Box::new(crate::replication::metrics::ReplicationCollector {
         mirrors: mirrors.clone(),
@@ -121,6 +143,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         }
     };
     let replication = replication.map(|listener| tokio::spawn(listener.run(stopping.clone())));
+    let devices = devices.map(|listener| tokio::spawn(listener.run(stopping.clone())));
     let kafka = tokio::spawn(kafka.run(stopping.clone()));
     let sampling = tokio::spawn({
         let (store, stopping) = (store.clone(), stopping.clone());
@@ -158,6 +181,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     mirrors.shutdown().await;
     if let Some(replication) = replication {
         let _ = replication.await;
+    }
+    if let Some(devices) = devices {
+        let _ = devices.await;
     }
     pipelines.shutdown().await;
     retention.abort();

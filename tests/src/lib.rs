@@ -159,6 +159,11 @@ impl Running {
         self.listener_addr("replication listening on ")
     }
 
+    /// Waits for the device listener's startup line and returns the address it bound.
+    pub fn devices_addr(&mut self) -> String {
+        self.listener_addr("devices listening on ")
+    }
+
     /// Waits for the HTTP listener's startup line and returns the address it bound.
     pub fn http_addr(&mut self) -> String {
         self.listener_addr("http listening on ")

@@ -1,0 +1,161 @@
+//! The device listener of a real `rill serve`, driven by a test device that speaks the uplink
+//! (`rill_core::uplink`) over TCP: readings are stored in order and acknowledged, a frame sent
+//! again is not stored twice (also across a restart of the gateway), a new boot's frames are not
+//! taken for repeats, line noise costs nothing, a bad batch goes to the dead-letter topic, and
+//! times since boot arrive as wall time.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rill_core::batch::{BatchParams, RecordSpec, build_vec};
+use rill_core::uplink::{self, Clock, DataFrame, Deframer, Frame, UPLINK_FRAME_BYTES_MAX, UPLINK_WIRE_BYTES_MAX};
+use rill_tests::{Running, kcat, stdout_lines};
+
+/// The device's clock when it sends: a day after boot.
+const SENT_AT: u64 = 86_400_000;
+
+fn config(dir: &std::path::Path) -> std::path::PathBuf {
+    let file = dir.join("rill.toml");
+    std::fs::write(&file, "[devices]\nlisten = \"127.0.0.1:0\"\ntopic = \"readings\"\npartitions = 2\n").unwrap();
+    file
+}
+
+fn serve(dir: &std::path::Path) -> Running {
+    Running::start(rill_tests::serve().arg("--config").arg(config(dir)).arg("--data-dir").arg(dir.join("data")))
+}
+
+/// A device's connection: frames out, acks in.
+struct Device {
+    stream: TcpStream,
+    deframer: Deframer<Vec<u8>>,
+}
+
+impl Device {
+    fn connect(addr: &str) -> Device {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Device { stream, deframer: Deframer::new(vec![0; UPLINK_WIRE_BYTES_MAX]) }
+    }
+
+    /// One frame of `readings` (values), stamped `SENT_AT - 1000 * (n - i)` since boot.
+    fn send(&mut self, boot: u32, seq: u32, readings: &[&str]) {
+        let header: [(&[u8], Option<&[u8]>); 1] = [(b"device", Some(b"node-1"))];
+        let specs: Vec<RecordSpec<'_>> = readings
+            .iter()
+            .enumerate()
+            .map(|(i, value)| RecordSpec {
+                timestamp: (SENT_AT - 1_000 * (readings.len() - i) as u64) as i64,
+                key: Some(b"node-1"),
+                value: Some(value.as_bytes()),
+                headers: &header,
+            })
+            .collect();
+        self.send_batch(boot, seq, &build_vec(BatchParams::default(), &specs).unwrap());
+    }
+
+    fn send_batch(&mut self, boot: u32, seq: u32, batch: &[u8]) {
+        let frame = Frame::Data(DataFrame {
+            device: "node-1",
+            boot,
+            seq,
+            dropped: 3,
+            clock: Clock::SinceBoot,
+            sent_at: SENT_AT,
+            batch,
+        });
+        let (mut scratch, mut out) = (vec![0; UPLINK_FRAME_BYTES_MAX], vec![0; UPLINK_WIRE_BYTES_MAX]);
+        let len = uplink::encode(&frame, &mut scratch, &mut out).unwrap();
+        self.stream.write_all(&out[..len]).unwrap();
+    }
+
+    /// The next ack: (boot, sequence).
+    fn ack(&mut self) -> (u32, u32) {
+        let mut buffer = [0u8; 512];
+        loop {
+            let n = self.stream.read(&mut buffer).expect("an ack within 10 s");
+            assert!(n > 0, "the gateway closed the connection");
+            let mut acks = Vec::new();
+            self.deframer.feed(&buffer[..n], |frame| match frame {
+                Ok(Frame::Ack { boot, seq }) => acks.push((boot, seq)),
+                other => panic!("not an ack: {other:?}"),
+            });
+            if let Some(&ack) = acks.first() {
+                assert_eq!(acks.len(), 1, "one ack per frame, one frame at a time");
+                return ack;
+            }
+        }
+    }
+}
+
+/// (offset, value, timestamp) of every record of `topic`, both partitions.
+fn records(kafka: &str, topic: &str) -> Vec<(String, String, i64)> {
+    let mut out = Vec::new();
+    for partition in ["0", "1"] {
+        let args = ["-C", "-t", topic, "-p", partition, "-o", "beginning", "-e", "-f", "%o\t%s\t%T\n"];
+        let output = kcat(kafka, &args, None);
+        for line in stdout_lines(&output) {
+            let fields: Vec<&str> = line.split('\t').collect();
+            out.push((fields[0].to_owned(), fields[1].to_owned(), fields[2].parse().unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn readings_are_stored_once_in_order_and_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rill = serve(dir.path());
+    let (addr, kafka) = (rill.devices_addr(), rill.kafka_addr());
+    let mut device = Device::connect(&addr);
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    for seq in 0..5 {
+        device.send(0xA, seq, &[&format!("a{seq}-0"), &format!("a{seq}-1")]);
+        assert_eq!(device.ack(), (0xA, seq));
+    }
+    // A frame sent again (its ack lost) is acknowledged, not stored again.
+    device.send(0xA, 3, &["a3-0", "a3-1"]);
+    assert_eq!(device.ack(), (0xA, 4), "the ack says how far the gateway holds");
+    // Line noise, then the next frame on a new connection.
+    let mut device = Device::connect(&addr);
+    device.stream.write_all(b"\x17\x42noise\x00\x00").unwrap();
+    device.send(0xA, 5, &["a5-0"]);
+    assert_eq!(device.ack(), (0xA, 5));
+    // A reboot starts its sequence at 0 again: stored, not taken for a repeat.
+    device.send(0xB, 0, &["b0-0"]);
+    assert_eq!(device.ack(), (0xB, 0));
+    // A batch that is not one: acknowledged, and kept in the dead-letter topic with why.
+    device.send_batch(0xB, 1, b"not a record batch");
+    assert_eq!(device.ack(), (0xB, 1));
+    let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+
+    let stored = records(&kafka, "readings");
+    let values: Vec<&str> = stored.iter().map(|(_, v, _)| v.as_str()).collect();
+    let expected = ["a0-0", "a0-1", "a1-0", "a1-1", "a2-0", "a2-1", "a3-0", "a3-1", "a4-0", "a4-1", "a5-0", "b0-0"];
+    assert_eq!(values, expected, "every reading once, in order (one device: one partition)");
+    for (_, value, at) in &stored {
+        // The last reading of a frame was taken 1 s before sending; the frame left at once.
+        let age = if value.ends_with("-1") || value == "a5-0" || value == "b0-0" { 1_000 } else { 2_000 };
+        assert!((before - age - 1_000..=after - age + 1_000).contains(at), "{value} at {at}: wall time expected");
+    }
+    let dead = kcat(&kafka, &["-C", "-t", "readings.dlq", "-o", "beginning", "-e", "-f", "%s|%h\n"], None);
+    let dead = String::from_utf8_lossy(&dead.stdout).into_owned();
+    assert!(dead.contains("not a record batch") && dead.contains("rill.error="), "{dead}");
+    let metrics = rill_tests::Http::new(&rill.http_addr()).text("/metrics");
+    assert!(metrics.contains("rill_device_records_total{device=\"node-1\"} 12"), "{metrics}");
+    assert!(metrics.contains("rill_device_duplicate_frames_total{device=\"node-1\"} 1"), "{metrics}");
+    assert!(metrics.contains("rill_device_dropped_records{device=\"node-1\"} 3"), "{metrics}");
+
+    // After a restart of the gateway, a repeat is still known.
+    drop(device);
+    rill.stop();
+    let mut rill = serve(dir.path());
+    let mut device = Device::connect(&rill.devices_addr());
+    device.send(0xB, 0, &["b0-0"]);
+    assert_eq!(device.ack(), (0xB, 1));
+    device.send(0xB, 2, &["b2-0"]);
+    assert_eq!(device.ack(), (0xB, 2));
+    let values: Vec<String> = records(&rill.kafka_addr(), "readings").into_iter().map(|(_, v, _)| v).collect();
+    assert_eq!(values.len(), 13, "{values:?}");
+    assert_eq!(values.last().map(String::as_str), Some("b2-0"));
+}
