@@ -58,8 +58,8 @@ const _: () = assert!((249 + 64) * REPLICATION_PARTITIONS_MAX < REPLICATION_FRAM
 // ---- device uplink --------------------------------------------------------------------------
 
 /// Largest record batch in one uplink frame. A sensor node sends a batch per frame from a RAM
-/// buffer; 16 KiB is hundreds of readings, and bounds the gateway's buffer per device connection
-/// (and a device's own frame buffers) to about twice that.
+/// buffer; 16 KiB is hundreds of readings, and bounds the buffers a gateway holds per device
+/// connection (a few frames' worth) and a device's own frame buffers.
 pub const UPLINK_BATCH_BYTES_MAX: usize = 16 * 1024;
 
 /// Longest device id (UTF-8 bytes): it names the device in records and metrics.

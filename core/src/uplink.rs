@@ -33,8 +33,8 @@ use crate::limits::{UPLINK_BATCH_BYTES_MAX, UPLINK_DEVICE_ID_BYTES_MAX};
 pub const UPLINK_VERSION: u8 = 1;
 
 /// Largest header (version byte included): postcard's enum tag, a device id of
-/// [`UPLINK_DEVICE_ID_BYTES_MAX`] with its length, four `u32` varints (5 bytes each at most), the
-/// clock and a `u64` varint (10).
+/// [`UPLINK_DEVICE_ID_BYTES_MAX`] with its length, three `u32` varints (5 bytes each at most), the
+/// clock and a `u64` varint (10), with room to spare.
 pub const UPLINK_HEADER_BYTES_MAX: usize = 1 + 1 + 2 + UPLINK_DEVICE_ID_BYTES_MAX + 4 * 5 + 1 + 10;
 
 /// Largest decoded frame: header, the largest batch, CRC.

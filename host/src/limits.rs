@@ -376,8 +376,16 @@ const _: () = assert!((249 + 32) * rill_core::limits::REPLICATION_PARTITIONS_MAX
 
 // ---- devices (sensor nodes' uplink) ---------------------------------------------------------
 
-/// Sensor nodes connected at once (each holds ~50 KiB of frame buffers).
+/// Sensor nodes connected at once (each holds ~66 KiB of buffers: a 16 KiB read buffer and three
+/// of an uplink frame's size).
 pub const DEVICE_CONNECTIONS_MAX: usize = 1024;
+
+/// Devices a gateway keeps progress for (each a few dozen bytes, a set of metrics series and a
+/// stored document): past it, frames of new device ids are refused.
+pub const DEVICES_MAX: usize = 10_000;
+
+/// Bad frames on one connection before it is closed as not speaking the uplink.
+pub const DEVICE_FRAME_ERRORS_MAX: usize = 64;
 
 /// A device connection with nothing received (or an ack not taken) for this long is closed: a
 /// node sends readings or reconnects; a half-open TCP connection must not hold a slot forever.

@@ -127,6 +127,11 @@ fn readings_are_stored_once_in_order_and_acknowledged() {
     // A batch that is not one: acknowledged, and kept in the dead-letter topic with why.
     device.send_batch(0xB, 1, b"not a record batch");
     assert_eq!(device.ack(), (0xB, 1));
+    // So does a valid batch the log does not take from a device (a transactional one).
+    let spec = RecordSpec { timestamp: 1, key: None, value: Some(b"txn"), headers: &[] };
+    let transactional = build_vec(BatchParams { is_transactional: true, ..BatchParams::default() }, &[spec]).unwrap();
+    device.send_batch(0xB, 2, &transactional);
+    assert_eq!(device.ack(), (0xB, 2));
     let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
 
     let stored = records(&kafka, "readings");
@@ -141,6 +146,7 @@ fn readings_are_stored_once_in_order_and_acknowledged() {
     let dead = kcat(&kafka, &["-C", "-t", "readings.dlq", "-o", "beginning", "-e", "-f", "%s|%h\n"], None);
     let dead = String::from_utf8_lossy(&dead.stdout).into_owned();
     assert!(dead.contains("not a record batch") && dead.contains("rill.error="), "{dead}");
+    assert_eq!(dead.lines().count(), 2, "both refused batches are kept: {dead}");
     let metrics = rill_tests::Http::new(&rill.http_addr()).text("/metrics");
     assert!(metrics.contains("rill_device_records_total{device=\"node-1\"} 12"), "{metrics}");
     assert!(metrics.contains("rill_device_duplicate_frames_total{device=\"node-1\"} 1"), "{metrics}");
@@ -152,10 +158,10 @@ fn readings_are_stored_once_in_order_and_acknowledged() {
     let mut rill = serve(dir.path());
     let mut device = Device::connect(&rill.devices_addr());
     device.send(0xB, 0, &["b0-0"]);
-    assert_eq!(device.ack(), (0xB, 1));
-    device.send(0xB, 2, &["b2-0"]);
     assert_eq!(device.ack(), (0xB, 2));
+    device.send(0xB, 3, &["b3-0"]);
+    assert_eq!(device.ack(), (0xB, 3));
     let values: Vec<String> = records(&rill.kafka_addr(), "readings").into_iter().map(|(_, v, _)| v).collect();
     assert_eq!(values.len(), 13, "{values:?}");
-    assert_eq!(values.last().map(String::as_str), Some("b2-0"));
+    assert_eq!(values.last().map(String::as_str), Some("b3-0"));
 }

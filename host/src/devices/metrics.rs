@@ -23,10 +23,12 @@ impl Collector for DevicesCollector {
             self.0.status().into_iter().map(|d| (DeviceLabels { device: d.device.clone() }, d)).collect();
         type Read = fn(&DeviceStatus) -> u64;
         let families: [(&str, &str, MetricType, Read); 7] = [
-            ("device_connected", "1 while the device is connected", MetricType::Gauge, |d| u64::from(d.connected)),
-            ("device_frames", "Uplink frames stored", MetricType::Counter, |d| d.frames),
+            ("device_connected", "1 while the device is connected", MetricType::Gauge, |d| {
+                u64::from(d.connections > 0)
+            }),
+            ("device_frames", "Uplink frames taken (stored, or dead-lettered)", MetricType::Counter, |d| d.frames),
             ("device_records", "Records stored from the device", MetricType::Counter, |d| d.records),
-            ("device_bytes", "Batch bytes stored from the device", MetricType::Counter, |d| d.bytes),
+            ("device_bytes", "Batch bytes taken from the device", MetricType::Counter, |d| d.bytes),
             (
                 "device_duplicate_frames",
                 "Frames received again after a lost ack, acknowledged without storing",
@@ -35,7 +37,7 @@ impl Collector for DevicesCollector {
             ),
             (
                 "device_refused_batches",
-                "Batches that were not valid, sent to the dead-letter topic",
+                "Batches that could not be stored, kept in the dead-letter topic",
                 MetricType::Counter,
                 |d| d.refused,
             ),

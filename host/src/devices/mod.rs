@@ -7,9 +7,10 @@
 //!
 //! Timestamps of a device without a wall clock (`Clock::SinceBoot`) are moved to wall time by
 //! the rule in `rill_core::uplink` (arrival minus the frame's age on the device's clock): only the
-//! batch header's base and max timestamps change, the records keep their bytes. A batch that is
-//! not a valid v2 batch goes to `<topic>.dlq` with why, and is acknowledged: the device moves on
-//! and nothing is lost.
+//! batch header's base and max timestamps change, the records keep their bytes. A batch the
+//! gateway cannot store (not a valid v2 batch, a control batch, larger than the topic takes,
+//! times that do not map) goes to `<topic>.dlq` with why, and is acknowledged: the device moves on
+//! and the bytes are kept.
 
 pub mod metrics;
 
@@ -24,8 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
-use crate::limits::{DEVICE_CONNECTIONS_MAX, DEVICE_IDLE_TIMEOUT};
-use crate::storage::{DocumentWrite, Documents, DurabilityPolicy, Store, TopicConfig};
+use crate::limits::{DEVICE_CONNECTIONS_MAX, DEVICE_FRAME_ERRORS_MAX, DEVICE_IDLE_TIMEOUT, DEVICES_MAX};
+use crate::storage::{AppendError, DocumentWrite, Documents, DurabilityPolicy, Store, TopicConfig};
 
 /// `[devices]`: where sensor nodes connect, and where their readings go.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -47,17 +48,18 @@ impl Default for DevicesSection {
 
 impl DevicesSection {
     pub fn check(&self) -> Result<(), String> {
-        let valid = !self.topic.is_empty()
-            && self.topic.len() <= 240
-            && self.topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !valid {
-            return Err(format!("topic: {:?} is not a topic name", self.topic));
+        for name in [self.topic.clone(), dead_letter_topic(&self.topic)] {
+            crate::storage::topic::validate_topic_name(&name).map_err(|e| format!("topic: {e}"))?;
         }
         if !(1..=crate::limits::PARTITIONS_PER_TOPIC_MAX).contains(&self.partitions) {
             return Err(format!("partitions: must be 1..={}", crate::limits::PARTITIONS_PER_TOPIC_MAX));
         }
         Ok(())
     }
+}
+
+fn dead_letter_topic(topic: &str) -> String {
+    format!("{topic}.dlq")
 }
 
 /// The storage kind of a device's last stored (boot, sequence), named after the device.
@@ -73,13 +75,15 @@ struct Progress {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DeviceStatus {
     pub device: String,
-    pub connected: bool,
+    /// Open connections speaking for the device (two while a reconnect overlaps the old one).
+    pub connections: u32,
+    /// Frames taken: stored, or dead-lettered.
     pub frames: u64,
     pub records: u64,
     pub bytes: u64,
     /// Frames received again (after a lost ack) and acknowledged without storing.
     pub duplicates: u64,
-    /// Batches that were not valid, sent to the dead-letter topic.
+    /// Batches that could not be stored, kept in the dead-letter topic.
     pub refused: u64,
     /// Records the device says it dropped this boot, its log full.
     pub dropped_by_device: u64,
@@ -88,29 +92,43 @@ pub struct DeviceStatus {
     pub last_seen_ms: i64,
 }
 
+/// A device's progress, behind a lock of its own.
+type DeviceLock = Arc<tokio::sync::Mutex<Option<Progress>>>;
+
 /// The devices side of a node, shared by its connections.
 #[derive(Debug)]
 pub struct Devices {
     store: Store,
     section: DevicesSection,
-    /// Per device, the last (boot, sequence) stored; serialises a device's frames across its
-    /// connections (a reconnect may overlap the old connection's last frame).
-    progress: tokio::sync::Mutex<HashMap<String, Progress>>,
+    /// Per device, the last (boot, sequence) stored. Its lock serialises the device's frames
+    /// across its connections (a reconnect may overlap the old connection's last frame) without
+    /// making other devices wait. At most [`DEVICES_MAX`] devices.
+    progress: Mutex<HashMap<String, DeviceLock>>,
     status: Mutex<BTreeMap<String, DeviceStatus>>,
 }
 
+/// Why a frame's batch was not stored.
+enum Refusal {
+    /// The batch itself: it goes to the dead-letter topic.
+    Batch(String),
+    /// Storage: the connection closes, and the device sends the frame again.
+    Storage(String),
+}
+
 impl Devices {
-    fn new(store: Store, section: DevicesSection) -> Devices {
+    fn new(store: Store, section: DevicesSection) -> std::io::Result<Devices> {
+        // Without what was stored, repeats would be stored again: no listener rather than that.
+        let stored = store.resources(PROGRESS_KIND).map_err(std::io::Error::other)?;
         let mut progress = HashMap::new();
-        for (device, document) in store.resources(PROGRESS_KIND).unwrap_or_default() {
+        for (device, document) in stored {
             match serde_json::from_slice::<Progress>(&document) {
                 Ok(stored) => {
-                    progress.insert(device, stored);
+                    progress.insert(device, Arc::new(tokio::sync::Mutex::new(Some(stored))));
                 }
                 Err(e) => tracing::warn!(%device, error = %e, "device progress does not decode; it starts afresh"),
             }
         }
-        Devices { store, section, progress: tokio::sync::Mutex::new(progress), status: Mutex::default() }
+        Ok(Devices { store, section, progress: Mutex::new(progress), status: Mutex::default() })
     }
 
     pub fn status(&self) -> Vec<DeviceStatus> {
@@ -125,43 +143,48 @@ impl Devices {
         change(entry);
     }
 
+    /// The lock over `device`'s progress; `None` past [`DEVICES_MAX`] devices.
+    fn device(&self, device: &str) -> Option<DeviceLock> {
+        let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lock) = progress.get(device) {
+            return Some(Arc::clone(lock));
+        }
+        if progress.len() >= DEVICES_MAX {
+            return None;
+        }
+        let lock = DeviceLock::default();
+        progress.insert(device.to_owned(), Arc::clone(&lock));
+        Some(lock)
+    }
+
     /// Stores one data frame (unless it is a repeat) and returns the ack to send.
     async fn accept(&self, frame: OwnedData, arrival_ms: i64) -> Result<Frame<'static>, String> {
-        let mut progress = self.progress.lock().await;
-        let last = progress.get(&frame.device).copied();
-        if let Some(last) = last.filter(|last| last.boot == frame.boot && frame.seq <= last.seq) {
+        let Some(lock) = self.device(&frame.device) else {
+            return Err(format!("device {:?} refused: this gateway takes at most {DEVICES_MAX} devices", frame.device));
+        };
+        let mut progress = lock.lock().await;
+        if let Some(last) = progress.filter(|last| last.boot == frame.boot && frame.seq <= last.seq) {
             self.update(&frame.device, |s| s.duplicates += 1);
             return Ok(Frame::Ack { boot: last.boot, seq: last.seq });
         }
-        let topic = &self.section.topic;
-        let (appended_to, records, refused) = match stamped(&frame) {
-            Ok((batch, records)) => {
-                let partitions = self.store.topic(topic).map_or(self.section.partitions, |t| t.partitions.len() as u32);
-                let partition = rill_core::partitioner::partition_for_key(frame.device.as_bytes(), partitions)
-                    .map_err(|e| e.to_string())?;
-                ((topic.clone(), partition, batch), records, false)
-            }
+        let stored = Progress { boot: frame.boot, seq: frame.seq };
+        let (records, refused) = match stamped(&frame, arrival_ms) {
+            Ok((batch, records)) => match self.store_frame(&frame, stored, self.readings(&frame, batch)?).await {
+                Ok(()) => (records, false),
+                // The store refused the batch itself (a control batch, larger than the topic
+                // takes, corrupt compressed records): kept with why, like any bad batch.
+                Err(Refusal::Batch(reason)) => {
+                    self.store_dead_letter(&frame, stored, &reason, arrival_ms).await?;
+                    (0, true)
+                }
+                Err(Refusal::Storage(e)) => return Err(e),
+            },
             Err(reason) => {
-                tracing::warn!(device = %frame.device, boot = frame.boot, seq = frame.seq, %reason, "device batch refused: sent to the dead-letter topic");
-                ((format!("{topic}.dlq"), 0, dead_letter(&frame, &reason, arrival_ms)?), 0, true)
+                self.store_dead_letter(&frame, stored, &reason, arrival_ms).await?;
+                (0, true)
             }
         };
-        let stored = Progress { boot: frame.boot, seq: frame.seq };
-        let document = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
-        let write = DocumentWrite { kind: PROGRESS_KIND.into(), name: frame.device.clone(), document: Some(document) };
-        self.store
-            .topic_or_create(&appended_to.0, self.section.partitions.max(1), TopicConfig::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        self.store
-            .transact(vec![appended_to], Documents(Box::new(move |_| vec![write])), None)
-            .await
-            .map_err(|e| e.to_string())?;
-        // Acknowledged means durable, whatever the node's policy: the device deletes on it.
-        if self.store.durability() != DurabilityPolicy::EveryCommit {
-            self.store.flush().await.map_err(|e| e.to_string())?;
-        }
-        progress.insert(frame.device.clone(), stored);
+        *progress = Some(stored);
         self.update(&frame.device, |s| {
             s.frames += 1;
             s.records += records;
@@ -171,6 +194,69 @@ impl Devices {
             (s.boot, s.last_seq, s.last_seen_ms) = (frame.boot, frame.seq, arrival_ms);
         });
         Ok(Frame::Ack { boot: stored.boot, seq: stored.seq })
+    }
+
+    /// Where a device's good batch goes: the topic's partition for the device id.
+    fn readings(&self, frame: &OwnedData, batch: Vec<u8>) -> Result<(String, u32, Vec<u8>), String> {
+        let topic = &self.section.topic;
+        let partitions = self.store.topic(topic).map_or(self.section.partitions, |t| t.partitions.len() as u32);
+        let partition = rill_core::partitioner::partition_for_key(frame.device.as_bytes(), partitions)
+            .map_err(|e| e.to_string())?;
+        Ok((topic.clone(), partition, batch))
+    }
+
+    async fn store_dead_letter(
+        &self,
+        frame: &OwnedData,
+        stored: Progress,
+        reason: &str,
+        arrival_ms: i64,
+    ) -> Result<(), String> {
+        tracing::warn!(
+            device = %frame.device, boot = frame.boot, seq = frame.seq, %reason,
+            "device batch refused: kept in the dead-letter topic"
+        );
+        let letter = (dead_letter_topic(&self.section.topic), 0, dead_letter(frame, reason, arrival_ms)?);
+        self.store_frame(frame, stored, letter).await.map_err(|refusal| match refusal {
+            Refusal::Batch(e) | Refusal::Storage(e) => format!("dead letter not stored: {e}"),
+        })
+    }
+
+    /// Appends `append` and the device's new progress in one transaction, durably: the ack
+    /// follows, and the device deletes on it.
+    async fn store_frame(
+        &self,
+        frame: &OwnedData,
+        stored: Progress,
+        append: (String, u32, Vec<u8>),
+    ) -> Result<(), Refusal> {
+        let storage = |e: String| Refusal::Storage(e);
+        let document = serde_json::to_vec(&stored).map_err(|e| storage(e.to_string()))?;
+        let write = DocumentWrite { kind: PROGRESS_KIND.into(), name: frame.device.clone(), document: Some(document) };
+        let partitions = if append.0 == self.section.topic { self.section.partitions } else { 1 };
+        self.store
+            .topic_or_create(&append.0, partitions, TopicConfig::default())
+            .await
+            .map_err(|e| storage(e.to_string()))?;
+        // A reopen after an IO error drops commits not yet synced: none of ours may be acked.
+        let generation = self.store.generation();
+        let documents = Documents(Box::new(move |_| vec![write]));
+        match self.store.transact(vec![append], documents, Some(generation)).await {
+            Ok(_) => {}
+            Err(e @ (AppendError::InvalidBatch(_) | AppendError::MessageTooLarge { .. } | AppendError::Log(_))) => {
+                return Err(Refusal::Batch(e.to_string()));
+            }
+            Err(e) => return Err(storage(e.to_string())),
+        }
+        if self.store.durability() != DurabilityPolicy::EveryCommit {
+            self.store.flush().await.map_err(|e| storage(e.to_string()))?;
+        }
+        if self.store.generation() != generation {
+            return Err(storage(
+                "the store was reopened before the batch was durable; the device sends it again".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -198,12 +284,15 @@ impl OwnedData {
     }
 }
 
+/// How far past its arrival a reading's mapped time may lie (clock drift within one frame).
+const FUTURE_TOLERANCE_MS: i64 = 60_000;
+
 /// The frame's batch, checked and with its timestamps on wall time; its records count.
-fn stamped(frame: &OwnedData) -> Result<(Vec<u8>, u64), String> {
+fn stamped(frame: &OwnedData, arrival_ms: i64) -> Result<(Vec<u8>, u64), String> {
     let parsed = Batch::parse(&frame.batch).map_err(|e| format!("not a valid record batch: {e}"))?;
     let header = *parsed.header();
-    if header.producer_id >= 0 {
-        return Err("a device batch carries no producer id".into());
+    if header.producer_id >= 0 || header.is_control() || header.is_transactional() {
+        return Err("a device batch carries no producer id and is not transactional".into());
     }
     let records = header.records_count.max(0) as u64;
     if frame.shift_ms == 0 {
@@ -216,6 +305,12 @@ fn stamped(frame: &OwnedData) -> Result<(Vec<u8>, u64), String> {
         max_timestamp: shift(header.max_timestamp)?,
         ..header
     };
+    if header.base_timestamp < 0 || moved.max_timestamp > arrival_ms.saturating_add(FUTURE_TOLERANCE_MS) {
+        return Err(format!(
+            "since-boot times {}..={} do not map to wall time before the frame's arrival",
+            header.base_timestamp, header.max_timestamp
+        ));
+    }
     let mut batch = frame.batch.clone();
     moved.encode(&mut batch).map_err(|e| e.to_string())?;
     batch::seal_crc(&mut batch).map_err(|e| e.to_string())?;
@@ -249,8 +344,9 @@ pub struct DeviceListener {
 
 impl DeviceListener {
     pub async fn bind(store: Store, section: DevicesSection, addr: SocketAddr) -> std::io::Result<DeviceListener> {
+        let devices = Arc::new(Devices::new(store, section)?);
         let listener = TcpListener::bind(addr).await?;
-        Ok(DeviceListener { listener, devices: Arc::new(Devices::new(store, section)) })
+        Ok(DeviceListener { listener, devices })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -275,7 +371,7 @@ impl DeviceListener {
                         let devices = Arc::clone(&self.devices);
                         let stopping = stopping.clone();
                         connections.spawn(async move {
-                            if let Err(e) = serve_device(&devices, stream, stopping).await {
+                            if let Err(e) = serve_device(&devices, stream, peer, stopping).await {
                                 tracing::info!(%peer, error = %e, "device connection closed");
                             }
                             drop(permit);
@@ -298,13 +394,18 @@ impl DeviceListener {
 async fn serve_device(
     devices: &Devices,
     mut stream: TcpStream,
+    peer: SocketAddr,
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    let mut deframer = Deframer::new(vec![0u8; UPLINK_WIRE_BYTES_MAX]);
+    let mut connection = Connection {
+        deframer: Deframer::new(vec![0u8; UPLINK_WIRE_BYTES_MAX]),
+        scratch: vec![0u8; UPLINK_FRAME_BYTES_MAX],
+        out: vec![0u8; UPLINK_WIRE_BYTES_MAX],
+        device: None,
+        errors: 0,
+    };
     let mut read = vec![0u8; 16 * 1024];
-    let (mut scratch, mut out) = (vec![0u8; UPLINK_FRAME_BYTES_MAX], vec![0u8; UPLINK_WIRE_BYTES_MAX]);
-    let mut seen = Vec::new();
     let result = loop {
         let n = tokio::select! {
             n = tokio::time::timeout(DEVICE_IDLE_TIMEOUT, stream.read(&mut read)) => match n {
@@ -316,27 +417,87 @@ async fn serve_device(
             _ = stopping.changed() => break Ok(()),
         };
         let arrival_ms = crate::clock::now_ms();
-        let mut frames = Vec::new();
-        deframer.feed(&read[..n], |frame| match frame {
-            Ok(Frame::Data(data)) => frames.push(OwnedData::of(&data, arrival_ms)),
-            Ok(Frame::Ack { .. }) => tracing::debug!("an ack from a device: ignored"),
-            Err(e) => tracing::warn!(error = %e, "uplink frame dropped"),
-        });
+        let frames = match connection.frames(&read[..n], arrival_ms, peer) {
+            Ok(frames) => frames,
+            Err(e) => break Err(e),
+        };
+        let mut answered = Ok(());
         for frame in frames {
-            if !seen.contains(&frame.device) {
-                devices.update(&frame.device, |s| s.connected = true);
-                seen.push(frame.device.clone());
-            }
-            let ack = devices.accept(frame, arrival_ms).await?;
-            let len = uplink::encode(&ack, &mut scratch, &mut out).map_err(|e| e.to_string())?;
-            match tokio::time::timeout(DEVICE_IDLE_TIMEOUT, stream.write_all(&out[..len])).await {
-                Ok(written) => written.map_err(|e| e.to_string())?,
-                Err(_) => return Err(format!("an ack not taken for {DEVICE_IDLE_TIMEOUT:?}")),
+            answered = connection.answer(devices, &mut stream, frame, arrival_ms, &mut stopping).await;
+            if answered.is_err() {
+                break;
             }
         }
+        if answered.is_err() {
+            break answered;
+        }
     };
-    for device in seen {
-        devices.update(&device, |s| s.connected = false);
+    if let Some(device) = connection.device {
+        devices.update(&device, |s| s.connections = s.connections.saturating_sub(1));
     }
     result
+}
+
+/// A connection's buffers and what it learnt.
+struct Connection {
+    deframer: Deframer<Vec<u8>>,
+    scratch: Vec<u8>,
+    out: Vec<u8>,
+    /// The device the connection speaks for: the one its first frame names.
+    device: Option<String>,
+    errors: usize,
+}
+
+impl Connection {
+    /// The data frames completed by `bytes`; bad frames are counted, and logged once per read
+    /// (line noise must not flood the log).
+    fn frames(&mut self, bytes: &[u8], arrival_ms: i64, peer: SocketAddr) -> Result<Vec<OwnedData>, String> {
+        let (mut frames, mut first_error, mut errors) = (Vec::new(), None, 0);
+        self.deframer.feed(bytes, |frame| match frame {
+            Ok(Frame::Data(data)) => frames.push(OwnedData::of(&data, arrival_ms)),
+            Ok(Frame::Ack { .. }) => {}
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+        });
+        self.errors += errors;
+        if let Some(e) = first_error {
+            tracing::warn!(%peer, device = ?self.device, error = %e, errors, "uplink frames dropped");
+            if self.errors > DEVICE_FRAME_ERRORS_MAX {
+                return Err(format!("{} bad frames: not an uplink peer", self.errors));
+            }
+        }
+        Ok(frames)
+    }
+
+    /// Stores `frame` and sends its ack.
+    async fn answer(
+        &mut self,
+        devices: &Devices,
+        stream: &mut TcpStream,
+        frame: OwnedData,
+        arrival_ms: i64,
+        stopping: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        match &self.device {
+            None => {
+                devices.update(&frame.device, |s| s.connections += 1);
+                self.device = Some(frame.device.clone());
+            }
+            Some(named) if *named != frame.device => {
+                return Err(format!("frames for {named:?} and {:?} on one connection", frame.device));
+            }
+            Some(_) => {}
+        }
+        let ack = devices.accept(frame, arrival_ms).await?;
+        let len = uplink::encode(&ack, &mut self.scratch, &mut self.out).map_err(|e| e.to_string())?;
+        tokio::select! {
+            written = tokio::time::timeout(DEVICE_IDLE_TIMEOUT, stream.write_all(&self.out[..len])) => match written {
+                Ok(written) => written.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("an ack not taken for {DEVICE_IDLE_TIMEOUT:?}")),
+            },
+            _ = stopping.changed() => Ok(()),
+        }
+    }
 }
