@@ -4,8 +4,8 @@
 //!   is missing (rustup targets, Debian packages such as kcat), checks formatting and lints,
 //!   builds the `rill` binary, runs every test (black-box tests get the binary in `RILL_BIN` and a
 //!   Python with kafka-python in `RILL_PYTHON`),
-//!   builds `rill-core` for Cortex-M, and smoke-runs the benchmarks. Prints how long each phase
-//!   took.
+//!   builds `rill-core` and the firmware library for Cortex-M, and smoke-runs the benchmarks.
+//!   Prints how long each phase took.
 //! - `cargo xtask plugins`: builds the plugins under `plugins/` for `wasm32-unknown-unknown` and
 //!   makes them components (`<target dir>/plugins/<name>.wasm`); `test` does it too and hands the
 //!   directory to the tests in `RILL_PLUGIN_DIR`.
@@ -176,8 +176,9 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
             counts,
         )
     })?;
-    phases.run("rill-core for Cortex-M", || {
+    phases.run("rill-core and rill-node for Cortex-M", || {
         for target in TARGETS {
+            run("firmware library build", cargo().args(["build", "-p", "rill-node", "--target", target]))?;
             run(
                 "no_std build",
                 cargo().args(["build", "-p", "rill-core", "--target", target, "--no-default-features"]),

@@ -1,0 +1,351 @@
+//! The uplink client: sans-IO, over the core's RAM log.
+//!
+//! A batch's sequence number is its base offset in the RAM log, so a batch keeps its number when
+//! it is sent again after a reconnect (the gateway recognises the repeat), numbers only grow
+//! within a boot, and batches the log dropped when full leave a gap the gateway accepts. On every
+//! (re)connection everything not yet acknowledged is sent again, oldest first, at most
+//! `window` frames ahead of the acks; an ack releases the batches up to the one it names.
+
+use rill_core::batch::BatchHeader;
+use rill_core::ram_log::RamLog;
+use rill_core::uplink::{self, Clock, DataFrame, EncodeError, Frame};
+
+/// How the client behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Frames sent ahead of the gateway's acks.
+    pub window: usize,
+    /// The first wait before trying the link again, doubling up to `backoff_max_ms`.
+    pub backoff_first_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig { window: 4, backoff_first_ms: 250, backoff_max_ms: 30_000 }
+    }
+}
+
+/// Waits between connection attempts: doubling from the first to the most, back to the first
+/// once the link carried an ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    first_ms: u64,
+    max_ms: u64,
+    next_ms: u64,
+}
+
+impl Backoff {
+    pub const fn new(first_ms: u64, max_ms: u64) -> Self {
+        Backoff { first_ms, max_ms, next_ms: first_ms }
+    }
+
+    /// The wait before the next attempt; the one after is twice as long.
+    pub fn next_wait(&mut self) -> u64 {
+        let wait = self.next_ms;
+        self.next_ms = self.next_ms.saturating_mul(2).min(self.max_ms);
+        wait
+    }
+
+    pub fn reset(&mut self) {
+        self.next_ms = self.first_ms;
+    }
+}
+
+/// The link as the client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Down; try again at this time (device clock, ms).
+    Down { retry_at_ms: u64 },
+    /// Up; everything at or below `sent_through` (a base offset) went on this connection.
+    Up { sent_through: Option<u64> },
+}
+
+/// The sending side of a device's uplink. See the module doc.
+#[derive(Debug)]
+pub struct UplinkClient<'a> {
+    device: &'a str,
+    boot: u32,
+    clock: Clock,
+    config: ClientConfig,
+    link: Link,
+    backoff: Backoff,
+}
+
+impl<'a> UplinkClient<'a> {
+    /// A client for `device` in boot `boot` (a value that changes at every reboot), whose
+    /// readings are stamped on `clock`. The link starts down, to be tried at once.
+    pub fn new(device: &'a str, boot: u32, clock: Clock, config: ClientConfig) -> Self {
+        let backoff = Backoff::new(config.backoff_first_ms, config.backoff_max_ms);
+        UplinkClient { device, boot, clock, config, link: Link::Down { retry_at_ms: 0 }, backoff }
+    }
+
+    /// Whether to try connecting now.
+    pub fn should_connect(&self, now_ms: u64) -> bool {
+        matches!(self.link, Link::Down { retry_at_ms } if now_ms >= retry_at_ms)
+    }
+
+    /// When to try next (`None` while up): the board sleeps until then.
+    pub fn retry_at(&self) -> Option<u64> {
+        match self.link {
+            Link::Down { retry_at_ms } => Some(retry_at_ms),
+            Link::Up { .. } => None,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        matches!(self.link, Link::Up { .. })
+    }
+
+    /// The link came up: everything not acknowledged goes again.
+    pub fn connected(&mut self) {
+        self.link = Link::Up { sent_through: None };
+    }
+
+    /// The link went down (or a connection attempt failed).
+    pub fn disconnected(&mut self, now_ms: u64) {
+        self.link = Link::Down { retry_at_ms: now_ms.saturating_add(self.backoff.next_wait()) };
+    }
+
+    /// Writes the next frame to send into `out` (COBS, with its `0x00`), using `scratch`;
+    /// returns its length, or `None` when there is nothing to send now (link down, nothing new,
+    /// or `window` frames unacknowledged). `now_ms` is the device clock (as `clock` says).
+    pub fn next_frame<const BYTES: usize, const BATCHES: usize>(
+        &mut self,
+        log: &RamLog<BYTES, BATCHES>,
+        now_ms: u64,
+        scratch: &mut [u8],
+        out: &mut [u8],
+    ) -> Result<Option<usize>, EncodeError> {
+        let Link::Up { sent_through } = self.link else { return Ok(None) };
+        let mut in_flight = 0;
+        let mut next = None;
+        for batch in log.iter() {
+            let Ok(header) = BatchHeader::decode(batch) else { continue };
+            let base = header.base_offset as u64;
+            if sent_through.is_some_and(|sent| base <= sent) {
+                in_flight += 1;
+                continue;
+            }
+            next = Some((base, batch));
+            break;
+        }
+        let Some((base, batch)) = next.filter(|_| in_flight < self.config.window) else { return Ok(None) };
+        let frame = Frame::Data(DataFrame {
+            device: self.device,
+            boot: self.boot,
+            // Base offsets pass u32 only after 4 billion readings in one boot.
+            seq: base as u32,
+            dropped: log.dropped_records().min(u64::from(u32::MAX)) as u32,
+            clock: self.clock,
+            sent_at: now_ms,
+            batch,
+        });
+        let len = uplink::encode(&frame, scratch, out)?;
+        self.link = Link::Up { sent_through: Some(base) };
+        Ok(Some(len))
+    }
+
+    /// A frame from the gateway: an ack of this boot releases the batches up to the one it names
+    /// (their readings are durable at the gateway). Returns how many were released.
+    pub fn on_frame<const BYTES: usize, const BATCHES: usize>(
+        &mut self,
+        frame: &Frame<'_>,
+        log: &mut RamLog<BYTES, BATCHES>,
+    ) -> usize {
+        let Frame::Ack { boot, seq } = *frame else { return 0 };
+        if boot != self.boot {
+            return 0; // an ack of an earlier boot (the gateway knew the device before it rebooted)
+        }
+        self.backoff.reset();
+        let acked = u64::from(seq);
+        let last = log
+            .read(acked)
+            .and_then(|batch| BatchHeader::decode(batch).ok())
+            .filter(|header| header.base_offset as u64 == acked)
+            .map_or(acked, |header| header.last_offset() as u64);
+        log.release_through(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::vec;
+    use std::vec::Vec;
+
+    use rill_core::batch::{BatchBuilder, BatchParams, BuildError};
+    use rill_core::ram_log::FullPolicy;
+    use rill_core::uplink::{Deframer, UPLINK_FRAME_BYTES_MAX, UPLINK_WIRE_BYTES_MAX};
+
+    use super::*;
+    use crate::reading;
+
+    type Log = RamLog<4096, 16>;
+
+    /// Appends one batch of `values` read at `at` ms.
+    fn record(log: &mut Log, at: i64, values: &[&str]) {
+        let mut buf = [0u8; 512];
+        let mut builder = BatchBuilder::new(&mut buf, BatchParams::default()).unwrap();
+        for value in values {
+            reading(&mut builder, "node-1", at, b"temperature", value.as_bytes()).unwrap();
+        }
+        log.append(builder.finish().unwrap()).unwrap();
+    }
+
+    /// A gateway in memory: decodes frames, stores new (boot, seq) once, acks.
+    #[derive(Default)]
+    struct Gateway {
+        stored: Vec<(u32, u32, Vec<u8>)>,
+        last: Option<(u32, u32)>,
+        duplicates: usize,
+    }
+
+    impl Gateway {
+        /// Takes what the device sent; returns the acks' wire bytes.
+        fn receive(&mut self, wire: &[u8]) -> Vec<u8> {
+            let mut deframer = Deframer::new(vec![0u8; UPLINK_WIRE_BYTES_MAX]);
+            let mut acks = Vec::new();
+            deframer.feed(wire, |frame| {
+                let Ok(Frame::Data(data)) = frame else { panic!("{frame:?}") };
+                let repeat = self.last.is_some_and(|(boot, seq)| boot == data.boot && data.seq <= seq);
+                if repeat {
+                    self.duplicates += 1;
+                } else {
+                    self.stored.push((data.boot, data.seq, data.batch.to_vec()));
+                    self.last = Some((data.boot, data.seq));
+                }
+                let (boot, seq) = self.last.unwrap_or((data.boot, data.seq));
+                acks.push(Frame::Ack { boot, seq });
+            });
+            let mut wire = Vec::new();
+            for ack in acks {
+                let (mut scratch, mut out) = ([0u8; 64], [0u8; 128]);
+                let len = uplink::encode(&ack, &mut scratch, &mut out).unwrap();
+                wire.extend_from_slice(&out[..len]);
+            }
+            wire
+        }
+    }
+
+    /// Every frame the client would send now.
+    fn drain(client: &mut UplinkClient<'_>, log: &Log, now: u64) -> Vec<u8> {
+        let (mut scratch, mut out) = (vec![0u8; UPLINK_FRAME_BYTES_MAX], vec![0u8; UPLINK_WIRE_BYTES_MAX]);
+        let mut wire = Vec::new();
+        while let Some(len) = client.next_frame(log, now, &mut scratch, &mut out).unwrap() {
+            wire.extend_from_slice(&out[..len]);
+        }
+        wire
+    }
+
+    fn deliver_acks(client: &mut UplinkClient<'_>, log: &mut Log, wire: &[u8]) {
+        let mut deframer = Deframer::new(vec![0u8; 256]);
+        let mut acks = Vec::new();
+        deframer.feed(wire, |frame| acks.push(frame.map(|f| format_ack(&f)).unwrap()));
+        for (boot, seq) in acks {
+            client.on_frame(&Frame::Ack { boot, seq }, log);
+        }
+    }
+
+    fn format_ack(frame: &Frame<'_>) -> (u32, u32) {
+        match *frame {
+            Frame::Ack { boot, seq } => (boot, seq),
+            Frame::Data(_) => panic!("data from the gateway"),
+        }
+    }
+
+    #[test]
+    fn readings_buffered_while_the_link_is_down_arrive_once_in_order_after_it_returns() {
+        let config = ClientConfig { window: 2, ..ClientConfig::default() };
+        let mut client = UplinkClient::new("node-1", 7, Clock::SinceBoot, config);
+        let mut log = Log::new(FullPolicy::DropOldest);
+        let mut gateway = Gateway::default();
+        assert!(client.should_connect(0));
+        client.connected();
+        for i in 0..3 {
+            record(&mut log, i, &["a", "b"]);
+        }
+        // The window lets two frames out; the acks release them and let the third go.
+        let wire = drain(&mut client, &log, 100);
+        let acks = gateway.receive(&wire);
+        assert_eq!(gateway.stored.len(), 2);
+        deliver_acks(&mut client, &mut log, &acks);
+        assert_eq!(log.len(), 1, "acknowledged batches are released");
+        // The link drops before the third frame's ack comes back, and while it is down more is read.
+        let wire = drain(&mut client, &log, 200);
+        gateway.receive(&wire); // stored; the ack is lost
+        client.disconnected(300);
+        assert!(!client.should_connect(400) && client.should_connect(300 + 250));
+        for i in 3..6 {
+            record(&mut log, i, &["c"]);
+        }
+        // Back: the unacknowledged third goes again (a repeat at the gateway), then the rest.
+        client.connected();
+        let mut rounds = 0;
+        while !log.is_empty() && rounds < 10 {
+            let wire = drain(&mut client, &log, 1_000);
+            let acks = gateway.receive(&wire);
+            deliver_acks(&mut client, &mut log, &acks);
+            rounds += 1;
+        }
+        assert!(log.is_empty(), "everything acknowledged");
+        assert_eq!(gateway.duplicates, 1, "the frame whose ack was lost was recognised");
+        let seqs: Vec<u32> = gateway.stored.iter().map(|(_, seq, _)| *seq).collect();
+        assert_eq!(seqs, [0, 2, 4, 6, 7, 8], "each batch once, in order, numbered by its base offset");
+    }
+
+    #[test]
+    fn a_full_log_drops_the_oldest_reports_it_upstream_and_acks_of_another_boot_release_nothing() {
+        let mut log = RamLog::<600, 16>::new(FullPolicy::DropOldest);
+        for i in 0..20 {
+            record_small(&mut log, i);
+        }
+        assert!(log.dropped_records() > 0);
+        let mut client = UplinkClient::new("node-1", 8, Clock::Wall, ClientConfig::default());
+        client.connected();
+        let (mut scratch, mut out) = (vec![0u8; UPLINK_FRAME_BYTES_MAX], vec![0u8; UPLINK_WIRE_BYTES_MAX]);
+        let len = client.next_frame(&log, 5, &mut scratch, &mut out).unwrap().unwrap();
+        let mut deframer = Deframer::new(vec![0u8; UPLINK_WIRE_BYTES_MAX]);
+        let mut seen = None;
+        deframer.feed(&out[..len], |frame| {
+            if let Ok(Frame::Data(data)) = frame {
+                seen = Some((data.boot, data.seq, data.dropped));
+            }
+        });
+        let (boot, seq, dropped) = seen.unwrap();
+        assert_eq!((boot, u64::from(dropped)), (8, log.dropped_records()), "drops reported upstream");
+        assert_eq!(u64::from(seq), log.first_offset().unwrap(), "the gap shows in the sequence");
+        // An ack of another boot releases nothing.
+        assert_eq!(client.on_frame(&Frame::Ack { boot: 7, seq: 1_000 }, &mut log), 0);
+    }
+
+    fn record_small(log: &mut RamLog<600, 16>, i: i64) {
+        let mut buf = [0u8; 256];
+        let mut builder = BatchBuilder::new(&mut buf, BatchParams::default()).unwrap();
+        reading(&mut builder, "node-1", i, b"t", b"21.5").unwrap();
+        log.append(builder.finish().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_bound_and_an_ack_resets_it() {
+        let mut client = UplinkClient::new(
+            "n",
+            1,
+            Clock::Wall,
+            ClientConfig { backoff_first_ms: 100, backoff_max_ms: 350, window: 1 },
+        );
+        let mut waits = Vec::new();
+        for now in [0u64, 1_000, 2_000, 3_000] {
+            client.disconnected(now);
+            waits.push(client.retry_at().unwrap() - now);
+        }
+        assert_eq!(waits, [100, 200, 350, 350]);
+        let mut log = Log::new(FullPolicy::Reject);
+        client.connected();
+        client.on_frame(&Frame::Ack { boot: 1, seq: 0 }, &mut log);
+        client.disconnected(10_000);
+        assert_eq!(client.retry_at(), Some(10_100));
+        let mut buf = [0u8; 64];
+        let mut builder = BatchBuilder::new(&mut buf, BatchParams::default()).unwrap();
+        assert!(matches!(reading(&mut builder, "n", 0, b"k", &[0u8; 64]), Err(BuildError::RecordTooLarge { .. })));
+    }
+}
