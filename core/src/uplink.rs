@@ -8,7 +8,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 1 | protocol version ([`UPLINK_VERSION`]) |
-//! | varies | the header, postcard-encoded: what the frame is, and for data the device id, its boot id, the frame's sequence number, records dropped so far this boot, the clock its timestamps come from and that clock's reading as the frame was sent |
+//! | varies | the header, postcard-encoded: what the frame is, and for data the device id, its boot id, the frame's sequence number, the sequence of the batch before it the device still holds, records dropped so far this boot, the clock its timestamps come from and that clock's reading as the frame was sent |
 //! | varies | data only: one Kafka v2 record batch, as the core codec built it on the device |
 //! | 4 | CRC-32C of everything before it, big-endian |
 //!
@@ -17,6 +17,11 @@
 //!   sequence: sent again after a lost ack) from a new boot's first.
 //! - **Gateway → device: [`Frame::Ack`]**, the highest (boot, sequence) of the device the gateway
 //!   holds durably. The device drops what it keeps only below that.
+//! - **Nothing lost between frames.** Acks are cumulative, so a frame lost on the way (noise on a
+//!   UART) must not be covered by the ack of the next. A data frame names the batch before it that
+//!   the device still holds (`prev`); when the gateway has not stored that one, it stores nothing
+//!   and answers [`Frame::Nak`] with what it holds, and the device sends again from there.
+//!   Batches the device dropped (its log full) are not named, so they leave a gap, as they must.
 //! - **Time.** A device without a wall clock stamps records with milliseconds since boot
 //!   ([`Clock::SinceBoot`]) and sends its clock's reading with every frame (`sent_at`). The
 //!   gateway maps a record's time `t` to `arrival - (sent_at - t)`: exact but for the frame's
@@ -34,8 +39,8 @@ pub const UPLINK_VERSION: u8 = 1;
 
 /// Largest header (version byte included): postcard's enum tag, a device id of
 /// [`UPLINK_DEVICE_ID_BYTES_MAX`] with its length, three `u32` varints (5 bytes each at most), the
-/// clock and a `u64` varint (10), with room to spare.
-pub const UPLINK_HEADER_BYTES_MAX: usize = 1 + 1 + 2 + UPLINK_DEVICE_ID_BYTES_MAX + 4 * 5 + 1 + 10;
+/// clock, a `u64` varint (10) and an optional `u32` (6), with room to spare.
+pub const UPLINK_HEADER_BYTES_MAX: usize = 1 + 1 + 2 + UPLINK_DEVICE_ID_BYTES_MAX + 4 * 5 + 1 + 10 + 6;
 
 /// Largest decoded frame: header, the largest batch, CRC.
 pub const UPLINK_FRAME_BYTES_MAX: usize = UPLINK_HEADER_BYTES_MAX + UPLINK_BATCH_BYTES_MAX + 4;
@@ -62,6 +67,12 @@ pub enum Frame<'a> {
         boot: u32,
         seq: u32,
     },
+    /// A frame came whose `prev` the gateway has not stored: it holds boot `boot` up to `after`
+    /// (nothing of it: `None`) and wants what follows, again.
+    Nak {
+        boot: u32,
+        after: Option<u32>,
+    },
 }
 
 /// Readings from a device.
@@ -70,8 +81,11 @@ pub struct DataFrame<'a> {
     pub device: &'a str,
     /// Changes at every reboot.
     pub boot: u32,
-    /// From 0 at boot, one per frame.
+    /// Grows within a boot (gaps allowed: the device's numbering, e.g. its log's offsets).
     pub seq: u32,
+    /// The batch before this one that the device still holds, unacknowledged (`None`: every
+    /// earlier one was acknowledged, or dropped).
+    pub prev: Option<u32>,
     /// Records the device dropped this boot, its log full (the count so far, not since the last).
     pub dropped: u32,
     pub clock: Clock,
@@ -95,8 +109,9 @@ impl DataFrame<'_> {
 /// The header as postcard carries it.
 #[derive(Serialize, Deserialize)]
 enum Header<'a> {
-    Data { device: &'a str, boot: u32, seq: u32, dropped: u32, clock: Clock, sent_at: u64 },
+    Data { device: &'a str, boot: u32, seq: u32, prev: Option<u32>, dropped: u32, clock: Clock, sent_at: u64 },
     Ack { boot: u32, seq: u32 },
+    Nak { boot: u32, after: Option<u32> },
 }
 
 /// Why a frame could not be written.
@@ -162,16 +177,17 @@ impl core::error::Error for FrameError {}
 /// [`UPLINK_WIRE_BYTES_MAX`] hold any frame.
 pub fn encode(frame: &Frame<'_>, scratch: &mut [u8], out: &mut [u8]) -> Result<usize, EncodeError> {
     let (header, payload) = match *frame {
-        Frame::Data(DataFrame { device, boot, seq, dropped, clock, sent_at, batch }) => {
+        Frame::Data(DataFrame { device, boot, seq, prev, dropped, clock, sent_at, batch }) => {
             if device.is_empty() || device.len() > UPLINK_DEVICE_ID_BYTES_MAX {
                 return Err(EncodeError::InvalidDeviceId { len: device.len() });
             }
             if batch.len() > UPLINK_BATCH_BYTES_MAX {
                 return Err(EncodeError::BatchTooLarge { len: batch.len() });
             }
-            (Header::Data { device, boot, seq, dropped, clock, sent_at }, batch)
+            (Header::Data { device, boot, seq, prev, dropped, clock, sent_at }, batch)
         }
         Frame::Ack { boot, seq } => (Header::Ack { boot, seq }, &[][..]),
+        Frame::Nak { boot, after } => (Header::Nak { boot, after }, &[][..]),
     };
     let too_small = |needed: usize| EncodeError::BufferTooSmall { needed };
     let needed = UPLINK_HEADER_BYTES_MAX + payload.len() + 4;
@@ -253,17 +269,23 @@ fn parse(decoded: &[u8]) -> Result<Frame<'_>, FrameError> {
     let (header, payload) = postcard::take_from_bytes::<Header<'_>>(rest)
         .map_err(|_| FrameError::Malformed("the header does not decode"))?;
     match header {
-        Header::Data { device, boot, seq, dropped, clock, sent_at } => {
+        Header::Data { device, boot, seq, prev, dropped, clock, sent_at } => {
             if device.is_empty() || device.len() > UPLINK_DEVICE_ID_BYTES_MAX {
                 return Err(FrameError::Malformed("device id length"));
             }
             if payload.len() > UPLINK_BATCH_BYTES_MAX {
                 return Err(FrameError::Malformed("batch above the uplink's bound"));
             }
-            Ok(Frame::Data(DataFrame { device, boot, seq, dropped, clock, sent_at, batch: payload }))
+            if prev.is_some_and(|prev| prev >= seq) {
+                return Err(FrameError::Malformed("the batch before comes after"));
+            }
+            Ok(Frame::Data(DataFrame { device, boot, seq, prev, dropped, clock, sent_at, batch: payload }))
         }
-        Header::Ack { .. } if !payload.is_empty() => Err(FrameError::Malformed("bytes after an ack")),
+        Header::Ack { .. } | Header::Nak { .. } if !payload.is_empty() => {
+            Err(FrameError::Malformed("bytes after an ack"))
+        }
         Header::Ack { boot, seq } => Ok(Frame::Ack { boot, seq }),
+        Header::Nak { boot, after } => Ok(Frame::Nak { boot, after }),
     }
 }
 
@@ -276,8 +298,8 @@ mod tests {
     use super::*;
 
     fn data(batch: &[u8]) -> Frame<'_> {
-        let (boot, seq, dropped, sent_at) = (0xB007, 3, 1, 86_400_000);
-        Frame::Data(DataFrame { device: "node-7", boot, seq, dropped, clock: Clock::SinceBoot, sent_at, batch })
+        let (boot, seq, prev, dropped, sent_at) = (0xB007, 3, Some(1), 1, 86_400_000);
+        Frame::Data(DataFrame { device: "node-7", boot, seq, prev, dropped, clock: Clock::SinceBoot, sent_at, batch })
     }
 
     fn wire(frame: &Frame<'_>) -> Vec<u8> {
@@ -300,13 +322,13 @@ mod tests {
     #[test]
     fn frames_round_trip_whole_or_in_pieces() {
         let batch: Vec<u8> = (0..=255u8).cycle().take(3000).collect(); // zeros inside, as batches have
-        let frames = [data(&batch), Frame::Ack { boot: 0xB007, seq: 3 }];
+        let frames = [data(&batch), Frame::Ack { boot: 0xB007, seq: 3 }, Frame::Nak { boot: 0xB007, after: None }];
         let stream: Vec<u8> = frames.iter().flat_map(wire).collect();
         let expected: Vec<Result<String, FrameError>> = frames.iter().map(|f| Ok(std::format!("{f:?}"))).collect();
         for piece in [1, 7, 4096] {
             assert_eq!(read(&stream, piece), expected, "fed {piece} bytes at a time");
         }
-        assert_eq!(stream.iter().filter(|&&b| b == 0).count(), 2, "a 0x00 ends each frame, and only that");
+        assert_eq!(stream.iter().filter(|&&b| b == 0).count(), 3, "a 0x00 ends each frame, and only that");
     }
 
     #[test]
@@ -354,12 +376,25 @@ mod tests {
             device: "",
             boot: 0,
             seq: 0,
+            prev: None,
             dropped: 0,
             clock: Clock::Wall,
             sent_at: 0,
             batch: b"",
         });
         assert_eq!(encode(&nameless, &mut [0; 256], &mut [0; 512]), Err(EncodeError::InvalidDeviceId { len: 0 }));
+        // A batch named as before this one that comes after it: a sender's bug, refused.
+        let backwards = Frame::Data(DataFrame {
+            device: "n",
+            boot: 1,
+            seq: 3,
+            prev: Some(3),
+            dropped: 0,
+            clock: Clock::Wall,
+            sent_at: 0,
+            batch: b"",
+        });
+        assert_eq!(read(&wire(&backwards), 100), [Err(FrameError::Malformed("the batch before comes after"))]);
         // Another version, with a valid CRC: refused by name.
         let mut decoded = vec![2u8];
         decoded.extend(postcard::to_allocvec(&Header::Ack { boot: 1, seq: 1 }).unwrap());

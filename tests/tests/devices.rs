@@ -40,6 +40,11 @@ impl Device {
 
     /// One frame of `readings` (values), stamped `SENT_AT - 1000 * (n - i)` since boot.
     fn send(&mut self, boot: u32, seq: u32, readings: &[&str]) {
+        self.send_after(boot, seq, None, readings);
+    }
+
+    /// [`send`](Self::send), naming `prev` as the batch before it the device still holds.
+    fn send_after(&mut self, boot: u32, seq: u32, prev: Option<u32>, readings: &[&str]) {
         let header: [(&[u8], Option<&[u8]>); 1] = [(b"device", Some(b"node-1"))];
         let specs: Vec<RecordSpec<'_>> = readings
             .iter()
@@ -51,14 +56,19 @@ impl Device {
                 headers: &header,
             })
             .collect();
-        self.send_batch(boot, seq, &build_vec(BatchParams::default(), &specs).unwrap());
+        self.send_frame(boot, seq, prev, &build_vec(BatchParams::default(), &specs).unwrap());
     }
 
     fn send_batch(&mut self, boot: u32, seq: u32, batch: &[u8]) {
+        self.send_frame(boot, seq, None, batch);
+    }
+
+    fn send_frame(&mut self, boot: u32, seq: u32, prev: Option<u32>, batch: &[u8]) {
         let frame = Frame::Data(DataFrame {
             device: "node-1",
             boot,
             seq,
+            prev,
             dropped: 3,
             clock: Clock::SinceBoot,
             sent_at: SENT_AT,
@@ -71,18 +81,27 @@ impl Device {
 
     /// The next ack: (boot, sequence).
     fn ack(&mut self) -> (u32, u32) {
+        match self.answer() {
+            Frame::Ack { boot, seq } => (boot, seq),
+            other => panic!("not an ack: {other:?}"),
+        }
+    }
+
+    /// The gateway's next answer.
+    fn answer(&mut self) -> Frame<'static> {
         let mut buffer = [0u8; 512];
         loop {
             let n = self.stream.read(&mut buffer).expect("an ack within 10 s");
             assert!(n > 0, "the gateway closed the connection");
-            let mut acks = Vec::new();
+            let mut answers = Vec::new();
             self.deframer.feed(&buffer[..n], |frame| match frame {
-                Ok(Frame::Ack { boot, seq }) => acks.push((boot, seq)),
-                other => panic!("not an ack: {other:?}"),
+                Ok(Frame::Ack { boot, seq }) => answers.push(Frame::Ack { boot, seq }),
+                Ok(Frame::Nak { boot, after }) => answers.push(Frame::Nak { boot, after }),
+                other => panic!("not an answer: {other:?}"),
             });
-            if let Some(&ack) = acks.first() {
-                assert_eq!(acks.len(), 1, "one ack per frame, one frame at a time");
-                return ack;
+            if let Some(&answer) = answers.first() {
+                assert_eq!(answers.len(), 1, "one answer per frame, one frame at a time");
+                return answer;
             }
         }
     }
@@ -121,6 +140,14 @@ fn readings_are_stored_once_in_order_and_acknowledged() {
     device.stream.write_all(b"\x17\x42noise\x00\x00").unwrap();
     device.send(0xA, 5, &["a5-0"]);
     assert_eq!(device.ack(), (0xA, 5));
+    // A frame lost on the way (the device still holds 6, the gateway never got it): the next one
+    // is not stored, and the nak says where to go on from.
+    device.send_after(0xA, 7, Some(6), &["a7-0"]);
+    assert_eq!(device.answer(), Frame::Nak { boot: 0xA, after: Some(5) });
+    device.send(0xA, 6, &["a6-0"]);
+    assert_eq!(device.ack(), (0xA, 6));
+    device.send_after(0xA, 7, Some(6), &["a7-0"]);
+    assert_eq!(device.ack(), (0xA, 7));
     // A reboot starts its sequence at 0 again: stored, not taken for a repeat.
     device.send(0xB, 0, &["b0-0"]);
     assert_eq!(device.ack(), (0xB, 0));
@@ -136,11 +163,14 @@ fn readings_are_stored_once_in_order_and_acknowledged() {
 
     let stored = records(&kafka, "readings");
     let values: Vec<&str> = stored.iter().map(|(_, v, _)| v.as_str()).collect();
-    let expected = ["a0-0", "a0-1", "a1-0", "a1-1", "a2-0", "a2-1", "a3-0", "a3-1", "a4-0", "a4-1", "a5-0", "b0-0"];
+    let expected = [
+        "a0-0", "a0-1", "a1-0", "a1-1", "a2-0", "a2-1", "a3-0", "a3-1", "a4-0", "a4-1", "a5-0", "a6-0", "a7-0", "b0-0",
+    ];
     assert_eq!(values, expected, "every reading once, in order (one device: one partition)");
     for (_, value, at) in &stored {
         // The last reading of a frame was taken 1 s before sending; the frame left at once.
-        let age = if value.ends_with("-1") || value == "a5-0" || value == "b0-0" { 1_000 } else { 2_000 };
+        let single = ["a5-0", "a6-0", "a7-0", "b0-0"].contains(&value.as_str());
+        let age = if value.ends_with("-1") || single { 1_000 } else { 2_000 };
         assert!((before - age - 1_000..=after - age + 1_000).contains(at), "{value} at {at}: wall time expected");
     }
     let dead = kcat(&kafka, &["-C", "-t", "readings.dlq", "-o", "beginning", "-e", "-f", "%s|%h\n"], None);
@@ -148,7 +178,8 @@ fn readings_are_stored_once_in_order_and_acknowledged() {
     assert!(dead.contains("not a record batch") && dead.contains("rill.error="), "{dead}");
     assert_eq!(dead.lines().count(), 2, "both refused batches are kept: {dead}");
     let metrics = rill_tests::Http::new(&rill.http_addr()).text("/metrics");
-    assert!(metrics.contains("rill_device_records_total{device=\"node-1\"} 12"), "{metrics}");
+    assert!(metrics.contains("rill_device_records_total{device=\"node-1\"} 14"), "{metrics}");
+    assert!(metrics.contains("rill_device_gaps_total{device=\"node-1\"} 1"), "{metrics}");
     assert!(metrics.contains("rill_device_duplicate_frames_total{device=\"node-1\"} 1"), "{metrics}");
     assert!(metrics.contains("rill_device_dropped_records{device=\"node-1\"} 3"), "{metrics}");
 
@@ -162,6 +193,6 @@ fn readings_are_stored_once_in_order_and_acknowledged() {
     device.send(0xB, 3, &["b3-0"]);
     assert_eq!(device.ack(), (0xB, 3));
     let values: Vec<String> = records(&rill.kafka_addr(), "readings").into_iter().map(|(_, v, _)| v).collect();
-    assert_eq!(values.len(), 13, "{values:?}");
+    assert_eq!(values.len(), 15, "{values:?}");
     assert_eq!(values.last().map(String::as_str), Some("b3-0"));
 }

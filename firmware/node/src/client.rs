@@ -4,7 +4,9 @@
 //! it is sent again after a reconnect (the gateway recognises the repeat), numbers only grow
 //! within a boot, and batches the log dropped when full leave a gap the gateway accepts. On every
 //! (re)connection everything not yet acknowledged is sent again, oldest first, at most
-//! `window` frames ahead of the acks; an ack releases the batches up to the one it names.
+//! `window` frames ahead of the acks; an ack releases the batches up to the one it names. Each
+//! frame names the batch before it still held (`prev`): a gateway that lacks it (a frame lost on
+//! the way) answers `Nak`, and sending starts again after what it holds.
 
 use rill_core::batch::BatchHeader;
 use rill_core::ram_log::RamLog;
@@ -118,24 +120,26 @@ impl<'a> UplinkClient<'a> {
         out: &mut [u8],
     ) -> Result<Option<usize>, EncodeError> {
         let Link::Up { sent_through } = self.link else { return Ok(None) };
-        let mut in_flight = 0;
-        let mut next = None;
+        let (mut in_flight, mut previous, mut next) = (0, None, None);
         for batch in log.iter() {
             let Ok(header) = BatchHeader::decode(batch) else { continue };
             let base = header.base_offset as u64;
             if sent_through.is_some_and(|sent| base <= sent) {
                 in_flight += 1;
+                previous = Some(base);
                 continue;
             }
             next = Some((base, batch));
             break;
         }
         let Some((base, batch)) = next.filter(|_| in_flight < self.config.window) else { return Ok(None) };
+        // Base offsets pass u32 only after 4 billion readings in one boot.
+        let prev = previous.map(|base| base as u32);
         let frame = Frame::Data(DataFrame {
             device: self.device,
             boot: self.boot,
-            // Base offsets pass u32 only after 4 billion readings in one boot.
             seq: base as u32,
+            prev,
             dropped: log.dropped_records().min(u64::from(u32::MAX)) as u32,
             clock: self.clock,
             sent_at: now_ms,
@@ -147,17 +151,26 @@ impl<'a> UplinkClient<'a> {
     }
 
     /// A frame from the gateway: an ack of this boot releases the batches up to the one it names
-    /// (their readings are durable at the gateway). Returns how many were released.
+    /// (their readings are durable at the gateway); a nak does too, and sending starts again
+    /// after them. Returns how many batches were released.
     pub fn on_frame<const BYTES: usize, const BATCHES: usize>(
         &mut self,
         frame: &Frame<'_>,
         log: &mut RamLog<BYTES, BATCHES>,
     ) -> usize {
-        let Frame::Ack { boot, seq } = *frame else { return 0 };
+        let (boot, held) = match *frame {
+            Frame::Ack { boot, seq } => (boot, Some(seq)),
+            Frame::Nak { boot, after } => (boot, after),
+            Frame::Data(_) => return 0,
+        };
         if boot != self.boot {
-            return 0; // an ack of an earlier boot (the gateway knew the device before it rebooted)
+            return 0; // from an earlier boot (the gateway knew the device before it rebooted)
         }
         self.backoff.reset();
+        if let (Frame::Nak { .. }, Link::Up { .. }) = (frame, self.link) {
+            self.link = Link::Up { sent_through: held.map(u64::from) };
+        }
+        let Some(seq) = held else { return 0 };
         let acked = u64::from(seq);
         let last = log
             .read(acked)
@@ -198,6 +211,7 @@ mod tests {
         stored: Vec<(u32, u32, Vec<u8>)>,
         last: Option<(u32, u32)>,
         duplicates: usize,
+        naks: usize,
     }
 
     impl Gateway {
@@ -207,9 +221,13 @@ mod tests {
             let mut acks = Vec::new();
             deframer.feed(wire, |frame| {
                 let Ok(Frame::Data(data)) = frame else { panic!("{frame:?}") };
-                let repeat = self.last.is_some_and(|(boot, seq)| boot == data.boot && data.seq <= seq);
-                if repeat {
+                let held = self.last.filter(|(boot, _)| *boot == data.boot).map(|(_, seq)| seq);
+                if held.is_some_and(|seq| data.seq <= seq) {
                     self.duplicates += 1;
+                } else if data.prev.is_some_and(|prev| held.is_none_or(|seq| prev > seq)) {
+                    self.naks += 1;
+                    acks.push(Frame::Nak { boot: data.boot, after: held });
+                    return;
                 } else {
                     self.stored.push((data.boot, data.seq, data.batch.to_vec()));
                     self.last = Some((data.boot, data.seq));
@@ -239,18 +257,60 @@ mod tests {
 
     fn deliver_acks(client: &mut UplinkClient<'_>, log: &mut Log, wire: &[u8]) {
         let mut deframer = Deframer::new(vec![0u8; 256]);
-        let mut acks = Vec::new();
-        deframer.feed(wire, |frame| acks.push(frame.map(|f| format_ack(&f)).unwrap()));
-        for (boot, seq) in acks {
-            client.on_frame(&Frame::Ack { boot, seq }, log);
+        let mut answers = Vec::new();
+        deframer.feed(wire, |frame| answers.push(owned(&frame.unwrap())));
+        for answer in answers {
+            client.on_frame(&answer, log);
         }
     }
 
-    fn format_ack(frame: &Frame<'_>) -> (u32, u32) {
+    fn owned(frame: &Frame<'_>) -> Frame<'static> {
         match *frame {
-            Frame::Ack { boot, seq } => (boot, seq),
+            Frame::Ack { boot, seq } => Frame::Ack { boot, seq },
+            Frame::Nak { boot, after } => Frame::Nak { boot, after },
             Frame::Data(_) => panic!("data from the gateway"),
         }
+    }
+
+    /// The wire bytes of `wire`'s frames but the one for sequence `lost`.
+    fn without(wire: &[u8], lost: u32) -> Vec<u8> {
+        let mut kept = Vec::new();
+        for frame in wire.split_inclusive(|&b| b == 0) {
+            let mut deframer = Deframer::new(vec![0u8; UPLINK_WIRE_BYTES_MAX]);
+            let mut seq = None;
+            deframer.feed(frame, |f| {
+                if let Ok(Frame::Data(data)) = f {
+                    seq = Some(data.seq);
+                }
+            });
+            if seq != Some(lost) {
+                kept.extend_from_slice(frame);
+            }
+        }
+        kept
+    }
+
+    #[test]
+    fn a_frame_lost_on_the_way_is_not_covered_by_the_next_ack() {
+        let config = ClientConfig { window: 3, ..ClientConfig::default() };
+        let mut client = UplinkClient::new("node-1", 9, Clock::Wall, config);
+        let mut log = Log::new(FullPolicy::Reject);
+        let mut gateway = Gateway::default();
+        client.connected();
+        for i in 0..3 {
+            record(&mut log, i, &["x"]);
+        }
+        // Noise eats the frame of batch 1: the gateway gets 0 and 2, and must not ack 2.
+        let wire = without(&drain(&mut client, &log, 10), 1);
+        let answers = gateway.receive(&wire);
+        assert_eq!((gateway.stored.len(), gateway.naks), (1, 1));
+        deliver_acks(&mut client, &mut log, &answers);
+        assert_eq!(log.len(), 2, "batches 1 and 2 are still held");
+        let answers = gateway.receive(&drain(&mut client, &log, 20));
+        deliver_acks(&mut client, &mut log, &answers);
+        assert!(log.is_empty());
+        let seqs: Vec<u32> = gateway.stored.iter().map(|(_, seq, _)| *seq).collect();
+        assert_eq!(seqs, [0, 1, 2], "sent again from where the gateway was, in order, once");
     }
 
     #[test]

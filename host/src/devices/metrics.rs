@@ -22,7 +22,7 @@ impl Collector for DevicesCollector {
         let devices: Vec<(DeviceLabels, DeviceStatus)> =
             self.0.status().into_iter().map(|d| (DeviceLabels { device: d.device.clone() }, d)).collect();
         type Read = fn(&DeviceStatus) -> u64;
-        let families: [(&str, &str, MetricType, Read); 7] = [
+        let families: [(&str, &str, MetricType, Read); 8] = [
             ("device_connected", "1 while the device is connected", MetricType::Gauge, |d| {
                 u64::from(d.connections > 0)
             }),
@@ -34,6 +34,12 @@ impl Collector for DevicesCollector {
                 "Frames received again after a lost ack, acknowledged without storing",
                 MetricType::Counter,
                 |d| d.duplicates,
+            ),
+            (
+                "device_gaps",
+                "Frames that came after one lost on the way, answered with a nak and sent again",
+                MetricType::Counter,
+                |d| d.gaps,
             ),
             (
                 "device_refused_batches",

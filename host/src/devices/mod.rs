@@ -83,6 +83,8 @@ pub struct DeviceStatus {
     pub bytes: u64,
     /// Frames received again (after a lost ack) and acknowledged without storing.
     pub duplicates: u64,
+    /// Frames that came after one lost on the way, answered with a nak (sent again).
+    pub gaps: u64,
     /// Batches that could not be stored, kept in the dead-letter topic.
     pub refused: u64,
     /// Records the device says it dropped this boot, its log full.
@@ -163,9 +165,16 @@ impl Devices {
             return Err(format!("device {:?} refused: this gateway takes at most {DEVICES_MAX} devices", frame.device));
         };
         let mut progress = lock.lock().await;
-        if let Some(last) = progress.filter(|last| last.boot == frame.boot && frame.seq <= last.seq) {
+        let held = progress.filter(|last| last.boot == frame.boot).map(|last| last.seq);
+        if let Some(seq) = held.filter(|&seq| frame.seq <= seq) {
             self.update(&frame.device, |s| s.duplicates += 1);
-            return Ok(Frame::Ack { boot: last.boot, seq: last.seq });
+            return Ok(Frame::Ack { boot: frame.boot, seq });
+        }
+        // The device still holds a batch before this one that is not here: its frame was lost on
+        // the way. An ack of this one would cover it; ask for what follows what is here instead.
+        if frame.prev.is_some_and(|prev| held.is_none_or(|seq| prev > seq)) {
+            self.update(&frame.device, |s| s.gaps += 1);
+            return Ok(Frame::Nak { boot: frame.boot, after: held });
         }
         let stored = Progress { boot: frame.boot, seq: frame.seq };
         let (records, refused) = match stamped(&frame, arrival_ms) {
@@ -266,6 +275,7 @@ struct OwnedData {
     device: String,
     boot: u32,
     seq: u32,
+    prev: Option<u32>,
     dropped: u32,
     shift_ms: i64,
     batch: Vec<u8>,
@@ -277,6 +287,7 @@ impl OwnedData {
             device: frame.device.to_owned(),
             boot: frame.boot,
             seq: frame.seq,
+            prev: frame.prev,
             dropped: frame.dropped,
             shift_ms: frame.to_wall_ms(arrival_ms),
             batch: frame.batch.to_vec(),
@@ -455,7 +466,7 @@ impl Connection {
         let (mut frames, mut first_error, mut errors) = (Vec::new(), None, 0);
         self.deframer.feed(bytes, |frame| match frame {
             Ok(Frame::Data(data)) => frames.push(OwnedData::of(&data, arrival_ms)),
-            Ok(Frame::Ack { .. }) => {}
+            Ok(Frame::Ack { .. } | Frame::Nak { .. }) => {}
             Err(e) => {
                 errors += 1;
                 first_error.get_or_insert(e);
