@@ -129,6 +129,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         bridges: bridges.clone(),
         mirrors: mirrors.clone(),
         cloud,
+        devices: devices.as_ref().map(DeviceListener::devices),
     };
     let rates = Arc::clone(&state.rates);
     let http_addr = config.http.listen;

@@ -182,6 +182,11 @@ fn readings_are_stored_once_in_order_and_acknowledged() {
     assert!(metrics.contains("rill_device_gaps_total{device=\"node-1\"} 1"), "{metrics}");
     assert!(metrics.contains("rill_device_duplicate_frames_total{device=\"node-1\"} 1"), "{metrics}");
     assert!(metrics.contains("rill_device_dropped_records{device=\"node-1\"} 3"), "{metrics}");
+    let http = rill_tests::Http::new(&rill.http_addr());
+    let (status, listed) = http.get("/v1/devices");
+    assert_eq!((status, listed[0]["device"].as_str(), listed[0]["records"].as_u64()), (200, Some("node-1"), Some(14)));
+    let page = http.text("/");
+    assert!(page.contains("Devices (uplink)") && page.contains("node-1"), "the status page lists the device");
 
     // After a restart of the gateway, a repeat is still known.
     drop(device);

@@ -72,7 +72,7 @@ struct Progress {
 }
 
 /// What the gateway knows of one device, for `/metrics` and the status page.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceStatus {
     pub device: String,
     /// Open connections speaking for the device (two while a reconnect overlaps the old one).

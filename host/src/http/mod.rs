@@ -5,6 +5,7 @@
 //! which bounds connections as the Kafka listener does and drains requests in progress on
 //! shutdown.
 
+pub mod devices;
 pub mod error;
 mod groups;
 pub mod mirrors;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub mirrors: crate::replication::Mirrors,
     /// The edges this node accepts, when it is an aggregation node.
     pub cloud: Option<Arc<crate::replication::Cloud>>,
+    /// The sensor nodes sending uplink frames, when the device listener runs.
+    pub devices: Option<Arc<crate::devices::Devices>>,
 }
 
 /// The routes of the control plane.
@@ -79,6 +82,7 @@ fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(pipelines::routes())
         .merge(mqtt::routes())
         .merge(mirrors::routes())
+        .merge(devices::routes())
         .merge(extra);
     Router::new()
         .route("/health", get(health))
@@ -130,6 +134,7 @@ pub const ROUTES: &[&str] = &[
     "GET /v1/mirrors/{name}",
     "DELETE /v1/mirrors/{name}",
     "GET /v1/replication",
+    "GET /v1/devices",
 ];
 
 #[derive(Serialize)]

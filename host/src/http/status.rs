@@ -40,6 +40,9 @@ pub struct Status {
     /// The edges an aggregation node accepts (empty elsewhere).
     #[serde(default)]
     pub edges: Vec<crate::replication::cloud::EdgeStatus>,
+    /// Sensor nodes heard from (empty when the device listener does not run).
+    #[serde(default)]
+    pub devices: Vec<crate::devices::DeviceStatus>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,6 +93,7 @@ pub fn status(state: &AppState) -> Result<Status, ApiError> {
         mqtt: state.bridges.list(),
         mirrors: state.mirrors.list(),
         edges: state.cloud.as_ref().map(|cloud| cloud.status()).unwrap_or_default(),
+        devices: state.devices.as_ref().map(|devices| devices.status()).unwrap_or_default(),
     })
 }
 
@@ -319,6 +323,7 @@ pub fn render(status: &Status) -> String {
     let columns = ["bridge", "state", "MQTT broker", "target", "messages in", "records out", "dead-lettered"];
     section(&mut html, "MQTT ingest", "mqtt", Some(empty), &columns, &bridges);
     replication_sections(&mut html, status);
+    devices_section(&mut html, status);
     let empty = "No pipelines (<code>rill pipeline create</code>).";
     let columns = ["pipeline", "state", "topics", "plugins", "lag", "records in", "records out", "failed batches"];
     section(&mut html, "Pipelines", "pipelines", Some(empty), &columns, &pipelines);
@@ -328,6 +333,39 @@ pub fn render(status: &Status) -> String {
          <a href=\"/ready\">/ready</a></p></body></html>"
     );
     html
+}
+
+/// Sensor nodes, one row each (only when some were heard from).
+fn devices_section(html: &mut String, status: &Status) {
+    let rows: Vec<Vec<String>> = status
+        .devices
+        .iter()
+        .map(|d| {
+            vec![
+                escape(&d.device),
+                if d.connections > 0 { "connected".into() } else { "away".into() },
+                format!("{:#x} / {}", d.boot, d.last_seq),
+                thousands(d.records),
+                thousands(d.duplicates),
+                thousands(d.gaps),
+                thousands(d.refused),
+                thousands(d.dropped_by_device),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        let columns = [
+            "device",
+            "link",
+            "boot / last sequence",
+            "records",
+            "repeats",
+            "gaps",
+            "dead-lettered",
+            "dropped on the device",
+        ];
+        section(html, "Devices (uplink)", "devices", None, &columns, &rows);
+    }
 }
 
 /// Mirrors (this node as an edge) and accepted edges (this node as an aggregation node), one row
@@ -445,6 +483,7 @@ mod tests {
             mqtt: vec![],
             mirrors: vec![],
             edges: vec![],
+            devices: vec![],
         };
         let html = render(&status);
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");

@@ -55,6 +55,7 @@ async fn state_in(dir: &tempfile::TempDir, token: Option<&str>) -> AppState {
             crate::plugins::PluginCatalog::new(test_runtime(), store.clone(), None),
         ),
         cloud: None,
+        devices: None,
     }
 }
 
