@@ -187,6 +187,13 @@ fn readings_are_stored_once_in_order_and_acknowledged() {
     assert_eq!((status, listed[0]["device"].as_str(), listed[0]["records"].as_u64()), (200, Some("node-1"), Some(14)));
     let page = http.text("/");
     assert!(page.contains("Devices (uplink)") && page.contains("node-1"), "the status page lists the device");
+    let admin = format!("http://{}", rill.http_addr());
+    let cli = rill_tests::rill().args(["status", "--admin", &admin]).output().unwrap();
+    let text = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        text.contains("DEVICE") && text.lines().any(|l| l.starts_with("node-1") && l.contains("0xb / 2")),
+        "{text}"
+    );
 
     // After a restart of the gateway, a repeat is still known.
     drop(device);

@@ -174,5 +174,28 @@ fn render(status: &Status) -> String {
             let _ = writeln!(out, "  {reason}");
         }
     }
+    // Devices only where the device listener heard from some: most nodes have none.
+    if !status.devices.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<24} {:<10} {:>12} {:>8} {:>6} {:>6} {:>10}  BOOT / LAST SEQUENCE",
+            "DEVICE", "LINK", "RECORDS", "REPEATS", "GAPS", "DLQ", "DROPPED"
+        );
+    }
+    for d in &status.devices {
+        let link = if d.connections > 0 { "connected" } else { "away" };
+        let _ = writeln!(
+            out,
+            "{:<24} {link:<10} {:>12} {:>8} {:>6} {:>6} {:>10}  {:#x} / {}",
+            d.device,
+            thousands(d.records),
+            d.duplicates,
+            d.gaps,
+            d.refused,
+            thousands(d.dropped_by_device),
+            d.boot,
+            d.last_seq
+        );
+    }
     out
 }
