@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::limits::{DEVICE_CONNECTIONS_MAX, DEVICE_FRAME_ERRORS_MAX, DEVICE_IDLE_TIMEOUT, DEVICES_MAX};
+use crate::listener::{Accepted, accept_within};
 use crate::storage::{AppendError, DocumentWrite, Documents, DurabilityPolicy, Store, TopicConfig};
 
 /// `[devices]`: where sensor nodes connect, and where their readings go.
@@ -369,33 +370,18 @@ impl DeviceListener {
     }
 
     pub async fn run(self, mut stopping: watch::Receiver<bool>) {
-        let permits = Arc::new(Semaphore::new(DEVICE_CONNECTIONS_MAX));
+        let slots = Arc::new(Semaphore::new(DEVICE_CONNECTIONS_MAX));
         let mut connections = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                            tracing::warn!(%peer, limit = DEVICE_CONNECTIONS_MAX, "device connection refused: too many");
-                            continue;
-                        };
-                        let devices = Arc::clone(&self.devices);
-                        let stopping = stopping.clone();
-                        connections.spawn(async move {
-                            if let Err(e) = serve_device(&devices, stream, peer, stopping).await {
-                                tracing::info!(%peer, error = %e, "device connection closed");
-                            }
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "device accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                _ = stopping.changed() => break,
-            }
+        while let Some(Accepted { socket, peer, permit }) =
+            accept_within(&self.listener, &slots, &mut stopping, &mut connections, "devices", || {}).await
+        {
+            let (devices, stopping) = (Arc::clone(&self.devices), stopping.clone());
+            connections.spawn(async move {
+                if let Err(e) = serve_device(&devices, socket, peer, stopping).await {
+                    tracing::info!(%peer, error = %e, "device connection closed");
+                }
+                drop(permit);
+            });
         }
         while connections.join_next().await.is_some() {}
     }

@@ -18,6 +18,8 @@ use rill_core::replication::{
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+
+use crate::listener::{Accepted, accept_within};
 use uuid::Uuid;
 
 use super::copies::{self, GAP_KIND};
@@ -101,31 +103,16 @@ impl ReplicationListener {
 
     /// Accepts edges until `stopping` turns true.
     pub async fn run(self, mut stopping: watch::Receiver<bool>) {
-        let permits = Arc::new(Semaphore::new(REPLICATION_CONNECTIONS_MAX));
+        let slots = Arc::new(Semaphore::new(REPLICATION_CONNECTIONS_MAX));
         let mut connections = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                            tracing::warn!(%peer, limit = REPLICATION_CONNECTIONS_MAX, "replication connection refused: too many");
-                            continue;
-                        };
-                        let cloud = Arc::clone(&self.cloud);
-                        let stopping = stopping.clone();
-                        connections.spawn(async move {
-                            serve_connection(cloud, stream, peer, stopping).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "replication accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                _ = stopping.changed() => break,
-            }
+        while let Some(Accepted { socket, peer, permit }) =
+            accept_within(&self.listener, &slots, &mut stopping, &mut connections, "replication", || {}).await
+        {
+            let (cloud, stopping) = (Arc::clone(&self.cloud), stopping.clone());
+            connections.spawn(async move {
+                serve_connection(cloud, socket, peer, stopping).await;
+                drop(permit);
+            });
         }
         // Connections finish their commit and close.
         while connections.join_next().await.is_some() {}

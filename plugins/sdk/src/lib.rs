@@ -730,14 +730,22 @@ mod tests {
         build_vec(BatchParams::default(), &specs).unwrap()
     }
 
-    /// Every record of `bytes` (sealing each batch's CRC first, as the broker does).
-    fn values(bytes: &[u8]) -> Vec<(i64, Vec<u8>, usize)> {
-        let mut out = Vec::new();
-        let mut rest = bytes.to_vec();
+    /// Each batch of `bytes`, its CRC sealed as the broker does.
+    fn sealed(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let (mut out, mut rest) = (Vec::new(), bytes.to_vec());
         while !rest.is_empty() {
             let len = BatchHeader::decode(&rest).unwrap().total_len();
             let mut one: Vec<u8> = rest.drain(..len).collect();
             seal_crc(&mut one).unwrap();
+            out.push(one);
+        }
+        out
+    }
+
+    /// Every record of `bytes`.
+    fn values(bytes: &[u8]) -> Vec<(i64, Vec<u8>, usize)> {
+        let mut out = Vec::new();
+        for one in sealed(bytes) {
             let parsed = Batch::parse(&one).unwrap();
             for record in parsed.records().unwrap() {
                 let record = record.unwrap();
@@ -795,18 +803,15 @@ mod tests {
 
     /// Each output batch's (base offset, lastOffsetDelta) and its records' offsets.
     fn offsets(bytes: &[u8]) -> Vec<(i64, i32, Vec<i64>)> {
-        let mut out = Vec::new();
-        let mut rest = bytes.to_vec();
-        while !rest.is_empty() {
-            let len = BatchHeader::decode(&rest).unwrap().total_len();
-            let mut one: Vec<u8> = rest.drain(..len).collect();
-            seal_crc(&mut one).unwrap();
-            let parsed = Batch::parse(&one).unwrap();
-            let h = *parsed.header();
-            let records = parsed.records().unwrap().map(|r| r.unwrap().offset(h.base_offset)).collect();
-            out.push((h.base_offset, h.last_offset_delta, records));
-        }
-        out
+        sealed(bytes)
+            .iter()
+            .map(|one| {
+                let parsed = Batch::parse(one).unwrap();
+                let h = *parsed.header();
+                let records = parsed.records().unwrap().map(|r| r.unwrap().offset(h.base_offset)).collect();
+                (h.base_offset, h.last_offset_delta, records)
+            })
+            .collect()
     }
 
     #[test]
