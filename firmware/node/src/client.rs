@@ -20,11 +20,14 @@ pub struct ClientConfig {
     /// The first wait before trying the link again, doubling up to `backoff_max_ms`.
     pub backoff_first_ms: u64,
     pub backoff_max_ms: u64,
+    /// How long frames may wait for an answer before the link counts as down. A UART has no
+    /// connection that could report a broken link: silence is the only sign.
+    pub answer_timeout_ms: u64,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        ClientConfig { window: 4, backoff_first_ms: 250, backoff_max_ms: 30_000 }
+        ClientConfig { window: 4, backoff_first_ms: 250, backoff_max_ms: 30_000, answer_timeout_ms: 2_000 }
     }
 }
 
@@ -99,6 +102,30 @@ impl<'a> UplinkClient<'a> {
         matches!(self.link, Link::Up { .. })
     }
 
+    /// The boot this client speaks for.
+    pub fn boot(&self) -> u32 {
+        self.boot
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Whether `frame` is the gateway answering this boot (an ack or a nak): a sign the link
+    /// works, whether or not it releases anything.
+    pub fn is_answer(&self, frame: &Frame<'_>) -> bool {
+        matches!(*frame, Frame::Ack { boot, .. } | Frame::Nak { boot, .. } if boot == self.boot)
+    }
+
+    /// Batches sent on this connection and not yet acknowledged.
+    pub fn in_flight<const BYTES: usize, const BATCHES: usize>(&self, log: &RamLog<BYTES, BATCHES>) -> usize {
+        let Link::Up { sent_through: Some(sent) } = self.link else { return 0 };
+        log.iter()
+            .filter_map(|batch| BatchHeader::decode(batch).ok())
+            .take_while(|header| header.base_offset as u64 <= sent)
+            .count()
+    }
+
     /// The link came up: everything not acknowledged goes again.
     pub fn connected(&mut self) {
         self.link = Link::Up { sent_through: None };
@@ -158,12 +185,12 @@ impl<'a> UplinkClient<'a> {
         frame: &Frame<'_>,
         log: &mut RamLog<BYTES, BATCHES>,
     ) -> usize {
-        let (boot, held) = match *frame {
-            Frame::Ack { boot, seq } => (boot, Some(seq)),
-            Frame::Nak { boot, after } => (boot, after),
+        let held = match *frame {
+            Frame::Ack { seq, .. } => Some(seq),
+            Frame::Nak { after, .. } => after,
             Frame::Data(_) => return 0,
         };
-        if boot != self.boot {
+        if !self.is_answer(frame) {
             return 0; // from an earlier boot (the gateway knew the device before it rebooted)
         }
         self.backoff.reset();
@@ -192,6 +219,7 @@ mod tests {
 
     use super::*;
     use crate::reading;
+    use crate::testing::Gateway;
 
     type Log = RamLog<4096, 16>;
 
@@ -203,46 +231,6 @@ mod tests {
             reading(&mut builder, "node-1", at, b"temperature", value.as_bytes()).unwrap();
         }
         log.append(builder.finish().unwrap()).unwrap();
-    }
-
-    /// A gateway in memory: decodes frames, stores new (boot, seq) once, acks.
-    #[derive(Default)]
-    struct Gateway {
-        stored: Vec<(u32, u32, Vec<u8>)>,
-        last: Option<(u32, u32)>,
-        duplicates: usize,
-        naks: usize,
-    }
-
-    impl Gateway {
-        /// Takes what the device sent; returns the acks' wire bytes.
-        fn receive(&mut self, wire: &[u8]) -> Vec<u8> {
-            let mut deframer = Deframer::new(vec![0u8; UPLINK_WIRE_BYTES_MAX]);
-            let mut acks = Vec::new();
-            deframer.feed(wire, |frame| {
-                let Ok(Frame::Data(data)) = frame else { panic!("{frame:?}") };
-                let held = self.last.filter(|(boot, _)| *boot == data.boot).map(|(_, seq)| seq);
-                if held.is_some_and(|seq| data.seq <= seq) {
-                    self.duplicates += 1;
-                } else if data.prev.is_some_and(|prev| held.is_none_or(|seq| prev > seq)) {
-                    self.naks += 1;
-                    acks.push(Frame::Nak { boot: data.boot, after: held });
-                    return;
-                } else {
-                    self.stored.push((data.boot, data.seq, data.batch.to_vec()));
-                    self.last = Some((data.boot, data.seq));
-                }
-                let (boot, seq) = self.last.unwrap_or((data.boot, data.seq));
-                acks.push(Frame::Ack { boot, seq });
-            });
-            let mut wire = Vec::new();
-            for ack in acks {
-                let (mut scratch, mut out) = ([0u8; 64], [0u8; 128]);
-                let len = uplink::encode(&ack, &mut scratch, &mut out).unwrap();
-                wire.extend_from_slice(&out[..len]);
-            }
-            wire
-        }
     }
 
     /// Every frame the client would send now.
@@ -391,7 +379,7 @@ mod tests {
             "n",
             1,
             Clock::Wall,
-            ClientConfig { backoff_first_ms: 100, backoff_max_ms: 350, window: 1 },
+            ClientConfig { backoff_first_ms: 100, backoff_max_ms: 350, window: 1, ..ClientConfig::default() },
         );
         let mut waits = Vec::new();
         for now in [0u64, 1_000, 2_000, 3_000] {

@@ -1,25 +1,41 @@
 //! `rill-node`: the part of a sensor node's firmware that runs anywhere (`no_std`, no allocator,
-//! no IO). The board binary gives it the bytes from its UART and a clock; this decides what to
-//! send.
+//! no IO of its own). The board binary gives it a sensor, a byte stream to the gateway (its UART)
+//! and an embassy time driver; this does the rest, in three tasks over [`NodeState`]:
 //!
-//! - [`reading`]: a reading as a record of a v2 batch, the device id as a record header (so the
-//!   gateway stores the batch as the device built it).
-//! - [`UplinkClient`]: the uplink's sending side over the core's RAM log — what to send next, what
-//!   an ack releases, and when to try the link again after it drops.
+//! - [`sample`]: reads the [`Sensor`] at a fixed period, each reading stamped on the device clock,
+//!   into a bounded embassy-sync channel;
+//! - [`collect`]: batches readings (v2 batches built by `rill-core`, the device id as a record
+//!   header, see [`reading`]) into the core's RAM log, which drops its oldest batches when full
+//!   and counts what it dropped;
+//! - [`run_uplink`]: forwards the log to the gateway with [`UplinkClient`] — what to send next,
+//!   what an ack releases, when the link counts as down and when to try again.
 #![no_std]
 #![forbid(unsafe_code)]
 
 #[cfg(test)]
 extern crate std;
 
+mod batching;
 mod client;
+mod link;
+mod node;
+mod sampling;
+#[cfg(test)]
+mod testing;
 
+pub use batching::collect;
 pub use client::{Backoff, ClientConfig, UplinkClient};
+pub use link::{ANSWER_WIRE_BYTES_MAX, UplinkBuffers, frame_bytes_for, run_uplink, wire_bytes_for};
+pub use node::{NodeState, NodeStats};
+pub use sampling::{Measurement, Reading, Sensor, Value, sample};
 
 use rill_core::batch::{BatchBuilder, BuildError, RecordSpec};
 
 /// The record header naming the device that took a reading.
 pub const DEVICE_HEADER: &[u8] = b"device";
+
+/// The largest reading value: readings wait in the channel by value, so this bounds its RAM.
+pub const READING_VALUE_BYTES_MAX: usize = 48;
 
 /// Adds a reading to the batch being built: `key` says what was measured, `timestamp_ms` is on
 /// the device's clock. [`BuildError::BufferFull`] means: finish this batch, append it to the log,
