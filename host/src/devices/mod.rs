@@ -411,7 +411,8 @@ async fn serve_device(
                 Ok(Err(e)) => break Err(e.to_string()),
                 Err(_) => break Err(format!("nothing for {DEVICE_IDLE_TIMEOUT:?}")),
             },
-            _ = stopping.changed() => break Ok(()),
+            // `wait_for`, not `changed`: `answer` may have seen the change already.
+            () = async { drop(stopping.wait_for(|stop| *stop).await) } => break Ok(()),
         };
         let arrival_ms = crate::clock::now_ms();
         let frames = match connection.frames(&read[..n], arrival_ms, peer) {
@@ -494,7 +495,7 @@ impl Connection {
                 Ok(written) => written.map_err(|e| e.to_string()),
                 Err(_) => Err(format!("an ack not taken for {DEVICE_IDLE_TIMEOUT:?}")),
             },
-            _ = stopping.changed() => Ok(()),
+            () = async { drop(stopping.wait_for(|stop| *stop).await) } => Ok(()),
         }
     }
 }
