@@ -49,11 +49,13 @@ pub struct AppendInfo {
 
 /// What to do when an append does not fit. See the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// DropOldest first: its discriminant is 0, so a device's `static` log under it is all zero bytes
+// and the linker keeps it in .bss, rather than copying kilobytes of zeros from flash (.data).
 pub enum FullPolicy {
-    /// Refuse the new batch; keep everything stored.
-    Reject,
     /// Evict the oldest batches until the new one fits, and count them.
     DropOldest,
+    /// Refuse the new batch; keep everything stored.
+    Reject,
 }
 
 /// Why [`RamLog::append`] refused a batch. Nothing changed.
