@@ -30,6 +30,7 @@ pub fn plugin_file(name: &str) -> PathBuf {
 }
 
 pub mod proxy;
+pub mod qemu;
 
 /// Reading topics with rskafka, as a consumer of Rill's output would.
 pub mod kafka {

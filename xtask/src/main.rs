@@ -10,9 +10,13 @@
 //!   makes them components (`<target dir>/plugins/<name>.wasm`); `test` does it too and hands the
 //!   directory to the tests in `RILL_PLUGIN_DIR`.
 //! - `cargo xtask bench storage|kafka|mirror|plugins|mqtt [ARGS]`: a benchmark on a release build.
+//! - `cargo xtask firmware build|size|run --gateway HOST:PORT`: the sensor-node firmware for the
+//!   board QEMU emulates (`firmware/mps2-an386`): build it, report its flash and RAM against the
+//!   budget, or run it in QEMU with its uplink connected to a gateway's device listener.
 //! - `cargo xtask soak replication [--seconds N]`: the replication simulation for longer than CI
 //!   runs it (600 s of seeds by default, release build).
 
+mod firmware;
 mod plugins;
 
 use std::path::{Path, PathBuf};
@@ -24,8 +28,15 @@ const TARGETS: &[&str] = &["thumbv7em-none-eabihf"];
 
 /// Programs the black-box tests run, with the Debian package that provides each: real clients
 /// nobody here wrote.
-const PROGRAMS: &[(&str, &str)] =
-    &[("kcat", "kcat"), ("chromium", "chromium"), ("mosquitto", "mosquitto"), ("mosquitto_pub", "mosquitto-clients")];
+/// `qemu-system-arm` runs the firmware; `readelf` reads its size.
+const PROGRAMS: &[(&str, &str)] = &[
+    ("kcat", "kcat"),
+    ("chromium", "chromium"),
+    ("mosquitto", "mosquitto"),
+    ("mosquitto_pub", "mosquitto-clients"),
+    ("qemu-system-arm", "qemu-system-arm"),
+    ("readelf", "binutils"),
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,10 +44,12 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("soak") => soak(&args[1..]),
+        Some("firmware") => install_targets().and_then(|()| firmware::command(&workspace_root(), &args[1..])),
         Some("plugins") => install_targets().and_then(|()| plugins::build(&workspace_root())).map(drop),
         _ => Err(format!(
             "usage: cargo xtask test | cargo xtask plugins | cargo xtask bench storage|kafka|mirror|plugins|mqtt [ARGS] | \
-             cargo xtask soak replication [--seconds N]\n(got {:?})",
+             cargo xtask firmware build|size|run --gateway HOST:PORT | cargo xtask soak replication [--seconds N]\n\
+             (got {:?})",
             args.first()
         )),
     };
@@ -166,13 +179,23 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
     let plugin_dir = phases.run("plugins: build components", || plugins::build(&workspace_root()))?;
     let python = phases.run("install Python test clients", install_python_clients)?;
     let rill_bin = phases.run("build rill", build_rill)?;
+    let firmware = phases.run("firmware: fmt, clippy, build, size", || {
+        let root = workspace_root();
+        firmware::check(&root)?;
+        let elf = firmware::build(&root)?;
+        let size = firmware::Size::of(&elf)?;
+        eprintln!("{}", size.report());
+        size.check_budget()?;
+        Ok(elf)
+    })?;
     phases.run("cargo test (workspace)", || {
         run_counting_tests(
             cargo()
                 .args(["test", "--workspace"])
                 .env("RILL_BIN", &rill_bin)
                 .env("RILL_PYTHON", &python)
-                .env("RILL_PLUGIN_DIR", &plugin_dir),
+                .env("RILL_PLUGIN_DIR", &plugin_dir)
+                .env("RILL_FIRMWARE", &firmware),
             counts,
         )
     })?;

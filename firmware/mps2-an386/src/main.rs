@@ -1,0 +1,98 @@
+//! Rill's sensor-node firmware for the MPS2 AN386 board (Cortex-M4F), as QEMU emulates it
+//! (`qemu-system-arm -M mps2-an386`). The board-independent work is `rill-node`'s three tasks;
+//! this binary gives them a sensor (simulated), the uplink UART, a time driver and a boot id.
+//! See `firmware/README.md` for building, running in QEMU, and porting to a real board.
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod board;
+mod console;
+mod executor;
+mod irq;
+mod limits;
+mod sensor;
+mod time_driver;
+mod uart;
+
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_time::Timer;
+use panic_halt as _;
+use rill_core::uplink::Clock;
+use rill_node::{
+    ANSWER_WIRE_BYTES_MAX, NodeState, UplinkBuffers, UplinkClient, collect, frame_bytes_for, run_uplink, sample,
+    wire_bytes_for,
+};
+
+use crate::limits::{
+    BATCH_BYTES, LINGER, LOG_BATCHES, LOG_BYTES, READINGS_QUEUE, SAMPLE_PERIOD, STATUS_PERIOD, UPLINK,
+};
+
+/// This node's id: `RILL_DEVICE_ID` at build time. A real board reads a unique id from the chip.
+const DEVICE: &str = match option_env!("RILL_DEVICE_ID") {
+    Some(id) => id,
+    None => "mps2-node-1",
+};
+
+static NODE: NodeState<CriticalSectionRawMutex, LOG_BYTES, LOG_BATCHES, READINGS_QUEUE> = NodeState::new();
+
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    // `main` runs once, so the peripherals are there to take.
+    let mut core = cortex_m::Peripherals::take().expect("the core peripherals are taken once");
+    console::start();
+    let boot = board::next_boot_id();
+    console::line(format_args!("rill-node {DEVICE} boot {boot}"));
+    time_driver::start(core.SYST);
+    let (rx, tx) = uart::start_uplink(&mut core.NVIC);
+    executor::run(|spawner| {
+        spawner.spawn(sampling(boot).expect("the sampling task is spawned once"));
+        spawner.spawn(batching().expect("the batching task is spawned once"));
+        spawner.spawn(uplink(boot, rx, tx).expect("the uplink task is spawned once"));
+        spawner.spawn(status().expect("the status task is spawned once"));
+    })
+}
+
+/// A line on the console every few seconds.
+#[embassy_executor::task]
+async fn status() {
+    loop {
+        Timer::after(STATUS_PERIOD).await;
+        let stats = NODE.stats();
+        console::line(format_args!(
+            "up {} s: read {} held {} batches {} B dropped {} rx-overruns {}",
+            embassy_time::Instant::now().as_secs(),
+            stats.next_offset,
+            stats.held_batches,
+            stats.held_bytes,
+            stats.dropped_records,
+            uart::rx_overruns(),
+        ));
+    }
+}
+
+#[embassy_executor::task]
+async fn sampling(boot: u32) {
+    let mut thermometer = sensor::SimulatedThermometer::new(boot);
+    sample(&mut thermometer, SAMPLE_PERIOD, &NODE).await
+}
+
+#[embassy_executor::task]
+async fn batching() {
+    let mut batch = [0u8; BATCH_BYTES];
+    collect(DEVICE, &NODE, &mut batch, LINGER).await
+}
+
+#[embassy_executor::task]
+async fn uplink(
+    boot: u32,
+    rx: &'static embassy_sync::pipe::Pipe<CriticalSectionRawMutex, { limits::RX_BUFFER_BYTES }>,
+    tx: uart::UplinkTx,
+) {
+    let mut client = UplinkClient::new(DEVICE, boot, Clock::SinceBoot, UPLINK);
+    let mut frame = [0u8; frame_bytes_for(BATCH_BYTES)];
+    let mut wire = [0u8; wire_bytes_for(BATCH_BYTES)];
+    let mut answer = [0u8; ANSWER_WIRE_BYTES_MAX];
+    let buffers = UplinkBuffers { frame: &mut frame, wire: &mut wire, answer: &mut answer };
+    run_uplink(&mut client, &NODE, rx, tx, buffers).await
+}

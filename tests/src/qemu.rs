@@ -1,0 +1,59 @@
+//! The sensor-node firmware in QEMU: `cargo xtask test` builds it for the board QEMU emulates
+//! (`mps2-an386`) and passes the ELF in `RILL_FIRMWARE`; `cargo xtask test` also installs
+//! `qemu-system-arm`. The firmware's uplink UART is QEMU's first serial port, connected to a TCP
+//! address (QEMU reconnects every second while it is down); its console is the second, kept in a
+//! file the test shows when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The firmware under test.
+pub fn firmware() -> PathBuf {
+    match std::env::var_os("RILL_FIRMWARE") {
+        Some(path) => PathBuf::from(path),
+        None => panic!("RILL_FIRMWARE is not set: run the tests with `cargo xtask test`, which builds the firmware"),
+    }
+}
+
+/// A running QEMU with the firmware; killed on drop.
+#[derive(Debug)]
+pub struct Qemu {
+    child: Child,
+    console: PathBuf,
+}
+
+impl Qemu {
+    /// Boots the firmware with its uplink connected to `uplink` and the boot counter at
+    /// `boot_counter` (the firmware's boot id is one more), its console in `console`. The
+    /// board's QEMU command line is `firmware/mps2-an386/qemu.sh` (which execs QEMU).
+    pub fn start(uplink: &str, boot_counter: u32, console: &Path) -> Qemu {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/mps2-an386/qemu.sh");
+        let child = Command::new(script)
+            .arg(firmware())
+            .arg(uplink)
+            .arg(format!("file:{}", console.display()))
+            .arg(boot_counter.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("qemu.sh starts: {e}"));
+        Qemu { child, console: console.to_owned() }
+    }
+
+    /// What the firmware printed on its console so far.
+    pub fn console(&self) -> String {
+        std::fs::read_to_string(&self.console).unwrap_or_default()
+    }
+
+    /// Powers the board off (its RAM, and the readings in it, are gone).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

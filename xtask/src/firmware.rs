@@ -1,0 +1,207 @@
+//! `cargo xtask firmware build|size|run`: the sensor-node firmware for the board QEMU emulates
+//! (`firmware/mps2-an386`, Cortex-M4F): its build, its flash and RAM against the budget, and a
+//! run in QEMU with the uplink UART connected to a gateway's device listener.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The board crate, relative to the workspace root (its own workspace: it builds for Cortex-M only).
+const BOARD_DIR: &str = "firmware/mps2-an386";
+const BOARD_TARGET: &str = "thumbv7em-none-eabihf";
+const BOARD_BIN: &str = "rill-node-mps2-an386";
+/// What QEMU calls the board.
+const QEMU_MACHINE: &str = "mps2-an386";
+
+/// The budget the firmware must fit (the firmware issue): flash, and static RAM besides the node's
+/// RAM log (which a board sizes to what it has).
+const FLASH_BUDGET: u64 = 64 * 1024;
+const STATIC_RAM_BUDGET: u64 = 16 * 1024;
+/// Addresses at and above this are RAM on the board; below, flash.
+const RAM_START: u64 = 0x2000_0000;
+
+fn board_dir(root: &Path) -> PathBuf {
+    root.join(BOARD_DIR)
+}
+
+fn cargo_in(dir: &Path) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(dir);
+    command
+}
+
+/// Checks formatting and lints of the board crate.
+pub fn check(root: &Path) -> Result<(), String> {
+    let dir = board_dir(root);
+    super::run("firmware fmt", cargo_in(&dir).args(["fmt", "--all", "--check"]))?;
+    super::run("firmware clippy", cargo_in(&dir).args(["clippy", "--release", "--", "-D", "warnings"]))
+}
+
+/// Builds the firmware (release); returns the ELF.
+pub fn build(root: &Path) -> Result<PathBuf, String> {
+    let dir = board_dir(root);
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
+    super::run("build firmware", cargo_in(&dir).args(["build", "--release"]).env("CARGO_TARGET_DIR", &target_dir))?;
+    let elf = target_dir.join(BOARD_TARGET).join("release").join(BOARD_BIN);
+    if !elf.is_file() {
+        return Err(format!("the firmware build left no {}", elf.display()));
+    }
+    Ok(elf)
+}
+
+/// Flash and static RAM of a firmware ELF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    /// Everything loaded into flash: vector table, code, constants, and .data's initial values.
+    pub flash: u64,
+    pub text: u64,
+    pub rodata: u64,
+    /// .data + .bss + .uninit (the stack comes on top).
+    pub static_ram: u64,
+    /// The node's state (`NODE`: the RAM log's buffer and index, and the readings channel).
+    pub node_state: u64,
+}
+
+impl Size {
+    /// Reads section and symbol sizes with `readelf` (binutils reads any ELF, whatever its CPU).
+    pub fn of(elf: &Path) -> Result<Size, String> {
+        Size::parse(&readelf(elf, "-S")?, &readelf(elf, "-s")?)
+    }
+
+    /// From `readelf -S -W` and `readelf -s -W -C` output.
+    fn parse(sections: &str, symbols: &str) -> Result<Size, String> {
+        let mut size = Size { flash: 0, text: 0, rodata: 0, static_ram: 0, node_state: 0 };
+        for line in sections.lines() {
+            // `[ 2] .text  PROGBITS  000000c0 0100c0 005194 00  AX  0   0  4`
+            let Some(rest) = line.split_once(']').map(|(_, rest)| rest) else { continue };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let [name, kind, addr, _offset, bytes, _entsize, flags, ..] = fields[..] else { continue };
+            let (Ok(addr), Ok(bytes)) = (u64::from_str_radix(addr, 16), u64::from_str_radix(bytes, 16)) else {
+                continue;
+            };
+            if !flags.contains('A') {
+                continue; // not loaded: debug info, symbols
+            }
+            let in_ram = addr >= RAM_START;
+            if in_ram {
+                size.static_ram += bytes;
+            }
+            // .data lives in RAM and is copied there from flash at reset.
+            if kind == "PROGBITS" && (!in_ram || name == ".data") {
+                size.flash += bytes;
+            }
+            match name {
+                ".text" => size.text = bytes,
+                ".rodata" => size.rodata = bytes,
+                _ => {}
+            }
+        }
+        size.node_state = symbols
+            .lines()
+            .filter(|line| line.trim_end().ends_with("::NODE") || line.contains("::NODE::"))
+            .find_map(|line| line.split_whitespace().nth(2)?.parse().ok())
+            .ok_or("no NODE symbol in the firmware: cannot tell the RAM log from the rest")?;
+        Ok(size)
+    }
+
+    /// Static RAM besides the node's state.
+    pub fn other_ram(&self) -> u64 {
+        self.static_ram.saturating_sub(self.node_state)
+    }
+
+    pub fn report(&self) -> String {
+        let kib = |bytes: u64| bytes as f64 / 1024.0;
+        format!(
+            "firmware {QEMU_MACHINE}: flash {:.1} KiB (code {:.1}, constants {:.1}) of a {:.0} KiB budget; static RAM \
+             {:.1} KiB = node state (RAM log and readings channel) {:.1} KiB + the rest {:.1} KiB of a {:.0} KiB \
+             budget",
+            kib(self.flash),
+            kib(self.text),
+            kib(self.rodata),
+            kib(FLASH_BUDGET),
+            kib(self.static_ram),
+            kib(self.node_state),
+            kib(self.other_ram()),
+            kib(STATIC_RAM_BUDGET),
+        )
+    }
+
+    /// Fails when the firmware outgrew its budget.
+    pub fn check_budget(&self) -> Result<(), String> {
+        if self.flash > FLASH_BUDGET || self.other_ram() > STATIC_RAM_BUDGET {
+            return Err(format!("over budget: {}", self.report()));
+        }
+        Ok(())
+    }
+}
+
+fn readelf(elf: &Path, what: &str) -> Result<String, String> {
+    let output = Command::new("readelf")
+        .args([what, "-W", "-C"])
+        .arg(elf)
+        .output()
+        .map_err(|e| format!("readelf (Debian package binutils) is needed: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("readelf {what} {}: {}", elf.display(), String::from_utf8_lossy(&output.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `cargo xtask firmware build|size|run --gateway ADDR [--boot-counter N]`.
+pub fn command(root: &Path, args: &[String]) -> Result<(), String> {
+    let usage = "usage: cargo xtask firmware build | size | run --gateway HOST:PORT [--boot-counter N]";
+    match args.first().map(String::as_str) {
+        Some("build") => build(root).map(|elf| eprintln!("firmware: {}", elf.display())),
+        Some("size") => {
+            let size = Size::of(&build(root)?)?;
+            println!("{}", size.report());
+            size.check_budget()
+        }
+        Some("run") => {
+            let (gateway, boot_counter) = match &args[1..] {
+                [flag, gateway] if flag == "--gateway" => (gateway, None),
+                [flag, gateway, counter_flag, counter] if flag == "--gateway" && counter_flag == "--boot-counter" => {
+                    (gateway, Some(counter))
+                }
+                _ => return Err(usage.into()),
+            };
+            let elf = build(root)?;
+            // qemu.sh holds the board's QEMU command line (the tests use it too).
+            let mut qemu = Command::new(board_dir(root).join("qemu.sh"));
+            qemu.arg(&elf).arg(gateway).arg("stdio").args(boot_counter);
+            eprintln!("{qemu:?} (Ctrl-A X quits QEMU)");
+            super::run("qemu", &mut qemu)
+        }
+        _ => Err(usage.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flash_and_ram_are_read_from_readelf() {
+        let sections = "\
+  [Nr] Name              Type            Addr     Off    Size   ES Flg Lk Inf Al
+  [ 0]                   NULL            00000000 000000 000000 00      0   0  0
+  [ 1] .vector_table     PROGBITS        00000000 010000 0000c0 00   A  0   0  4
+  [ 2] .text             PROGBITS        000000c0 0100c0 005000 00  AX  0   0  4
+  [ 3] .rodata           PROGBITS        000050c0 0150c0 000800 00 AMS  0   0  8
+  [ 4] .data             PROGBITS        20000000 020000 000020 00  WA  0   0  8
+  [ 5] .gnu.sgstubs      PROGBITS        000058e0 020020 000000 00  AX  0   0 32
+  [ 6] .bss              NOBITS          20000020 020020 00b000 00  WA  0   0  8
+  [ 7] .uninit           NOBITS          2000b020 020020 000000 00  WA  0   0  4
+  [ 8] .debug_info       PROGBITS        00000000 020020 0a0000 00      0   0  1
+";
+        let symbols = "\
+    16: 20000068 40000 OBJECT  LOCAL  DEFAULT    6 rill_node_mps2_an386::NODE
+    17: 20000068   100 OBJECT  LOCAL  DEFAULT    6 rill_node_mps2_an386::NODES
+";
+        let size = Size::parse(sections, symbols).unwrap();
+        assert_eq!((size.flash, size.text, size.rodata), (0xc0 + 0x5000 + 0x800 + 0x20, 0x5000, 0x800));
+        assert_eq!((size.static_ram, size.node_state), (0x20 + 0xb000, 40_000));
+        assert_eq!(size.other_ram(), 0x20 + 0xb000 - 40_000);
+        assert!(size.check_budget().is_ok());
+        assert!(Size::parse(sections, "").is_err(), "without the node's symbol the split is unknown");
+    }
+}
