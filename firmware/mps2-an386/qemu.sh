@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Boots the firmware in QEMU's model of the MPS2 AN386 board, its uplink UART (the first serial
 # port) connected to a gateway's device listener over TCP. QEMU does not reconnect a dropped TCP
-# serial port by default: this asks it to, every second. The console UART (the second) goes to
-# CONSOLE, a QEMU chardev (default stdio; `file:PATH` for a file).
+# serial port by default: this asks it to, every second. With `pty` for the gateway, the uplink
+# UART is a pseudo-terminal instead (QEMU prints its path), for a gateway's `[[devices.serial]]`
+# port, as if the board were on a serial cable. The console UART (the second) goes to CONSOLE, a
+# QEMU chardev (default stdio; `file:PATH` for a file).
 #
 # The board keeps its boot counter in block RAM at 0x01000000, which QEMU zeroes at every start:
-# BOOT_COUNTER stands in for the value a real board would keep in flash (default: the seconds
-# since the epoch, which do not repeat), and the firmware's boot id is one more.
+# BOOT_COUNTER stands in for the value a real board would keep in flash, and the firmware's boot
+# id is one more. The default is random: a boot id must not repeat, or the gateway takes the new
+# boot's first batches for repeats. (A reset inside QEMU, rather than a new QEMU, loads the same
+# counter again: quit QEMU and start it anew instead.)
 #
-# usage: qemu.sh FIRMWARE GATEWAY_HOST:PORT [CONSOLE] [BOOT_COUNTER]
+# usage: qemu.sh FIRMWARE GATEWAY_HOST:PORT|pty [CONSOLE] [BOOT_COUNTER]
 # (`cargo run --release -- HOST:PORT` here runs it on the built firmware.)
 set -euo pipefail
 if (( $# < 2 )); then
@@ -18,18 +22,22 @@ fi
 firmware=$1
 gateway=$2
 console=${3:-stdio}
-boot_counter=${4:-$(( $(date +%s) & 0xffffffff ))}
+boot_counter=${4:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 
-# QEMU 9.2 renamed the option (seconds) to reconnect-ms.
-read -r major minor < <(qemu-system-arm --version | sed -n 's/.*version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
-if (( major > 9 || (major == 9 && minor >= 2) )); then
-    reconnect=reconnect-ms=1000
+if [[ ${gateway} == pty ]]; then
+    uplink=pty
 else
-    reconnect=reconnect=1
+    # QEMU 9.2 renamed the option (seconds) to reconnect-ms.
+    read -r major minor < <(qemu-system-arm --version | sed -n 's/.*version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+    if (( major > 9 || (major == 9 && minor >= 2) )); then
+        uplink="tcp:${gateway},nodelay=on,reconnect-ms=1000"
+    else
+        uplink="tcp:${gateway},nodelay=on,reconnect=1"
+    fi
 fi
 
 exec qemu-system-arm -M mps2-an386 -nographic -monitor none \
-    -serial "tcp:${gateway},${reconnect}" \
+    -serial "${uplink}" \
     -serial "${console}" \
     -kernel "${firmware}" \
     -device "loader,addr=0x01000000,data=${boot_counter},data-len=4"

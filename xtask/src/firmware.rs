@@ -168,7 +168,7 @@ pub fn command(root: &Path, args: &[String]) -> Result<(), String> {
             // qemu.sh holds the board's QEMU command line (the tests use it too).
             let mut qemu = Command::new(board_dir(root).join("qemu.sh"));
             qemu.arg(&elf).arg(gateway).arg("stdio").args(boot_counter);
-            eprintln!("{qemu:?} (Ctrl-A X quits QEMU)");
+            eprintln!("{qemu:?} (Ctrl-C quits QEMU)");
             super::run("qemu", &mut qemu)
         }
         _ => Err(usage.into()),

@@ -15,7 +15,7 @@ mod sensor;
 mod time_driver;
 mod uart;
 
-use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, ThreadModeRawMutex};
 use embassy_time::Timer;
 use panic_halt as _;
 use rill_core::uplink::Clock;
@@ -33,8 +33,13 @@ const DEVICE: &str = match option_env!("RILL_DEVICE_ID") {
     Some(id) => id,
     None => "mps2-node-1",
 };
+// The uplink refuses other lengths: a bad id must fail the build, not halt the node at its first frame.
+const _: () = assert!(!DEVICE.is_empty() && DEVICE.len() <= rill_core::limits::UPLINK_DEVICE_ID_BYTES_MAX);
 
-static NODE: NodeState<CriticalSectionRawMutex, LOG_BYTES, LOG_BATCHES, READINGS_QUEUE> = NodeState::new();
+/// Only tasks touch the node's state, never an interrupt handler: a thread-mode mutex, so that
+/// encoding a frame or appending a batch does not mask the UART's receive interrupt (its one-byte
+/// holding register would overrun on a real board).
+static NODE: NodeState<ThreadModeRawMutex, LOG_BYTES, LOG_BATCHES, READINGS_QUEUE> = NodeState::new();
 
 #[cortex_m_rt::entry]
 fn main() -> ! {

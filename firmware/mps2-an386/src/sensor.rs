@@ -22,7 +22,7 @@ impl Sensor for SimulatedThermometer {
         // A saw tooth between 20.00 and 24.95 °C.
         let centi = 2_000 + (self.n % 100) * 5;
         let mut text = heapless::String::<{ rill_node::READING_VALUE_BYTES_MAX }>::new();
-        // At most 50 bytes (two u32 in full): fits.
+        // At most 50 bytes (two u32 in full) in READING_VALUE_BYTES_MAX (64): cannot fail.
         let _ = write!(text, r#"{{"boot":{},"n":{},"celsius":{}.{:02}}}"#, self.boot, self.n, centi / 100, centi % 100);
         self.n = self.n.wrapping_add(1);
         Measurement { key: "temperature", value: Value::from_slice(text.as_bytes()).unwrap_or_default() }

@@ -75,6 +75,10 @@ pub struct UplinkClient<'a> {
     config: ClientConfig,
     link: Link,
     backoff: Backoff,
+    /// What the last nak acted on said the gateway holds, until an ack shows progress. The
+    /// gateway naks every frame after a lost one: the naks for frames sent before the rewind
+    /// must not rewind again, or one lost frame costs `window` × `window` frames.
+    rewound_after: Option<Option<u32>>,
 }
 
 impl<'a> UplinkClient<'a> {
@@ -82,7 +86,7 @@ impl<'a> UplinkClient<'a> {
     /// readings are stamped on `clock`. The link starts down, to be tried at once.
     pub fn new(device: &'a str, boot: u32, clock: Clock, config: ClientConfig) -> Self {
         let backoff = Backoff::new(config.backoff_first_ms, config.backoff_max_ms);
-        UplinkClient { device, boot, clock, config, link: Link::Down { retry_at_ms: 0 }, backoff }
+        UplinkClient { device, boot, clock, config, link: Link::Down { retry_at_ms: 0 }, backoff, rewound_after: None }
     }
 
     /// Whether to try connecting now.
@@ -129,6 +133,7 @@ impl<'a> UplinkClient<'a> {
     /// The link came up: everything not acknowledged goes again.
     pub fn connected(&mut self) {
         self.link = Link::Up { sent_through: None };
+        self.rewound_after = None;
     }
 
     /// The link went down (or a connection attempt failed).
@@ -194,8 +199,13 @@ impl<'a> UplinkClient<'a> {
             return 0; // from an earlier boot (the gateway knew the device before it rebooted)
         }
         self.backoff.reset();
-        if let (Frame::Nak { .. }, Link::Up { .. }) = (frame, self.link) {
-            self.link = Link::Up { sent_through: held.map(u64::from) };
+        match (frame, self.link) {
+            (Frame::Nak { .. }, Link::Up { .. }) if self.rewound_after != Some(held) => {
+                self.link = Link::Up { sent_through: held.map(u64::from) };
+                self.rewound_after = Some(held);
+            }
+            (Frame::Ack { .. }, _) => self.rewound_after = None,
+            _ => {}
         }
         let Some(seq) = held else { return 0 };
         let acked = u64::from(seq);
@@ -299,6 +309,34 @@ mod tests {
         assert!(log.is_empty());
         let seqs: Vec<u32> = gateway.stored.iter().map(|(_, seq, _)| *seq).collect();
         assert_eq!(seqs, [0, 1, 2], "sent again from where the gateway was, in order, once");
+    }
+
+    #[test]
+    fn the_naks_after_one_lost_frame_make_one_resend_not_one_each() {
+        let config = ClientConfig { window: 4, ..ClientConfig::default() };
+        let mut client = UplinkClient::new("node-1", 9, Clock::Wall, config);
+        let mut log = Log::new(FullPolicy::Reject);
+        let mut gateway = Gateway::default();
+        client.connected();
+        for i in 0..4 {
+            record(&mut log, i, &["x"]);
+        }
+        // Batch 1's frame is lost: the gateway acks 0 and naks 2 and 3.
+        let mut answers = gateway.receive(&without(&drain(&mut client, &log, 10), 1));
+        assert_eq!(gateway.naks, 2);
+        // Answers arrive one at a time, and the client sends between them, as on a real link.
+        let mut rounds = 0;
+        while !answers.is_empty() && rounds < 20 {
+            let end = answers.iter().position(|&b| b == 0).map_or(answers.len(), |i| i + 1);
+            let one: Vec<u8> = answers.drain(..end).collect();
+            deliver_acks(&mut client, &mut log, &one);
+            answers.extend(gateway.receive(&drain(&mut client, &log, 20)));
+            rounds += 1;
+        }
+        assert!(log.is_empty(), "everything acknowledged");
+        let seqs: Vec<u32> = gateway.stored.iter().map(|(_, seq, _)| *seq).collect();
+        assert_eq!(seqs, [0, 1, 2, 3]);
+        assert_eq!(gateway.duplicates, 0, "the second nak did not send the same frames again");
     }
 
     #[test]

@@ -35,7 +35,7 @@ use rill_core::batch::{BatchBuilder, BuildError, RecordSpec};
 pub const DEVICE_HEADER: &[u8] = b"device";
 
 /// The largest reading value: readings wait in the channel by value, so this bounds its RAM.
-pub const READING_VALUE_BYTES_MAX: usize = 48;
+pub const READING_VALUE_BYTES_MAX: usize = 64;
 
 /// Adds a reading to the batch being built: `key` says what was measured, `timestamp_ms` is on
 /// the device's clock. [`BuildError::BufferFull`] means: finish this batch, append it to the log,

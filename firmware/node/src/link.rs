@@ -6,7 +6,7 @@
 
 use embassy_futures::select::{Either3, select3};
 use embassy_sync::blocking_mutex::raw::RawMutex;
-use embassy_time::{Duration, Instant, Timer};
+use embassy_time::{Duration, Instant, Timer, with_timeout};
 use embedded_io_async::{Read, Write};
 use rill_core::uplink::{Deframer, UPLINK_HEADER_BYTES_MAX};
 
@@ -77,7 +77,14 @@ where
                 Ok(None) => break,
                 Err(e) => panic!("the uplink's buffers do not hold a frame of the log's batches: {e:?}"),
             };
-            if tx.write_all(&wire[..len]).await.is_err() || tx.flush().await.is_err() {
+            // A link that stops taking bytes (a gateway that stopped reading, a flow-controlled
+            // cable) is as broken as one that stops answering.
+            let sent = with_timeout(answer_timeout, async {
+                tx.write_all(&wire[..len]).await?;
+                tx.flush().await
+            })
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
                 broken = true;
                 break;
             }
@@ -135,8 +142,9 @@ mod tests {
     use crate::{DEVICE_HEADER, collect};
 
     type M = CriticalSectionRawMutex;
-    /// 16 KiB of log: about 400 readings at ~40 bytes each (batch headers included).
-    type TestNode = NodeState<M, 16_384, 64, 4>;
+    /// 32 KiB of log: about 800 readings at ~40 bytes each (batch headers included), 4 s at the
+    /// tests' 5 ms sampling, so that a stalled test process does not overflow it.
+    type TestNode = NodeState<M, 32_768, 128, 4>;
     const BATCH_BYTES: usize = 512;
 
     /// Counts its readings: the value is the reading's number, so a gap or a repeat shows.
@@ -183,7 +191,7 @@ mod tests {
         let mut answer = [0u8; ANSWER_WIRE_BYTES_MAX];
         let buffers = UplinkBuffers { frame: &mut frame, wire: &mut wire, answer: &mut answer };
         let device = join3(
-            sample(&mut sensor, Duration::from_millis(2), &node),
+            sample(&mut sensor, Duration::from_millis(5), &node),
             collect("node-1", &node, &mut batch_buf, Duration::from_millis(10)),
             run_uplink(&mut client, &node, &to_device, &to_gateway, buffers),
         );
@@ -226,7 +234,7 @@ mod tests {
             assert!(node.stats().held_batches > 2, "readings were kept while the link was down");
             let stored_at_cut = stored_numbers(&gateway.borrow()).len();
             up.set(true);
-            until_stored(gateway, stored_at_cut + 150).await;
+            until_stored(gateway, stored_at_cut + 100).await;
             assert_eq!(node.stats().dropped_records, 0, "the cut stayed within the log's capacity");
         })
         .await;
