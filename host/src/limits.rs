@@ -377,8 +377,13 @@ const _: () = assert!((249 + 32) * rill_core::limits::REPLICATION_PARTITIONS_MAX
 // ---- devices (sensor nodes' uplink) ---------------------------------------------------------
 
 /// Sensor nodes connected at once (each holds ~66 KiB of buffers: a 16 KiB read buffer and three
-/// of an uplink frame's size).
+/// of an uplink frame's size, and up to DEVICE_FRAMES_QUEUED frames read ahead).
 pub const DEVICE_CONNECTIONS_MAX: usize = 1024;
+
+/// Frames of one connection read ahead of storing (each at most an uplink batch, 16 KiB): reading
+/// goes on while a frame is made durable, so arrival times stay true. A node sends at most its
+/// window (4 in the firmware) ahead of the acks.
+pub const DEVICE_FRAMES_QUEUED: usize = 4;
 
 /// Devices a gateway keeps progress for (each a few dozen bytes, a set of metrics series and a
 /// stored document): past it, frames of new device ids are refused.
@@ -390,3 +395,14 @@ pub const DEVICE_FRAME_ERRORS_MAX: usize = 64;
 /// A device connection with nothing received (or an ack not taken) for this long is closed: a
 /// node sends readings or reconnects; a half-open TCP connection must not hold a slot forever.
 pub const DEVICE_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Serial ports `[[devices.serial]]` may list (each a task and a connection's buffers).
+pub const DEVICE_SERIAL_PORTS_MAX: usize = 64;
+
+/// The highest baud rate accepted (above what common USB serial adapters do).
+pub const SERIAL_BAUD_MAX: u32 = 12_000_000;
+
+/// Waits before opening a serial port again after it failed or could not be opened: doubling
+/// from the first to the last, back to the first once it opens.
+pub const SERIAL_REOPEN_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+pub const SERIAL_REOPEN_MAX: std::time::Duration = std::time::Duration::from_secs(30);

@@ -36,8 +36,8 @@ pub enum ServeError {
     HttpListen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot listen for edges (replication) on {addr}: {source}")]
     ReplicationListen { addr: std::net::SocketAddr, source: std::io::Error },
-    #[error("cannot listen for devices on {addr}: {source}")]
-    DevicesListen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot start the device listener{}: {source}", .addr.map(|a| format!(" on {a}")).unwrap_or_default())]
+    Devices { addr: Option<std::net::SocketAddr>, source: std::io::Error },
 }
 
 /// Runs the broker until `shutdown` completes. Takes the shutdown signal as an argument so tests
@@ -92,24 +92,25 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
             }
         }
     };
-    let devices = match config.devices.listen {
-        None => None,
-        Some(addr) => {
-            let bound = DeviceListener::bind(store.clone(), config.devices.clone(), addr)
-                .await
-                .and_then(|listener| Ok((listener.local_addr()?, listener)));
-            match bound {
-                Ok((bound, listener)) => {
+    let devices = if config.devices.enabled() {
+        let bound = DeviceListener::bind(store.clone(), config.devices.clone())
+            .await
+            .and_then(|listener| Ok((listener.local_addr()?, listener)));
+        match bound {
+            Ok((bound, listener)) => {
+                if let Some(bound) = bound {
                     tracing::info!(topic = %config.devices.topic, "devices listening on {bound}");
-                    metrics.register_collector(Box::new(crate::devices::metrics::DevicesCollector(listener.devices())));
-                    Some(listener)
                 }
-                Err(source) => {
-                    store.shutdown().await;
-                    return Err(ServeError::DevicesListen { addr, source });
-                }
+                metrics.register_collector(Box::new(crate::devices::metrics::DevicesCollector(listener.devices())));
+                Some(listener)
+            }
+            Err(source) => {
+                store.shutdown().await;
+                return Err(ServeError::Devices { addr: config.devices.listen, source });
             }
         }
+    } else {
+        None
     };
     let cloud = replication.as_ref().map(ReplicationListener::cloud);
     metrics.register_collector(Box::new(crate::replication::metrics::ReplicationCollector {

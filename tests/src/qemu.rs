@@ -4,6 +4,7 @@
 //! address (QEMU reconnects every second while it is down); its console is the second, kept in a
 //! file the test shows when it fails.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -38,6 +39,36 @@ impl Qemu {
             .spawn()
             .unwrap_or_else(|e| panic!("qemu.sh starts: {e}"));
         Qemu { child, console: console.to_owned() }
+    }
+
+    /// Boots the firmware with its uplink UART on a pseudo-terminal, as if on a serial cable;
+    /// returns it with the terminal's path, for a gateway's `[[devices.serial]]`.
+    pub fn start_on_pty(boot_counter: u32, console: &Path) -> (Qemu, PathBuf) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/mps2-an386/qemu.sh");
+        let mut child = Command::new(script)
+            .arg(firmware())
+            .arg("pty")
+            .arg(format!("file:{}", console.display()))
+            .arg(boot_counter.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("qemu.sh starts: {e}"));
+        // QEMU says `char device redirected to /dev/pts/N (label serial0)` on stdout once it made
+        // the pty; the reader goes on reading, so that QEMU never blocks on a full pipe.
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (found, pty) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("redirected to ").nth(1) {
+                    let _ = found.send(PathBuf::from(rest.split_whitespace().next().unwrap_or_default()));
+                }
+            }
+        });
+        // Built first, so that a panic below stops QEMU.
+        let qemu = Qemu { child, console: console.to_owned() };
+        let pty = pty.recv_timeout(std::time::Duration::from_secs(30)).expect("QEMU names its pty within 30 s");
+        (qemu, pty)
     }
 
     /// What the firmware printed on its console so far.

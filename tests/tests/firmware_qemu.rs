@@ -117,21 +117,32 @@ fn firmware_in_qemu_forwards_readings_through_a_cut_link_and_a_reboot() {
     let mut qemu = Qemu::start(&proxy.addr(), 100, &dir.path().join("console-1.txt"));
     let stored = wait_until(&kafka, &qemu, "20 readings of boot 101", |s| last_n(s, 101) >= Some(19));
     assert_each_boot_complete(&stored, &qemu.console());
-    // Since-boot times became wall time at the gateway: within the test's run, 100 ms apart.
-    let first = &stored[0];
-    assert!(first.timestamp_ms >= started_ms - 1_000 && first.timestamp_ms <= now_ms(), "{first:?}");
-    for pair in stored.windows(2) {
-        let step = pair[1].timestamp_ms - pair[0].timestamp_ms;
-        assert!((50..=200).contains(&step), "readings 100 ms apart: {pair:?}");
-    }
+    // Since-boot times became wall time at the gateway: within the test's run, and 100 ms apart
+    // on average (within a batch exactly; between batches the mapping moves with each frame's
+    // transit time, which a loaded machine stretches).
+    let (first, last) = (&stored[0], &stored[stored.len() - 1]);
+    assert!(first.timestamp_ms >= started_ms - 1_000 && last.timestamp_ms <= now_ms() + 1_000, "{first:?} {last:?}");
+    let mean_step = (last.timestamp_ms - first.timestamp_ms) / (stored.len() as i64 - 1);
+    assert!((80..=120).contains(&mean_step), "readings 100 ms apart, not {mean_step} ms: {stored:?}");
 
-    // The link goes down for 4 s: the node keeps reading into its RAM log (~30 s of capacity).
+    // The link goes down for 6 s: nothing arrives meanwhile, and the node keeps reading into its
+    // RAM log (~30 s of capacity).
     proxy.cut();
-    std::thread::sleep(Duration::from_secs(4));
-    let during_cut = last_n(&readings(&kafka), 101).unwrap();
+    let console_at_cut = qemu.console().len();
+    std::thread::sleep(Duration::from_secs(1));
+    let stored_in_cut = readings(&kafka).len();
+    std::thread::sleep(Duration::from_secs(5));
+    let during_cut = readings(&kafka);
+    assert_eq!(during_cut.len(), stored_in_cut, "the cut held: nothing arrived through it");
+    let console = qemu.console();
+    let held = console[console_at_cut..]
+        .lines()
+        .filter_map(|line| line.split(" held ").nth(1)?.split_whitespace().next()?.parse::<u32>().ok())
+        .max();
+    assert!(held.is_some_and(|batches| batches > 0), "the node held batches during the cut:\n{console}");
     proxy.heal();
-    // Readings of the cut are ~40; wait for them and 20 more.
-    let target = during_cut + 60;
+    // Readings of the cut are ~60; wait for them and 20 more.
+    let target = last_n(&during_cut, 101).unwrap() + 80;
     let stored = wait_until(&kafka, &qemu, "the readings of the cut", |s| last_n(s, 101) >= Some(target));
     assert_each_boot_complete(&stored, &qemu.console());
 
@@ -153,5 +164,39 @@ fn firmware_in_qemu_forwards_readings_through_a_cut_link_and_a_reboot() {
     assert_eq!((device["device"].as_str(), device["boot"].as_u64()), (Some("mps2-node-1"), Some(102)), "{listed}");
     assert_eq!((device["refused"].as_u64(), device["dropped_by_device"].as_u64()), (Some(0), Some(0)), "{listed}");
     assert!(device["records"].as_u64() >= Some(stored.len() as u64), "{listed}");
+    gateway.stop();
+}
+
+/// The same firmware on a serial line: QEMU's uplink UART is a pseudo-terminal, which the
+/// gateway opens as a `[[devices.serial]]` port. The readings arrive in order, and across a
+/// restart of the gateway (the port closed, then opened again) none is lost or repeated.
+#[test]
+fn firmware_in_qemu_on_a_serial_port_of_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let (qemu, pty) = Qemu::start_on_pty(200, &dir.path().join("console.txt"));
+    let config = dir.path().join("rill.toml");
+    let toml = format!(
+        "[devices]\ntopic = \"sensors\"\npartitions = 1\n[[devices.serial]]\npath = \"{}\"\nbaud = 115200\n",
+        pty.display()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let serve = || {
+        Running::start(rill_tests::serve().arg("--config").arg(&config).arg("--data-dir").arg(dir.path().join("data")))
+    };
+    let mut gateway = serve();
+    gateway.wait_for("devices on serial port").unwrap();
+    let kafka = gateway.kafka_addr();
+    let stored = wait_until(&kafka, &qemu, "20 readings over the serial port", |s| last_n(s, 201) >= Some(19));
+    assert_each_boot_complete(&stored, &qemu.console());
+
+    // The gateway goes away for 2 s; the node keeps its readings until it is back.
+    gateway.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut gateway = serve();
+    gateway.wait_for("devices on serial port").unwrap();
+    let kafka = gateway.kafka_addr();
+    let target = last_n(&stored, 201).unwrap() + 40;
+    let stored = wait_until(&kafka, &qemu, "the readings of the restart", |s| last_n(s, 201) >= Some(target));
+    assert_each_boot_complete(&stored, &qemu.console());
     gateway.stop();
 }

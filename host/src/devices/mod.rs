@@ -1,5 +1,5 @@
 //! The device listener: sensor nodes (`firmware/`) send uplink frames (`rill_core::uplink`) over
-//! TCP. Each data frame's batch is appended, as the device built it, to the configured topic (the
+//! TCP, or over a serial line to one of the gateway's own UARTs (see [`serial`]). Each data frame's batch is appended, as the device built it, to the configured topic (the
 //! partition chosen from the device id, as Kafka's default partitioner does for a key), and
 //! acknowledged once durable whatever the node's durability policy. A frame sent again after a
 //! lost ack — the same device, boot and sequence — is acknowledged again, not stored twice: the
@@ -13,6 +13,7 @@
 //! and the bytes are kept.
 
 pub mod metrics;
+pub mod serial;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -21,11 +22,13 @@ use std::sync::{Arc, Mutex};
 use rill_core::batch::{self, Batch, BatchHeader, BatchParams, RecordSpec};
 use rill_core::uplink::{self, DataFrame, Deframer, Frame, UPLINK_FRAME_BYTES_MAX, UPLINK_WIRE_BYTES_MAX};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::limits::{DEVICE_CONNECTIONS_MAX, DEVICE_FRAME_ERRORS_MAX, DEVICE_IDLE_TIMEOUT, DEVICES_MAX};
+use crate::limits::{
+    DEVICE_CONNECTIONS_MAX, DEVICE_FRAME_ERRORS_MAX, DEVICE_FRAMES_QUEUED, DEVICE_IDLE_TIMEOUT, DEVICES_MAX,
+};
 use crate::listener::{Accepted, accept_within};
 use crate::storage::{AppendError, DocumentWrite, Documents, DurabilityPolicy, Store, TopicConfig};
 
@@ -39,11 +42,13 @@ pub struct DevicesSection {
     pub topic: String,
     /// Its partitions when Rill makes it.
     pub partitions: u32,
+    /// Serial ports sensor nodes are wired to (`[[devices.serial]]`), each opened and kept open.
+    pub serial: Vec<serial::SerialSpec>,
 }
 
 impl Default for DevicesSection {
     fn default() -> Self {
-        DevicesSection { listen: None, topic: "devices".into(), partitions: 1 }
+        DevicesSection { listen: None, topic: "devices".into(), partitions: 1, serial: Vec::new() }
     }
 }
 
@@ -55,7 +60,12 @@ impl DevicesSection {
         if !(1..=crate::limits::PARTITIONS_PER_TOPIC_MAX).contains(&self.partitions) {
             return Err(format!("partitions: must be 1..={}", crate::limits::PARTITIONS_PER_TOPIC_MAX));
         }
-        Ok(())
+        serial::check(&self.serial)
+    }
+
+    /// Whether devices are taken at all (over TCP or a serial port).
+    pub fn enabled(&self) -> bool {
+        self.listen.is_some() || !self.serial.is_empty()
     }
 }
 
@@ -161,7 +171,8 @@ impl Devices {
     }
 
     /// Stores one data frame (unless it is a repeat) and returns the ack to send.
-    async fn accept(&self, frame: OwnedData, arrival_ms: i64) -> Result<Frame<'static>, String> {
+    async fn accept(&self, frame: OwnedData) -> Result<Frame<'static>, String> {
+        let arrival_ms = frame.arrival_ms;
         let Some(lock) = self.device(&frame.device) else {
             return Err(format!("device {:?} refused: this gateway takes at most {DEVICES_MAX} devices", frame.device));
         };
@@ -278,6 +289,8 @@ struct OwnedData {
     seq: u32,
     prev: Option<u32>,
     dropped: u32,
+    /// When its bytes arrived (wall clock, ms).
+    arrival_ms: i64,
     shift_ms: i64,
     batch: Vec<u8>,
 }
@@ -290,6 +303,7 @@ impl OwnedData {
             seq: frame.seq,
             prev: frame.prev,
             dropped: frame.dropped,
+            arrival_ms,
             shift_ms: frame.to_wall_ms(arrival_ms),
             batch: frame.batch.to_vec(),
         }
@@ -347,22 +361,27 @@ fn dead_letter(frame: &OwnedData, reason: &str, arrival_ms: i64) -> Result<Vec<u
     batch::build_vec(BatchParams::default(), &[spec]).map_err(|e| e.to_string())
 }
 
-/// The bound listener.
+/// The bound listener: a TCP socket, and the serial ports it keeps open.
 #[derive(Debug)]
 pub struct DeviceListener {
-    listener: TcpListener,
+    listener: Option<TcpListener>,
     devices: Arc<Devices>,
 }
 
 impl DeviceListener {
-    pub async fn bind(store: Store, section: DevicesSection, addr: SocketAddr) -> std::io::Result<DeviceListener> {
+    /// Binds `[devices] listen` when set; the serial ports open when it runs.
+    pub async fn bind(store: Store, section: DevicesSection) -> std::io::Result<DeviceListener> {
+        let listener = match section.listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         let devices = Arc::new(Devices::new(store, section)?);
-        let listener = TcpListener::bind(addr).await?;
         Ok(DeviceListener { listener, devices })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+    /// The TCP address bound, if any.
+    pub fn local_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.listener.as_ref().map(TcpListener::local_addr).transpose()
     }
 
     pub fn devices(&self) -> Arc<Devices> {
@@ -370,14 +389,23 @@ impl DeviceListener {
     }
 
     pub async fn run(self, mut stopping: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(DEVICE_CONNECTIONS_MAX));
         let mut connections = tokio::task::JoinSet::new();
+        for spec in &self.devices.section.serial {
+            let (devices, spec, stopping) = (Arc::clone(&self.devices), spec.clone(), stopping.clone());
+            connections.spawn(async move { serial::keep_open(&devices, &spec, stopping).await });
+        }
+        let Some(listener) = &self.listener else {
+            while connections.join_next().await.is_some() {}
+            return;
+        };
+        let slots = Arc::new(Semaphore::new(DEVICE_CONNECTIONS_MAX));
         while let Some(Accepted { socket, peer, permit }) =
-            accept_within(&self.listener, &slots, &mut stopping, &mut connections, "devices", || {}).await
+            accept_within(listener, &slots, &mut stopping, &mut connections, "devices", || {}).await
         {
             let (devices, stopping) = (Arc::clone(&self.devices), stopping.clone());
             connections.spawn(async move {
-                if let Err(e) = serve_device(&devices, socket, peer, stopping).await {
+                let _ = socket.set_nodelay(true);
+                if let Err(e) = serve_device(&devices, socket, &peer.to_string(), stopping).await {
                     tracing::info!(%peer, error = %e, "device connection closed");
                 }
                 drop(permit);
@@ -387,47 +415,38 @@ impl DeviceListener {
     }
 }
 
-/// One device connection: frames in, acks out, until the device goes or the node stops.
-async fn serve_device(
+/// One device connection (a TCP connection, or a serial port while open), named `peer` in the
+/// log: frames in, acks out, until the device goes or the node stops.
+///
+/// Reading runs beside storing: a frame's arrival time is when its bytes came, not when the
+/// frame before it became durable, and a since-boot clock is mapped to wall time from it.
+async fn serve_device<S: AsyncRead + AsyncWrite>(
     devices: &Devices,
-    mut stream: TcpStream,
-    peer: SocketAddr,
+    stream: S,
+    peer: &str,
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
-    let mut connection = Connection {
-        deframer: Deframer::new(vec![0u8; UPLINK_WIRE_BYTES_MAX]),
-        scratch: vec![0u8; UPLINK_FRAME_BYTES_MAX],
-        out: vec![0u8; UPLINK_WIRE_BYTES_MAX],
-        device: None,
-        errors: 0,
-    };
-    let mut read = vec![0u8; 16 * 1024];
-    let result = loop {
-        let n = tokio::select! {
-            n = tokio::time::timeout(DEVICE_IDLE_TIMEOUT, stream.read(&mut read)) => match n {
-                Ok(Ok(0)) => break Ok(()),
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => break Err(e.to_string()),
-                Err(_) => break Err(format!("nothing for {DEVICE_IDLE_TIMEOUT:?}")),
-            },
-            // `wait_for`, not `changed`: `answer` may have seen the change already.
-            () = async { drop(stopping.wait_for(|stop| *stop).await) } => break Ok(()),
-        };
-        let arrival_ms = crate::clock::now_ms();
-        let frames = match connection.frames(&read[..n], arrival_ms, peer) {
-            Ok(frames) => frames,
-            Err(e) => break Err(e),
-        };
-        let mut answered = Ok(());
-        for frame in frames {
-            answered = connection.answer(devices, &mut stream, frame, arrival_ms, &mut stopping).await;
-            if answered.is_err() {
-                break;
+    let (reader, mut writer) = tokio::io::split(stream);
+    let (frames, mut queued) = tokio::sync::mpsc::channel(DEVICE_FRAMES_QUEUED);
+    let mut connection =
+        Connection { scratch: vec![0u8; UPLINK_FRAME_BYTES_MAX], out: vec![0u8; UPLINK_WIRE_BYTES_MAX], device: None };
+    let mut answering_stop = stopping.clone();
+    let result = {
+        let mut reading = std::pin::pin!(read_frames(reader, frames, peer));
+        let mut answering = std::pin::pin!(async {
+            while let Some(frame) = queued.recv().await {
+                connection.answer(devices, &mut writer, frame, &mut answering_stop).await?;
             }
-        }
-        if answered.is_err() {
-            break answered;
+            Ok(())
+        });
+        tokio::select! {
+            read = &mut reading => match read {
+                // The device closed its side: store and ack what it sent before.
+                Ok(()) => answering.await,
+                Err(e) => Err(e),
+            },
+            answered = &mut answering => answered,
+            () = async { drop(stopping.wait_for(|stop| *stop).await) } => Ok(()),
         }
     };
     if let Some(device) = connection.device {
@@ -436,46 +455,62 @@ async fn serve_device(
     result
 }
 
-/// A connection's buffers and what it learnt.
+/// Reads and deframes until the stream ends, queueing each data frame stamped with its arrival.
+/// Bad frames are counted, and logged once per read (line noise must not flood the log).
+async fn read_frames<R: AsyncRead>(
+    mut reader: tokio::io::ReadHalf<R>,
+    frames: tokio::sync::mpsc::Sender<OwnedData>,
+    peer: &str,
+) -> Result<(), String> {
+    let mut deframer = Deframer::new(vec![0u8; UPLINK_WIRE_BYTES_MAX]);
+    let (mut buf, mut errors) = (vec![0u8; 16 * 1024], 0usize);
+    loop {
+        let n = match tokio::time::timeout(DEVICE_IDLE_TIMEOUT, reader.read(&mut buf)).await {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err(format!("nothing for {DEVICE_IDLE_TIMEOUT:?}")),
+        };
+        let arrival_ms = crate::clock::now_ms();
+        let (mut complete, mut first_error, mut bad) = (Vec::new(), None, 0);
+        deframer.feed(&buf[..n], |frame| match frame {
+            Ok(Frame::Data(data)) => complete.push(OwnedData::of(&data, arrival_ms)),
+            Ok(Frame::Ack { .. } | Frame::Nak { .. }) => {}
+            Err(e) => {
+                bad += 1;
+                first_error.get_or_insert(e);
+            }
+        });
+        if let Some(e) = first_error {
+            errors += bad;
+            tracing::warn!(%peer, error = %e, errors = bad, "uplink frames dropped");
+            if errors > DEVICE_FRAME_ERRORS_MAX {
+                return Err(format!("{errors} bad frames: not an uplink peer"));
+            }
+        }
+        for frame in complete {
+            if frames.send(frame).await.is_err() {
+                return Ok(()); // answering ended, with its reason
+            }
+        }
+    }
+}
+
+/// A connection's answering side: its buffers, and the device it speaks for.
 struct Connection {
-    deframer: Deframer<Vec<u8>>,
     scratch: Vec<u8>,
     out: Vec<u8>,
     /// The device the connection speaks for: the one its first frame names.
     device: Option<String>,
-    errors: usize,
 }
 
 impl Connection {
-    /// The data frames completed by `bytes`; bad frames are counted, and logged once per read
-    /// (line noise must not flood the log).
-    fn frames(&mut self, bytes: &[u8], arrival_ms: i64, peer: SocketAddr) -> Result<Vec<OwnedData>, String> {
-        let (mut frames, mut first_error, mut errors) = (Vec::new(), None, 0);
-        self.deframer.feed(bytes, |frame| match frame {
-            Ok(Frame::Data(data)) => frames.push(OwnedData::of(&data, arrival_ms)),
-            Ok(Frame::Ack { .. } | Frame::Nak { .. }) => {}
-            Err(e) => {
-                errors += 1;
-                first_error.get_or_insert(e);
-            }
-        });
-        self.errors += errors;
-        if let Some(e) = first_error {
-            tracing::warn!(%peer, device = ?self.device, error = %e, errors, "uplink frames dropped");
-            if self.errors > DEVICE_FRAME_ERRORS_MAX {
-                return Err(format!("{} bad frames: not an uplink peer", self.errors));
-            }
-        }
-        Ok(frames)
-    }
-
     /// Stores `frame` and sends its ack.
-    async fn answer(
+    async fn answer<S: AsyncWrite + Unpin>(
         &mut self,
         devices: &Devices,
-        stream: &mut TcpStream,
+        stream: &mut S,
         frame: OwnedData,
-        arrival_ms: i64,
         stopping: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
         match &self.device {
@@ -488,7 +523,7 @@ impl Connection {
             }
             Some(_) => {}
         }
-        let ack = devices.accept(frame, arrival_ms).await?;
+        let ack = devices.accept(frame).await?;
         let len = uplink::encode(&ack, &mut self.scratch, &mut self.out).map_err(|e| e.to_string())?;
         tokio::select! {
             written = tokio::time::timeout(DEVICE_IDLE_TIMEOUT, stream.write_all(&self.out[..len])) => match written {
