@@ -72,7 +72,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let pipelines = Pipelines::new(store.clone(), catalog.clone(), stopping.clone());
     metrics.register_collector(pipelines.collector());
     let bridges = Bridges::new(store.clone(), catalog.clone());
-    let mirrors = Mirrors::new(store.clone(), catalog);
+    let mirrors = Mirrors::new(store.clone(), catalog.clone());
     metrics.register_collector(bridges.collector());
     let replication = if config.replication.edges.is_empty() {
         None
@@ -93,7 +93,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         }
     };
     let devices = if config.devices.enabled() {
-        let bound = DeviceListener::bind(store.clone(), config.devices.clone())
+        let bound = DeviceListener::bind(store.clone(), config.devices.clone(), catalog)
             .await
             .and_then(|listener| Ok((listener.local_addr()?, listener)));
         match bound {

@@ -208,3 +208,61 @@ fn readings_are_stored_once_in_order_and_acknowledged() {
     assert_eq!(values.len(), 15, "{values:?}");
     assert_eq!(values.last().map(String::as_str), Some("b3-0"));
 }
+
+/// With `[devices.partitioner]` the plugin places each reading: a batch whose readings go to
+/// several partitions is regrouped per partition, in order. Until the plugin is there (uploaded
+/// after the gateway started) frames are not acknowledged, so the device keeps them; a batch the
+/// plugin refuses is kept in the dead-letter topic.
+#[test]
+fn a_partitioner_plugin_places_each_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rill.toml");
+    std::fs::write(
+        &config,
+        "[devices]\nlisten = \"127.0.0.1:0\"\ntopic = \"rooms\"\npartitions = 3\n\
+         [devices.partitioner]\nplugin = \"key-field-partitioner\"\nconfig = { field = \"room\", on_missing = \"error\" }\n",
+    )
+    .unwrap();
+    let mut rill =
+        Running::start(rill_tests::serve().arg("--config").arg(&config).arg("--data-dir").arg(dir.path().join("data")));
+    let (addr, kafka, http) = (rill.devices_addr(), rill.kafka_addr(), rill.http_addr());
+    let first = [r#"{"room":"a","n":0}"#, r#"{"room":"b","n":1}"#, r#"{"room":"a","n":2}"#];
+
+    // The plugin is not uploaded yet: no ack, the connection closes, nothing is stored.
+    let mut device = Device::connect(&addr);
+    device.send(1, 0, &first);
+    let mut buffer = [0u8; 64];
+    assert!(matches!(device.stream.read(&mut buffer), Ok(0) | Err(_)), "closed without an answer");
+
+    let upload = rill_tests::rill()
+        .args(["plugin", "upload"])
+        .arg(rill_tests::plugin_file("key-field-partitioner"))
+        .args(["--admin", &format!("http://{http}")])
+        .output()
+        .unwrap();
+    assert!(upload.status.success(), "{}", String::from_utf8_lossy(&upload.stderr));
+
+    // Sent again, as the device does: each reading in its room's partition, in order.
+    let mut device = Device::connect(&addr);
+    device.send(1, 0, &first);
+    assert_eq!(device.ack(), (1, 0));
+    device.send(1, 1, &[r#"{"room":"b","n":3}"#]);
+    assert_eq!(device.ack(), (1, 1));
+    let in_partition = |room: &str| {
+        let partition = rill_core::partitioner::partition_for_key(room.as_bytes(), 3).unwrap().to_string();
+        let output =
+            kcat(&kafka, &["-C", "-t", "rooms", "-p", &partition, "-o", "beginning", "-e", "-f", "%s\n"], None);
+        stdout_lines(&output)
+    };
+    let (a, b) = (in_partition("a"), in_partition("b"));
+    assert!(a.starts_with(&[first[0].to_owned(), first[2].to_owned()]), "room a: {a:?}");
+    assert!(b.ends_with(&[first[1].to_owned(), r#"{"room":"b","n":3}"#.to_owned()]), "room b: {b:?}");
+
+    // A reading without a room: the plugin refuses the batch, which is kept with why, and acked.
+    device.send(1, 2, &[r#"{"n":4}"#]);
+    assert_eq!(device.ack(), (1, 2));
+    let dead = kcat(&kafka, &["-C", "-t", "rooms.dlq", "-o", "beginning", "-e", "-f", "%h\n"], None);
+    let dead = String::from_utf8_lossy(&dead.stdout).into_owned();
+    assert!(dead.contains("partitioner key-field-partitioner"), "{dead}");
+    rill.stop();
+}

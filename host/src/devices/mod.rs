@@ -13,6 +13,7 @@
 //! and the bytes are kept.
 
 pub mod metrics;
+mod partitioning;
 pub mod serial;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +31,10 @@ use crate::limits::{
     DEVICE_CONNECTIONS_MAX, DEVICE_FRAME_ERRORS_MAX, DEVICE_FRAMES_QUEUED, DEVICE_IDLE_TIMEOUT, DEVICES_MAX,
 };
 use crate::listener::{Accepted, accept_within};
+use crate::pipelines::StageSpec;
+use crate::plugins::PluginCatalog;
 use crate::storage::{AppendError, DocumentWrite, Documents, DurabilityPolicy, Store, TopicConfig};
+use partitioning::{Append, NoPartition, Partitioning};
 
 /// `[devices]`: where sensor nodes connect, and where their readings go.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -44,11 +48,13 @@ pub struct DevicesSection {
     pub partitions: u32,
     /// Serial ports sensor nodes are wired to (`[[devices.serial]]`), each opened and kept open.
     pub serial: Vec<serial::SerialSpec>,
+    /// A partitioner plugin choosing each record's partition (by device id without one).
+    pub partitioner: Option<StageSpec>,
 }
 
 impl Default for DevicesSection {
     fn default() -> Self {
-        DevicesSection { listen: None, topic: "devices".into(), partitions: 1, serial: Vec::new() }
+        DevicesSection { listen: None, topic: "devices".into(), partitions: 1, serial: Vec::new(), partitioner: None }
     }
 }
 
@@ -59,6 +65,9 @@ impl DevicesSection {
         }
         if !(1..=crate::limits::PARTITIONS_PER_TOPIC_MAX).contains(&self.partitions) {
             return Err(format!("partitions: must be 1..={}", crate::limits::PARTITIONS_PER_TOPIC_MAX));
+        }
+        if self.partitioner.as_ref().is_some_and(|stage| stage.plugin.is_empty()) {
+            return Err("partitioner: the plugin has no name".into());
         }
         serial::check(&self.serial)
     }
@@ -118,6 +127,7 @@ pub struct Devices {
     /// making other devices wait. At most [`DEVICES_MAX`] devices.
     progress: Mutex<HashMap<String, DeviceLock>>,
     status: Mutex<BTreeMap<String, DeviceStatus>>,
+    partitioning: Partitioning,
 }
 
 /// Why a frame's batch was not stored.
@@ -129,7 +139,7 @@ enum Refusal {
 }
 
 impl Devices {
-    fn new(store: Store, section: DevicesSection) -> std::io::Result<Devices> {
+    fn new(store: Store, section: DevicesSection, catalog: PluginCatalog) -> std::io::Result<Devices> {
         // Without what was stored, repeats would be stored again: no listener rather than that.
         let stored = store.resources(PROGRESS_KIND).map_err(std::io::Error::other)?;
         let mut progress = HashMap::new();
@@ -141,7 +151,8 @@ impl Devices {
                 Err(e) => tracing::warn!(%device, error = %e, "device progress does not decode; it starts afresh"),
             }
         }
-        Ok(Devices { store, section, progress: Mutex::new(progress), status: Mutex::default() })
+        let partitioning = Partitioning::new(catalog, section.partitioner.clone());
+        Ok(Devices { store, section, progress: Mutex::new(progress), status: Mutex::default(), partitioning })
     }
 
     pub fn status(&self) -> Vec<DeviceStatus> {
@@ -189,8 +200,17 @@ impl Devices {
             return Ok(Frame::Nak { boot: frame.boot, after: held });
         }
         let stored = Progress { boot: frame.boot, seq: frame.seq };
-        let (records, refused) = match stamped(&frame, arrival_ms) {
-            Ok((batch, records)) => match self.store_frame(&frame, stored, self.readings(&frame, batch)?).await {
+        let appends = match stamped(&frame, arrival_ms) {
+            Ok((batch, records)) => match self.appends(&frame, batch, records).await {
+                Ok(appends) => Ok((appends, records)),
+                Err(NoPartition::Refused(reason)) => Err(reason),
+                // Not acknowledged: the device keeps the frame and sends it again.
+                Err(NoPartition::Unavailable(reason)) => return Err(reason),
+            },
+            Err(reason) => Err(reason),
+        };
+        let (records, refused) = match appends {
+            Ok((appends, records)) => match self.store_frame(&frame, stored, appends).await {
                 Ok(()) => (records, false),
                 // The store refused the batch itself (a control batch, larger than the topic
                 // takes, corrupt compressed records): kept with why, like any bad batch.
@@ -217,13 +237,11 @@ impl Devices {
         Ok(Frame::Ack { boot: stored.boot, seq: stored.seq })
     }
 
-    /// Where a device's good batch goes: the topic's partition for the device id.
-    fn readings(&self, frame: &OwnedData, batch: Vec<u8>) -> Result<(String, u32, Vec<u8>), String> {
+    /// Where a device's good batch goes (see [`partitioning`]).
+    async fn appends(&self, frame: &OwnedData, batch: Vec<u8>, records: u64) -> Result<Vec<Append>, NoPartition> {
         let topic = &self.section.topic;
         let partitions = self.store.topic(topic).map_or(self.section.partitions, |t| t.partitions.len() as u32);
-        let partition = rill_core::partitioner::partition_for_key(frame.device.as_bytes(), partitions)
-            .map_err(|e| e.to_string())?;
-        Ok((topic.clone(), partition, batch))
+        self.partitioning.appends(topic, partitions, &frame.device, batch, records as usize).await
     }
 
     async fn store_dead_letter(
@@ -238,31 +256,29 @@ impl Devices {
             "device batch refused: kept in the dead-letter topic"
         );
         let letter = (dead_letter_topic(&self.section.topic), 0, dead_letter(frame, reason, arrival_ms)?);
-        self.store_frame(frame, stored, letter).await.map_err(|refusal| match refusal {
+        self.store_frame(frame, stored, vec![letter]).await.map_err(|refusal| match refusal {
             Refusal::Batch(e) | Refusal::Storage(e) => format!("dead letter not stored: {e}"),
         })
     }
 
-    /// Appends `append` and the device's new progress in one transaction, durably: the ack
+    /// Appends `appends` and the device's new progress in one transaction, durably: the ack
     /// follows, and the device deletes on it.
-    async fn store_frame(
-        &self,
-        frame: &OwnedData,
-        stored: Progress,
-        append: (String, u32, Vec<u8>),
-    ) -> Result<(), Refusal> {
+    async fn store_frame(&self, frame: &OwnedData, stored: Progress, appends: Vec<Append>) -> Result<(), Refusal> {
         let storage = |e: String| Refusal::Storage(e);
         let document = serde_json::to_vec(&stored).map_err(|e| storage(e.to_string()))?;
         let write = DocumentWrite { kind: PROGRESS_KIND.into(), name: frame.device.clone(), document: Some(document) };
-        let partitions = if append.0 == self.section.topic { self.section.partitions } else { 1 };
-        self.store
-            .topic_or_create(&append.0, partitions, TopicConfig::default())
-            .await
-            .map_err(|e| storage(e.to_string()))?;
+        // One topic per frame: the readings' or the dead letters'.
+        if let Some((topic, _, _)) = appends.first() {
+            let partitions = if *topic == self.section.topic { self.section.partitions } else { 1 };
+            self.store
+                .topic_or_create(topic, partitions, TopicConfig::default())
+                .await
+                .map_err(|e| storage(e.to_string()))?;
+        }
         // A reopen after an IO error drops commits not yet synced: none of ours may be acked.
         let generation = self.store.generation();
         let documents = Documents(Box::new(move |_| vec![write]));
-        match self.store.transact(vec![append], documents, Some(generation)).await {
+        match self.store.transact(appends, documents, Some(generation)).await {
             Ok(_) => {}
             Err(e @ (AppendError::InvalidBatch(_) | AppendError::MessageTooLarge { .. } | AppendError::Log(_))) => {
                 return Err(Refusal::Batch(e.to_string()));
@@ -369,13 +385,18 @@ pub struct DeviceListener {
 }
 
 impl DeviceListener {
-    /// Binds `[devices] listen` when set; the serial ports open when it runs.
-    pub async fn bind(store: Store, section: DevicesSection) -> std::io::Result<DeviceListener> {
+    /// Binds `[devices] listen` when set; the serial ports open when it runs. Partitioner
+    /// plugins come from `catalog`.
+    pub async fn bind(
+        store: Store,
+        section: DevicesSection,
+        catalog: PluginCatalog,
+    ) -> std::io::Result<DeviceListener> {
         let listener = match section.listen {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,
         };
-        let devices = Arc::new(Devices::new(store, section)?);
+        let devices = Arc::new(Devices::new(store, section, catalog)?);
         Ok(DeviceListener { listener, devices })
     }
 

@@ -134,7 +134,9 @@ mod tests {
             serial: vec![SerialSpec { path: path.into(), baud: 115_200 }],
             ..DevicesSection::default()
         };
-        let listener = DeviceListener::bind(store.clone(), section).await.unwrap();
+        let runtime = crate::plugins::PluginRuntime::new().unwrap();
+        let catalog = crate::plugins::PluginCatalog::new(runtime, store.clone(), None);
+        let listener = DeviceListener::bind(store.clone(), section, catalog).await.unwrap();
         let (stop, stopping) = watch::channel(false);
         let running = tokio::spawn(listener.run(stopping));
 
