@@ -9,6 +9,8 @@ use std::process::Command;
 const BOARD_DIR: &str = "firmware/mps2-an386";
 const BOARD_TARGET: &str = "thumbv7em-none-eabihf";
 const BOARD_BIN: &str = "rill-node-mps2-an386";
+/// The board's second binary: the flash backlog on the board's CPU (`src/bin/flash_probe.rs`).
+const PROBE_BIN: &str = "flash-probe";
 /// What QEMU calls the board.
 const QEMU_MACHINE: &str = "mps2-an386";
 
@@ -38,14 +40,65 @@ pub fn check(root: &Path) -> Result<(), String> {
 
 /// Builds the firmware (release); returns the ELF.
 pub fn build(root: &Path) -> Result<PathBuf, String> {
-    let dir = board_dir(root);
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
-    super::run("build firmware", cargo_in(&dir).args(["build", "--release"]).env("CARGO_TARGET_DIR", &target_dir))?;
-    let elf = target_dir.join(BOARD_TARGET).join("release").join(BOARD_BIN);
+    let target_dir = target_dir(root);
+    super::run(
+        "build firmware",
+        cargo_in(&board_dir(root)).args(["build", "--release"]).env("CARGO_TARGET_DIR", &target_dir),
+    )?;
+    elf_in(&target_dir, BOARD_BIN)
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| board_dir(root).join("target"), PathBuf::from)
+}
+
+fn elf_in(target_dir: &Path, bin: &str) -> Result<PathBuf, String> {
+    let elf = target_dir.join(BOARD_TARGET).join("release").join(bin);
     if !elf.is_file() {
         return Err(format!("the firmware build left no {}", elf.display()));
     }
     Ok(elf)
+}
+
+/// The code the flash backlog (`rill-node`'s `flash-backlog`) adds: the flash probe's code with
+/// the backlog, less the same probe without it (built beside, with `probe-baseline`).
+pub fn backlog_code_bytes(root: &Path) -> Result<u64, String> {
+    let target_dir = target_dir(root);
+    let with = elf_in(&target_dir, PROBE_BIN)?;
+    let baseline_dir = target_dir.join("probe-baseline");
+    super::run(
+        "build the flash probe without the backlog",
+        cargo_in(&board_dir(root))
+            .args(["build", "--release", "--bin", PROBE_BIN, "--features", "probe-baseline"])
+            .env("CARGO_TARGET_DIR", &baseline_dir),
+    )?;
+    let without = elf_in(&baseline_dir, PROBE_BIN)?;
+    let code = |elf: &Path| readelf(elf, "-S").map(|sections| flash_sections(&sections).0);
+    Ok(code(&with)?.saturating_sub(code(&without)?))
+}
+
+/// (flash bytes, .text, .rodata) from `readelf -S -W` output.
+fn flash_sections(sections: &str) -> (u64, u64, u64) {
+    let (mut flash, mut text, mut rodata) = (0, 0, 0);
+    for line in sections.lines() {
+        // `[ 2] .text  PROGBITS  000000c0 0100c0 005194 00  AX  0   0  4`
+        let Some(rest) = line.split_once(']').map(|(_, rest)| rest) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let [name, kind, addr, _offset, bytes, _entsize, flags, ..] = fields[..] else { continue };
+        let (Ok(addr), Ok(bytes)) = (u64::from_str_radix(addr, 16), u64::from_str_radix(bytes, 16)) else {
+            continue;
+        };
+        // Loaded, and in flash: .data lives in RAM and is copied there from flash at reset.
+        if flags.contains('A') && kind == "PROGBITS" && (addr < RAM_START || name == ".data") {
+            flash += bytes;
+        }
+        match name {
+            ".text" => text = bytes,
+            ".rodata" => rodata = bytes,
+            _ => {}
+        }
+    }
+    (flash, text, rodata)
 }
 
 /// Flash and static RAM of a firmware ELF.
@@ -69,30 +122,17 @@ impl Size {
 
     /// From `readelf -S -W` and `readelf -s -W -C` output.
     fn parse(sections: &str, symbols: &str) -> Result<Size, String> {
-        let mut size = Size { flash: 0, text: 0, rodata: 0, static_ram: 0, node_state: 0 };
+        let (flash, text, rodata) = flash_sections(sections);
+        let mut size = Size { flash, text, rodata, static_ram: 0, node_state: 0 };
         for line in sections.lines() {
-            // `[ 2] .text  PROGBITS  000000c0 0100c0 005194 00  AX  0   0  4`
             let Some(rest) = line.split_once(']').map(|(_, rest)| rest) else { continue };
             let fields: Vec<&str> = rest.split_whitespace().collect();
-            let [name, kind, addr, _offset, bytes, _entsize, flags, ..] = fields[..] else { continue };
+            let [_name, _kind, addr, _offset, bytes, _entsize, flags, ..] = fields[..] else { continue };
             let (Ok(addr), Ok(bytes)) = (u64::from_str_radix(addr, 16), u64::from_str_radix(bytes, 16)) else {
                 continue;
             };
-            if !flags.contains('A') {
-                continue; // not loaded: debug info, symbols
-            }
-            let in_ram = addr >= RAM_START;
-            if in_ram {
+            if flags.contains('A') && addr >= RAM_START {
                 size.static_ram += bytes;
-            }
-            // .data lives in RAM and is copied there from flash at reset.
-            if kind == "PROGBITS" && (!in_ram || name == ".data") {
-                size.flash += bytes;
-            }
-            match name {
-                ".text" => size.text = bytes,
-                ".rodata" => size.rodata = bytes,
-                _ => {}
             }
         }
         size.node_state = symbols
@@ -154,6 +194,8 @@ pub fn command(root: &Path, args: &[String]) -> Result<(), String> {
         Some("size") => {
             let size = Size::of(&build(root)?)?;
             println!("{}", size.report());
+            let backlog = backlog_code_bytes(root)?;
+            println!("flash backlog (feature flash-backlog): {:.1} KiB of code", backlog as f64 / 1024.0);
             size.check_budget()
         }
         Some("run") => {

@@ -164,7 +164,19 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
     phases.run("install test programs", install_programs)?;
     phases.run("cargo fmt --check", || run("fmt", cargo().args(["fmt", "--all", "--check"])))?;
     phases.run("cargo clippy", || {
-        run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+        run(
+            "clippy",
+            cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                "rill-node/flash-backlog",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )
     })?;
     phases.run("plugins: fmt, clippy, test", || {
         let plugins = || {
@@ -185,6 +197,8 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
         let elf = firmware::build(&root)?;
         let size = firmware::Size::of(&elf)?;
         eprintln!("{}", size.report());
+        let backlog = firmware::backlog_code_bytes(&root)?;
+        eprintln!("flash backlog (feature flash-backlog): {:.1} KiB of code", backlog as f64 / 1024.0);
         size.check_budget()?;
         Ok(elf)
     })?;
@@ -199,9 +213,20 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
             counts,
         )
     })?;
+    phases.run("rill-node's flash backlog (feature)", || {
+        // Only its own tests: the rest of rill-node ran above.
+        run_counting_tests(
+            cargo().args(["test", "-p", "rill-node", "--features", "flash-backlog", "flash_log"]),
+            counts,
+        )
+    })?;
     phases.run("rill-core and rill-node for Cortex-M", || {
         for target in TARGETS {
             run("firmware library build", cargo().args(["build", "-p", "rill-node", "--target", target]))?;
+            run(
+                "firmware library build with the flash backlog",
+                cargo().args(["build", "-p", "rill-node", "--features", "flash-backlog", "--target", target]),
+            )?;
             run(
                 "no_std build",
                 cargo().args(["build", "-p", "rill-core", "--target", target, "--no-default-features"]),

@@ -9,6 +9,8 @@
 //!   and counts what it dropped;
 //! - [`run_uplink`]: forwards the log to the gateway with [`UplinkClient`] — what to send next,
 //!   what an ack releases, when the link counts as down and when to try again.
+//!
+//! With the feature `flash-backlog`, [`flash_log`] keeps batches in NOR flash across power cuts.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -17,6 +19,8 @@ extern crate std;
 
 mod batching;
 mod client;
+#[cfg(feature = "flash-backlog")]
+pub mod flash_log;
 mod link;
 mod node;
 mod sampling;

@@ -70,3 +70,165 @@ impl Gateway {
         wire
     }
 }
+
+/// A NOR flash in RAM, as `sequential-storage` sees one: erasing sets a page to `0xFF`, writing
+/// only clears bits (words of 4 bytes, written as often as wanted), and the power can be cut
+/// after a given number of bytes written or erased — mid-word or mid-erase — after which every
+/// operation fails until [`revive`](Self::revive) (the reboot).
+#[cfg(feature = "flash-backlog")]
+#[derive(Debug, Clone)]
+pub struct FakeNor {
+    bytes: Vec<u8>,
+    page: usize,
+    /// Bytes written and pages erased since creation: the write cost.
+    pub written: u64,
+    pub erased_pages: u64,
+    budget: Option<u64>,
+    dead: bool,
+}
+
+#[cfg(feature = "flash-backlog")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeNorError {
+    PowerCut,
+    Misused,
+}
+
+#[cfg(feature = "flash-backlog")]
+mod fake_nor {
+    use std::vec;
+
+    use embedded_storage_async::nor_flash::{
+        ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+    };
+
+    use super::{FakeNor, FakeNorError};
+
+    pub const PAGE_BYTES: usize = 4096;
+
+    impl FakeNor {
+        pub fn capacity_bytes(&self) -> u32 {
+            self.bytes.len() as u32
+        }
+
+        pub fn new(pages: usize) -> FakeNor {
+            FakeNor {
+                bytes: vec![0xFF; pages * PAGE_BYTES],
+                page: PAGE_BYTES,
+                written: 0,
+                erased_pages: 0,
+                budget: None,
+                dead: false,
+            }
+        }
+
+        /// The power goes after `bytes` more bytes written or erased.
+        pub fn cut_after(&mut self, bytes: u64) {
+            self.budget = Some(bytes);
+        }
+
+        /// Power back on: the flash keeps what it holds.
+        pub fn revive(&mut self) {
+            (self.budget, self.dead) = (None, false);
+        }
+
+        /// Takes one byte of the budget; false when the power just went.
+        fn spend(&mut self) -> bool {
+            match &mut self.budget {
+                Some(0) => {
+                    self.dead = true;
+                    false
+                }
+                Some(left) => {
+                    *left -= 1;
+                    true
+                }
+                None => true,
+            }
+        }
+    }
+
+    impl NorFlashError for FakeNorError {
+        fn kind(&self) -> NorFlashErrorKind {
+            match self {
+                FakeNorError::PowerCut => NorFlashErrorKind::Other,
+                FakeNorError::Misused => NorFlashErrorKind::NotAligned,
+            }
+        }
+    }
+
+    impl ErrorType for FakeNor {
+        type Error = FakeNorError;
+    }
+
+    impl ReadNorFlash for FakeNor {
+        const READ_SIZE: usize = 1;
+
+        async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FakeNorError> {
+            if self.dead {
+                return Err(FakeNorError::PowerCut);
+            }
+            let at = offset as usize;
+            let from = self.bytes.get(at..at + bytes.len()).ok_or(FakeNorError::Misused)?;
+            bytes.copy_from_slice(from);
+            Ok(())
+        }
+
+        fn capacity(&self) -> usize {
+            self.bytes.len()
+        }
+    }
+
+    impl NorFlash for FakeNor {
+        const WRITE_SIZE: usize = 4;
+        const ERASE_SIZE: usize = PAGE_BYTES;
+
+        async fn erase(&mut self, from: u32, to: u32) -> Result<(), FakeNorError> {
+            let (from, to) = (from as usize, to as usize);
+            if self.dead {
+                return Err(FakeNorError::PowerCut);
+            }
+            if !from.is_multiple_of(self.page) || !to.is_multiple_of(self.page) || to > self.bytes.len() || from > to {
+                return Err(FakeNorError::Misused);
+            }
+            for page in (from..to).step_by(self.page) {
+                // An erase cut short leaves the page partly erased.
+                for at in page..page + self.page {
+                    if !self.spend() {
+                        return Err(FakeNorError::PowerCut);
+                    }
+                    self.bytes[at] = 0xFF;
+                }
+                self.erased_pages += 1;
+            }
+            Ok(())
+        }
+
+        async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FakeNorError> {
+            let at = offset as usize;
+            if self.dead {
+                return Err(FakeNorError::PowerCut);
+            }
+            if !at.is_multiple_of(Self::WRITE_SIZE)
+                || !bytes.len().is_multiple_of(Self::WRITE_SIZE)
+                || at + bytes.len() > self.bytes.len()
+            {
+                return Err(FakeNorError::Misused);
+            }
+            for (i, &byte) in bytes.iter().enumerate() {
+                // A write cut short leaves the bytes before the cut written.
+                if !self.spend() {
+                    return Err(FakeNorError::PowerCut);
+                }
+                self.bytes[at + i] &= byte;
+                self.written += 1;
+            }
+            Ok(())
+        }
+    }
+
+    impl MultiwriteNorFlash for FakeNor {}
+}
+
+#[cfg(feature = "flash-backlog")]
+pub use fake_nor::PAGE_BYTES;
