@@ -377,7 +377,8 @@ const _: () = assert!((249 + 32) * rill_core::limits::REPLICATION_PARTITIONS_MAX
 // ---- devices (sensor nodes' uplink) ---------------------------------------------------------
 
 /// Sensor nodes connected at once (each holds ~66 KiB of buffers: a 16 KiB read buffer and three
-/// of an uplink frame's size, and up to DEVICE_FRAMES_QUEUED frames read ahead).
+/// of an uplink frame's size; and up to DEVICE_FRAMES_QUEUED frames read ahead, 64 KiB more at
+/// most: ~130 MiB for all of them at worst).
 pub const DEVICE_CONNECTIONS_MAX: usize = 1024;
 
 /// Frames of one connection read ahead of storing (each at most an uplink batch, 16 KiB): reading
@@ -395,6 +396,10 @@ pub const DEVICE_FRAME_ERRORS_MAX: usize = 64;
 /// A device connection with nothing received (or an ack not taken) for this long is closed: a
 /// node sends readings or reconnects; a half-open TCP connection must not hold a slot forever.
 pub const DEVICE_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// How long a device partitioner that failed to load is not tried again (frames meanwhile are
+/// not acknowledged; the devices keep them).
+pub const PARTITIONER_RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serial ports `[[devices.serial]]` may list (each a task and a connection's buffers).
 pub const DEVICE_SERIAL_PORTS_MAX: usize = 64;

@@ -242,10 +242,30 @@ fn a_partitioner_plugin_places_each_reading() {
         .unwrap();
     assert!(upload.status.success(), "{}", String::from_utf8_lossy(&upload.stderr));
 
-    // Sent again, as the device does: each reading in its room's partition, in order.
-    let mut device = Device::connect(&addr);
-    device.send(1, 0, &first);
-    assert_eq!(device.ack(), (1, 0));
+    // Sent again, as the device does after a back-off, until the gateway (which tries a failed
+    // plugin again after a few seconds) takes it: each reading in its room's partition, in order.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut device = loop {
+        let mut device = Device::connect(&addr);
+        device.send(1, 0, &first);
+        let mut buffer = [0u8; 64];
+        match device.stream.read(&mut buffer) {
+            Ok(n) if n > 0 => {
+                let mut acked = None;
+                device.deframer.feed(&buffer[..n], |frame| {
+                    if let Ok(Frame::Ack { boot, seq }) = frame {
+                        acked = Some((boot, seq));
+                    }
+                });
+                assert_eq!(acked, Some((1, 0)));
+                break device;
+            }
+            _ => {
+                assert!(std::time::Instant::now() < deadline, "the partitioner was never loaded");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
     device.send(1, 1, &[r#"{"room":"b","n":3}"#]);
     assert_eq!(device.ack(), (1, 1));
     let in_partition = |room: &str| {
@@ -257,6 +277,10 @@ fn a_partitioner_plugin_places_each_reading() {
     let (a, b) = (in_partition("a"), in_partition("b"));
     assert!(a.starts_with(&[first[0].to_owned(), first[2].to_owned()]), "room a: {a:?}");
     assert!(b.ends_with(&[first[1].to_owned(), r#"{"room":"b","n":3}"#.to_owned()]), "room b: {b:?}");
+
+    let (_, listener) = rill_tests::Http::new(&http).get("/v1/devices/listener");
+    assert_eq!(listener["partitioner"].as_str(), Some("key-field-partitioner@newest"), "{listener}");
+    assert_eq!(listener["listen"].as_str(), Some(addr.as_str()), "{listener}");
 
     // A reading without a room: the plugin refuses the batch, which is kept with why, and acked.
     device.send(1, 2, &[r#"{"n":4}"#]);

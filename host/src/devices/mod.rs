@@ -1,6 +1,8 @@
 //! The device listener: sensor nodes (`firmware/`) send uplink frames (`rill_core::uplink`) over
-//! TCP, or over a serial line to one of the gateway's own UARTs (see [`serial`]). Each data frame's batch is appended, as the device built it, to the configured topic (the
-//! partition chosen from the device id, as Kafka's default partitioner does for a key), and
+//! TCP, or over a serial line to one of the gateway's own UARTs (see [`serial`]). Each data
+//! frame's batch is appended, as the device built it, to the configured topic (the partition
+//! chosen from the device id, as Kafka's default partitioner does for a key, or by a partitioner
+//! plugin, see [`partitioning`]), and
 //! acknowledged once durable whatever the node's durability policy. A frame sent again after a
 //! lost ack — the same device, boot and sequence — is acknowledged again, not stored twice: the
 //! last stored (boot, sequence) of each device is written in the same transaction as its batch.
@@ -114,6 +116,29 @@ pub struct DeviceStatus {
     pub last_seen_ms: i64,
 }
 
+/// How the device listener is set up and how its serial ports are doing, for the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ListenerStatus {
+    /// Whether `[devices]` takes devices at all (over TCP or a serial port).
+    pub enabled: bool,
+    /// The TCP address bound (the port chosen when 0 was asked for).
+    pub listen: Option<SocketAddr>,
+    pub topic: String,
+    pub partitions: u32,
+    /// The partitioner plugin (`name@version`); by device id without one.
+    pub partitioner: Option<String>,
+    pub serial: Vec<SerialPortStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SerialPortStatus {
+    pub path: String,
+    pub baud: u32,
+    pub open: bool,
+    /// Why the port last closed or could not be opened.
+    pub last_error: Option<String>,
+}
+
 /// A device's progress, behind a lock of its own.
 type DeviceLock = Arc<tokio::sync::Mutex<Option<Progress>>>;
 
@@ -128,6 +153,10 @@ pub struct Devices {
     progress: Mutex<HashMap<String, DeviceLock>>,
     status: Mutex<BTreeMap<String, DeviceStatus>>,
     partitioning: Partitioning,
+    /// The TCP address bound, once bound.
+    bound: Mutex<Option<SocketAddr>>,
+    /// Each serial port's state, in `[[devices.serial]]` order.
+    serial: Mutex<Vec<SerialPortStatus>>,
 }
 
 /// Why a frame's batch was not stored.
@@ -152,11 +181,51 @@ impl Devices {
             }
         }
         let partitioning = Partitioning::new(catalog, section.partitioner.clone());
-        Ok(Devices { store, section, progress: Mutex::new(progress), status: Mutex::default(), partitioning })
+        let serial = section
+            .serial
+            .iter()
+            .map(|spec| SerialPortStatus {
+                path: spec.path.display().to_string(),
+                baud: spec.baud,
+                open: false,
+                last_error: None,
+            })
+            .collect();
+        Ok(Devices {
+            store,
+            section,
+            progress: Mutex::new(progress),
+            status: Mutex::default(),
+            partitioning,
+            bound: Mutex::new(None),
+            serial: Mutex::new(serial),
+        })
     }
 
     pub fn status(&self) -> Vec<DeviceStatus> {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    pub fn listener_status(&self) -> ListenerStatus {
+        ListenerStatus {
+            enabled: true,
+            listen: *self.bound.lock().unwrap_or_else(|p| p.into_inner()),
+            topic: self.section.topic.clone(),
+            partitions: self.section.partitions,
+            partitioner: self.section.partitioner.as_ref().map(StageSpec::label),
+            serial: self.serial.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+
+    /// Records serial port `path`'s state.
+    fn serial_port(&self, path: &str, open: bool, error: Option<String>) {
+        let mut ports = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(port) = ports.iter_mut().find(|port| port.path == path) {
+            port.open = open;
+            if error.is_some() {
+                port.last_error = error;
+            }
+        }
     }
 
     fn update(&self, device: &str, change: impl FnOnce(&mut DeviceStatus)) {
@@ -397,6 +466,8 @@ impl DeviceListener {
             None => None,
         };
         let devices = Arc::new(Devices::new(store, section, catalog)?);
+        *devices.bound.lock().unwrap_or_else(|p| p.into_inner()) =
+            listener.as_ref().map(TcpListener::local_addr).transpose()?;
         Ok(DeviceListener { listener, devices })
     }
 
@@ -461,11 +532,14 @@ async fn serve_device<S: AsyncRead + AsyncWrite>(
             Ok(())
         });
         tokio::select! {
-            read = &mut reading => match read {
-                // The device closed its side: store and ack what it sent before.
-                Ok(()) => answering.await,
-                Err(e) => Err(e),
-            },
+            // Reading ended (the device closed its side, or the stream failed): what it queued
+            // is still stored and acked. Dropping the answering side mid-commit would not stop
+            // the commit, but would skip recording its progress, and the frame sent again would
+            // be stored twice.
+            read = &mut reading => {
+                let answered = answering.await;
+                read.and(answered)
+            }
             answered = &mut answering => answered,
             () = async { drop(stopping.wait_for(|stop| *stop).await) } => Ok(()),
         }
@@ -502,11 +576,16 @@ async fn read_frames<R: AsyncRead>(
                 first_error.get_or_insert(e);
             }
         });
+        // Bad frames in a row: a good one shows the peer speaks the uplink (a serial line
+        // open for months gathers some noise).
+        if !complete.is_empty() {
+            errors = 0;
+        }
         if let Some(e) = first_error {
             errors += bad;
             tracing::warn!(%peer, error = %e, errors = bad, "uplink frames dropped");
             if errors > DEVICE_FRAME_ERRORS_MAX {
-                return Err(format!("{errors} bad frames: not an uplink peer"));
+                return Err(format!("{errors} bad frames in a row: not an uplink peer"));
             }
         }
         for frame in complete {

@@ -6,9 +6,16 @@
 //!
 //! The plugin is loaded when the first frame needs it, so it can be uploaded after the gateway
 //! starts. Until it loads, frames are not acknowledged (the devices keep them and send again),
-//! and why is logged. A batch the plugin refuses goes to the dead-letter topic, like any batch
-//! the gateway cannot store.
+//! and why is logged when it changes; a failed load is tried again at most every
+//! [`PARTITIONER_RELOAD_WAIT`]. A batch the plugin refuses goes to the dead-letter topic, like any
+//! batch the gateway cannot store. A compressed batch reaches the plugin decompressed, as the
+//! plugin contract promises.
 
+use std::time::Instant;
+
+use rill_core::batch::{Batch, Compression};
+
+use crate::limits::PARTITIONER_RELOAD_WAIT;
 use crate::pipelines::batches::{build_batches, owned_records};
 use crate::pipelines::{StageSpec, load_instance};
 use crate::plugins::{PluginCatalog, PluginInstance, PluginKind, PluginLimits};
@@ -31,12 +38,21 @@ pub struct Partitioning {
     stage: Option<StageSpec>,
     /// The loaded plugin; taken out while it runs (one call at a time) and dropped after a
     /// failure, so the next frame loads it afresh.
-    instance: tokio::sync::Mutex<Option<(String, PluginInstance)>>,
+    instance: tokio::sync::Mutex<Loaded>,
+}
+
+#[derive(Debug, Default)]
+enum Loaded {
+    #[default]
+    NotYet,
+    Ready(String, Box<PluginInstance>),
+    /// The last load failed: why, and when to try again.
+    Failed(String, Instant),
 }
 
 impl Partitioning {
     pub fn new(catalog: PluginCatalog, stage: Option<StageSpec>) -> Partitioning {
-        Partitioning { catalog, stage, instance: tokio::sync::Mutex::new(None) }
+        Partitioning { catalog, stage, instance: tokio::sync::Mutex::new(Loaded::NotYet) }
     }
 
     /// Where `batch` (one v2 batch of `records` records, from `device`) goes in `topic`.
@@ -54,27 +70,64 @@ impl Partitioning {
             return Ok(vec![(topic.to_owned(), partition, batch)]);
         };
         let mut slot = self.instance.lock().await;
-        let (label, mut instance) = match slot.take() {
-            Some(loaded) => loaded,
-            None => load(&self.catalog, stage).await.map_err(NoPartition::Unavailable)?,
+        let (label, mut instance) = match std::mem::take(&mut *slot) {
+            Loaded::Ready(label, instance) => (label, *instance),
+            Loaded::Failed(why, retry_at) if Instant::now() < retry_at => {
+                *slot = Loaded::Failed(why.clone(), retry_at);
+                return Err(NoPartition::Unavailable(why));
+            }
+            Loaded::Failed(earlier, _) => self.load_or_remember(stage, &mut slot, Some(earlier)).await?,
+            Loaded::NotYet => self.load_or_remember(stage, &mut slot, None).await?,
         };
-        let (owned_topic, input) = (topic.to_owned(), batch);
-        let (instance, input, chosen) = tokio::task::spawn_blocking(move || {
+        // The plugin contract promises uncompressed batches.
+        let compressed = Batch::parse(&batch).is_ok_and(|parsed| parsed.compression() != Compression::None);
+        let input = if compressed {
+            owned_records(&batch).and_then(|records| build_batches(&records)).map_err(NoPartition::Refused)?
+        } else {
+            batch.clone()
+        };
+        let owned_topic = topic.to_owned();
+        let (instance, chosen) = tokio::task::spawn_blocking(move || {
             let chosen = instance.partition(&owned_topic, 0, &input, partitions, records).map_err(|e| e.to_string());
-            (instance, input, chosen)
+            (instance, chosen)
         })
         .await
         .map_err(|e| NoPartition::Refused(format!("the partitioner's task failed: {e}")))?;
         let chosen = match chosen {
             Ok(chosen) => {
-                *slot = Some((label, instance));
+                *slot = Loaded::Ready(label, Box::new(instance));
                 chosen
             }
             // Dropped: a plugin that failed once is loaded afresh for the next frame.
             Err(e) => return Err(NoPartition::Refused(format!("partitioner {label}: {e}"))),
         };
         drop(slot);
-        split(topic, input, &chosen).map_err(NoPartition::Refused)
+        split(topic, batch, &chosen).map_err(NoPartition::Refused)
+    }
+
+    /// Loads the plugin; a failure is remembered (and logged when it is new), so that frames
+    /// meanwhile are answered at once and the load is not tried for each of them.
+    async fn load_or_remember(
+        &self,
+        stage: &StageSpec,
+        slot: &mut Loaded,
+        earlier: Option<String>,
+    ) -> Result<(String, PluginInstance), NoPartition> {
+        match load(&self.catalog, stage).await {
+            Ok(loaded) => {
+                if earlier.is_some() {
+                    tracing::info!(partitioner = %loaded.0, "device partitioner loaded");
+                }
+                Ok(loaded)
+            }
+            Err(why) => {
+                if earlier.as_ref() != Some(&why) {
+                    tracing::warn!(error = %why, "device frames wait: the partitioner cannot be loaded");
+                }
+                *slot = Loaded::Failed(why.clone(), Instant::now() + PARTITIONER_RELOAD_WAIT);
+                Err(NoPartition::Unavailable(why))
+            }
+        }
     }
 }
 

@@ -66,17 +66,27 @@ pub(super) async fn keep_open(devices: &Devices, spec: &SerialSpec, mut stopping
         match open(spec) {
             Ok(port) => {
                 tracing::info!(%path, baud = spec.baud, "devices on serial port");
+                devices.serial_port(&path, true, None);
                 logged = None;
-                wait = SERIAL_REOPEN_FIRST;
+                let opened = tokio::time::Instant::now();
                 let result = serve_device(devices, port, &label, stopping.clone()).await;
+                // Back to the first wait only after a connection that lasted: one that fails at
+                // once (a node speaking for two devices, a partitioner not there yet) is opened
+                // again ever more slowly.
+                if opened.elapsed() >= SERIAL_REOPEN_MAX {
+                    wait = SERIAL_REOPEN_FIRST;
+                }
                 if *stopping.borrow() {
+                    devices.serial_port(&path, false, None);
                     return;
                 }
                 let why = result.err().unwrap_or_else(|| "hung up".into());
                 tracing::info!(%path, error = %why, "serial port closed; opening it again");
+                devices.serial_port(&path, false, Some(why));
             }
             Err(e) => {
                 let e = e.to_string();
+                devices.serial_port(&path, false, Some(e.clone()));
                 if logged.as_ref() != Some(&e) {
                     tracing::warn!(%path, error = %e, "cannot open the serial port; trying again");
                     logged = Some(e);

@@ -135,6 +135,7 @@ pub const ROUTES: &[&str] = &[
     "DELETE /v1/mirrors/{name}",
     "GET /v1/replication",
     "GET /v1/devices",
+    "GET /v1/devices/listener",
 ];
 
 #[derive(Serialize)]
