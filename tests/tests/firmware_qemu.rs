@@ -188,6 +188,11 @@ fn firmware_in_qemu_on_a_serial_port_of_the_gateway() {
     let kafka = gateway.kafka_addr();
     let stored = wait_until(&kafka, &qemu, "20 readings over the serial port", |s| last_n(s, 201) >= Some(19));
     assert_each_boot_complete(&stored, &qemu.console());
+    let (status, listener) = rill_tests::Http::new(&gateway.http_addr()).get("/v1/devices/listener");
+    assert_eq!(status, 200);
+    let port = &listener["serial"][0];
+    assert_eq!((port["path"].as_str(), port["open"].as_bool()), (pty.to_str(), Some(true)), "{listener}");
+    assert_eq!(listener["listen"], serde_json::Value::Null, "no TCP listener was asked for: {listener}");
 
     // The gateway goes away for 2 s; the node keeps its readings until it is back.
     gateway.stop();
@@ -199,4 +204,34 @@ fn firmware_in_qemu_on_a_serial_port_of_the_gateway() {
     let stored = wait_until(&kafka, &qemu, "the readings of the restart", |s| last_n(s, 201) >= Some(target));
     assert_each_boot_complete(&stored, &qemu.console());
     gateway.stop();
+}
+
+/// The flash backlog on the board's CPU: the flash probe (built beside the firmware) pushes 100
+/// batches through 16 KiB of RAM behaving as NOR flash, reading back and popping the oldest every
+/// other step, and says how it went on its console.
+#[test]
+fn flash_backlog_probe_runs_on_the_board() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = dir.path().join("console.txt");
+    let probe = rill_tests::qemu::firmware().with_file_name("flash-probe");
+    let mut qemu = std::process::Command::new("qemu-system-arm")
+        .args(["-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "null", "-serial"])
+        .arg(format!("file:{}", console.display()))
+        .arg("-kernel")
+        .arg(&probe)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("qemu-system-arm runs");
+    let deadline = Instant::now() + STEP;
+    let text = loop {
+        let text = std::fs::read_to_string(&console).unwrap_or_default();
+        if text.contains('\n') || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    assert!(text.contains("100 batches pushed, 50 read back intact and popped"), "probe console: {text:?}");
 }

@@ -31,23 +31,26 @@ pub struct StoredBatch<'b> {
 pub enum FlashLogError<E> {
     /// The flash failed (or lost power mid-operation): nothing is known to be stored.
     Flash(E),
-    /// The flash holds something the queue cannot read: the region must be erased.
+    /// The flash holds something the queue cannot read, even after its repair.
     Corrupted,
     /// The batch cannot be stored even in an empty backlog (a page must hold it whole).
     TooLarge,
-    /// `buf` is smaller than the item.
-    BufferTooSmall,
+    /// `buf` is smaller than the item (or larger than the queue handles).
+    Buffer,
+    /// `sequential-storage` reports a bug of its own: the flash is not known to be bad.
+    Library,
 }
 
 impl<E> From<sequential_storage::Error<E>> for FlashLogError<E> {
     fn from(e: sequential_storage::Error<E>) -> Self {
         match e {
             sequential_storage::Error::Storage { value, .. } => FlashLogError::Flash(value),
-            sequential_storage::Error::ItemTooBig => FlashLogError::TooLarge,
+            sequential_storage::Error::ItemTooBig | sequential_storage::Error::FullStorage => FlashLogError::TooLarge,
             sequential_storage::Error::BufferTooSmall(_) | sequential_storage::Error::BufferTooBig => {
-                FlashLogError::BufferTooSmall
+                FlashLogError::Buffer
             }
-            _ => FlashLogError::Corrupted,
+            sequential_storage::Error::Corrupted { .. } => FlashLogError::Corrupted,
+            _ => FlashLogError::Library,
         }
     }
 }
@@ -85,7 +88,7 @@ impl<S: MultiwriteNorFlash> FlashBacklog<S> {
     ) -> Result<(), FlashLogError<S::Error>> {
         let len = FLASH_ITEM_HEADER_BYTES + batch.len();
         if buf.len() < len {
-            return Err(FlashLogError::BufferTooSmall);
+            return Err(FlashLogError::Buffer);
         }
         loop {
             let item = &mut buf[..len];
@@ -123,9 +126,23 @@ impl<S: MultiwriteNorFlash> FlashBacklog<S> {
         Ok(Some(parse(item)?))
     }
 
-    /// Removes the oldest stored batch (the gateway acknowledged it).
-    pub async fn pop_oldest(&mut self, buf: &mut [u8]) -> Result<bool, FlashLogError<S::Error>> {
-        Ok(self.queue.pop(buf).await?.is_some())
+    /// Removes the oldest stored batch if it is (`boot`, `seq`): the one the gateway acknowledged.
+    /// A push that dropped it meanwhile (the backlog full) leaves the next one alone, though
+    /// nobody sent it yet. Returns whether it was removed.
+    pub async fn pop_oldest_if(
+        &mut self,
+        boot: u32,
+        seq: u32,
+        buf: &mut [u8],
+    ) -> Result<bool, FlashLogError<S::Error>> {
+        let mut iter = self.queue.iter().await?;
+        let Some(entry) = iter.next(buf).await? else { return Ok(false) };
+        let stored = parse::<S::Error>(&entry)?;
+        if (stored.boot, stored.seq) != (boot, seq) {
+            return Ok(false);
+        }
+        entry.pop().await?;
+        Ok(true)
     }
 
     pub fn dropped_batches(&self) -> u64 {
@@ -166,7 +183,7 @@ mod tests {
     use rill_core::batch::{BatchBuilder, BatchParams, RecordSpec};
 
     use super::*;
-    use crate::testing::{FakeNor, FakeNorError, PAGE_BYTES};
+    use crate::testing::{CutStyle, FakeNor, FakeNorError, PAGE_BYTES};
 
     const BUF: usize = 1024;
 
@@ -187,17 +204,28 @@ mod tests {
         FlashBacklog::new(flash, 0..end)
     }
 
-    /// Every stored (boot, seq), oldest first, removing them.
-    fn drain(backlog: &mut FlashBacklog<FakeNor>) -> Vec<(u32, u32)> {
+    /// Every stored (boot, seq), oldest first, removing them; each batch must read back as it
+    /// was written.
+    fn try_drain(backlog: &mut FlashBacklog<FakeNor>) -> Result<Vec<(u32, u32)>, std::string::String> {
         let mut buf = [0u8; BUF];
         let mut out = Vec::new();
         loop {
-            let oldest = block_on(backlog.oldest(&mut buf)).unwrap();
-            let Some(stored) = oldest else { return out };
-            assert_eq!(stored.batch, &batch(stored.seq, 4)[..], "the batch reads back as written");
-            out.push((stored.boot, stored.seq));
-            assert!(block_on(backlog.pop_oldest(&mut buf)).unwrap());
+            let oldest = block_on(backlog.oldest(&mut buf)).map_err(|e| std::format!("oldest: {e:?}"))?;
+            let Some(stored) = oldest else { return Ok(out) };
+            if stored.batch != &batch(stored.seq, 4)[..] {
+                return Err(std::format!("batch {} does not read back as written", stored.seq));
+            }
+            let (boot, seq) = (stored.boot, stored.seq);
+            out.push((boot, seq));
+            match block_on(backlog.pop_oldest_if(boot, seq, &mut buf)) {
+                Ok(true) => {}
+                other => return Err(std::format!("popping ({boot}, {seq}) after {out:?}: {other:?}")),
+            }
         }
+    }
+
+    fn drain(backlog: &mut FlashBacklog<FakeNor>) -> Vec<(u32, u32)> {
+        try_drain(backlog).unwrap()
     }
 
     #[test]
@@ -212,12 +240,12 @@ mod tests {
         assert_eq!(drain(&mut rebooted), expected);
     }
 
-    /// A workload of pushes and pops that wraps around the flash (erasing pages as it goes), cut
-    /// at every 31st byte it writes or erases: after the reboot the backlog holds exactly what
-    /// was confirmed and not popped, give or take the one operation the cut interrupted, and
-    /// goes on working.
-    #[test]
-    fn a_power_cut_anywhere_loses_nothing_confirmed() {
+    /// A workload of pushes and pops that goes nearly twice round 4 pages (erasing them as it
+    /// goes), cut at every 31st byte it writes or erases, each cut leaving the flash as `style`
+    /// says. After each reboot the backlog must hold exactly what was confirmed and not popped,
+    /// give or take the one operation the cut interrupted, in order and byte for byte, and work
+    /// on. Returns how many cuts were tried, or the first that broke this.
+    fn cut_everywhere(style: CutStyle) -> Result<usize, std::string::String> {
         const PUSHES: u32 = 150;
         const PAGES: usize = 4;
         // The pushes and pops of the workload; returns (pushes confirmed, pops confirmed, what
@@ -232,11 +260,11 @@ mod tests {
                     return (backlog.into_flash(), pushed, popped, Some("push"));
                 }
                 pushed += 1;
-                // Two pops for three pushes: the queue's head goes round the pages twice.
+                // Two pops for three pushes.
                 if seq % 3 != 0 {
-                    match block_on(backlog.pop_oldest(&mut buf)) {
+                    match block_on(backlog.pop_oldest_if(1, popped, &mut buf)) {
                         Ok(true) => popped += 1,
-                        Ok(false) => unreachable!("something is stored"),
+                        Ok(false) => panic!("batch {popped} is the oldest"),
                         Err(e) => {
                             assert_eq!(e, FlashLogError::Flash(FakeNorError::PowerCut));
                             return (backlog.into_flash(), pushed, popped, Some("pop"));
@@ -252,22 +280,49 @@ mod tests {
         let mut cuts = 0;
         for cut in (0..total).step_by(31) {
             let mut flash = FakeNor::new(PAGES);
-            flash.cut_after(cut);
+            flash.cut_after(cut, style);
             let (mut flash, pushed, popped, in_flight) = workload(flash);
             flash.revive();
             let mut rebooted = open(flash);
-            let seqs: Vec<u32> = drain(&mut rebooted).into_iter().map(|(_, seq)| seq).collect();
+            let broken = |why: std::string::String| {
+                std::format!(
+                    "{style:?} cut after {cut} bytes ({in_flight:?} in flight, {pushed} pushed, {popped} popped): {why}"
+                )
+            };
+            let seqs: Vec<u32> = try_drain(&mut rebooted).map_err(broken)?.into_iter().map(|(_, seq)| seq).collect();
             let first_ok = if in_flight == Some("pop") { [popped, popped + 1] } else { [popped, popped] };
             let last_ok = if in_flight == Some("push") { [pushed, pushed + 1] } else { [pushed, pushed] };
             let (first, end) = (seqs.first().copied().unwrap_or(popped), seqs.last().map_or(popped, |s| s + 1));
-            assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "cut at {cut}: in order, no gap: {seqs:?}");
-            assert!(first_ok.contains(&first) || seqs.is_empty(), "cut at {cut}: popped {popped}, first {first}");
-            assert!(last_ok.contains(&end) || seqs.is_empty(), "cut at {cut}: pushed {pushed}, found up to {end}");
+            if in_flight.is_none()
+                || !seqs.windows(2).all(|w| w[1] == w[0] + 1)
+                || !first_ok.contains(&first)
+                || !last_ok.contains(&end)
+            {
+                return Err(broken(std::format!("found {seqs:?}")));
+            }
             let mut buf = [0u8; BUF];
-            block_on(rebooted.push(2, 0, &batch(0, 4), &mut buf)).expect("the backlog works after the reboot");
+            block_on(rebooted.push(2, 0, &batch(0, 4), &mut buf))
+                .map_err(|e| broken(std::format!("no push after the reboot: {e:?}")))?;
             cuts += 1;
         }
-        assert!(cuts > 1_000, "{cuts} cuts tried");
+        Ok(cuts)
+    }
+
+    #[test]
+    fn a_power_cut_anywhere_loses_nothing_confirmed() {
+        for style in [CutStyle::Clean, CutStyle::Garbled] {
+            let cuts = cut_everywhere(style).unwrap();
+            assert!(cuts > 1_000, "{style:?}: {cuts} cuts tried");
+        }
+    }
+
+    /// Found by this evaluation: an erase cut short that leaves the page's end erased and its
+    /// start not (some parts erase that way; a real cut can leave any bits) makes
+    /// sequential-storage 8.0.2 lose a confirmed batch. Run with `--ignored` after an upgrade.
+    #[test]
+    #[ignore = "sequential-storage 8.0.2 loses a confirmed batch when an erase is cut from the page's end (firmware/README.md)"]
+    fn a_power_cut_in_an_erase_from_the_page_end_loses_nothing_confirmed() {
+        cut_everywhere(CutStyle::EraseBackwards).unwrap();
     }
 
     #[test]
@@ -300,12 +355,12 @@ mod tests {
             payload += batch.len() as u64;
             block_on(backlog.push(1, seq, &batch, &mut buf)).unwrap();
             if seq >= 50 {
-                assert!(block_on(backlog.pop_oldest(&mut buf)).unwrap());
+                assert!(block_on(backlog.pop_oldest_if(1, seq - 50, &mut buf)).unwrap());
             }
         }
         // What awaiting a push or a pop holds (in an embassy task, in the task's static storage).
         let push_future = core::mem::size_of_val(&backlog.push(1, 0, &[], &mut buf));
-        let pop_future = core::mem::size_of_val(&backlog.pop_oldest(&mut buf));
+        let pop_future = core::mem::size_of_val(&backlog.pop_oldest_if(1, 0, &mut buf));
         let flash = backlog.into_flash();
         let amplification = flash.written as f64 / payload as f64;
         let erases_per_mib = flash.erased_pages as f64 / (payload as f64 / (1 << 20) as f64);

@@ -74,7 +74,8 @@ impl Gateway {
 /// A NOR flash in RAM, as `sequential-storage` sees one: erasing sets a page to `0xFF`, writing
 /// only clears bits (words of 4 bytes, written as often as wanted), and the power can be cut
 /// after a given number of bytes written or erased — mid-word or mid-erase — after which every
-/// operation fails until [`revive`](Self::revive) (the reboot).
+/// operation fails until [`revive`](Self::revive) (the reboot). How the cut leaves the flash is
+/// a [`CutStyle`].
 #[cfg(feature = "flash-backlog")]
 #[derive(Debug, Clone)]
 pub struct FakeNor {
@@ -85,6 +86,19 @@ pub struct FakeNor {
     pub erased_pages: u64,
     budget: Option<u64>,
     dead: bool,
+    style: CutStyle,
+}
+
+/// What a cut leaves behind.
+#[cfg(feature = "flash-backlog")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutStyle {
+    /// Erases run from the page's start; the bytes before the cut are done, the rest untouched.
+    Clean,
+    /// Erases run from the page's end (some parts do), so the page's start keeps old data.
+    EraseBackwards,
+    /// The byte being written or erased at the cut is left half-done: some bits changed.
+    Garbled,
 }
 
 #[cfg(feature = "flash-backlog")]
@@ -102,7 +116,7 @@ mod fake_nor {
         ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
     };
 
-    use super::{FakeNor, FakeNorError};
+    use super::{CutStyle, FakeNor, FakeNorError};
 
     pub const PAGE_BYTES: usize = 4096;
 
@@ -119,12 +133,14 @@ mod fake_nor {
                 erased_pages: 0,
                 budget: None,
                 dead: false,
+                style: CutStyle::Clean,
             }
         }
 
-        /// The power goes after `bytes` more bytes written or erased.
-        pub fn cut_after(&mut self, bytes: u64) {
-            self.budget = Some(bytes);
+        /// The power goes after `bytes` more bytes written or erased, leaving the flash as
+        /// `style` says.
+        pub fn cut_after(&mut self, bytes: u64, style: CutStyle) {
+            (self.budget, self.style) = (Some(bytes), style);
         }
 
         /// Power back on: the flash keeps what it holds.
@@ -193,8 +209,13 @@ mod fake_nor {
             }
             for page in (from..to).step_by(self.page) {
                 // An erase cut short leaves the page partly erased.
-                for at in page..page + self.page {
+                let backwards = self.style == CutStyle::EraseBackwards;
+                for i in 0..self.page {
+                    let at = if backwards { page + self.page - 1 - i } else { page + i };
                     if !self.spend() {
+                        if self.style == CutStyle::Garbled {
+                            self.bytes[at] |= 0x5A;
+                        }
                         return Err(FakeNorError::PowerCut);
                     }
                     self.bytes[at] = 0xFF;
@@ -218,6 +239,10 @@ mod fake_nor {
             for (i, &byte) in bytes.iter().enumerate() {
                 // A write cut short leaves the bytes before the cut written.
                 if !self.spend() {
+                    if self.style == CutStyle::Garbled {
+                        // Some of the bits the write clears are cleared.
+                        self.bytes[at + i] &= byte | 0xA5;
+                    }
                     return Err(FakeNorError::PowerCut);
                 }
                 self.bytes[at + i] &= byte;

@@ -77,7 +77,7 @@ fn main() -> ! {
     let batch = [0x5Au8; 512];
     let mut buf = [0u8; 512 + 8];
     let (pushed, popped) = embassy_futures::block_on(exercise(&mut nor, &batch, &mut buf));
-    console::line(format_args!("flash backlog probe: {pushed} batches pushed, {popped} popped"));
+    console::line(format_args!("flash backlog probe: {pushed} batches pushed, {popped} read back intact and popped"));
     loop {
         cortex_m::asm::wfi();
     }
@@ -87,13 +87,26 @@ fn main() -> ! {
 async fn exercise(nor: &mut RamNor<'_>, batch: &[u8], buf: &mut [u8]) -> (u32, u32) {
     use rill_node::flash_log::FlashBacklog;
     let mut backlog = FlashBacklog::new(nor, 0..(PAGES * PAGE_BYTES) as u32);
+    let mut item = [0u8; 512];
     let (mut pushed, mut popped) = (0, 0);
-    for seq in 0..100 {
-        if backlog.push(1, seq, batch, buf).await.is_ok() {
+    for seq in 0..100u32 {
+        // Each batch's first byte names it, so a read-back shows which one came.
+        item.copy_from_slice(batch);
+        item[0] = seq as u8;
+        if backlog.push(1, seq, &item, buf).await.is_ok() {
             pushed += 1;
         }
-        if seq % 2 == 1 && matches!(backlog.pop_oldest(buf).await, Ok(true)) {
-            popped += 1;
+        if seq % 2 == 1 {
+            // The oldest left (full pages drop the oldest), read back and checked, then popped.
+            let (boot, oldest) = match backlog.oldest(buf).await {
+                Ok(Some(stored)) if stored.batch[1..] == batch[1..] && stored.batch[0] == stored.seq as u8 => {
+                    (stored.boot, stored.seq)
+                }
+                _ => continue,
+            };
+            if matches!(backlog.pop_oldest_if(boot, oldest, buf).await, Ok(true)) {
+                popped += 1;
+            }
         }
     }
     (pushed, popped)
