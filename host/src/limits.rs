@@ -397,6 +397,11 @@ pub const DEVICE_FRAME_ERRORS_MAX: usize = 64;
 /// node sends readings or reconnects; a half-open TCP connection must not hold a slot forever.
 pub const DEVICE_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// A frame begun must end within this (its largest is ~16 KiB: 1.4 s at 115,200 baud): the idle
+/// timeout starts again with every byte, so without it a peer sending a byte every few minutes
+/// would hold a connection slot for ever.
+pub const DEVICE_FRAME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How long a device partitioner that failed to load is not tried again (frames meanwhile are
 /// not acknowledged; the devices keep them).
 pub const PARTITIONER_RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -30,7 +30,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::limits::{
-    DEVICE_CONNECTIONS_MAX, DEVICE_FRAME_ERRORS_MAX, DEVICE_FRAMES_QUEUED, DEVICE_IDLE_TIMEOUT, DEVICES_MAX,
+    DEVICE_CONNECTIONS_MAX, DEVICE_FRAME_ERRORS_MAX, DEVICE_FRAME_TIMEOUT, DEVICE_FRAMES_QUEUED, DEVICE_IDLE_TIMEOUT,
+    DEVICES_MAX,
 };
 use crate::listener::{Accepted, accept_within};
 use crate::pipelines::StageSpec;
@@ -559,12 +560,25 @@ async fn read_frames<R: AsyncRead>(
 ) -> Result<(), String> {
     let mut deframer = Deframer::new(vec![0u8; UPLINK_WIRE_BYTES_MAX]);
     let (mut buf, mut errors) = (vec![0u8; 16 * 1024], 0usize);
+    // When the frame being read began: a frame must end within DEVICE_FRAME_TIMEOUT, so that a
+    // peer dripping a byte now and then does not hold a connection slot for ever.
+    let mut frame_began: Option<tokio::time::Instant> = None;
     loop {
-        let n = match tokio::time::timeout(DEVICE_IDLE_TIMEOUT, reader.read(&mut buf)).await {
+        let deadline = match frame_began {
+            Some(began) => began + DEVICE_FRAME_TIMEOUT,
+            None => tokio::time::Instant::now() + DEVICE_IDLE_TIMEOUT,
+        };
+        let n = match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
             Ok(Ok(0)) => return Ok(()),
             Ok(Ok(n)) => n,
             Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) if frame_began.is_some() => return Err(format!("a frame not finished in {DEVICE_FRAME_TIMEOUT:?}")),
             Err(_) => return Err(format!("nothing for {DEVICE_IDLE_TIMEOUT:?}")),
+        };
+        // Frames end with 0x00: a read that does not leaves one unfinished.
+        frame_began = match buf[n - 1] {
+            0 => None,
+            _ => frame_began.or_else(|| Some(tokio::time::Instant::now())),
         };
         let arrival_ms = crate::clock::now_ms();
         let (mut complete, mut first_error, mut bad) = (Vec::new(), None, 0);
@@ -632,5 +646,30 @@ impl Connection {
             },
             () = async { drop(stopping.wait_for(|stop| *stop).await) } => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::read_frames;
+
+    /// A byte every 15 s keeps the idle timeout from firing, but the frame they make never ends:
+    /// the connection closes after DEVICE_FRAME_TIMEOUT.
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_dripped_too_slowly_closes_the_connection() {
+        let (mut peer, gateway) = tokio::io::duplex(1024);
+        let (reader, _writer) = tokio::io::split(gateway);
+        let (frames, _queued) = tokio::sync::mpsc::channel(4);
+        let reading = tokio::spawn(read_frames(reader, frames, "test"));
+        for _ in 0..10 {
+            let _ = peer.write_all(&[0x17]).await;
+            tokio::time::sleep(Duration::from_secs(15)).await;
+        }
+        let closed = reading.await.unwrap();
+        assert!(closed.as_ref().is_err_and(|e| e.contains("not finished")), "{closed:?}");
     }
 }
