@@ -193,6 +193,16 @@ fn firmware_in_qemu_on_a_serial_port_of_the_gateway() {
     let port = &listener["serial"][0];
     assert_eq!((port["path"].as_str(), port["open"].as_bool()), (pty.to_str(), Some(true)), "{listener}");
     assert_eq!(listener["listen"], serde_json::Value::Null, "no TCP listener was asked for: {listener}");
+    let page = rill_tests::Http::new(&gateway.http_addr()).text("/");
+    let pty_path = pty.display().to_string();
+    assert!(page.contains("Serial ports (devices)") && page.contains(&pty_path), "the status page shows the port");
+    let admin = format!("http://{}", gateway.http_addr());
+    let cli = rill_tests::rill().args(["status", "--admin", &admin]).output().unwrap();
+    let text = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with(&pty_path) && l.contains("open")),
+        "rill status shows the port:\n{text}"
+    );
 
     // The gateway goes away for 2 s; the node keeps its readings until it is back.
     gateway.stop();

@@ -118,7 +118,7 @@ pub struct DeviceStatus {
 }
 
 /// How the device listener is set up and how its serial ports are doing, for the admin API.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListenerStatus {
     /// Whether `[devices]` takes devices at all (over TCP or a serial port).
     pub enabled: bool,
@@ -131,7 +131,22 @@ pub struct ListenerStatus {
     pub serial: Vec<SerialPortStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+impl ListenerStatus {
+    /// `[devices]` takes no devices: what it would use if it did.
+    pub fn disabled() -> ListenerStatus {
+        let section = DevicesSection::default();
+        ListenerStatus {
+            enabled: false,
+            listen: None,
+            topic: section.topic,
+            partitions: section.partitions,
+            partitioner: None,
+            serial: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SerialPortStatus {
     pub path: String,
     pub baud: u32,

@@ -14,7 +14,7 @@ pub fn routes() -> Router<AppState> {
 /// How the device listener is set up: its TCP address, topic, partitioner, and each serial
 /// port's state (`enabled: false` when `[devices]` takes no devices).
 async fn listener(State(state): State<AppState>) -> axum::Json<ListenerStatus> {
-    axum::Json(state.devices.as_ref().map(|devices| devices.listener_status()).unwrap_or_default())
+    axum::Json(state.devices.as_ref().map_or_else(ListenerStatus::disabled, |devices| devices.listener_status()))
 }
 
 /// Every device heard from since the start (none when the device listener does not run).

@@ -43,6 +43,9 @@ pub struct Status {
     /// Sensor nodes heard from (empty when the device listener does not run).
     #[serde(default)]
     pub devices: Vec<crate::devices::DeviceStatus>,
+    /// The device listener's serial ports (`[[devices.serial]]`).
+    #[serde(default)]
+    pub serial_ports: Vec<crate::devices::SerialPortStatus>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -94,6 +97,7 @@ pub fn status(state: &AppState) -> Result<Status, ApiError> {
         mirrors: state.mirrors.list(),
         edges: state.cloud.as_ref().map(|cloud| cloud.status()).unwrap_or_default(),
         devices: state.devices.as_ref().map(|devices| devices.status()).unwrap_or_default(),
+        serial_ports: state.devices.as_ref().map(|devices| devices.listener_status().serial).unwrap_or_default(),
     })
 }
 
@@ -366,6 +370,22 @@ fn devices_section(html: &mut String, status: &Status) {
         ];
         section(html, "Devices (uplink)", "devices", None, &columns, &rows);
     }
+    // An operator's first question about a wired node: is the port there?
+    let ports: Vec<Vec<String>> = status
+        .serial_ports
+        .iter()
+        .map(|p| {
+            vec![
+                escape(&p.path),
+                p.baud.to_string(),
+                if p.open { "open".into() } else { "closed".into() },
+                escape(p.last_error.as_deref().unwrap_or("")),
+            ]
+        })
+        .collect();
+    if !ports.is_empty() {
+        section(html, "Serial ports (devices)", "serial-ports", None, &["port", "baud", "state", "last error"], &ports);
+    }
 }
 
 /// Mirrors (this node as an edge) and accepted edges (this node as an aggregation node), one row
@@ -484,6 +504,7 @@ mod tests {
             mirrors: vec![],
             edges: vec![],
             devices: vec![],
+            serial_ports: vec![],
         };
         let html = render(&status);
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");

@@ -197,5 +197,12 @@ fn render(status: &Status) -> String {
             d.last_seq
         );
     }
+    if !status.serial_ports.is_empty() {
+        let _ = writeln!(out, "\n{:<24} {:>9} {:<8} LAST ERROR", "SERIAL PORT", "BAUD", "STATE");
+    }
+    for p in &status.serial_ports {
+        let state = if p.open { "open" } else { "closed" };
+        let _ = writeln!(out, "{:<24} {:>9} {state:<8} {}", p.path, p.baud, p.last_error.as_deref().unwrap_or("-"));
+    }
     out
 }
