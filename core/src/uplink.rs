@@ -43,11 +43,22 @@ pub const UPLINK_VERSION: u8 = 1;
 pub const UPLINK_HEADER_BYTES_MAX: usize = 1 + 1 + 2 + UPLINK_DEVICE_ID_BYTES_MAX + 4 * 5 + 1 + 10 + 6;
 
 /// Largest decoded frame: header, the largest batch, CRC.
-pub const UPLINK_FRAME_BYTES_MAX: usize = UPLINK_HEADER_BYTES_MAX + UPLINK_BATCH_BYTES_MAX + 4;
+pub const UPLINK_FRAME_BYTES_MAX: usize = frame_bytes_for(UPLINK_BATCH_BYTES_MAX);
 
-/// Largest frame on the wire: COBS adds a byte per 254, and the `0x00` ends it. A reader's buffer
-/// of this size holds any frame (it decodes in place).
-pub const UPLINK_WIRE_BYTES_MAX: usize = cobs::max_encoding_length(UPLINK_FRAME_BYTES_MAX) + 1;
+/// Largest frame on the wire. A reader's buffer of this size holds any frame (it decodes in
+/// place).
+pub const UPLINK_WIRE_BYTES_MAX: usize = wire_bytes_for(UPLINK_BATCH_BYTES_MAX);
+
+/// Bytes of a decoded frame carrying a batch of at most `batch_bytes`: header, batch, CRC. A
+/// device that builds smaller batches sizes its buffers with this.
+pub const fn frame_bytes_for(batch_bytes: usize) -> usize {
+    UPLINK_HEADER_BYTES_MAX + batch_bytes + 4
+}
+
+/// Bytes of that frame on the wire: COBS adds a byte per 254, and the `0x00` ends it.
+pub const fn wire_bytes_for(batch_bytes: usize) -> usize {
+    cobs::max_encoding_length(frame_bytes_for(batch_bytes)) + 1
+}
 
 /// Where a device's record timestamps come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,38 +25,18 @@ pub struct Qemu {
 
 impl Qemu {
     /// Boots the firmware with its uplink connected to `uplink` and the boot counter at
-    /// `boot_counter` (the firmware's boot id is one more), its console in `console`. The
-    /// board's QEMU command line is `firmware/mps2-an386/qemu.sh` (which execs QEMU).
+    /// `boot_counter` (the firmware's boot id is one more), its console in `console`.
     pub fn start(uplink: &str, boot_counter: u32, console: &Path) -> Qemu {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/mps2-an386/qemu.sh");
-        let child = Command::new(script)
-            .arg(firmware())
-            .arg(uplink)
-            .arg(format!("file:{}", console.display()))
-            .arg(boot_counter.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("qemu.sh starts: {e}"));
-        Qemu { child, console: console.to_owned() }
+        Qemu::boot(uplink, boot_counter, console, Stdio::null())
     }
 
     /// Boots the firmware with its uplink UART on a pseudo-terminal, as if on a serial cable;
     /// returns it with the terminal's path, for a gateway's `[[devices.serial]]`.
     pub fn start_on_pty(boot_counter: u32, console: &Path) -> (Qemu, PathBuf) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/mps2-an386/qemu.sh");
-        let mut child = Command::new(script)
-            .arg(firmware())
-            .arg("pty")
-            .arg(format!("file:{}", console.display()))
-            .arg(boot_counter.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("qemu.sh starts: {e}"));
+        let mut qemu = Qemu::boot("pty", boot_counter, console, Stdio::piped());
         // QEMU says `char device redirected to /dev/pts/N (label serial0)` on stdout once it made
         // the pty; the reader goes on reading, so that QEMU never blocks on a full pipe.
-        let stdout = child.stdout.take().expect("stdout is piped");
+        let stdout = qemu.child.stdout.take().expect("stdout is piped");
         let (found, pty) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -65,10 +45,24 @@ impl Qemu {
                 }
             }
         });
-        // Built first, so that a panic below stops QEMU.
-        let qemu = Qemu { child, console: console.to_owned() };
+        // `qemu` stops QEMU if this panics.
         let pty = pty.recv_timeout(std::time::Duration::from_secs(30)).expect("QEMU names its pty within 30 s");
         (qemu, pty)
+    }
+
+    /// Runs the board's QEMU command line, `firmware/mps2-an386/qemu.sh` (which execs QEMU).
+    fn boot(uplink: &str, boot_counter: u32, console: &Path, stdout: Stdio) -> Qemu {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/mps2-an386/qemu.sh");
+        let child = Command::new(script)
+            .arg(firmware())
+            .arg(uplink)
+            .arg(format!("file:{}", console.display()))
+            .arg(boot_counter.to_string())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .spawn()
+            .unwrap_or_else(|e| panic!("qemu.sh starts: {e}"));
+        Qemu { child, console: console.to_owned() }
     }
 
     /// What the firmware printed on its console so far.

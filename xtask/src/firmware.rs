@@ -73,13 +73,13 @@ pub fn backlog_code_bytes(root: &Path) -> Result<u64, String> {
             .env("CARGO_TARGET_DIR", &baseline_dir),
     )?;
     let without = elf_in(&baseline_dir, PROBE_BIN)?;
-    let code = |elf: &Path| readelf(elf, "-S").map(|sections| flash_sections(&sections).0);
+    let code = |elf: &Path| readelf(elf, "-S").map(|sections| section_sizes(&sections).0);
     Ok(code(&with)?.saturating_sub(code(&without)?))
 }
 
-/// (flash bytes, .text, .rodata) from `readelf -S -W` output.
-fn flash_sections(sections: &str) -> (u64, u64, u64) {
-    let (mut flash, mut text, mut rodata) = (0, 0, 0);
+/// (flash bytes, .text, .rodata, static RAM bytes) from `readelf -S -W` output.
+fn section_sizes(sections: &str) -> (u64, u64, u64, u64) {
+    let (mut flash, mut text, mut rodata, mut ram) = (0, 0, 0, 0);
     for line in sections.lines() {
         // `[ 2] .text  PROGBITS  000000c0 0100c0 005194 00  AX  0   0  4`
         let Some(rest) = line.split_once(']').map(|(_, rest)| rest) else { continue };
@@ -88,8 +88,15 @@ fn flash_sections(sections: &str) -> (u64, u64, u64) {
         let (Ok(addr), Ok(bytes)) = (u64::from_str_radix(addr, 16), u64::from_str_radix(bytes, 16)) else {
             continue;
         };
-        // Loaded, and in flash: .data lives in RAM and is copied there from flash at reset.
-        if flags.contains('A') && kind == "PROGBITS" && (addr < RAM_START || name == ".data") {
+        if !flags.contains('A') {
+            continue; // not loaded: debug info, symbols
+        }
+        let in_ram = addr >= RAM_START;
+        if in_ram {
+            ram += bytes;
+        }
+        // .data lives in RAM and is copied there from flash at reset.
+        if kind == "PROGBITS" && (!in_ram || name == ".data") {
             flash += bytes;
         }
         match name {
@@ -98,7 +105,7 @@ fn flash_sections(sections: &str) -> (u64, u64, u64) {
             _ => {}
         }
     }
-    (flash, text, rodata)
+    (flash, text, rodata, ram)
 }
 
 /// Flash and static RAM of a firmware ELF.
@@ -122,19 +129,8 @@ impl Size {
 
     /// From `readelf -S -W` and `readelf -s -W -C` output.
     fn parse(sections: &str, symbols: &str) -> Result<Size, String> {
-        let (flash, text, rodata) = flash_sections(sections);
-        let mut size = Size { flash, text, rodata, static_ram: 0, node_state: 0 };
-        for line in sections.lines() {
-            let Some(rest) = line.split_once(']').map(|(_, rest)| rest) else { continue };
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let [_name, _kind, addr, _offset, bytes, _entsize, flags, ..] = fields[..] else { continue };
-            let (Ok(addr), Ok(bytes)) = (u64::from_str_radix(addr, 16), u64::from_str_radix(bytes, 16)) else {
-                continue;
-            };
-            if flags.contains('A') && addr >= RAM_START {
-                size.static_ram += bytes;
-            }
-        }
+        let (flash, text, rodata, static_ram) = section_sizes(sections);
+        let mut size = Size { flash, text, rodata, static_ram, node_state: 0 };
         size.node_state = symbols
             .lines()
             .filter(|line| line.trim_end().ends_with("::NODE") || line.contains("::NODE::"))

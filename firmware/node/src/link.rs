@@ -8,7 +8,8 @@ use embassy_futures::select::{Either3, select3};
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_time::{Duration, Instant, Timer, with_timeout};
 use embedded_io_async::{Read, Write};
-use rill_core::uplink::{Deframer, UPLINK_HEADER_BYTES_MAX};
+use rill_core::uplink::Deframer;
+pub use rill_core::uplink::{frame_bytes_for, wire_bytes_for};
 
 use crate::client::UplinkClient;
 use crate::node::NodeState;
@@ -26,17 +27,6 @@ pub struct UplinkBuffers<'b> {
     pub wire: &'b mut [u8],
     /// Holds one answer being deframed: [`ANSWER_WIRE_BYTES_MAX`].
     pub answer: &'b mut [u8],
-}
-
-/// Bytes of a decoded frame carrying a batch of `batch_bytes`: header, batch, CRC.
-pub const fn frame_bytes_for(batch_bytes: usize) -> usize {
-    UPLINK_HEADER_BYTES_MAX + batch_bytes + 4
-}
-
-/// Bytes of that frame on the wire: COBS adds one per 254 and one more, and the `0x00` ends it.
-pub const fn wire_bytes_for(batch_bytes: usize) -> usize {
-    let frame = frame_bytes_for(batch_bytes);
-    frame + frame.div_ceil(254) + 1 + 1
 }
 
 /// Runs the uplink for ever over `rx`/`tx`. `buffers` must hold frames of the largest batch the

@@ -81,15 +81,18 @@ impl Partitioning {
         };
         // The plugin contract promises uncompressed batches.
         let compressed = Batch::parse(&batch).is_ok_and(|parsed| parsed.compression() != Compression::None);
-        let input = if compressed {
-            owned_records(&batch).and_then(|records| build_batches(&records)).map_err(NoPartition::Refused)?
-        } else {
-            batch.clone()
+        let decompressed = match compressed {
+            true => {
+                Some(owned_records(&batch).and_then(|records| build_batches(&records)).map_err(NoPartition::Refused)?)
+            }
+            false => None,
         };
         let owned_topic = topic.to_owned();
-        let (instance, chosen) = tokio::task::spawn_blocking(move || {
-            let chosen = instance.partition(&owned_topic, 0, &input, partitions, records).map_err(|e| e.to_string());
-            (instance, chosen)
+        // The batch goes to the blocking task and comes back, rather than being copied.
+        let (instance, batch, chosen) = tokio::task::spawn_blocking(move || {
+            let input = decompressed.as_deref().unwrap_or(&batch);
+            let chosen = instance.partition(&owned_topic, 0, input, partitions, records).map_err(|e| e.to_string());
+            (instance, batch, chosen)
         })
         .await
         .map_err(|e| NoPartition::Refused(format!("the partitioner's task failed: {e}")))?;
