@@ -6,9 +6,14 @@
 //!
 //! - Units are considered oldest first, and deletion stops at the first unit that is kept, so
 //!   the log start only moves forward over a contiguous prefix.
-//! - By time (`retention.ms`): a unit is deletable when its max timestamp is older than
-//!   `now - retention_ms`. A unit with timestamps in the future (or a clock that went backwards)
-//!   is simply not expired. `now - retention_ms` saturates, so a huge retention means "never".
+//! - By time (`retention.ms`): a unit is deletable when it was appended more than `retention_ms`
+//!   ago: its [`Summary::appended_ms`] is older than `now - retention_ms`. Kafka measures a
+//!   segment's age by its largest record timestamp, which a producer sets: a device with a wrong
+//!   clock, or a backfill of old readings, makes data look expired the moment it arrives, and
+//!   records stamped in the future would pin it forever. The broker's own append time has neither
+//!   problem (it is what Kafka uses for `LogAppendTime` topics). A unit appended in the future (a
+//!   clock that went backwards) is simply not expired. `now - retention_ms` saturates, so a huge
+//!   retention means "never".
 //! - By size (`retention.bytes`): delete the oldest unit while what remains after deleting it is
 //!   still at least `retention_bytes` (Kafka: `size - retention_bytes - segment.size >= 0`).
 //! - A unit is deleted when either rule says so. Kafka runs the time pass and then the size pass;
@@ -35,8 +40,9 @@ pub struct Summary {
     pub base_offset: u64,
     /// The last offset in the unit (inclusive).
     pub last_offset: u64,
-    /// The largest record timestamp in the unit (Kafka's batch `maxTimestamp`).
-    pub max_timestamp_ms: i64,
+    /// When the unit's newest batch was appended, by the broker's clock (or a later time: an
+    /// upper bound keeps data longer, never shorter). Not a record timestamp: see the module doc.
+    pub appended_ms: i64,
     /// Bytes the unit occupies, as counted in `total_bytes`.
     pub size_bytes: u64,
 }
@@ -94,7 +100,7 @@ pub fn decide(
         if keep_from.is_some_and(|keep| unit.last_offset >= keep) {
             break;
         }
-        let by_time = expired_below.is_some_and(|below| unit.max_timestamp_ms < below);
+        let by_time = expired_below.is_some_and(|below| unit.appended_ms < below);
         let by_size = policy
             .retention_bytes
             .is_some_and(|limit| remaining_bytes.checked_sub(unit.size_bytes).is_some_and(|left| left >= limit));
@@ -129,12 +135,12 @@ mod tests {
 
     const DAY_MS: u64 = 86_400_000;
 
-    /// Ten units of 100 bytes, offsets 10 per unit, timestamps one day apart starting at day 0.
+    /// Ten units of 100 bytes, offsets 10 per unit, appended one day apart starting at day 0.
     fn units() -> impl Iterator<Item = Summary> + Clone {
         (0..10u64).map(|i| Summary {
             base_offset: i * 10,
             last_offset: i * 10 + 9,
-            max_timestamp_ms: (i * DAY_MS) as i64,
+            appended_ms: (i * DAY_MS) as i64,
             size_bytes: 100,
         })
     }
@@ -152,7 +158,7 @@ mod tests {
 
     #[test]
     fn time_deletes_expired_prefix() {
-        // now = day 10, retention 7 days: units with max ts < day 3 (units 0,1,2) expire.
+        // now = day 10, retention 7 days: units appended before day 3 (units 0,1,2) expire.
         let now = (10 * DAY_MS) as i64;
         let d = decide(units(), 1000, now, policy(Some(7 * DAY_MS), None), None).unwrap();
         assert_eq!(d, Decision { delete_below: 30, units: 3, bytes: 300, reason: Reason::Time });
@@ -160,7 +166,7 @@ mod tests {
 
     #[test]
     fn time_boundary_is_strict() {
-        // Unit 3's max timestamp equals now - retention: kept (Kafka: `now - ts > retention`).
+        // Unit 3 was appended exactly at now - retention: kept (Kafka: `now - ts > retention`).
         let now = (10 * DAY_MS) as i64;
         let d = decide(units(), 1000, now, policy(Some(7 * DAY_MS), None), None).unwrap();
         assert_eq!(d.delete_below, 30);
@@ -175,9 +181,9 @@ mod tests {
 
     #[test]
     fn time_stops_at_first_kept_unit_even_if_later_ones_expired() {
-        let mut list = [Summary { base_offset: 0, last_offset: 0, max_timestamp_ms: 0, size_bytes: 1 }; 3];
-        list[1] = Summary { base_offset: 1, last_offset: 1, max_timestamp_ms: 1_000, size_bytes: 1 };
-        list[2] = Summary { base_offset: 2, last_offset: 2, max_timestamp_ms: 0, size_bytes: 1 };
+        let mut list = [Summary { base_offset: 0, last_offset: 0, appended_ms: 0, size_bytes: 1 }; 3];
+        list[1] = Summary { base_offset: 1, last_offset: 1, appended_ms: 1_000, size_bytes: 1 };
+        list[2] = Summary { base_offset: 2, last_offset: 2, appended_ms: 0, size_bytes: 1 };
         let d = decide(list.into_iter(), 3, 600, policy(Some(100), None), None).unwrap();
         assert_eq!(d.delete_below, 1);
     }
@@ -226,7 +232,7 @@ mod tests {
     fn clock_going_backwards_expires_nothing() {
         let d = decide(units(), 1000, -5 * DAY_MS as i64, policy(Some(DAY_MS), None), None);
         assert_eq!(d, None);
-        // Timestamps in the future relative to now are never expired by time.
+        // Units appended in the future relative to now are never expired by time.
         assert_eq!(decide(units(), 1000, 0, policy(Some(0), None), None), None);
     }
 
@@ -251,7 +257,7 @@ mod tests {
 
     #[test]
     fn last_offset_at_u64_max_stops_without_panic() {
-        let unit = Summary { base_offset: u64::MAX, last_offset: u64::MAX, max_timestamp_ms: 0, size_bytes: 1 };
+        let unit = Summary { base_offset: u64::MAX, last_offset: u64::MAX, appended_ms: 0, size_bytes: 1 };
         assert_eq!(decide(core::iter::once(unit), 1, 10, policy(Some(1), None), None), None);
     }
 }

@@ -11,8 +11,12 @@ use rill_core::retention::RetentionPolicy;
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// Timestamps of the new batch's records.
-    Append(Vec<i64>),
+    /// The new batch's record timestamps (anything, as a device with a wrong clock sends), and
+    /// when it is appended: retention goes by the latter alone.
+    Append {
+        timestamps: Vec<i64>,
+        appended_ms: i64,
+    },
     AdvanceHighWatermark(u16),
     Truncate(u16),
     AdvanceLogStart(u16),
@@ -27,7 +31,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => prop::collection::vec(0i64..1_000, 1..=5).prop_map(Op::Append),
+        6 => (prop::collection::vec(-5_000i64..5_000, 1..=5), 0i64..1_000)
+            .prop_map(|(timestamps, appended_ms)| Op::Append { timestamps, appended_ms }),
         2 => any::<u16>().prop_map(Op::AdvanceHighWatermark),
         1 => any::<u16>().prop_map(Op::Truncate),
         1 => any::<u16>().prop_map(Op::AdvanceLogStart),
@@ -52,7 +57,7 @@ struct ModelBatch {
     base: u64,
     last: u64,
     epoch: u32,
-    max_ts: i64,
+    appended_ms: i64,
     size: u64,
     records: Vec<(u64, Vec<u8>)>,
 }
@@ -72,13 +77,13 @@ impl Model {
         self.batches.iter().find(|b| b.base <= offset && offset <= b.last)
     }
 
-    /// Kafka retention, written the obvious way.
+    /// Kafka retention, written the obvious way, ageing batches by their append time.
     fn retention(&self, now: i64, policy: RetentionPolicy, keep_from: Option<u64>) -> Option<u64> {
         let keep_from = keep_from.map_or(self.hw, |k| k.min(self.hw));
         let mut remaining: u64 = self.batches.iter().map(|b| b.size).sum();
         let mut delete_below = None;
         for b in &self.batches {
-            let expired = policy.retention_ms.is_some_and(|ms| b.max_ts < now - ms as i64);
+            let expired = policy.retention_ms.is_some_and(|ms| b.appended_ms < now - ms as i64);
             let over = policy.retention_bytes.is_some_and(|limit| remaining - b.size >= limit);
             if b.last >= keep_from || !(expired || over) {
                 break;
@@ -103,7 +108,7 @@ fn around(model: &Model, pick: u16) -> u64 {
 
 fn apply(log: &mut MemLog, model: &mut Model, op: &Op) {
     match op {
-        Op::Append(timestamps) => append(log, model, timestamps),
+        Op::Append { timestamps, appended_ms } => append(log, model, timestamps, *appended_ms),
         Op::AdvanceHighWatermark(pick) => {
             let offset = around(model, *pick);
             model.hw = model.hw.max(offset.min(model.next));
@@ -134,7 +139,7 @@ fn apply(log: &mut MemLog, model: &mut Model, op: &Op) {
     }
 }
 
-fn append(log: &mut MemLog, model: &mut Model, timestamps: &[i64]) {
+fn append(log: &mut MemLog, model: &mut Model, timestamps: &[i64], appended_ms: i64) {
     let values: Vec<Vec<u8>> = timestamps
         .iter()
         .map(|_| {
@@ -149,7 +154,7 @@ fn append(log: &mut MemLog, model: &mut Model, timestamps: &[i64]) {
         .collect();
     let bytes = build_vec(BatchParams::default(), &specs).unwrap();
     let size = bytes.len() as u64;
-    let info = log.append(bytes).unwrap();
+    let info = log.append(bytes, appended_ms).unwrap();
     let base = model.next;
     let count = timestamps.len() as u64;
     assert_eq!((info.base_offset, info.last_offset), (base, base + count - 1));
@@ -157,7 +162,7 @@ fn append(log: &mut MemLog, model: &mut Model, timestamps: &[i64]) {
         base,
         last: base + count - 1,
         epoch: model.epoch,
-        max_ts: *timestamps.iter().max().unwrap(),
+        appended_ms,
         size,
         records: (base..).zip(values).collect(),
     });
@@ -254,7 +259,7 @@ fn read_respects_max_bytes_after_the_first_batch() {
     for n in 1..=4 {
         let specs: Vec<RecordSpec<'_>> =
             (0..n).map(|_| RecordSpec { timestamp: 0, key: None, value: Some(b"x"), headers: &[] }).collect();
-        sizes.push(log.append(build_vec(BatchParams::default(), &specs).unwrap()).unwrap().size_bytes);
+        sizes.push(log.append(build_vec(BatchParams::default(), &specs).unwrap(), 0).unwrap().size_bytes);
     }
     assert_eq!(log.read(0, sizes[0] + sizes[1]).unwrap().len(), 2);
     assert_eq!(log.read(0, sizes[0] + sizes[1] - 1).unwrap().len(), 1);

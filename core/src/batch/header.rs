@@ -14,11 +14,12 @@ pub(crate) mod at {
     pub const CRC: usize = 17;
     /// The CRC covers everything from here to the end of the batch.
     pub const ATTRIBUTES: usize = 21;
+    pub const MAX_TIMESTAMP: usize = 35;
     pub const RECORDS_COUNT: usize = 57;
 }
 
 const COMPRESSION_MASK: i16 = 0b111;
-const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
+pub(crate) const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
 const DELETE_HORIZON_BIT: i16 = 1 << 6;

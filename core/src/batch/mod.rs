@@ -139,6 +139,18 @@ pub fn empty_like(of: &BatchHeader) -> [u8; HEADER_LEN] {
     bytes
 }
 
+/// Marks `batch` (exactly one v2 batch) as stamped by the broker, as Kafka does for a topic with
+/// `message.timestamp.type=LogAppendTime`: the timestamp-type bit of `attributes` is set and
+/// `maxTimestamp` becomes `append_time_ms`, which consumers then read as every record's
+/// timestamp; the records keep their bytes. Both fields lie inside the CRC, which is resealed.
+pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) -> Result<(), BatchError> {
+    check_frame(batch)?;
+    let attributes = BatchHeader::decode(batch)?.attributes | header::TIMESTAMP_TYPE_BIT;
+    put(batch, at::ATTRIBUTES, attributes.to_be_bytes())?;
+    put(batch, at::MAX_TIMESTAMP, append_time_ms.to_be_bytes())?;
+    seal_crc(batch)
+}
+
 /// Sets `baseOffset` in place. It lies outside the CRC, so the batch stays valid.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) -> Result<(), BatchError> {
     check_header(batch)?;

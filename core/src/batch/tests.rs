@@ -178,6 +178,19 @@ fn in_place_rewrites_keep_the_crc() {
 }
 
 #[test]
+fn log_append_time_restamps_the_header_and_reseals() {
+    let mut bytes = GOLDEN;
+    set_log_append_time(&mut bytes, TS + 60_000).unwrap();
+    let batch = Batch::parse(&bytes).expect("the CRC was resealed");
+    assert_eq!(batch.header().timestamp_type(), TimestampType::LogAppendTime);
+    assert_eq!(batch.header().max_timestamp, TS + 60_000);
+    assert_eq!(batch.header().base_timestamp, TS, "only the max timestamp changes, as in Kafka");
+    assert_eq!(batch.compression(), Compression::None);
+    assert_eq!(&bytes[HEADER_LEN..], &GOLDEN[HEADER_LEN..], "records keep their bytes");
+    assert_eq!(set_log_append_time(&mut bytes[..97], 0), Err(BatchError::Incomplete { needed: 1 }));
+}
+
+#[test]
 fn batches_iterates_and_stops_at_the_first_error() {
     let mut two = [0u8; 196 + 20];
     two[..98].copy_from_slice(&GOLDEN);

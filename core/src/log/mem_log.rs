@@ -8,12 +8,13 @@ use super::state::{AppendError, LogState, OffsetOutOfRange, StateError};
 use crate::ram_log::AppendInfo;
 use crate::retention::{self, Decision, RetentionPolicy, Summary};
 
-/// One stored batch and the header facts the log needs without reparsing it.
+/// One stored batch and the facts the log needs without reparsing it.
 #[derive(Debug, Clone)]
 struct Stored {
     bytes: Vec<u8>,
     last_offset: u64,
-    max_timestamp: i64,
+    /// When it was appended (the caller's clock): what time retention measures.
+    appended_ms: i64,
 }
 
 /// A partition log in memory. See the module doc.
@@ -56,24 +57,26 @@ impl MemLog {
         self.state.advance_high_watermark(offset)
     }
 
-    /// Appends one validated batch as leader: offsets and epoch are written into it.
-    pub fn append(&mut self, mut batch: Vec<u8>) -> Result<AppendInfo, AppendError> {
+    /// Appends one validated batch as leader at `appended_ms` (the caller's clock, for
+    /// retention): offsets and epoch are written into it.
+    pub fn append(&mut self, mut batch: Vec<u8>, appended_ms: i64) -> Result<AppendInfo, AppendError> {
         let info = self.state.prepare_append(&mut batch)?;
-        self.store(info, batch);
+        self.store(info, batch, appended_ms);
         Ok(info)
     }
 
-    /// Appends one replicated batch as it is (offsets and epoch already assigned by the leader).
-    pub fn append_follower(&mut self, batch: Vec<u8>) -> Result<AppendInfo, AppendError> {
+    /// Appends one replicated batch as it is (offsets and epoch already assigned by the leader),
+    /// at `appended_ms` as [`append`](Self::append).
+    pub fn append_follower(&mut self, batch: Vec<u8>, appended_ms: i64) -> Result<AppendInfo, AppendError> {
         let info = self.state.append_follower(&batch)?;
-        self.store(info, batch);
+        self.store(info, batch, appended_ms);
         Ok(info)
     }
 
-    fn store(&mut self, info: AppendInfo, bytes: Vec<u8>) {
+    fn store(&mut self, info: AppendInfo, bytes: Vec<u8>, appended_ms: i64) {
         debug_assert_eq!(info.size_bytes, bytes.len());
         self.total_bytes += bytes.len() as u64;
-        let stored = Stored { bytes, last_offset: info.last_offset, max_timestamp: info.max_timestamp };
+        let stored = Stored { bytes, last_offset: info.last_offset, appended_ms };
         let previous = self.batches.insert(info.base_offset, stored);
         assert!(previous.is_none(), "two batches at offset {}", info.base_offset);
     }
@@ -159,7 +162,7 @@ impl MemLog {
         let units = self.batches.iter().map(|(&base_offset, s)| Summary {
             base_offset,
             last_offset: s.last_offset,
-            max_timestamp_ms: s.max_timestamp,
+            appended_ms: s.appended_ms,
             size_bytes: s.bytes.len() as u64,
         });
         retention::decide(units, self.total_bytes, now_ms, policy, keep_from)

@@ -218,7 +218,7 @@ impl World {
                 })
                 .collect();
             let bytes = batch::build_vec(BatchParams::default(), &specs).expect("batch builds");
-            self.edge[p].log.append(bytes).expect("edge append");
+            self.edge[p].log.append(bytes, self.now as i64).expect("edge append");
         }
         if self.rng.chance(300) {
             let part = &mut self.edge[p];
@@ -387,7 +387,9 @@ impl World {
                 FollowerWrite::Append { slot, batches } => {
                     for parsed in batch::batches(&batches) {
                         let parsed = parsed.expect("follower validated the batch");
-                        self.cloud[slot as usize].append_follower(parsed.as_bytes().to_vec()).expect("copy append");
+                        self.cloud[slot as usize]
+                            .append_follower(parsed.as_bytes().to_vec(), self.now as i64)
+                            .expect("copy append");
                         self.stats.batches_copied += 1;
                     }
                 }
@@ -568,7 +570,7 @@ fn the_check_catches_a_copy_that_is_not_a_prefix() {
     // The second batch where the first belongs: a skip, then a batch out of place.
     let second = batch::BatchHeader::decode(&edge_batches[1]).unwrap();
     copy.skip_to(second.base_offset as u64).unwrap();
-    copy.append_follower(edge_batches[1].clone()).unwrap();
+    copy.append_follower(edge_batches[1].clone(), 0).unwrap();
     world.cloud[0] = copy;
     let error = world.check().unwrap_err();
     assert!(error.contains("missing from the copy"), "{error}");

@@ -365,7 +365,12 @@ impl Devices {
         let documents = Documents(Box::new(move |_| vec![write]));
         match self.store.transact(appends, documents, Some(generation)).await {
             Ok(_) => {}
-            Err(e @ (AppendError::InvalidBatch(_) | AppendError::MessageTooLarge { .. } | AppendError::Log(_))) => {
+            Err(
+                e @ (AppendError::InvalidBatch(_)
+                | AppendError::MessageTooLarge { .. }
+                | AppendError::InvalidTimestamp { .. }
+                | AppendError::Log(_)),
+            ) => {
                 return Err(Refusal::Batch(e.to_string()));
             }
             Err(e) => return Err(storage(e.to_string())),

@@ -19,6 +19,7 @@ pub fn for_append(error: &AppendError) -> i16 {
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
         // Kafka's answer to a producer without write access to the topic: permanent, not retried.
         AppendError::ReadOnly { .. } => ResponseError::TopicAuthorizationFailed,
+        AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         // Retriable: the client refreshes metadata and tries again (after a restart).
         AppendError::ShutDown => ResponseError::NotLeaderOrFollower,
     }

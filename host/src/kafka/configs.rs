@@ -28,7 +28,7 @@ const SOURCE_DEFAULT: i8 = 5;
 /// Kafka's `ConfigType` codes (DescribeConfigs v3+).
 fn config_type(key: &str) -> i8 {
     match key {
-        "retention.ms" | "retention.bytes" => 5,     // LONG
+        "retention.ms" | "retention.bytes" | "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => 5, // LONG
         "max.message.bytes" | "num.partitions" => 3, // INT
         "cleanup.policy" => 7,                       // LIST
         "auto.create.topics.enable" => 1,            // BOOLEAN
@@ -121,7 +121,8 @@ pub async fn incremental_alter_configs(
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
         responses.push(match alter_one(broker, resource, request.validate_only).await {
-            Ok(()) => response,
+            // Kafka's message is null on success (the crate's default is an empty string).
+            Ok(()) => response.with_error_message(None),
             Err((code, message)) => response.with_error_code(code).with_error_message(Some(text(message))),
         });
     }

@@ -86,7 +86,9 @@ fn answer(
 ) -> PartitionProduceResponse {
     match outcome {
         Ok(at) => {
-            let response = response.with_base_offset(at.base_offset as i64).with_log_append_time_ms(-1);
+            let response = response
+                .with_base_offset(at.base_offset as i64)
+                .with_log_append_time_ms(at.log_append_time_ms.unwrap_or(-1));
             if version >= 5 { response.with_log_start_offset(at.log_start_offset as i64) } else { response }
         }
         Err(e) => {
@@ -117,12 +119,9 @@ pub fn legacy_unsupported(frame: Bytes, version: i16, correlation_id: i32) -> Re
     let mut as_v3 = BytesMut::with_capacity(body.len() + 2);
     as_v3.put_i16(-1);
     as_v3.put_slice(&body);
-    let mut as_v3 = as_v3.freeze();
-    let request = ProduceRequest::decode(&mut as_v3, 3)
+    let request = ProduceRequest::decode(&mut as_v3.freeze(), 3)
         .map_err(|e| format!("Produce v{version}: cannot decode the request: {e}"))?;
-    if !as_v3.is_empty() {
-        return Err(format!("Produce v{version}: {} bytes after the request", as_v3.len()));
-    }
+    // Bytes after the request are ignored, as for every other request (`connection::Reader`).
     tracing::debug!(version, "produce below v3 refused with UNSUPPORTED_VERSION");
     if request.acks == 0 {
         return Ok(None);

@@ -9,9 +9,10 @@ use rill_core::batch;
 use rill_core::retention::{self, RetentionPolicy, Summary};
 use uuid::Uuid;
 
+use super::ages;
 use super::catalog::{PartitionState, TopicState};
 use super::layout::extend_group;
-use super::layout::{BATCHES, META, NEXT_PARTITION_KEY, NEXT_PRODUCER_ID_KEY, PARTITIONS, TOPICS};
+use super::layout::{BATCHES, GROUP_TIMES, META, NEXT_PARTITION_KEY, NEXT_PRODUCER_ID_KEY, PARTITIONS, TOPICS};
 use super::meta::{self, PartitionMeta, TopicMeta};
 use super::read::{Group, containing_group, groups_from};
 use super::resources::{self, ResourceError};
@@ -199,6 +200,7 @@ impl Writer {
                 rows.retain_in((partition.key, 0, 0)..=(partition.key, u64::MAX, u32::MAX), |_, _| false)
                     .map_err(|e| e.to_string())?;
                 partitions.remove(partition.key).map_err(|e| e.to_string())?;
+                ages::forget_partition(txn, partition.key)?;
             }
             txn.open_table(TOPICS).map_err(|e| e.to_string())?.remove(name).map_err(|e| e.to_string())?;
             Ok(())
@@ -377,7 +379,7 @@ impl Writer {
         self.logs.values().map(|log| log.size_bytes).sum()
     }
 
-    /// Deletes the oldest group of the store (by its newest record's timestamp), one at a time,
+    /// Deletes the oldest group of the store (by when its newest batch was appended), one at a time,
     /// until the store is within `budget` (at most `BUDGET_GROUPS_PER_PASS` per pass). Only
     /// committed groups go (never above the high watermark), whatever floors say: loudly.
     fn enforce_budget(&mut self, budget: u64, report: &mut RetentionReport) -> Result<(), String> {
@@ -411,23 +413,26 @@ impl Writer {
         Ok(())
     }
 
-    /// The committed group whose newest record is the oldest in the store: (topic, partition
-    /// index, key, summary).
+    /// The committed group whose newest batch was appended longest ago: (topic, partition index,
+    /// key, summary).
     fn oldest_group(&self) -> Result<Option<(String, u32, u64, Summary)>, String> {
         let db = self.shared.database()?;
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+        let times = txn.open_table(GROUP_TIMES).map_err(|e| e.to_string())?;
         let mut oldest: Option<(String, u32, u64, Summary)> = None;
         for topic in self.shared.catalog().all() {
             for partition in &topic.partitions {
                 let Some(log) = self.logs.get(&partition.key) else { continue };
                 let first = groups_from(&rows, partition.key, 0)?.next();
                 let Some(group) = first else { continue };
-                let summary = summarize(&group?)?;
+                let group = group?;
+                let appended_ms = ages::appended_ms(&times, partition.key, group.base_offset, log.last_append_ms)?;
+                let summary = summarize(&group, appended_ms)?;
                 if summary.last_offset >= log.state.high_watermark() {
                     continue;
                 }
-                if oldest.as_ref().is_none_or(|(_, _, _, o)| summary.max_timestamp_ms < o.max_timestamp_ms) {
+                if oldest.as_ref().is_none_or(|(_, _, _, o)| summary.appended_ms < o.appended_ms) {
                     oldest = Some((topic.name.clone(), partition.index, partition.key, summary));
                 }
             }
@@ -471,9 +476,14 @@ impl Writer {
         let db = self.shared.database()?;
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+        let times = txn.open_table(GROUP_TIMES).map_err(|e| e.to_string())?;
         let mut failure = None;
         let mut scanned = Vec::new();
-        let summaries = groups_from(&rows, key, 0)?.map_while(|group| match group.and_then(|g| summarize(&g)) {
+        let summarized = |group: Group| {
+            let appended_ms = ages::appended_ms(&times, key, group.base_offset, log.last_append_ms)?;
+            summarize(&group, appended_ms)
+        };
+        let summaries = groups_from(&rows, key, 0)?.map_while(|group| match group.and_then(summarized) {
             Ok(summary) => {
                 scanned.push(summary);
                 Some(summary)
@@ -492,19 +502,17 @@ impl Writer {
     }
 }
 
-/// One group as a unit of deletion.
-fn summarize(group: &Group) -> Result<Summary, String> {
+/// One group as a unit of deletion, appended at `appended_ms` (see [`ages`]).
+fn summarize(group: &Group, appended_ms: i64) -> Result<Summary, String> {
     let mut summary = Summary {
         base_offset: group.base_offset,
         last_offset: group.base_offset,
-        max_timestamp_ms: i64::MIN,
+        appended_ms,
         size_bytes: group.bytes.len() as u64,
     };
     for parsed in batch::batches(&group.bytes) {
         let parsed = parsed.map_err(|e| e.to_string())?;
-        let header = parsed.header();
-        summary.last_offset = header.last_offset() as u64;
-        summary.max_timestamp_ms = summary.max_timestamp_ms.max(header.max_timestamp);
+        summary.last_offset = parsed.header().last_offset() as u64;
     }
     Ok(summary)
 }
@@ -514,7 +522,7 @@ fn groups_below(txn: &WriteTransaction, key: u64, offset: u64) -> Result<Vec<(u6
     let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
     let mut doomed = Vec::new();
     for group in groups_from(&rows, key, 0)? {
-        let summary = summarize(&group?)?;
+        let summary = summarize(&group?, 0)?;
         if summary.last_offset >= offset {
             break;
         }
@@ -535,6 +543,7 @@ fn delete_groups(
         rows.retain_in((key, *base, 0)..=(key, *base, u32::MAX), |_, _| false).map_err(|e| e.to_string())?;
         bytes += size;
     }
+    ages::forget(txn, key, &doomed.iter().map(|(base, _)| *base).collect::<Vec<_>>())?;
     log.size_bytes = log.size_bytes.saturating_sub(bytes);
     // A deleted group can no longer grow: the next append starts a new one.
     if log.open_group.as_ref().is_some_and(|open| doomed.iter().any(|(base, _)| *base == open.base_offset)) {
@@ -563,7 +572,9 @@ fn truncate_groups(txn: &WriteTransaction, key: u64, offset: u64, log: &mut Part
         rows.retain_in((key, group.base_offset, 0)..=(key, group.base_offset, u32::MAX), |_, _| false)
             .map_err(|e| e.to_string())?;
         log.size_bytes = log.size_bytes.saturating_sub((group.bytes.len() - kept.len()) as u64);
-        if !kept.is_empty() {
+        if kept.is_empty() {
+            ages::forget(txn, key, &[group.base_offset])?;
+        } else {
             for (part, chunk) in &extend_group(0, Vec::new(), &kept).rows {
                 rows.insert((key, group.base_offset, *part), chunk.as_ref()).map_err(|e| e.to_string())?;
             }
@@ -607,5 +618,12 @@ fn write_new_partitions(txn: &WriteTransaction, keys: &[u64]) -> Result<(), Stri
 }
 
 fn fresh_partition() -> PartitionMeta {
-    PartitionMeta { log_start_offset: 0, next_offset: 0, size_bytes: 0, leader_epoch: 0, epochs: Vec::new() }
+    PartitionMeta {
+        log_start_offset: 0,
+        next_offset: 0,
+        size_bytes: 0,
+        leader_epoch: 0,
+        epochs: Vec::new(),
+        last_append_ms: 0,
+    }
 }

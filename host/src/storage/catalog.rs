@@ -160,10 +160,16 @@ impl Catalog {
     }
 }
 
-/// Reads the catalog and every partition's metadata; checks the format version.
-pub(super) fn load(db: &redb::Database) -> Result<(Catalog, BTreeMap<u64, PartitionMeta>), OpenError> {
+/// Reads the catalog and every partition's metadata; checks the format version, and migrates an
+/// older one (`now_ms`: see [`super::migrate`]).
+pub(super) fn load(db: &redb::Database, now_ms: i64) -> Result<(Catalog, BTreeMap<u64, PartitionMeta>), OpenError> {
     let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
     ensure_tables(db)?;
+    if let Some(found) = super::migrate::found_version(db)?
+        && found < FORMAT_VERSION
+    {
+        super::migrate::to_current(db, found, now_ms)?;
+    }
     let txn = db.begin_read().map_err(|e| storage(&e))?;
     let meta_table = txn.open_table(META).map_err(|e| storage(&e))?;
     let found = meta_table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?.map(|v| v.value());
@@ -219,7 +225,7 @@ pub(super) fn offsets_of(partition: &PartitionMeta) -> PartitionOffsets {
 /// Creates the tables and the format version in a new database, and tables added since an older
 /// build created it; a no-op when all are there.
 fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
-    use super::layout::{BATCHES, BLOBS, GROUP_OFFSETS, PRODUCERS, RESOURCES};
+    use super::layout::{BATCHES, BLOBS, GROUP_OFFSETS, GROUP_TIMES, PRODUCERS, RESOURCES};
     let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
     {
         let txn = db.begin_read().map_err(|e| storage(&e))?;
@@ -229,7 +235,8 @@ fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
             && txn.open_table(GROUP_OFFSETS).is_ok()
             && txn.open_table(PRODUCERS).is_ok()
             && txn.open_table(RESOURCES).is_ok()
-            && txn.open_table(BLOBS).is_ok();
+            && txn.open_table(BLOBS).is_ok()
+            && txn.open_table(GROUP_TIMES).is_ok();
         if let Ok(table) = txn.open_table(META)
             && let Some(version) = table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?
             // A newer format is refused by `load`, untouched.
@@ -251,6 +258,7 @@ fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
         txn.open_table(PRODUCERS).map_err(|e| storage(&e))?;
         txn.open_table(RESOURCES).map_err(|e| storage(&e))?;
         txn.open_table(BLOBS).map_err(|e| storage(&e))?;
+        txn.open_table(GROUP_TIMES).map_err(|e| storage(&e))?;
     }
     txn.commit().map_err(|e| storage(&e))
 }

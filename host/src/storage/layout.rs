@@ -10,6 +10,7 @@
 //! | `producers`  | `(u64 partition key, i64 producer id)`      | postcard [`ProducerState`](super::producers::ProducerState) |
 //! | `resources`  | `(&str kind, &str name)`                   | JSON document (see [`super::resources`]) |
 //! | `blobs`      | `&str` lowercase hex SHA-256               | bytes (plugin components)          |
+//! | `group_times` | `(u64 partition key, u64 group base offset)` | `i64` ms when the group was started (see [`super::ages`]) |
 //!
 //! A **group** is a run of whole batches of one partition, concatenated as they are stored on the
 //! wire (Kafka v2 batches are self-delimiting). Its key's base offset is the base offset of its
@@ -45,6 +46,7 @@ pub const GROUP_OFFSETS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefini
 pub const PRODUCERS: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("producers");
 pub const RESOURCES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("resources");
 pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+pub const GROUP_TIMES: TableDefinition<(u64, u64), i64> = TableDefinition::new("group_times");
 
 /// Key of the on-disk format version in `meta`.
 pub const FORMAT_VERSION_KEY: &str = "format_version";
@@ -52,8 +54,14 @@ pub const FORMAT_VERSION_KEY: &str = "format_version";
 pub const NEXT_PARTITION_KEY: &str = "next_partition_key";
 /// Key of the next unused idempotent producer id in `meta`.
 pub const NEXT_PRODUCER_ID_KEY: &str = "next_producer_id";
-/// Bumped whenever this layout changes incompatibly. A database with a newer version is refused.
-pub const FORMAT_VERSION: u64 = 1;
+/// Bumped whenever this layout changes incompatibly. A database with a newer version is refused;
+/// an older one is migrated when it is opened ([`super::migrate`]).
+///
+/// | version | change |
+/// |---|---|
+/// | 1 | the first layout |
+/// | 2 | `group_times`; `PartitionMeta::last_append_ms`; the topic config's timestamp settings |
+pub const FORMAT_VERSION: u64 = 2;
 
 /// redb's page size (its default, which Rill keeps).
 const PAGE_BYTES: usize = 4096;

@@ -26,6 +26,9 @@ pub struct PartitionMeta {
     pub leader_epoch: u32,
     /// Leader epoch history: (epoch, first offset written in it).
     pub epochs: Vec<(u32, u64)>,
+    /// When a batch was last appended (the broker's clock, ms since 1970; 0: never): the age of
+    /// the newest group, for `retention.ms` (format 2; see [`super::ages`]).
+    pub last_append_ms: i64,
 }
 
 #[derive(Debug, thiserror::Error)]

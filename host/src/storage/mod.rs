@@ -12,10 +12,12 @@
 //! Row layout: see [`layout`].
 
 mod admin;
+mod ages;
 mod backend;
 mod catalog;
 pub mod layout;
 pub mod meta;
+mod migrate;
 pub mod offsets;
 pub mod producers;
 mod read;
@@ -28,6 +30,8 @@ mod writer;
 pub mod fault;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod time_tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,9 +48,10 @@ pub use catalog::{PartitionOffsets, PartitionState, TopicState, TrafficCounts};
 pub use offsets::{CommittedOffset, GroupOffsets, TopicPartition};
 pub use read::ReadOutcome;
 pub use resources::{Blob, PutMode, ResourceError};
-pub use topic::{TopicConfig, TopicError};
+pub use topic::{MessageTimestampType, TimestampOutOfRange, TopicConfig, TopicError};
 pub use validate::InvalidBatch;
 
+use crate::clock::Clock;
 use crate::limits::{CACHE_BYTES_DEFAULT, GROUP_BYTES_MAX_DEFAULT, WRITER_QUEUE_MAX};
 use catalog::Catalog;
 use writer::{Command, Writer};
@@ -73,6 +78,9 @@ pub struct StoreConfig {
     /// Past this many stored bytes, retention ignores retention floors and deletes the oldest
     /// groups until the store is within it (`[storage] disk_budget_bytes`).
     pub disk_budget_bytes: Option<u64>,
+    /// What appends are stamped with: their age for `retention.ms`, the time of
+    /// `LogAppendTime` topics, the "now" of timestamp bounds.
+    pub clock: Clock,
 }
 
 impl Default for StoreConfig {
@@ -82,6 +90,7 @@ impl Default for StoreConfig {
             cache_bytes: CACHE_BYTES_DEFAULT,
             group_bytes_max: GROUP_BYTES_MAX_DEFAULT,
             disk_budget_bytes: None,
+            clock: Clock::System,
         }
     }
 }
@@ -157,6 +166,8 @@ pub enum AppendError {
     ShutDown,
     #[error("topic {topic:?} is read-only: {reason}")]
     ReadOnly { topic: String, reason: String },
+    #[error("record batch {index}: {error}")]
+    InvalidTimestamp { index: usize, error: TimestampOutOfRange },
 }
 
 /// Why a read failed.
@@ -181,6 +192,9 @@ pub struct AppendOutcome {
     pub base_offset: u64,
     pub last_offset: u64,
     pub log_start_offset: u64,
+    /// The time the batches were stamped with on a `LogAppendTime` topic (Kafka's
+    /// `log_append_time_ms`); `None` where they keep their producer's timestamps.
+    pub log_append_time_ms: Option<i64>,
 }
 
 /// A resource document to write (`Some`) or delete (`None`) with a [`Store::transact`].
@@ -207,11 +221,16 @@ impl std::fmt::Debug for Documents {
 
 /// A queued append: its outcome arrives once the writer has committed it.
 #[derive(Debug)]
-pub struct AppendTicket(oneshot::Receiver<Result<AppendOutcome, AppendError>>);
+pub struct AppendTicket {
+    answer: oneshot::Receiver<Result<AppendOutcome, AppendError>>,
+    /// Set when validation stamped the batches (a `LogAppendTime` topic).
+    log_append_time_ms: Option<i64>,
+}
 
 impl AppendTicket {
     pub async fn outcome(self) -> Result<AppendOutcome, AppendError> {
-        self.0.await.unwrap_or(Err(AppendError::ShutDown))
+        let outcome = self.answer.await.unwrap_or(Err(AppendError::ShutDown))?;
+        Ok(AppendOutcome { log_append_time_ms: self.log_append_time_ms, ..outcome })
     }
 }
 
@@ -274,6 +293,8 @@ struct Shared {
     /// Per holder, the topics it protects whole until it sets a floor (a mirror's patterns: a
     /// topic made while its link is down is kept until it is copied).
     guards: Mutex<Guards>,
+    /// See [`StoreConfig::clock`].
+    clock: Clock,
 }
 
 /// The topic guards by holder (shown by holder name only).
@@ -350,7 +371,7 @@ impl Store {
             Location::Backend(factory) => factory,
         };
         let db = backend::open_database(&factory, config.cache_bytes)?;
-        let (catalog, metas) = catalog::load(&db)?;
+        let (catalog, metas) = catalog::load(&db, config.clock.now_ms())?;
         let logs = writer::load_logs(&db, &metas).map_err(OpenError::Storage)?;
         let group_offsets = offsets::load(&db).map_err(OpenError::Storage)?;
         let producers = producers::load(&db).map_err(OpenError::Storage)?;
@@ -364,6 +385,7 @@ impl Store {
             durability: config.durability,
             floors: Mutex::new(HashMap::new()),
             guards: Mutex::new(Guards::default()),
+            clock: config.clock.clone(),
         });
         let marked = resources::list(&shared, READ_ONLY_KIND).map_err(OpenError::Storage)?;
         let read_only = marked.into_iter().map(|(topic, document)| {
@@ -528,21 +550,23 @@ impl Store {
         &self,
         topic: &str,
         partition: u32,
-        batches: Vec<u8>,
+        mut batches: Vec<u8>,
     ) -> Result<AppendTicket, AppendError> {
-        let partition_state = self.partition_for_append(topic, partition, &batches)?;
+        let (partition_state, log_append_time_ms) = self.partition_for_append(topic, partition, &mut batches)?;
         let key = partition_state.key;
         let (reply, answer) = oneshot::channel();
         self.commands.send(Command::Append { key, batches, reply }).await.map_err(|_| AppendError::ShutDown)?;
-        Ok(AppendTicket(answer))
+        Ok(AppendTicket { answer, log_append_time_ms })
     }
 
+    /// The partition an append goes to, after its batches were validated (and stamped, on a
+    /// `LogAppendTime` topic: the time is returned).
     fn partition_for_append(
         &self,
         topic: &str,
         partition: u32,
-        batches: &[u8],
-    ) -> Result<Arc<PartitionState>, AppendError> {
+        batches: &mut [u8],
+    ) -> Result<(Arc<PartitionState>, Option<i64>), AppendError> {
         let topic_state = self.topic(topic).ok_or_else(|| AppendError::UnknownTopic(topic.to_owned()))?;
         let partition_state = topic_state
             .partition(partition)
@@ -550,8 +574,8 @@ impl Store {
         if let Some(reason) = self.read_only_reason(topic) {
             return Err(AppendError::ReadOnly { topic: topic.to_owned(), reason });
         }
-        validate::validate_append(batches, topic_state.config.max_message_bytes)?;
-        Ok(partition_state)
+        let log_append_time_ms = validate::validate_append(batches, &topic_state.config, self.shared.clock.now_ms())?;
+        Ok((partition_state, log_append_time_ms))
     }
 
     /// Appends batches whose offsets and epochs a leader assigned (a mirror's copy): they must
@@ -577,7 +601,7 @@ impl Store {
         let key = self.partition_key(topic, partition)?;
         let (reply, answer) = oneshot::channel();
         self.commands.send(Command::AppendReplica { key, batches, reply }).await.map_err(|_| AppendError::ShutDown)?;
-        Ok(AppendTicket(answer))
+        Ok(AppendTicket { answer, log_append_time_ms: None })
     }
 
     /// Truncates a mirror copy or moves its end over a gap, writing `document` in the same
@@ -668,8 +692,8 @@ impl Store {
         generation: Option<u64>,
     ) -> Result<Vec<AppendOutcome>, AppendError> {
         let mut keyed = Vec::with_capacity(appends.len());
-        for (topic, partition, batches) in appends {
-            let key = self.partition_for_append(&topic, partition, &batches)?.key;
+        for (topic, partition, mut batches) in appends {
+            let key = self.partition_for_append(&topic, partition, &mut batches)?.0.key;
             let idempotent =
                 batch::batches(&batches).filter_map(Result::ok).any(|parsed| parsed.header().producer_id >= 0);
             if idempotent {

@@ -12,7 +12,7 @@ use super::*;
 const T0: i64 = 1_700_000_000_000;
 
 /// A batch of `records` records whose values are `tag` repeated `value_len` times.
-fn batch(records: usize, value_len: usize, timestamp: i64, tag: u8) -> Vec<u8> {
+pub(super) fn batch(records: usize, value_len: usize, timestamp: i64, tag: u8) -> Vec<u8> {
     let value = vec![tag; value_len];
     let specs: Vec<RecordSpec> =
         (0..records).map(|_| RecordSpec { timestamp, key: Some(b"k"), value: Some(&value), headers: &[] }).collect();
@@ -23,9 +23,20 @@ fn open(disk: &Arc<SimDisk>, durability: DurabilityPolicy) -> Store {
     open_grouped(disk, durability, StoreConfig::default().group_bytes_max)
 }
 
-/// A store whose row groups close at `group_bytes_max` (1: every commit starts its own group).
+/// A store whose row groups close at `group_bytes_max` (1: every commit starts its own group),
+/// on a clock that stands at [`T0`].
 fn open_grouped(disk: &Arc<SimDisk>, durability: DurabilityPolicy, group_bytes_max: usize) -> Store {
-    let config = StoreConfig { durability, cache_bytes: 4 << 20, group_bytes_max, disk_budget_bytes: None };
+    open_at(disk, durability, group_bytes_max, Clock::manual(T0))
+}
+
+/// [`open_grouped`] on `clock`.
+pub(super) fn open_at(
+    disk: &Arc<SimDisk>,
+    durability: DurabilityPolicy,
+    group_bytes_max: usize,
+    clock: Clock,
+) -> Store {
+    let config = StoreConfig { durability, cache_bytes: 4 << 20, group_bytes_max, disk_budget_bytes: None, clock };
     Store::open(Location::Backend(disk.factory()), config).expect("store opens")
 }
 
@@ -51,7 +62,7 @@ fn as_produced(stored: &[u8]) -> Vec<u8> {
 }
 
 /// Every batch of a partition from its log start, checked for CRC and contiguous offsets.
-fn all_batches(store: &Store, topic: &str, partition: u32) -> Vec<(u64, Vec<u8>)> {
+pub(super) fn all_batches(store: &Store, topic: &str, partition: u32) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
     let start = store.topic(topic).unwrap().partition(partition).unwrap().offsets().log_start_offset;
     let mut offset = start;
@@ -254,27 +265,31 @@ fn a_second_store_on_the_same_dir_is_refused() {
 async fn retention_deletes_whole_groups_by_time_and_by_size() {
     let disk = SimDisk::new();
     // Every append its own group, so that groups and batches can be counted alike.
-    let store = open_grouped(&disk, DurabilityPolicy::EveryCommit, 1);
+    let clock = Clock::manual(T0);
+    let store = open_at(&disk, DurabilityPolicy::EveryCommit, 1, clock.clone());
     let config = TopicConfig { retention_ms: Some(60_000), ..TopicConfig::default() };
     store.create_topic("t", 1, config).await.unwrap();
     for i in 0..10 {
-        store.append("t", 0, batch(2, 100, T0 + i * 10_000, i as u8)).await.unwrap();
+        // Appended 10 s apart; the records' own timestamps are from long ago and say nothing.
+        clock.set_ms(T0 + i * 10_000);
+        store.append("t", 0, batch(2, 100, 0, i as u8)).await.unwrap();
     }
-    // Now = T0 + 125 s: batches with max timestamp < T0 + 65 s (i = 0..=6) are expired.
+    // Now = T0 + 125 s: groups appended before T0 + 65 s are expired. A group's age is bounded
+    // by the next group's start (its newest batch came before that), so groups 0..=5 go.
     let report = store.enforce_retention(T0 + 125_000).await.unwrap();
-    assert_eq!(report.groups_deleted, 7);
+    assert_eq!(report.groups_deleted, 6);
     let offsets = store.topic("t").unwrap().partition(0).unwrap().offsets();
-    assert_eq!(offsets.log_start_offset, 14);
-    assert!(matches!(store.read("t", 0, 13, 100), Err(ReadError::OffsetOutOfRange { log_start_offset: 14, .. })));
-    assert_eq!(all_batches(&store, "t", 0).len(), 3);
+    assert_eq!(offsets.log_start_offset, 12);
+    assert!(matches!(store.read("t", 0, 11, 100), Err(ReadError::OffsetOutOfRange { log_start_offset: 12, .. })));
+    assert_eq!(all_batches(&store, "t", 0).len(), 4);
     assert_eq!(store.enforce_retention(T0 + 125_000).await.unwrap().groups_deleted, 0, "idempotent");
 
-    let one_batch = offsets.size_bytes / 3;
+    let one_batch = offsets.size_bytes / 4;
     let mut config = TopicConfig { retention_ms: None, ..TopicConfig::default() };
     // Kafka's rule: delete the oldest while what remains is still at least retention.bytes.
     config.retention_bytes = Some(one_batch + 1);
     store.alter_topic_config("t", config.clone()).await.unwrap();
-    assert_eq!(store.enforce_retention(T0).await.unwrap().groups_deleted, 1, "2 batches stay: 1 more would go below");
+    assert_eq!(store.enforce_retention(T0).await.unwrap().groups_deleted, 2, "2 batches stay: 1 more would go below");
     config.retention_bytes = Some(one_batch);
     store.alter_topic_config("t", config).await.unwrap();
     let report = store.enforce_retention(T0).await.unwrap();

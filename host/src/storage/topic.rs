@@ -18,6 +18,14 @@ pub struct TopicConfig {
     pub max_message_bytes: u32,
     /// `cleanup.policy`: only `delete` until compaction arrives.
     pub cleanup_policy: CleanupPolicy,
+    /// `message.timestamp.type`: whether records keep the producer's timestamps or are stamped
+    /// with the broker's append time.
+    pub timestamp_type: MessageTimestampType,
+    /// `message.timestamp.before.max.ms` (Kafka 3.6+): a `CreateTime` record stamped more than
+    /// this long before the broker's clock is refused (`INVALID_TIMESTAMP`). `i64::MAX`: any.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (Kafka 3.6+): the same for records stamped after it.
+    pub timestamp_after_max_ms: i64,
 }
 
 impl Default for TopicConfig {
@@ -27,6 +35,12 @@ impl Default for TopicConfig {
             retention_bytes: None,
             max_message_bytes: MAX_MESSAGE_BYTES_DEFAULT,
             cleanup_policy: CleanupPolicy::Delete,
+            timestamp_type: MessageTimestampType::CreateTime,
+            // Kafka 3.6–3.9's defaults (4.0 lowered `after` to an hour): a gateway stores what a
+            // device with a wrong clock sends rather than refuse it, and time retention goes by
+            // append time, so such stamps neither expire data early nor keep it forever.
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
         }
     }
 }
@@ -34,6 +48,37 @@ impl Default for TopicConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CleanupPolicy {
     Delete,
+}
+
+/// Kafka's `message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageTimestampType {
+    /// Records keep the timestamps their producer set.
+    CreateTime,
+    /// The broker stamps each batch with its append time (the batch's max timestamp, which
+    /// consumers read as every record's timestamp), whatever the producer set.
+    LogAppendTime,
+}
+
+impl MessageTimestampType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CreateTime => "CreateTime",
+            Self::LogAppendTime => "LogAppendTime",
+        }
+    }
+}
+
+/// A record timestamp outside what a topic accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "timestamp {timestamp_ms} is out of range: the topic accepts [{earliest_ms}, {latest_ms}] now \
+     (message.timestamp.before.max.ms / message.timestamp.after.max.ms)"
+)]
+pub struct TimestampOutOfRange {
+    pub timestamp_ms: i64,
+    pub earliest_ms: i64,
+    pub latest_ms: i64,
 }
 
 /// Why a topic request was refused. Each maps to one Kafka error code in the protocol layer.
@@ -103,6 +148,21 @@ impl TopicConfig {
                 "delete" => self.cleanup_policy = CleanupPolicy::Delete,
                 _ => return Err(bad("only 'delete' is supported")),
             },
+            "message.timestamp.type" => {
+                self.timestamp_type = match value {
+                    "CreateTime" => MessageTimestampType::CreateTime,
+                    "LogAppendTime" => MessageTimestampType::LogAppendTime,
+                    _ => return Err(bad("expected CreateTime or LogAppendTime")),
+                }
+            }
+            "message.timestamp.before.max.ms" => {
+                self.timestamp_before_max_ms =
+                    parse_non_negative(value).ok_or_else(|| bad("expected a whole number, 0 or more"))?
+            }
+            "message.timestamp.after.max.ms" => {
+                self.timestamp_after_max_ms =
+                    parse_non_negative(value).ok_or_else(|| bad("expected a whole number, 0 or more"))?
+            }
             _ => return Err(bad("unknown config key")),
         }
         Ok(())
@@ -116,8 +176,38 @@ impl TopicConfig {
             ("retention.bytes", limit(self.retention_bytes)),
             ("max.message.bytes", self.max_message_bytes.to_string()),
             ("cleanup.policy", "delete".to_owned()),
+            ("message.timestamp.type", self.timestamp_type.name().to_owned()),
+            ("message.timestamp.before.max.ms", self.timestamp_before_max_ms.to_string()),
+            ("message.timestamp.after.max.ms", self.timestamp_after_max_ms.to_string()),
         ]
     }
+
+    /// Checks a producer's record timestamp against `message.timestamp.before.max.ms` and
+    /// `message.timestamp.after.max.ms` at `now_ms`, as Kafka (3.6+) does for `CreateTime`
+    /// topics. A `LogAppendTime` topic accepts any: the broker replaces it.
+    pub fn check_timestamp(&self, timestamp_ms: i64, now_ms: i64) -> Result<(), TimestampOutOfRange> {
+        if self.timestamp_type == MessageTimestampType::LogAppendTime {
+            return Ok(());
+        }
+        let earliest_ms = now_ms.saturating_sub(self.timestamp_before_max_ms);
+        let latest_ms = now_ms.saturating_add(self.timestamp_after_max_ms);
+        if (earliest_ms..=latest_ms).contains(&timestamp_ms) {
+            Ok(())
+        } else {
+            Err(TimestampOutOfRange { timestamp_ms, earliest_ms, latest_ms })
+        }
+    }
+
+    /// Whether any record timestamp could be refused (most topics accept any: no need to look).
+    pub fn bounds_timestamps(&self) -> bool {
+        self.timestamp_type == MessageTimestampType::CreateTime
+            && (self.timestamp_before_max_ms < i64::MAX || self.timestamp_after_max_ms < i64::MAX)
+    }
+}
+
+/// Parses Kafka's non-negative longs.
+fn parse_non_negative(value: &str) -> Option<i64> {
+    value.trim().parse::<i64>().ok().filter(|v| *v >= 0)
 }
 
 /// Parses Kafka's "-1 means unlimited" numbers.
@@ -157,5 +247,30 @@ mod tests {
         assert!(config.set("max.message.bytes", "10").is_err());
         assert!(config.set("segment.bytes", "1").is_err());
         assert!(config.set("cleanup.policy", "compact").is_err());
+    }
+
+    #[test]
+    fn timestamp_settings_bound_create_time_records_only() {
+        let now = 1_800_000_000_000;
+        let mut config = TopicConfig::default();
+        assert!(!config.bounds_timestamps(), "Kafka's defaults accept any timestamp");
+        assert_eq!(config.check_timestamp(0, now), Ok(()));
+        assert_eq!(config.check_timestamp(i64::MAX, now), Ok(()));
+        config.set("message.timestamp.before.max.ms", "3600000").unwrap();
+        config.set("message.timestamp.after.max.ms", "60000").unwrap();
+        assert!(config.bounds_timestamps());
+        assert_eq!(config.check_timestamp(now - 3_600_000, now), Ok(()));
+        assert_eq!(config.check_timestamp(now + 60_000, now), Ok(()));
+        let refused = config.check_timestamp(now - 3_600_001, now).unwrap_err();
+        assert_eq!((refused.earliest_ms, refused.latest_ms), (now - 3_600_000, now + 60_000));
+        assert!(config.check_timestamp(now + 60_001, now).is_err());
+        config.set("message.timestamp.type", "LogAppendTime").unwrap();
+        assert!(!config.bounds_timestamps());
+        assert_eq!(config.check_timestamp(0, now), Ok(()), "the broker's stamp replaces it");
+        let described = config.describe();
+        assert!(described.contains(&("message.timestamp.type", "LogAppendTime".to_owned())));
+        assert!(described.contains(&("message.timestamp.after.max.ms", "60000".to_owned())));
+        assert!(config.set("message.timestamp.type", "EventTime").is_err());
+        assert!(config.set("message.timestamp.before.max.ms", "-1").is_err());
     }
 }

@@ -4,6 +4,7 @@
 use rill_core::batch::{self, BatchError, Compression};
 
 use super::AppendError;
+use super::topic::{MessageTimestampType, TopicConfig};
 use crate::compression::{self, DecompressError};
 use crate::limits::DECOMPRESSED_BYTES_MAX;
 
@@ -24,8 +25,26 @@ pub enum InvalidBatch {
     NoSequence { index: usize, producer_id: i64 },
 }
 
-/// Validates every batch in `bytes`: framing, CRC, records (decompressed where compressed), size.
-pub fn validate_append(bytes: &[u8], max_message_bytes: u32) -> Result<(), AppendError> {
+/// Validates every batch in `bytes` for `topic`: framing, CRC, records (decompressed where
+/// compressed), size, and record timestamps against the topic's bounds at `now_ms`. On a
+/// `LogAppendTime` topic the batches are then stamped with `now_ms` (Kafka's append time), which
+/// is returned.
+pub fn validate_append(bytes: &mut [u8], topic: &TopicConfig, now_ms: i64) -> Result<Option<i64>, AppendError> {
+    check_batches(bytes, topic, now_ms)?;
+    if topic.timestamp_type != MessageTimestampType::LogAppendTime {
+        return Ok(None);
+    }
+    let mut at = 0;
+    while at < bytes.len() {
+        let len = batch::batch_len(&bytes[at..]).map_err(|error| InvalidBatch::Codec { index: 0, error })?;
+        let one = bytes.get_mut(at..at + len).ok_or(InvalidBatch::Empty)?;
+        batch::set_log_append_time(one, now_ms).map_err(|error| InvalidBatch::Codec { index: 0, error })?;
+        at += len;
+    }
+    Ok(Some(now_ms))
+}
+
+fn check_batches(bytes: &[u8], topic: &TopicConfig, now_ms: i64) -> Result<(), AppendError> {
     if bytes.is_empty() {
         return Err(InvalidBatch::Empty.into());
     }
@@ -33,8 +52,8 @@ pub fn validate_append(bytes: &[u8], max_message_bytes: u32) -> Result<(), Appen
         let parsed = parsed.map_err(|error| InvalidBatch::Codec { index, error })?;
         let header = parsed.header();
         let size = parsed.as_bytes().len();
-        if size > max_message_bytes as usize {
-            return Err(AppendError::MessageTooLarge { size, max: max_message_bytes });
+        if size > topic.max_message_bytes as usize {
+            return Err(AppendError::MessageTooLarge { size, max: topic.max_message_bytes });
         }
         if header.is_control() {
             return Err(InvalidBatch::ControlBatch { index }.into());
@@ -46,13 +65,28 @@ pub fn validate_append(bytes: &[u8], max_message_bytes: u32) -> Result<(), Appen
             return Err(InvalidBatch::NoSequence { index, producer_id: header.producer_id }.into());
         }
         let codec = header.compression().map_err(|error| InvalidBatch::Codec { index, error })?;
-        if codec != Compression::None {
+        let decompressed = if codec == Compression::None {
+            None
+        } else {
             let records = compression::decompress(codec, parsed.records_section(), DECOMPRESSED_BYTES_MAX)
                 .map_err(|error| InvalidBatch::Decompress { index, error })?;
             // Counts and offset deltas (within lastOffsetDelta), as for an uncompressed batch: a
             // record claiming an offset past its batch would collide with the next batch's.
             batch::validate_decompressed(header, &records)
                 .map_err(|error: BatchError| InvalidBatch::Codec { index, error })?;
+            Some(records)
+        };
+        if topic.bounds_timestamps() {
+            let records = match &decompressed {
+                Some(section) => batch::records_in(section, header.records_count),
+                None => parsed.records().map_err(|error| InvalidBatch::Codec { index, error })?,
+            };
+            for record in records {
+                let record = record.map_err(|error| InvalidBatch::Codec { index, error })?;
+                topic
+                    .check_timestamp(record.timestamp(header.base_timestamp), now_ms)
+                    .map_err(|error| AppendError::InvalidTimestamp { index, error })?;
+            }
         }
     }
     Ok(())

@@ -142,6 +142,8 @@ pub(super) struct PartitionLog {
     pub size_bytes: u64,
     /// The newest group while it may still grow (see [`super::layout`]).
     pub open_group: Option<OpenGroup>,
+    /// When a batch was last appended (see [`super::ages`]).
+    pub last_append_ms: i64,
 }
 
 /// Every partition's writer state as the file has it: metadata rows and open groups.
@@ -189,7 +191,7 @@ impl PartitionLog {
         let state =
             LogState::restore(meta.log_start_offset, meta.next_offset, meta.next_offset, meta.leader_epoch, epochs)
                 .map_err(|e| e.to_string())?;
-        Ok(Self { state, size_bytes: meta.size_bytes, open_group: None })
+        Ok(Self { state, size_bytes: meta.size_bytes, open_group: None, last_append_ms: meta.last_append_ms })
     }
 
     pub(super) fn to_meta(&self) -> PartitionMeta {
@@ -199,6 +201,7 @@ impl PartitionLog {
             size_bytes: self.size_bytes,
             leader_epoch: self.state.leader_epoch(),
             epochs: self.state.epochs().entries().iter().map(|e| (e.epoch, e.start_offset)).collect(),
+            last_append_ms: self.last_append_ms,
         }
     }
 }
@@ -457,6 +460,7 @@ impl Writer {
                         base_offset,
                         last_offset,
                         log_start_offset,
+                        log_append_time_ms: None,
                     }));
                 }
                 for (reply, result) in transacted {
@@ -514,7 +518,12 @@ impl Writer {
             match self.assign(key, batches, touched, groups) {
                 Ok((base_offset, last_offset)) => {
                     let log_start_offset = self.logs.get(&key).map_or(0, |log| log.state.log_start_offset());
-                    outcomes.push(AppendOutcome { base_offset, last_offset, log_start_offset });
+                    outcomes.push(AppendOutcome {
+                        base_offset,
+                        last_offset,
+                        log_start_offset,
+                        log_append_time_ms: None,
+                    });
                 }
                 Err(e) => {
                     for (key, (log, group_len, appended)) in before {
@@ -722,11 +731,14 @@ impl Writer {
             let changes = touched.producers.keys().map(|&(key, id)| ((key, id), self.producers.get(key, id).cloned()));
             producers::write(&txn, changes)?;
         }
+        let now_ms = self.config.clock.now_ms();
         {
             let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
             let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
             for (key, bytes) in groups.iter().filter(|(_, bytes)| !bytes.is_empty()) {
                 let log = self.logs.get_mut(key).ok_or("partition vanished during commit")?;
+                // Never before the partition's previous append, whatever the wall clock did.
+                log.last_append_ms = log.last_append_ms.max(now_ms);
                 // Extend the open group (rewriting its partial last part), or start a new one.
                 let (base_offset, first_part, tail, bytes_before) = match log.open_group.take() {
                     Some(open) if open.bytes < self.config.group_bytes_max => {
@@ -737,6 +749,7 @@ impl Writer {
                     Some(_) | None => {
                         let header =
                             batch::BatchHeader::decode(bytes).map_err(|e| format!("group lost its header: {e}"))?;
+                        super::ages::started(&txn, *key, header.base_offset as u64, log.last_append_ms)?;
                         (header.base_offset as u64, 0, Vec::new(), 0)
                     }
                 };
@@ -930,7 +943,7 @@ impl Writer {
             wait_for_readers(old);
         }
         let db = backend::open_database(&self.factory, self.config.cache_bytes).map_err(|e| e.to_string())?;
-        let (_, metas) = catalog::load(&db).map_err(|e| e.to_string())?;
+        let (_, metas) = catalog::load(&db, self.config.clock.now_ms()).map_err(|e| e.to_string())?;
         // The file is the truth now: commits that were not durable may be gone.
         self.logs = load_logs(&db, &metas)?;
         self.producers = producers::load(&db)?;
