@@ -29,6 +29,26 @@ pub fn plugin_file(name: &str) -> PathBuf {
     }
 }
 
+/// Runs `tests/python/<script>` with `args` in the interpreter `cargo xtask test` prepared
+/// (`RILL_PYTHON`: a virtualenv with the clients pinned in `tests/python/requirements.txt`), and
+/// panics with what it printed unless it exits 0.
+pub fn python_client(script: &str, args: &[&str]) -> String {
+    let python = std::env::var_os("RILL_PYTHON").expect(
+        "RILL_PYTHON is not set: run the black-box tests with `cargo xtask test`, which installs the Python clients",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(script);
+    let output = Command::new(python).arg(&script).args(args).output().expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{} failed ({}):\n{stdout}\n{}",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 pub mod proxy;
 pub mod qemu;
 
@@ -332,7 +352,7 @@ pub struct TlsFiles {
     pub client_key: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

@@ -412,7 +412,7 @@ async fn publish_acknowledged(port: u16, count: u64) -> u64 {
     let mut options = MqttOptions::new("test-publisher", "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30)).set_inflight(100);
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    // Recent times (an old one would be past retention), a millisecond apart.
+    // Recent times, a millisecond apart.
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let sender = tokio::spawn(async move {
         for n in 0..count {
@@ -433,4 +433,63 @@ async fn publish_acknowledged(port: u16, count: u64) -> u64 {
     let client = sender.await.unwrap();
     let _ = client.disconnect().await;
     acknowledged
+}
+
+/// Readings from devices whose clocks are wrong (one says 2023, one 2040) go in over MQTT, each
+/// device's to a topic of its own (so no newer reading shares their storage group) with the
+/// default retention (7 days), and the gateway restarts with retention passes every 200 ms.
+/// Retention ages data by when it was appended, so the passes after the restart delete nothing
+/// (they deleted the 2023 readings before anyone read them), and the current librdkafka reads
+/// every reading back with the time its device gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_stamped_2023_and_2040_survive_a_restart_and_librdkafka_reads_them() {
+    let mosquitto = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rill.toml");
+    std::fs::write(&config, "[storage]\nretention_check_interval_ms = 200\n").unwrap();
+    let serve = || {
+        let mut command = rill_tests::serve();
+        command.arg("--config").arg(&config).arg("--data-dir").arg(dir.path().join("data"));
+        command
+    };
+    let mut rill = Running::start(&mut serve());
+    let http_addr = rill.http_addr();
+    let http = Http::new(&http_addr);
+    upload(&http_addr, "senml");
+    let (status, body) = http.post("/v1/mqtt", &bridge("sensors", &mosquitto, "readings.{1}", 1));
+    assert_eq!(status, 201, "{body}");
+    wait_connected(&http, "sensors");
+    std::thread::sleep(Duration::from_millis(200)); // the subscription's SubAck
+
+    // 2023-01-01 and 2040-01-01 in SenML's seconds; five packs of three measurements each.
+    let devices = [("in2023", 1_672_531_200.0, 1_672_531_200_000i64), ("in2040", 2_208_988_800.0, 2_208_988_800_000)];
+    for (device, bt, _) in devices {
+        let packs: Vec<String> = (0..5)
+            .map(|i| {
+                json!([{"bn": format!("urn:dev:{device}:"), "bt": bt + f64::from(i), "n": "temp", "u": "Cel", "v": 21.5},
+                    {"n": "hum", "u": "%RH", "v": 40}, {"n": "battery", "u": "%EL", "v": 97}])
+                .to_string()
+            })
+            .collect();
+        mosquitto.publish_lines(&format!("sensors/{device}/telemetry"), 1, &(packs.join("\n") + "\n"));
+        wait_for_records(&http, &format!("readings.{device}"), 15, WAIT);
+    }
+
+    rill.stop();
+    let mut rill = Running::start(&mut serve());
+    let kafka = rill.kafka_addr();
+    rill.wait_for("MQTT bridges started").unwrap();
+    std::thread::sleep(Duration::from_secs(1)); // five retention passes
+    for (device, _, stamped_ms) in devices {
+        let topic = format!("readings.{device}");
+        let read: Value =
+            serde_json::from_str(&rill_tests::python_client("confluent_kafka_read.py", &[&kafka, &topic, "15"]))
+                .unwrap();
+        assert_eq!(read["read"], 15, "{topic}: every reading is read back: {read}");
+        let stamps = read["timestamps"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap());
+        assert!(stamps.into_iter().all(|t| (stamped_ms..stamped_ms + 5_000).contains(&t)), "{topic}: {read}");
+    }
+    let log = rill.drain_log().join("\n");
+    assert!(!log.contains("retention deleted"), "retention deleted fresh readings:\n{log}");
+    rill.stop();
 }

@@ -26,7 +26,9 @@ pub async fn create_topics(broker: &Broker, request: CreateTopicsRequest, versio
         let result = CreatableTopicResult::default().with_name(name);
         results.push(match create_one(broker, topic, request.validate_only).await {
             Ok((id, partitions)) => {
-                let result = result.with_num_partitions(partitions as i32).with_replication_factor(1);
+                // Kafka's message is null on success (the crate's default is an empty string).
+                let result =
+                    result.with_num_partitions(partitions as i32).with_replication_factor(1).with_error_message(None);
                 if version >= 7 { result.with_topic_id(id) } else { result }
             }
             Err((code, message)) => {

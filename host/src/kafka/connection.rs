@@ -261,7 +261,7 @@ pub struct Request {
     to: Responder,
     /// The header's client id (consumer group members are described with it).
     client_id: String,
-    body: Body,
+    pub(super) body: Body,
 }
 
 /// The request bodies Rill serves.
@@ -299,12 +299,16 @@ struct Reader {
 }
 
 impl Reader {
+    /// Decodes the request body. Bytes after it are ignored, as Kafka's brokers ignore them
+    /// (they read the schema's fields and drop the rest of the buffer): librdkafka 2.10 and later
+    /// send 3 of them after every "all topics" Metadata v9+ request (confluentinc/librdkafka#5049,
+    /// a 4-byte array length rewritten as a 1-byte varint), and a broker that refused them could
+    /// not list topics for the most used client.
     fn decode<T: Decodable>(&mut self) -> Result<T, String> {
         let decoded = T::decode(&mut self.body, self.version)
             .map_err(|e| format!("{:?} v{}: cannot decode the request: {e}", self.key, self.version))?;
-        // Trailing bytes mean the client and broker disagree on the layout: do not guess.
         if self.body.has_remaining() {
-            return Err(format!("{:?} v{}: {} bytes after the request", self.key, self.version, self.body.remaining()));
+            tracing::debug!(api = ?self.key, version = self.version, bytes = self.body.remaining(), "ignoring bytes after the request");
         }
         Ok(decoded)
     }

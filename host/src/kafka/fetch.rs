@@ -107,7 +107,10 @@ pub async fn fetch(
 /// Counts the records and bytes a response hands out, per partition.
 fn count_out(store: &Store, wanted: &[Wanted], reads: &[Read]) {
     for (wanted, read) in wanted.iter().zip(reads) {
-        let Some(records) = read.records.as_ref().filter(|r| !r.is_empty()) else { continue };
+        let records = &read.records;
+        if records.is_empty() {
+            continue;
+        }
         let partition = u32::try_from(wanted.partition).ok().and_then(|p| store.topic(&wanted.topic)?.partition(p));
         if let Some(partition) = partition {
             partition.traffic.count_out(records_in(records), records.len() as u64);
@@ -130,7 +133,7 @@ struct Read {
     error_code: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    records: Option<Bytes>,
+    records: Bytes,
 }
 
 /// Reads every wanted partition (blocking: redb read transactions). Returns the reads in order,
@@ -143,7 +146,7 @@ fn read_all(store: &Store, wanted: &[Wanted], response_max: usize) -> (Vec<Read>
         .iter()
         .map(|w| {
             let read = read_one(store, w, response_max.saturating_sub(total), total == 0);
-            total += read.records.as_ref().map_or(0, Bytes::len);
+            total += read.records.len();
             errors |= read.error_code != codes::NONE;
             read
         })
@@ -154,7 +157,10 @@ fn read_all(store: &Store, wanted: &[Wanted], response_max: usize) -> (Vec<Read>
 /// One partition: up to `min(its limit, what the response has left)`; the first batch of the
 /// first partition with data is returned whole even above the limits (KIP-74).
 fn read_one(store: &Store, wanted: &Wanted, response_left: usize, first_with_data: bool) -> Read {
-    let failed = |error_code| Read { error_code, high_watermark: -1, log_start_offset: -1, records: None };
+    // Empty records, never null: Kafka sends an empty set with an error, and librdkafka (2.16)
+    // rejects a whole response holding a null one (`invalid MessageSetSize -1`), so it would never
+    // see the error code (an offset below the log start would never be reset).
+    let failed = |error_code| Read { error_code, high_watermark: -1, log_start_offset: -1, records: Bytes::new() };
     let (Ok(partition), Ok(offset)) = (u32::try_from(wanted.partition), u64::try_from(wanted.offset)) else {
         let error =
             if wanted.offset < 0 { ResponseError::OffsetOutOfRange } else { ResponseError::UnknownTopicOrPartition };
@@ -172,7 +178,7 @@ fn read_one(store: &Store, wanted: &Wanted, response_left: usize, first_with_dat
                 error_code: codes::NONE,
                 high_watermark: read.high_watermark as i64,
                 log_start_offset: read.log_start_offset as i64,
-                records: Some(Bytes::from(read.records)),
+                records: Bytes::from(read.records),
             }
         }
         Err(e) => {
@@ -215,7 +221,7 @@ fn group_by_topic(
                         .with_last_stable_offset(read.high_watermark)
                         .with_log_start_offset(read.log_start_offset)
                         .with_aborted_transactions(committed.then(Vec::new))
-                        .with_records(read.records);
+                        .with_records(Some(read.records));
                     if version >= 11 { data.with_preferred_read_replica(BrokerId(-1)) } else { data }
                 })
                 .collect();

@@ -162,6 +162,10 @@ async fn produce_fetch_and_list_offsets_encode_at_every_version() {
         assert!(!t[0].records.as_ref().unwrap().is_empty(), "v{version}");
         assert_ne!(t[1].error_code, 0, "v{version}: out of range");
         assert_ne!(response.responses[1].partitions[0].error_code, 0, "v{version}: unknown topic");
+        // Failed partitions carry empty records, never null: librdkafka rejects a whole
+        // response with a null record set (`invalid MessageSetSize -1`).
+        assert_eq!(t[1].records.as_deref(), Some(&[][..]), "v{version}: out of range");
+        assert_eq!(response.responses[1].partitions[0].records.as_deref(), Some(&[][..]), "v{version}");
     }
     for version in versions_of(ApiKey::ListOffsets) {
         let at = |timestamp: i64| ListOffsetsPartition::default().with_partition_index(0).with_timestamp(timestamp);
@@ -200,7 +204,7 @@ mod hostile {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::kafka::connection::parse;
+    use crate::kafka::connection::{Body, Parsed, parse};
     use crate::kafka::versions::SERVED;
 
     /// Every served (api, version).
@@ -297,9 +301,38 @@ mod hostile {
                 // as a complete request (a trailing tagged-field section, a legacy Produce answer).
                 let _ = parse(Bytes::copy_from_slice(&frame[..cut]));
             }
+            // Bytes after a request are ignored, as Kafka ignores them.
             let mut longer = frame.clone();
-            longer.push(0);
-            assert!(parse(Bytes::from(longer)).is_err(), "{key:?} v{version}: trailing byte accepted");
+            longer.extend_from_slice(&[0, 1, 2]);
+            assert!(parse(Bytes::from(longer)).is_ok(), "{key:?} v{version}: trailing bytes refused");
+        }
+    }
+
+    /// librdkafka 2.10+ (confluentinc/librdkafka#5049) sends an "all topics" Metadata v9+
+    /// request whose null topic array is a 1-byte varint followed by the 3 unused bytes of the
+    /// 4 it reserved for it. Kafka reads it as all topics; so must Rill.
+    #[test]
+    fn librdkafka_all_topics_metadata_with_three_stray_bytes_is_served() {
+        for version in 9..=12 {
+            let mut frame = BytesMut::new();
+            RequestHeader::default()
+                .with_request_api_key(ApiKey::Metadata as i16)
+                .with_request_api_version(version)
+                .with_correlation_id(7)
+                .with_client_id(Some(StrBytes::from_static_str("rdkafka")))
+                .encode(&mut frame, ApiKey::Metadata.request_header_version(version))
+                .unwrap();
+            let mut body = BytesMut::new();
+            MetadataRequest::default().with_topics(None).encode(&mut body, version).unwrap();
+            assert_eq!(body[0], 0, "a null compact array is the varint 0");
+            frame.extend_from_slice(&body[..1]);
+            frame.extend_from_slice(&[0, 0, 0]); // what is left of the 4 bytes librdkafka reserved
+            frame.extend_from_slice(&body[1..]);
+            let Ok(Parsed::Request(request)) = parse(frame.freeze()) else {
+                panic!("Metadata v{version} with stray bytes refused");
+            };
+            let Body::Metadata(metadata) = request.body else { panic!("not a Metadata request") };
+            assert_eq!(metadata.topics, None, "v{version}: all topics");
         }
     }
 

@@ -98,7 +98,10 @@ pub fn describe_groups(broker: &Broker, request: DescribeGroupsRequest, version:
             let described = DescribedGroup::default().with_group_id(id.clone());
             match live.get(id.as_str()) {
                 Some(group) => {
-                    let protocol = group.protocol.clone().unwrap_or_default();
+                    // Kafka describes the protocol and the members' metadata and assignments
+                    // only for a Stable group: during a rebalance they are last generation's.
+                    let stable = group.state == GroupState::Stable;
+                    let protocol = group.protocol.clone().filter(|_| stable).unwrap_or_default();
                     let members = group
                         .members
                         .values()
@@ -106,9 +109,14 @@ pub fn describe_groups(broker: &Broker, request: DescribeGroupsRequest, version:
                             let member = DescribedGroupMember::default()
                                 .with_member_id(text(m.id.clone()))
                                 .with_client_id(text(m.client_id.clone()))
-                                .with_client_host(text(m.client_host.clone()))
-                                .with_member_metadata(m.metadata(&protocol))
-                                .with_member_assignment(m.assignment.clone());
+                                .with_client_host(text(m.client_host.clone()));
+                            let member = if stable {
+                                member
+                                    .with_member_metadata(m.metadata(&protocol))
+                                    .with_member_assignment(m.assignment.clone())
+                            } else {
+                                member
+                            };
                             // The instance id exists from v4 on.
                             if version >= 4 {
                                 member.with_group_instance_id(m.instance_id.clone().map(text))

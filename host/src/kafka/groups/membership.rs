@@ -84,8 +84,13 @@ fn join_response(joined: Joined, version: i16) -> JoinGroupResponse {
     let response = JoinGroupResponse::default()
         .with_error_code(joined.error)
         .with_generation_id(joined.generation)
-        // Nullable from v7 on; before, an empty string stands for "none".
-        .with_protocol_name(Some(text(joined.protocol_name.unwrap_or_default())))
+        // Nullable from v7 on (null on an error, as Kafka sends it); before, an empty string
+        // stands for "none".
+        .with_protocol_name(if version >= 7 {
+            joined.protocol_name.map(text)
+        } else {
+            Some(text(joined.protocol_name.unwrap_or_default()))
+        })
         .with_leader(text(joined.leader))
         .with_member_id(text(joined.member_id))
         .with_members(members);
