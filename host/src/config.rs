@@ -16,7 +16,8 @@
 //! advertised = "gateway.local:9092" # what Metadata tells clients; default: the bound address
 //! max_connections = 256
 //! request_bytes_max = 16777216
-//! auto_create_topics = true        # Metadata and Produce create unknown topics
+//! auto_create_topics = true        # a Metadata request that allows it creates unknown topics
+//!                                  # (Kafka's auto.create.topics.enable; Produce never does)
 //! default_partitions = 1           # for auto-created topics and CreateTopics without a count
 //!
 //! [http]
@@ -157,6 +158,9 @@ pub struct KafkaSection {
     pub advertised: Option<String>,
     pub max_connections: usize,
     pub request_bytes_max: usize,
+    /// Kafka's `auto.create.topics.enable`: a Metadata request for an unknown topic that allows
+    /// auto-creation (v4+; always before) creates it. A Produce to an unknown topic is refused,
+    /// as in Kafka: clients ask Metadata first.
     pub auto_create_topics: bool,
     pub default_partitions: u32,
 }

@@ -38,6 +38,7 @@ fn refused(broker: &str, args: &[&str]) -> String {
 fn topics_records_and_groups_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let (mut rill, broker) = Running::serve_on(dir.path());
+    assert_eq!(ok(&broker, &["topic", "list"], None), vec!["(no topics)"]);
     ok(&broker, &["topic", "create", "readings", "--partitions", "2", "--config", "retention.ms=3600000"], None);
     assert_eq!(ok(&broker, &["topic", "list"], None), vec!["readings\t2 partitions"]);
     assert!(refused(&broker, &["topic", "create", "readings"]).contains("TopicAlreadyExists"));
@@ -100,12 +101,39 @@ fn topics_records_and_groups_through_the_cli() {
     assert!(refused(&broker, &["group", "describe", "dashboard"]).contains("does not exist"));
 
     // Bad input: clear errors, nothing changed.
-    assert!(refused(&broker, &["consume", "nope", "--exit"]).contains("UnknownTopicOrPartition"));
+    assert!(refused(&broker, &["consume", "nope", "--exit"]).contains("topic nope does not exist"));
     assert!(refused(&broker, &["consume", "readings", "--offset", "soon"]).contains("expected earliest"));
     assert!(refused(&broker, &["produce", "readings", "--partition", "7"]).contains("no partition 7"));
     ok(&broker, &["topic", "delete", "readings"], None);
-    assert!(ok(&broker, &["topic", "list"], None).is_empty());
+    assert_eq!(ok(&broker, &["topic", "list"], None), vec!["(no topics)"]);
     rill.stop();
     let unreachable = refused(&broker, &["topic", "list"]);
     assert!(unreachable.contains("cannot connect") && unreachable.contains("rill serve"), "{unreachable}");
+}
+
+/// `rill produce` behaves like the Kafka producers beside it: a topic it names is created where
+/// the broker creates topics on demand (the default), and where it does not, the error says so
+/// and how to create it; nothing is created by the refusal.
+#[test]
+fn produce_creates_a_missing_topic_where_the_broker_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut rill, broker) = Running::serve_on(dir.path());
+    ok(&broker, &["produce", "sensors"], Some(&(1..=1000).map(|i| format!("{i}\n")).collect::<String>()));
+    assert_eq!(ok(&broker, &["topic", "list"], None), vec!["sensors\t1 partition"]);
+    assert_eq!(ok(&broker, &["consume", "sensors", "--exit"], None).len(), 1000);
+    rill.stop();
+
+    let config = dir.path().join("no-auto-create.toml");
+    std::fs::write(&config, "[kafka]\nauto_create_topics = false\n").unwrap();
+    let mut rill = Running::start(
+        rill_tests::serve().arg("--config").arg(&config).arg("--data-dir").arg(dir.path().join("strict")),
+    );
+    let broker = rill.kafka_addr();
+    let error = refused(&broker, &["produce", "sensors"]);
+    assert!(
+        error.contains("does not create topics on demand") && error.contains("rill topic create sensors"),
+        "{error}"
+    );
+    assert_eq!(ok(&broker, &["topic", "list"], None), vec!["(no topics)"]);
+    rill.stop();
 }

@@ -6,13 +6,13 @@ use std::io::Write;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use serde_json::json;
 
-use super::lookup::{offsets_at, partitions, topic_name};
+use super::lookup::{Missing, offsets_at, partitions, topic_name};
 use super::{ConsumeArgs, Format};
 use crate::client::{Client, ClientError, ConsumedRecord, check, decode_records};
 use crate::limits::{CLIENT_FETCH_BYTES, CLIENT_FETCH_WAIT};
 
 pub async fn run(client: &mut Client, args: ConsumeArgs) -> Result<(), ClientError> {
-    let (_, count) = partitions(client, &args.topic).await?;
+    let (_, count) = partitions(client, &args.topic, Missing::Refuse).await?;
     let wanted: Vec<u32> = match args.partition {
         Some(p) if p < count => vec![p],
         Some(p) => {

@@ -13,7 +13,7 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::protocol::StrBytes;
 
-use super::lookup::{offsets_at, partitions, topic_name};
+use super::lookup::{Missing, offsets_at, partitions, topic_name};
 use super::{GroupCommand, StartAt};
 use crate::client::{Client, ClientError, check};
 
@@ -136,7 +136,7 @@ async fn reset_offsets(
     partition: Option<u32>,
     to: StartAt,
 ) -> Result<(), ClientError> {
-    let (_, count) = partitions(client, topic).await?;
+    let (_, count) = partitions(client, topic, Missing::Refuse).await?;
     let wanted: Vec<u32> = match partition {
         Some(p) if p < count => vec![p],
         Some(p) => return Err(ClientError::Refused(format!("topic {topic} has {count} partitions; no partition {p}"))),

@@ -1,5 +1,6 @@
 //! What several commands ask the broker: a topic's partitions, and offsets by position or time.
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::messages::{BrokerId, TopicName};
@@ -12,14 +13,33 @@ pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
 
+/// Whether asking for a topic's partitions may create it, as Kafka producers do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// An unknown topic is an error.
+    Refuse,
+    /// Ask the broker to create an unknown topic (Metadata with auto-creation allowed); it does
+    /// when its `auto_create_topics` is on.
+    Create,
+}
+
 /// A topic's id and partition count (an error naming the topic when it does not exist).
-pub async fn partitions(client: &mut Client, topic: &str) -> Result<(uuid::Uuid, u32), ClientError> {
+pub async fn partitions(client: &mut Client, topic: &str, missing: Missing) -> Result<(uuid::Uuid, u32), ClientError> {
     let version = client.version::<MetadataRequest>(12)?;
     let request = MetadataRequest::default()
         .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
-        .with_allow_auto_topic_creation(false);
+        .with_allow_auto_topic_creation(missing == Missing::Create);
     let response = client.send(&request, version).await?;
     let found = response.topics.first().ok_or_else(|| ClientError::Protocol("Metadata answered no topic".into()))?;
+    if found.error_code == ResponseError::UnknownTopicOrPartition.code() {
+        let why = match missing {
+            Missing::Refuse => "does not exist",
+            Missing::Create => "does not exist, and the broker does not create topics on demand (auto_create_topics)",
+        };
+        return Err(ClientError::Refused(format!(
+            "topic {topic} {why}; create it with `rill topic create {topic} --partitions N`"
+        )));
+    }
     check(found.error_code, || format!("topic {topic}"), None)?;
     Ok((found.topic_id, found.partitions.len() as u32))
 }

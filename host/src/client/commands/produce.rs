@@ -10,7 +10,7 @@ use rill_core::partitioner::{RoundRobin, partition_for_key};
 use tokio::sync::mpsc;
 
 use super::ProduceArgs;
-use super::lookup::{partitions, topic_name};
+use super::lookup::{Missing, partitions, topic_name};
 use crate::client::{Client, ClientError, build_batch, check};
 use crate::limits::CLIENT_BATCH_BYTES;
 
@@ -18,7 +18,7 @@ use crate::limits::CLIENT_BATCH_BYTES;
 const LINES_QUEUED: usize = 4096;
 
 pub async fn run(client: &mut Client, args: ProduceArgs) -> Result<(), ClientError> {
-    let (_, count) = partitions(client, &args.topic).await?;
+    let (_, count) = partitions(client, &args.topic, Missing::Create).await?;
     if let Some(partition) = args.partition
         && partition >= count
     {

@@ -9,7 +9,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::protocol::StrBytes;
 
-use super::lookup::{offsets_at, partitions, topic_name};
+use super::lookup::{Missing, offsets_at, partitions, topic_name};
 use super::{StartAt, TopicCommand, key_value};
 use crate::client::{Client, ClientError, check};
 
@@ -61,6 +61,9 @@ async fn list(client: &mut Client) -> Result<(), ClientError> {
     let mut topics: Vec<(String, usize)> =
         response.topics.iter().filter_map(|t| t.name.as_ref().map(|n| (n.to_string(), t.partitions.len()))).collect();
     topics.sort();
+    if topics.is_empty() {
+        println!("(no topics)");
+    }
     for (name, count) in topics {
         println!("{name}\t{count} partition{}", if count == 1 { "" } else { "s" });
     }
@@ -68,7 +71,7 @@ async fn list(client: &mut Client) -> Result<(), ClientError> {
 }
 
 async fn describe(client: &mut Client, name: &str) -> Result<(), ClientError> {
-    let (id, count) = partitions(client, name).await?;
+    let (id, count) = partitions(client, name, Missing::Refuse).await?;
     let all: Vec<u32> = (0..count).collect();
     let starts = offsets_at(client, name, &all, StartAt::Earliest).await?;
     let ends = offsets_at(client, name, &all, StartAt::Latest).await?;
