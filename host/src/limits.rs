@@ -306,6 +306,12 @@ pub const CLIENT_BATCH_BYTES: usize = 256 * 1024;
 
 const _: () = assert!(CLIENT_BATCH_BYTES < MAX_MESSAGE_BYTES_DEFAULT as usize);
 
+/// How often, and how far apart, the CLI asks Metadata again while a topic it just had created
+/// has no leader yet (Kafka answers LEADER_NOT_AVAILABLE until the controller elected one; Rill
+/// never does): 20 × 250 ms covers a loaded broker's election.
+pub const CLIENT_LEADER_WAIT_ATTEMPTS: u32 = 20;
+pub const CLIENT_LEADER_WAIT: Duration = Duration::from_millis(250);
+
 // ---- edge → cloud replication -------------------------------------------------------------------
 
 /// Bytes a mirror sends ahead of the aggregation node's durable acknowledgement (per connection,

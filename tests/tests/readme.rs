@@ -252,8 +252,14 @@ impl Session {
 
     fn stop_servers(&mut self) {
         for mut server in self.servers.drain(..) {
-            // SIGTERM: the clean shutdown a user gets from Ctrl-C or their service manager.
+            // SIGTERM: the clean shutdown a user gets from Ctrl-C or their service manager; one
+            // that hangs is killed rather than hang the test.
             let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
+            let deadline = Instant::now() + LINE_TIMEOUT;
+            while matches!(server.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = server.kill();
             let _ = server.wait();
         }
     }

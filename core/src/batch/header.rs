@@ -175,6 +175,16 @@ impl BatchHeader {
         self.attributes = (self.attributes & !COMPRESSION_MASK) | i16::from(compression.id());
     }
 
+    /// The timestamp a consumer reads for `record` of this batch: the batch's `maxTimestamp`
+    /// (the broker's append time) under `LogAppendTime`, else the record's own (Kafka's
+    /// `DefaultRecord` rule).
+    pub fn timestamp_of(&self, record: &super::Record<'_>) -> i64 {
+        match self.timestamp_type() {
+            TimestampType::LogAppendTime => self.max_timestamp,
+            TimestampType::CreateTime => record.timestamp(self.base_timestamp),
+        }
+    }
+
     pub fn timestamp_type(&self) -> TimestampType {
         if self.attributes & TIMESTAMP_TYPE_BIT == 0 { TimestampType::CreateTime } else { TimestampType::LogAppendTime }
     }

@@ -187,6 +187,12 @@ fn log_append_time_restamps_the_header_and_reseals() {
     assert_eq!(batch.header().base_timestamp, TS, "only the max timestamp changes, as in Kafka");
     assert_eq!(batch.compression(), Compression::None);
     assert_eq!(&bytes[HEADER_LEN..], &GOLDEN[HEADER_LEN..], "records keep their bytes");
+    let header = *batch.header();
+    let read = batch.records().unwrap().map(|r| header.timestamp_of(&r.unwrap()));
+    assert!(read.eq([TS + 60_000; 3]), "consumers read the append time for every record");
+    let golden = Batch::parse(&GOLDEN).unwrap();
+    let own = golden.records().unwrap().map(|r| golden.header().timestamp_of(&r.unwrap()));
+    assert!(own.eq([TS, TS + 5, TS + 1]), "CreateTime: each record's own");
     assert_eq!(set_log_append_time(&mut bytes[..97], 0), Err(BatchError::Incomplete { needed: 1 }));
 }
 

@@ -127,7 +127,7 @@ fn native(input: &[u8], f: Native) -> Result<Vec<u8>, String> {
         .map(|(index, value)| {
             let record = &records[*index];
             RecordSpec {
-                timestamp: record.timestamp(header.base_timestamp),
+                timestamp: header.timestamp_of(record),
                 key: record.key,
                 value: value.as_deref().or(record.value),
                 headers: &[],

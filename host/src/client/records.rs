@@ -61,7 +61,7 @@ pub fn decode_records(bytes: &[u8], from: i64) -> Result<Vec<ConsumedRecord>, Cl
             }
             out.push(ConsumedRecord {
                 offset,
-                timestamp: record.timestamp(header.base_timestamp),
+                timestamp: header.timestamp_of(&record),
                 key: record.key.map(<[u8]>::to_vec),
                 value: record.value.map(<[u8]>::to_vec),
                 headers: record

@@ -216,7 +216,6 @@ impl Bridge {
             match event {
                 Ok(Happened::Connected { session_present }) => {
                     backoff = MQTT_RECONNECT_BACKOFF_MIN;
-                    self.stats.connected.store(true, Ordering::Relaxed);
                     self.stats.set_error(None);
                     BridgeStats::count(&self.stats.connects, 1);
                     tracing::info!(bridge = %name, session_present, "connected to the MQTT broker");
@@ -228,6 +227,9 @@ impl Bridge {
                     // client id): subscribe (rumqttc does not), or nothing would arrive.
                     let granted = session::granted(&self.store, &session_key);
                     let (subscribe, unsubscribe) = session::plan(session_present, &filters, granted.as_ref());
+                    // Connected means receiving: where the session must subscribe first, not
+                    // before the SubAck (a message published before it would not reach the bridge).
+                    self.stats.connected.store(subscribe.is_empty(), Ordering::Relaxed);
                     // Unsubscribing first: the broker handles a connection's packets in order, so
                     // the SubAck that follows also says the old filters are gone.
                     let mut unsubscribed = true;
@@ -243,6 +245,7 @@ impl Bridge {
                             Ok(()) => awaiting_grant = unsubscribed,
                             Err(e) => {
                                 tracing::error!(bridge = %name, error = %e, "cannot subscribe");
+                                self.stats.connected.store(true, Ordering::Relaxed);
                                 self.stats.set_error(Some(format!("cannot subscribe: {e}")));
                             }
                         }
@@ -263,6 +266,7 @@ impl Bridge {
                 }
                 Ok(Happened::Subscribed { refused }) if refused.is_empty() => {
                     tracing::info!(bridge = %name, "subscribed");
+                    self.stats.connected.store(true, Ordering::Relaxed);
                     if std::mem::take(&mut awaiting_grant) {
                         let (store, key, filters) = (self.store.clone(), session_key.clone(), filters.clone());
                         let name = name.clone();
@@ -281,6 +285,7 @@ impl Bridge {
                         .collect();
                     let error = format!("the MQTT broker refused subscriptions: {}", refused.join(", "));
                     tracing::error!(bridge = %name, %error, "subscription refused");
+                    self.stats.connected.store(true, Ordering::Relaxed);
                     self.stats.set_error(Some(error));
                 }
                 Ok(_) => {}

@@ -51,6 +51,7 @@ pub struct BridgeView {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BridgeStatus {
+    /// Connected to the MQTT broker and subscribed: messages published now reach the bridge.
     pub connected: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -298,9 +299,12 @@ impl prometheus_client::collector::Collector for BridgesCollector {
             self.0.list().into_iter().map(|v| (BridgeLabels { bridge: v.spec.name.clone() }, v)).collect();
         type Read = fn(&BridgeStatus) -> u64;
         let families: [(&str, &str, MetricType, Read); 9] = [
-            ("mqtt_connected", "1 while the bridge is connected to its MQTT broker", MetricType::Gauge, |s| {
-                u64::from(s.connected)
-            }),
+            (
+                "mqtt_connected",
+                "1 while the bridge is connected to its MQTT broker and subscribed",
+                MetricType::Gauge,
+                |s| u64::from(s.connected),
+            ),
             ("mqtt_messages_in", "MQTT messages received", MetricType::Counter, |s| s.messages_in),
             ("mqtt_records_out", "Records appended from MQTT messages", MetricType::Counter, |s| s.records_out),
             ("mqtt_messages_dead_lettered", "MQTT messages the ingest plugin rejected", MetricType::Counter, |s| {

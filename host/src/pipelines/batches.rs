@@ -65,7 +65,7 @@ impl OwnedRecord {
     fn of(record: &Record<'_>, header: &BatchHeader) -> Self {
         Self {
             offset: record.offset(header.base_offset) as u64,
-            timestamp: record.timestamp(header.base_timestamp),
+            timestamp: header.timestamp_of(record),
             key: record.key.map(<[u8]>::to_vec),
             value: record.value.map(<[u8]>::to_vec),
             headers: record.headers().map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec))).collect(),

@@ -27,8 +27,11 @@ pub(super) fn to_current(db: &redb::Database, found: u64, now_ms: i64) -> Result
         return Ok(());
     }
     let txn = db.begin_write().map_err(|e| storage(&e))?;
-    if found == 1 {
-        v1_to_v2(&txn, now_ms).map_err(|e| storage(&e))?;
+    match found {
+        1 => v1_to_v2(&txn, now_ms).map_err(|e| storage(&e))?,
+        unknown => {
+            return Err(OpenError::Storage(format!("storage format version {unknown} was never written by Rill")));
+        }
     }
     txn.open_table(META)
         .map_err(|e| storage(&e))?

@@ -113,10 +113,11 @@ async fn timestamps_outside_the_topic_bounds_are_refused_and_store_nothing() {
     let error = store.append("bounded", 0, mixed).await.unwrap_err();
     assert!(matches!(error, AppendError::InvalidTimestamp { index: 1, .. }), "{error:?}");
     assert_eq!(records(&store, "bounded"), 0, "nothing was stored");
-    for accepted in [NOW - HOUR_MS, NOW, NOW + 60_000] {
+    // The bounds are inclusive, and -1 ("no timestamp") is not bounded, as in Kafka.
+    for accepted in [NOW - HOUR_MS, NOW, NOW + 60_000, -1] {
         store.append("bounded", 0, batch(1, 10, accepted, 1)).await.unwrap();
     }
-    assert_eq!(records(&store, "bounded"), 3);
+    assert_eq!(records(&store, "bounded"), 4);
     store.shutdown().await;
 }
 

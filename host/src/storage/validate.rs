@@ -44,6 +44,9 @@ pub fn validate_append(bytes: &mut [u8], topic: &TopicConfig, now_ms: i64) -> Re
     Ok(Some(now_ms))
 }
 
+/// Kafka's `RecordBatch.NO_TIMESTAMP`.
+const NO_TIMESTAMP: i64 = -1;
+
 fn check_batches(bytes: &[u8], topic: &TopicConfig, now_ms: i64) -> Result<(), AppendError> {
     if bytes.is_empty() {
         return Err(InvalidBatch::Empty.into());
@@ -82,10 +85,14 @@ fn check_batches(bytes: &[u8], topic: &TopicConfig, now_ms: i64) -> Result<(), A
                 None => parsed.records().map_err(|error| InvalidBatch::Codec { index, error })?,
             };
             for record in records {
-                let record = record.map_err(|error| InvalidBatch::Codec { index, error })?;
-                topic
-                    .check_timestamp(record.timestamp(header.base_timestamp), now_ms)
-                    .map_err(|error| AppendError::InvalidTimestamp { index, error })?;
+                let timestamp =
+                    record.map_err(|error| InvalidBatch::Codec { index, error })?.timestamp(header.base_timestamp);
+                // -1 is "no timestamp", which Kafka does not bound either.
+                if timestamp != NO_TIMESTAMP {
+                    topic
+                        .check_timestamp(timestamp, now_ms)
+                        .map_err(|error| AppendError::InvalidTimestamp { index, error })?;
+                }
             }
         }
     }

@@ -600,7 +600,7 @@ impl Writer {
         appended.0 += records;
         appended.1 += (group.len() - mark) as u64;
         touched.batches += batches;
-        let now = crate::clock::now_ms();
+        let now = self.config.clock.now_ms();
         for (header, base_offset, last_offset) in sequenced {
             let id = (key, header.producer_id);
             let current = self.producers.get(key, header.producer_id).cloned();

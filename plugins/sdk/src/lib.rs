@@ -354,7 +354,7 @@ fn for_each_batch<'a>(
 fn view<'a>(header: &BatchHeader, inner: &rill_core::batch::Record<'a>) -> Record<'a> {
     Record {
         offset: inner.offset(header.base_offset),
-        timestamp: inner.timestamp(header.base_timestamp),
+        timestamp: header.timestamp_of(inner),
         key: inner.key,
         value: inner.value,
         inner: *inner,
@@ -450,7 +450,6 @@ fn build_output(
     records: &[rill_core::batch::Record<'_>],
     out: &[Out],
 ) -> Result<(), Error> {
-    let base_timestamp = input.map_or(0, |header| header.base_timestamp);
     if out.is_empty() {
         return Ok(());
     }
@@ -466,7 +465,9 @@ fn build_output(
         .zip(&headers)
         .map(|(o, headers)| match o {
             Out::Keep(i) => RecordSpec {
-                timestamp: records[*i].timestamp(base_timestamp),
+                // What a consumer of the input read (the append time under LogAppendTime): the
+                // output batch is CreateTime.
+                timestamp: input.map_or_else(|| records[*i].timestamp(0), |header| header.timestamp_of(&records[*i])),
                 key: records[*i].key,
                 value: records[*i].value,
                 headers,

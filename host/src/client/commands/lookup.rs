@@ -8,6 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::StartAt;
 use crate::client::{Client, ClientError, check};
+use crate::limits::{CLIENT_LEADER_WAIT, CLIENT_LEADER_WAIT_ATTEMPTS};
 
 pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
@@ -29,8 +30,20 @@ pub async fn partitions(client: &mut Client, topic: &str, missing: Missing) -> R
     let request = MetadataRequest::default()
         .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
         .with_allow_auto_topic_creation(missing == Missing::Create);
-    let response = client.send(&request, version).await?;
-    let found = response.topics.first().ok_or_else(|| ClientError::Protocol("Metadata answered no topic".into()))?;
+    let mut attempts = 1;
+    let found = loop {
+        let response = client.send(&request, version).await?;
+        let found = response
+            .topics
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Protocol("Metadata answered no topic".into()))?;
+        if found.error_code != ResponseError::LeaderNotAvailable.code() || attempts == CLIENT_LEADER_WAIT_ATTEMPTS {
+            break found;
+        }
+        attempts += 1;
+        tokio::time::sleep(CLIENT_LEADER_WAIT).await;
+    };
     if found.error_code == ResponseError::UnknownTopicOrPartition.code() {
         let why = match missing {
             Missing::Refuse => "does not exist",
