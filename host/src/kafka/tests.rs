@@ -204,7 +204,7 @@ mod hostile {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::kafka::connection::{Body, Parsed, parse};
+    use crate::kafka::connection::parse;
     use crate::kafka::versions::SERVED;
 
     /// Every served (api, version).
@@ -305,34 +305,6 @@ mod hostile {
             let mut longer = frame.clone();
             longer.extend_from_slice(&[0, 1, 2]);
             assert!(parse(Bytes::from(longer)).is_ok(), "{key:?} v{version}: trailing bytes refused");
-        }
-    }
-
-    /// librdkafka 2.10+ (confluentinc/librdkafka#5049) sends an "all topics" Metadata v9+
-    /// request whose null topic array is a 1-byte varint followed by the 3 unused bytes of the
-    /// 4 it reserved for it. Kafka reads it as all topics; so must Rill.
-    #[test]
-    fn librdkafka_all_topics_metadata_with_three_stray_bytes_is_served() {
-        for version in 9..=12 {
-            let mut frame = BytesMut::new();
-            RequestHeader::default()
-                .with_request_api_key(ApiKey::Metadata as i16)
-                .with_request_api_version(version)
-                .with_correlation_id(7)
-                .with_client_id(Some(StrBytes::from_static_str("rdkafka")))
-                .encode(&mut frame, ApiKey::Metadata.request_header_version(version))
-                .unwrap();
-            let mut body = BytesMut::new();
-            MetadataRequest::default().with_topics(None).encode(&mut body, version).unwrap();
-            assert_eq!(body[0], 0, "a null compact array is the varint 0");
-            frame.extend_from_slice(&body[..1]);
-            frame.extend_from_slice(&[0, 0, 0]); // what is left of the 4 bytes librdkafka reserved
-            frame.extend_from_slice(&body[1..]);
-            let Ok(Parsed::Request(request)) = parse(frame.freeze()) else {
-                panic!("Metadata v{version} with stray bytes refused");
-            };
-            let Body::Metadata(metadata) = request.body else { panic!("not a Metadata request") };
-            assert_eq!(metadata.topics, None, "v{version}: all topics");
         }
     }
 

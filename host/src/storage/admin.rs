@@ -504,17 +504,21 @@ impl Writer {
 
 /// One group as a unit of deletion, appended at `appended_ms` (see [`ages`]).
 fn summarize(group: &Group, appended_ms: i64) -> Result<Summary, String> {
-    let mut summary = Summary {
+    Ok(Summary {
         base_offset: group.base_offset,
-        last_offset: group.base_offset,
+        last_offset: last_offset(group)?,
         appended_ms,
         size_bytes: group.bytes.len() as u64,
-    };
+    })
+}
+
+/// The offset of the group's last record (its base offset when it holds no batch).
+fn last_offset(group: &Group) -> Result<u64, String> {
+    let mut last = group.base_offset;
     for parsed in batch::batches(&group.bytes) {
-        let parsed = parsed.map_err(|e| e.to_string())?;
-        summary.last_offset = parsed.header().last_offset() as u64;
+        last = parsed.map_err(|e| e.to_string())?.header().last_offset() as u64;
     }
-    Ok(summary)
+    Ok(last)
 }
 
 /// The groups of `key` whose every offset is below `offset`: (base offset, bytes).
@@ -522,11 +526,11 @@ fn groups_below(txn: &WriteTransaction, key: u64, offset: u64) -> Result<Vec<(u6
     let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
     let mut doomed = Vec::new();
     for group in groups_from(&rows, key, 0)? {
-        let summary = summarize(&group?, 0)?;
-        if summary.last_offset >= offset {
+        let group = group?;
+        if last_offset(&group)? >= offset {
             break;
         }
-        doomed.push((summary.base_offset, summary.size_bytes));
+        doomed.push((group.base_offset, group.bytes.len() as u64));
     }
     Ok(doomed)
 }
@@ -543,7 +547,7 @@ fn delete_groups(
         rows.retain_in((key, *base, 0)..=(key, *base, u32::MAX), |_, _| false).map_err(|e| e.to_string())?;
         bytes += size;
     }
-    ages::forget(txn, key, &doomed.iter().map(|(base, _)| *base).collect::<Vec<_>>())?;
+    ages::forget(txn, key, doomed.iter().map(|(base, _)| *base))?;
     log.size_bytes = log.size_bytes.saturating_sub(bytes);
     // A deleted group can no longer grow: the next append starts a new one.
     if log.open_group.as_ref().is_some_and(|open| doomed.iter().any(|(base, _)| *base == open.base_offset)) {
@@ -573,7 +577,7 @@ fn truncate_groups(txn: &WriteTransaction, key: u64, offset: u64, log: &mut Part
             .map_err(|e| e.to_string())?;
         log.size_bytes = log.size_bytes.saturating_sub((group.bytes.len() - kept.len()) as u64);
         if kept.is_empty() {
-            ages::forget(txn, key, &[group.base_offset])?;
+            ages::forget(txn, key, [group.base_offset])?;
         } else {
             for (part, chunk) in &extend_group(0, Vec::new(), &kept).rows {
                 rows.insert((key, group.base_offset, *part), chunk.as_ref()).map_err(|e| e.to_string())?;

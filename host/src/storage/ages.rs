@@ -28,10 +28,14 @@ pub(super) fn started(txn: &WriteTransaction, key: u64, base_offset: u64, at_ms:
 }
 
 /// Forgets the start times of deleted groups.
-pub(super) fn forget(txn: &WriteTransaction, key: u64, base_offsets: &[u64]) -> Result<(), String> {
+pub(super) fn forget(
+    txn: &WriteTransaction,
+    key: u64,
+    base_offsets: impl IntoIterator<Item = u64>,
+) -> Result<(), String> {
     let mut times = txn.open_table(GROUP_TIMES).map_err(|e| e.to_string())?;
     for base in base_offsets {
-        times.remove((key, *base)).map_err(|e| e.to_string())?;
+        times.remove((key, base)).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -74,7 +78,7 @@ mod tests {
         started(&txn, 7, 50, 2_000).unwrap();
         started(&txn, 7, 90, 3_000).unwrap();
         started(&txn, 8, 0, 9_000).unwrap();
-        forget(&txn, 7, &[50]).unwrap();
+        forget(&txn, 7, [50]).unwrap();
         txn.commit().unwrap();
 
         let read = db.begin_read().unwrap();

@@ -24,8 +24,8 @@ fn hourly() -> TopicConfig {
 }
 
 fn records(store: &Store, topic: &str) -> u64 {
-    store.topic(topic).unwrap().partitions[0].offsets().high_watermark
-        - store.topic(topic).unwrap().partitions[0].offsets().log_start_offset
+    let offsets = store.topic(topic).unwrap().partitions[0].offsets();
+    offsets.high_watermark - offsets.log_start_offset
 }
 
 /// What the issue saw: readings stamped long ago were deleted by the first retention pass after a
