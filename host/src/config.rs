@@ -32,8 +32,13 @@
 //! version = "3.1.1"                 # or "5" (session_expiry_s, user properties)
 //! subscriptions = [{ filter = "sensors/+/telemetry", qos = 1 }]
 //! target = "sensors"                # or a template over MQTT topic levels: "sensors.{1}"
-//! ingest = { plugin = "senml" }
+//! partitions = 3                    # of target topics the bridge creates (default 1)
+//! ingest = { plugin = "senml" }     # also version = "…", config = { key = "value" }
+//! partitioner = { plugin = "key-field-partitioner", config = { field = "device" } }  # default: murmur2 of the key
+//! dead_letter_topic = "mqtt.dlq"    # the default
 //! dedup = { record_header = "senml.id" }  # or { user_property = "msg-id" } (MQTT 5): stored once
+//! max_message_bytes = 1048576       # also client_id, username, password, keep_alive_s,
+//!                                   # batch_messages, batch_bytes, batch_window_ms
 //!
 //! [[mirror]]                        # an edge: copy topics to an aggregation node (repeatable)
 //! name = "cloud"
@@ -42,6 +47,8 @@
 //! token = "…"                       # the secret the aggregation node accepts for this edge
 //! topics = ["sensors", "alerts.*"]  # names, or patterns with * and ?
 //! rate_limit_bytes_per_s = 125000   # optional, for metered links
+//! window_bytes = 8388608            # sent ahead of the aggregation node's durable ack (the default)
+//! filter = { plugin = "downsample", config = { window_ms = "60000" } }  # optional transform plugin
 //!
 //! [replication]                     # an aggregation node: accept edges' mirrors
 //! listen = "127.0.0.1:9093"         # runs when edges are listed; port 0: any free port
@@ -53,6 +60,14 @@
 //! listen = "127.0.0.1:9094"         # port 0: any free port (logged)
 //! topic = "devices"                 # made with `partitions` when missing
 //! partitions = 1
+//!
+//! [[devices.serial]]                # a sensor node on a serial port (repeatable)
+//! path = "/dev/ttyUSB0"
+//! baud = 115200                     # the default
+//!
+//! [devices.partitioner]             # optional: a partitioner plugin (default: by device id)
+//! plugin = "key-field-partitioner"
+//! config = { field = "room" }
 //! ```
 
 use std::net::SocketAddr;

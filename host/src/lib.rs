@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod pipelines;
 pub mod plugins;
+pub mod registry;
 pub mod replication;
 pub mod serve;
 pub mod storage;

@@ -72,7 +72,8 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
-    /// One screen: health, topics with ingest rates, consumer groups with lag, plugins.
+    /// One screen: readiness, topics with ingest rates, consumer groups with lag, plugins, MQTT
+    /// bridges, pipelines, devices.
     Status {
         #[command(flatten)]
         admin: AdminArgs,

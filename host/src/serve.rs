@@ -69,10 +69,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         }
     };
     let catalog = PluginCatalog::new(runtime, store.clone(), Some(config.data_dir.join(PLUGIN_CACHE_DIR)));
-    let pipelines = Pipelines::new(store.clone(), catalog.clone(), stopping.clone());
+    let pipelines = Pipelines::for_store(store.clone(), catalog.clone(), stopping.clone());
     metrics.register_collector(pipelines.collector());
-    let bridges = Bridges::new(store.clone(), catalog.clone());
-    let mirrors = Mirrors::new(store.clone(), catalog.clone());
+    let bridges = Bridges::for_store(store.clone(), catalog.clone());
+    let mirrors = Mirrors::for_store(store.clone(), catalog.clone());
     metrics.register_collector(bridges.collector());
     let replication = if config.replication.edges.is_empty() {
         None
@@ -153,7 +153,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     });
     let http = tokio::spawn(http.run(stopping));
     // Ready (`/ready`) once the stored pipelines run again too.
-    match pipelines.start_stored().await {
+    match pipelines.start(&[]).await {
         Ok(0) => {}
         Ok(count) => tracing::info!(count, "pipelines started"),
         Err(e) => tracing::error!(error = %e, "stored pipelines cannot be read; none started"),

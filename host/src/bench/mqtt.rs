@@ -217,7 +217,7 @@ impl RillCase {
             .put_resource(catalog::KIND, &catalog::key("senml", "bench"), document, PutMode::Create, Some(blob))
             .await
             .map_err(|e| e.to_string())?;
-        let bridges = Bridges::new(store.clone(), PluginCatalog::new(PluginRuntime::new()?, store.clone(), None));
+        let bridges = Bridges::for_store(store.clone(), PluginCatalog::new(PluginRuntime::new()?, store.clone(), None));
         let prefix = format!("bench/rill/{run}/{}", qos as u8);
         let spec = BridgeSpec {
             name: format!("bench-{run}"),
@@ -242,7 +242,7 @@ impl RillCase {
             dedup: None,
         };
         let name = spec.name.clone();
-        bridges.add(spec).await.map_err(|e| e.to_string())?;
+        bridges.create(spec).await.map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !bridges.get(&name).is_some_and(|v| v.status.connected) {
             if Instant::now() > deadline {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::limits::HTTP_JSON_BYTES_MAX;
-use crate::storage::{AppendError, TopicError};
+use crate::storage::{AppendError, ResourceError, TopicError};
 
 /// An error as the admin API answers it: `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +76,16 @@ impl From<TopicError> for ApiError {
             TopicError::InvalidPartitions { .. } => ApiError::invalid_field("partitions", e.to_string()),
             TopicError::InvalidConfig { key, .. } => ApiError::invalid_field(format!("config.{key}"), e.to_string()),
             TopicError::Storage(_) => ApiError::storage(e.to_string()),
+        }
+    }
+}
+
+impl From<ResourceError> for ApiError {
+    fn from(e: ResourceError) -> Self {
+        match &e {
+            ResourceError::AlreadyExists { .. } => ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string()),
+            ResourceError::Unknown { .. } => ApiError::not_found(e.to_string()),
+            ResourceError::Storage(_) => ApiError::storage(e.to_string()),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The HTTP control plane: health, readiness, Prometheus metrics, the versioned JSON admin API
-//! (`/v1/...`, documented in `docs/openapi.yaml`) and the status page.
+//! (`/v1/...`, documented in `docs/openapi.json`) and the status page.
 //!
 //! axum routes the requests; hyper serves each connection (HTTP/1.1) from our own accept loop,
 //! which bounds connections as the Kafka listener does and drains requests in progress on
@@ -70,20 +70,14 @@ pub struct AppState {
 
 /// The routes of the control plane.
 pub fn router(state: AppState) -> Router {
-    router_with(state, Router::new())
-}
-
-/// The control plane with `extra` routes under `/v1` (tests add resource kinds this way).
-fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let v1 = Router::new()
         .merge(topics::routes())
         .merge(groups::routes())
         .merge(plugins::routes())
         .merge(pipelines::routes())
-        .merge(mqtt::routes())
+        .merge(resources::routes::<crate::mqtt::BridgeKind>())
         .merge(mirrors::routes())
-        .merge(devices::routes())
-        .merge(extra);
+        .merge(devices::routes());
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
-use super::resources::validate_name;
+use crate::registry::validate_name;
 use crate::storage::{Blob, PutMode, ResourceError};
 
 pub use crate::plugins::PluginArtifact;

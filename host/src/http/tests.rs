@@ -8,7 +8,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{AppState, router, router_with};
+use super::{AppState, router};
 use crate::config::{HttpSection, KafkaSection};
 use crate::kafka::KafkaListener;
 use crate::metrics::Metrics;
@@ -17,14 +17,12 @@ use crate::storage::{CommittedOffset, Location, Store, StoreConfig};
 pub(super) struct Harness {
     dir: tempfile::TempDir,
     pub state: AppState,
-    /// Routes a test adds under `/v1`.
-    extra: axum::Router<AppState>,
 }
 
 pub(super) async fn harness(token: Option<&str>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let state = state_in(&dir, token).await;
-    Harness { dir, state, extra: axum::Router::new() }
+    Harness { dir, state }
 }
 
 async fn state_in(dir: &tempfile::TempDir, token: Option<&str>) -> AppState {
@@ -41,16 +39,16 @@ async fn state_in(dir: &tempfile::TempDir, token: Option<&str>) -> AppState {
         listeners_up: Arc::new(AtomicBool::new(true)),
         rates: Arc::default(),
         started: std::time::Instant::now(),
-        pipelines: crate::pipelines::Pipelines::new(
+        pipelines: crate::pipelines::Pipelines::for_store(
             store.clone(),
             crate::plugins::PluginCatalog::new(test_runtime(), store.clone(), None),
             tokio::sync::watch::channel(false).1,
         ),
-        bridges: crate::mqtt::Bridges::new(
+        bridges: crate::mqtt::Bridges::for_store(
             store.clone(),
             crate::plugins::PluginCatalog::new(test_runtime(), store.clone(), None),
         ),
-        mirrors: crate::replication::Mirrors::new(
+        mirrors: crate::replication::Mirrors::for_store(
             store.clone(),
             crate::plugins::PluginCatalog::new(test_runtime(), store.clone(), None),
         ),
@@ -66,11 +64,6 @@ fn test_runtime() -> crate::plugins::PluginRuntime {
 }
 
 impl Harness {
-    pub(super) fn with_routes(mut self, routes: axum::Router<AppState>) -> Harness {
-        self.extra = self.extra.merge(routes);
-        self
-    }
-
     /// The same data directory after a clean shutdown and a fresh open.
     pub(super) async fn reopen(self) -> Harness {
         let token = self.state.config.admin_token.clone();
@@ -99,7 +92,7 @@ impl Harness {
             None => request.body(Body::empty()),
         }
         .unwrap();
-        let response = router_with(self.state.clone(), self.extra.clone()).oneshot(request).await.unwrap();
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
         let value = if bytes.is_empty() {
@@ -317,4 +310,32 @@ async fn openapi_documents_every_route() {
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(!message.starts_with("no route for"), "{route} is not served: {body}");
     }
+}
+
+/// The routes every registry kind shares, through mirrors (the kind that needs no plugin).
+#[tokio::test]
+async fn resource_kinds_answer_create_conflict_bad_input_and_unknown_names_alike() {
+    let h = harness(None).await;
+    let mirror = json!({"name": "m1", "upstream": "127.0.0.1:1", "edge_id": "gw", "token": "s", "topics": ["t"]});
+    let (status, body) = h.call(Method::POST, "/v1/mirrors", Some(mirror.clone())).await;
+    assert_eq!((status, body["spec"]["token"].as_str()), (StatusCode::CREATED, Some("********")), "{body}");
+    let (status, body) = h.call(Method::POST, "/v1/mirrors", Some(mirror.clone())).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "already_exists"));
+    for (body, field) in [
+        (json!({"name": "m 2", "upstream": "127.0.0.1:1", "edge_id": "gw2", "token": "s", "topics": []}), "name"),
+        (json!({"name": "m2", "upstream": "nowhere", "edge_id": "gw2", "token": "s", "topics": []}), "upstream"),
+        (json!({"name": "m2", "upstream": "127.0.0.1:1", "edge_id": "gw2", "token": "s", "topics": [], "x": 1}), "x"),
+    ] {
+        let (status, answer) = h.call(Method::POST, "/v1/mirrors", Some(body.clone())).await;
+        assert_eq!((status, answer["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{body}");
+    }
+    let (status, body) = h.call(Method::GET, "/v1/mirrors", None).await;
+    assert_eq!((status, body.as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+    assert_eq!(h.call(Method::GET, "/v1/mirrors/m1", None).await.1["spec"]["name"], "m1");
+    assert_eq!(h.call(Method::DELETE, "/v1/mirrors/m1", None).await.0, StatusCode::NO_CONTENT);
+    for method in [Method::GET, Method::DELETE] {
+        let (status, body) = h.call(method, "/v1/mirrors/m1", None).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    }
+    h.state.mirrors.shutdown().await;
 }

@@ -1,5 +1,5 @@
-//! The Kafka wire protocol: a listener that lets unmodified Kafka clients (kcat, librdkafka, the
-//! Java and Python clients, rskafka) produce to and fetch from the store.
+//! The Kafka wire protocol: a listener that lets unmodified Kafka clients (kcat, librdkafka,
+//! kafka-python, rskafka) produce to and fetch from the store.
 //!
 //! - One task per connection, bounded by `max_connections`. A connection handles one request at
 //!   a time, as Kafka brokers do (they mute a channel until its response is sent), so responses

@@ -11,7 +11,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use crate::storage::{DocumentWrite, Store};
+use crate::storage::{DocumentWrite, ResourceError, Store};
 
 /// The storage kind of dedup segments, named `<bridge>/<sequence>`.
 pub const KIND: &str = "mqtt-dedup";
@@ -73,14 +73,10 @@ impl DedupWindow {
         Ok(this)
     }
 
-    /// Deletes every segment of `bridge` (the bridge is removed).
-    pub(super) async fn forget(store: &Store, bridge: &str) -> Result<(), String> {
-        for (name, _) in store.resources(KIND).map_err(|e| e.to_string())? {
-            if segment_of(&name, bridge).is_some() {
-                store.delete_resource(KIND, &name, |_| None).await.map_err(|e| e.to_string())?;
-            }
-        }
-        Ok(())
+    /// Deletions of every segment of `bridge` (removed with it, in the same transaction).
+    pub(super) fn forget(store: &Store, bridge: &str) -> Result<Vec<DocumentWrite>, ResourceError> {
+        let segments = store.resources(KIND)?.into_iter().filter(|(name, _)| segment_of(name, bridge).is_some());
+        Ok(segments.map(|(name, _)| DocumentWrite { kind: KIND.to_owned(), name, document: None }).collect())
     }
 
     pub(super) fn contains(&self, id: &str) -> bool {
@@ -219,7 +215,7 @@ mod tests {
         // Another bridge's segments are its own; forgetting one bridge leaves the other.
         let mut other = DedupWindow::load(&store, "b2", 10).unwrap();
         commit(&store, &mut other, ids(0..5)).await;
-        DedupWindow::forget(&store, "b").await.unwrap();
+        store.write_documents(DedupWindow::forget(&store, "b").unwrap()).await.unwrap();
         assert_eq!(DedupWindow::load(&store, "b", 100).unwrap().len(), 0);
         assert_eq!(DedupWindow::load(&store, "b2", 10).unwrap().len(), 5);
         store.shutdown().await;

@@ -14,9 +14,8 @@ pub mod spec;
 mod tls;
 mod worker;
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -25,21 +24,10 @@ use tokio::task::JoinHandle;
 use crate::limits::MQTT_BRIDGES_MAX;
 use crate::pipelines::load_instance;
 use crate::plugins::{PluginCatalog, PluginKind, PluginLimits};
-use crate::storage::{DocumentWrite, PutMode, ResourceError, Store};
+use crate::registry::{Kind, Registry, RegistryError};
+use crate::storage::{DocumentWrite, Store};
 use bridge::{Bridge, BridgeStats};
 pub use spec::{BridgeSpec, DedupSpec, InvalidBridge, Subscription, TlsSpec};
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BridgeError {
-    #[error(transparent)]
-    Invalid(#[from] InvalidBridge),
-    #[error("unknown MQTT bridge {0:?}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("storage: {0}")]
-    Storage(String),
-}
 
 /// A bridge as the admin API shows it (the password left out).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -73,182 +61,28 @@ pub struct BridgeStatus {
     pub qos0_dropped: u64,
 }
 
-struct Handle {
-    spec: BridgeSpec,
+/// A running bridge.
+#[derive(Debug)]
+pub struct Running {
     stats: Arc<BridgeStats>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
-/// Every MQTT bridge of the broker.
-#[derive(Clone)]
-pub struct Bridges {
-    inner: Arc<Inner>,
-}
+/// Every MQTT bridge of the node.
+pub type Bridges = Registry<BridgeKind>;
 
-struct Inner {
+/// What MQTT bridges need: the store they append to and the plugins they run.
+#[derive(Debug)]
+pub struct BridgeKind {
     store: Store,
     catalog: PluginCatalog,
-    handles: Mutex<BTreeMap<String, Handle>>,
-    admin: tokio::sync::Mutex<()>,
-}
-
-impl std::fmt::Debug for Bridges {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bridges").finish_non_exhaustive()
-    }
 }
 
 impl Bridges {
-    pub fn new(store: Store, catalog: PluginCatalog) -> Self {
-        Self {
-            inner: Arc::new(Inner { store, catalog, handles: Mutex::default(), admin: tokio::sync::Mutex::new(()) }),
-        }
-    }
-
-    fn handles(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Handle>> {
-        self.inner.handles.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Stores the config file's bridges (replacing stored ones of the same name), then starts
-    /// every stored bridge.
-    pub async fn start(&self, configured: &[BridgeSpec]) -> Result<usize, BridgeError> {
-        for spec in configured {
-            spec.check()?;
-            self.store(spec, None).await?;
-        }
-        let stored = self.inner.store.resources(spec::KIND).map_err(|e| BridgeError::Storage(e.to_string()))?;
-        for (name, document) in &stored {
-            match serde_json::from_slice::<BridgeSpec>(document) {
-                Ok(spec) => self.spawn(spec),
-                Err(e) => {
-                    tracing::error!(bridge = %name, error = %e, "stored MQTT bridge does not decode; not started")
-                }
-            }
-        }
-        Ok(stored.len())
-    }
-
-    async fn store(&self, spec: &BridgeSpec, mode: Option<PutMode>) -> Result<(), BridgeError> {
-        let document = serde_json::to_vec(spec).expect("a bridge spec encodes");
-        let store = &self.inner.store;
-        match mode {
-            Some(mode) => store.put_resource(spec::KIND, &spec.name, document, mode, None).await.map_err(|e| match e {
-                ResourceError::AlreadyExists { .. } => {
-                    BridgeError::Conflict(format!("MQTT bridge {:?} exists", spec.name))
-                }
-                other => BridgeError::Storage(other.to_string()),
-            }),
-            None => {
-                let write =
-                    DocumentWrite { kind: spec::KIND.into(), name: spec.name.clone(), document: Some(document) };
-                store.write_documents(vec![write]).await.map_err(|e| BridgeError::Storage(e.to_string()))
-            }
-        }
-    }
-
-    fn spawn(&self, spec: BridgeSpec) {
-        let (stop, stopping) = watch::channel(false);
-        let stats = Arc::new(BridgeStats::default());
-        let bridge = Bridge {
-            spec: spec.clone(),
-            store: self.inner.store.clone(),
-            catalog: self.inner.catalog.clone(),
-            stats: Arc::clone(&stats),
-            stopping,
-        };
-        let task = tokio::spawn(bridge.run());
-        self.handles().insert(spec.name.clone(), Handle { spec, stats, stop, task });
-    }
-
-    /// Checks a new bridge against the broker: its plugins load and are of the right kinds.
-    async fn check_plugins(&self, spec: &mut BridgeSpec) -> Result<(), BridgeError> {
-        let catalog = &self.inner.catalog;
-        for (field, stage, kind) in [
-            ("ingest", Some(&mut spec.ingest), PluginKind::Ingest),
-            ("partitioner", spec.partitioner.as_mut(), PluginKind::Partitioner),
-        ] {
-            let Some(stage) = stage else { continue };
-            let artifact = catalog.resolve(&stage.plugin, stage.version.as_deref()).map_err(|e| invalid(field, e))?;
-            stage.version = Some(artifact.version.clone());
-            let (catalog, loaded) = (catalog.clone(), stage.clone());
-            let instance =
-                tokio::task::spawn_blocking(move || load_instance(&catalog, &loaded, PluginLimits::default()))
-                    .await
-                    .map_err(|e| BridgeError::Storage(e.to_string()))?
-                    .map_err(|e| invalid(field, e))?;
-            let found = instance.1.metadata().kind;
-            if found != kind {
-                return Err(invalid(field, format!("{} is a {found:?} plugin, not {kind:?}", instance.0)));
-            }
-        }
-        Ok(())
-    }
-
-    pub async fn add(&self, mut spec: BridgeSpec) -> Result<BridgeView, BridgeError> {
-        let _admin = self.inner.admin.lock().await;
-        spec.check()?;
-        if self.handles().len() >= MQTT_BRIDGES_MAX {
-            return Err(BridgeError::Conflict(format!("a broker runs at most {MQTT_BRIDGES_MAX} MQTT bridges")));
-        }
-        if self.handles().values().any(|h| h.spec.client_id() == spec.client_id()) {
-            return Err(invalid("client_id", format!("{:?} is used by another bridge", spec.client_id())));
-        }
-        self.check_plugins(&mut spec).await?;
-        if self.inner.store.resource(spec::KIND, &spec.name).ok().flatten().is_none() {
-            // A new bridge starts with no ids remembered (a removal cut short may have left some).
-            dedup::DedupWindow::forget(&self.inner.store, &spec.name).await.map_err(BridgeError::Storage)?;
-        }
-        self.store(&spec, Some(PutMode::Create)).await?;
-        tracing::info!(bridge = %spec.name, url = %spec.url, target = %spec.target, "MQTT bridge added");
-        let name = spec.name.clone();
-        self.spawn(spec);
-        self.get(&name).ok_or(BridgeError::NotFound(name))
-    }
-
-    /// Stops and deletes a bridge. Its session stays at the MQTT broker (add it again with the
-    /// same client id and it resumes).
-    pub async fn remove(&self, name: &str) -> Result<(), BridgeError> {
-        let _admin = self.inner.admin.lock().await;
-        let handle = self.handles().remove(name);
-        if let Some(handle) = handle {
-            let _ = handle.stop.send(true);
-            let _ = handle.task.await;
-        }
-        // The ids go first: a bridge added again under this name must not find them, even if
-        // the deletion below fails and is retried.
-        dedup::DedupWindow::forget(&self.inner.store, name).await.map_err(BridgeError::Storage)?;
-        let deleted = self
-            .inner
-            .store
-            .delete_resource(spec::KIND, name, |_| None)
-            .await
-            .map_err(|e| BridgeError::Storage(e.to_string()))?;
-        if !deleted {
-            return Err(BridgeError::NotFound(name.to_owned()));
-        }
-        tracing::info!(bridge = %name, "MQTT bridge removed");
-        Ok(())
-    }
-
-    pub fn list(&self) -> Vec<BridgeView> {
-        self.handles().values().map(view).collect()
-    }
-
-    pub fn get(&self, name: &str) -> Option<BridgeView> {
-        self.handles().get(name).map(view)
-    }
-
-    /// Stops every bridge (after the broker's stop signal): each finishes the batch it is
-    /// committing and acknowledges it.
-    pub async fn shutdown(&self) {
-        let handles: Vec<Handle> = std::mem::take(&mut *self.handles()).into_values().collect();
-        for handle in &handles {
-            let _ = handle.stop.send(true);
-        }
-        for handle in handles {
-            let _ = handle.task.await;
-        }
+    /// The bridges of `store` (none runs before [`Registry::start`]).
+    pub fn for_store(store: Store, catalog: PluginCatalog) -> Self {
+        Registry::local(BridgeKind { store: store.clone(), catalog }, store)
     }
 
     /// Reads every bridge's counters and state at scrape time.
@@ -257,19 +91,103 @@ impl Bridges {
     }
 }
 
-fn invalid(field: &str, message: impl ToString) -> BridgeError {
-    BridgeError::Invalid(InvalidBridge { field: field.to_owned(), message: message.to_string() })
+impl BridgeKind {
+    /// Checks a new bridge's plugins: they load and are of the right kinds.
+    async fn check_plugins(&self, spec: &mut BridgeSpec) -> Result<(), RegistryError> {
+        let catalog = &self.catalog;
+        for (field, stage, kind) in [
+            ("ingest", Some(&mut spec.ingest), PluginKind::Ingest),
+            ("partitioner", spec.partitioner.as_mut(), PluginKind::Partitioner),
+        ] {
+            let Some(stage) = stage else { continue };
+            let artifact = catalog
+                .resolve(&stage.plugin, stage.version.as_deref())
+                .map_err(|e| RegistryError::invalid(field, e))?;
+            stage.version = Some(artifact.version.clone());
+            let (catalog, loaded) = (catalog.clone(), stage.clone());
+            let instance =
+                tokio::task::spawn_blocking(move || load_instance(&catalog, &loaded, PluginLimits::default()))
+                    .await
+                    .map_err(|e| RegistryError::Unavailable(format!("the plugin check failed: {e}")))?
+                    .map_err(|e| RegistryError::invalid(field, e))?;
+            let found = instance.1.metadata().kind;
+            if found != kind {
+                return Err(RegistryError::invalid(
+                    field,
+                    format!("{} is a {found:?} plugin, not {kind:?}", instance.0),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
-fn view(handle: &Handle) -> BridgeView {
-    let stats = &handle.stats;
-    let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    BridgeView {
-        spec: BridgeSpec {
-            password: handle.spec.password.as_ref().map(|_| "********".to_owned()),
-            ..handle.spec.clone()
-        },
-        status: BridgeStatus {
+impl Kind for BridgeKind {
+    type Spec = BridgeSpec;
+    type Prepared = ();
+    type Running = Running;
+    type View = BridgeView;
+
+    const KIND: &'static str = spec::KIND;
+    const NOUN: &'static str = "MQTT bridge";
+    const PLURAL: &'static str = "MQTT bridges";
+    const MAX: usize = MQTT_BRIDGES_MAX;
+
+    fn name(spec: &BridgeSpec) -> &str {
+        &spec.name
+    }
+
+    async fn prepare(&self, spec: &mut BridgeSpec, others: &[&BridgeSpec]) -> Result<(), RegistryError> {
+        spec.check()?;
+        if others.iter().any(|other| other.client_id() == spec.client_id()) {
+            return Err(RegistryError::invalid(
+                "client_id",
+                format!("{:?} is used by another bridge", spec.client_id()),
+            ));
+        }
+        self.check_plugins(spec).await
+    }
+
+    async fn admit_configured(&self, spec: &mut BridgeSpec) -> Result<(), RegistryError> {
+        Ok(spec.check()?)
+    }
+
+    async fn restore(&self, _spec: &BridgeSpec) -> Result<(), RegistryError> {
+        Ok(())
+    }
+
+    /// The remembered message ids: a bridge added again under the name starts with none.
+    fn leftovers(&self, name: &str) -> Result<Vec<DocumentWrite>, RegistryError> {
+        dedup::DedupWindow::forget(&self.store, name).map_err(RegistryError::Read)
+    }
+
+    fn run(&self, spec: BridgeSpec, _prepared: ()) -> Running {
+        let (stop, stopping) = watch::channel(false);
+        let stats = Arc::new(BridgeStats::default());
+        tracing::info!(bridge = %spec.name, url = %spec.url, target = %spec.target, "MQTT bridge starting");
+        let bridge = Bridge {
+            spec,
+            store: self.store.clone(),
+            catalog: self.catalog.clone(),
+            stats: Arc::clone(&stats),
+            stopping,
+        };
+        Running { stats, stop, task: tokio::spawn(bridge.run()) }
+    }
+
+    /// Its session stays at the MQTT broker: added again with the same client id, it resumes.
+    async fn stop(&self, running: Running) {
+        let _ = running.stop.send(true);
+        let _ = running.task.await;
+    }
+
+    fn view(&self, spec: &BridgeSpec, running: Option<&Running>) -> BridgeView {
+        let spec = BridgeSpec { password: spec.password.as_ref().map(|_| "********".to_owned()), ..spec.clone() };
+        let Some(stats) = running.map(|running| &running.stats) else {
+            return BridgeView { spec, status: BridgeStatus::default() };
+        };
+        let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let status = BridgeStatus {
             connected: stats.connected.load(Ordering::Relaxed),
             last_error: stats.last_error(),
             messages_in: read(&stats.messages_in),
@@ -280,7 +198,14 @@ fn view(handle: &Handle) -> BridgeView {
             messages_redelivered: read(&stats.messages_redelivered),
             connects: read(&stats.connects),
             qos0_dropped: read(&stats.qos0_dropped),
-        },
+        };
+        BridgeView { spec, status }
+    }
+}
+
+impl From<InvalidBridge> for RegistryError {
+    fn from(e: InvalidBridge) -> Self {
+        RegistryError::Invalid { field: e.field, message: e.message }
     }
 }
 

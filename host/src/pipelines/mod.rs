@@ -20,7 +20,6 @@ mod runner;
 pub mod spec;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -28,32 +27,16 @@ use tokio::task::JoinHandle;
 
 use crate::limits::PIPELINES_MAX;
 use crate::plugins::PluginCatalog;
+use crate::registry::{Kind, Registry, RegistryError};
 use crate::storage::{DocumentWrite, Store, TopicConfig};
 use chain::Chain;
 pub use chain::{BuildError, load_instance};
 use runner::{Control, Runner, RunnerStatus};
 pub use spec::{Counts, LimitsSpec, PipelineSpec, Progress, Segment, StageSpec, StartAt};
 
-/// Why a pipeline operation was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PipelineError {
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
-    #[error("unknown pipeline {0:?}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> PipelineError {
-    PipelineError::Invalid { field: field.to_owned(), message: message.into() }
-}
-
-impl From<BuildError> for PipelineError {
+impl From<BuildError> for RegistryError {
     fn from(e: BuildError) -> Self {
-        PipelineError::Invalid { field: e.field, message: e.message }
+        RegistryError::Invalid { field: e.field, message: e.message }
     }
 }
 
@@ -67,7 +50,8 @@ pub struct PipelineView {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PipelineStatus {
-    /// `running` or `paused`.
+    /// `running`, `paused`, or `stopped` (not running on this node: its stored progress does
+    /// not decode).
     pub state: String,
     /// Why it is paused, when it paused itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,179 +77,158 @@ pub struct PartitionProgress {
 }
 
 /// A running pipeline's task and how to reach it.
-struct Handle {
+#[derive(Debug)]
+pub struct Running {
     control: mpsc::Sender<Control>,
     status: watch::Receiver<RunnerStatus>,
     task: JoinHandle<()>,
 }
 
-/// Every pipeline of the broker.
-#[derive(Clone)]
-pub struct Pipelines {
-    inner: Arc<Inner>,
+/// What a pipeline needs to run: its progress as read (or made) at store generation
+/// `generation`, and its plugins, or why they cannot be loaded.
+pub struct Launch {
+    progress: Progress,
+    generation: u64,
+    chain: Option<Chain>,
+    unloaded: Option<String>,
 }
 
-struct Inner {
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launch").field("generation", &self.generation).field("unloaded", &self.unloaded).finish()
+    }
+}
+
+/// Every pipeline of the node.
+pub type Pipelines = Registry<PipelineKind>;
+
+/// What pipelines need: the store, the plugins, and the broker's stop signal (they stop
+/// between batches once it turns true).
+#[derive(Debug)]
+pub struct PipelineKind {
     store: Store,
     catalog: PluginCatalog,
-    handles: Mutex<BTreeMap<String, Handle>>,
-    /// Admin operations one at a time (create checks the name, then stores it).
-    admin: tokio::sync::Mutex<()>,
     stopping: watch::Receiver<bool>,
 }
 
-impl std::fmt::Debug for Pipelines {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipelines").field("running", &self.names()).finish()
-    }
-}
-
 impl Pipelines {
-    /// Pipelines stop between batches once `stopping` turns true.
-    pub fn new(store: Store, catalog: PluginCatalog, stopping: watch::Receiver<bool>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                store,
-                catalog,
-                handles: Mutex::default(),
-                admin: tokio::sync::Mutex::new(()),
-                stopping,
-            }),
-        }
+    /// The pipelines of `store` (none runs before [`Registry::start`]).
+    pub fn for_store(store: Store, catalog: PluginCatalog, stopping: watch::Receiver<bool>) -> Self {
+        Registry::local(PipelineKind { store: store.clone(), catalog, stopping }, store)
     }
 
     pub fn catalog(&self) -> &PluginCatalog {
-        &self.inner.catalog
+        &self.kind().catalog
     }
 
-    fn handles(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Handle>> {
-        self.inner.handles.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.handles().keys().cloned().collect()
-    }
-
-    /// Starts every stored pipeline (at broker start). A pipeline whose plugins cannot be loaded
-    /// waits, paused, saying why.
-    pub async fn start_stored(&self) -> Result<usize, String> {
-        let stored = self.inner.store.resources(spec::KIND).map_err(|e| e.to_string())?;
-        for (name, document) in &stored {
-            let generation = self.inner.store.generation();
-            let spec: PipelineSpec = match serde_json::from_slice(document) {
-                Ok(spec) => spec,
-                Err(e) => {
-                    tracing::error!(pipeline = %name, error = %e, "stored pipeline does not decode; not started");
-                    continue;
-                }
-            };
-            let progress = match self.inner.store.resource(spec::PROGRESS_KIND, name).map_err(|e| e.to_string())? {
-                None => Progress::default(),
-                Some(bytes) => match Progress::decode(&bytes) {
-                    Ok(progress) => progress,
-                    Err(e) => {
-                        tracing::error!(pipeline = %name, error = %e, "stored pipeline progress does not decode; not started");
-                        continue;
-                    }
-                },
-            };
-            let (catalog, built_spec, snapshots) =
-                (self.inner.catalog.clone(), spec.clone(), progress.snapshots.clone());
-            let built = tokio::task::spawn_blocking(move || Chain::build(&catalog, &built_spec, &snapshots))
-                .await
-                .map_err(|e| e.to_string())?;
-            let (chain, unloaded) = match built {
-                Ok(chain) => (Some(chain), None),
-                Err(e) => {
-                    tracing::error!(pipeline = %name, error = %e, "pipeline's plugins cannot be loaded; it waits for a resume");
-                    (None, Some(e.to_string()))
-                }
-            };
-            self.spawn(spec, progress, generation, chain, unloaded);
-        }
-        Ok(stored.len())
-    }
-
-    /// Runs a pipeline whose `progress` was read (or made) at store generation `generation`.
-    fn spawn(
+    /// Sends `command` (made with its reply channel) to pipeline `name`'s runner.
+    async fn ask<T>(
         &self,
-        spec: PipelineSpec,
-        progress: Progress,
-        generation: u64,
-        chain: Option<Chain>,
-        unloaded: Option<String>,
-    ) {
-        let (control, inbox) = mpsc::channel(4);
-        let (status, watcher) = watch::channel(RunnerStatus::new(&spec, &progress, chain.as_ref(), unloaded.clone()));
-        let name = spec.name.clone();
-        let runner = Runner {
-            store: self.inner.store.clone(),
-            catalog: self.inner.catalog.clone(),
-            spec,
-            progress,
-            chain,
-            unloaded,
-            control: inbox,
-            pending: Default::default(),
-            status,
-            stopping: self.inner.stopping.clone(),
-            cursor: 0,
-            retries: BTreeMap::new(),
-            stale: false,
-            generation,
-        };
-        let task = tokio::spawn(runner.run());
-        self.handles().insert(name, Handle { control, status: watcher, task });
+        name: &str,
+        command: impl FnOnce(oneshot::Sender<T>) -> Control,
+    ) -> Result<T, RegistryError> {
+        let control = self.with_running(name, |running| running.control.clone());
+        let control = control.ok_or_else(|| not_found(name))?;
+        let (reply, answer) = oneshot::channel();
+        let stopped = || RegistryError::Unavailable(format!("pipeline {name:?} is stopping"));
+        control.send(command(reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
     }
 
+    /// Operations on one pipeline go through its runner, which takes them one at a time between
+    /// batches: they do not hold the admin lock while it answers.
+    pub async fn pause(&self, name: &str) -> Result<PipelineView, RegistryError> {
+        self.ask(name, |reply| Control::Pause { reply }).await??;
+        tracing::info!(pipeline = %name, "pipeline paused");
+        self.found(name)
+    }
+
+    pub async fn resume(&self, name: &str) -> Result<PipelineView, RegistryError> {
+        self.ask(name, |reply| Control::Resume { reply }).await??;
+        tracing::info!(pipeline = %name, "pipeline resumed");
+        self.found(name)
+    }
+
+    /// Replaces the pipeline's plugins (new versions, other configuration) between two batches.
+    pub async fn upgrade(
+        &self,
+        name: &str,
+        plugins: Vec<StageSpec>,
+        partitioner: Option<StageSpec>,
+    ) -> Result<PipelineView, RegistryError> {
+        let admin = self.lock_admin().await;
+        let current = self.found(name)?.spec;
+        let mut spec = PipelineSpec { plugins, partitioner, ..current };
+        let chain = self.kind().build(&mut spec).await?;
+        drop(admin);
+        let (spec, chain) = (Box::new(spec), Box::new(chain));
+        self.ask(name, |reply| Control::Upgrade { spec, chain, reply }).await??;
+        self.found(name)
+    }
+
+    /// Pipelines that use plugin `name` at `version` (hold [`Registry::lock_admin`] so that none
+    /// starts using it meanwhile).
+    pub fn using_plugin(&self, name: &str, version: &str) -> Vec<String> {
+        self.list()
+            .into_iter()
+            .filter(|view| view.spec.stages().any(|s| s.plugin == name && s.version.as_deref() == Some(version)))
+            .map(|view| view.spec.name)
+            .collect()
+    }
+
+    /// Reads every pipeline's counters, lag and state at scrape time.
+    pub fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
+        Box::new(PipelinesCollector(self.clone()))
+    }
+}
+
+fn not_found(name: &str) -> RegistryError {
+    RegistryError::NotFound { noun: "pipeline", name: name.to_owned() }
+}
+
+impl PipelineKind {
     /// Resolves plugin versions, checks the spec against the broker, and builds its plugins.
-    async fn prepare(&self, spec: &mut PipelineSpec) -> Result<Chain, PipelineError> {
-        spec.check_shape().map_err(|(field, message)| PipelineError::Invalid { field, message })?;
+    async fn build(&self, spec: &mut PipelineSpec) -> Result<Chain, RegistryError> {
+        spec.check_shape().map_err(|(field, message)| RegistryError::Invalid { field, message })?;
         for (field, topic) in [("from", &spec.from), ("to", &spec.to)] {
-            crate::storage::topic::validate_topic_name(topic).map_err(|e| invalid(field, e.to_string()))?;
+            crate::storage::topic::validate_topic_name(topic).map_err(|e| RegistryError::invalid(field, e))?;
         }
         crate::storage::topic::validate_topic_name(&spec.dead_letter_topic())
-            .map_err(|e| invalid("dead_letter_topic", e.to_string()))?;
-        if self.inner.store.topic(&spec.from).is_none() {
-            return Err(invalid("from", format!("unknown topic {:?}", spec.from)));
+            .map_err(|e| RegistryError::invalid("dead_letter_topic", e))?;
+        if self.store.topic(&spec.from).is_none() {
+            return Err(RegistryError::invalid("from", format!("unknown topic {:?}", spec.from)));
         }
-        let catalog = &self.inner.catalog;
         let count = spec.plugins.len();
         for (i, stage) in spec.plugins.iter_mut().chain(&mut spec.partitioner).enumerate() {
             let field = if i < count { format!("plugins[{i}]") } else { "partitioner".to_owned() };
-            let artifact =
-                catalog.resolve(&stage.plugin, stage.version.as_deref()).map_err(|e| invalid(&field, e.to_string()))?;
+            let artifact = self
+                .catalog
+                .resolve(&stage.plugin, stage.version.as_deref())
+                .map_err(|e| RegistryError::invalid(field, e))?;
             stage.version = Some(artifact.version);
         }
-        let (catalog, built_spec) = (catalog.clone(), spec.clone());
+        let (catalog, built_spec) = (self.catalog.clone(), spec.clone());
         let chain = tokio::task::spawn_blocking(move || Chain::build(&catalog, &built_spec, &[]))
             .await
-            .map_err(|e| PipelineError::Failed(e.to_string()))??;
+            .map_err(|e| RegistryError::Unavailable(format!("the plugin task failed: {e}")))??;
         Ok(chain)
     }
 
-    pub async fn create(&self, mut spec: PipelineSpec) -> Result<PipelineView, PipelineError> {
-        let _admin = self.inner.admin.lock().await;
-        let store = &self.inner.store;
-        let exists = store.resource(spec::KIND, &spec.name).map_err(|e| PipelineError::Failed(e.to_string()))?;
-        if exists.is_some() || self.handles().contains_key(&spec.name) {
-            return Err(PipelineError::Conflict(format!("pipeline {:?} already exists", spec.name)));
-        }
-        if self.handles().len() >= PIPELINES_MAX {
-            return Err(PipelineError::Conflict(format!("a broker runs at most {PIPELINES_MAX} pipelines")));
-        }
-        let chain = self.prepare(&mut spec).await?;
-        // The progress made here starts from the source as the store has it now.
-        let generation = store.generation();
-        let source =
-            store.topic(&spec.from).ok_or_else(|| invalid("from", format!("unknown topic {:?}", spec.from)))?;
+    /// Makes the output topic and the progress of a new pipeline: it starts from the source as
+    /// the store has it now.
+    async fn begin(&self, spec: &PipelineSpec, chain: &Chain) -> Result<(Progress, u64), RegistryError> {
+        let generation = self.store.generation();
+        let source = self
+            .store
+            .topic(&spec.from)
+            .ok_or_else(|| RegistryError::invalid("from", format!("unknown topic {:?}", spec.from)))?;
         // The output gets the source's partition count, so records keep their partition, and
         // its batch size limit, so what the source took fits.
         let config = TopicConfig { max_message_bytes: source.config.max_message_bytes, ..TopicConfig::default() };
-        store
+        self.store
             .topic_or_create(&spec.to, source.partitions.len() as u32, config)
             .await
-            .map_err(|e| PipelineError::Failed(format!("cannot create the output topic: {e}")))?;
+            .map_err(|e| RegistryError::Unavailable(format!("cannot create the output topic: {e}")))?;
         let mut progress = Progress::default();
         for (partition, state) in source.partitions.iter().enumerate() {
             let offsets = state.offsets();
@@ -277,41 +240,12 @@ impl Pipelines {
         }
         progress.snapshots = chain.committed();
         progress.begin_segment(chain.labels(), crate::clock::now_ms());
-        let documents = vec![
-            DocumentWrite {
-                kind: spec::KIND.into(),
-                name: spec.name.clone(),
-                document: Some(serde_json::to_vec(&spec).expect("a pipeline spec encodes")),
-            },
-            DocumentWrite {
-                kind: spec::PROGRESS_KIND.into(),
-                name: spec.name.clone(),
-                document: Some(progress.encode()),
-            },
-        ];
-        store
-            .write_documents(documents)
-            .await
-            .map_err(|e| PipelineError::Failed(format!("cannot store the pipeline: {e}")))?;
-        tracing::info!(pipeline = %spec.name, plugins = ?chain.labels(), "pipeline created");
-        let name = spec.name.clone();
-        self.spawn(spec, progress, generation, Some(chain), None);
-        self.get(&name).ok_or(PipelineError::NotFound(name))
+        Ok((progress, generation))
     }
 
-    pub fn list(&self) -> Vec<PipelineView> {
-        let statuses: Vec<RunnerStatus> = self.handles().values().map(|h| h.status.borrow().clone()).collect();
-        statuses.into_iter().map(|status| self.view(status)).collect()
-    }
-
-    pub fn get(&self, name: &str) -> Option<PipelineView> {
-        let status = self.handles().get(name).map(|h| h.status.borrow().clone())?;
-        Some(self.view(status))
-    }
-
-    fn view(&self, status: RunnerStatus) -> PipelineView {
+    fn status_view(&self, status: RunnerStatus, state: &str) -> PipelineView {
         let RunnerStatus { spec, progress, plugins, unloaded } = status;
-        let topic = self.inner.store.topic(&spec.from);
+        let topic = self.store.topic(&spec.from);
         let partitions: Vec<PartitionProgress> = topic
             .iter()
             .flat_map(|topic| topic.partitions.iter().enumerate())
@@ -332,10 +266,9 @@ impl Pipelines {
             (None, Some(reason)) if spec.paused => Some(reason.clone()),
             _ => None,
         };
-        let running = !spec.paused && unloaded.is_none();
         PipelineView {
             status: PipelineStatus {
-                state: if running { "running" } else { "paused" }.to_owned(),
+                state: state.to_owned(),
                 reason,
                 plugins,
                 lag: partitions.iter().map(|p| p.lag).sum(),
@@ -348,103 +281,107 @@ impl Pipelines {
             spec,
         }
     }
+}
 
-    /// Sends `command` (made with its reply channel) to pipeline `name`'s runner.
-    async fn ask<T>(
-        &self,
-        name: &str,
-        command: impl FnOnce(oneshot::Sender<T>) -> Control,
-    ) -> Result<T, PipelineError> {
-        let control = self.handles().get(name).map(|h| h.control.clone());
-        let control = control.ok_or_else(|| PipelineError::NotFound(name.to_owned()))?;
-        let (reply, answer) = oneshot::channel();
-        let stopped = || PipelineError::Failed(format!("pipeline {name:?} is stopping"));
-        control.send(command(reply)).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())
+impl Kind for PipelineKind {
+    type Spec = PipelineSpec;
+    type Prepared = Launch;
+    type Running = Running;
+    type View = PipelineView;
+
+    const KIND: &'static str = spec::KIND;
+    const NOUN: &'static str = "pipeline";
+    const PLURAL: &'static str = "pipelines";
+    const MAX: usize = PIPELINES_MAX;
+
+    fn name(spec: &PipelineSpec) -> &str {
+        &spec.name
     }
 
-    /// Operations on one pipeline go through its runner, which takes them one at a time between
-    /// batches: they do not hold the admin lock while it answers.
-    pub async fn pause(&self, name: &str) -> Result<PipelineView, PipelineError> {
-        self.ask(name, |reply| Control::Pause { reply }).await??;
-        tracing::info!(pipeline = %name, "pipeline paused");
-        self.get(name).ok_or_else(|| PipelineError::NotFound(name.to_owned()))
+    async fn prepare(&self, spec: &mut PipelineSpec, _others: &[&PipelineSpec]) -> Result<Launch, RegistryError> {
+        let chain = self.build(spec).await?;
+        let (progress, generation) = self.begin(spec, &chain).await?;
+        Ok(Launch { progress, generation, chain: Some(chain), unloaded: None })
     }
 
-    pub async fn resume(&self, name: &str) -> Result<PipelineView, PipelineError> {
-        self.ask(name, |reply| Control::Resume { reply }).await??;
-        tracing::info!(pipeline = %name, "pipeline resumed");
-        self.get(name).ok_or_else(|| PipelineError::NotFound(name.to_owned()))
-    }
-
-    /// Replaces the pipeline's plugins (new versions, other configuration) between two batches.
-    pub async fn upgrade(
-        &self,
-        name: &str,
-        plugins: Vec<StageSpec>,
-        partitioner: Option<StageSpec>,
-    ) -> Result<PipelineView, PipelineError> {
-        let admin = self.inner.admin.lock().await;
-        let current = self.get(name).ok_or_else(|| PipelineError::NotFound(name.to_owned()))?.spec;
-        let mut spec = PipelineSpec { plugins, partitioner, ..current };
-        let chain = self.prepare(&mut spec).await?;
-        drop(admin);
-        let (spec, chain) = (Box::new(spec), Box::new(chain));
-        self.ask(name, |reply| Control::Upgrade { spec, chain, reply }).await??;
-        self.get(name).ok_or_else(|| PipelineError::NotFound(name.to_owned()))
-    }
-
-    /// Stops the pipeline and deletes it (its topics stay).
-    pub async fn delete(&self, name: &str) -> Result<(), PipelineError> {
-        let _admin = self.inner.admin.lock().await;
-        self.stop_one(name).await;
-        let store = &self.inner.store;
-        let stored = store.resource(spec::KIND, name).map_err(|e| PipelineError::Failed(e.to_string()))?;
-        if stored.is_none() {
-            return Err(PipelineError::NotFound(name.to_owned()));
-        }
-        let deletes = [spec::KIND, spec::PROGRESS_KIND]
-            .map(|kind| DocumentWrite { kind: kind.into(), name: name.to_owned(), document: None })
-            .to_vec();
-        store.write_documents(deletes).await.map_err(|e| PipelineError::Failed(e.to_string()))?;
-        tracing::info!(pipeline = %name, "pipeline deleted");
+    /// Pipelines come from the admin API only.
+    async fn admit_configured(&self, _spec: &mut PipelineSpec) -> Result<(), RegistryError> {
         Ok(())
     }
 
-    async fn stop_one(&self, name: &str) {
-        let Some(handle) = self.handles().remove(name) else { return };
+    /// A pipeline whose plugins cannot be loaded waits, paused, saying why.
+    async fn restore(&self, spec: &PipelineSpec) -> Result<Launch, RegistryError> {
+        let generation = self.store.generation();
+        let progress = match self.store.resource(spec::PROGRESS_KIND, &spec.name).map_err(RegistryError::Read)? {
+            None => Progress::default(),
+            Some(bytes) => Progress::decode(&bytes).map_err(|e| {
+                RegistryError::Unavailable(format!("the stored pipeline progress does not decode: {e}"))
+            })?,
+        };
+        let (catalog, built_spec, snapshots) = (self.catalog.clone(), spec.clone(), progress.snapshots.clone());
+        let built = tokio::task::spawn_blocking(move || Chain::build(&catalog, &built_spec, &snapshots))
+            .await
+            .map_err(|e| RegistryError::Unavailable(format!("the plugin task failed: {e}")))?;
+        let (chain, unloaded) = match built {
+            Ok(chain) => (Some(chain), None),
+            Err(e) => {
+                tracing::error!(pipeline = %spec.name, error = %e, "pipeline's plugins cannot be loaded; it waits for a resume");
+                (None, Some(e.to_string()))
+            }
+        };
+        Ok(Launch { progress, generation, chain, unloaded })
+    }
+
+    fn companions(&self, spec: &PipelineSpec, launch: &Launch) -> Vec<DocumentWrite> {
+        let progress = launch.progress.encode();
+        vec![DocumentWrite { kind: spec::PROGRESS_KIND.into(), name: spec.name.clone(), document: Some(progress) }]
+    }
+
+    /// Its progress (its topics stay).
+    fn leftovers(&self, name: &str) -> Result<Vec<DocumentWrite>, RegistryError> {
+        Ok(vec![DocumentWrite { kind: spec::PROGRESS_KIND.into(), name: name.to_owned(), document: None }])
+    }
+
+    fn run(&self, spec: PipelineSpec, launch: Launch) -> Running {
+        let Launch { progress, generation, chain, unloaded } = launch;
+        let (control, inbox) = mpsc::channel(4);
+        let (status, watcher) = watch::channel(RunnerStatus::new(&spec, &progress, chain.as_ref(), unloaded.clone()));
+        let runner = Runner {
+            store: self.store.clone(),
+            catalog: self.catalog.clone(),
+            spec,
+            progress,
+            chain,
+            unloaded,
+            control: inbox,
+            pending: Default::default(),
+            status,
+            stopping: self.stopping.clone(),
+            cursor: 0,
+            retries: BTreeMap::new(),
+            stale: false,
+            generation,
+        };
+        Running { control, status: watcher, task: tokio::spawn(runner.run()) }
+    }
+
+    /// The runner stops between batches.
+    async fn stop(&self, running: Running) {
         let (reply, answer) = oneshot::channel();
-        if handle.control.send(Control::Stop { reply }).await.is_ok() {
+        if running.control.send(Control::Stop { reply }).await.is_ok() {
             let _ = answer.await;
         }
-        let _ = handle.task.await;
+        let _ = running.task.await;
     }
 
-    /// Holds off pipeline creation, upgrades and deletion (a plugin deletion checks that no
-    /// pipeline uses the plugin under it).
-    pub async fn lock_admin(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.inner.admin.lock().await
-    }
-
-    /// Pipelines that use plugin `name` at `version`.
-    pub fn using_plugin(&self, name: &str, version: &str) -> Vec<String> {
-        self.list()
-            .into_iter()
-            .filter(|view| view.spec.stages().any(|s| s.plugin == name && s.version.as_deref() == Some(version)))
-            .map(|view| view.spec.name)
-            .collect()
-    }
-
-    /// Reads every pipeline's counters, lag and state at scrape time.
-    pub fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
-        Box::new(PipelinesCollector(self.clone()))
-    }
-
-    /// Waits for every pipeline to stop (after the broker's stop signal).
-    pub async fn shutdown(&self) {
-        let handles: Vec<Handle> = std::mem::take(&mut *self.handles()).into_values().collect();
-        for handle in handles {
-            let _ = handle.task.await;
+    fn view(&self, spec: &PipelineSpec, running: Option<&Running>) -> PipelineView {
+        match running {
+            Some(running) => {
+                let status = running.status.borrow().clone();
+                let running = !status.spec.paused && status.unloaded.is_none();
+                self.status_view(status, if running { "running" } else { "paused" })
+            }
+            None => self.status_view(RunnerStatus::new(spec, &Progress::default(), None, None), "stopped"),
         }
     }
 }

@@ -17,7 +17,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::PipelineError;
 use super::batches::{self, DeadLetter, Input};
 use super::chain::{Applied, Chain, Failure};
 use super::spec::{KIND, PROGRESS_KIND, PipelineSpec, Progress};
@@ -26,9 +25,10 @@ use crate::limits::{
     PIPELINE_RETRY_BACKOFF,
 };
 use crate::plugins::{PluginCatalog, PluginError};
+use crate::registry::RegistryError;
 use crate::storage::{AppendError, DocumentWrite, Documents, ReadError, Store, TopicConfig, TopicError};
 
-type Reply = oneshot::Sender<Result<(), PipelineError>>;
+type Reply = oneshot::Sender<Result<(), RegistryError>>;
 
 /// What an operator asks of a running pipeline; answered between batches.
 pub(super) enum Control {
@@ -528,10 +528,8 @@ impl Runner {
     }
 
     /// Stores a change of the pipeline itself (no records).
-    async fn save(&mut self, spec: PipelineSpec, progress: Progress) -> Result<(), PipelineError> {
-        self.transact(Vec::new(), Vec::new(), progress, Some(spec))
-            .await
-            .map_err(|e| PipelineError::Failed(e.to_string()))
+    async fn save(&mut self, spec: PipelineSpec, progress: Progress) -> Result<(), RegistryError> {
+        self.transact(Vec::new(), Vec::new(), progress, Some(spec)).await.map_err(RegistryError::Write)
     }
 
     async fn pause_itself(&mut self, reason: String) {
@@ -590,12 +588,12 @@ impl Runner {
         true
     }
 
-    async fn resume(&mut self) -> Result<(), PipelineError> {
+    async fn resume(&mut self) -> Result<(), RegistryError> {
         if self.chain.is_none() {
             let (catalog, spec, snapshots) = (self.catalog.clone(), self.spec.clone(), self.progress.snapshots.clone());
             let built = tokio::task::spawn_blocking(move || Chain::build(&catalog, &spec, &snapshots))
                 .await
-                .map_err(|e| PipelineError::Failed(e.to_string()))?;
+                .map_err(|e| RegistryError::Unavailable(format!("the plugin task failed: {e}")))?;
             match built {
                 Ok(chain) => {
                     self.chain = Some(chain);
@@ -604,7 +602,7 @@ impl Runner {
                 Err(e) => {
                     self.unloaded = Some(e.to_string());
                     self.publish();
-                    return Err(PipelineError::Conflict(format!("the pipeline's plugins cannot be loaded: {e}")));
+                    return Err(RegistryError::Conflict(format!("the pipeline's plugins cannot be loaded: {e}")));
                 }
             }
         }
@@ -618,7 +616,7 @@ impl Runner {
     /// Swaps the plugins between two inputs: everything before is committed with the old ones,
     /// everything after goes through the new ones. Everything but the plugins stays as the
     /// runner has it (a pause that happened meanwhile stays).
-    async fn upgrade(&mut self, new: PipelineSpec, mut chain: Chain) -> Result<(), PipelineError> {
+    async fn upgrade(&mut self, new: PipelineSpec, mut chain: Chain) -> Result<(), RegistryError> {
         let spec = PipelineSpec { plugins: new.plugins, partitioner: new.partitioner, ..self.spec.clone() };
         let previous = self.chain.take();
         // The running plugins' state, or (when they could not be loaded) the stored one.
@@ -633,11 +631,11 @@ impl Runner {
         .await;
         let Ok((previous, chain, adopted)) = joined else {
             self.stale = true;
-            return Err(PipelineError::Failed("the plugin task failed during the upgrade".into()));
+            return Err(RegistryError::Unavailable("the plugin task failed during the upgrade".into()));
         };
         if let Err(failure) = adopted {
             self.chain = previous;
-            return Err(PipelineError::Conflict(format!(
+            return Err(RegistryError::Conflict(format!(
                 "{} cannot take over the running state: {}",
                 failure.plugin, failure.error
             )));

@@ -20,10 +20,10 @@ use super::spec::MirrorSpec;
 use super::wire;
 use crate::limits::{
     MIRROR_BACKOFF_FIRST, MIRROR_BACKOFF_MAX, MIRROR_CONNECT_TIMEOUT, MIRROR_FRAME_BYTES, MIRROR_HEARTBEAT,
-    MIRROR_RETRANSMIT, MIRROR_TOPIC_SCAN, MIRRORS_MAX, REPLICATION_LINK_TIMEOUT,
+    MIRROR_RETRANSMIT, MIRROR_TOPIC_SCAN, REPLICATION_LINK_TIMEOUT,
 };
 use crate::plugins::PluginCatalog;
-use crate::storage::{DocumentWrite, PartitionState, PutMode, ReadError, ResourceError, Store};
+use crate::storage::{DocumentWrite, PartitionState, ReadError, Store};
 
 /// A mirror's state for the status page, `rill mirror status` and metrics.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -172,7 +172,7 @@ impl Acks {
 }
 
 /// The retention-floor holder name of a mirror.
-fn holder(mirror: &str) -> String {
+pub(super) fn holder(mirror: &str) -> String {
     format!("mirror:{mirror}")
 }
 
@@ -579,7 +579,7 @@ fn publish(leader: &Leader, partitions: &[Mirrored], status: &Mutex<MirrorStatus
 
 /// Fills in the bytes (estimated from the partition's bytes per offset) and seconds (the age of
 /// the first unacknowledged batch, by its timestamp) a partition's copy is behind.
-fn with_lag(store: &Store, mut row: MirrorPartitionStatus) -> MirrorPartitionStatus {
+pub(super) fn with_lag(store: &Store, mut row: MirrorPartitionStatus) -> MirrorPartitionStatus {
     let state = store.topic(&row.topic).and_then(|topic| topic.partition(row.partition));
     let Some(state) = state.filter(|_| row.lag_records > 0) else { return row };
     let offsets = state.offsets();
@@ -591,190 +591,6 @@ fn with_lag(store: &Store, mut row: MirrorPartitionStatus) -> MirrorPartitionSta
         .and_then(|read| rill_core::batch::batches(&read.records).next()?.ok().map(|b| b.header().base_timestamp));
     row.lag_seconds = oldest.map_or(0.0, |at| crate::clock::now_ms().saturating_sub(at).max(0) as f64 / 1000.0);
     row
-}
-
-/// The storage kind of mirror documents (the admin API's `/v1/mirrors`).
-pub const KIND: &str = "mirror";
-
-/// Why a mirror could not be added or removed.
-#[derive(Debug, thiserror::Error)]
-pub enum MirrorError {
-    #[error("{0}")]
-    Invalid(super::spec::InvalidSpec),
-    #[error("unknown mirror {0:?}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("storage failed: {0}")]
-    Storage(String),
-}
-
-/// A mirror as the admin API shows it: its spec (token hidden) and its state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MirrorView {
-    pub spec: MirrorSpec,
-    pub status: MirrorStatus,
-}
-
-/// The mirrors of this node, by name: from the config file (stored at start) and the admin API,
-/// kept in the store so they run again after a restart.
-#[derive(Debug, Clone)]
-pub struct Mirrors {
-    store: Store,
-    catalog: PluginCatalog,
-    tasks: Arc<Mutex<BTreeMap<String, MirrorTask>>>,
-    /// Serialises add and remove.
-    admin: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl Mirrors {
-    pub fn new(store: Store, catalog: PluginCatalog) -> Mirrors {
-        Mirrors { store, catalog, tasks: Arc::default(), admin: Arc::default() }
-    }
-
-    fn tasks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, MirrorTask>> {
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Stores the configured mirrors (replacing stored ones of the same name), then starts every
-    /// stored mirror. Returns how many run.
-    pub async fn start(&self, configured: &[MirrorSpec]) -> Result<usize, MirrorError> {
-        // A mirror that cannot be stored must not keep the stored ones (and the retention floors
-        // they set) from starting: report it after they run.
-        let mut failed = None;
-        for spec in configured {
-            let mut spec = spec.clone();
-            // A configured filter that does not load yet (its plugin not uploaded) is stored as
-            // given: the mirror waits for it and says why.
-            if let Err(e) = self.check_filter(&mut spec).await {
-                tracing::warn!(mirror = %spec.name, error = %e, "configured mirror's filter does not load yet");
-            }
-            let stored = match spec.check() {
-                Ok(()) => self.put(&spec, None).await,
-                Err(invalid) => Err(MirrorError::Invalid(invalid)),
-            };
-            if let Err(e) = stored {
-                tracing::error!(mirror = %spec.name, error = %e, "configured mirror not stored");
-                failed.get_or_insert(e);
-            }
-        }
-        let stored = self.store.resources(KIND).map_err(|e| MirrorError::Storage(e.to_string()))?;
-        let mut started = 0;
-        for (name, document) in stored {
-            match serde_json::from_slice::<MirrorSpec>(&document) {
-                Ok(spec) => {
-                    self.tasks().insert(name, MirrorTask::start(spec, self.store.clone(), self.catalog.clone()));
-                    started += 1;
-                }
-                Err(e) => tracing::error!(mirror = %name, error = %e, "stored mirror does not decode; not started"),
-            }
-        }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(started),
-        }
-    }
-
-    async fn put(&self, spec: &MirrorSpec, mode: Option<PutMode>) -> Result<(), MirrorError> {
-        let document = serde_json::to_vec(spec).map_err(|e| MirrorError::Storage(e.to_string()))?;
-        match mode {
-            Some(mode) => self.store.put_resource(KIND, &spec.name, document, mode, None).await.map_err(|e| match e {
-                ResourceError::AlreadyExists { .. } => MirrorError::Conflict(format!("mirror {:?} exists", spec.name)),
-                other => MirrorError::Storage(other.to_string()),
-            }),
-            None => {
-                let write = DocumentWrite { kind: KIND.into(), name: spec.name.clone(), document: Some(document) };
-                self.store.write_documents(vec![write]).await.map_err(|e| MirrorError::Storage(e.to_string()))
-            }
-        }
-    }
-
-    /// Loads the filter `spec` names (a transform plugin, configured) and pins its version.
-    async fn check_filter(&self, spec: &mut MirrorSpec) -> Result<(), MirrorError> {
-        let Some(stage) = &mut spec.filter else { return Ok(()) };
-        let invalid = |message: String| MirrorError::Invalid(super::spec::InvalidSpec { field: "filter", message });
-        let artifact =
-            self.catalog.resolve(&stage.plugin, stage.version.as_deref()).map_err(|e| invalid(e.to_string()))?;
-        stage.version = Some(artifact.version);
-        let (catalog, store, name, stage) =
-            (self.catalog.clone(), self.store.clone(), spec.name.clone(), stage.clone());
-        tokio::task::spawn_blocking(move || MirrorFilter::load(&catalog, &store, &name, &stage).map(drop))
-            .await
-            .map_err(|e| MirrorError::Storage(e.to_string()))?
-            .map_err(invalid)
-    }
-
-    /// The mirrors whose filter is plugin `name` at `version`.
-    pub fn using_plugin(&self, name: &str, version: &str) -> Vec<String> {
-        let uses = |spec: &MirrorSpec| {
-            spec.filter.as_ref().is_some_and(|f| f.plugin == name && f.version.as_deref().is_none_or(|v| v == version))
-        };
-        self.tasks().values().filter(|task| uses(&task.spec)).map(|task| task.spec.name.clone()).collect()
-    }
-
-    pub async fn add(&self, mut spec: MirrorSpec) -> Result<MirrorView, MirrorError> {
-        let _admin = self.admin.lock().await;
-        spec.check().map_err(MirrorError::Invalid)?;
-        self.check_filter(&mut spec).await?;
-        if self.tasks().len() >= MIRRORS_MAX {
-            return Err(MirrorError::Conflict(format!("a node runs at most {MIRRORS_MAX} mirrors")));
-        }
-        let same_edge =
-            self.tasks().values().any(|t| t.spec.upstream == spec.upstream && t.spec.edge_id == spec.edge_id);
-        if same_edge {
-            // An aggregation node keeps one connection per edge: two would replace each other.
-            return Err(MirrorError::Conflict(format!(
-                "another mirror already connects to {} as {:?}: name all its topics in one mirror",
-                spec.upstream, spec.edge_id
-            )));
-        }
-        self.put(&spec, Some(PutMode::Create)).await?;
-        tracing::info!(mirror = %spec.name, upstream = %spec.upstream, topics = ?spec.topics, "mirror added");
-        let name = spec.name.clone();
-        self.tasks().insert(name.clone(), MirrorTask::start(spec, self.store.clone(), self.catalog.clone()));
-        self.get(&name).ok_or(MirrorError::NotFound(name))
-    }
-
-    /// Stops and deletes a mirror. What it copied stays upstream.
-    pub async fn remove(&self, name: &str) -> Result<(), MirrorError> {
-        let _admin = self.admin.lock().await;
-        let task = self.tasks().remove(name);
-        if let Some(task) = task {
-            task.stop().await;
-        }
-        let deleted =
-            self.store.delete_resource(KIND, name, |_| None).await.map_err(|e| MirrorError::Storage(e.to_string()))?;
-        if !deleted {
-            return Err(MirrorError::NotFound(name.to_owned()));
-        }
-        // Retention no longer waits for it.
-        self.store.clear_retention_floors(&holder(name));
-        let _ = self.store.delete_resource(ACKS_KIND, name, |_| None).await;
-        let _ = self.store.delete_resource(super::filter::STATE_KIND, name, |_| None).await;
-        tracing::info!(mirror = %name, "mirror removed");
-        Ok(())
-    }
-
-    pub fn list(&self) -> Vec<MirrorView> {
-        self.tasks().values().map(|task| self.view(task)).collect()
-    }
-
-    pub fn get(&self, name: &str) -> Option<MirrorView> {
-        self.tasks().get(name).map(|task| self.view(task))
-    }
-
-    fn view(&self, task: &MirrorTask) -> MirrorView {
-        let mut status = task.status();
-        status.partitions = status.partitions.into_iter().map(|row| with_lag(&self.store, row)).collect();
-        MirrorView { spec: MirrorSpec { token: "********".into(), ..task.spec.clone() }, status }
-    }
-
-    pub async fn shutdown(&self) {
-        let tasks = std::mem::take(&mut *self.tasks());
-        for task in tasks.into_values() {
-            task.stop().await;
-        }
-    }
 }
 
 #[cfg(test)]

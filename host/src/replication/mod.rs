@@ -12,9 +12,11 @@ pub mod copies;
 pub mod edge;
 pub mod filter;
 pub mod metrics;
+pub mod mirrors;
 pub mod spec;
 mod wire;
 
 pub use cloud::{Cloud, ReplicationListener};
-pub use edge::{MirrorError, MirrorStatus, MirrorView, Mirrors};
+pub use edge::MirrorStatus;
+pub use mirrors::{MirrorView, Mirrors};
 pub use spec::{MirrorSpec, ReplicationSection};
