@@ -8,6 +8,7 @@ pub mod clock;
 pub mod compression;
 pub mod config;
 pub mod devices;
+pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod limits;

@@ -5,13 +5,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::devices::DeviceListener;
+use crate::health::Listeners;
 use crate::http::{AppState, HttpListener};
 use crate::kafka::KafkaListener;
 use crate::metrics::Metrics;
@@ -117,13 +117,13 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         mirrors: mirrors.clone(),
         cloud: cloud.clone(),
     }));
-    let listeners_up = Arc::new(AtomicBool::new(false));
+    let listeners = Arc::new(Listeners::default());
     let state = AppState {
         store: store.clone(),
         broker: kafka.broker(),
         metrics,
         config: Arc::new(config.http.clone()),
-        listeners_up: Arc::clone(&listeners_up),
+        listeners: Arc::clone(&listeners),
         rates: Arc::default(),
         started: std::time::Instant::now(),
         pipelines: pipelines.clone(),
@@ -144,14 +144,15 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
             return Err(ServeError::HttpListen { addr: http_addr, source });
         }
     };
-    let replication = replication.map(|listener| tokio::spawn(listener.run(stopping.clone())));
-    let devices = devices.map(|listener| tokio::spawn(listener.run(stopping.clone())));
-    let kafka = tokio::spawn(kafka.run(stopping.clone()));
+    let replication =
+        replication.map(|listener| spawn_listener(&listeners, "replication", listener.run(stopping.clone())));
+    let devices = devices.map(|listener| spawn_listener(&listeners, "devices", listener.run(stopping.clone())));
+    let kafka = spawn_listener(&listeners, "kafka", kafka.run(stopping.clone()));
     let sampling = tokio::spawn({
         let (store, stopping) = (store.clone(), stopping.clone());
         async move { rates.run(store, stopping).await }
     });
-    let http = tokio::spawn(http.run(stopping));
+    let http = spawn_listener(&listeners, "http", http.run(stopping));
     // Ready (`/ready`) once the stored pipelines run again too.
     match pipelines.start(&[]).await {
         Ok(0) => {}
@@ -168,7 +169,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         Ok(count) => tracing::info!(count, "mirrors started"),
         Err(e) => tracing::error!(error = %e, "mirrors cannot be started"),
     }
-    listeners_up.store(true, Ordering::Release);
+    listeners.set_ready(true);
 
     let retention =
         tokio::spawn(retention_loop(store.clone(), Duration::from_millis(config.storage.retention_check_interval_ms)));
@@ -231,5 +232,18 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
 pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+/// Runs a listener's task, shown serving in `/health` while it runs.
+fn spawn_listener<F>(listeners: &Arc<Listeners>, name: &'static str, run: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let serving = listeners.serving(name);
+    tokio::spawn(async move {
+        let _serving = serving;
+        run.await
     })
 }

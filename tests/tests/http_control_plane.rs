@@ -52,7 +52,13 @@ async fn admin_api_and_metrics_match_kafka_traffic() {
     let anonymous = Http::new(&rill.http_addr());
     let admin = Http::new(&rill.http_addr()).with_token("s3cret");
 
-    assert_eq!(anonymous.get("/health"), (200, json!({"status": "ok"})));
+    // The real broker's listeners, each serving, and a writer that takes writes.
+    let healthy = json!({
+        "status": "ok",
+        "writer": {"state": "accepting"},
+        "listeners": {"http": "serving", "kafka": "serving"},
+    });
+    assert_eq!(anonymous.get("/health"), (200, healthy));
     let (status, ready) = anonymous.get("/ready");
     assert_eq!((status, &ready["ready"]), (200, &json!(true)), "{ready}");
 

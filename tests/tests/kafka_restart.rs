@@ -1,5 +1,6 @@
 //! `kill -9` loses nothing acknowledged: 100k records produced with acks=-1 and a consumer group's
-//! committed offsets are all there, in order and once, after the broker is killed and restarted.
+//! committed offsets are all there, in order and once, after the broker is killed and restarted,
+//! and librdkafka sees the same cluster id before and after.
 
 use std::collections::BTreeMap;
 
@@ -37,10 +38,13 @@ async fn kill_9_loses_no_acknowledged_record_or_committed_offset() {
     assert_eq!(read.len(), RECORDS, "the group read every record once");
     drop(partition);
     drop(client);
+    let cluster_id = rill_tests::python_client("confluent_kafka_cluster_id.py", &[&broker]);
 
     rill.signal(libc::SIGKILL);
     rill.wait_exit();
     let (mut rill, broker) = Running::serve_on(dir.path());
+    let after = rill_tests::python_client("confluent_kafka_cluster_id.py", &[&broker]);
+    assert_eq!(after, cluster_id, "a restart is the same cluster to clients");
     let client = ClientBuilder::new(vec![broker.clone()]).build().await.unwrap();
     let partition = client.partition_client("durable", 0, UnknownTopicHandling::Error).await.unwrap();
     let mut offset = 0i64;

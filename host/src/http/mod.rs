@@ -21,7 +21,6 @@ mod topics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -41,7 +40,7 @@ use crate::kafka::Broker;
 use crate::limits::{HTTP_HEADER_READ_TIMEOUT, HTTP_SHUTDOWN_WAIT};
 use crate::listener::{Accepted, accept_within, drain};
 use crate::metrics::Metrics;
-use crate::storage::Store;
+use crate::storage::{Store, WriterState};
 pub use error::ApiError;
 
 /// What every handler shares.
@@ -52,8 +51,8 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<HttpSection>,
-    /// Set once every listener is bound and serving.
-    pub listeners_up: Arc<AtomicBool>,
+    /// The listeners' state, and whether all are bound (readiness).
+    pub listeners: Arc<crate::health::Listeners>,
     /// Topics' ingest rates over the last minutes (sampled by [`rates::RateHistory::run`]).
     pub rates: Arc<rates::RateHistory>,
     pub started: std::time::Instant,
@@ -134,11 +133,26 @@ pub const ROUTES: &[&str] = &[
 
 #[derive(Serialize)]
 struct Health {
+    /// `ok`, or `failing` (503): the store takes no writes, or a listener has stopped.
     status: &'static str,
+    writer: WriterState,
+    /// Each listener: `serving` or `stopped`.
+    listeners: std::collections::BTreeMap<&'static str, &'static str>,
 }
 
-async fn health() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok" })
+/// Liveness: the process serves HTTP, its storage writer takes writes and its listeners serve.
+async fn health(State(state): State<AppState>) -> Response {
+    let writer = state.store.writer_state();
+    let listeners: std::collections::BTreeMap<_, _> = state
+        .listeners
+        .states()
+        .iter()
+        .map(|(name, serving)| (*name, if *serving { "serving" } else { "stopped" }))
+        .collect();
+    let ok = writer == WriterState::Accepting && listeners.values().all(|state| *state == "serving");
+    let body = Health { status: if ok { "ok" } else { "failing" }, writer, listeners };
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
 }
 
 #[derive(Serialize)]
@@ -150,7 +164,7 @@ struct Readiness {
 
 async fn ready(State(state): State<AppState>) -> Response {
     let storage_open = state.store.is_open();
-    let listeners_up = state.listeners_up.load(Ordering::Acquire);
+    let listeners_up = state.listeners.ready();
     let body = Readiness {
         ready: storage_open && listeners_up,
         storage: if storage_open { "open" } else { "unavailable" },

@@ -3,7 +3,6 @@
 //! inline SVG chart of each topic's ingest rate; no script, no front-end build).
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::State;
@@ -85,7 +84,7 @@ pub fn status(state: &AppState) -> Result<Status, ApiError> {
         })
         .collect();
     Ok(Status {
-        ready: state.store.is_open() && state.listeners_up.load(Ordering::Acquire),
+        ready: state.store.is_open() && state.listeners.ready(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_s: state.started.elapsed().as_secs(),
         kafka_connections: state.metrics.kafka.connections_open(),

@@ -1,7 +1,6 @@
 //! The control plane's routes, in process: every resource's round trip and error paths.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -36,7 +35,11 @@ async fn state_in(dir: &tempfile::TempDir, token: Option<&str>) -> AppState {
         broker: listener.broker(),
         metrics,
         config: Arc::new(config),
-        listeners_up: Arc::new(AtomicBool::new(true)),
+        listeners: {
+            let listeners = Arc::new(crate::health::Listeners::default());
+            listeners.set_ready(true);
+            listeners
+        },
         rates: Arc::default(),
         started: std::time::Instant::now(),
         pipelines: crate::pipelines::Pipelines::for_store(
@@ -118,10 +121,12 @@ fn error_code(body: &Value) -> &str {
 #[tokio::test]
 async fn health_ready_and_metrics() {
     let h = harness(None).await;
-    assert_eq!(h.call(Method::GET, "/health", None).await, (StatusCode::OK, json!({"status": "ok"})));
+    let _kafka = h.state.listeners.serving("kafka");
+    let healthy = json!({"status": "ok", "writer": {"state": "accepting"}, "listeners": {"kafka": "serving"}});
+    assert_eq!(h.call(Method::GET, "/health", None).await, (StatusCode::OK, healthy));
     let (status, body) = h.call(Method::GET, "/ready", None).await;
     assert_eq!((status, body["ready"].as_bool()), (StatusCode::OK, Some(true)));
-    h.state.listeners_up.store(false, std::sync::atomic::Ordering::Release);
+    h.state.listeners.set_ready(false);
     let (status, body) = h.call(Method::GET, "/ready", None).await;
     assert_eq!((status, body["listeners"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("starting")));
     let (status, body) = h.call(Method::GET, "/metrics", None).await;
@@ -338,4 +343,21 @@ async fn resource_kinds_answer_create_conflict_bad_input_and_unknown_names_alike
         assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
     }
     h.state.mirrors.shutdown().await;
+}
+
+/// `/health` fails, saying why, when a listener stops or the storage writer takes no more writes.
+#[tokio::test]
+async fn health_fails_when_a_listener_or_the_writer_stops() {
+    let h = harness(None).await;
+    let devices = h.state.listeners.serving("devices");
+    drop(devices);
+    let (status, body) = h.call(Method::GET, "/health", None).await;
+    assert_eq!(
+        (status, &body["status"], &body["listeners"]["devices"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("failing"), &json!("stopped"))
+    );
+    let h = harness(None).await;
+    h.state.store.shutdown().await;
+    let (status, body) = h.call(Method::GET, "/health", None).await;
+    assert_eq!((status, &body["writer"]), (StatusCode::SERVICE_UNAVAILABLE, &json!({"state": "stopped"})), "{body}");
 }

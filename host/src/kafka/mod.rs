@@ -80,7 +80,7 @@ impl KafkaListener {
             })?,
             None => (bound.ip().to_string(), bound.port()),
         };
-        let cluster_id = format!("rill-{}", uuid::Uuid::new_v4().simple());
+        let cluster_id = format!("rill-{}", store.cluster_id().simple());
         let broker = Arc::new(Broker {
             store,
             config,

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::OpenError;
-use super::layout::{FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITIONS, TOPICS};
+use super::layout::{CLUSTER_ID_KEYS, FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITIONS, TOPICS};
 use super::meta::{self, PartitionMeta, TopicMeta};
 use super::topic::TopicConfig;
 
@@ -212,6 +212,25 @@ pub(super) fn load(db: &redb::Database, now_ms: i64) -> Result<(Catalog, BTreeMa
     Ok((catalog, partitions))
 }
 
+/// The cluster id stored in `meta` (made by [`ensure_tables`] where there was none).
+pub(super) fn cluster_id(db: &redb::Database) -> Result<Uuid, OpenError> {
+    let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
+    let txn = db.begin_read().map_err(|e| storage(&e))?;
+    let table = txn.open_table(META).map_err(|e| storage(&e))?;
+    match read_cluster_id(&table)? {
+        Some(id) => Ok(id),
+        None => Err(OpenError::Storage("database has no cluster id".into())),
+    }
+}
+
+fn read_cluster_id(table: &impl ReadableTable<&'static str, u64>) -> Result<Option<Uuid>, OpenError> {
+    let [high, low] = CLUSTER_ID_KEYS.map(|key| table.get(key).map(|value| value.map(|v| v.value())));
+    match (high.map_err(|e| OpenError::Storage(e.to_string()))?, low.map_err(|e| OpenError::Storage(e.to_string()))?) {
+        (Some(high), Some(low)) => Ok(Some(Uuid::from_u64_pair(high, low))),
+        _ => Ok(None),
+    }
+}
+
 /// Offsets as they are right after opening: everything in the file is committed and durable.
 pub(super) fn offsets_of(partition: &PartitionMeta) -> PartitionOffsets {
     PartitionOffsets {
@@ -222,8 +241,8 @@ pub(super) fn offsets_of(partition: &PartitionMeta) -> PartitionOffsets {
     }
 }
 
-/// Creates the tables and the format version in a new database, and tables added since an older
-/// build created it; a no-op when all are there.
+/// Creates the tables, the format version and the cluster id in a new database, and what was added
+/// since an older build created it; a no-op when all are there.
 fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
     use super::layout::{BATCHES, BLOBS, GROUP_OFFSETS, GROUP_TIMES, PRODUCERS, RESOURCES};
     let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
@@ -240,7 +259,7 @@ fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
         if let Ok(table) = txn.open_table(META)
             && let Some(version) = table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?
             // A newer format is refused by `load`, untouched.
-            && (complete || version.value() > FORMAT_VERSION)
+            && ((complete && read_cluster_id(&table)?.is_some()) || version.value() > FORMAT_VERSION)
         {
             return Ok(());
         }
@@ -250,6 +269,14 @@ fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
         let mut meta_table = txn.open_table(META).map_err(|e| storage(&e))?;
         if meta_table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?.is_none() {
             meta_table.insert(FORMAT_VERSION_KEY, FORMAT_VERSION).map_err(|e| storage(&e))?;
+        }
+        // A cluster id is added without a format change: a build that does not know it ignores
+        // it. Data from before it gets one here, at its first open.
+        if read_cluster_id(&meta_table)?.is_none() {
+            let (high, low) = Uuid::new_v4().as_u64_pair();
+            for (key, half) in CLUSTER_ID_KEYS.into_iter().zip([high, low]) {
+                meta_table.insert(key, half).map_err(|e| storage(&e))?;
+            }
         }
         txn.open_table(TOPICS).map_err(|e| storage(&e))?;
         txn.open_table(PARTITIONS).map_err(|e| storage(&e))?;

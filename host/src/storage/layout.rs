@@ -2,7 +2,7 @@
 //!
 //! | table        | key                                        | value                              |
 //! |--------------|--------------------------------------------|------------------------------------|
-//! | `meta`       | `&str` name                                | `u64` (`format_version`, `next_partition_key`) |
+//! | `meta`       | `&str` name                                | `u64` (`format_version`, `next_partition_key`, `next_producer_id`, `cluster_id_high`/`_low`) |
 //! | `topics`     | `&str` topic name                          | postcard [`TopicMeta`](super::meta::TopicMeta) |
 //! | `partitions` | `u64` partition key                        | postcard [`PartitionMeta`](super::meta::PartitionMeta) |
 //! | `batches`    | `(u64 partition key, u64 base offset, u32 part)` | bytes: part of a *group*     |
@@ -54,6 +54,9 @@ pub const FORMAT_VERSION_KEY: &str = "format_version";
 pub const NEXT_PARTITION_KEY: &str = "next_partition_key";
 /// Key of the next unused idempotent producer id in `meta`.
 pub const NEXT_PRODUCER_ID_KEY: &str = "next_producer_id";
+/// Keys of the cluster id (a UUID: its high and low 64 bits) in `meta`, made with the database
+/// (or by the first build that knows it): Kafka clients see one cluster across restarts.
+pub const CLUSTER_ID_KEYS: [&str; 2] = ["cluster_id_high", "cluster_id_low"];
 /// Bumped whenever this layout changes incompatibly. A database with a newer version is refused;
 /// an older one is migrated when it is opened ([`super::migrate`]).
 ///

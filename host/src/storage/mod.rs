@@ -197,6 +197,20 @@ pub struct AppendOutcome {
     pub log_append_time_ms: Option<i64>,
 }
 
+/// Whether the store takes writes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum WriterState {
+    Accepting,
+    /// After an IO error (a full disk, a failing card): writes are refused until the database
+    /// is reopened and a backoff has passed; `cause` is the error.
+    Recovering {
+        cause: String,
+    },
+    /// The writer thread has ended (shut down, or it failed): nothing more is stored.
+    Stopped,
+}
+
 /// A resource document to write (`Some`) or delete (`None`) with a [`Store::transact`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentWrite {
@@ -295,6 +309,10 @@ struct Shared {
     guards: Mutex<Guards>,
     /// See [`StoreConfig::clock`].
     clock: Clock,
+    /// See [`Store::cluster_id`].
+    cluster_id: uuid::Uuid,
+    /// The writer's recovery from an IO error, while it lasts (see [`Store::writer_state`]).
+    recovery: Mutex<Option<writer::Broken>>,
 }
 
 /// The topic guards by holder (shown by holder name only).
@@ -372,6 +390,7 @@ impl Store {
         };
         let db = backend::open_database(&factory, config.cache_bytes)?;
         let (catalog, metas) = catalog::load(&db, config.clock.now_ms())?;
+        let cluster_id = catalog::cluster_id(&db)?;
         let logs = writer::load_logs(&db, &metas).map_err(OpenError::Storage)?;
         let group_offsets = offsets::load(&db).map_err(OpenError::Storage)?;
         let producers = producers::load(&db).map_err(OpenError::Storage)?;
@@ -386,6 +405,8 @@ impl Store {
             floors: Mutex::new(HashMap::new()),
             guards: Mutex::new(Guards::default()),
             clock: config.clock.clone(),
+            cluster_id,
+            recovery: Mutex::new(None),
         });
         let marked = resources::list(&shared, READ_ONLY_KIND).map_err(OpenError::Storage)?;
         let read_only = marked.into_iter().map(|(topic, document)| {
@@ -400,6 +421,12 @@ impl Store {
             .spawn(move || writer.run())
             .map_err(|e| OpenError::Storage(format!("cannot start writer thread: {e}")))?;
         Ok(Store { shared, commands, writer_thread: Arc::new(Mutex::new(Some(thread))) })
+    }
+
+    /// The id of the cluster this data belongs to: made with the data, kept across restarts (Kafka
+    /// clients compare it to know they talk to the same cluster).
+    pub fn cluster_id(&self) -> uuid::Uuid {
+        self.shared.cluster_id
     }
 
     /// The topic `name`, created with `partitions` and `config` when missing (another task
@@ -487,6 +514,23 @@ impl Store {
         self.request(|reply| Command::CreatePartitions { name, total, reply })
             .await
             .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
+    }
+
+    /// Whether the store takes writes (`/health`).
+    pub fn writer_state(&self) -> WriterState {
+        if self.commands.is_closed() {
+            return WriterState::Stopped;
+        }
+        let recovery = self.shared.recovery.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match recovery {
+            Some(broken) if !broken.reopened || broken.writes_refused_until > std::time::Instant::now() => {
+                WriterState::Recovering { cause: broken.cause }
+            }
+            _ if self.shared.database().is_err() => {
+                WriterState::Recovering { cause: "the database is being reopened".into() }
+            }
+            _ => WriterState::Accepting,
+        }
     }
 
     /// Whether the database is open and the writer runs (readiness): false while the writer

@@ -220,9 +220,14 @@ async fn topics_and_offsets_survive_reopen() {
     store.append("a", 2, batch(1, 10, T0, 1)).await.unwrap();
     store.delete_topic("b").await.unwrap();
     assert!(matches!(store.delete_topic("b").await, Err(TopicError::Unknown(_))));
+    let cluster_id = store.cluster_id();
     store.shutdown().await;
 
     let store = open(&disk, DurabilityPolicy::EveryCommit);
+    assert_eq!(store.cluster_id(), cluster_id, "clients see the same cluster after a restart");
+    let other = open(&SimDisk::new(), DurabilityPolicy::EveryCommit);
+    assert_ne!(other.cluster_id(), cluster_id, "other data, another cluster");
+    other.shutdown().await;
     let names: Vec<String> = store.topics().iter().map(|t| t.name.clone()).collect();
     assert_eq!(names, vec!["a"]);
     let a = store.topic("a").unwrap();
@@ -502,6 +507,7 @@ async fn storage_fault_run(full_disk: bool) {
         }
     }
     assert!(refused >= 3, "appends fail while the fault lasts");
+    assert!(matches!(store.writer_state(), WriterState::Recovering { .. }), "/health says so");
     if full_disk {
         for (offset, produced) in &acked {
             assert_eq!(
@@ -536,6 +542,7 @@ async fn storage_fault_run(full_disk: bool) {
         }
     }
     let offset = resumed.expect("appends resume once the fault clears");
+    assert_eq!(store.writer_state(), WriterState::Accepting);
     acked.push((offset, produced));
     store.shutdown().await;
     let store = open(&disk, DurabilityPolicy::EveryCommit);

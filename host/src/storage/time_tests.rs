@@ -253,10 +253,13 @@ async fn a_data_directory_of_format_1_opens_and_migrates() {
     assert_eq!(committed[&("legacy".to_owned(), 0)].offset, 3);
     assert_eq!(store.enforce_retention(NOW + HOUR_MS).await.unwrap().groups_deleted, 0, "kept an hour");
     store.append("legacy", 0, batch(1, 10, NOW, 1)).await.unwrap();
+    // Data made before cluster ids were stored gets one at its first open, and keeps it.
+    let cluster_id = store.cluster_id();
     store.shutdown().await;
     drop(store);
 
     let store = open();
+    assert_eq!(store.cluster_id(), cluster_id);
     assert_eq!(store.topic("legacy").unwrap().partitions[0].offsets().high_watermark, 11);
     assert_eq!(store.enforce_retention(NOW + HOUR_MS + 1).await.unwrap().groups_deleted, 2, "then it goes");
     store.shutdown().await;

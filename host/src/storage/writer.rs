@@ -222,12 +222,13 @@ pub(super) struct Writer {
     broken: Option<Broken>,
 }
 
-struct Broken {
-    cause: String,
+#[derive(Debug, Clone)]
+pub(super) struct Broken {
+    pub(super) cause: String,
     /// Failed commits and reopens in a row.
     failures: u32,
-    writes_refused_until: Instant,
-    reopened: bool,
+    pub(super) writes_refused_until: Instant,
+    pub(super) reopened: bool,
 }
 
 impl Writer {
@@ -873,6 +874,12 @@ impl Writer {
             writes_refused_until: Instant::now() + backoff,
             reopened: reopened.is_ok(),
         });
+        self.publish_broken();
+    }
+
+    /// Shows the recovery state to [`super::Store::writer_state`].
+    fn publish_broken(&self) {
+        *self.shared.recovery.lock().unwrap_or_else(|p| p.into_inner()) = self.broken.clone();
     }
 
     /// Whether writes may go ahead: not during the backoff, and only on a reopened database.
@@ -909,6 +916,7 @@ impl Writer {
                 if let Some(broken) = self.broken.as_mut() {
                     broken.reopened = true;
                 }
+                self.publish_broken();
                 Ok(())
             }
             Err(e) => {
@@ -917,7 +925,9 @@ impl Writer {
                 let backoff = backoff_after(broken.failures);
                 broken.writes_refused_until = Instant::now() + backoff;
                 tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "storage reopen failed");
-                Err(format!("{}; reopening the database failed: {e}", broken.cause))
+                let failed = format!("{}; reopening the database failed: {e}", broken.cause);
+                self.publish_broken();
+                Err(failed)
             }
         }
     }
@@ -926,6 +936,7 @@ impl Writer {
     pub(super) fn commit_succeeded(&mut self) {
         if self.broken.take().is_some() {
             tracing::info!("storage writes resumed");
+            self.publish_broken();
         }
     }
 
