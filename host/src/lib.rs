@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod pipelines;
 pub mod plugins;
+pub mod records;
 pub mod registry;
 pub mod replication;
 pub mod serve;

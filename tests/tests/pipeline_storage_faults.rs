@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use rill::pipelines::{PipelineSpec, Pipelines, StageSpec};
+use rill::pipelines::{PipelineSpec, Pipelines};
+use rill::plugins::StageSpec;
 use rill::plugins::catalog::{self, PluginArtifact};
 use rill::plugins::{PluginCatalog, PluginInstance, PluginLimits, PluginRuntime};
 use rill::storage::fault::SimDisk;
@@ -149,7 +150,7 @@ async fn a_pipeline_stays_exactly_once_through_failed_fsyncs_a_full_disk_and_a_d
     upload(&store, "downsample").await;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let catalog = PluginCatalog::new(PluginRuntime::new().unwrap(), store.clone(), None);
-    let pipelines = Pipelines::new(store.clone(), catalog, stopping);
+    let pipelines = Pipelines::for_store(store.clone(), catalog, stopping);
     let spec: PipelineSpec = serde_json::from_value(serde_json::json!({
         "name": "p", "from": "in", "to": "out", "plugins": [], "pause_after_failures": 1000
     }))

@@ -34,8 +34,8 @@ use crate::limits::{
     DEVICES_MAX,
 };
 use crate::listener::{Accepted, accept_within};
-use crate::pipelines::StageSpec;
 use crate::plugins::PluginCatalog;
+use crate::plugins::StageSpec;
 use crate::storage::{AppendError, DocumentWrite, Documents, DurabilityPolicy, Store, TopicConfig};
 use partitioning::{Append, NoPartition, Partitioning};
 

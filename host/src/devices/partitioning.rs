@@ -16,9 +16,11 @@ use std::time::Instant;
 use rill_core::batch::{Batch, Compression};
 
 use crate::limits::PARTITIONER_RELOAD_WAIT;
-use crate::pipelines::batches::{build_batches, owned_records};
-use crate::pipelines::{StageSpec, load_instance};
-use crate::plugins::{PluginCatalog, PluginInstance, PluginKind, PluginLimits};
+use crate::plugins::load_off_runtime;
+use crate::plugins::{
+    AfterFailure, PluginCatalog, PluginError, PluginInstance, PluginKind, PluginLimits, Slot, StageSpec,
+};
+use crate::records::{build_batches, owned_records};
 
 /// A batch's destination: (topic, partition, batches).
 pub type Append = (String, u32, Vec<u8>);
@@ -36,23 +38,21 @@ pub enum NoPartition {
 pub struct Partitioning {
     catalog: PluginCatalog,
     stage: Option<StageSpec>,
-    /// The loaded plugin; taken out while it runs (one call at a time) and dropped after a
-    /// failure, so the next frame loads it afresh.
-    instance: tokio::sync::Mutex<Loaded>,
+    /// The loaded plugin, one call at a time; dropped after a failure, so the next frame loads
+    /// it afresh.
+    held: tokio::sync::Mutex<Held>,
 }
 
 #[derive(Debug, Default)]
-enum Loaded {
-    #[default]
-    NotYet,
-    Ready(String, Box<PluginInstance>),
+struct Held {
+    slot: Slot<(String, PluginInstance)>,
     /// The last load failed: why, and when to try again.
-    Failed(String, Instant),
+    failed: Option<(String, Instant)>,
 }
 
 impl Partitioning {
     pub fn new(catalog: PluginCatalog, stage: Option<StageSpec>) -> Partitioning {
-        Partitioning { catalog, stage, instance: tokio::sync::Mutex::new(Loaded::NotYet) }
+        Partitioning { catalog, stage, held: tokio::sync::Mutex::default() }
     }
 
     /// Where `batch` (one v2 batch of `records` records, from `device`) goes in `topic`.
@@ -69,16 +69,11 @@ impl Partitioning {
                 .map_err(|e| NoPartition::Refused(e.to_string()))?;
             return Ok(vec![(topic.to_owned(), partition, batch)]);
         };
-        let mut slot = self.instance.lock().await;
-        let (label, mut instance) = match std::mem::take(&mut *slot) {
-            Loaded::Ready(label, instance) => (label, *instance),
-            Loaded::Failed(why, retry_at) if Instant::now() < retry_at => {
-                *slot = Loaded::Failed(why.clone(), retry_at);
-                return Err(NoPartition::Unavailable(why));
-            }
-            Loaded::Failed(earlier, _) => self.load_or_remember(stage, &mut slot, Some(earlier)).await?,
-            Loaded::NotYet => self.load_or_remember(stage, &mut slot, None).await?,
-        };
+        let mut held = self.held.lock().await;
+        if !held.slot.is_loaded() {
+            let loaded = self.load_or_remember(stage, &mut held).await?;
+            held.slot.put(loaded);
+        }
         // The plugin contract promises uncompressed batches.
         let compressed = Batch::parse(&batch).is_ok_and(|parsed| parsed.compression() != Compression::None);
         let decompressed = match compressed {
@@ -88,24 +83,21 @@ impl Partitioning {
             false => None,
         };
         let owned_topic = topic.to_owned();
+        let label = held.slot.get().map(|(label, _)| label.clone()).unwrap_or_default();
         // The batch goes to the blocking task and comes back, rather than being copied.
-        let (instance, batch, chosen) = tokio::task::spawn_blocking(move || {
-            let input = decompressed.as_deref().unwrap_or(&batch);
-            let chosen = instance.partition(&owned_topic, 0, input, partitions, records).map_err(|e| e.to_string());
-            (instance, batch, chosen)
-        })
-        .await
-        .map_err(|e| NoPartition::Refused(format!("the partitioner's task failed: {e}")))?;
-        let chosen = match chosen {
-            Ok(chosen) => {
-                *slot = Loaded::Ready(label, Box::new(instance));
-                chosen
-            }
-            // Dropped: a plugin that failed once is loaded afresh for the next frame.
-            Err(e) => return Err(NoPartition::Refused(format!("partitioner {label}: {e}"))),
-        };
-        drop(slot);
-        split(topic, batch, &chosen).map_err(NoPartition::Refused)
+        let called = held
+            .slot
+            .call(AfterFailure::Drop, move |(_, instance)| -> Result<_, PluginError> {
+                let input = decompressed.as_deref().unwrap_or(&batch);
+                let chosen = instance.partition(&owned_topic, 0, input, partitions, records)?;
+                Ok((batch, chosen))
+            })
+            .await;
+        drop(held);
+        match called {
+            Ok((batch, chosen)) => split(topic, batch, &chosen).map_err(NoPartition::Refused),
+            Err(e) => Err(NoPartition::Refused(format!("partitioner {label}: {e}"))),
+        }
     }
 
     /// Loads the plugin; a failure is remembered (and logged when it is new), so that frames
@@ -113,9 +105,15 @@ impl Partitioning {
     async fn load_or_remember(
         &self,
         stage: &StageSpec,
-        slot: &mut Loaded,
-        earlier: Option<String>,
+        held: &mut Held,
     ) -> Result<(String, PluginInstance), NoPartition> {
+        let earlier = match held.failed.take() {
+            Some((why, retry_at)) if Instant::now() < retry_at => {
+                held.failed = Some((why.clone(), retry_at));
+                return Err(NoPartition::Unavailable(why));
+            }
+            failed => failed.map(|(why, _)| why),
+        };
         match load(&self.catalog, stage).await {
             Ok(loaded) => {
                 if earlier.is_some() {
@@ -127,7 +125,7 @@ impl Partitioning {
                 if earlier.as_ref() != Some(&why) {
                     tracing::warn!(error = %why, "device frames wait: the partitioner cannot be loaded");
                 }
-                *slot = Loaded::Failed(why.clone(), Instant::now() + PARTITIONER_RELOAD_WAIT);
+                held.failed = Some((why.clone(), Instant::now() + PARTITIONER_RELOAD_WAIT));
                 Err(NoPartition::Unavailable(why))
             }
         }
@@ -136,12 +134,9 @@ impl Partitioning {
 
 /// Loads the partitioner and checks that it is one.
 async fn load(catalog: &PluginCatalog, stage: &StageSpec) -> Result<(String, PluginInstance), String> {
-    let (catalog, loading) = (catalog.clone(), stage.clone());
-    let (label, instance) =
-        tokio::task::spawn_blocking(move || load_instance(&catalog, &loading, PluginLimits::default()))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("partitioner {} cannot be loaded: {e}", stage.label()))?;
+    let (label, instance) = load_off_runtime(catalog, stage, PluginLimits::default())
+        .await
+        .map_err(|e| format!("partitioner {} cannot be loaded: {e}", stage.label()))?;
     let kind = instance.metadata().kind;
     if kind != PluginKind::Partitioner {
         return Err(format!("{label} is a {} plugin, not a partitioner", kind.interface()));
@@ -180,7 +175,7 @@ mod tests {
     use rill_core::batch::{BatchParams, RecordSpec, build_vec};
 
     use super::*;
-    use crate::pipelines::batches::owned_records;
+    use crate::records::owned_records;
 
     fn batch(values: &[&str]) -> Vec<u8> {
         let specs: Vec<RecordSpec<'_>> = values

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::{ApiError, JsonBody};
 use super::resources::{Served, routes as resource_routes};
-use crate::pipelines::{PipelineKind, PipelineView, Pipelines, StageSpec};
+use crate::pipelines::{PipelineKind, PipelineView, Pipelines};
+use crate::plugins::StageSpec;
 
 pub fn routes() -> Router<AppState> {
     resource_routes::<PipelineKind>()

@@ -19,8 +19,8 @@
 //! MQTT 3.1.1 and 5 are both spoken, through [`super::client`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -29,50 +29,11 @@ use super::client::{self, Client, Connection, Happened};
 use super::dedup::DedupWindow;
 use super::session;
 use super::spec::{BridgeSpec, Template};
-use super::worker::{Dedup, Handoff, Worker};
+use super::stats::BridgeStats;
+use super::worker::{Dedup, Handoff, Plugins, Worker};
 use crate::limits::{MQTT_INFLIGHT_MAX, MQTT_RECONNECT_BACKOFF_MAX, MQTT_RECONNECT_BACKOFF_MIN, MQTT_STASH_MAX};
-use crate::pipelines::StageSpec;
-use crate::pipelines::load_instance;
-use crate::plugins::{PluginCatalog, PluginInstance, PluginLimits};
+use crate::plugins::{LoadError, PluginCatalog, PluginLimits, Slot, load_instance};
 use crate::storage::Store;
-
-/// Headers on a dead-lettered MQTT message.
-pub mod headers {
-    pub const MQTT_TOPIC: &str = "rill.dlq.mqtt.topic";
-    pub const ERROR: &str = "rill.dlq.error";
-    pub const PLUGIN: &str = "rill.dlq.plugin";
-    pub const BRIDGE: &str = "rill.dlq.bridge";
-}
-
-/// What a bridge has done, read by the admin API, the status page and `/metrics`.
-#[derive(Debug, Default)]
-pub struct BridgeStats {
-    pub connected: AtomicBool,
-    pub messages_in: AtomicU64,
-    pub records_out: AtomicU64,
-    pub messages_dead_lettered: AtomicU64,
-    pub plugin_failures: AtomicU64,
-    pub connects: AtomicU64,
-    /// QoS 0 messages dropped because the bridge was behind.
-    pub qos0_dropped: AtomicU64,
-    pub duplicates_dropped: AtomicU64,
-    pub messages_redelivered: AtomicU64,
-    last_error: Mutex<Option<String>>,
-}
-
-impl BridgeStats {
-    pub(super) fn count(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub(super) fn set_error(&self, error: Option<String>) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
-    }
-}
 
 pub(super) struct Bridge {
     pub spec: BridgeSpec,
@@ -146,12 +107,12 @@ impl Bridge {
                     Some(stage) => Some(load_instance(&catalog, &stage, PluginLimits::default())?),
                     None => None,
                 };
-                Ok::<_, String>(Plugins {
+                Ok::<_, LoadError>(Plugins {
                     catalog,
                     ingest_stage: ingest,
-                    ingest: Some(instance),
+                    ingest: Slot::new(instance),
                     ingest_label,
-                    partitioner,
+                    partitioner: partitioner.map_or_else(Slot::default, Slot::new),
                 })
             })()
             .map_err(|e| format!("plugins cannot be loaded: {e}"))?;
@@ -337,13 +298,4 @@ impl Bridge {
         };
         stopped || *self.stopping.borrow()
     }
-}
-
-/// A bridge's plugins; instances move into blocking tasks and back.
-pub(super) struct Plugins {
-    pub catalog: PluginCatalog,
-    pub ingest_stage: StageSpec,
-    pub ingest: Option<PluginInstance>,
-    pub ingest_label: String,
-    pub partitioner: Option<(String, PluginInstance)>,
 }

@@ -11,6 +11,7 @@ mod client;
 mod dedup;
 mod session;
 pub mod spec;
+mod stats;
 mod tls;
 mod worker;
 
@@ -22,12 +23,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::limits::MQTT_BRIDGES_MAX;
-use crate::pipelines::load_instance;
-use crate::plugins::{PluginCatalog, PluginKind, PluginLimits};
+use crate::plugins::{PluginCatalog, PluginKind, PluginLimits, SlotError, load_off_runtime};
 use crate::registry::{Kind, Registry, RegistryError};
 use crate::storage::{DocumentWrite, Store};
-use bridge::{Bridge, BridgeStats};
+use bridge::Bridge;
 pub use spec::{BridgeSpec, DedupSpec, InvalidBridge, Subscription, TlsSpec};
+use stats::BridgeStats;
 
 /// A bridge as the admin API shows it (the password left out).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -104,12 +105,10 @@ impl BridgeKind {
                 .resolve(&stage.plugin, stage.version.as_deref())
                 .map_err(|e| RegistryError::invalid(field, e))?;
             stage.version = Some(artifact.version.clone());
-            let (catalog, loaded) = (catalog.clone(), stage.clone());
-            let instance =
-                tokio::task::spawn_blocking(move || load_instance(&catalog, &loaded, PluginLimits::default()))
-                    .await
-                    .map_err(|e| RegistryError::Unavailable(format!("the plugin check failed: {e}")))?
-                    .map_err(|e| RegistryError::invalid(field, e))?;
+            let instance = load_off_runtime(catalog, stage, PluginLimits::default()).await.map_err(|e| match e {
+                SlotError::Failed(e) => RegistryError::invalid(field, e),
+                lost => RegistryError::Unavailable(format!("the plugin check failed: {lost}")),
+            })?;
             let found = instance.1.metadata().kind;
             if found != kind {
                 return Err(RegistryError::invalid(

@@ -10,7 +10,7 @@ use crate::limits::{
     MQTT_DEDUP_WINDOW_MAX, MQTT_DEDUP_WINDOW_MIN, MQTT_KEEP_ALIVE_S_DEFAULT, MQTT_MESSAGE_BYTES_DEFAULT,
     MQTT_MESSAGE_BYTES_MAX, MQTT_SESSION_EXPIRY_S_DEFAULT, PARTITIONS_PER_TOPIC_MAX,
 };
-use crate::pipelines::StageSpec;
+use crate::plugins::StageSpec;
 
 /// The storage kind of bridge documents.
 pub const KIND: &str = "mqtt";

@@ -10,14 +10,16 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::bridge::{BridgeStats, Plugins, headers};
 use super::client::{Client, Received};
 use super::dedup::{self, DedupWindow};
 use super::spec::{BridgeSpec, IdSource, Template};
+use super::stats::{BridgeStats, headers};
 use crate::limits::{MQTT_RECONNECT_BACKOFF_MAX, MQTT_RECONNECT_BACKOFF_MIN};
-use crate::pipelines::batches::{self, OwnedRecord};
-use crate::pipelines::load_instance;
-use crate::plugins::{PluginInstance, PluginLimits, SourceMessage};
+use crate::plugins::{
+    AfterFailure, PluginCatalog, PluginInstance, PluginLimits, Slot, SlotError, SourceMessage, StageSpec,
+    load_off_runtime,
+};
+use crate::records::{self, OwnedRecord};
 use crate::storage::{AppendError, DocumentWrite, Documents, Store, TopicConfig, TopicError};
 
 pub(super) struct Worker {
@@ -32,6 +34,17 @@ pub(super) struct Worker {
     pub stopping: watch::Receiver<bool>,
     /// The MQTT session messages belong to (see [`Handoff`]).
     pub session: Arc<AtomicU64>,
+}
+
+/// A bridge's plugins, each in its slot between calls.
+pub(super) struct Plugins {
+    pub catalog: PluginCatalog,
+    pub ingest_stage: StageSpec,
+    /// Loaded afresh when a call's task failed.
+    pub ingest: Slot<PluginInstance>,
+    pub ingest_label: String,
+    /// Empty without one, or once its task failed: the bridge then partitions by key.
+    pub partitioner: Slot<(String, PluginInstance)>,
 }
 
 /// Where ids come from, and the ids stored.
@@ -377,7 +390,7 @@ impl Worker {
         let Route { group, target, partitions } = route;
         let mut records: Vec<OwnedRecord> = Vec::new();
         for bytes in &outputs {
-            match batches::owned_records(bytes) {
+            match records::owned_records(bytes) {
                 Ok(mut decoded) => records.append(&mut decoded),
                 Err(e) => {
                     reject_all(rejected, messages, &self.plugins.ingest_label, format!("unreadable output: {e}"));
@@ -412,7 +425,7 @@ impl Worker {
             }
         }
         let count = records.len() as u64;
-        let built = batches::build_batches(&records);
+        let built = records::build_batches(&records);
         let chosen = match &built {
             Ok(bytes) => match self.partition(&target, bytes, &records, partitions).await {
                 Ok(chosen) => chosen,
@@ -424,7 +437,7 @@ impl Worker {
             },
             Err(_) => Vec::new(),
         };
-        match built.and_then(|bytes| batches::split_by_partition(&bytes, &chosen)) {
+        match built.and_then(|bytes| records::split_by_partition(&bytes, &chosen)) {
             Ok(split) => {
                 let appends = split.into_iter().map(|(p, bytes)| (target.clone(), p, bytes)).collect();
                 Some(Prepared { appends, records: count, ids, messages })
@@ -462,36 +475,24 @@ impl Worker {
                 })
                 .collect()
         };
-        let instance = match self.plugins.ingest.take() {
-            Some(instance) => instance,
-            None => {
-                let (catalog, stage) = (self.plugins.catalog.clone(), self.plugins.ingest_stage.clone());
-                let loaded =
-                    tokio::task::spawn_blocking(move || load_instance(&catalog, &stage, PluginLimits::default()))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|loaded| loaded);
-                match loaded {
-                    Ok((_, instance)) => instance,
-                    Err(error) => return rejected_all(groups, error),
-                }
+        if !self.plugins.ingest.is_loaded() {
+            let plugins = &self.plugins;
+            match load_off_runtime(&plugins.catalog, &plugins.ingest_stage, PluginLimits::default()).await {
+                Ok((_, instance)) => self.plugins.ingest.put(instance),
+                Err(error) => return rejected_all(groups, error.to_string()),
             }
-        };
-        let mut instance = instance;
-        let copy = groups.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let ingested: Vec<Ingested> =
-                groups.into_iter().map(|messages| ingest_group(&mut instance, messages)).collect();
-            (instance, ingested)
-        })
-        .await;
-        match joined {
-            Ok((instance, ingested)) => {
-                self.plugins.ingest = Some(instance);
-                ingested
-            }
-            Err(e) => rejected_all(copy, format!("the ingest plugin's task failed: {e}")),
         }
+        let copy = groups.clone();
+        let ingested = self
+            .plugins
+            .ingest
+            .call(AfterFailure::Keep, move |instance| {
+                Ok::<_, std::convert::Infallible>(
+                    groups.into_iter().map(|messages| ingest_group(instance, messages)).collect::<Vec<Ingested>>(),
+                )
+            })
+            .await;
+        ingested.unwrap_or_else(|e| rejected_all(copy, format!("the ingest plugin's task failed: {e}")))
     }
 
     /// Each record's partition: the partitioner plugin's choice for `bytes` (the records built),
@@ -503,22 +504,17 @@ impl Worker {
         records: &[OwnedRecord],
         partitions: u32,
     ) -> Result<Vec<u32>, String> {
-        let Some((label, mut instance)) = self.plugins.partitioner.take() else {
-            return Ok(by_key(records, partitions));
-        };
-        let (topic, bytes, records) = (topic.to_owned(), bytes.to_vec(), records.len());
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = instance.partition(&topic, 0, &bytes, partitions, records).map_err(|e| e.to_string());
-            (instance, result)
-        })
-        .await;
-        match joined {
-            Ok((instance, result)) => {
-                self.plugins.partitioner = Some((label, instance));
-                result
-            }
-            // Without its partitioner the bridge partitions by key from now on.
-            Err(e) => Err(format!("the partitioner's task failed: {e}")),
+        let (topic, bytes, count) = (topic.to_owned(), bytes.to_vec(), records.len());
+        let chosen = self
+            .plugins
+            .partitioner
+            .call(AfterFailure::Keep, move |(_, instance)| instance.partition(&topic, 0, &bytes, partitions, count))
+            .await;
+        match chosen {
+            Ok(chosen) => Ok(chosen),
+            Err(SlotError::Empty) => Ok(by_key(records, partitions)),
+            // A failed task takes the partitioner with it: the bridge partitions by key from now on.
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -545,7 +541,7 @@ impl Worker {
                 .collect(),
             })
             .collect();
-        batches::build_batches(&records).map_err(Transient)
+        records::build_batches(&records).map_err(Transient)
     }
 }
 

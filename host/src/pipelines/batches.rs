@@ -2,14 +2,14 @@
 //! (uncompressed, from a given offset), output split by partition, and failed batches made into
 //! dead letters carrying why.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 
-use rill_core::batch::{self, BatchHeader, BatchParams, Compression, Record, RecordSpec};
+use rill_core::batch::{self, BatchParams};
 
 use crate::compression;
-use crate::limits::{DECOMPRESSED_BYTES_MAX, PIPELINE_INPUT_BYTES_MAX, PIPELINE_OUTPUT_BATCH_BYTES};
+use crate::limits::{DECOMPRESSED_BYTES_MAX, PIPELINE_INPUT_BYTES_MAX};
 use crate::plugins::SourceMessage;
+use crate::records::{HeaderRef, OwnedRecord, build_batches, build_one, owned_records, record_specs};
 
 /// Batches read from a source partition, ready for the plugins: uncompressed, none starting
 /// before the offset the pipeline is at, control batches left out.
@@ -51,83 +51,6 @@ impl Input {
     }
 }
 
-/// A record with its bytes owned, for rebuilding batches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedRecord {
-    pub offset: u64,
-    pub timestamp: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-}
-
-impl OwnedRecord {
-    fn of(record: &Record<'_>, header: &BatchHeader) -> Self {
-        Self {
-            offset: record.offset(header.base_offset) as u64,
-            timestamp: header.timestamp_of(record),
-            key: record.key.map(<[u8]>::to_vec),
-            value: record.value.map(<[u8]>::to_vec),
-            headers: record.headers().map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec))).collect(),
-        }
-    }
-}
-
-/// Calls `each` with every record of `bytes` (whole batches, compressed or not) and its batch's
-/// header.
-fn for_each_record(bytes: &[u8], mut each: impl FnMut(&BatchHeader, &Record<'_>)) -> Result<(), String> {
-    for parsed in batch::batches(bytes) {
-        let parsed = parsed.map_err(|e| e.to_string())?;
-        let header = *parsed.header();
-        let decompressed;
-        let records = match parsed.compression() {
-            Compression::None => parsed.records().map_err(|e| e.to_string())?,
-            codec => {
-                decompressed = compression::decompress(codec, parsed.records_section(), DECOMPRESSED_BYTES_MAX)
-                    .map_err(|e| e.to_string())?;
-                batch::records_in(&decompressed, header.records_count)
-            }
-        };
-        for record in records {
-            each(&header, &record.map_err(|e| e.to_string())?);
-        }
-    }
-    Ok(())
-}
-
-/// Every record of `bytes`, owned.
-pub fn owned_records(bytes: &[u8]) -> Result<Vec<OwnedRecord>, String> {
-    let mut out = Vec::new();
-    for_each_record(bytes, |header, record| out.push(OwnedRecord::of(record, header)))?;
-    Ok(out)
-}
-
-/// Records in uncompressed batches of at most [`PIPELINE_OUTPUT_BATCH_BYTES`] (one record may
-/// make a batch larger on its own), CRCs computed.
-pub fn build_batches(records: &[OwnedRecord]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, record) in records.iter().enumerate() {
-        let size = record.key.as_ref().map_or(0, Vec::len)
-            + record.value.as_ref().map_or(0, Vec::len)
-            + record.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>()
-            + 32;
-        if i > start && bytes + size > PIPELINE_OUTPUT_BATCH_BYTES {
-            out.extend(build_one(&records[start..i])?);
-            (start, bytes) = (i, 0);
-        }
-        bytes += size;
-    }
-    if start < records.len() {
-        out.extend(build_one(&records[start..])?);
-    }
-    Ok(out)
-}
-
-/// A record header as the batch builder takes it.
-type HeaderRef<'a> = (&'a [u8], Option<&'a [u8]>);
-
 /// `records` (offsets from `base` up to `last`, gaps allowed) as one sealed batch at their
 /// offsets, spanning `base..=last`.
 fn build_at(records: &[OwnedRecord], base: u64, last: u64) -> Result<Vec<u8>, String> {
@@ -142,25 +65,6 @@ fn build_at(records: &[OwnedRecord], base: u64, last: u64) -> Result<Vec<u8>, St
     let mut bytes = batch::build_vec_at_without_crc(params, &specs, layout).map_err(|e| e.to_string())?;
     batch::seal_crc(&mut bytes).map_err(|e| e.to_string())?;
     Ok(bytes)
-}
-
-fn record_specs<'a>(records: &'a [OwnedRecord], headers: &'a [Vec<HeaderRef<'a>>]) -> Vec<RecordSpec<'a>> {
-    records
-        .iter()
-        .zip(headers)
-        .map(|(r, headers)| RecordSpec {
-            timestamp: r.timestamp,
-            key: r.key.as_deref(),
-            value: r.value.as_deref(),
-            headers,
-        })
-        .collect()
-}
-
-fn build_one(records: &[OwnedRecord]) -> Result<Vec<u8>, String> {
-    let headers: Vec<Vec<HeaderRef<'_>>> =
-        records.iter().map(|r| r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect()).collect();
-    batch::build_vec(BatchParams::default(), &record_specs(records, &headers)).map_err(|e| e.to_string())
 }
 
 /// Makes stored batches (as [`crate::storage::Store::read`] returns them, the first one
@@ -227,25 +131,6 @@ pub fn without_gaps(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Records in `bytes` (whole batches, as plugins return them).
-pub fn records_count(bytes: &[u8]) -> usize {
-    batch::batches(bytes).filter_map(Result::ok).map(|b| b.header().records_count.max(0) as usize).sum()
-}
-
-/// Splits `bytes` by record into one set of batches per partition, as `partitions` (one per
-/// record, in order) says.
-pub fn split_by_partition(bytes: &[u8], partitions: &[u32]) -> Result<BTreeMap<u32, Vec<u8>>, String> {
-    let records = owned_records(bytes)?;
-    if records.len() != partitions.len() {
-        return Err(format!("{} partitions for {} records", partitions.len(), records.len()));
-    }
-    let mut by_partition: BTreeMap<u32, Vec<OwnedRecord>> = BTreeMap::new();
-    for (record, partition) in records.into_iter().zip(partitions) {
-        by_partition.entry(*partition).or_default().push(record);
-    }
-    by_partition.into_iter().map(|(partition, records)| Ok((partition, build_batches(&records)?))).collect()
-}
-
 /// Records as ingest messages: the value is the payload, the key (or else the source topic) the
 /// topic, headers the properties, the timestamp the receive time.
 pub fn source_messages(bytes: &[u8], source_topic: &str) -> Result<Vec<SourceMessage>, String> {
@@ -304,6 +189,8 @@ pub fn dead_letters(input: &Input, why: &DeadLetter<'_>) -> Result<Vec<u8>, Stri
 
 #[cfg(test)]
 mod tests {
+    use rill_core::batch::{Compression, RecordSpec};
+
     use super::*;
 
     fn record(offset: u64, value: &str) -> OwnedRecord {
@@ -352,18 +239,6 @@ mod tests {
         assert_eq!((offsets(&input), input.next_offset), (vec![11, 15], 20));
         let input = plain_input(&stored, 12).unwrap();
         assert_eq!((offsets(&input), input.first_offset(), input.next_offset), (vec![15], 12, 20));
-    }
-
-    #[test]
-    fn output_splits_by_partition_in_record_order() {
-        let output = stored(0, 4);
-        let split = split_by_partition(&output, &[1, 0, 1, 1]).unwrap();
-        let values = |p: u32| -> Vec<Vec<u8>> {
-            owned_records(&split[&p]).unwrap().into_iter().map(|r| r.key.unwrap()).collect()
-        };
-        assert_eq!(values(0), [b"k1".to_vec()]);
-        assert_eq!(values(1), [b"k0".to_vec(), b"k2".to_vec(), b"k3".to_vec()]);
-        assert!(split_by_partition(&output, &[0]).is_err(), "one partition per record");
     }
 
     #[test]

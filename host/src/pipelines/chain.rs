@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::batches::{self, Input};
-use super::spec::{PipelineSpec, StageSpec};
-use crate::plugins::catalog::CatalogError;
-use crate::plugins::{ErrorKind, PluginCatalog, PluginError, PluginInstance, PluginKind};
+use super::spec::PipelineSpec;
+use crate::plugins::{ErrorKind, PluginCatalog, PluginError, PluginInstance, PluginKind, StageSpec, load_instance};
 
 /// One plugin of the chain.
 struct Stage {
@@ -135,7 +134,7 @@ impl Chain {
             }
             .map_err(fail)?;
         }
-        let records_out = batches::records_count(&bytes) as u64;
+        let records_out = crate::records::records_count(&bytes) as u64;
         let outputs = match &mut self.partitioner {
             _ if bytes.is_empty() => BTreeMap::new(),
             None => {
@@ -150,7 +149,8 @@ impl Chain {
                     .instance
                     .partition(topic, base_offset, &bytes, partitions, records_out as usize)
                     .map_err(fail)?;
-                batches::split_by_partition(&bytes, &chosen).map_err(|reason| fail(bad_output(&stage.label, reason)))?
+                crate::records::split_by_partition(&bytes, &chosen)
+                    .map_err(|reason| fail(bad_output(&stage.label, reason)))?
             }
         };
         let mut snapshots = Vec::new();
@@ -208,23 +208,6 @@ fn bad_output(plugin: &str, reason: String) -> PluginError {
     PluginError::BadOutput { plugin: plugin.to_owned(), reason }
 }
 
-/// Loads stage `stage` (its version resolved, else the newest) as a configured instance with
-/// `limits`; returns its `name@version` too. Blocking: loading may compile.
-pub fn load_instance(
-    catalog: &PluginCatalog,
-    stage: &StageSpec,
-    limits: crate::plugins::PluginLimits,
-) -> Result<(String, PluginInstance), String> {
-    let artifact = catalog.resolve(&stage.plugin, stage.version.as_deref()).map_err(|e| e.to_string())?;
-    let compiled = catalog.load(&artifact).map_err(|e| match e {
-        CatalogError::Plugin(e) => format!("{}: {e}", artifact.label()),
-        other => other.to_string(),
-    })?;
-    let config = stage.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let instance = PluginInstance::new(catalog.runtime(), &compiled, config, limits).map_err(|e| e.to_string())?;
-    Ok((artifact.label(), instance))
-}
-
 fn build_stage(
     catalog: &PluginCatalog,
     spec: &PipelineSpec,
@@ -233,7 +216,8 @@ fn build_stage(
     snapshot: Option<&Vec<u8>>,
 ) -> Result<Stage, BuildError> {
     let refuse = |message: String| BuildError { field: field.to_owned(), message };
-    let (label, mut instance) = load_instance(catalog, stage, spec.plugin_limits()).map_err(refuse)?;
+    let (label, mut instance) =
+        load_instance(catalog, stage, spec.plugin_limits()).map_err(|e| refuse(e.to_string()))?;
     let mut committed = Vec::new();
     if instance.metadata().stateful {
         match snapshot.filter(|state| !state.is_empty()) {

@@ -26,13 +26,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::limits::PIPELINES_MAX;
-use crate::plugins::PluginCatalog;
+use crate::plugins::StageSpec;
+use crate::plugins::{PluginCatalog, Slot};
 use crate::registry::{Kind, Registry, RegistryError};
 use crate::storage::{DocumentWrite, Store, TopicConfig};
+pub use chain::BuildError;
 use chain::Chain;
-pub use chain::{BuildError, load_instance};
 use runner::{Control, Runner, RunnerStatus};
-pub use spec::{Counts, LimitsSpec, PipelineSpec, Progress, Segment, StageSpec, StartAt};
+pub use spec::{Counts, LimitsSpec, PipelineSpec, Progress, Segment, StartAt};
 
 impl From<BuildError> for RegistryError {
     fn from(e: BuildError) -> Self {
@@ -351,7 +352,7 @@ impl Kind for PipelineKind {
             catalog: self.catalog.clone(),
             spec,
             progress,
-            chain,
+            chain: chain.map_or_else(Slot::default, Slot::new),
             unloaded,
             control: inbox,
             pending: Default::default(),

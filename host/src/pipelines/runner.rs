@@ -24,7 +24,7 @@ use crate::limits::{
     PIPELINE_DEAD_LETTER_HEADROOM_BYTES, PIPELINE_IDLE_RECHECK, PIPELINE_READ_BYTES, PIPELINE_RETRIES_MAX,
     PIPELINE_RETRY_BACKOFF,
 };
-use crate::plugins::{PluginCatalog, PluginError};
+use crate::plugins::{AfterFailure, PluginCatalog, PluginError, Slot, SlotError};
 use crate::registry::RegistryError;
 use crate::storage::{AppendError, DocumentWrite, Documents, ReadError, Store, TopicConfig, TopicError};
 
@@ -86,7 +86,8 @@ pub(super) struct Runner {
     pub spec: PipelineSpec,
     pub progress: Progress,
     /// `None` while the plugins cannot be loaded (the pipeline waits, paused, for a resume).
-    pub chain: Option<Chain>,
+    /// Empty while the plugins cannot be loaded, and once a call's task failed.
+    pub chain: Slot<Chain>,
     pub unloaded: Option<String>,
     pub control: mpsc::Receiver<Control>,
     /// Commands that arrived during a back-off, handled before the next input.
@@ -110,7 +111,7 @@ impl Runner {
         self.status.send_replace(RunnerStatus::new(
             &self.spec,
             &self.progress,
-            self.chain.as_ref(),
+            self.chain.get(),
             self.unloaded.clone(),
         ));
     }
@@ -134,7 +135,7 @@ impl Runner {
             if self.stale && !self.reload().await {
                 continue;
             }
-            let waiting = self.spec.paused || self.chain.is_none();
+            let waiting = self.spec.paused || !self.chain.is_loaded();
             let next = if waiting {
                 self.wait(false).await
             } else if self.step().await {
@@ -219,11 +220,11 @@ impl Runner {
                 return false;
             }
         };
-        self.chain = None;
+        self.chain.take();
         let (catalog, built_spec, snapshots) = (self.catalog.clone(), spec.clone(), progress.snapshots.clone());
         let built = tokio::task::spawn_blocking(move || Chain::build(&catalog, &built_spec, &snapshots)).await;
         match built {
-            Ok(Ok(chain)) => (self.chain, self.unloaded) = (Some(chain), None),
+            Ok(Ok(chain)) => (self.chain, self.unloaded) = (Slot::new(chain), None),
             Ok(Err(e)) => self.unloaded = Some(e.to_string()),
             Err(e) => self.unloaded = Some(format!("rebuilding the plugins failed: {e}")),
         }
@@ -338,20 +339,18 @@ impl Runner {
     /// The plugins' output for `input`; `None` when the plugin task itself failed (the plugins
     /// are lost with it and rebuilt from storage).
     async fn apply(&mut self, partition: u32, input: &Input, out_partitions: u32) -> Option<Result<Applied, Failure>> {
-        let mut chain = self.chain.take()?;
         let (from, input) = (self.spec.from.clone(), input.clone());
-        let joined = tokio::task::spawn_blocking(move || {
-            let applied = chain.apply(&from, partition, &input, out_partitions);
-            (chain, applied)
-        })
-        .await;
-        match joined {
-            Ok((chain, applied)) => {
-                self.chain = Some(chain);
-                Some(applied)
-            }
+        let applied = self
+            .chain
+            .call(AfterFailure::Keep, move |chain| {
+                Ok::<_, std::convert::Infallible>(chain.apply(&from, partition, &input, out_partitions))
+            })
+            .await;
+        match applied {
+            Ok(applied) => Some(applied),
+            Err(SlotError::Empty) => None,
             Err(e) => {
-                tracing::error!(pipeline = %self.spec.name, partition, error = %e, "the plugin task failed; rebuilding the plugins");
+                tracing::error!(pipeline = %self.spec.name, partition, error = %e, "rebuilding the plugins");
                 self.stale = true;
                 None
             }
@@ -361,20 +360,14 @@ impl Runner {
     /// Puts stateful plugins back to their committed state; when one cannot be, the plugins are
     /// rebuilt from storage before the next input.
     async fn rollback(&mut self) {
-        let Some(mut chain) = self.chain.take() else { return };
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = chain.rollback();
-            (chain, result)
-        })
-        .await;
-        match joined {
-            Ok((chain, Ok(()))) => self.chain = Some(chain),
-            Ok((_, Err(failure))) => {
+        match self.chain.call(AfterFailure::Drop, Chain::rollback).await {
+            Ok(()) | Err(SlotError::Empty) => {}
+            Err(SlotError::Failed(failure)) => {
                 tracing::error!(pipeline = %self.spec.name, plugin = %failure.plugin, error = %failure.error,
                     "a plugin cannot return to its committed state; rebuilding the plugins from storage");
                 self.stale = true;
             }
-            Err(e) => {
+            Err(SlotError::Lost(e)) => {
                 tracing::error!(pipeline = %self.spec.name, error = %e, "the plugin task failed; rebuilding the plugins");
                 self.stale = true;
             }
@@ -395,7 +388,7 @@ impl Runner {
         let appends = outputs.into_iter().map(|(p, bytes)| (self.spec.to.clone(), p, bytes)).collect();
         match self.transact(appends, written, progress, None).await {
             Ok(()) => {
-                if let Some(chain) = &mut self.chain {
+                if let Some(chain) = self.chain.get_mut() {
                     chain.commit(snapshots);
                 }
                 Ok(Outcome::Done)
@@ -589,14 +582,14 @@ impl Runner {
     }
 
     async fn resume(&mut self) -> Result<(), RegistryError> {
-        if self.chain.is_none() {
+        if !self.chain.is_loaded() {
             let (catalog, spec, snapshots) = (self.catalog.clone(), self.spec.clone(), self.progress.snapshots.clone());
             let built = tokio::task::spawn_blocking(move || Chain::build(&catalog, &spec, &snapshots))
                 .await
                 .map_err(|e| RegistryError::Unavailable(format!("the plugin task failed: {e}")))?;
             match built {
                 Ok(chain) => {
-                    self.chain = Some(chain);
+                    self.chain.put(chain);
                     self.unloaded = None;
                 }
                 Err(e) => {
@@ -634,7 +627,7 @@ impl Runner {
             return Err(RegistryError::Unavailable("the plugin task failed during the upgrade".into()));
         };
         if let Err(failure) = adopted {
-            self.chain = previous;
+            self.chain = previous.map_or_else(Slot::default, Slot::new);
             return Err(RegistryError::Conflict(format!(
                 "{} cannot take over the running state: {}",
                 failure.plugin, failure.error
@@ -643,16 +636,16 @@ impl Runner {
         let mut progress = self.progress.clone();
         progress.snapshots = chain.committed();
         progress.begin_segment(chain.labels(), crate::clock::now_ms());
-        self.chain = Some(chain);
+        self.chain.put(chain);
         match self.save(spec, progress).await {
             Ok(()) => {
                 self.unloaded = None;
-                tracing::info!(pipeline = %self.spec.name, plugins = ?self.chain.as_ref().map(Chain::labels), "pipeline upgraded");
+                tracing::info!(pipeline = %self.spec.name, plugins = ?self.chain.get().map(Chain::labels), "pipeline upgraded");
                 self.publish();
                 Ok(())
             }
             Err(e) => {
-                self.chain = previous;
+                self.chain = previous.map_or_else(Slot::default, Slot::new);
                 Err(e)
             }
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{PIPELINE_FAILURES_BEFORE_PAUSE_DEFAULT, PIPELINE_HISTORY_MAX, PIPELINE_STAGES_MAX};
-use crate::plugins::PluginLimits;
+use crate::plugins::{PluginLimits, StageSpec};
 
 /// The storage kind of pipeline documents.
 pub const KIND: &str = "pipelines";
@@ -46,24 +46,6 @@ pub struct PipelineSpec {
 
 fn default_failures_before_pause() -> u32 {
     PIPELINE_FAILURES_BEFORE_PAUSE_DEFAULT
-}
-
-/// One plugin of a pipeline, with its configuration.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct StageSpec {
-    pub plugin: String,
-    /// The newest stored version when not given; stored resolved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub config: BTreeMap<String, String>,
-}
-
-impl StageSpec {
-    pub fn label(&self) -> String {
-        format!("{}@{}", self.plugin, self.version.as_deref().unwrap_or("newest"))
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -17,9 +17,11 @@
 pub mod catalog;
 mod instance;
 mod output;
+pub mod stage;
 
 pub use catalog::{PluginArtifact, PluginCatalog};
 pub use instance::{PluginInstance, describe};
+pub use stage::{AfterFailure, LoadError, Slot, SlotError, StageSpec, load_instance, load_off_runtime};
 
 /// Host bindings, one module per world; they share the `log` import, linked once.
 mod bindings {

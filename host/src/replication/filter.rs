@@ -28,7 +28,7 @@ use crate::limits::{
     DECOMPRESSED_BYTES_MAX, MIRROR_FILTER_CHECKPOINT_BYTES_MAX, MIRROR_FILTER_CHECKPOINTS_MAX,
     MIRROR_FILTER_REPLAY_BYTES_MAX, MIRROR_FRAME_BYTES,
 };
-use crate::pipelines::StageSpec;
+use crate::plugins::StageSpec;
 use crate::plugins::{CompiledPlugin, ErrorKind, PluginCatalog, PluginError, PluginInstance, PluginKind, PluginLimits};
 use crate::storage::{DocumentWrite, Store};
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{FOLLOWER_PENDING_BYTES_MAX, MIRROR_WINDOW_BYTES_DEFAULT, MIRROR_WINDOW_BYTES_MIN};
-use crate::pipelines::StageSpec;
+use crate::plugins::StageSpec;
 
 /// An edge's mirror: its topics, copied to an aggregation node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

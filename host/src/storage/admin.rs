@@ -13,11 +13,12 @@ use super::ages;
 use super::catalog::{PartitionState, TopicState};
 use super::layout::extend_group;
 use super::layout::{BATCHES, GROUP_TIMES, META, NEXT_PARTITION_KEY, NEXT_PRODUCER_ID_KEY, PARTITIONS, TOPICS};
+use super::logs::PartitionLog;
 use super::meta::{self, PartitionMeta, TopicMeta};
 use super::read::{Group, containing_group, groups_from};
 use super::resources::{self, ResourceError};
 use super::topic::{TopicConfig, TopicError};
-use super::writer::{Command, PartitionLog, Writer};
+use super::writer::{Command, Writer};
 use super::{AppendError, ReplicaReset, RetentionReport, SpaceUsage};
 use super::{offsets, producers};
 use crate::limits::{BUDGET_GROUPS_PER_PASS, PRODUCER_ID_BLOCK};
@@ -457,7 +458,7 @@ impl Writer {
     fn republish(&self, key: u64) {
         let partition = self.shared.catalog().partition(key);
         if let (Some(partition), Some(log)) = (partition, self.logs.get(&key)) {
-            super::writer::publish(&partition, log, true);
+            super::logs::publish(&partition, log, true);
         }
     }
 }

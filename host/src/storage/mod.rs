@@ -15,19 +15,25 @@ mod admin;
 mod ages;
 mod backend;
 mod catalog;
+mod errors;
 pub mod layout;
+mod logs;
 pub mod meta;
 mod migrate;
 pub mod offsets;
 pub mod producers;
 mod read;
+mod recovery;
 pub mod resources;
+mod stats;
 pub mod topic;
 mod validate;
 mod writer;
 
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod fault;
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -39,15 +45,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use rill_core::batch;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use backend::BackendFactory;
 pub use catalog::{PartitionOffsets, PartitionState, TopicState, TrafficCounts};
+pub use errors::{AppendError, OpenError, ReadError, WriterState};
 pub use offsets::{CommittedOffset, GroupOffsets, TopicPartition};
 pub use read::ReadOutcome;
 pub use resources::{Blob, PutMode, ResourceError};
+pub use stats::StoreStats;
 pub use topic::{MessageTimestampType, TimestampOutOfRange, TopicConfig, TopicError};
 pub use validate::InvalidBatch;
 
@@ -124,68 +131,6 @@ struct ReadOnlyDocument {
 /// The database file's name inside the data directory.
 pub const DB_FILE_NAME: &str = "rill.redb";
 
-/// Why the store could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OpenError {
-    #[error("cannot create data directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
-    #[error("cannot open database: {0}")]
-    Database(#[from] redb::DatabaseError),
-    #[error("database is in use by another process (is another `rill serve` running on the same data dir?)")]
-    Locked,
-    #[error("database format version {found} is newer than this build supports ({supported}): upgrade rill")]
-    NewerFormat { found: u64, supported: u64 },
-    #[error("cannot read database: {0}")]
-    Storage(String),
-    #[error(transparent)]
-    Meta(#[from] meta::MetaDecodeError),
-}
-
-/// Why an append failed. Nothing of a failed append is stored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AppendError {
-    #[error("unknown topic {0:?}")]
-    UnknownTopic(String),
-    #[error("topic {topic:?} has no partition {partition}")]
-    UnknownPartition { topic: String, partition: u32 },
-    #[error(transparent)]
-    InvalidBatch(#[from] InvalidBatch),
-    #[error("record batch of {size} bytes exceeds max.message.bytes={max}")]
-    MessageTooLarge { size: usize, max: u32 },
-    #[error("append refused by the log: {0}")]
-    Log(String),
-    #[error("producer {producer_id}: sequence {found} where {expected} was expected")]
-    OutOfOrderSequence { producer_id: i64, found: i32, expected: i32 },
-    #[error("producer {producer_id}: epoch {found} is older than the current {current} (a newer instance took over)")]
-    StaleProducerEpoch { producer_id: i64, found: i16, current: i16 },
-    #[error("storage failed: {0}")]
-    Storage(String),
-    #[error("store is shut down")]
-    ShutDown,
-    #[error("topic {topic:?} is read-only: {reason}")]
-    ReadOnly { topic: String, reason: String },
-    #[error("record batch {index}: {error}")]
-    InvalidTimestamp { index: usize, error: TimestampOutOfRange },
-}
-
-/// Why a read failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReadError {
-    #[error("unknown topic {0:?}")]
-    UnknownTopic(String),
-    #[error("topic {topic:?} has no partition {partition}")]
-    UnknownPartition { topic: String, partition: u32 },
-    #[error("offset {offset} is out of range [{log_start_offset}, {next_offset}]")]
-    OffsetOutOfRange { offset: u64, log_start_offset: u64, next_offset: u64 },
-    #[error("stored batch at offset {offset} of partition key {partition_key} is corrupt: {reason}")]
-    Corrupt { partition_key: u64, offset: u64, reason: String },
-    #[error("storage unavailable: {0}")]
-    Storage(String),
-}
-
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -195,20 +140,6 @@ pub struct AppendOutcome {
     /// The time the batches were stamped with on a `LogAppendTime` topic (Kafka's
     /// `log_append_time_ms`); `None` where they keep their producer's timestamps.
     pub log_append_time_ms: Option<i64>,
-}
-
-/// Whether the store takes writes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case", tag = "state")]
-pub enum WriterState {
-    Accepting,
-    /// After an IO error (a full disk, a failing card): writes are refused until the database
-    /// is reopened and a backoff has passed; `cause` is the error.
-    Recovering {
-        cause: String,
-    },
-    /// The writer thread has ended (shut down, or it failed): nothing more is stored.
-    Stopped,
 }
 
 /// A resource document to write (`Some`) or delete (`None`) with a [`Store::transact`].
@@ -312,7 +243,7 @@ struct Shared {
     /// See [`Store::cluster_id`].
     cluster_id: uuid::Uuid,
     /// The writer's recovery from an IO error, while it lasts (see [`Store::writer_state`]).
-    recovery: Mutex<Option<writer::Broken>>,
+    recovery: Mutex<Option<recovery::Broken>>,
 }
 
 /// The topic guards by holder (shown by holder name only).
@@ -328,59 +259,6 @@ impl std::fmt::Debug for Guards {
 /// Which topics a retention holder protects (see [`Store::guard_topics`]).
 pub type TopicGuard = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
-/// Counters and histograms of the storage writer, for benchmarks and `/metrics`.
-#[derive(Debug)]
-pub struct StoreStats {
-    commits: AtomicU64,
-    syncs: AtomicU64,
-    /// Seconds from a group commit's first insert to its commit returning (fsync included when
-    /// durable).
-    pub commit_seconds: Histogram,
-    /// Record batches per group commit.
-    pub batches_per_commit: Histogram,
-    /// Record batch bytes per group commit.
-    pub bytes_per_commit: Histogram,
-}
-
-impl Default for StoreStats {
-    fn default() -> Self {
-        Self {
-            commits: AtomicU64::new(0),
-            syncs: AtomicU64::new(0),
-            // 50 µs (page cache) .. ~3 s (a stalled SD card).
-            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
-            batches_per_commit: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
-            // 256 B .. 16 MiB (COMMIT_BYTES_MAX is 8 MiB).
-            bytes_per_commit: Histogram::new(exponential_buckets(256.0, 4.0, 9)),
-        }
-    }
-}
-
-impl StoreStats {
-    fn count_commit(&self, synced: bool) {
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        if synced {
-            self.syncs.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn observe_group_commit(&self, seconds: f64, batches: u64, bytes: u64) {
-        self.commit_seconds.observe(seconds);
-        self.batches_per_commit.observe(batches as f64);
-        self.bytes_per_commit.observe(bytes as f64);
-    }
-
-    /// Write transactions committed.
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
-    }
-
-    /// Commits that were made durable (fsync).
-    pub fn syncs(&self) -> u64 {
-        self.syncs.load(Ordering::Relaxed)
-    }
-}
-
 impl Store {
     /// Opens (or creates) the store and starts its writer thread.
     pub fn open(location: Location, config: StoreConfig) -> Result<Store, OpenError> {
@@ -391,7 +269,7 @@ impl Store {
         let db = backend::open_database(&factory, config.cache_bytes)?;
         let (catalog, metas) = catalog::load(&db, config.clock.now_ms())?;
         let cluster_id = catalog::cluster_id(&db)?;
-        let logs = writer::load_logs(&db, &metas).map_err(OpenError::Storage)?;
+        let logs = logs::load_logs(&db, &metas).map_err(OpenError::Storage)?;
         let group_offsets = offsets::load(&db).map_err(OpenError::Storage)?;
         let producers = producers::load(&db).map_err(OpenError::Storage)?;
         let shared = Arc::new(Shared {

@@ -4,8 +4,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use rill_core::batch;
 
 use super::catalog::PartitionState;
-use super::layout::{BATCHES, PART_BYTES, is_whole_part};
-use super::writer::OpenGroup;
+use super::layout::BATCHES;
 use super::{ReadError, Shared};
 use crate::limits::DECOMPRESSED_BYTES_MAX;
 
@@ -72,34 +71,6 @@ pub(super) fn containing_group(table: &impl BatchRows, key: u64, offset: u64) ->
         }
     }
     Ok(0)
-}
-
-/// The newest group of partition `key` if it can still grow: all its parts but the last are
-/// whole ([`is_whole_part`]) and the last one is whole or a tail. A group in any other shape is
-/// left closed: the next append starts a new group, which is always correct.
-pub(super) fn open_group(table: &impl BatchRows, key: u64) -> Result<Option<OpenGroup>, String> {
-    let last = table.range((key, 0, 0)..=(key, u64::MAX, u32::MAX)).map_err(|e| e.to_string())?.next_back();
-    let Some(last) = last else { return Ok(None) };
-    let (last_key, _) = last.map_err(|e| e.to_string())?;
-    let (_, base_offset, last_part) = last_key.value();
-    let group = table.range((key, base_offset, 0)..=(key, base_offset, last_part)).map_err(|e| e.to_string())?;
-    let mut bytes = 0;
-    let mut tail = Vec::new();
-    for (expected_part, row) in (0..).zip(group) {
-        let (row_key, value) = row.map_err(|e| e.to_string())?;
-        let (len, part) = (value.value().len(), row_key.value().2);
-        let whole = is_whole_part(len);
-        let is_tail = part == last_part && len < PART_BYTES;
-        if part != expected_part || !(whole || is_tail) {
-            return Ok(None);
-        }
-        bytes += len;
-        if is_tail {
-            tail = value.value().to_vec();
-        }
-    }
-    let next_part = if tail.is_empty() { last_part + 1 } else { last_part };
-    Ok(Some(OpenGroup { base_offset, bytes, next_part, tail }))
 }
 
 /// `batches` as a read transaction sees it.

@@ -1,7 +1,6 @@
-//! Store tests: behaviour against a model, and faults through [`SimDisk`].
+//! Store tests: behaviour, and behaviour against a model (faults: `fault_tests.rs`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use proptest::prelude::*;
 use rill_core::batch::{Batch, BatchParams, RecordSpec, batches, build_vec};
@@ -9,7 +8,7 @@ use rill_core::batch::{Batch, BatchParams, RecordSpec, batches, build_vec};
 use super::fault::SimDisk;
 use super::*;
 
-const T0: i64 = 1_700_000_000_000;
+pub(super) const T0: i64 = 1_700_000_000_000;
 
 /// A batch of `records` records whose values are `tag` repeated `value_len` times.
 pub(super) fn batch(records: usize, value_len: usize, timestamp: i64, tag: u8) -> Vec<u8> {
@@ -19,7 +18,7 @@ pub(super) fn batch(records: usize, value_len: usize, timestamp: i64, tag: u8) -
     build_vec(BatchParams::default(), &specs).expect("test batch builds")
 }
 
-fn open(disk: &Arc<SimDisk>, durability: DurabilityPolicy) -> Store {
+pub(super) fn open(disk: &Arc<SimDisk>, durability: DurabilityPolicy) -> Store {
     open_grouped(disk, durability, StoreConfig::default().group_bytes_max)
 }
 
@@ -40,13 +39,13 @@ pub(super) fn open_at(
     Store::open(Location::Backend(disk.factory()), config).expect("store opens")
 }
 
-fn no_retention() -> TopicConfig {
+pub(super) fn no_retention() -> TopicConfig {
     TopicConfig { retention_ms: None, ..TopicConfig::default() }
 }
 
 /// The stored batch at `offset`, with the fields the broker assigns (base offset, leader epoch)
 /// reset to what the producer sent, so it compares equal to the produced bytes.
-fn stored_as_produced(store: &Store, topic: &str, partition: u32, offset: u64) -> Vec<u8> {
+pub(super) fn stored_as_produced(store: &Store, topic: &str, partition: u32, offset: u64) -> Vec<u8> {
     let read = store.read(topic, partition, offset, 1).expect("read");
     let first = batches(&read.records).next().expect("a batch").expect("valid batch");
     assert!(first.base_offset() as u64 <= offset && offset <= first.last_offset() as u64);
@@ -54,7 +53,7 @@ fn stored_as_produced(store: &Store, topic: &str, partition: u32, offset: u64) -
 }
 
 /// A stored batch with base offset and leader epoch reset to a producer's values (0 and -1).
-fn as_produced(stored: &[u8]) -> Vec<u8> {
+pub(super) fn as_produced(stored: &[u8]) -> Vec<u8> {
     let mut bytes = stored.to_vec();
     rill_core::batch::set_base_offset(&mut bytes, 0).unwrap();
     rill_core::batch::set_partition_leader_epoch(&mut bytes, -1).unwrap();
@@ -367,210 +366,7 @@ async fn small_commits_fill_shared_leaves_and_groups_resume_after_reopen() {
     store.shutdown().await;
 }
 
-// ---- faults ---------------------------------------------------------------------------------
-
-/// Appends until the disk dies, then checks after power returns that every acknowledged batch is
-/// there byte for byte and that nothing unacknowledged is half-visible.
-async fn power_cut_run(seed: u64, torn: bool) {
-    let disk = SimDisk::new();
-    let store = open(&disk, DurabilityPolicy::EveryCommit);
-    store.create_topic("t", 2, no_retention()).await.unwrap();
-    disk.cut_power_after(20 + seed * 7 % 400);
-    let mut acked = Vec::new();
-    let mut attempted = Vec::new();
-    for i in 0..200u64 {
-        let partition = (i % 2) as u32;
-        let produced = batch(1 + (i * 13 % 9) as usize, (seed as usize * 31 + i as usize * 97) % 6000, T0, i as u8);
-        attempted.push(produced.clone());
-        match store.append("t", partition, produced.clone()).await {
-            Ok(at) => acked.push((partition, at.base_offset, produced)),
-            Err(_) => break,
-        }
-    }
-    assert!(disk.is_dead(), "seed {seed}: the power cut happened");
-    store.shutdown().await;
-    disk.restore_power(torn.then_some(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1));
-
-    let store = open(&disk, DurabilityPolicy::EveryCommit);
-    for (partition, offset, produced) in &acked {
-        assert_eq!(
-            &stored_as_produced(&store, "t", *partition, *offset),
-            produced,
-            "seed {seed}: acknowledged batch lost"
-        );
-    }
-    for partition in 0..2 {
-        let stored = all_batches(&store, "t", partition);
-        let acked_here = acked.iter().filter(|a| a.0 == partition).count();
-        // At most the one in-flight append may have landed without its acknowledgement, whole.
-        assert!(
-            stored.len() == acked_here || stored.len() == acked_here + 1,
-            "seed {seed}: {} stored, {acked_here} acked",
-            stored.len()
-        );
-        for (_, bytes) in stored.iter().skip(acked_here) {
-            assert!(
-                attempted.contains(&as_produced(bytes)),
-                "seed {seed}: an unacknowledged batch is stored whole or not at all"
-            );
-        }
-    }
-    // And the store keeps working.
-    store.append("t", 0, batch(1, 10, T0, 0)).await.unwrap();
-    store.shutdown().await;
-}
-
-#[tokio::test]
-async fn power_cut_keeps_every_acknowledged_batch() {
-    for seed in 0..40 {
-        power_cut_run(seed, false).await;
-    }
-}
-
-#[tokio::test]
-async fn power_cut_with_torn_unsynced_writes_keeps_every_acknowledged_batch() {
-    for seed in 0..40 {
-        power_cut_run(seed, true).await;
-    }
-}
-
-#[tokio::test]
-async fn interval_policy_loses_only_the_unsynced_window() {
-    let disk = SimDisk::new();
-    let store = open(&disk, DurabilityPolicy::Interval(Duration::from_secs(3600)));
-    store.create_topic("t", 1, no_retention()).await.unwrap();
-    for i in 0..5 {
-        store.append("t", 0, batch(1, 100, T0, i)).await.unwrap();
-    }
-    store.flush().await.unwrap();
-    let offsets = store.topic("t").unwrap().partition(0).unwrap().offsets();
-    assert_eq!(offsets.durable_offset, 5);
-    for i in 5..9 {
-        store.append("t", 0, batch(1, 100, T0, i)).await.unwrap();
-    }
-    let offsets = store.topic("t").unwrap().partition(0).unwrap().offsets();
-    assert_eq!((offsets.high_watermark, offsets.durable_offset), (9, 5), "visible at once, durable later");
-    disk.cut_power_after(0);
-    store.shutdown().await;
-    disk.restore_power(None);
-    let store = open(&disk, DurabilityPolicy::EveryCommit);
-    assert_eq!(all_batches(&store, "t", 0).len(), 5, "exactly the synced prefix survives");
-    store.shutdown().await;
-}
-
-#[tokio::test]
-async fn interval_policy_syncs_on_its_own() {
-    let disk = SimDisk::new();
-    let store = open(&disk, DurabilityPolicy::Interval(Duration::from_millis(20)));
-    store.create_topic("t", 1, no_retention()).await.unwrap();
-    store.append("t", 0, batch(1, 100, T0, 1)).await.unwrap();
-    let mut offsets = store.watch_offsets("t", 0).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), offsets.wait_for(|o| o.durable_offset == 1)).await.unwrap().unwrap();
-    disk.cut_power_after(0);
-    store.shutdown().await;
-    disk.restore_power(None);
-    let store = open(&disk, DurabilityPolicy::EveryCommit);
-    assert_eq!(all_batches(&store, "t", 0).len(), 1);
-    store.shutdown().await;
-}
-
-/// Appends fail with a clear error while the disk is full or fsync fails, reads keep working,
-/// and appends resume when the fault clears, without losing anything acknowledged.
-async fn storage_fault_run(full_disk: bool) {
-    let disk = SimDisk::new();
-    let store = open(&disk, DurabilityPolicy::EveryCommit);
-    store.create_topic("t", 1, no_retention()).await.unwrap();
-    let mut acked = Vec::new();
-    for i in 0..10 {
-        let produced = batch(3, 200, T0, i);
-        acked.push((store.append("t", 0, produced.clone()).await.unwrap().base_offset, produced));
-    }
-    if full_disk {
-        disk.set_capacity(Some(disk.size_bytes()));
-    } else {
-        disk.fail_syncs(true);
-    }
-    let mut refused = 0;
-    for i in 0..200 {
-        let produced = batch(3, 3000, T0, i as u8);
-        match store.append("t", 0, produced.clone()).await {
-            Ok(at) => acked.push((at.base_offset, produced)),
-            Err(AppendError::Storage(cause)) => {
-                refused += 1;
-                let expected = if full_disk { "No space left" } else { "fsync" };
-                assert!(cause.contains(expected), "the error names the cause: {cause}");
-                if refused >= 3 {
-                    break;
-                }
-            }
-            Err(other) => panic!("unexpected error {other}"),
-        }
-    }
-    assert!(refused >= 3, "appends fail while the fault lasts");
-    assert!(matches!(store.writer_state(), WriterState::Recovering { .. }), "/health says so");
-    if full_disk {
-        for (offset, produced) in &acked {
-            assert_eq!(
-                &stored_as_produced(&store, "t", 0, *offset),
-                produced,
-                "reads keep working while the disk is full"
-            );
-        }
-    } else {
-        // A disk that fails every fsync cannot even be reopened (redb's repair syncs), so reads
-        // wait for it; what they must never do is return something else.
-        for (offset, produced) in &acked {
-            match store.read("t", 0, *offset, 1) {
-                Ok(read) => assert!(
-                    read.records.windows(produced.len() - 17).any(|w| w == &produced[17..]) || read.records.is_empty()
-                ),
-                Err(e) => assert!(matches!(e, ReadError::Storage(_)), "{e}"),
-            }
-        }
-    }
-    disk.set_capacity(None);
-    disk.fail_syncs(false);
-    let produced = batch(1, 10, T0, 99);
-    let mut resumed = None;
-    for _ in 0..200 {
-        match store.append("t", 0, produced.clone()).await {
-            Ok(at) => {
-                resumed = Some(at.base_offset);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    let offset = resumed.expect("appends resume once the fault clears");
-    assert_eq!(store.writer_state(), WriterState::Accepting);
-    acked.push((offset, produced));
-    store.shutdown().await;
-    let store = open(&disk, DurabilityPolicy::EveryCommit);
-    for (offset, produced) in &acked {
-        assert_eq!(&stored_as_produced(&store, "t", 0, *offset), produced, "acknowledged batch lost");
-    }
-    // all_batches checks CRCs and contiguous offsets. After a failed fsync the data may still
-    // have reached the disk (the kernel does not say), so a refused append may be there — whole.
-    let stored = all_batches(&store, "t", 0).len();
-    if full_disk {
-        assert_eq!(stored, acked.len(), "refused appends left nothing behind");
-    } else {
-        assert!(stored >= acked.len() && stored <= acked.len() + refused, "{stored} stored, {} acked", acked.len());
-    }
-    store.shutdown().await;
-}
-
-#[tokio::test]
-async fn disk_full_refuses_appends_keeps_reads_and_recovers() {
-    storage_fault_run(true).await;
-}
-
-#[tokio::test]
-async fn fsync_failure_refuses_appends_keeps_reads_and_recovers() {
-    storage_fault_run(false).await;
-}
-
-// ---- model ----------------------------------------------------------------------------------
+// ---- model (faults: fault_tests.rs) ---------------------------------------------------------
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -829,27 +625,6 @@ async fn a_transaction_commits_its_appends_and_documents_together_or_not_at_all(
     };
     assert_eq!(all_batches(&store, "out", 0).len(), 2);
     assert_eq!(store.resource("progress", "p").unwrap().as_deref(), Some(b"0-2,2-2".as_slice()));
-}
-
-#[tokio::test]
-async fn a_failed_interval_sync_counts_one_failure_not_one_per_wake_up() {
-    // The interval policy syncs in the background. When that sync fails, the commits it was to
-    // make durable cannot be synced any more; the writer must not keep trying (each try counted
-    // one more failure and doubled the back-off, to its 30 s cap within a millisecond).
-    let disk = SimDisk::new();
-    let store = open(&disk, DurabilityPolicy::Interval(Duration::from_millis(10)));
-    store.create_topic("t", 1, no_retention()).await.unwrap();
-    store.append("t", 0, batch(1, 10, T0, 1)).await.unwrap();
-    disk.fail_syncs(true);
-    store.append("t", 0, batch(1, 10, T0, 2)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    disk.fail_syncs(false);
-    let cleared = std::time::Instant::now();
-    while store.append("t", 0, batch(1, 10, T0, 3)).await.is_err() {
-        assert!(cleared.elapsed() < Duration::from_secs(5), "writes resume after the first back-off (100 ms)");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    store.shutdown().await;
 }
 
 /// A batch as a leader stored it: `records` records at `base` in `epoch`.

@@ -1,4 +1,5 @@
-//! The single writer thread: group commit, offset assignment, durability policy, recovery.
+//! The single writer thread: group commit, offset assignment, durability policy (recovery after
+//! IO errors: [`super::recovery`]; its memory of each partition: [`super::logs`]).
 //!
 //! It takes the first queued command, then everything else already queued (up to
 //! [`COMMIT_APPENDS_MAX`] appends and [`COMMIT_BYTES_MAX`] bytes), writes all appends in one
@@ -8,28 +9,28 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use redb::Durability;
 use rill_core::batch;
-use rill_core::log::{EpochEntry, EpochHistory, LogState};
+use rill_core::log::LogState;
 use tokio::sync::{mpsc, oneshot};
 
-use super::backend::{self, BackendFactory};
-use super::catalog::{self, PartitionOffsets, PartitionState, TopicState};
+use super::backend::BackendFactory;
+use super::catalog::TopicState;
 use super::layout::{BATCHES, PARTITIONS, extend_group};
-use super::meta::{self, PartitionMeta};
+use super::logs::{OpenGroup, PartitionLog, publish};
+use super::meta;
 use super::offsets::{self, CommittedOffset, TopicPartition};
 use super::producers::{self, ProducerState, Producers, SequenceCheck, SequenceError};
+use super::recovery::Broken;
 use super::resources::{Blob, PutMode, ResourceError};
 use super::topic::{TopicConfig, TopicError};
 use super::{
     AppendError, AppendOutcome, DocumentWrite, Documents, DurabilityPolicy, RetentionReport, Shared, SpaceUsage,
     StoreConfig,
 };
-use crate::limits::{
-    COMMIT_APPENDS_MAX, COMMIT_BYTES_MAX, READERS_RELEASE_WAIT, RECOVERY_BACKOFF_MAX, RECOVERY_BACKOFF_MIN,
-};
+use crate::limits::{COMMIT_APPENDS_MAX, COMMIT_BYTES_MAX};
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -135,77 +136,6 @@ pub(super) enum Command {
     },
 }
 
-/// A partition as the writer sees it: the core log model plus what the model does not track.
-#[derive(Debug, Clone)]
-pub(super) struct PartitionLog {
-    pub state: LogState,
-    pub size_bytes: u64,
-    /// The newest group while it may still grow (see [`super::layout`]).
-    pub open_group: Option<OpenGroup>,
-    /// When a batch was last appended (see [`super::ages`]).
-    pub last_append_ms: i64,
-}
-
-/// Every partition's writer state as the file has it: metadata rows and open groups.
-pub(super) fn load_logs(
-    db: &redb::Database,
-    metas: &BTreeMap<u64, PartitionMeta>,
-) -> Result<HashMap<u64, PartitionLog>, String> {
-    use redb::ReadableDatabase;
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
-    let mut logs = HashMap::new();
-    for (key, meta) in metas {
-        match PartitionLog::from_meta(meta) {
-            Ok(mut log) => {
-                log.open_group = super::read::open_group(&rows, *key)?;
-                logs.insert(*key, log);
-            }
-            Err(e) => {
-                tracing::error!(partition_key = key, error = %e, "partition metadata is inconsistent; partition skipped");
-            }
-        }
-    }
-    Ok(logs)
-}
-
-/// Where the next bytes of a partition's newest group go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct OpenGroup {
-    pub base_offset: u64,
-    /// Bytes in the group so far.
-    pub bytes: usize,
-    /// The part that the next bytes start in: `tail` holds what it already has.
-    pub next_part: u32,
-    /// The partial last part (shorter than `PART_BYTES`; empty when the next bytes start a
-    /// new part). Rewritten, with the new bytes after it, by the next commit.
-    pub tail: Vec<u8>,
-}
-
-impl PartitionLog {
-    pub(super) fn from_meta(meta: &PartitionMeta) -> Result<Self, String> {
-        let entries: Vec<EpochEntry> =
-            meta.epochs.iter().map(|&(epoch, start_offset)| EpochEntry { epoch, start_offset }).collect();
-        let epochs = EpochHistory::from_entries(&entries).map_err(|e| e.to_string())?;
-        // Everything in the file was committed, so the high watermark is the log end.
-        let state =
-            LogState::restore(meta.log_start_offset, meta.next_offset, meta.next_offset, meta.leader_epoch, epochs)
-                .map_err(|e| e.to_string())?;
-        Ok(Self { state, size_bytes: meta.size_bytes, open_group: None, last_append_ms: meta.last_append_ms })
-    }
-
-    pub(super) fn to_meta(&self) -> PartitionMeta {
-        PartitionMeta {
-            log_start_offset: self.state.log_start_offset(),
-            next_offset: self.state.next_offset(),
-            size_bytes: self.size_bytes,
-            leader_epoch: self.state.leader_epoch(),
-            epochs: self.state.epochs().entries().iter().map(|e| (e.epoch, e.start_offset)).collect(),
-            last_append_ms: self.last_append_ms,
-        }
-    }
-}
-
 pub(super) struct Writer {
     pub(super) shared: Arc<Shared>,
     pub(super) factory: BackendFactory,
@@ -217,18 +147,9 @@ pub(super) struct Writer {
     pub(super) producer_ids: std::ops::Range<i64>,
     pub(super) inbox: mpsc::Receiver<Command>,
     /// Commits made with `Durability::None` since the last durable one (interval policy).
-    unsynced_since: Option<Instant>,
+    pub(super) unsynced_since: Option<Instant>,
     /// Set after an IO error: the database must be reopened before the next write.
-    broken: Option<Broken>,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Broken {
-    pub(super) cause: String,
-    /// Failed commits and reopens in a row.
-    failures: u32,
-    pub(super) writes_refused_until: Instant,
-    pub(super) reopened: bool,
+    pub(super) broken: Option<Broken>,
 }
 
 impl Writer {
@@ -836,158 +757,4 @@ fn add_to_group(groups: &mut BTreeMap<u64, Vec<u8>>, key: u64, batches: Vec<u8>)
         group.extend_from_slice(&batches);
     }
     group
-}
-
-pub(super) fn publish(partition: &PartitionState, log: &PartitionLog, durable: bool) {
-    let previous = partition.offsets();
-    let high_watermark = log.state.high_watermark();
-    partition.publish(PartitionOffsets {
-        log_start_offset: log.state.log_start_offset(),
-        high_watermark,
-        durable_offset: if durable { high_watermark } else { previous.durable_offset.min(high_watermark) },
-        size_bytes: log.size_bytes,
-    });
-}
-
-// ---- recovery after IO errors -----------------------------------------------------------------
-//
-// After an IO error redb refuses every later call, reads included, until the database is
-// reopened; reopening repairs it (a scan of the whole file). So the writer reopens at once — reads
-// resume as soon as the file can be opened — but refuses writes for a backoff that doubles with
-// each failure in a row, so a disk that stays full costs one repair per backoff, not one per
-// append.
-
-impl Writer {
-    pub(super) fn mark_broken(&mut self, cause: String) {
-        let failures = self.broken.as_ref().map_or(1, |b| b.failures + 1);
-        let backoff = backoff_after(failures);
-        tracing::error!(error = %cause, failures, backoff_ms = backoff.as_millis() as u64, "storage write failed; reopening the database");
-        // What was committed but not synced is either in the file or gone; nothing to sync.
-        self.unsynced_since = None;
-        let reopened = self.reopen();
-        if let Err(e) = &reopened {
-            tracing::error!(error = %e, "storage reopen failed; reads and writes wait for the next attempt");
-        }
-        self.broken = Some(Broken {
-            cause,
-            failures,
-            writes_refused_until: Instant::now() + backoff,
-            reopened: reopened.is_ok(),
-        });
-        self.publish_broken();
-    }
-
-    /// Shows the recovery state to [`super::Store::writer_state`].
-    fn publish_broken(&self) {
-        *self.shared.recovery.lock().unwrap_or_else(|p| p.into_inner()) = self.broken.clone();
-    }
-
-    /// Whether writes may go ahead: not during the backoff, and only on a reopened database.
-    pub(super) fn ensure_open(&mut self) -> Result<(), String> {
-        let Some(broken) = &self.broken else {
-            return Ok(());
-        };
-        let wait = broken.writes_refused_until.saturating_duration_since(Instant::now());
-        if !wait.is_zero() {
-            return Err(format!(
-                "{}; storage is recovering, writes resume in {} ms at the earliest",
-                broken.cause,
-                wait.as_millis()
-            ));
-        }
-        if !broken.reopened {
-            self.retry_reopen()?;
-        }
-        Ok(())
-    }
-
-    /// Called when the backoff ends with the database still closed (also without any writes, so
-    /// that reads come back by themselves).
-    pub(super) fn retry_reopen(&mut self) -> Result<(), String> {
-        let Some(broken) = self.broken.as_mut() else {
-            return Ok(());
-        };
-        if broken.reopened {
-            return Ok(());
-        }
-        match self.reopen() {
-            Ok(()) => {
-                tracing::info!("storage reopened after an IO error");
-                if let Some(broken) = self.broken.as_mut() {
-                    broken.reopened = true;
-                }
-                self.publish_broken();
-                Ok(())
-            }
-            Err(e) => {
-                let broken = self.broken.as_mut().expect("checked above");
-                broken.failures += 1;
-                let backoff = backoff_after(broken.failures);
-                broken.writes_refused_until = Instant::now() + backoff;
-                tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "storage reopen failed");
-                let failed = format!("{}; reopening the database failed: {e}", broken.cause);
-                self.publish_broken();
-                Err(failed)
-            }
-        }
-    }
-
-    /// A successful commit ends the failure streak.
-    pub(super) fn commit_succeeded(&mut self) {
-        if self.broken.take().is_some() {
-            tracing::info!("storage writes resumed");
-            self.publish_broken();
-        }
-    }
-
-    /// When the writer must wake up by itself to retry reopening.
-    pub(super) fn reopen_deadline(&self) -> Option<Instant> {
-        self.broken.as_ref().filter(|b| !b.reopened).map(|b| b.writes_refused_until)
-    }
-
-    fn reopen(&mut self) -> Result<(), String> {
-        // Whatever callers read before this may be gone from the file: transactions prepared
-        // from it are refused (see `Store::generation`).
-        self.shared.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let old = self.shared.db.write().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(old) = old {
-            wait_for_readers(old);
-        }
-        let db = backend::open_database(&self.factory, self.config.cache_bytes).map_err(|e| e.to_string())?;
-        let (_, metas) = catalog::load(&db, self.config.clock.now_ms()).map_err(|e| e.to_string())?;
-        // The file is the truth now: commits that were not durable may be gone.
-        self.logs = load_logs(&db, &metas)?;
-        self.producers = producers::load(&db)?;
-        *self.shared.offsets.write().unwrap_or_else(|p| p.into_inner()) = offsets::load(&db)?;
-        self.unsynced_since = None;
-        *self.shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
-        let catalog = self.shared.catalog();
-        for (key, log) in &self.logs {
-            if let Some(partition) = catalog.partition(*key) {
-                publish(&partition, log, true);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// How long writes are refused after `failures` IO errors in a row: doubling, bounded.
-fn backoff_after(failures: u32) -> Duration {
-    (RECOVERY_BACKOFF_MIN * 2u32.saturating_pow(failures.saturating_sub(1))).min(RECOVERY_BACKOFF_MAX)
-}
-
-/// Waits until readers have dropped their handles, so the file lock is released before reopening.
-fn wait_for_readers(mut db: Arc<redb::Database>) {
-    let deadline = Instant::now() + READERS_RELEASE_WAIT;
-    while Instant::now() < deadline {
-        match Arc::try_unwrap(db) {
-            Ok(db) => return drop(db),
-            Err(shared) => db = shared,
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    tracing::warn!(
-        wait_ms = READERS_RELEASE_WAIT.as_millis() as u64,
-        "readers still hold the database; reopening anyway"
-    );
 }

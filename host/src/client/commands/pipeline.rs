@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use crate::client::admin::{AdminArgs, AdminClient, AdminError};
 use crate::http::pipelines::Upgrade;
-use crate::pipelines::{LimitsSpec, PipelineSpec, PipelineView, StageSpec, StartAt};
+use crate::pipelines::{LimitsSpec, PipelineSpec, PipelineView, StartAt};
 use crate::plugins::PluginArtifact;
+use crate::plugins::StageSpec;
 
 #[derive(Debug, Subcommand)]
 pub enum PipelineCommand {
