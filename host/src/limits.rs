@@ -221,6 +221,14 @@ pub const MQTT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Bridges per broker.
 pub const MQTT_BRIDGES_MAX: usize = 16;
+/// How long a stopping bridge lets its worker finish the batch it is committing (and get its
+/// acknowledgements out) before it is cut short; what was not acknowledged comes again.
+pub const MQTT_WORKER_FINISH_WAIT: Duration = Duration::from_secs(5);
+/// The pause after a connection error while a stopping bridge waits for its worker.
+pub const MQTT_FINISH_RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// How long a stopping bridge waits for its DISCONNECT (and the acknowledgements queued before
+/// it) to go out.
+pub const MQTT_DISCONNECT_WAIT: Duration = Duration::from_secs(1);
 
 /// The largest MQTT message a bridge accepts, unless configured (`max_message_bytes`): Kafka's
 /// default `max.message.bytes`, so what is larger would not fit a default topic anyway. At most

@@ -25,13 +25,16 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::client::{self, Client, Connection, Happened};
+use super::client::{self, Client, Connection, Happened, Received};
 use super::dedup::DedupWindow;
 use super::session;
 use super::spec::{BridgeSpec, Template};
 use super::stats::BridgeStats;
 use super::worker::{Dedup, Handoff, Plugins, Worker};
-use crate::limits::{MQTT_INFLIGHT_MAX, MQTT_RECONNECT_BACKOFF_MAX, MQTT_RECONNECT_BACKOFF_MIN, MQTT_STASH_MAX};
+use crate::limits::{
+    MQTT_DISCONNECT_WAIT, MQTT_FINISH_RETRY_PAUSE, MQTT_INFLIGHT_MAX, MQTT_RECONNECT_BACKOFF_MAX,
+    MQTT_RECONNECT_BACKOFF_MIN, MQTT_STASH_MAX, MQTT_WORKER_FINISH_WAIT,
+};
 use crate::plugins::{LoadError, PluginCatalog, PluginLimits, Slot, load_instance};
 use crate::storage::Store;
 
@@ -141,33 +144,22 @@ impl Bridge {
         session: &AtomicU64,
         worker: &mut tokio::task::JoinHandle<()>,
     ) {
-        let name = self.spec.name.clone();
-        let filters = session::sorted(self.spec.subscriptions.iter().map(|s| (s.filter.clone(), s.qos)).collect());
-        // The session is the broker's: noted per broker and client id.
-        let session_key = format!("{} {}", self.spec.url, self.spec.client_id());
-        let mut backoff = MQTT_RECONNECT_BACKOFF_MIN;
-        // Publishes received while the worker's channel is full. The connection is always served
-        // (the worker's acknowledgements must go out, or it would wait on them while this task
-        // waits on it): QoS 1 messages are bounded by the MQTT broker's in-flight window, QoS 0
-        // messages past MQTT_STASH_MAX are dropped (at most once) and counted.
-        let mut stash: VecDeque<Handoff> = VecDeque::new();
-        // A SUBSCRIBE is out: note the filters once the broker grants them.
-        let mut awaiting_grant = false;
+        let mut state = PollState {
+            filters: session::sorted(self.spec.subscriptions.iter().map(|s| (s.filter.clone(), s.qos)).collect()),
+            // The session is the broker's: noted per broker and client id.
+            session_key: format!("{} {}", self.spec.url, self.spec.client_id()),
+            backoff: MQTT_RECONNECT_BACKOFF_MIN,
+            stash: VecDeque::new(),
+            awaiting_grant: false,
+        };
         loop {
-            while let Some(publish) = stash.pop_front() {
-                match handoff.try_send(publish) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(publish)) => {
-                        stash.push_front(publish);
-                        break;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                }
+            if state.hand_off_stash(&handoff).is_err() {
+                return;
             }
             let event = tokio::select! {
                 event = connection.poll() => event,
-                room = handoff.reserve(), if !stash.is_empty() => {
-                    if let (Ok(room), Some(publish)) = (room, stash.pop_front()) {
+                room = handoff.reserve(), if !state.stash.is_empty() => {
+                    if let (Ok(room), Some(publish)) = (room, state.stash.pop_front()) {
                         room.send(publish);
                     }
                     continue;
@@ -176,117 +168,102 @@ impl Bridge {
             };
             match event {
                 Ok(Happened::Connected { session_present }) => {
-                    backoff = MQTT_RECONNECT_BACKOFF_MIN;
-                    self.stats.set_error(None);
-                    BridgeStats::count(&self.stats.connects, 1);
-                    tracing::info!(bridge = %name, session_present, "connected to the MQTT broker");
-                    // A new connection: what arrived on the old one is not acknowledged (see
-                    // `Handoff`); a kept session sends it again, and its copies are.
-                    session.fetch_add(1, Ordering::AcqRel);
-                    // The broker kept no session (first connect, or it lost its state), or one
-                    // subscribed to other filters (the bridge was added again with the same
-                    // client id): subscribe (rumqttc does not), or nothing would arrive.
-                    let granted = session::granted(&self.store, &session_key);
-                    let (subscribe, unsubscribe) = session::plan(session_present, &filters, granted.as_ref());
-                    // Connected means receiving: where the session must subscribe first, not
-                    // before the SubAck (a message published before it would not reach the bridge).
-                    self.stats.connected.store(subscribe.is_empty(), Ordering::Relaxed);
-                    // Unsubscribing first: the broker handles a connection's packets in order, so
-                    // the SubAck that follows also says the old filters are gone.
-                    let mut unsubscribed = true;
-                    for filter in unsubscribe {
-                        tracing::info!(bridge = %name, %filter, "unsubscribing from a filter the bridge no longer has");
-                        if let Err(e) = client.try_unsubscribe(&filter) {
-                            tracing::warn!(bridge = %name, %filter, error = %e, "cannot unsubscribe");
-                            unsubscribed = false;
-                        }
-                    }
-                    if !subscribe.is_empty() {
-                        match client.try_subscribe(&subscribe) {
-                            Ok(()) => awaiting_grant = unsubscribed,
-                            Err(e) => {
-                                tracing::error!(bridge = %name, error = %e, "cannot subscribe");
-                                self.stats.connected.store(true, Ordering::Relaxed);
-                                self.stats.set_error(Some(format!("cannot subscribe: {e}")));
-                            }
-                        }
-                    }
+                    self.on_connected(&mut state, session_present, client, session);
                 }
-                Ok(Happened::Message(publish)) => {
-                    if publish.qos() == 0 && stash.len() >= MQTT_STASH_MAX {
-                        // At most once, under overload: dropped, and counted.
-                        BridgeStats::count(&self.stats.qos0_dropped, 1);
-                        continue;
-                    }
-                    if publish.redelivered() {
-                        BridgeStats::count(&self.stats.messages_redelivered, 1);
-                    }
-                    // QoS 1: the MQTT broker sends at most its in-flight window of messages not
-                    // yet acknowledged, which bounds the stash.
-                    stash.push_back((session.load(Ordering::Acquire), publish));
-                }
-                Ok(Happened::Subscribed { refused }) if refused.is_empty() => {
-                    tracing::info!(bridge = %name, "subscribed");
-                    self.stats.connected.store(true, Ordering::Relaxed);
-                    if std::mem::take(&mut awaiting_grant) {
-                        let (store, key, filters) = (self.store.clone(), session_key.clone(), filters.clone());
-                        let name = name.clone();
-                        tokio::spawn(async move {
-                            if let Err(error) = session::note_granted(&store, &key, &filters).await {
-                                tracing::warn!(bridge = %name, %error, "cannot note the subscriptions granted");
-                            }
-                        });
-                    }
-                }
-                Ok(Happened::Subscribed { refused }) => {
-                    // Nothing arrives for a refused filter: say so where operators look.
-                    let refused: Vec<String> = refused
-                        .iter()
-                        .map(|(i, why)| format!("{:?}: {why}", filters.get(*i).map_or("?", |(f, _)| f.as_str())))
-                        .collect();
-                    let error = format!("the MQTT broker refused subscriptions: {}", refused.join(", "));
-                    tracing::error!(bridge = %name, %error, "subscription refused");
-                    self.stats.connected.store(true, Ordering::Relaxed);
-                    self.stats.set_error(Some(error));
-                }
+                Ok(Happened::Message(publish)) => self.on_message(&mut state, publish, session),
+                Ok(Happened::Subscribed { refused }) => self.on_subscribed(&mut state, &refused),
                 Ok(_) => {}
                 Err(e) => {
                     let e = e.explain(&self.spec);
                     self.stats.connected.store(false, Ordering::Relaxed);
                     self.stats.set_error(Some(e.clone()));
-                    tracing::warn!(bridge = %name, error = %e, retry_ms = backoff.as_millis() as u64, "MQTT connection failed; reconnecting");
-                    if self.sleep_or_stop(backoff).await {
+                    tracing::warn!(bridge = %self.spec.name, error = %e, retry_ms = state.backoff.as_millis() as u64, "MQTT connection failed; reconnecting");
+                    if self.sleep_or_stop(state.backoff).await {
                         break;
                     }
-                    backoff = (backoff * 2).min(MQTT_RECONNECT_BACKOFF_MAX);
+                    state.backoff = (state.backoff * 2).min(MQTT_RECONNECT_BACKOFF_MAX);
                 }
             }
         }
-        // Let the worker finish its batch, keeping the connection served so its acknowledgements
-        // go out (anything received meanwhile is not acknowledged: it comes again).
         drop(handoff);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            tokio::select! {
-                _ = &mut *worker => break,
-                event = connection.poll() => {
-                    if event.is_err() {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    worker.abort();
-                    break;
-                }
+        finish(connection, client, worker).await;
+    }
+
+    fn on_connected(&self, state: &mut PollState, session_present: bool, client: &Client, session: &AtomicU64) {
+        let name = &self.spec.name;
+        state.backoff = MQTT_RECONNECT_BACKOFF_MIN;
+        self.stats.set_error(None);
+        BridgeStats::count(&self.stats.connects, 1);
+        tracing::info!(bridge = %name, session_present, "connected to the MQTT broker");
+        // A new connection: what arrived on the old one is not acknowledged (see `Handoff`); a
+        // kept session sends it again, and its copies are.
+        session.fetch_add(1, Ordering::AcqRel);
+        // The broker kept no session (first connect, or it lost its state), or one subscribed to
+        // other filters (the bridge was added again with the same client id): subscribe (rumqttc
+        // does not), or nothing would arrive.
+        let granted = session::granted(&self.store, &state.session_key);
+        let (subscribe, unsubscribe) = session::plan(session_present, &state.filters, granted.as_ref());
+        // Connected means receiving: where the session must subscribe first, not before the
+        // SubAck (a message published before it would not reach the bridge).
+        self.stats.connected.store(subscribe.is_empty(), Ordering::Relaxed);
+        // Unsubscribing first: the broker handles a connection's packets in order, so the SubAck
+        // that follows also says the old filters are gone.
+        let mut unsubscribed = true;
+        for filter in unsubscribe {
+            tracing::info!(bridge = %name, %filter, "unsubscribing from a filter the bridge no longer has");
+            if let Err(e) = client.try_unsubscribe(&filter) {
+                tracing::warn!(bridge = %name, %filter, error = %e, "cannot unsubscribe");
+                unsubscribed = false;
             }
         }
-        // Send what is queued (the last acknowledgements), then the DISCONNECT.
-        client.try_disconnect();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, connection.poll()).await {
-            if matches!(event, Happened::DisconnectSent) {
-                break;
+        if subscribe.is_empty() {
+            return;
+        }
+        match client.try_subscribe(&subscribe) {
+            Ok(()) => state.awaiting_grant = unsubscribed,
+            Err(e) => {
+                tracing::error!(bridge = %name, error = %e, "cannot subscribe");
+                self.stats.connected.store(true, Ordering::Relaxed);
+                self.stats.set_error(Some(format!("cannot subscribe: {e}")));
             }
+        }
+    }
+
+    fn on_message(&self, state: &mut PollState, publish: Received, session: &AtomicU64) {
+        if publish.qos() == 0 && state.stash.len() >= MQTT_STASH_MAX {
+            // At most once, under overload: dropped, and counted.
+            BridgeStats::count(&self.stats.qos0_dropped, 1);
+            return;
+        }
+        if publish.redelivered() {
+            BridgeStats::count(&self.stats.messages_redelivered, 1);
+        }
+        // QoS 1: the MQTT broker sends at most its in-flight window of messages not yet
+        // acknowledged, which bounds the stash.
+        state.stash.push_back((session.load(Ordering::Acquire), publish));
+    }
+
+    fn on_subscribed(&self, state: &mut PollState, refused: &[(usize, String)]) {
+        let name = &self.spec.name;
+        self.stats.connected.store(true, Ordering::Relaxed);
+        if !refused.is_empty() {
+            // Nothing arrives for a refused filter: say so where operators look.
+            let filter = |i: usize| state.filters.get(i).map_or("?", |(f, _)| f.as_str()).to_owned();
+            let refused: Vec<String> = refused.iter().map(|(i, why)| format!("{:?}: {why}", filter(*i))).collect();
+            let error = format!("the MQTT broker refused subscriptions: {}", refused.join(", "));
+            tracing::error!(bridge = %name, %error, "subscription refused");
+            self.stats.set_error(Some(error));
+            return;
+        }
+        tracing::info!(bridge = %name, "subscribed");
+        if std::mem::take(&mut state.awaiting_grant) {
+            let (store, key, filters) = (self.store.clone(), state.session_key.clone(), state.filters.clone());
+            let name = name.clone();
+            tokio::spawn(async move {
+                if let Err(error) = session::note_granted(&store, &key, &filters).await {
+                    tracing::warn!(bridge = %name, %error, "cannot note the subscriptions granted");
+                }
+            });
         }
     }
 
@@ -297,5 +274,64 @@ impl Bridge {
             _ = self.stopping.wait_for(|stop| *stop) => true,
         };
         stopped || *self.stopping.borrow()
+    }
+}
+
+/// What the poll loop keeps between events.
+struct PollState {
+    filters: session::Filters,
+    session_key: String,
+    backoff: Duration,
+    /// Publishes received while the worker's channel is full. The connection is always served
+    /// (the worker's acknowledgements must go out, or it would wait on them while this task waits
+    /// on it): QoS 1 messages are bounded by the MQTT broker's in-flight window, QoS 0 messages
+    /// past `MQTT_STASH_MAX` are dropped (at most once) and counted.
+    stash: VecDeque<Handoff>,
+    /// A SUBSCRIBE is out: note the filters once the broker grants them.
+    awaiting_grant: bool,
+}
+
+impl PollState {
+    /// Hands the worker what it has room for; `Err` once the worker is gone.
+    fn hand_off_stash(&mut self, handoff: &mpsc::Sender<Handoff>) -> Result<(), ()> {
+        while let Some(publish) = self.stash.pop_front() {
+            match handoff.try_send(publish) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(publish)) => {
+                    self.stash.push_front(publish);
+                    return Ok(());
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lets the worker finish its batch, keeping the connection served so its acknowledgements go
+/// out (anything received meanwhile is not acknowledged: it comes again), then sends what is
+/// queued (the last acknowledgements) and the DISCONNECT.
+async fn finish(mut connection: Connection, client: &Client, worker: &mut tokio::task::JoinHandle<()>) {
+    let deadline = tokio::time::Instant::now() + MQTT_WORKER_FINISH_WAIT;
+    loop {
+        tokio::select! {
+            _ = &mut *worker => break,
+            event = connection.poll() => {
+                if event.is_err() {
+                    tokio::time::sleep(MQTT_FINISH_RETRY_PAUSE).await;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                worker.abort();
+                break;
+            }
+        }
+    }
+    client.try_disconnect();
+    let deadline = tokio::time::Instant::now() + MQTT_DISCONNECT_WAIT;
+    while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, connection.poll()).await {
+        if matches!(event, Happened::DisconnectSent) {
+            break;
+        }
     }
 }

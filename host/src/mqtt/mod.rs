@@ -27,8 +27,9 @@ use crate::plugins::{PluginCatalog, PluginKind, PluginLimits, SlotError, load_of
 use crate::registry::{Kind, Registry, RegistryError};
 use crate::storage::{DocumentWrite, Store};
 use bridge::Bridge;
-pub use spec::{BridgeSpec, DedupSpec, InvalidBridge, Subscription, TlsSpec};
+pub use spec::{BridgeSpec, DedupSpec, InvalidBridge, Subscription};
 use stats::BridgeStats;
+pub use tls::TlsSpec;
 
 /// A bridge as the admin API shows it (the password left out).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

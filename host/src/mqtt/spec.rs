@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::tls::{InvalidTls, TlsSpec, client_config};
 use crate::limits::{
     MQTT_BATCH_BYTES_DEFAULT, MQTT_BATCH_MESSAGES_DEFAULT, MQTT_BATCH_WINDOW_MS_DEFAULT, MQTT_DEDUP_WINDOW_DEFAULT,
     MQTT_DEDUP_WINDOW_MAX, MQTT_DEDUP_WINDOW_MIN, MQTT_KEEP_ALIVE_S_DEFAULT, MQTT_MESSAGE_BYTES_DEFAULT,
@@ -77,23 +78,6 @@ pub struct BridgeSpec {
     /// Recognise redelivered messages by an id they carry, and store them once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup: Option<DedupSpec>,
-}
-
-/// TLS for an `mqtts://` broker.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSpec {
-    /// CA certificates (PEM) that sign the MQTT broker's certificate; the system's trust store
-    /// when not given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
-    /// The bridge's certificate chain (PEM), for brokers that authenticate clients by
-    /// certificate (mutual TLS).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_file: Option<String>,
-    /// The private key (PEM) of `cert_file`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_file: Option<String>,
 }
 
 /// Where a message's id is found. Ids are scoped by MQTT topic; the bridge remembers the last
@@ -186,6 +170,12 @@ pub struct InvalidBridge {
     pub message: String,
 }
 
+impl From<InvalidTls> for InvalidBridge {
+    fn from(e: InvalidTls) -> Self {
+        InvalidBridge { field: format!("tls.{}", e.field), message: e.message }
+    }
+}
+
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidBridge {
     InvalidBridge { field: field.into(), message: message.into() }
 }
@@ -241,7 +231,7 @@ impl BridgeSpec {
     pub fn tls_config(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, InvalidBridge> {
         let (_, _, tls) = self.address()?;
         match (tls, &self.tls) {
-            (true, spec) => super::tls::client_config(&spec.clone().unwrap_or_default()).map(Some),
+            (true, spec) => client_config(&spec.clone().unwrap_or_default()).map(Some).map_err(InvalidBridge::from),
             (false, None) => Ok(None),
             (false, Some(_)) => Err(invalid("tls", "TLS settings need an mqtts:// url")),
         }

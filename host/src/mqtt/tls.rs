@@ -7,13 +7,38 @@ use rustls::ClientConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::spec::{InvalidBridge, TlsSpec};
+use serde::{Deserialize, Serialize};
 
-fn invalid(field: &str, message: impl std::fmt::Display) -> InvalidBridge {
-    InvalidBridge { field: format!("tls.{field}"), message: message.to_string() }
+/// TLS for an `mqtts://` broker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// CA certificates (PEM) that sign the MQTT broker's certificate; the system's trust store
+    /// when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// The bridge's certificate chain (PEM), for brokers that authenticate clients by
+    /// certificate (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// The private key (PEM) of `cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
-fn certificates(field: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, InvalidBridge> {
+/// A TLS setting that does not work; `field` names it within `tls`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tls.{field}: {message}")]
+pub struct InvalidTls {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl std::fmt::Display) -> InvalidTls {
+    InvalidTls { field, message: message.to_string() }
+}
+
+fn certificates(field: &'static str, path: &str) -> Result<Vec<CertificateDer<'static>>, InvalidTls> {
     let certificates = CertificateDer::pem_file_iter(path)
         .map_err(|e| invalid(field, format!("{path}: {e}")))?
         .collect::<Result<Vec<_>, _>>()
@@ -26,7 +51,7 @@ fn certificates(field: &str, path: &str) -> Result<Vec<CertificateDer<'static>>,
 
 /// The client configuration `tls` describes: the broker's certificate checked against `ca_file`
 /// (else the system's trust store), and a client certificate when one is given.
-pub(super) fn client_config(tls: &TlsSpec) -> Result<Arc<ClientConfig>, InvalidBridge> {
+pub(super) fn client_config(tls: &TlsSpec) -> Result<Arc<ClientConfig>, InvalidTls> {
     match (&tls.cert_file, &tls.key_file) {
         (Some(_), None) => return Err(invalid("key_file", "a client certificate needs its key_file")),
         (None, Some(_)) => return Err(invalid("cert_file", "a client key needs its cert_file")),

@@ -341,6 +341,10 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
+fn set_status(status: &Mutex<MirrorStatus>, change: impl FnOnce(&mut MirrorStatus)) {
+    change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+}
+
 /// One connection, from dialling to its end.
 async fn session(
     spec: &MirrorSpec,
@@ -350,8 +354,6 @@ async fn session(
     acks: &mut Acks,
     mut filter: Option<&mut MirrorFilter>,
 ) -> Ended {
-    let update =
-        |change: &mut dyn FnMut(&mut MirrorStatus)| change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
     let partitions = mirrored(spec, store);
     if let Some(filter) = filter.as_deref_mut() {
         filter.retain(&partitions.iter().map(Mirrored::filter_key).collect::<Vec<_>>());
@@ -359,7 +361,7 @@ async fn session(
     // Before anything else (the link may stay down for days): keep what upstream lacks.
     acks.protect(store, &spec.name, &partitions);
     if partitions.is_empty() {
-        update(&mut |s| {
+        set_status(status, |s| {
             s.link = "waiting".into();
             s.last_error = Some(format!("no topic matches {:?} yet", spec.topics));
         });
@@ -368,11 +370,47 @@ async fn session(
             _ = stop.changed() => Ended::Stopped,
         };
     }
+    let logs = match partition_logs(store, &partitions).await {
+        Ok(logs) => logs,
+        Err(ended) => return ended,
+    };
+    set_status(status, |s| {
+        s.link = "connecting".into();
+        s.connects += 1;
+    });
+    let stream = match tokio::time::timeout(MIRROR_CONNECT_TIMEOUT, TcpStream::connect(&spec.upstream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Ended::Failed(format!("cannot connect to {}: {e}", spec.upstream)),
+        Err(_) => return Ended::Failed(format!("cannot connect to {}: timed out", spec.upstream)),
+    };
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let limit = Arc::new(std::sync::atomic::AtomicUsize::new(rill_core::limits::REPLICATION_FRAME_BYTES_MAX));
+    let frames = wire::spawn_reader(reader, protocol::decode_to_leader, limit);
+    let mut link = Link {
+        spec,
+        store,
+        status,
+        acks,
+        filter,
+        leader: Leader::new(leader_config(spec), logs, 0),
+        durable: vec![0; partitions.len()],
+        partitions,
+        started: Instant::now(),
+        acks_saved: Instant::now(),
+        acks_changed: false,
+        welcomed: false,
+    };
+    link.run(writer, frames, stop).await
+}
+
+/// Each mirrored partition as the leader starts from: its epochs, log start and durable end.
+async fn partition_logs(store: &Store, partitions: &[Mirrored]) -> Result<Vec<PartitionLog>, Ended> {
     let mut logs = Vec::with_capacity(partitions.len());
-    for mirrored in &partitions {
+    for mirrored in partitions {
         let state = match store.log_state(&mirrored.id.topic, mirrored.id.partition).await {
             Ok(state) => state,
-            Err(e) => return Ended::Failed(format!("reading {}: {e}", mirrored.id)),
+            Err(e) => return Err(Ended::Failed(format!("reading {}: {e}", mirrored.id))),
         };
         let offsets = mirrored.state.offsets();
         logs.push(PartitionLog {
@@ -383,26 +421,32 @@ async fn session(
             durable_end: offsets.durable_offset,
         });
     }
-    update(&mut |s| {
-        s.link = "connecting".into();
-        s.connects += 1;
-    });
-    let stream = match tokio::time::timeout(MIRROR_CONNECT_TIMEOUT, TcpStream::connect(&spec.upstream)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Ended::Failed(format!("cannot connect to {}: {e}", spec.upstream)),
-        Err(_) => return Ended::Failed(format!("cannot connect to {}: timed out", spec.upstream)),
-    };
-    let _ = stream.set_nodelay(true);
-    let (reader, mut writer) = stream.into_split();
-    let limit = Arc::new(std::sync::atomic::AtomicUsize::new(rill_core::limits::REPLICATION_FRAME_BYTES_MAX));
-    let mut frames = wire::spawn_reader(reader, protocol::decode_to_leader, limit);
-    let started = Instant::now();
-    let now_ms = || started.elapsed().as_millis() as u64;
-    let mut leader = Leader::new(leader_config(spec), logs, 0);
-    // Any mirrored partition's offsets moving wakes the loop.
+    Ok(logs)
+}
+
+/// A connected link: the leader state machine and what the connection keeps beside it.
+struct Link<'a> {
+    spec: &'a MirrorSpec,
+    store: &'a Store,
+    status: &'a Mutex<MirrorStatus>,
+    acks: &'a mut Acks,
+    filter: Option<&'a mut MirrorFilter>,
+    leader: Leader,
+    partitions: Vec<Mirrored>,
+    /// Per slot, the durable end the leader was last told.
+    durable: Vec<u64>,
+    started: Instant,
+    acks_saved: Instant,
+    acks_changed: bool,
+    /// The aggregation node has welcomed a partition on this connection.
+    welcomed: bool,
+}
+
+/// Any mirrored partition's offsets moving wakes the link (the tasks end with the set).
+fn watch_offsets(partitions: &[Mirrored]) -> (Arc<Notify>, tokio::task::JoinSet<()>) {
     let moved = Arc::new(Notify::new());
     let mut watchers = tokio::task::JoinSet::new();
-    for mirrored in &partitions {
+    for mirrored in partitions {
         let mut offsets = mirrored.state.subscribe();
         let moved = Arc::clone(&moved);
         watchers.spawn(async move {
@@ -411,113 +455,142 @@ async fn session(
             }
         });
     }
-    let mut scan = tokio::time::interval(MIRROR_TOPIC_SCAN);
-    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The status is refreshed at most every STATUS_EVERY, and always once things settle.
-    let mut last_published = Instant::now().checked_sub(STATUS_EVERY).unwrap_or_else(Instant::now);
-    let mut dirty = true;
-    let mut was_welcomed = false;
-    let (mut acks_saved, mut acks_changed) = (Instant::now(), false);
-    let mut durable = vec![0; partitions.len()];
-    loop {
-        for (slot, mirrored) in partitions.iter().enumerate() {
-            let offsets = mirrored.state.offsets();
-            leader.update_log(slot as u32, offsets.log_start_offset, offsets.durable_offset);
-            durable[slot] = offsets.durable_offset;
-        }
-        if leader.has_ready() {
-            let ready = blocking(|| {
-                let durable = &durable;
-                leader.ready(&mut StoreSource {
-                    store,
-                    partitions: &partitions,
-                    durable,
-                    filter: filter.as_deref_mut(),
-                })
-            });
-            let bytes: u64 = ready
-                .send
-                .iter()
-                .map(|m| if let protocol::ToFollower::Batches { bytes, .. } = m { bytes.len() as u64 } else { 0 })
-                .sum();
-            if let Err(e) = wire::write_all(&mut writer, &ready.send, protocol::encode_to_follower).await {
-                return Ended::Failed(e);
+    (moved, watchers)
+}
+
+impl Link<'_> {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Ships what is ready and reacts to frames, timers and the partitions' offsets until the
+    /// link ends.
+    async fn run(
+        &mut self,
+        mut writer: tokio::net::tcp::OwnedWriteHalf,
+        mut frames: tokio::sync::mpsc::Receiver<Result<Option<protocol::ToLeader>, String>>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Ended {
+        let (moved, _watchers) = watch_offsets(&self.partitions);
+        let mut scan = tokio::time::interval(MIRROR_TOPIC_SCAN);
+        scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The status is refreshed at most every STATUS_EVERY, and always once things settle.
+        let mut last_published = Instant::now().checked_sub(STATUS_EVERY).unwrap_or_else(Instant::now);
+        let mut dirty = true;
+        loop {
+            if let Err(ended) = self.ship(&mut writer).await {
+                return ended;
             }
-            leader.advance();
-            note_events(spec, &partitions, &ready.events, status);
-            let counts = filter.as_deref().map(MirrorFilter::counts).unwrap_or_default();
-            update(&mut |s| {
-                s.bytes_sent += bytes;
-                (s.records_filtered, s.batches_refused_by_filter) = (counts.records_dropped, counts.batches_refused);
-            });
-            for &(slot, acked) in &ready.acked {
-                if let Some(partition) = partitions.get(slot as usize) {
-                    // Retention keeps what the copy lacks, and what a stateful filter would replay.
-                    let mut floor = acked;
-                    if let Some(filter) = filter.as_deref_mut() {
-                        filter.acked(&partition.filter_key(), acked);
-                        floor = filter.replay_floor(&partition.filter_key()).map_or(acked, |at| at.min(acked));
+            if let Some(reason) = self.leader.closed() {
+                return Ended::Failed(reason.to_string());
+            }
+            self.note_welcome();
+            if dirty && last_published.elapsed() >= STATUS_EVERY {
+                publish(&self.leader, &self.partitions, self.status);
+                (last_published, dirty) = (Instant::now(), false);
+            }
+            let wakeup =
+                tokio::time::Instant::from_std(self.started + Duration::from_millis(self.leader.next_wakeup()));
+            let publish_at = tokio::time::Instant::from_std(last_published + STATUS_EVERY);
+            tokio::select! {
+                _ = tokio::time::sleep_until(publish_at), if dirty => {}
+                frame = frames.recv() => match frame {
+                    Some(Ok(Some(message))) => {
+                        // The frame arrived now, not at the last tick.
+                        self.leader.tick(self.now_ms());
+                        self.leader.step(message);
                     }
-                    acks.0.insert(partition.id.to_string(), (partition.topic_id, floor));
-                    store.set_retention_floor(&holder(&spec.name), &partition.id.topic, partition.id.partition, floor);
-                    acks_changed = true;
+                    Some(Ok(None)) | None => return Ended::Failed("the aggregation node closed the connection".into()),
+                    Some(Err(e)) => return Ended::Failed(e),
+                },
+                _ = moved.notified() => {}
+                _ = tokio::time::sleep_until(wakeup) => {}
+                _ = scan.tick() => {
+                    if !same_partitions(&self.partitions, &mirrored(self.spec, self.store)) {
+                        publish(&self.leader, &self.partitions, self.status);
+                        return Ended::Reconnect;
+                    }
+                }
+                _ = stop.changed() => {
+                    publish(&self.leader, &self.partitions, self.status);
+                    return Ended::Stopped;
                 }
             }
-            if acks_changed && acks_saved.elapsed() >= ACKS_PERSIST_EVERY {
-                acks.save(store, &spec.name, filter.as_deref_mut()).await;
-                acks_saved = Instant::now();
-                acks_changed = false;
-            }
+            self.leader.tick(self.now_ms());
+            dirty = true;
         }
-        if let Some(reason) = leader.closed() {
-            return Ended::Failed(reason.to_string());
+    }
+
+    /// Tells the leader where each partition's log is, and sends what it has ready.
+    async fn ship(&mut self, writer: &mut tokio::net::tcp::OwnedWriteHalf) -> Result<(), Ended> {
+        for (slot, mirrored) in self.partitions.iter().enumerate() {
+            let offsets = mirrored.state.offsets();
+            self.leader.update_log(slot as u32, offsets.log_start_offset, offsets.durable_offset);
+            self.durable[slot] = offsets.durable_offset;
         }
-        let welcomed = partitions
+        if !self.leader.has_ready() {
+            return Ok(());
+        }
+        let ready = blocking(|| {
+            self.leader.ready(&mut StoreSource {
+                store: self.store,
+                partitions: &self.partitions,
+                durable: &self.durable,
+                filter: self.filter.as_deref_mut(),
+            })
+        });
+        let bytes: u64 = ready
+            .send
             .iter()
-            .enumerate()
-            .any(|(slot, _)| leader.slot_status(slot as u32).is_some_and(|s| !matches!(s.phase, SlotPhase::Waiting)));
-        if welcomed && !was_welcomed {
-            was_welcomed = true;
-            tracing::info!(mirror = %spec.name, upstream = %spec.upstream, partitions = partitions.len(), "mirror connected");
-            update(&mut |s| {
-                s.link = "connected".into();
-                s.connected_since_ms = Some(crate::clock::now_ms());
-                s.last_error = None;
-            });
+            .map(|m| if let protocol::ToFollower::Batches { bytes, .. } = m { bytes.len() as u64 } else { 0 })
+            .sum();
+        wire::write_all(writer, &ready.send, protocol::encode_to_follower).await.map_err(Ended::Failed)?;
+        self.leader.advance();
+        note_events(self.spec, &self.partitions, &ready.events, self.status);
+        let counts = self.filter.as_deref().map(MirrorFilter::counts).unwrap_or_default();
+        set_status(self.status, |s| {
+            s.bytes_sent += bytes;
+            (s.records_filtered, s.batches_refused_by_filter) = (counts.records_dropped, counts.batches_refused);
+        });
+        self.note_acked(&ready.acked);
+        if self.acks_changed && self.acks_saved.elapsed() >= ACKS_PERSIST_EVERY {
+            self.acks.save(self.store, &self.spec.name, self.filter.as_deref_mut()).await;
+            (self.acks_saved, self.acks_changed) = (Instant::now(), false);
         }
-        if dirty && last_published.elapsed() >= STATUS_EVERY {
-            publish(&leader, &partitions, status);
-            last_published = Instant::now();
-            dirty = false;
-        }
-        let wakeup = tokio::time::Instant::from_std(started + Duration::from_millis(leader.next_wakeup()));
-        let publish_at = tokio::time::Instant::from_std(last_published + STATUS_EVERY);
-        tokio::select! {
-            _ = tokio::time::sleep_until(publish_at), if dirty => {}
-            frame = frames.recv() => match frame {
-                Some(Ok(Some(message))) => {
-                    // The frame arrived now, not at the last tick.
-                    leader.tick(now_ms());
-                    leader.step(message);
-                }
-                Some(Ok(None)) | None => return Ended::Failed("the aggregation node closed the connection".into()),
-                Some(Err(e)) => return Ended::Failed(e),
-            },
-            _ = moved.notified() => {}
-            _ = tokio::time::sleep_until(wakeup) => {}
-            _ = scan.tick() => {
-                if !same_partitions(&partitions, &mirrored(spec, store)) {
-                    publish(&leader, &partitions, status);
-                    return Ended::Reconnect;
-                }
+        Ok(())
+    }
+
+    /// Retention keeps what the copy lacks, and what a stateful filter would replay.
+    fn note_acked(&mut self, acked: &[(u32, u64)]) {
+        for &(slot, acked) in acked {
+            let Some(partition) = self.partitions.get(slot as usize) else { continue };
+            let mut floor = acked;
+            if let Some(filter) = self.filter.as_deref_mut() {
+                filter.acked(&partition.filter_key(), acked);
+                floor = filter.replay_floor(&partition.filter_key()).map_or(acked, |at| at.min(acked));
             }
-            _ = stop.changed() => {
-                publish(&leader, &partitions, status);
-                return Ended::Stopped;
-            }
+            self.acks.0.insert(partition.id.to_string(), (partition.topic_id, floor));
+            let (topic, index) = (&partition.id.topic, partition.id.partition);
+            self.store.set_retention_floor(&holder(&self.spec.name), topic, index, floor);
+            self.acks_changed = true;
         }
-        leader.tick(now_ms());
-        dirty = true;
+    }
+
+    /// Says "connected" once the aggregation node has welcomed a partition.
+    fn note_welcome(&mut self) {
+        let welcomed = (0..self.partitions.len())
+            .any(|slot| self.leader.slot_status(slot as u32).is_some_and(|s| !matches!(s.phase, SlotPhase::Waiting)));
+        if !welcomed || self.welcomed {
+            return;
+        }
+        self.welcomed = true;
+        let (spec, partitions) = (self.spec, self.partitions.len());
+        tracing::info!(mirror = %spec.name, upstream = %spec.upstream, partitions, "mirror connected");
+        set_status(self.status, |s| {
+            s.link = "connected".into();
+            s.connected_since_ms = Some(crate::clock::now_ms());
+            s.last_error = None;
+        });
     }
 }
 
