@@ -254,6 +254,21 @@ impl Collector for StateCollector {
     }
 }
 
+/// A family of a collector's table: name, help, type, and how to read a row's value.
+pub(crate) type FamilySpec<R> = (&'static str, &'static str, MetricType, fn(&R) -> u64);
+
+/// Every family of `families`, one sample per row of `rows` (each row with its labels).
+pub(crate) fn encode_families<L: EncodeLabelSet, R>(
+    encoder: &mut DescriptorEncoder<'_>,
+    families: &[FamilySpec<R>],
+    rows: &[(L, R)],
+) -> Result<(), std::fmt::Error> {
+    for (name, help, metric_type, read) in families {
+        encode_family(encoder, name, help, *metric_type, rows.iter().map(|(labels, row)| (labels, read(row))))?;
+    }
+    Ok(())
+}
+
 /// One family of constant gauges or counters, one sample per label set.
 pub(crate) fn encode_family<'l, L: EncodeLabelSet + 'l>(
     encoder: &mut DescriptorEncoder<'_>,

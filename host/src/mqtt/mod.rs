@@ -220,10 +220,9 @@ struct BridgeLabels {
 impl prometheus_client::collector::Collector for BridgesCollector {
     fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>) -> std::fmt::Result {
         use prometheus_client::metrics::MetricType;
-        let views: Vec<(BridgeLabels, BridgeView)> =
-            self.0.list().into_iter().map(|v| (BridgeLabels { bridge: v.spec.name.clone() }, v)).collect();
-        type Read = fn(&BridgeStatus) -> u64;
-        let families: [(&str, &str, MetricType, Read); 9] = [
+        let rows: Vec<(BridgeLabels, BridgeStatus)> =
+            self.0.list().into_iter().map(|v| (BridgeLabels { bridge: v.spec.name }, v.status)).collect();
+        let families: [crate::metrics::FamilySpec<BridgeStatus>; 9] = [
             (
                 "mqtt_connected",
                 "1 while the bridge is connected to its MQTT broker and subscribed",
@@ -252,10 +251,6 @@ impl prometheus_client::collector::Collector for BridgesCollector {
                 s.qos0_dropped
             }),
         ];
-        for (name, help, metric_type, read) in families {
-            let values = views.iter().map(|(labels, view)| (labels, read(&view.status)));
-            crate::metrics::encode_family(&mut encoder, name, help, metric_type, values)?;
-        }
-        Ok(())
+        crate::metrics::encode_families(&mut encoder, &families, &rows)
     }
 }

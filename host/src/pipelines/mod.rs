@@ -398,10 +398,9 @@ struct PipelineLabels {
 impl prometheus_client::collector::Collector for PipelinesCollector {
     fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>) -> std::fmt::Result {
         use prometheus_client::metrics::MetricType;
-        let views: Vec<(PipelineLabels, PipelineView)> =
+        let rows: Vec<(PipelineLabels, PipelineView)> =
             self.0.list().into_iter().map(|view| (PipelineLabels { pipeline: view.spec.name.clone() }, view)).collect();
-        type Read = fn(&PipelineView) -> u64;
-        let families: [(&str, &str, MetricType, Read); 8] = [
+        let families: [crate::metrics::FamilySpec<PipelineView>; 8] = [
             ("pipeline_records_in", "Source records a pipeline has processed", MetricType::Counter, |v| {
                 v.status.counts.records_in
             }),
@@ -428,10 +427,6 @@ impl prometheus_client::collector::Collector for PipelinesCollector {
                 u64::from(v.status.consecutive_failures)
             }),
         ];
-        for (name, help, metric_type, read) in families {
-            let values = views.iter().map(|(labels, view)| (labels, read(view)));
-            crate::metrics::encode_family(&mut encoder, name, help, metric_type, values)?;
-        }
-        Ok(())
+        crate::metrics::encode_families(&mut encoder, &families, &rows)
     }
 }
