@@ -113,7 +113,12 @@ pub fn records_count(bytes: &[u8]) -> usize {
 /// Splits `bytes` by record into one set of batches per partition, as `partitions` (one per
 /// record, in order) says.
 pub fn split_by_partition(bytes: &[u8], partitions: &[u32]) -> Result<BTreeMap<u32, Vec<u8>>, String> {
-    let records = owned_records(bytes)?;
+    build_by_partition(owned_records(bytes)?, partitions)
+}
+
+/// `records` built into one set of batches per partition, as `partitions` (one per record, in
+/// order) says: each batch built once.
+pub fn build_by_partition(records: Vec<OwnedRecord>, partitions: &[u32]) -> Result<BTreeMap<u32, Vec<u8>>, String> {
     if records.len() != partitions.len() {
         return Err(format!("{} partitions for {} records", partitions.len(), records.len()));
     }

@@ -153,7 +153,7 @@ fn senml_ingests_a_pack_into_one_record_per_measurement() {
     assert_eq!(compiled.kind(), PluginKind::Ingest);
     let mut senml = PluginInstance::new(&runtime, &compiled, Vec::new(), PluginLimits::default()).unwrap();
     let message = |payload: &str| SourceMessage {
-        payload: payload.as_bytes().to_vec(),
+        payload: payload.as_bytes().to_vec().into(),
         topic: "sensors/greenhouse".into(),
         qos: 1,
         retained: false,

@@ -151,6 +151,19 @@ pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) -> Result<(), 
     seal_crc(batch)
 }
 
+/// The first bytes of a batch: `baseOffset`, `batchLength` and `partitionLeaderEpoch`, which lie
+/// outside the CRC and hold all a leader writes into a batch it appends.
+pub const LEADER_FIELDS_LEN: usize = 16;
+
+/// A batch's first [`LEADER_FIELDS_LEN`] bytes with `baseOffset` and `partitionLeaderEpoch` set:
+/// what a host that keeps the rest of the batch where it arrived writes in front of it.
+pub fn leader_fields(head: [u8; LEADER_FIELDS_LEN], base_offset: i64, epoch: i32) -> [u8; LEADER_FIELDS_LEN] {
+    let mut stamped = head;
+    stamped[at::BASE_OFFSET..at::BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    stamped[at::PARTITION_LEADER_EPOCH..at::PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
+    stamped
+}
+
 /// Sets `baseOffset` in place. It lies outside the CRC, so the batch stays valid.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) -> Result<(), BatchError> {
     check_header(batch)?;

@@ -225,17 +225,31 @@ impl LogState {
     /// it with [`truncate_to`](Self::truncate_to)`(info.base_offset)`.
     pub fn prepare_append(&mut self, batch: &mut [u8]) -> Result<AppendInfo, AppendError> {
         let header = decode_whole(batch)?;
-        let base_offset = self.next_offset;
-        let next_offset = offsets_after(base_offset, header.last_offset_delta)?;
-        // OFFSET_MAX and LEADER_EPOCH_MAX make both conversions lossless. On an error below, the
-        // caller drops the half-stamped bytes; the state is only changed once nothing can fail.
-        batch::set_base_offset(batch, base_offset as i64).map_err(AppendError::InvalidBatch)?;
+        // Both fields lie in the header that `decode_whole` found complete.
+        batch::set_base_offset(batch, self.next_offset as i64).map_err(AppendError::InvalidBatch)?;
         batch::set_partition_leader_epoch(batch, self.leader_epoch as i32).map_err(AppendError::InvalidBatch)?;
+        self.prepare_append_header(&header)
+    }
+
+    /// [`prepare_append`](Self::prepare_append) for a host that decoded the batch's header
+    /// already and writes the leader's fields itself: the batch gets `info.base_offset` and
+    /// [`leader_epoch`](Self::leader_epoch) (as read before this call). Nothing changes on an
+    /// error.
+    pub fn prepare_append_header(&mut self, header: &BatchHeader) -> Result<AppendInfo, AppendError> {
+        if header.last_offset_delta < 0 {
+            return Err(AppendError::InvalidBatch(BatchError::InvalidLastOffsetDelta {
+                last_offset_delta: header.last_offset_delta,
+                records_count: header.records_count,
+            }));
+        }
+        let base_offset = self.next_offset;
+        // OFFSET_MAX and LEADER_EPOCH_MAX make the host's conversions to i64 and i32 lossless.
+        let next_offset = offsets_after(base_offset, header.last_offset_delta)?;
         // `assign` changes nothing when it fails.
         self.epochs.assign(self.leader_epoch, base_offset).map_err(AppendError::Epoch)?;
         self.next_offset = next_offset;
         self.check();
-        Ok(append_info(&header, base_offset, next_offset - 1, batch.len()))
+        Ok(append_info(header, base_offset, next_offset - 1, header.total_len()))
     }
 
     /// Appends one replicated batch whose offsets and epoch the leader already assigned: it must

@@ -61,7 +61,7 @@ fn check_component(bytes: &[u8]) -> Result<(), ApiError> {
 
 fn decode(document: &[u8]) -> Result<PluginArtifact, ApiError> {
     crate::plugins::catalog::decode(document)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "stored_document_invalid", e))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "stored_document_invalid", e.to_string()))
 }
 
 /// Every stored plugin version, by name then version.

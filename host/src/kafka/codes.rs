@@ -2,7 +2,7 @@
 
 use kafka_protocol::ResponseError;
 
-use crate::storage::{AppendError, InvalidBatch, ReadError, TopicError};
+use crate::storage::{AppendError, InvalidBatch, ReadError, StorageError, TopicError};
 
 pub const NONE: i16 = 0;
 
@@ -16,6 +16,10 @@ pub fn for_append(error: &AppendError) -> i16 {
         AppendError::InvalidBatch(_) | AppendError::Log(_) => ResponseError::InvalidRecord,
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         AppendError::StaleProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        // Retriable like a restart: the store is closing or reopening.
+        AppendError::Storage(StorageError::Closed | StorageError::Reopened) => ResponseError::NotLeaderOrFollower,
+        // A full disk, another IO error or a damaged file: Kafka's answer for an offline log
+        // directory, which producers retry.
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
         // Kafka's answer to a producer without write access to the topic: permanent, not retried.
         AppendError::ReadOnly { .. } => ResponseError::TopicAuthorizationFailed,
@@ -30,6 +34,7 @@ pub fn for_read(error: &ReadError) -> i16 {
     match error {
         ReadError::UnknownTopic(_) | ReadError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
         ReadError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        ReadError::Storage(StorageError::Closed) => ResponseError::NotLeaderOrFollower,
         ReadError::Corrupt { .. } | ReadError::Storage(_) => ResponseError::KafkaStorageError,
     }
     .code()

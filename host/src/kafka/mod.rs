@@ -24,6 +24,8 @@ mod produce;
 pub mod versions;
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;

@@ -55,7 +55,7 @@ pub async fn start(broker: &Broker, request: ProduceRequest, version: i16) -> Pr
                 continue;
             };
             partitions.push(response);
-            let ticket = broker.store.enqueue_append(topic.name.as_str(), index, records.to_vec()).await;
+            let ticket = broker.store.enqueue_append(topic.name.as_str(), index, records).await;
             queued.push((topic_index, partition_index, ticket));
         }
         responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));

@@ -240,6 +240,14 @@ impl Received {
         }
     }
 
+    /// The payload, sharing the buffer it was read into.
+    pub(super) fn payload_bytes(&self) -> bytes::Bytes {
+        match self {
+            Received::V3(publish) => publish.payload.clone(),
+            Received::V5(publish) => publish.payload.clone(),
+        }
+    }
+
     pub(super) fn qos(&self) -> u8 {
         match self {
             Received::V3(publish) => publish.qos as u8,

@@ -110,8 +110,7 @@ struct Ingested {
 /// One call for the group; when it fails, one call per message, so only the messages the
 /// plugin refuses are rejected.
 fn ingest_group(instance: &mut PluginInstance, messages: Vec<Message>) -> Ingested {
-    let sources: Vec<SourceMessage> = messages.iter().map(|m| m.source.clone()).collect();
-    match instance.ingest(&sources) {
+    match instance.ingest(messages.iter().map(|m| &m.source)) {
         Ok(output) => Ingested { outputs: vec![output], kept: messages, rejected: Vec::new() },
         Err(error) if messages.len() == 1 => Ingested {
             outputs: Vec::new(),
@@ -121,7 +120,7 @@ fn ingest_group(instance: &mut PluginInstance, messages: Vec<Message>) -> Ingest
         Err(_) => {
             let mut ingested = Ingested { outputs: Vec::new(), kept: Vec::new(), rejected: Vec::new() };
             for message in messages {
-                match instance.ingest(std::slice::from_ref(&message.source)) {
+                match instance.ingest([&message.source]) {
                     Ok(output) => {
                         ingested.outputs.push(output);
                         ingested.kept.push(message);
@@ -259,7 +258,7 @@ impl Worker {
             });
             groups[at].messages.push(Message {
                 source: SourceMessage {
-                    payload: publish.payload().to_vec(),
+                    payload: publish.payload_bytes(),
                     topic,
                     qos: publish.qos(),
                     retained: publish.retained(),
@@ -425,19 +424,16 @@ impl Worker {
             }
         }
         let count = records.len() as u64;
-        let built = records::build_batches(&records);
-        let chosen = match &built {
-            Ok(bytes) => match self.partition(&target, bytes, &records, partitions).await {
-                Ok(chosen) => chosen,
-                Err(error) => {
-                    BridgeStats::count(&self.stats.plugin_failures, 1);
-                    tracing::warn!(bridge = %self.spec.name, %error, "partitioner failed; partitioning by key");
-                    by_key(&records, partitions)
-                }
-            },
-            Err(_) => Vec::new(),
+        let chosen = match self.partition(&target, &records, partitions).await {
+            Ok(chosen) => chosen,
+            Err(error) => {
+                BridgeStats::count(&self.stats.plugin_failures, 1);
+                tracing::warn!(bridge = %self.spec.name, %error, "partitioner failed; partitioning by key");
+                by_key(&records, partitions)
+            }
         };
-        match built.and_then(|bytes| records::split_by_partition(&bytes, &chosen)) {
+        // Each partition's batch is built once, from the records decoded once.
+        match records::build_by_partition(records, &chosen) {
             Ok(split) => {
                 let appends = split.into_iter().map(|(p, bytes)| (target.clone(), p, bytes)).collect();
                 Some(Prepared { appends, records: count, ids, messages })
@@ -495,16 +491,14 @@ impl Worker {
         ingested.unwrap_or_else(|e| rejected_all(copy, format!("the ingest plugin's task failed: {e}")))
     }
 
-    /// Each record's partition: the partitioner plugin's choice for `bytes` (the records built),
-    /// or Kafka's default on the records at hand.
-    async fn partition(
-        &mut self,
-        topic: &str,
-        bytes: &[u8],
-        records: &[OwnedRecord],
-        partitions: u32,
-    ) -> Result<Vec<u32>, String> {
-        let (topic, bytes, count) = (topic.to_owned(), bytes.to_vec(), records.len());
+    /// Each record's partition: the partitioner plugin's choice (it reads the records built into
+    /// batches, built for it alone), or Kafka's default on the records at hand.
+    async fn partition(&mut self, topic: &str, records: &[OwnedRecord], partitions: u32) -> Result<Vec<u32>, String> {
+        if !self.plugins.partitioner.is_loaded() {
+            return Ok(by_key(records, partitions));
+        }
+        let (topic, count) = (topic.to_owned(), records.len());
+        let bytes = records::build_batches(records)?;
         let chosen = self
             .plugins
             .partitioner
@@ -529,7 +523,7 @@ impl Worker {
                 offset: 0,
                 timestamp: r.message.source.received_ms,
                 key: Some(r.message.source.topic.as_bytes().to_vec()),
-                value: Some(r.message.source.payload.clone()),
+                value: Some(r.message.source.payload.to_vec()),
                 headers: [
                     (headers::MQTT_TOPIC, r.message.source.topic.clone()),
                     (headers::ERROR, r.error.clone()),

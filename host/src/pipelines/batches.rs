@@ -138,7 +138,7 @@ pub fn source_messages(bytes: &[u8], source_topic: &str) -> Result<Vec<SourceMes
     Ok(owned_records(bytes)?
         .into_iter()
         .map(|record| SourceMessage {
-            payload: record.value.unwrap_or_default(),
+            payload: record.value.unwrap_or_default().into(),
             topic: record.key.as_deref().map_or_else(|| source_topic.to_owned(), text),
             qos: 0,
             retained: false,

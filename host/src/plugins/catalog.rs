@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use super::{CompiledPlugin, PluginError, PluginRuntime};
-use crate::storage::Store;
+use crate::storage::{ResourceError, StorageError, Store};
 
 /// The storage kind of plugin documents.
 pub const KIND: &str = "plugins";
@@ -43,8 +43,8 @@ pub fn blob_of(document: &[u8]) -> Option<String> {
     serde_json::from_slice::<PluginArtifact>(document).ok().map(|artifact| artifact.sha256)
 }
 
-pub fn decode(document: &[u8]) -> Result<PluginArtifact, String> {
-    serde_json::from_slice(document).map_err(|e| format!("a stored plugin document no longer decodes: {e}"))
+pub fn decode(document: &[u8]) -> Result<PluginArtifact, StorageError> {
+    serde_json::from_slice(document).map_err(|e| StorageError::corrupt("plugin document", e))
 }
 
 /// Orders versions as SemVer does: numerically part by part; a pre-release (`-rc1`) before its
@@ -64,7 +64,9 @@ pub enum CatalogError {
     #[error("no plugin {name}{}", version.as_ref().map(|v| format!(" version {v}")).unwrap_or_default())]
     Unknown { name: String, version: Option<String> },
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[from] ResourceError),
+    #[error("the component of {label} is missing from the store")]
+    MissingComponent { label: String },
     #[error(transparent)]
     Plugin(#[from] PluginError),
 }
@@ -96,8 +98,8 @@ impl PluginCatalog {
 
     /// Every stored plugin version, by name then version.
     pub fn artifacts(&self) -> Result<Vec<PluginArtifact>, CatalogError> {
-        let documents = self.store.resources(KIND).map_err(|e| CatalogError::Storage(e.to_string()))?;
-        documents.iter().map(|(_, document)| decode(document).map_err(CatalogError::Storage)).collect()
+        let documents = self.store.resources(KIND)?;
+        documents.iter().map(|(_, document)| Ok(decode(document).map_err(ResourceError::Storage)?)).collect()
     }
 
     /// Plugin `name` at `version`, or its newest version when `version` is `None`.
@@ -105,9 +107,8 @@ impl PluginCatalog {
         let unknown = || CatalogError::Unknown { name: name.to_owned(), version: version.map(str::to_owned) };
         match version {
             Some(version) => {
-                let document =
-                    self.store.resource(KIND, &key(name, version)).map_err(|e| CatalogError::Storage(e.to_string()))?;
-                decode(&document.ok_or_else(unknown)?).map_err(CatalogError::Storage)
+                let document = self.store.resource(KIND, &key(name, version))?;
+                Ok(decode(&document.ok_or_else(unknown)?).map_err(ResourceError::Storage)?)
             }
             None => self
                 .artifacts()?
@@ -136,10 +137,10 @@ impl PluginCatalog {
         let compiled = match from_disk {
             Some(compiled) => compiled,
             None => {
-                let bytes =
-                    self.store.blob(&artifact.sha256).map_err(|e| CatalogError::Storage(e.to_string()))?.ok_or_else(
-                        || CatalogError::Storage(format!("the component of {} is missing", artifact.label())),
-                    )?;
+                let bytes = self
+                    .store
+                    .blob(&artifact.sha256)?
+                    .ok_or_else(|| CatalogError::MissingComponent { label: artifact.label() })?;
                 let compiled = self.runtime.compile(&bytes)?;
                 if let Some(path) = &cached {
                     self.write_cache(path, &compiled);

@@ -1,20 +1,22 @@
 //! One running plugin: a `Store`, an instance of its world, and what it takes to rebuild both
 //! after a trap (its configuration and its last committed state).
 
+use wasmtime::component::{ComponentType, Func, Instance, Lower, TypedFunc};
 use wasmtime::{Store, StoreLimitsBuilder};
 
 use super::bindings::{ingest, partitioner, transform};
 use super::output::seal_output;
 use super::{
-    CompiledPlugin, ErrorKind, HostState, PluginError, PluginKind, PluginLimits, PluginMetadata, PluginRuntime,
-    SourceMessage,
+    CONTRACT_PACKAGE, CONTRACT_VERSION, CompiledPlugin, ErrorKind, HostState, PluginError, PluginKind, PluginLimits,
+    PluginMetadata, PluginRuntime, SourceMessage,
 };
 
 /// An instance of one of the three worlds.
 enum World {
     Transform(transform::TransformPlugin),
     Partitioner(partitioner::PartitionerPlugin),
-    Ingest(ingest::IngestPlugin),
+    /// The bindings, and the `ingest` export, called with messages lent ([`LentMessage`]).
+    Ingest(ingest::IngestPlugin, Func),
 }
 
 /// Evaluates `$call` with `$iface` bound to the `plugin` interface of whichever world `$world`
@@ -30,7 +32,7 @@ macro_rules! with_plugin {
                 let $iface = w.rill_plugin_plugin();
                 $call
             }
-            World::Ingest(w) => {
+            World::Ingest(w, _) => {
                 let $iface = w.rill_plugin_plugin();
                 $call
             }
@@ -115,7 +117,12 @@ fn instantiate_bare(
             partitioner::PartitionerPlugin::instantiate(&mut store, component, linker).map_err(refused)?,
         ),
         PluginKind::Ingest => {
-            World::Ingest(ingest::IngestPlugin::instantiate(&mut store, component, linker).map_err(refused)?)
+            let instance = linker.instantiate(&mut store, component).map_err(refused)?;
+            let bindings = ingest::IngestPlugin::new(&mut store, &instance).map_err(refused)?;
+            let export = ingest_export(&mut store, &instance).map_err(refused)?;
+            // The lent type is checked against the plugin's export once, here.
+            ingest_func(&mut store, export).map_err(refused)?;
+            World::Ingest(bindings, export)
         }
     };
     let trap = |e: wasmtime::Error| trapped(name, &e);
@@ -126,7 +133,9 @@ fn instantiate_bare(
         World::Partitioner(w) => {
             w.rill_plugin_plugin().call_describe(&mut store).map(|m| (m.name, m.version, m.stateful))
         }
-        World::Ingest(w) => w.rill_plugin_plugin().call_describe(&mut store).map(|m| (m.name, m.version, m.stateful)),
+        World::Ingest(w, _) => {
+            w.rill_plugin_plugin().call_describe(&mut store).map(|m| (m.name, m.version, m.stateful))
+        }
     }
     .map_err(trap)?;
     store.data_mut().plugin = format!("{plugin_name}@{version}");
@@ -270,26 +279,20 @@ impl PluginInstance {
     }
 
     /// Runs an ingest plugin over `messages`; returns their records as sealed batches.
-    pub fn ingest(&mut self, messages: &[SourceMessage]) -> Result<Vec<u8>, PluginError> {
+    pub fn ingest<'m>(
+        &mut self,
+        messages: impl IntoIterator<Item = &'m SourceMessage>,
+    ) -> Result<Vec<u8>, PluginError> {
         if self.metadata.kind != PluginKind::Ingest {
             return Err(self.wrong_kind(PluginKind::Ingest));
         }
         let name = self.metadata.name.clone();
         let (mut store, world) = self.live()?;
-        let World::Ingest(instance) = &world else { unreachable!("the kind was checked") };
-        let messages: Vec<ingest::rill::plugin::types::SourceMessage> = messages
-            .iter()
-            .map(|m| ingest::rill::plugin::types::SourceMessage {
-                payload: m.payload.clone(),
-                topic: m.topic.clone(),
-                qos: m.qos,
-                retained: m.retained,
-                properties: m.properties.clone(),
-                received_ms: m.received_ms,
-            })
-            .collect();
-        let answer =
-            instance.rill_plugin_ingest().call_ingest(&mut store, &messages).map_err(|e| trapped(&name, &e))?;
+        let World::Ingest(_, export) = &world else { unreachable!("the kind was checked") };
+        let messages: Vec<LentMessage<'_>> = messages.into_iter().map(LentMessage::from).collect();
+        let (answer,) = ingest_func(&mut store, *export)
+            .and_then(|call| call.call(&mut store, (&messages,)))
+            .map_err(|e| trapped(&name, &e))?;
         self.live = Some((store, world));
         let output = answer.map_err(|e| returned(&name, (e.kind.into(), e.message), e.record_index))?;
         seal_output(output).map_err(|reason| PluginError::BadOutput { plugin: name, reason })
@@ -319,4 +322,52 @@ impl PluginInstance {
         self.live = Some(live);
         Ok(())
     }
+}
+
+/// An ingest message as the `source-message` record of the contract, borrowing from the host's
+/// [`SourceMessage`]: lowering copies the payload once, into the plugin's memory. (The owned
+/// bindings would copy it into a `Vec` first; wasmtime's borrowing bindings do not build for
+/// this contract.)
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct LentMessage<'a> {
+    payload: &'a [u8],
+    topic: &'a str,
+    qos: u8,
+    retained: bool,
+    properties: &'a [(String, String)],
+    #[component(name = "received-ms")]
+    received_ms: i64,
+}
+
+impl<'a> From<&'a SourceMessage> for LentMessage<'a> {
+    fn from(m: &'a SourceMessage) -> Self {
+        LentMessage {
+            payload: &m.payload,
+            topic: &m.topic,
+            qos: m.qos,
+            retained: m.retained,
+            properties: &m.properties,
+            received_ms: m.received_ms,
+        }
+    }
+}
+
+type IngestAnswer = Result<Vec<u8>, ingest::rill::plugin::types::Error>;
+
+/// The plugin's `ingest` export.
+fn ingest_export(store: &mut Store<HostState>, instance: &Instance) -> wasmtime::Result<Func> {
+    let interface = format!("{CONTRACT_PACKAGE}/{}@{CONTRACT_VERSION}", PluginKind::Ingest.interface());
+    let missing = || wasmtime::format_err!("no export {interface}#ingest");
+    let (_, interface_index) = instance.get_export(&mut *store, None, &interface).ok_or_else(missing)?;
+    let (_, func_index) = instance.get_export(&mut *store, Some(&interface_index), "ingest").ok_or_else(missing)?;
+    instance.get_func(&mut *store, func_index).ok_or_else(missing)
+}
+
+/// `export` typed for lent messages (a type check against the plugin's signature).
+fn ingest_func<'a>(
+    store: &mut Store<HostState>,
+    export: Func,
+) -> wasmtime::Result<TypedFunc<(&'a [LentMessage<'a>],), (IngestAnswer,)>> {
+    export.typed(&*store)
 }

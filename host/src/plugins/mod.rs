@@ -121,7 +121,8 @@ pub struct PluginMetadata {
 /// One raw message for an ingest plugin (an MQTT publish).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceMessage {
-    pub payload: Vec<u8>,
+    /// Shared with the buffer it arrived in (an MQTT publish's).
+    pub payload: bytes::Bytes,
     pub topic: String,
     pub qos: u8,
     pub retained: bool,

@@ -20,6 +20,7 @@ use super::resources::{self, ResourceError};
 use super::topic::{TopicConfig, TopicError};
 use super::writer::{Command, Writer};
 use super::{AppendError, ReplicaReset, RetentionReport, SpaceUsage};
+use super::{LogRefusal, StorageError};
 use super::{offsets, producers};
 use crate::limits::{BUDGET_GROUPS_PER_PASS, PRODUCER_ID_BLOCK};
 
@@ -81,14 +82,17 @@ impl Writer {
     }
 
     /// Runs `body` in a durable write transaction; on failure nothing of it is kept.
-    fn durable_txn<T>(&mut self, body: impl FnOnce(&WriteTransaction) -> Result<T, String>) -> Result<T, String> {
+    fn durable_txn<T>(
+        &mut self,
+        body: impl FnOnce(&WriteTransaction) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         self.ensure_open()?;
         let db = self.shared.database()?;
-        let result: Result<T, String> = (|| {
-            let mut txn = db.begin_write().map_err(|e| e.to_string())?;
-            txn.set_durability(Durability::Immediate).map_err(|e| e.to_string())?;
+        let result: Result<T, StorageError> = (|| {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
             let value = body(&txn)?;
-            txn.commit().map_err(|e| e.to_string())?;
+            txn.commit()?;
             Ok(value)
         })();
         match &result {
@@ -97,20 +101,22 @@ impl Writer {
                 self.commit_succeeded();
                 self.after_commit(&HashMap::new(), Durability::Immediate)
             }
-            // Reopening after a failure that was not an IO error costs one clean open: cheaper
-            // than telling redb's IO errors from the rest by their text.
-            Err(cause) => self.mark_broken(cause.clone()),
+            // After an IO error redb refuses every later call until the database is reopened;
+            // any other failure (a document that does not decode, a rule of Rill's) left the
+            // database as it was, and only this operation is refused.
+            Err(cause) if cause.needs_reopen() => self.mark_broken(cause.clone()),
+            Err(_) => {}
         }
         result
     }
 
     /// redb's page accounting. Needs a write transaction (redb computes it there); it is aborted.
-    fn space_usage(&mut self) -> Result<SpaceUsage, String> {
+    fn space_usage(&mut self) -> Result<SpaceUsage, StorageError> {
         self.ensure_open()?;
         let db = self.shared.database()?;
-        let txn = db.begin_write().map_err(|e| e.to_string())?;
-        let stats = txn.stats().map_err(|e| e.to_string())?;
-        txn.abort().map_err(|e| e.to_string())?;
+        let txn = db.begin_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
         let page_bytes = stats.page_size() as u64;
         Ok(SpaceUsage {
             allocated_bytes: stats.allocated_pages() * page_bytes,
@@ -140,10 +146,8 @@ impl Writer {
             .durable_txn(|txn| {
                 let keys = allocate_partition_keys(txn, partitions)?;
                 write_new_partitions(txn, &keys)?;
-                let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
-                topics
-                    .insert(name.as_str(), meta::encode(&topic_meta(keys.clone())).as_slice())
-                    .map_err(|e| e.to_string())?;
+                let mut topics = txn.open_table(TOPICS)?;
+                topics.insert(name.as_str(), meta::encode(&topic_meta(keys.clone())).as_slice())?;
                 Ok(keys)
             })
             .map_err(TopicError::Storage)?;
@@ -160,7 +164,7 @@ impl Writer {
         Arc::new(PartitionState::new(index, key, super::catalog::offsets_of(&meta)))
     }
 
-    fn delete_group_offsets(&mut self, group: &str) -> Result<bool, String> {
+    fn delete_group_offsets(&mut self, group: &str) -> Result<bool, StorageError> {
         if !self.shared.offsets().contains_key(group) {
             return Ok(false);
         }
@@ -170,14 +174,15 @@ impl Writer {
     }
 
     /// Hands out the next producer id, reserving a block of them on disk when none is left.
-    fn allocate_producer_id(&mut self) -> Result<i64, String> {
+    fn allocate_producer_id(&mut self) -> Result<i64, StorageError> {
         if self.producer_ids.is_empty() {
             let block = self.durable_txn(|txn| {
-                let mut table = txn.open_table(META).map_err(|e| e.to_string())?;
-                let start = table.get(NEXT_PRODUCER_ID_KEY).map_err(|e| e.to_string())?.map_or(0, |v| v.value());
-                let start = i64::try_from(start).map_err(|_| "producer ids exhausted".to_owned())?;
-                let end = start.checked_add(PRODUCER_ID_BLOCK).ok_or("producer ids exhausted")?;
-                table.insert(NEXT_PRODUCER_ID_KEY, end as u64).map_err(|e| e.to_string())?;
+                let mut table = txn.open_table(META)?;
+                let start = table.get(NEXT_PRODUCER_ID_KEY)?.map_or(0, |v| v.value());
+                let start = i64::try_from(start).map_err(|_| StorageError::internal("producer ids exhausted"))?;
+                let end =
+                    start.checked_add(PRODUCER_ID_BLOCK).ok_or(StorageError::internal("producer ids exhausted"))?;
+                table.insert(NEXT_PRODUCER_ID_KEY, end as u64)?;
                 Ok(start..end)
             })?;
             self.producer_ids = block;
@@ -195,15 +200,14 @@ impl Writer {
             for partition in &topic.partitions {
                 producers::delete_partition(txn, partition.key)?;
             }
-            let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
-            let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
+            let mut rows = txn.open_table(BATCHES)?;
+            let mut partitions = txn.open_table(PARTITIONS)?;
             for partition in &topic.partitions {
-                rows.retain_in((partition.key, 0, 0)..=(partition.key, u64::MAX, u32::MAX), |_, _| false)
-                    .map_err(|e| e.to_string())?;
-                partitions.remove(partition.key).map_err(|e| e.to_string())?;
+                rows.retain_in((partition.key, 0, 0)..=(partition.key, u64::MAX, u32::MAX), |_, _| false)?;
+                partitions.remove(partition.key)?;
                 ages::forget_partition(txn, partition.key)?;
             }
-            txn.open_table(TOPICS).map_err(|e| e.to_string())?.remove(name).map_err(|e| e.to_string())?;
+            txn.open_table(TOPICS)?.remove(name)?;
             Ok(())
         })
         .map_err(TopicError::Storage)?;
@@ -263,12 +267,10 @@ impl Writer {
     }
 
     fn delete_records(&mut self, key: u64, before_offset: u64) -> Result<u64, AppendError> {
-        let log = self.logs.get(&key).ok_or(AppendError::Log("partition was deleted".into()))?;
+        let log = self.logs.get(&key).ok_or(AppendError::Log(LogRefusal::PartitionDeleted))?;
         let high_watermark = log.state.high_watermark();
         if before_offset > high_watermark {
-            return Err(AppendError::Log(format!(
-                "offset {before_offset} is above the high watermark {high_watermark}"
-            )));
+            return Err(LogRefusal::AboveHighWatermark { offset: before_offset, high_watermark }.into());
         }
         let mut updated = log.clone();
         updated.state.advance_log_start(before_offset);
@@ -293,13 +295,13 @@ impl Writer {
         reset: ReplicaReset,
         document: Option<super::DocumentWrite>,
     ) -> Result<(), AppendError> {
-        let log = self.logs.get(&key).ok_or(AppendError::Log("partition was deleted".into()))?;
+        let log = self.logs.get(&key).ok_or(AppendError::Log(LogRefusal::PartitionDeleted))?;
         let mut updated = log.clone();
         // Either way the newest group no longer ends where the next batch starts.
         updated.open_group = None;
         match reset {
             ReplicaReset::SkipTo(offset) => {
-                updated.state.skip_to(offset).map_err(|e| AppendError::Log(e.to_string()))?;
+                updated.state.skip_to(offset).map_err(LogRefusal::from)?;
                 self.durable_txn(|txn| {
                     resources::write_documents(txn, document.as_slice())?;
                     write_partition(txn, key, &updated)
@@ -310,7 +312,7 @@ impl Writer {
                 if offset >= updated.state.next_offset() {
                     return Ok(());
                 }
-                updated.state.truncate_to(offset).map_err(|e| AppendError::Log(e.to_string()))?;
+                updated.state.truncate_to(offset).map_err(LogRefusal::from)?;
                 self.durable_txn(|txn| {
                     truncate_groups(txn, key, offset, &mut updated)?;
                     resources::write_documents(txn, document.as_slice())?;
@@ -383,14 +385,14 @@ impl Writer {
     /// Deletes the oldest group of the store (by when its newest batch was appended), one at a time,
     /// until the store is within `budget` (at most `BUDGET_GROUPS_PER_PASS` per pass). Only
     /// committed groups go (never above the high watermark), whatever floors say: loudly.
-    fn enforce_budget(&mut self, budget: u64, report: &mut RetentionReport) -> Result<(), String> {
+    fn enforce_budget(&mut self, budget: u64, report: &mut RetentionReport) -> Result<(), StorageError> {
         for _ in 0..BUDGET_GROUPS_PER_PASS {
             let stored = self.stored_bytes();
             if stored <= budget {
                 return Ok(());
             }
             let Some((topic, index, key, oldest)) = self.oldest_group()? else { return Ok(()) };
-            let mut updated = self.logs.get(&key).cloned().ok_or("partition vanished")?;
+            let mut updated = self.logs.get(&key).cloned().ok_or(StorageError::internal("partition vanished"))?;
             let delete_below = oldest.last_offset + 1;
             let bytes = self.durable_txn(|txn| {
                 updated.state.advance_log_start(delete_below);
@@ -416,11 +418,11 @@ impl Writer {
 
     /// The committed group whose newest batch was appended longest ago: (topic, partition index,
     /// key, summary).
-    fn oldest_group(&self) -> Result<Option<(String, u32, u64, Summary)>, String> {
+    fn oldest_group(&self) -> Result<Option<(String, u32, u64, Summary)>, StorageError> {
         let db = self.shared.database()?;
-        let txn = db.begin_read().map_err(|e| e.to_string())?;
-        let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
-        let times = txn.open_table(GROUP_TIMES).map_err(|e| e.to_string())?;
+        let txn = db.begin_read()?;
+        let rows = txn.open_table(BATCHES)?;
+        let times = txn.open_table(GROUP_TIMES)?;
         let mut oldest: Option<(String, u32, u64, Summary)> = None;
         for topic in self.shared.catalog().all() {
             for partition in &topic.partitions {
@@ -442,7 +444,7 @@ impl Writer {
     }
 
     /// Forgets producers idle past `producer.id.expiration.ms`, as Kafka does.
-    fn expire_producers(&mut self, now_ms: i64) -> Result<(), String> {
+    fn expire_producers(&mut self, now_ms: i64) -> Result<(), StorageError> {
         let expired = self.producers.expired(now_ms);
         if expired.is_empty() {
             return Ok(());
@@ -473,11 +475,11 @@ impl Writer {
         now_ms: i64,
         policy: RetentionPolicy,
         keep_from: Option<u64>,
-    ) -> Result<(Option<retention::Decision>, Vec<Summary>), String> {
+    ) -> Result<(Option<retention::Decision>, Vec<Summary>), StorageError> {
         let db = self.shared.database()?;
-        let txn = db.begin_read().map_err(|e| e.to_string())?;
-        let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
-        let times = txn.open_table(GROUP_TIMES).map_err(|e| e.to_string())?;
+        let txn = db.begin_read()?;
+        let rows = txn.open_table(BATCHES)?;
+        let times = txn.open_table(GROUP_TIMES)?;
         let mut failure = None;
         let mut scanned = Vec::new();
         let summarized = |group: Group| {
@@ -497,14 +499,14 @@ impl Writer {
         let decision = retention::decide(summaries, log.size_bytes, now_ms, policy, keep_from);
         match failure {
             // A corrupt group stops the scan: never decide past what could be read.
-            Some(e) => Err(format!("retention stopped at a corrupt group: {e}")),
+            Some(e) => Err(StorageError::corrupt("group (retention stopped at it)", e)),
             None => Ok((decision, scanned)),
         }
     }
 }
 
 /// One group as a unit of deletion, appended at `appended_ms` (see [`ages`]).
-fn summarize(group: &Group, appended_ms: i64) -> Result<Summary, String> {
+fn summarize(group: &Group, appended_ms: i64) -> Result<Summary, StorageError> {
     Ok(Summary {
         base_offset: group.base_offset,
         last_offset: last_offset(group)?,
@@ -514,17 +516,17 @@ fn summarize(group: &Group, appended_ms: i64) -> Result<Summary, String> {
 }
 
 /// The offset of the group's last record (its base offset when it holds no batch).
-fn last_offset(group: &Group) -> Result<u64, String> {
+fn last_offset(group: &Group) -> Result<u64, StorageError> {
     let mut last = group.base_offset;
     for parsed in batch::batches(&group.bytes) {
-        last = parsed.map_err(|e| e.to_string())?.header().last_offset() as u64;
+        last = parsed?.header().last_offset() as u64;
     }
     Ok(last)
 }
 
 /// The groups of `key` whose every offset is below `offset`: (base offset, bytes).
-fn groups_below(txn: &WriteTransaction, key: u64, offset: u64) -> Result<Vec<(u64, u64)>, String> {
-    let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+fn groups_below(txn: &WriteTransaction, key: u64, offset: u64) -> Result<Vec<(u64, u64)>, StorageError> {
+    let rows = txn.open_table(BATCHES)?;
     let mut doomed = Vec::new();
     for group in groups_from(&rows, key, 0)? {
         let group = group?;
@@ -541,11 +543,11 @@ fn delete_groups(
     key: u64,
     doomed: &[(u64, u64)],
     log: &mut PartitionLog,
-) -> Result<u64, String> {
-    let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+) -> Result<u64, StorageError> {
+    let mut rows = txn.open_table(BATCHES)?;
     let mut bytes = 0;
     for (base, size) in doomed {
-        rows.retain_in((key, *base, 0)..=(key, *base, u32::MAX), |_, _| false).map_err(|e| e.to_string())?;
+        rows.retain_in((key, *base, 0)..=(key, *base, u32::MAX), |_, _| false)?;
         bytes += size;
     }
     ages::forget(txn, key, doomed.iter().map(|(base, _)| *base))?;
@@ -559,14 +561,14 @@ fn delete_groups(
 
 /// Removes every batch of `key` from `offset` on (a batch boundary): groups starting there or later
 /// go, and the group holding `offset` is rewritten with the batches before it.
-fn truncate_groups(txn: &WriteTransaction, key: u64, offset: u64, log: &mut PartitionLog) -> Result<(), String> {
-    let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+fn truncate_groups(txn: &WriteTransaction, key: u64, offset: u64, log: &mut PartitionLog) -> Result<(), StorageError> {
+    let mut rows = txn.open_table(BATCHES)?;
     let start = containing_group(&rows, key, offset)?;
     let groups: Vec<Group> = groups_from(&rows, key, start)?.collect::<Result<_, _>>()?;
     for group in groups {
         let mut kept = Vec::new();
         for parsed in batch::batches(&group.bytes) {
-            let parsed = parsed.map_err(|e| e.to_string())?;
+            let parsed = parsed?;
             if (parsed.last_offset() as u64) < offset {
                 kept.extend_from_slice(parsed.as_bytes());
             }
@@ -574,50 +576,52 @@ fn truncate_groups(txn: &WriteTransaction, key: u64, offset: u64, log: &mut Part
         if kept.len() == group.bytes.len() {
             continue;
         }
-        rows.retain_in((key, group.base_offset, 0)..=(key, group.base_offset, u32::MAX), |_, _| false)
-            .map_err(|e| e.to_string())?;
+        rows.retain_in((key, group.base_offset, 0)..=(key, group.base_offset, u32::MAX), |_, _| false)?;
         log.size_bytes = log.size_bytes.saturating_sub((group.bytes.len() - kept.len()) as u64);
         if kept.is_empty() {
             ages::forget(txn, key, [group.base_offset])?;
         } else {
-            for (part, chunk) in &extend_group(0, Vec::new(), &kept).rows {
-                rows.insert((key, group.base_offset, *part), chunk.as_ref()).map_err(|e| e.to_string())?;
+            for (part, range) in extend_group(0, 0, kept.len()).rows {
+                rows.insert((key, group.base_offset, part), &kept[range])?;
             }
         }
     }
     Ok(())
 }
 
-fn write_partition(txn: &WriteTransaction, key: u64, log: &PartitionLog) -> Result<(), String> {
-    let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
-    partitions.insert(key, meta::encode(&log.to_meta()).as_slice()).map_err(|e| e.to_string())?;
+fn write_partition(txn: &WriteTransaction, key: u64, log: &PartitionLog) -> Result<(), StorageError> {
+    let mut partitions = txn.open_table(PARTITIONS)?;
+    partitions.insert(key, meta::encode(&log.to_meta()).as_slice())?;
     Ok(())
 }
 
 /// Rewrites a topic's row with `change` applied.
-fn update_topic_row(txn: &WriteTransaction, name: &str, change: impl FnOnce(&mut TopicMeta)) -> Result<(), String> {
-    let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
+fn update_topic_row(
+    txn: &WriteTransaction,
+    name: &str,
+    change: impl FnOnce(&mut TopicMeta),
+) -> Result<(), StorageError> {
+    let mut topics = txn.open_table(TOPICS)?;
     let mut row: TopicMeta = {
-        let stored =
-            topics.get(name).map_err(|e| e.to_string())?.ok_or_else(|| format!("topic {name:?} has no row"))?;
-        meta::decode(|| format!("topic {name}"), stored.value()).map_err(|e| e.to_string())?
+        let stored = topics.get(name)?.ok_or_else(|| StorageError::internal(format!("topic {name:?} has no row")))?;
+        meta::decode(|| format!("topic {name}"), stored.value())?
     };
     change(&mut row);
-    topics.insert(name, meta::encode(&row).as_slice()).map_err(|e| e.to_string())?;
+    topics.insert(name, meta::encode(&row).as_slice())?;
     Ok(())
 }
 
-fn allocate_partition_keys(txn: &WriteTransaction, count: u32) -> Result<Vec<u64>, String> {
-    let mut meta_table = txn.open_table(META).map_err(|e| e.to_string())?;
-    let next = meta_table.get(NEXT_PARTITION_KEY).map_err(|e| e.to_string())?.map_or(0, |v| v.value());
-    meta_table.insert(NEXT_PARTITION_KEY, next + u64::from(count)).map_err(|e| e.to_string())?;
+fn allocate_partition_keys(txn: &WriteTransaction, count: u32) -> Result<Vec<u64>, StorageError> {
+    let mut meta_table = txn.open_table(META)?;
+    let next = meta_table.get(NEXT_PARTITION_KEY)?.map_or(0, |v| v.value());
+    meta_table.insert(NEXT_PARTITION_KEY, next + u64::from(count))?;
     Ok((next..next + u64::from(count)).collect())
 }
 
-fn write_new_partitions(txn: &WriteTransaction, keys: &[u64]) -> Result<(), String> {
-    let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
+fn write_new_partitions(txn: &WriteTransaction, keys: &[u64]) -> Result<(), StorageError> {
+    let mut partitions = txn.open_table(PARTITIONS)?;
     for key in keys {
-        partitions.insert(*key, meta::encode(&fresh_partition()).as_slice()).map_err(|e| e.to_string())?;
+        partitions.insert(*key, meta::encode(&fresh_partition()).as_slice())?;
     }
     Ok(())
 }

@@ -18,12 +18,13 @@ use std::ops::Bound;
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::StorageError;
 use super::layout::GROUP_TIMES;
 
 /// Records that the group of partition `key` at `base_offset` was started at `at_ms`.
-pub(super) fn started(txn: &WriteTransaction, key: u64, base_offset: u64, at_ms: i64) -> Result<(), String> {
-    let mut times = txn.open_table(GROUP_TIMES).map_err(|e| e.to_string())?;
-    times.insert((key, base_offset), at_ms).map_err(|e| e.to_string())?;
+pub(super) fn started(txn: &WriteTransaction, key: u64, base_offset: u64, at_ms: i64) -> Result<(), StorageError> {
+    let mut times = txn.open_table(GROUP_TIMES)?;
+    times.insert((key, base_offset), at_ms)?;
     Ok(())
 }
 
@@ -32,18 +33,18 @@ pub(super) fn forget(
     txn: &WriteTransaction,
     key: u64,
     base_offsets: impl IntoIterator<Item = u64>,
-) -> Result<(), String> {
-    let mut times = txn.open_table(GROUP_TIMES).map_err(|e| e.to_string())?;
+) -> Result<(), StorageError> {
+    let mut times = txn.open_table(GROUP_TIMES)?;
     for base in base_offsets {
-        times.remove((key, base)).map_err(|e| e.to_string())?;
+        times.remove((key, base))?;
     }
     Ok(())
 }
 
 /// Forgets every start time of a deleted partition.
-pub(super) fn forget_partition(txn: &WriteTransaction, key: u64) -> Result<(), String> {
-    let mut times = txn.open_table(GROUP_TIMES).map_err(|e| e.to_string())?;
-    times.retain_in((key, 0)..=(key, u64::MAX), |_, _| false).map_err(|e| e.to_string())?;
+pub(super) fn forget_partition(txn: &WriteTransaction, key: u64) -> Result<(), StorageError> {
+    let mut times = txn.open_table(GROUP_TIMES)?;
+    times.retain_in((key, 0)..=(key, u64::MAX), |_, _| false)?;
     Ok(())
 }
 
@@ -54,11 +55,11 @@ pub(super) fn appended_ms(
     key: u64,
     base_offset: u64,
     last_append_ms: i64,
-) -> Result<i64, String> {
+) -> Result<i64, StorageError> {
     let later = (Bound::Excluded((key, base_offset)), Bound::Included((key, u64::MAX)));
-    let next_start = times.range::<(u64, u64)>(later).map_err(|e| e.to_string())?.next();
+    let next_start = times.range::<(u64, u64)>(later)?.next();
     match next_start {
-        Some(row) => Ok(row.map_err(|e| e.to_string())?.1.value()),
+        Some(row) => Ok(row?.1.value()),
         None => Ok(last_append_ms),
     }
 }

@@ -26,7 +26,7 @@ pub(super) fn file_factory(dir: &Path) -> Result<BackendFactory, OpenError> {
 pub(super) fn open_database(factory: &BackendFactory, cache_bytes: usize) -> Result<redb::Database, OpenError> {
     let backend = factory().map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock => OpenError::Locked,
-        _ => OpenError::Storage(e.to_string()),
+        _ => OpenError::Storage(e.into()),
     })?;
     let db = redb::Builder::new().set_cache_size(cache_bytes).create_with_backend(Boxed(backend));
     match db {

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::OpenError;
+use super::StorageError;
 use super::layout::{CLUSTER_ID_KEYS, FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITIONS, TOPICS};
 use super::meta::{self, PartitionMeta, TopicMeta};
 use super::topic::TopicConfig;
@@ -163,34 +164,38 @@ impl Catalog {
 /// Reads the catalog and every partition's metadata; checks the format version, and migrates an
 /// older one (`now_ms`: see [`super::migrate`]).
 pub(super) fn load(db: &redb::Database, now_ms: i64) -> Result<(Catalog, BTreeMap<u64, PartitionMeta>), OpenError> {
-    let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
     ensure_tables(db)?;
     if let Some(found) = super::migrate::found_version(db)?
         && found < FORMAT_VERSION
     {
         super::migrate::to_current(db, found, now_ms)?;
     }
-    let txn = db.begin_read().map_err(|e| storage(&e))?;
-    let meta_table = txn.open_table(META).map_err(|e| storage(&e))?;
-    let found = meta_table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?.map(|v| v.value());
+    let txn = db.begin_read().map_err(|e| OpenError::Storage(e.into()))?;
+    let meta_table = txn.open_table(META).map_err(|e| OpenError::Storage(e.into()))?;
+    let found = meta_table.get(FORMAT_VERSION_KEY).map_err(|e| OpenError::Storage(e.into()))?.map(|v| v.value());
     match found {
         Some(found) if found > FORMAT_VERSION => {
             return Err(OpenError::NewerFormat { found, supported: FORMAT_VERSION });
         }
         Some(_) => {}
-        None => return Err(OpenError::Storage("database has no format version".into())),
+        None => return Err(OpenError::Storage(StorageError::corrupt("database", "it has no format version"))),
     }
-    let partitions_table = txn.open_table(PARTITIONS).map_err(|e| storage(&e))?;
+    let partitions_table = txn.open_table(PARTITIONS).map_err(|e| OpenError::Storage(e.into()))?;
     let mut partitions = BTreeMap::new();
-    for row in partitions_table.iter().map_err(|e| storage(&e))? {
-        let (key, value) = row.map_err(|e| storage(&e))?;
+    for row in partitions_table.iter().map_err(|e| OpenError::Storage(e.into()))? {
+        let (key, value) = row.map_err(|e| OpenError::Storage(e.into()))?;
         let key = key.value();
         let partition: PartitionMeta = meta::decode(|| format!("partition {key}"), value.value())?;
         partitions.insert(key, partition);
     }
     let mut catalog = Catalog::default();
-    for row in txn.open_table(TOPICS).map_err(|e| storage(&e))?.iter().map_err(|e| storage(&e))? {
-        let (name, value) = row.map_err(|e| storage(&e))?;
+    for row in txn
+        .open_table(TOPICS)
+        .map_err(|e| OpenError::Storage(e.into()))?
+        .iter()
+        .map_err(|e| OpenError::Storage(e.into()))?
+    {
+        let (name, value) = row.map_err(|e| OpenError::Storage(e.into()))?;
         let name = name.value().to_owned();
         let topic: TopicMeta = meta::decode(|| format!("topic {name}"), value.value())?;
         let states = topic
@@ -214,18 +219,17 @@ pub(super) fn load(db: &redb::Database, now_ms: i64) -> Result<(Catalog, BTreeMa
 
 /// The cluster id stored in `meta` (made by [`ensure_tables`] where there was none).
 pub(super) fn cluster_id(db: &redb::Database) -> Result<Uuid, OpenError> {
-    let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
-    let txn = db.begin_read().map_err(|e| storage(&e))?;
-    let table = txn.open_table(META).map_err(|e| storage(&e))?;
+    let txn = db.begin_read().map_err(|e| OpenError::Storage(e.into()))?;
+    let table = txn.open_table(META).map_err(|e| OpenError::Storage(e.into()))?;
     match read_cluster_id(&table)? {
         Some(id) => Ok(id),
-        None => Err(OpenError::Storage("database has no cluster id".into())),
+        None => Err(OpenError::Storage(StorageError::corrupt("database", "it has no cluster id"))),
     }
 }
 
 fn read_cluster_id(table: &impl ReadableTable<&'static str, u64>) -> Result<Option<Uuid>, OpenError> {
     let [high, low] = CLUSTER_ID_KEYS.map(|key| table.get(key).map(|value| value.map(|v| v.value())));
-    match (high.map_err(|e| OpenError::Storage(e.to_string()))?, low.map_err(|e| OpenError::Storage(e.to_string()))?) {
+    match (high.map_err(|e| OpenError::Storage(e.into()))?, low.map_err(|e| OpenError::Storage(e.into()))?) {
         (Some(high), Some(low)) => Ok(Some(Uuid::from_u64_pair(high, low))),
         _ => Ok(None),
     }
@@ -245,9 +249,8 @@ pub(super) fn offsets_of(partition: &PartitionMeta) -> PartitionOffsets {
 /// since an older build created it; a no-op when all are there.
 fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
     use super::layout::{BATCHES, BLOBS, GROUP_OFFSETS, GROUP_TIMES, PRODUCERS, RESOURCES};
-    let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
     {
-        let txn = db.begin_read().map_err(|e| storage(&e))?;
+        let txn = db.begin_read().map_err(|e| OpenError::Storage(e.into()))?;
         let complete = txn.open_table(TOPICS).is_ok()
             && txn.open_table(PARTITIONS).is_ok()
             && txn.open_table(BATCHES).is_ok()
@@ -257,35 +260,35 @@ fn ensure_tables(db: &redb::Database) -> Result<(), OpenError> {
             && txn.open_table(BLOBS).is_ok()
             && txn.open_table(GROUP_TIMES).is_ok();
         if let Ok(table) = txn.open_table(META)
-            && let Some(version) = table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?
+            && let Some(version) = table.get(FORMAT_VERSION_KEY).map_err(|e| OpenError::Storage(e.into()))?
             // A newer format is refused by `load`, untouched.
             && ((complete && read_cluster_id(&table)?.is_some()) || version.value() > FORMAT_VERSION)
         {
             return Ok(());
         }
     }
-    let txn = db.begin_write().map_err(|e| storage(&e))?;
+    let txn = db.begin_write().map_err(|e| OpenError::Storage(e.into()))?;
     {
-        let mut meta_table = txn.open_table(META).map_err(|e| storage(&e))?;
-        if meta_table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?.is_none() {
-            meta_table.insert(FORMAT_VERSION_KEY, FORMAT_VERSION).map_err(|e| storage(&e))?;
+        let mut meta_table = txn.open_table(META).map_err(|e| OpenError::Storage(e.into()))?;
+        if meta_table.get(FORMAT_VERSION_KEY).map_err(|e| OpenError::Storage(e.into()))?.is_none() {
+            meta_table.insert(FORMAT_VERSION_KEY, FORMAT_VERSION).map_err(|e| OpenError::Storage(e.into()))?;
         }
         // A cluster id is added without a format change: a build that does not know it ignores
         // it. Data from before it gets one here, at its first open.
         if read_cluster_id(&meta_table)?.is_none() {
             let (high, low) = Uuid::new_v4().as_u64_pair();
             for (key, half) in CLUSTER_ID_KEYS.into_iter().zip([high, low]) {
-                meta_table.insert(key, half).map_err(|e| storage(&e))?;
+                meta_table.insert(key, half).map_err(|e| OpenError::Storage(e.into()))?;
             }
         }
-        txn.open_table(TOPICS).map_err(|e| storage(&e))?;
-        txn.open_table(PARTITIONS).map_err(|e| storage(&e))?;
-        txn.open_table(BATCHES).map_err(|e| storage(&e))?;
-        txn.open_table(GROUP_OFFSETS).map_err(|e| storage(&e))?;
-        txn.open_table(PRODUCERS).map_err(|e| storage(&e))?;
-        txn.open_table(RESOURCES).map_err(|e| storage(&e))?;
-        txn.open_table(BLOBS).map_err(|e| storage(&e))?;
-        txn.open_table(GROUP_TIMES).map_err(|e| storage(&e))?;
+        txn.open_table(TOPICS).map_err(|e| OpenError::Storage(e.into()))?;
+        txn.open_table(PARTITIONS).map_err(|e| OpenError::Storage(e.into()))?;
+        txn.open_table(BATCHES).map_err(|e| OpenError::Storage(e.into()))?;
+        txn.open_table(GROUP_OFFSETS).map_err(|e| OpenError::Storage(e.into()))?;
+        txn.open_table(PRODUCERS).map_err(|e| OpenError::Storage(e.into()))?;
+        txn.open_table(RESOURCES).map_err(|e| OpenError::Storage(e.into()))?;
+        txn.open_table(BLOBS).map_err(|e| OpenError::Storage(e.into()))?;
+        txn.open_table(GROUP_TIMES).map_err(|e| OpenError::Storage(e.into()))?;
     }
-    txn.commit().map_err(|e| storage(&e))
+    txn.commit().map_err(|e| OpenError::Storage(e.into()))
 }

@@ -136,7 +136,11 @@ async fn storage_fault_run(full_disk: bool) {
             Err(AppendError::Storage(cause)) => {
                 refused += 1;
                 let expected = if full_disk { "No space left" } else { "fsync" };
-                assert!(cause.contains(expected), "the error names the cause: {cause}");
+                assert!(cause.to_string().contains(expected), "the error names the cause: {cause}");
+                // A full disk is told apart from other IO errors (retry later, free space), and
+                // neither is mistaken for corrupt data.
+                assert_eq!(cause.is_full(), full_disk, "{cause:?}");
+                assert!(!cause.is_corrupt(), "{cause:?}");
                 if refused >= 3 {
                     break;
                 }

@@ -34,7 +34,7 @@
 //! Partition keys are allocated from a counter and never reused, so a deleted topic's rows can
 //! never be mistaken for a new topic's.
 
-use std::borrow::Cow;
+use std::ops::Range;
 
 use redb::TableDefinition;
 
@@ -95,51 +95,54 @@ fn whole_part_len(available: usize) -> usize {
     leaf - LEAF_OVERHEAD_BYTES
 }
 
-/// What one commit writes to a group: the rows, and where the group's next bytes go.
-#[derive(Debug)]
-pub struct Extension<'a> {
-    /// `(part, bytes)` rows to insert; the first one may replace the group's partial last part.
-    pub rows: Vec<(u32, Cow<'a, [u8]>)>,
+/// What one commit writes to a group: the rows, and where the group's next bytes go. Ranges are
+/// in the bytes of the group's partial last part followed by the commit's new bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Extension {
+    /// `(part, range)` rows to insert; the first one may replace the group's partial last part.
+    pub rows: Vec<(u32, Range<usize>)>,
     /// The part the next bytes start in (see `tail`).
     pub next_part: u32,
-    /// The group's partial last part after this commit: empty when it ends on a whole part.
-    pub tail: Vec<u8>,
+    /// The group's partial last part after this commit (the last row, or nothing when the group
+    /// ends on a whole part).
+    pub tail: Range<usize>,
 }
 
-/// Appends `new` to a group whose partial last part `tail` is part `first_part` (or, with an empty
-/// `tail`, whose next part is `first_part`). Only the partial part is rewritten, completed to
-/// [`PART_BYTES`] with the first bytes of `new`; the rest of `new` is cut, without copying, into
-/// the largest whole parts that fit (a binary decomposition: a few rows per commit), and what is
-/// left below [`PART_BYTES`] becomes the new tail.
-pub fn extend_group(first_part: u32, mut tail: Vec<u8>, new: &[u8]) -> Extension<'_> {
-    debug_assert!(tail.len() < PART_BYTES, "a tail is a partial part");
+/// Cuts `new_len` bytes appended to a group whose partial last part of `tail_len` bytes is part
+/// `first_part` (or, with no tail, whose next part is `first_part`). Only the partial part is
+/// rewritten, completed to [`PART_BYTES`] with the first new bytes; the rest is cut into the
+/// largest whole parts that fit (a binary decomposition: a few rows per commit), and what is left
+/// below [`PART_BYTES`] becomes the new tail. Lengths only: the writer copies each row's bytes
+/// once, straight into the space redb reserves for it.
+pub fn extend_group(first_part: u32, tail_len: usize, new_len: usize) -> Extension {
+    debug_assert!(tail_len < PART_BYTES, "a tail is a partial part");
     // A binary decomposition: one row per leaf size at most, plus the rewritten tail.
-    let mut rows = Vec::with_capacity(PART_LEAF_BYTES_MAX.ilog2() as usize + new.len() / PART_LEAF_BYTES_MAX + 2);
+    let mut rows = Vec::with_capacity(PART_LEAF_BYTES_MAX.ilog2() as usize + new_len / PART_LEAF_BYTES_MAX + 2);
+    let end = tail_len + new_len;
     let mut part = first_part;
-    let mut rest = new;
-    if !tail.is_empty() {
-        let fill = (PART_BYTES - tail.len()).min(rest.len());
-        tail.extend_from_slice(&rest[..fill]);
-        rest = &rest[fill..];
-        if tail.len() < PART_BYTES {
-            // `new` ended inside the partial part: it stays the tail.
-            rows.push((part, Cow::Owned(tail.clone())));
-            return Extension { rows, next_part: part, tail };
+    let mut at = 0;
+    if tail_len > 0 {
+        let filled = PART_BYTES.min(end);
+        rows.push((part, 0..filled));
+        if filled < PART_BYTES {
+            // The new bytes ended inside the partial part: it stays the tail.
+            return Extension { rows, next_part: part, tail: 0..filled };
         }
-        rows.push((part, Cow::Owned(tail)));
+        at = filled;
         part += 1;
     }
-    while !rest.is_empty() {
-        if rest.len() < PART_BYTES {
-            rows.push((part, Cow::Borrowed(rest)));
-            return Extension { rows, next_part: part, tail: rest.to_vec() };
+    while at < end {
+        let rest = end - at;
+        if rest < PART_BYTES {
+            rows.push((part, at..end));
+            return Extension { rows, next_part: part, tail: at..end };
         }
-        let (whole, after) = rest.split_at(whole_part_len(rest.len()));
-        rows.push((part, Cow::Borrowed(whole)));
-        rest = after;
+        let whole = whole_part_len(rest);
+        rows.push((part, at..at + whole));
+        at += whole;
         part += 1;
     }
-    Extension { rows, next_part: part, tail: Vec::new() }
+    Extension { rows, next_part: part, tail: end..end }
 }
 
 #[cfg(test)]
@@ -167,22 +170,18 @@ mod tests {
     }
 
     fn shape(extension: &Extension) -> (Vec<(u32, usize)>, u32, usize) {
-        let rows = extension.rows.iter().map(|(part, bytes)| (*part, bytes.len())).collect();
+        let rows = extension.rows.iter().map(|(part, range)| (*part, range.len())).collect();
         (rows, extension.next_part, extension.tail.len())
     }
 
     #[test]
     fn a_new_group_is_cut_into_the_largest_whole_parts_and_one_tail() {
-        let new = vec![7u8; whole(2) + whole(1) + 10];
-        let extension = extend_group(0, Vec::new(), &new);
+        let extension = extend_group(0, 0, whole(2) + whole(1) + 10);
         assert_eq!(shape(&extension), (vec![(0, whole(2)), (1, whole(1)), (2, 10)], 2, 10));
-        assert!(extension.rows.iter().all(|(_, bytes)| matches!(bytes, Cow::Borrowed(_))), "no copy");
-        let exact = vec![1u8; PART_BYTES];
-        assert_eq!(shape(&extend_group(2, Vec::new(), &exact)), (vec![(2, PART_BYTES)], 3, 0));
-        assert_eq!(shape(&extend_group(4, Vec::new(), &[])), (vec![], 4, 0));
+        assert_eq!(shape(&extend_group(2, 0, PART_BYTES)), (vec![(2, PART_BYTES)], 3, 0));
+        assert_eq!(shape(&extend_group(4, 0, 0)), (vec![], 4, 0));
         // A commit of 1 MiB: four of the largest parts and a small tail.
-        let large = vec![0u8; 1 << 20];
-        let rows = shape(&extend_group(0, Vec::new(), &large)).0;
+        let rows = shape(&extend_group(0, 0, 1 << 20)).0;
         assert_eq!(rows.len(), 5, "{rows:?}");
         assert!(rows[..4].iter().all(|&(_, len)| len == whole(64)));
     }
@@ -190,15 +189,14 @@ mod tests {
     #[test]
     fn extending_rewrites_only_the_partial_part() {
         // The tail grows but stays partial.
-        let extension = extend_group(5, vec![1; 100], &[2; 50]);
-        assert_eq!(shape(&extension), (vec![(5, 150)], 5, 150));
-        assert_eq!(&extension.tail[..], &[[1u8; 100].as_slice(), [2u8; 50].as_slice()].concat()[..]);
+        let extension = extend_group(5, 100, 50);
+        assert_eq!(extension, Extension { rows: vec![(5, 0..150)], next_part: 5, tail: 0..150 });
         // The tail is completed, then whole parts and a new tail follow.
-        let new = vec![3u8; (PART_BYTES - 100) + PART_BYTES + 7];
-        let extension = extend_group(5, vec![1; 100], &new);
+        let extension = extend_group(5, 100, (PART_BYTES - 100) + PART_BYTES + 7);
         assert_eq!(shape(&extension), (vec![(5, PART_BYTES), (6, PART_BYTES), (7, 7)], 7, 7));
+        assert_eq!(extension.tail, 2 * PART_BYTES..2 * PART_BYTES + 7);
         // Completed exactly: the next bytes start a new part.
-        let extension = extend_group(5, vec![1; 100], &new[..PART_BYTES - 100]);
+        let extension = extend_group(5, 100, PART_BYTES - 100);
         assert_eq!(shape(&extension), (vec![(5, PART_BYTES)], 6, 0));
     }
 
@@ -210,11 +208,16 @@ mod tests {
         for (i, len) in [10usize, 5000, 4058, 1, PART_BYTES, 9000, 0, 3, 300_000, 70_001].into_iter().enumerate() {
             let new: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
             stored.extend_from_slice(&new);
-            let extension = extend_group(next_part, tail, &new);
-            for (part, bytes) in &extension.rows {
-                rows.insert(*part, bytes.to_vec());
+            let extension = extend_group(next_part, tail.len(), new.len());
+            let concat = [tail.as_slice(), new.as_slice()].concat();
+            let mut covered = 0;
+            for (part, range) in &extension.rows {
+                assert_eq!(range.start, covered, "rows follow each other");
+                covered = range.end;
+                rows.insert(*part, concat[range.clone()].to_vec());
             }
-            (next_part, tail) = (extension.next_part, extension.tail);
+            assert_eq!(covered, concat.len(), "rows cover every byte");
+            (next_part, tail) = (extension.next_part, concat[extension.tail].to_vec());
             assert!(rows.values().rev().skip(1).all(|part| is_whole_part(part.len())), "only the last part is partial");
             let last = rows.values().next_back().map_or(0, Vec::len);
             assert!(is_whole_part(last) || last < PART_BYTES);

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rill_core::log::{EpochEntry, EpochHistory, LogState};
 
+use super::StorageError;
 use super::catalog::{PartitionOffsets, PartitionState};
 use super::layout::{BATCHES, PART_BYTES, is_whole_part};
 use super::meta::PartitionMeta;
@@ -25,10 +26,10 @@ pub(super) struct PartitionLog {
 pub(super) fn load_logs(
     db: &redb::Database,
     metas: &BTreeMap<u64, PartitionMeta>,
-) -> Result<HashMap<u64, PartitionLog>, String> {
+) -> Result<HashMap<u64, PartitionLog>, StorageError> {
     use redb::ReadableDatabase;
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+    let txn = db.begin_read()?;
+    let rows = txn.open_table(BATCHES)?;
     let mut logs = HashMap::new();
     for (key, meta) in metas {
         match PartitionLog::from_meta(meta) {
@@ -58,14 +59,13 @@ pub(super) struct OpenGroup {
 }
 
 impl PartitionLog {
-    pub(super) fn from_meta(meta: &PartitionMeta) -> Result<Self, String> {
+    pub(super) fn from_meta(meta: &PartitionMeta) -> Result<Self, StorageError> {
         let entries: Vec<EpochEntry> =
             meta.epochs.iter().map(|&(epoch, start_offset)| EpochEntry { epoch, start_offset }).collect();
-        let epochs = EpochHistory::from_entries(&entries).map_err(|e| e.to_string())?;
+        let epochs = EpochHistory::from_entries(&entries)?;
         // Everything in the file was committed, so the high watermark is the log end.
         let state =
-            LogState::restore(meta.log_start_offset, meta.next_offset, meta.next_offset, meta.leader_epoch, epochs)
-                .map_err(|e| e.to_string())?;
+            LogState::restore(meta.log_start_offset, meta.next_offset, meta.next_offset, meta.leader_epoch, epochs)?;
         Ok(Self { state, size_bytes: meta.size_bytes, open_group: None, last_append_ms: meta.last_append_ms })
     }
 
@@ -95,16 +95,16 @@ pub(super) fn publish(partition: &PartitionState, log: &PartitionLog, durable: b
 /// The newest group of partition `key` if it can still grow: all its parts but the last are
 /// whole ([`is_whole_part`]) and the last one is whole or a tail. A group in any other shape is
 /// left closed: the next append starts a new group, which is always correct.
-pub(super) fn open_group(table: &impl BatchRows, key: u64) -> Result<Option<OpenGroup>, String> {
-    let last = table.range((key, 0, 0)..=(key, u64::MAX, u32::MAX)).map_err(|e| e.to_string())?.next_back();
+pub(super) fn open_group(table: &impl BatchRows, key: u64) -> Result<Option<OpenGroup>, StorageError> {
+    let last = table.range((key, 0, 0)..=(key, u64::MAX, u32::MAX))?.next_back();
     let Some(last) = last else { return Ok(None) };
-    let (last_key, _) = last.map_err(|e| e.to_string())?;
+    let (last_key, _) = last?;
     let (_, base_offset, last_part) = last_key.value();
-    let group = table.range((key, base_offset, 0)..=(key, base_offset, last_part)).map_err(|e| e.to_string())?;
+    let group = table.range((key, base_offset, 0)..=(key, base_offset, last_part))?;
     let mut bytes = 0;
     let mut tail = Vec::new();
     for (expected_part, row) in (0..).zip(group) {
-        let (row_key, value) = row.map_err(|e| e.to_string())?;
+        let (row_key, value) = row?;
         let (len, part) = (value.value().len(), row_key.value().2);
         let whole = is_whole_part(len);
         let is_tail = part == last_part && len < PART_BYTES;

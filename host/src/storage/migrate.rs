@@ -14,6 +14,7 @@
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::Deserialize;
 
+use super::StorageError;
 use super::layout::{BATCHES, FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITIONS, TOPICS};
 use super::meta::{self, PartitionMeta, TopicMeta};
 use super::topic::{CleanupPolicy, TopicConfig};
@@ -22,22 +23,24 @@ use super::{OpenError, ages};
 /// Brings a database of format `found` to [`FORMAT_VERSION`]; `now_ms` stands in for the append
 /// time format 1 did not keep.
 pub(super) fn to_current(db: &redb::Database, found: u64, now_ms: i64) -> Result<(), OpenError> {
-    let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
     if found >= FORMAT_VERSION {
         return Ok(());
     }
-    let txn = db.begin_write().map_err(|e| storage(&e))?;
+    let txn = db.begin_write().map_err(|e| OpenError::Storage(e.into()))?;
     match found {
-        1 => v1_to_v2(&txn, now_ms).map_err(|e| storage(&e))?,
+        1 => v1_to_v2(&txn, now_ms).map_err(OpenError::Storage)?,
         unknown => {
-            return Err(OpenError::Storage(format!("storage format version {unknown} was never written by Rill")));
+            return Err(OpenError::Storage(StorageError::corrupt(
+                "database",
+                format!("storage format version {unknown} was never written by Rill"),
+            )));
         }
     }
     txn.open_table(META)
-        .map_err(|e| storage(&e))?
+        .map_err(|e| OpenError::Storage(e.into()))?
         .insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
-        .map_err(|e| storage(&e))?;
-    txn.commit().map_err(|e| storage(&e))?;
+        .map_err(|e| OpenError::Storage(e.into()))?;
+    txn.commit().map_err(|e| OpenError::Storage(e.into()))?;
     tracing::info!(from = found, to = FORMAT_VERSION, "storage format migrated");
     Ok(())
 }
@@ -73,13 +76,12 @@ pub(super) struct PartitionMetaV1 {
     pub(super) epochs: Vec<(u32, u64)>,
 }
 
-fn v1_to_v2(txn: &WriteTransaction, now_ms: i64) -> Result<(), String> {
-    let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
+fn v1_to_v2(txn: &WriteTransaction, now_ms: i64) -> Result<(), StorageError> {
+    let mut topics = txn.open_table(TOPICS)?;
     let mut rewritten = Vec::new();
-    for row in topics.iter().map_err(|e| e.to_string())? {
-        let (name, value) = row.map_err(|e| e.to_string())?;
-        let old: TopicMetaV1 =
-            meta::decode(|| format!("topic {} (format 1)", name.value()), value.value()).map_err(|e| e.to_string())?;
+    for row in topics.iter()? {
+        let (name, value) = row?;
+        let old: TopicMetaV1 = meta::decode(|| format!("topic {} (format 1)", name.value()), value.value())?;
         let config = TopicConfig {
             retention_ms: old.config.retention_ms,
             retention_bytes: old.config.retention_bytes,
@@ -91,15 +93,14 @@ fn v1_to_v2(txn: &WriteTransaction, now_ms: i64) -> Result<(), String> {
         rewritten.push((name.value().to_owned(), meta::encode(&new)));
     }
     for (name, row) in &rewritten {
-        topics.insert(name.as_str(), row.as_slice()).map_err(|e| e.to_string())?;
+        topics.insert(name.as_str(), row.as_slice())?;
     }
 
-    let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
+    let mut partitions = txn.open_table(PARTITIONS)?;
     let mut rewritten = Vec::new();
-    for row in partitions.iter().map_err(|e| e.to_string())? {
-        let (key, value) = row.map_err(|e| e.to_string())?;
-        let old: PartitionMetaV1 = meta::decode(|| format!("partition {} (format 1)", key.value()), value.value())
-            .map_err(|e| e.to_string())?;
+    for row in partitions.iter()? {
+        let (key, value) = row?;
+        let old: PartitionMetaV1 = meta::decode(|| format!("partition {} (format 1)", key.value()), value.value())?;
         let new = PartitionMeta {
             log_start_offset: old.log_start_offset,
             next_offset: old.next_offset,
@@ -111,14 +112,14 @@ fn v1_to_v2(txn: &WriteTransaction, now_ms: i64) -> Result<(), String> {
         rewritten.push((key.value(), meta::encode(&new)));
     }
     for (key, row) in &rewritten {
-        partitions.insert(*key, row.as_slice()).map_err(|e| e.to_string())?;
+        partitions.insert(*key, row.as_slice())?;
     }
 
     // Every group's first part (part 0) names a group: each gets the migration time.
-    let batches = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+    let batches = txn.open_table(BATCHES)?;
     let mut groups = Vec::new();
-    for row in batches.iter().map_err(|e| e.to_string())? {
-        let (key, _) = row.map_err(|e| e.to_string())?;
+    for row in batches.iter()? {
+        let (key, _) = row?;
         let (partition, base_offset, part) = key.value();
         if part == 0 {
             groups.push((partition, base_offset));
@@ -132,8 +133,7 @@ fn v1_to_v2(txn: &WriteTransaction, now_ms: i64) -> Result<(), String> {
 
 /// The format version of a database, read before anything else.
 pub(super) fn found_version(db: &redb::Database) -> Result<Option<u64>, OpenError> {
-    let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
-    let txn = db.begin_read().map_err(|e| storage(&e))?;
-    let table = txn.open_table(META).map_err(|e| storage(&e))?;
-    Ok(table.get(FORMAT_VERSION_KEY).map_err(|e| storage(&e))?.map(|v| v.value()))
+    let txn = db.begin_read().map_err(|e| OpenError::Storage(e.into()))?;
+    let table = txn.open_table(META).map_err(|e| OpenError::Storage(e.into()))?;
+    Ok(table.get(FORMAT_VERSION_KEY).map_err(|e| OpenError::Storage(e.into()))?.map(|v| v.value()))
 }

@@ -25,6 +25,7 @@ pub mod producers;
 mod read;
 mod recovery;
 pub mod resources;
+mod staged;
 mod stats;
 pub mod topic;
 mod validate;
@@ -45,17 +46,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use rill_core::batch;
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use backend::BackendFactory;
 pub use catalog::{PartitionOffsets, PartitionState, TopicState, TrafficCounts};
-pub use errors::{AppendError, OpenError, ReadError, WriterState};
+pub use errors::{AppendError, IoFailure, LogRefusal, OpenError, ReadError, StorageError, WriterState};
 pub use offsets::{CommittedOffset, GroupOffsets, TopicPartition};
 pub use read::ReadOutcome;
 pub use resources::{Blob, PutMode, ResourceError};
 pub use stats::StoreStats;
 pub use topic::{MessageTimestampType, TimestampOutOfRange, TopicConfig, TopicError};
+use validate::Checked;
 pub use validate::InvalidBatch;
 
 use crate::clock::Clock;
@@ -297,7 +299,7 @@ impl Store {
         let thread = std::thread::Builder::new()
             .name("rill-storage-writer".into())
             .spawn(move || writer.run())
-            .map_err(|e| OpenError::Storage(format!("cannot start writer thread: {e}")))?;
+            .map_err(|e| OpenError::Storage(e.into()))?;
         Ok(Store { shared, commands, writer_thread: Arc::new(Mutex::new(Some(thread))) })
     }
 
@@ -319,9 +321,9 @@ impl Store {
             return Ok(topic);
         }
         match self.create_topic(name, partitions, config).await {
-            Err(TopicError::AlreadyExists(_)) => {
-                self.topic(name).ok_or_else(|| TopicError::Storage(format!("topic {name:?} vanished as it was made")))
-            }
+            Err(TopicError::AlreadyExists(_)) => self.topic(name).ok_or_else(|| {
+                TopicError::Storage(StorageError::internal(format!("topic {name:?} vanished as it was made")))
+            }),
             created => created,
         }
     }
@@ -338,7 +340,7 @@ impl Store {
         let name = name.to_owned();
         self.request(|reply| Command::CreateTopic { name, partitions, config, reply })
             .await
-            .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
+            .unwrap_or_else(|e| Err(TopicError::Storage(e.into_storage())))
     }
 
     /// Deletes a topic and all its batches (and its read-only mark).
@@ -346,8 +348,8 @@ impl Store {
         let owned = name.to_owned();
         self.request(|reply| Command::DeleteTopic { name: owned, reply })
             .await
-            .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))?;
-        self.unmark_read_only(name).await.map_err(|e| TopicError::Storage(e.to_string()))
+            .unwrap_or_else(|e| Err(TopicError::Storage(e.into_storage())))?;
+        self.unmark_read_only(name).await.map_err(|e| TopicError::Storage(e.into_storage()))
     }
 
     /// Lets producers write to `topic` again.
@@ -365,7 +367,7 @@ impl Store {
     /// (producers get [`AppendError::ReadOnly`] with `reason`). Durable; survives restarts.
     pub async fn mark_read_only(&self, topic: &str, reason: &str) -> Result<(), AppendError> {
         let document = serde_json::to_vec(&ReadOnlyDocument { reason: reason.to_owned() })
-            .map_err(|e| AppendError::Storage(e.to_string()))?;
+            .map_err(|e| StorageError::internal(format!("cannot encode a read-only mark: {e}")))?;
         let mark = DocumentWrite { kind: READ_ONLY_KIND.into(), name: topic.into(), document: Some(document) };
         self.write_documents(vec![mark]).await?;
         self.shared.read_only.write().unwrap_or_else(|p| p.into_inner()).insert(topic.to_owned(), reason.to_owned());
@@ -382,7 +384,7 @@ impl Store {
         let name = name.to_owned();
         self.request(|reply| Command::AlterTopicConfig { name, config, reply })
             .await
-            .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
+            .unwrap_or_else(|e| Err(TopicError::Storage(e.into_storage())))
     }
 
     /// Grows a topic to `total` partitions (Kafka's CreatePartitions: partitions are never removed).
@@ -391,7 +393,7 @@ impl Store {
         let name = name.to_owned();
         self.request(|reply| Command::CreatePartitions { name, total, reply })
             .await
-            .unwrap_or_else(|e| Err(TopicError::Storage(e.to_string())))
+            .unwrap_or_else(|e| Err(TopicError::Storage(e.into_storage())))
     }
 
     /// Whether the store takes writes (`/health`).
@@ -402,10 +404,10 @@ impl Store {
         let recovery = self.shared.recovery.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match recovery {
             Some(broken) if !broken.reopened || broken.writes_refused_until > std::time::Instant::now() => {
-                WriterState::Recovering { cause: broken.cause }
+                WriterState::Recovering { cause: broken.cause.to_string(), disk_full: broken.cause.is_full() }
             }
             _ if self.shared.database().is_err() => {
-                WriterState::Recovering { cause: "the database is being reopened".into() }
+                WriterState::Recovering { cause: "the database is being reopened".into(), disk_full: false }
             }
             _ => WriterState::Accepting,
         }
@@ -462,19 +464,20 @@ impl Store {
     /// Appends one or more concatenated v2 record batches (as a Kafka producer sends them) to a
     /// partition. Returns once they are committed under the durability policy.
     pub async fn append(&self, topic: &str, partition: u32, batches: Vec<u8>) -> Result<AppendOutcome, AppendError> {
-        self.enqueue_append(topic, partition, batches).await?.outcome().await
+        self.enqueue_append(topic, partition, Bytes::from(batches)).await?.outcome().await
     }
 
     /// The first half of [`Store::append`]: validates the batches and queues them for the writer,
     /// returning once they are queued. Appends queued one after another are stored in that order,
     /// so a connection can queue its next produce request while the previous one commits.
+    /// `batches` may share a request frame's buffer: they are not copied before the commit.
     pub async fn enqueue_append(
         &self,
         topic: &str,
         partition: u32,
-        mut batches: Vec<u8>,
+        batches: Bytes,
     ) -> Result<AppendTicket, AppendError> {
-        let (partition_state, log_append_time_ms) = self.partition_for_append(topic, partition, &mut batches)?;
+        let (partition_state, batches, log_append_time_ms) = self.partition_for_append(topic, partition, batches)?;
         let key = partition_state.key;
         let (reply, answer) = oneshot::channel();
         self.commands.send(Command::Append { key, batches, reply }).await.map_err(|_| AppendError::ShutDown)?;
@@ -487,8 +490,8 @@ impl Store {
         &self,
         topic: &str,
         partition: u32,
-        batches: &mut [u8],
-    ) -> Result<(Arc<PartitionState>, Option<i64>), AppendError> {
+        batches: Bytes,
+    ) -> Result<(Arc<PartitionState>, Checked, Option<i64>), AppendError> {
         let topic_state = self.topic(topic).ok_or_else(|| AppendError::UnknownTopic(topic.to_owned()))?;
         let partition_state = topic_state
             .partition(partition)
@@ -496,8 +499,9 @@ impl Store {
         if let Some(reason) = self.read_only_reason(topic) {
             return Err(AppendError::ReadOnly { topic: topic.to_owned(), reason });
         }
-        let log_append_time_ms = validate::validate_append(batches, &topic_state.config, self.shared.clock.now_ms())?;
-        Ok((partition_state, log_append_time_ms))
+        let (checked, log_append_time_ms) =
+            validate::validate_append(batches, &topic_state.config, self.shared.clock.now_ms())?;
+        Ok((partition_state, checked, log_append_time_ms))
     }
 
     /// Appends batches whose offsets and epochs a leader assigned (a mirror's copy): they must
@@ -522,6 +526,7 @@ impl Store {
     ) -> Result<AppendTicket, AppendError> {
         let key = self.partition_key(topic, partition)?;
         let (reply, answer) = oneshot::channel();
+        let batches = Bytes::from(batches);
         self.commands.send(Command::AppendReplica { key, batches, reply }).await.map_err(|_| AppendError::ShutDown)?;
         Ok(AppendTicket { answer, log_append_time_ms: None })
     }
@@ -614,12 +619,11 @@ impl Store {
         generation: Option<u64>,
     ) -> Result<Vec<AppendOutcome>, AppendError> {
         let mut keyed = Vec::with_capacity(appends.len());
-        for (topic, partition, mut batches) in appends {
-            let key = self.partition_for_append(&topic, partition, &mut batches)?.0.key;
-            let idempotent =
-                batch::batches(&batches).filter_map(Result::ok).any(|parsed| parsed.header().producer_id >= 0);
-            if idempotent {
-                return Err(AppendError::Log("a transaction's batches may not carry a producer id".into()));
+        for (topic, partition, batches) in appends {
+            let (partition, batches, _) = self.partition_for_append(&topic, partition, Bytes::from(batches))?;
+            let key = partition.key;
+            if batches.headers.iter().any(|header| header.producer_id >= 0) {
+                return Err(LogRefusal::ProducerIdInTransaction.into());
             }
             keyed.push((key, batches));
         }
@@ -665,7 +669,7 @@ impl Store {
         let (kind, name) = (kind.to_owned(), name.to_owned());
         self.request(|reply| Command::PutResource { kind, name, document, mode, blob, reply })
             .await
-            .map_err(|e| ResourceError::Storage(e.to_string()))?
+            .map_err(|e| ResourceError::Storage(e.into_storage()))?
     }
 
     /// Deletes a resource document; `references` names the blob a document holds, so a blob no
@@ -679,7 +683,7 @@ impl Store {
         let (kind, name) = (kind.to_owned(), name.to_owned());
         self.request(|reply| Command::DeleteResource { kind, name, references, reply })
             .await
-            .map_err(|e| ResourceError::Storage(e.to_string()))?
+            .map_err(|e| ResourceError::Storage(e.into_storage()))?
     }
 
     pub fn resource(&self, kind: &str, name: &str) -> Result<Option<Vec<u8>>, ResourceError> {
@@ -775,8 +779,8 @@ impl Shared {
         self.offsets.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn database(&self) -> Result<Arc<redb::Database>, String> {
+    fn database(&self) -> Result<Arc<redb::Database>, StorageError> {
         let guard = self.db.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        guard.clone().ok_or_else(|| "database is being reopened after an IO error".to_owned())
+        guard.clone().ok_or(StorageError::Closed)
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::StorageError;
 use super::layout::GROUP_OFFSETS;
 use super::meta;
 
@@ -29,16 +30,15 @@ pub type TopicPartition = (String, u32);
 pub type GroupOffsets = BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>>;
 
 /// Reads every committed offset (at open and after the writer reopens the database).
-pub(super) fn load(db: &redb::Database) -> Result<GroupOffsets, String> {
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let table = txn.open_table(GROUP_OFFSETS).map_err(|e| e.to_string())?;
+pub(super) fn load(db: &redb::Database) -> Result<GroupOffsets, StorageError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(GROUP_OFFSETS)?;
     let mut all = GroupOffsets::new();
-    for row in table.iter().map_err(|e| e.to_string())? {
-        let (key, value) = row.map_err(|e| e.to_string())?;
+    for row in table.iter()? {
+        let (key, value) = row?;
         let (group, topic, partition) = key.value();
         let committed: CommittedOffset =
-            meta::decode(|| format!("offset of group {group:?} for {topic}/{partition}"), value.value())
-                .map_err(|e| e.to_string())?;
+            meta::decode(|| format!("offset of group {group:?} for {topic}/{partition}"), value.value())?;
         all.entry(group.to_owned()).or_default().insert((topic.to_owned(), partition), committed);
     }
     Ok(all)
@@ -49,20 +49,18 @@ pub(super) fn write(
     txn: &WriteTransaction,
     group: &str,
     offsets: &[(TopicPartition, CommittedOffset)],
-) -> Result<(), String> {
-    let mut table = txn.open_table(GROUP_OFFSETS).map_err(|e| e.to_string())?;
+) -> Result<(), StorageError> {
+    let mut table = txn.open_table(GROUP_OFFSETS)?;
     for ((topic, partition), committed) in offsets {
-        table
-            .insert((group, topic.as_str(), *partition), meta::encode(committed).as_slice())
-            .map_err(|e| e.to_string())?;
+        table.insert((group, topic.as_str(), *partition), meta::encode(committed).as_slice())?;
     }
     Ok(())
 }
 
 /// Deletes every row of `group` in `txn`.
-pub(super) fn delete_group(txn: &WriteTransaction, group: &str) -> Result<(), String> {
-    let mut table = txn.open_table(GROUP_OFFSETS).map_err(|e| e.to_string())?;
-    table.retain_in((group, "", 0)..=(group, "\u{10FFFF}", u32::MAX), |_, _| false).map_err(|e| e.to_string())?;
+pub(super) fn delete_group(txn: &WriteTransaction, group: &str) -> Result<(), StorageError> {
+    let mut table = txn.open_table(GROUP_OFFSETS)?;
+    table.retain_in((group, "", 0)..=(group, "\u{10FFFF}", u32::MAX), |_, _| false)?;
     Ok(())
 }
 
@@ -78,10 +76,10 @@ pub(super) fn of_topic(known: &GroupOffsets, topic: &str) -> Vec<(String, u32)> 
 
 /// Deletes the rows of `topic` named by [`of_topic`] in `txn` (the topic is being deleted; a new
 /// topic of the same name must not inherit them).
-pub(super) fn delete_topic(txn: &WriteTransaction, topic: &str, rows: &[(String, u32)]) -> Result<(), String> {
-    let mut table = txn.open_table(GROUP_OFFSETS).map_err(|e| e.to_string())?;
+pub(super) fn delete_topic(txn: &WriteTransaction, topic: &str, rows: &[(String, u32)]) -> Result<(), StorageError> {
+    let mut table = txn.open_table(GROUP_OFFSETS)?;
     for (group, partition) in rows {
-        table.remove((group.as_str(), topic, *partition)).map_err(|e| e.to_string())?;
+        table.remove((group.as_str(), topic, *partition))?;
     }
     Ok(())
 }

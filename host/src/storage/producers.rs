@@ -10,6 +10,7 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use rill_core::batch::BatchHeader;
 use serde::{Deserialize, Serialize};
 
+use super::StorageError;
 use super::layout::PRODUCERS;
 use super::meta;
 use crate::limits::{PRODUCER_BATCHES_REMEMBERED, PRODUCER_ID_EXPIRATION_MS, PRODUCERS_PER_PARTITION_MAX};
@@ -171,16 +172,15 @@ impl Producers {
 }
 
 /// Reads every producer state (at open and after a reopen).
-pub(super) fn load(db: &redb::Database) -> Result<Producers, String> {
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let table = txn.open_table(PRODUCERS).map_err(|e| e.to_string())?;
+pub(super) fn load(db: &redb::Database) -> Result<Producers, StorageError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(PRODUCERS)?;
     let mut producers = Producers::default();
-    for row in table.iter().map_err(|e| e.to_string())? {
-        let (key, value) = row.map_err(|e| e.to_string())?;
+    for row in table.iter()? {
+        let (key, value) = row?;
         let (partition, producer_id) = key.value();
         let state: ProducerState =
-            meta::decode(|| format!("producer {producer_id} of partition {partition}"), value.value())
-                .map_err(|e| e.to_string())?;
+            meta::decode(|| format!("producer {producer_id} of partition {partition}"), value.value())?;
         producers.by_partition.entry(partition).or_default().insert(producer_id, state);
     }
     Ok(producers)
@@ -190,22 +190,21 @@ pub(super) fn load(db: &redb::Database) -> Result<Producers, String> {
 pub(super) fn write(
     txn: &WriteTransaction,
     changes: impl IntoIterator<Item = ((u64, i64), Option<ProducerState>)>,
-) -> Result<(), String> {
-    let mut table = txn.open_table(PRODUCERS).map_err(|e| e.to_string())?;
+) -> Result<(), StorageError> {
+    let mut table = txn.open_table(PRODUCERS)?;
     for ((key, producer_id), state) in changes {
         match state {
             Some(state) => table.insert((key, producer_id), meta::encode(&state).as_slice()),
             None => table.remove((key, producer_id)).map(|_| None),
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
     }
     Ok(())
 }
 
 /// Deletes a partition's producers (the partition is being deleted).
-pub(super) fn delete_partition(txn: &WriteTransaction, key: u64) -> Result<(), String> {
-    let mut table = txn.open_table(PRODUCERS).map_err(|e| e.to_string())?;
-    table.retain_in((key, i64::MIN)..=(key, i64::MAX), |_, _| false).map_err(|e| e.to_string())?;
+pub(super) fn delete_partition(txn: &WriteTransaction, key: u64) -> Result<(), StorageError> {
+    let mut table = txn.open_table(PRODUCERS)?;
+    table.retain_in((key, i64::MIN)..=(key, i64::MAX), |_, _| false)?;
     Ok(())
 }
 

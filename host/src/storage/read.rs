@@ -3,6 +3,7 @@
 use redb::{ReadableDatabase, ReadableTable};
 use rill_core::batch;
 
+use super::StorageError;
 use super::catalog::PartitionState;
 use super::layout::BATCHES;
 use super::{ReadError, Shared};
@@ -33,16 +34,19 @@ pub(super) fn groups_from<'t>(
     table: &'t impl BatchRows,
     key: u64,
     from_base: u64,
-) -> Result<impl Iterator<Item = Result<Group, String>> + 't, String> {
-    let mut rows = table.range((key, from_base, 0)..=(key, u64::MAX, u32::MAX)).map_err(|e| e.to_string())?.peekable();
+) -> Result<impl Iterator<Item = Result<Group, StorageError>> + 't, StorageError> {
+    let mut rows = table.range((key, from_base, 0)..=(key, u64::MAX, u32::MAX))?.peekable();
     Ok(std::iter::from_fn(move || {
         let (row_key, value) = match rows.next()? {
             Ok(row) => row,
-            Err(e) => return Some(Err(e.to_string())),
+            Err(e) => return Some(Err(e.into())),
         };
         let (_, base_offset, part) = row_key.value();
         if part != 0 {
-            return Some(Err(format!("group at offset {base_offset} starts with part {part}")));
+            return Some(Err(StorageError::corrupt(
+                "group",
+                format!("at offset {base_offset} it starts with part {part}"),
+            )));
         }
         let mut bytes = value.value().to_vec();
         while let Some(Ok((next_key, _))) = rows.peek() {
@@ -51,7 +55,7 @@ pub(super) fn groups_from<'t>(
             }
             match rows.next() {
                 Some(Ok((_, value))) => bytes.extend_from_slice(value.value()),
-                Some(Err(e)) => return Some(Err(e.to_string())),
+                Some(Err(e)) => return Some(Err(e.into())),
                 None => break,
             }
         }
@@ -61,10 +65,10 @@ pub(super) fn groups_from<'t>(
 
 /// The base offset of the group holding `offset`, or of the first group if none starts at or
 /// below it.
-pub(super) fn containing_group(table: &impl BatchRows, key: u64, offset: u64) -> Result<u64, String> {
-    let below = table.range((key, 0, 0)..=(key, offset, u32::MAX)).map_err(|e| e.to_string())?;
+pub(super) fn containing_group(table: &impl BatchRows, key: u64, offset: u64) -> Result<u64, StorageError> {
+    let below = table.range((key, 0, 0)..=(key, offset, u32::MAX))?;
     for row in below.rev() {
-        let (row_key, _) = row.map_err(|e| e.to_string())?;
+        let (row_key, _) = row?;
         let (_, base_offset, part) = row_key.value();
         if part == 0 {
             return Ok(base_offset);
@@ -78,10 +82,10 @@ type ReadOnlyBatches = redb::ReadOnlyTable<(u64, u64, u32), &'static [u8]>;
 
 /// The `batches` table in a new read transaction (the table keeps the transaction alive).
 fn batches_table(shared: &Shared) -> Result<ReadOnlyBatches, ReadError> {
-    let storage = |e: String| ReadError::Storage(e);
+    let storage = ReadError::Storage;
     let db = shared.database().map_err(storage)?;
-    let txn = db.begin_read().map_err(|e| storage(e.to_string()))?;
-    txn.open_table(BATCHES).map_err(|e| storage(e.to_string()))
+    let txn = db.begin_read().map_err(|e| storage(e.into()))?;
+    txn.open_table(BATCHES).map_err(|e| storage(e.into()))
 }
 
 pub(super) fn read(
@@ -107,16 +111,16 @@ pub(super) fn read(
     if offset == offsets.high_watermark || max_bytes == 0 {
         return Ok(outcome);
     }
-    let storage = |e: String| ReadError::Storage(e);
+    let storage = ReadError::Storage;
     let table = batches_table(shared)?;
     let start = containing_group(&table, partition.key, offset).map_err(storage)?;
-    let corrupt = |at: u64, reason: String| ReadError::Corrupt { partition_key: partition.key, offset: at, reason };
+    let corrupt = |at: u64, cause: StorageError| ReadError::Corrupt { partition_key: partition.key, offset: at, cause };
     'groups: for group in groups_from(&table, partition.key, start).map_err(storage)? {
         let group = group.map_err(storage)?;
         for parsed in batch::sealed_batches(&group.bytes) {
             // The CRC is checked again after reading: a bad disk must not reach consumers. (The
             // records were validated on append; the CRC proves them unchanged.)
-            let parsed = parsed.map_err(|e| corrupt(group.base_offset, e.to_string()))?;
+            let parsed = parsed.map_err(|e| corrupt(group.base_offset, e.into()))?;
             let header = parsed.header();
             if header.base_offset as u64 >= offsets.high_watermark {
                 break 'groups;
@@ -144,14 +148,14 @@ pub(super) fn offset_for_timestamp(
     timestamp_ms: i64,
 ) -> Result<Option<(u64, i64)>, ReadError> {
     let offsets = partition.offsets();
-    let storage = |e: String| ReadError::Storage(e);
+    let storage = ReadError::Storage;
     let table = batches_table(shared)?;
     let start = containing_group(&table, partition.key, offsets.log_start_offset).map_err(storage)?;
-    let corrupt = |at: u64, reason: String| ReadError::Corrupt { partition_key: partition.key, offset: at, reason };
+    let corrupt = |at: u64, cause: StorageError| ReadError::Corrupt { partition_key: partition.key, offset: at, cause };
     for group in groups_from(&table, partition.key, start).map_err(storage)? {
         let group = group.map_err(storage)?;
         for parsed in batch::batches(&group.bytes) {
-            let parsed = parsed.map_err(|e| corrupt(group.base_offset, e.to_string()))?;
+            let parsed = parsed.map_err(|e| corrupt(group.base_offset, e.into()))?;
             let header = *parsed.header();
             if header.base_offset as u64 >= offsets.high_watermark {
                 return Ok(None);
@@ -160,7 +164,7 @@ pub(super) fn offset_for_timestamp(
                 continue;
             }
             let found = first_record_at_or_after(&parsed, offsets.log_start_offset, timestamp_ms)
-                .map_err(|reason| corrupt(header.base_offset as u64, reason))?;
+                .map_err(|cause| corrupt(header.base_offset as u64, cause))?;
             if found.is_some() {
                 return Ok(found);
             }
@@ -175,23 +179,22 @@ fn first_record_at_or_after(
     parsed: &batch::Batch<'_>,
     log_start: u64,
     timestamp_ms: i64,
-) -> Result<Option<(u64, i64)>, String> {
+) -> Result<Option<(u64, i64)>, StorageError> {
     let header = parsed.header();
     if header.timestamp_type() == batch::TimestampType::LogAppendTime {
         let first = (header.base_offset as u64).max(log_start);
         return Ok(Some((first, header.max_timestamp)));
     }
-    let codec = header.compression().map_err(|e| e.to_string())?;
+    let codec = header.compression()?;
     let decompressed;
     let records = if codec == batch::Compression::None {
-        parsed.records().map_err(|e| e.to_string())?
+        parsed.records()?
     } else {
-        decompressed = crate::compression::decompress(codec, parsed.records_section(), DECOMPRESSED_BYTES_MAX)
-            .map_err(|e| e.to_string())?;
+        decompressed = crate::compression::decompress(codec, parsed.records_section(), DECOMPRESSED_BYTES_MAX)?;
         batch::records_in(&decompressed, header.records_count)
     };
     for record in records {
-        let record = record.map_err(|e| e.to_string())?;
+        let record = record?;
         let offset = record.offset(header.base_offset) as u64;
         let timestamp = record.timestamp(header.base_timestamp);
         if offset >= log_start && timestamp >= timestamp_ms {

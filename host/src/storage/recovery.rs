@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::StorageError;
 use super::backend;
 use super::catalog;
 use super::logs::{load_logs, publish};
@@ -13,7 +14,7 @@ use crate::limits::{READERS_RELEASE_WAIT, RECOVERY_BACKOFF_MAX, RECOVERY_BACKOFF
 
 #[derive(Debug, Clone)]
 pub(super) struct Broken {
-    pub(super) cause: String,
+    pub(super) cause: StorageError,
     /// Failed commits and reopens in a row.
     failures: u32,
     pub(super) writes_refused_until: Instant,
@@ -27,7 +28,7 @@ pub(super) struct Broken {
 // append.
 
 impl Writer {
-    pub(super) fn mark_broken(&mut self, cause: String) {
+    pub(super) fn mark_broken(&mut self, cause: StorageError) {
         let failures = self.broken.as_ref().map_or(1, |b| b.failures + 1);
         let backoff = backoff_after(failures);
         tracing::error!(error = %cause, failures, backoff_ms = backoff.as_millis() as u64, "storage write failed; reopening the database");
@@ -52,17 +53,14 @@ impl Writer {
     }
 
     /// Whether writes may go ahead: not during the backoff, and only on a reopened database.
-    pub(super) fn ensure_open(&mut self) -> Result<(), String> {
+    pub(super) fn ensure_open(&mut self) -> Result<(), StorageError> {
         let Some(broken) = &self.broken else {
             return Ok(());
         };
         let wait = broken.writes_refused_until.saturating_duration_since(Instant::now());
         if !wait.is_zero() {
-            return Err(format!(
-                "{}; storage is recovering, writes resume in {} ms at the earliest",
-                broken.cause,
-                wait.as_millis()
-            ));
+            let resume_in_ms = wait.as_millis() as u64;
+            return Err(StorageError::Recovering { cause: Box::new(broken.cause.clone()), resume_in_ms });
         }
         if !broken.reopened {
             self.retry_reopen()?;
@@ -72,7 +70,7 @@ impl Writer {
 
     /// Called when the backoff ends with the database still closed (also without any writes, so
     /// that reads come back by themselves).
-    pub(super) fn retry_reopen(&mut self) -> Result<(), String> {
+    pub(super) fn retry_reopen(&mut self) -> Result<(), StorageError> {
         let Some(broken) = self.broken.as_mut() else {
             return Ok(());
         };
@@ -94,7 +92,8 @@ impl Writer {
                 let backoff = backoff_after(broken.failures);
                 broken.writes_refused_until = Instant::now() + backoff;
                 tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "storage reopen failed");
-                let failed = format!("{}; reopening the database failed: {e}", broken.cause);
+                let resume_in_ms = backoff.as_millis() as u64;
+                let failed = StorageError::Recovering { cause: Box::new(broken.cause.clone()), resume_in_ms };
                 self.publish_broken();
                 Err(failed)
             }
@@ -114,7 +113,7 @@ impl Writer {
         self.broken.as_ref().filter(|b| !b.reopened).map(|b| b.writes_refused_until)
     }
 
-    fn reopen(&mut self) -> Result<(), String> {
+    fn reopen(&mut self) -> Result<(), StorageError> {
         // Whatever callers read before this may be gone from the file: transactions prepared
         // from it are refused (see `Store::generation`).
         self.shared.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -122,8 +121,8 @@ impl Writer {
         if let Some(old) = old {
             wait_for_readers(old);
         }
-        let db = backend::open_database(&self.factory, self.config.cache_bytes).map_err(|e| e.to_string())?;
-        let (_, metas) = catalog::load(&db, self.config.clock.now_ms()).map_err(|e| e.to_string())?;
+        let db = backend::open_database(&self.factory, self.config.cache_bytes)?;
+        let (_, metas) = catalog::load(&db, self.config.clock.now_ms())?;
         // The file is the truth now: commits that were not durable may be gone.
         self.logs = load_logs(&db, &metas)?;
         self.producers = producers::load(&db)?;

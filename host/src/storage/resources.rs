@@ -6,6 +6,7 @@
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::Shared;
+use super::StorageError;
 use super::layout::{BLOBS, RESOURCES};
 
 /// Why a resource change was refused.
@@ -16,7 +17,7 @@ pub enum ResourceError {
     #[error("unknown {kind} {name:?}")]
     Unknown { kind: String, name: String },
     #[error("storage failed: {0}")]
-    Storage(String),
+    Storage(#[from] StorageError),
 }
 
 /// How [`put`] treats an existing document.
@@ -44,9 +45,9 @@ pub(super) fn put(
     document: &[u8],
     mode: PutMode,
     blob: Option<&Blob>,
-) -> Result<Result<(), ResourceError>, String> {
-    let mut table = txn.open_table(RESOURCES).map_err(|e| e.to_string())?;
-    let exists = table.get((kind, name)).map_err(|e| e.to_string())?.is_some();
+) -> Result<Result<(), ResourceError>, StorageError> {
+    let mut table = txn.open_table(RESOURCES)?;
+    let exists = table.get((kind, name))?.is_some();
     match (mode, exists) {
         (PutMode::Create, true) => {
             return Ok(Err(ResourceError::AlreadyExists { kind: kind.to_owned(), name: name.to_owned() }));
@@ -56,29 +57,28 @@ pub(super) fn put(
         }
         _ => {}
     }
-    table.insert((kind, name), document).map_err(|e| e.to_string())?;
+    table.insert((kind, name), document)?;
     if let Some(blob) = blob {
-        let mut blobs = txn.open_table(BLOBS).map_err(|e| e.to_string())?;
-        if blobs.get(blob.sha256.as_str()).map_err(|e| e.to_string())?.is_none() {
-            blobs.insert(blob.sha256.as_str(), blob.bytes.as_slice()).map_err(|e| e.to_string())?;
+        let mut blobs = txn.open_table(BLOBS)?;
+        if blobs.get(blob.sha256.as_str())?.is_none() {
+            blobs.insert(blob.sha256.as_str(), blob.bytes.as_slice())?;
         }
     }
     Ok(Ok(()))
 }
 
 /// Writes or deletes documents as a transaction says (no blobs, no existence checks).
-pub(super) fn write_documents(txn: &WriteTransaction, documents: &[super::DocumentWrite]) -> Result<(), String> {
+pub(super) fn write_documents(txn: &WriteTransaction, documents: &[super::DocumentWrite]) -> Result<(), StorageError> {
     if documents.is_empty() {
         return Ok(());
     }
-    let mut table = txn.open_table(RESOURCES).map_err(|e| e.to_string())?;
+    let mut table = txn.open_table(RESOURCES)?;
     for write in documents {
         let key = (write.kind.as_str(), write.name.as_str());
         match &write.document {
             Some(document) => table.insert(key, document.as_slice()).map(drop),
             None => table.remove(key).map(drop),
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
     }
     Ok(())
 }
@@ -90,40 +90,39 @@ pub(super) fn delete(
     kind: &str,
     name: &str,
     references: fn(&[u8]) -> Option<String>,
-) -> Result<bool, String> {
-    let mut table = txn.open_table(RESOURCES).map_err(|e| e.to_string())?;
-    let Some(removed) = table.remove((kind, name)).map_err(|e| e.to_string())?.map(|v| v.value().to_vec()) else {
+) -> Result<bool, StorageError> {
+    let mut table = txn.open_table(RESOURCES)?;
+    let Some(removed) = table.remove((kind, name))?.map(|v| v.value().to_vec()) else {
         return Ok(false);
     };
     if let Some(sha) = references(&removed) {
         let still_used = table
-            .range((kind, "")..)
-            .map_err(|e| e.to_string())?
+            .range((kind, "")..)?
             .map_while(|row| row.ok().filter(|(key, _)| key.value().0 == kind))
             .any(|(_, value)| references(value.value()).as_deref() == Some(sha.as_str()));
         if !still_used {
-            txn.open_table(BLOBS).map_err(|e| e.to_string())?.remove(sha.as_str()).map_err(|e| e.to_string())?;
+            txn.open_table(BLOBS)?.remove(sha.as_str())?;
         }
     }
     Ok(true)
 }
 
 /// One document.
-pub(super) fn get(shared: &Shared, kind: &str, name: &str) -> Result<Option<Vec<u8>>, String> {
+pub(super) fn get(shared: &Shared, kind: &str, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
     let db = shared.database()?;
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let table = txn.open_table(RESOURCES).map_err(|e| e.to_string())?;
-    Ok(table.get((kind, name)).map_err(|e| e.to_string())?.map(|v| v.value().to_vec()))
+    let txn = db.begin_read()?;
+    let table = txn.open_table(RESOURCES)?;
+    Ok(table.get((kind, name))?.map(|v| v.value().to_vec()))
 }
 
 /// Every document of `kind`, by name.
-pub(super) fn list(shared: &Shared, kind: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+pub(super) fn list(shared: &Shared, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
     let db = shared.database()?;
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let table = txn.open_table(RESOURCES).map_err(|e| e.to_string())?;
+    let txn = db.begin_read()?;
+    let table = txn.open_table(RESOURCES)?;
     let mut out = Vec::new();
-    for row in table.range((kind, "")..).map_err(|e| e.to_string())? {
-        let (key, value) = row.map_err(|e| e.to_string())?;
+    for row in table.range((kind, "")..)? {
+        let (key, value) = row?;
         let (row_kind, name) = key.value();
         if row_kind != kind {
             break;
@@ -134,9 +133,9 @@ pub(super) fn list(shared: &Shared, kind: &str) -> Result<Vec<(String, Vec<u8>)>
 }
 
 /// A blob by its SHA-256.
-pub(super) fn blob(shared: &Shared, sha256: &str) -> Result<Option<Vec<u8>>, String> {
+pub(super) fn blob(shared: &Shared, sha256: &str) -> Result<Option<Vec<u8>>, StorageError> {
     let db = shared.database()?;
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let table = txn.open_table(BLOBS).map_err(|e| e.to_string())?;
-    Ok(table.get(sha256).map_err(|e| e.to_string())?.map(|v| v.value().to_vec()))
+    let txn = db.begin_read()?;
+    let table = txn.open_table(BLOBS)?;
+    Ok(table.get(sha256)?.map(|v| v.value().to_vec()))
 }

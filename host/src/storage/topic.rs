@@ -96,7 +96,7 @@ pub enum TopicError {
     #[error("invalid config {key}={value:?}: {reason}")]
     InvalidConfig { key: String, value: String, reason: &'static str },
     #[error("storage failed: {0}")]
-    Storage(String),
+    Storage(#[from] super::StorageError),
 }
 
 /// Validates a topic name with Kafka's rules: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.

@@ -1,7 +1,8 @@
 //! Checks a producer's batches before they reach the writer: run on the caller's task so that CRC
 //! and decompression work spreads over connections instead of queueing in the single writer.
 
-use rill_core::batch::{self, BatchError, Compression};
+use bytes::{Bytes, BytesMut};
+use rill_core::batch::{self, BatchError, BatchHeader, Compression};
 
 use super::AppendError;
 use super::topic::{MessageTimestampType, TopicConfig};
@@ -25,32 +26,58 @@ pub enum InvalidBatch {
     NoSequence { index: usize, producer_id: i64 },
 }
 
+/// A producer's batches after [`validate_append`]: the bytes as they arrived (sharing the
+/// request frame's buffer, not a copy of it) and each batch's header, decoded once here, so the
+/// writer reads none of them again.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub bytes: Bytes,
+    /// One per batch, in order; each batch is `header.total_len()` bytes.
+    pub headers: Vec<BatchHeader>,
+}
+
+#[cfg(test)]
+impl Checked {
+    /// Headers decoded, nothing checked: for tests that hand the writer batches directly.
+    pub fn headers_only(bytes: Vec<u8>) -> Self {
+        let bytes = Bytes::from(bytes);
+        let headers = batch::batches(&bytes).map(|parsed| *parsed.expect("a test batch").header()).collect();
+        Checked { bytes, headers }
+    }
+}
+
 /// Validates every batch in `bytes` for `topic`: framing, CRC, records (decompressed where
 /// compressed), size, and record timestamps against the topic's bounds at `now_ms`. On a
 /// `LogAppendTime` topic the batches are then stamped with `now_ms` (Kafka's append time), which
-/// is returned.
-pub fn validate_append(bytes: &mut [u8], topic: &TopicConfig, now_ms: i64) -> Result<Option<i64>, AppendError> {
-    check_batches(bytes, topic, now_ms)?;
+/// is returned; stamping rewrites CRC-covered fields, so those topics' batches are copied first.
+pub fn validate_append(bytes: Bytes, topic: &TopicConfig, now_ms: i64) -> Result<(Checked, Option<i64>), AppendError> {
+    let headers = check_batches(&bytes, topic, now_ms)?;
     if topic.timestamp_type != MessageTimestampType::LogAppendTime {
-        return Ok(None);
+        return Ok((Checked { bytes, headers }, None));
     }
+    let mut stamped = BytesMut::from(&bytes[..]);
     let mut at = 0;
-    while at < bytes.len() {
-        let len = batch::batch_len(&bytes[at..]).map_err(|error| InvalidBatch::Codec { index: 0, error })?;
-        let one = bytes.get_mut(at..at + len).ok_or(InvalidBatch::Empty)?;
+    for header in &headers {
+        let one = stamped.get_mut(at..at + header.total_len()).ok_or(InvalidBatch::Empty)?;
         batch::set_log_append_time(one, now_ms).map_err(|error| InvalidBatch::Codec { index: 0, error })?;
-        at += len;
+        at += header.total_len();
     }
-    Ok(Some(now_ms))
+    let bytes = stamped.freeze();
+    let headers = batch::batches(&bytes)
+        .map(|parsed| parsed.map(|parsed| *parsed.header()))
+        .collect::<Result<_, _>>()
+        .map_err(|error| InvalidBatch::Codec { index: 0, error })?;
+    Ok((Checked { bytes, headers }, Some(now_ms)))
 }
 
 /// Kafka's `RecordBatch.NO_TIMESTAMP`.
 const NO_TIMESTAMP: i64 = -1;
 
-fn check_batches(bytes: &[u8], topic: &TopicConfig, now_ms: i64) -> Result<(), AppendError> {
+fn check_batches(bytes: &[u8], topic: &TopicConfig, now_ms: i64) -> Result<Vec<BatchHeader>, AppendError> {
     if bytes.is_empty() {
         return Err(InvalidBatch::Empty.into());
     }
+    let mut headers = Vec::new();
     for (index, parsed) in batch::batches(bytes).enumerate() {
         let parsed = parsed.map_err(|error| InvalidBatch::Codec { index, error })?;
         let header = parsed.header();
@@ -95,6 +122,7 @@ fn check_batches(bytes: &[u8], topic: &TopicConfig, now_ms: i64) -> Result<(), A
                 }
             }
         }
+        headers.push(*header);
     }
-    Ok(())
+    Ok(headers)
 }

@@ -25,12 +25,17 @@ use super::offsets::{self, CommittedOffset, TopicPartition};
 use super::producers::{self, ProducerState, Producers, SequenceCheck, SequenceError};
 use super::recovery::Broken;
 use super::resources::{Blob, PutMode, ResourceError};
+use super::staged::{Mark, Staged};
 use super::topic::{TopicConfig, TopicError};
+use super::validate::Checked;
 use super::{
     AppendError, AppendOutcome, DocumentWrite, Documents, DurabilityPolicy, RetentionReport, Shared, SpaceUsage,
     StoreConfig,
 };
+use super::{LogRefusal, StorageError};
 use crate::limits::{COMMIT_APPENDS_MAX, COMMIT_BYTES_MAX};
+use bytes::Bytes;
+use rill_core::batch::BatchHeader;
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -38,14 +43,14 @@ type Reply<T> = oneshot::Sender<T>;
 pub(super) enum Command {
     Append {
         key: u64,
-        batches: Vec<u8>,
+        batches: Checked,
         reply: Reply<Result<AppendOutcome, AppendError>>,
     },
     /// Batches a leader already assigned offsets to (a mirror's copy), committed with the appends
     /// gathered around it.
     AppendReplica {
         key: u64,
-        batches: Vec<u8>,
+        batches: Bytes,
         reply: Reply<Result<AppendOutcome, AppendError>>,
     },
     /// Cuts or moves a mirror copy's log end (its own durable transaction).
@@ -101,7 +106,7 @@ pub(super) enum Command {
     },
     /// All or nothing, committed with the appends gathered around it.
     Transact {
-        appends: Vec<(u64, Vec<u8>)>,
+        appends: Vec<(u64, Checked)>,
         documents: Documents,
         /// Refused unless the store is still at this generation.
         generation: Option<u64>,
@@ -199,18 +204,18 @@ impl Writer {
             while let Some(command) = next.take() {
                 match command {
                     Command::Append { key, batches, reply } => {
-                        bytes += batches.len();
-                        appends.appends.push(PendingAppend { key, batches, reply, replica: false });
+                        bytes += batches.bytes.len();
+                        appends.appends.push(PendingAppend { key, batches: Incoming::Produced(batches), reply });
                     }
                     Command::AppendReplica { key, batches, reply } => {
                         bytes += batches.len();
-                        appends.appends.push(PendingAppend { key, batches, reply, replica: true });
+                        appends.appends.push(PendingAppend { key, batches: Incoming::Replica(batches), reply });
                     }
                     Command::CommitOffsets { group, offsets, reply } => {
                         appends.offsets.push(PendingOffsets { group, offsets, reply });
                     }
                     Command::Transact { appends: batches, documents, generation, reply } => {
-                        bytes += batches.iter().map(|(_, b)| b.len()).sum::<usize>();
+                        bytes += batches.iter().map(|(_, b)| b.bytes.len()).sum::<usize>();
                         appends.transactions.push(PendingTransaction {
                             appends: batches,
                             documents,
@@ -269,10 +274,15 @@ impl Writer {
 
 struct PendingAppend {
     key: u64,
-    batches: Vec<u8>,
+    batches: Incoming,
     reply: Reply<Result<AppendOutcome, AppendError>>,
-    /// Offsets and epochs come with the batches (a mirror's copy): kept, not assigned.
-    replica: bool,
+}
+
+enum Incoming {
+    /// A producer's: offsets and epochs are assigned here.
+    Produced(Checked),
+    /// A mirror's copy: offsets and epochs came with the batches, and are kept.
+    Replica(Bytes),
 }
 
 struct PendingOffsets {
@@ -282,7 +292,7 @@ struct PendingOffsets {
 }
 
 struct PendingTransaction {
-    appends: Vec<(u64, Vec<u8>)>,
+    appends: Vec<(u64, Checked)>,
     documents: Documents,
     generation: Option<u64>,
     reply: Reply<Result<Vec<AppendOutcome>, AppendError>>,
@@ -302,8 +312,8 @@ impl Pending {
     }
 }
 
-/// A partition before a transaction touched it: its log, its group's length, its counts.
-type Before = (Option<PartitionLog>, usize, Option<(u64, u64)>);
+/// A partition before a transaction touched it: its log, its staged bytes, its counts.
+type Before = (Option<PartitionLog>, Mark, Option<(u64, u64)>);
 
 /// A transaction's assigned appends, its documents, and who waits for it.
 type TransactionResult = (Reply<Result<Vec<AppendOutcome>, AppendError>>, Result<Vec<AppendOutcome>, AppendError>);
@@ -339,13 +349,12 @@ impl Writer {
             return;
         }
         let mut touched = Touched::default();
-        let mut groups: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut groups: Groups = BTreeMap::new();
         let mut results = Vec::with_capacity(appends.len());
-        for PendingAppend { key, batches, reply, replica } in appends {
-            let result = if replica {
-                self.assign_replica(key, batches, &mut touched, &mut groups)
-            } else {
-                self.assign(key, batches, &mut touched, &mut groups)
+        for PendingAppend { key, batches, reply } in appends {
+            let result = match batches {
+                Incoming::Produced(batches) => self.assign(key, batches, &mut touched, &mut groups),
+                Incoming::Replica(batches) => self.assign_replica(key, batches, &mut touched, &mut groups),
             };
             results.push((key, reply, result));
         }
@@ -354,9 +363,7 @@ impl Writer {
         let generation = self.shared.generation.load(std::sync::atomic::Ordering::Acquire);
         for PendingTransaction { appends, documents: build, generation: expected, reply } in transactions {
             let result = match expected {
-                Some(expected) if expected != generation => Err(AppendError::Storage(
-                    "the store was reopened after an IO error since this transaction was prepared: read again".into(),
-                )),
+                Some(expected) if expected != generation => Err(AppendError::Storage(StorageError::Reopened)),
                 _ => self.assign_all(appends, &mut touched, &mut groups),
             };
             if let Ok(outcomes) = &result {
@@ -414,7 +421,11 @@ impl Writer {
                 for (reply, _) in transacted {
                     let _ = reply.send(Err(AppendError::Storage(cause.clone())));
                 }
-                self.mark_broken(cause);
+                if cause.needs_reopen() {
+                    self.mark_broken(cause);
+                } else {
+                    tracing::error!(error = %cause, "storage commit failed; nothing of it was stored");
+                }
             }
         }
     }
@@ -424,9 +435,9 @@ impl Writer {
     /// ([`super::Store::transact`] refuses them), so producer state needs no undo here.
     fn assign_all(
         &mut self,
-        appends: Vec<(u64, Vec<u8>)>,
+        appends: Vec<(u64, Checked)>,
         touched: &mut Touched,
-        groups: &mut BTreeMap<u64, Vec<u8>>,
+        groups: &mut Groups,
     ) -> Result<Vec<AppendOutcome>, AppendError> {
         // What each partition looked like before this transaction: log, group length, counts.
         let mut before: HashMap<u64, Before> = HashMap::new();
@@ -434,8 +445,8 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(appends.len());
         for (key, batches) in appends {
             before.entry(key).or_insert_with(|| {
-                let group_len = groups.get(&key).map_or(0, Vec::len);
-                (self.logs.get(&key).cloned(), group_len, touched.appended.get(&key).copied())
+                let mark = groups.get(&key).map(Staged::mark).unwrap_or_default();
+                (self.logs.get(&key).cloned(), mark, touched.appended.get(&key).copied())
             });
             match self.assign(key, batches, touched, groups) {
                 Ok((base_offset, last_offset)) => {
@@ -448,12 +459,12 @@ impl Writer {
                     });
                 }
                 Err(e) => {
-                    for (key, (log, group_len, appended)) in before {
+                    for (key, (log, mark, appended)) in before {
                         if let Some(log) = log {
                             self.logs.insert(key, log);
                         }
                         if let Some(group) = groups.get_mut(&key) {
-                            group.truncate(group_len);
+                            group.truncate(mark);
                         }
                         match appended {
                             Some(counts) => touched.appended.insert(key, counts),
@@ -470,57 +481,50 @@ impl Writer {
 
     /// Assigns offsets to one append's batches and adds them to its partition's group. A retry
     /// of an idempotent producer's batch already stored gets its original offsets, and the append
-    /// stores nothing.
+    /// stores nothing. Only the headers decoded on the caller's task are read here.
     fn assign(
         &mut self,
         key: u64,
-        batches: Vec<u8>,
+        batches: Checked,
         touched: &mut Touched,
-        groups: &mut BTreeMap<u64, Vec<u8>>,
+        groups: &mut Groups,
     ) -> Result<(u64, u64), AppendError> {
-        if let Some(duplicate) = self.find_duplicate(key, &batches)? {
+        if let Some(duplicate) = self.find_duplicate(key, &batches.headers)? {
             return Ok(duplicate);
         }
-        let log = self.logs.get_mut(&key).ok_or(AppendError::Log("partition was deleted".into()))?;
+        let log = self.logs.get_mut(&key).ok_or(AppendError::Log(LogRefusal::PartitionDeleted))?;
         touched.logs.entry(key).or_insert_with(|| log.clone());
         let undo = log.clone();
-        let mark = groups.get(&key).map_or(0, Vec::len);
-        let group = add_to_group(groups, key, batches);
-        let mut at = mark;
-        let mut first_offset = None;
-        let mut last_offset = 0;
+        let group = groups.entry(key).or_default();
+        let mark = group.mark();
+        let (mut at, mut first_offset, mut last_offset) = (0, None, 0);
         let mut sequenced = Vec::new();
-        let (mut records, mut batches) = (0, 0);
-        while at < group.len() {
-            let outcome = batch::batch_len(&group[at..]).map_err(|e| AppendError::Log(e.to_string())).and_then(|len| {
-                let info =
-                    log.state.prepare_append(&mut group[at..at + len]).map_err(|e| AppendError::Log(e.to_string()))?;
-                Ok((len, info))
-            });
-            match outcome {
-                Ok((len, info)) => {
-                    records += info.last_offset - info.base_offset + 1;
-                    batches += 1;
-                    first_offset.get_or_insert(info.base_offset);
-                    last_offset = info.last_offset;
-                    log.size_bytes += len as u64;
-                    let header =
-                        batch::BatchHeader::decode(&group[at..]).map_err(|e| AppendError::Log(e.to_string()))?;
-                    if header.producer_id >= 0 {
-                        sequenced.push((header, info.base_offset, info.last_offset));
-                    }
-                    at += len;
-                }
+        let mut records = 0;
+        for header in &batches.headers {
+            let len = header.total_len();
+            let epoch = log.state.leader_epoch() as i32;
+            let info = match log.state.prepare_append_header(header) {
+                Ok(info) => info,
                 Err(e) => {
                     *log = undo;
                     group.truncate(mark);
-                    return Err(e);
+                    return Err(LogRefusal::from(e).into());
                 }
+            };
+            group.push_stamped(batches.bytes.slice(at..at + len), info.base_offset as i64, epoch);
+            records += info.last_offset - info.base_offset + 1;
+            first_offset.get_or_insert(info.base_offset);
+            last_offset = info.last_offset;
+            log.size_bytes += len as u64;
+            if header.producer_id >= 0 {
+                sequenced.push((*header, info.base_offset, info.last_offset));
             }
+            at += len;
         }
+        let batches = batches.headers.len() as u64;
         let appended = touched.appended.entry(key).or_default();
         appended.0 += records;
-        appended.1 += (group.len() - mark) as u64;
+        appended.1 += at as u64;
         touched.batches += batches;
         let now = self.config.clock.now_ms();
         for (header, base_offset, last_offset) in sequenced {
@@ -546,21 +550,21 @@ impl Writer {
     fn assign_replica(
         &mut self,
         key: u64,
-        batches: Vec<u8>,
+        batches: Bytes,
         touched: &mut Touched,
-        groups: &mut BTreeMap<u64, Vec<u8>>,
+        groups: &mut Groups,
     ) -> Result<(u64, u64), AppendError> {
-        let log = self.logs.get_mut(&key).ok_or(AppendError::Log("partition was deleted".into()))?;
+        let log = self.logs.get_mut(&key).ok_or(AppendError::Log(LogRefusal::PartitionDeleted))?;
         let mut updated = log.clone();
         let (mut first_offset, mut last_offset, mut records, mut count) = (None, 0, 0, 0);
         // Headers only: the follower checked CRCs and records on its own task, and this thread
         // is every partition's writer.
-        let mut rest = batches.as_slice();
+        let mut rest = &batches[..];
         while !rest.is_empty() {
-            let len = batch::batch_len(rest).map_err(|e| AppendError::Log(e.to_string()))?;
-            let one = rest.get(..len).ok_or_else(|| AppendError::Log("truncated batch".into()))?;
+            let len = batch::batch_len(rest).map_err(LogRefusal::from)?;
+            let one = rest.get(..len).ok_or(LogRefusal::Batch(batch::BatchError::Incomplete { needed: len }))?;
             rest = &rest[len..];
-            let info = updated.state.append_follower(one).map_err(|e| AppendError::Log(e.to_string()))?;
+            let info = updated.state.append_follower(one).map_err(LogRefusal::from)?;
             first_offset.get_or_insert(info.base_offset);
             last_offset = info.last_offset;
             records += info.last_offset - info.base_offset + 1;
@@ -576,7 +580,8 @@ impl Writer {
         appended.0 += records;
         appended.1 += batches.len() as u64;
         touched.batches += count;
-        add_to_group(groups, key, batches);
+        // Stored as they came: the leader stamped them.
+        groups.entry(key).or_default().push_as_is(batches);
         Ok((first_offset, last_offset))
     }
 
@@ -584,20 +589,16 @@ impl Writer {
     /// original offsets when the (first) batch was stored already, an error on a gap or a fenced
     /// epoch. The batches of one append follow each other, so each is checked against the state
     /// the previous ones would leave.
-    fn find_duplicate(&self, key: u64, batches: &[u8]) -> Result<Option<(u64, u64)>, AppendError> {
+    fn find_duplicate(&self, key: u64, headers: &[BatchHeader]) -> Result<Option<(u64, u64)>, AppendError> {
         let mut pending: HashMap<i64, ProducerState> = HashMap::new();
-        // Headers only: the batches were validated (CRC, records) on the caller's task.
-        let mut rest = batches;
-        while !rest.is_empty() {
-            let header = batch::BatchHeader::decode(rest).map_err(|e| AppendError::Log(e.to_string()))?;
-            rest = rest.get(header.total_len()..).unwrap_or_default();
+        for header in headers {
             let producer_id = header.producer_id;
             if producer_id < 0 {
                 continue;
             }
             let earlier_in_append = pending.get(&producer_id);
             let state = earlier_in_append.or_else(|| self.producers.get(key, producer_id));
-            match producers::check(state, &header) {
+            match producers::check(state, header) {
                 // A batch repeating one earlier in the same append is out of order, as in Kafka:
                 // only batches already stored are retries.
                 Ok(SequenceCheck::Duplicate { .. }) if earlier_in_append.is_some() => {
@@ -610,7 +611,7 @@ impl Writer {
                 }
                 Ok(SequenceCheck::Append) => {
                     // Offsets are not known yet; only the sequences matter for the next batch.
-                    let next = ProducerState::record(state.cloned(), &header, 0, 0, 0);
+                    let next = ProducerState::record(state.cloned(), header, 0, 0, 0);
                     pending.insert(producer_id, next);
                 }
                 Err(SequenceError::OutOfOrder { found, expected }) => {
@@ -636,15 +637,15 @@ impl Writer {
 
     fn write_groups(
         &mut self,
-        groups: &BTreeMap<u64, Vec<u8>>,
+        groups: &Groups,
         touched: &Touched,
         offsets: &[PendingOffsets],
         documents: &[DocumentWrite],
         durability: Durability,
-    ) -> Result<(), String> {
+    ) -> Result<(), StorageError> {
         let db = self.shared.database()?;
-        let mut txn = db.begin_write().map_err(|e| e.to_string())?;
-        txn.set_durability(durability).map_err(|e| e.to_string())?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(durability)?;
         for commit in offsets {
             offsets::write(&txn, &commit.group, &commit.offsets)?;
         }
@@ -655,10 +656,10 @@ impl Writer {
         }
         let now_ms = self.config.clock.now_ms();
         {
-            let mut rows = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
-            let mut partitions = txn.open_table(PARTITIONS).map_err(|e| e.to_string())?;
-            for (key, bytes) in groups.iter().filter(|(_, bytes)| !bytes.is_empty()) {
-                let log = self.logs.get_mut(key).ok_or("partition vanished during commit")?;
+            let mut rows = txn.open_table(BATCHES)?;
+            let mut partitions = txn.open_table(PARTITIONS)?;
+            for (key, staged) in groups.iter().filter(|(_, staged)| !staged.is_empty()) {
+                let log = self.logs.get_mut(key).ok_or(StorageError::internal("partition vanished during commit"))?;
                 // Never before the partition's previous append, whatever the wall clock did.
                 log.last_append_ms = log.last_append_ms.max(now_ms);
                 // Extend the open group (rewriting its partial last part), or start a new one.
@@ -666,29 +667,24 @@ impl Writer {
                     Some(open) if open.bytes < self.config.group_bytes_max => {
                         (open.base_offset, open.next_part, open.tail, open.bytes)
                     }
-                    // A new group is keyed by its first batch's base offset: the header alone,
-                    // as the batch was validated (CRC included) before it was queued.
+                    // A new group is keyed by its first batch's base offset.
                     Some(_) | None => {
-                        let header =
-                            batch::BatchHeader::decode(bytes).map_err(|e| format!("group lost its header: {e}"))?;
-                        super::ages::started(&txn, *key, header.base_offset as u64, log.last_append_ms)?;
-                        (header.base_offset as u64, 0, Vec::new(), 0)
+                        let base_offset = staged.first_base_offset().unwrap_or_default() as u64;
+                        super::ages::started(&txn, *key, base_offset, log.last_append_ms)?;
+                        (base_offset, 0, Vec::new(), 0)
                     }
                 };
-                let extension = extend_group(first_part, tail, bytes);
-                for (part, chunk) in &extension.rows {
-                    rows.insert((*key, base_offset, *part), chunk.as_ref()).map_err(|e| e.to_string())?;
-                }
+                let tail = write_rows(&mut rows, (*key, base_offset, first_part), &tail, staged)?;
                 log.open_group = Some(OpenGroup {
                     base_offset,
-                    bytes: bytes_before + bytes.len(),
-                    next_part: extension.next_part,
-                    tail: extension.tail,
+                    bytes: bytes_before + staged.len(),
+                    next_part: tail.next_part,
+                    tail: tail.bytes,
                 });
-                partitions.insert(*key, meta::encode(&log.to_meta()).as_slice()).map_err(|e| e.to_string())?;
+                partitions.insert(*key, meta::encode(&log.to_meta()).as_slice())?;
             }
         }
-        txn.commit().map_err(|e| e.to_string())
+        txn.commit().map_err(StorageError::from)
     }
 
     fn count_traffic(&self, appended: &HashMap<u64, (u64, u64)>) {
@@ -733,8 +729,8 @@ impl Writer {
             return;
         }
         let synced = self.shared.database().and_then(|db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
-            txn.commit().map_err(|e| e.to_string())
+            let txn = db.begin_write()?;
+            txn.commit().map_err(StorageError::from)
         });
         match synced {
             Ok(()) => {
@@ -742,19 +738,43 @@ impl Writer {
                 self.commit_succeeded();
                 self.after_commit(&HashMap::new(), Durability::Immediate)
             }
-            Err(cause) => self.mark_broken(cause),
+            Err(cause) if cause.needs_reopen() => self.mark_broken(cause),
+            Err(cause) => tracing::error!(error = %cause, "storage sync failed"),
         }
     }
 }
 
-/// Adds `batches` to the commit's group of partition `key`; the partition's first append in a
-/// commit becomes its group without a copy.
-fn add_to_group(groups: &mut BTreeMap<u64, Vec<u8>>, key: u64, batches: Vec<u8>) -> &mut Vec<u8> {
-    let group = groups.entry(key).or_default();
-    if group.is_empty() {
-        *group = batches;
-    } else {
-        group.extend_from_slice(&batches);
+/// Each partition's bytes in one commit.
+type Groups = BTreeMap<u64, Staged>;
+
+/// Where a group's next bytes go after a commit: its partial last part (a copy, rewritten by the
+/// next commit), and that part's number.
+struct GroupTail {
+    next_part: u32,
+    bytes: Vec<u8>,
+}
+
+/// Writes `staged` after the partial last part `tail` of the group at `(key, base_offset)`, from
+/// part `first_part` on: each row is copied once, into the space redb reserves for it.
+fn write_rows(
+    rows: &mut redb::Table<(u64, u64, u32), &'static [u8]>,
+    (key, base_offset, first_part): (u64, u64, u32),
+    tail: &[u8],
+    staged: &Staged,
+) -> Result<GroupTail, StorageError> {
+    let extension = extend_group(first_part, tail.len(), staged.len());
+    let mut new_tail = Vec::new();
+    for (part, range) in &extension.rows {
+        let mut row = rows.insert_reserve((key, base_offset, *part), range.len())?;
+        let out = row.as_mut();
+        // Ranges run over the old tail followed by the staged bytes.
+        let from_tail = range.start.min(tail.len())..range.end.min(tail.len());
+        out[..from_tail.len()].copy_from_slice(&tail[from_tail.clone()]);
+        let staged_range = range.start.max(tail.len()) - tail.len()..range.end - tail.len();
+        staged.copy_to(staged_range, &mut out[from_tail.len()..]);
+        if *range == extension.tail {
+            new_tail = out.to_vec();
+        }
     }
-    group
+    Ok(GroupTail { next_part: extension.next_part, bytes: new_tail })
 }
