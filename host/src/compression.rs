@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use rill_core::batch::{self, Batch, BatchHeader, Compression};
+use rill_core::batch::{self, Batch, BatchError, BatchHeader, BufferTooSmall, Compression};
 
 /// xerial snappy-java's stream header: `\x82SNAPPY\0`, version 1, compatible version 1.
 const XERIAL_MAGIC: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
@@ -79,31 +79,44 @@ pub fn compress(codec: Compression, records: &[u8]) -> std::io::Result<Vec<u8>> 
     }
 }
 
+/// Why a batch could not be rebuilt with other records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RebuildError {
+    #[error("batch at offset {base_offset}: {error}")]
+    Decompress { base_offset: i64, error: DecompressError },
+    #[error("batch at offset {base_offset} is too large")]
+    TooLarge { base_offset: i64 },
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Header(#[from] BufferTooSmall),
+}
+
 /// `parsed` with its records uncompressed, sealed, at the same offsets (a batch with gaps keeps
 /// them); the stored bytes when it is not compressed.
-pub fn plain_batch(parsed: &Batch<'_>, limit: usize) -> Result<Vec<u8>, String> {
+pub fn plain_batch(parsed: &Batch<'_>, limit: usize) -> Result<Vec<u8>, RebuildError> {
     if parsed.compression() == Compression::None {
         return Ok(parsed.as_bytes().to_vec());
     }
     let records = decompress(parsed.compression(), parsed.records_section(), limit)
-        .map_err(|e| format!("batch at offset {}: {e}", parsed.base_offset()))?;
+        .map_err(|error| RebuildError::Decompress { base_offset: parsed.base_offset(), error })?;
     with_records(parsed.header(), &records, Compression::None)
 }
 
 /// A batch with `header`'s fields but `records` (a records section encoded by `codec`): its
 /// length, attributes and CRC made to fit.
-pub fn with_records(header: &BatchHeader, records: &[u8], codec: Compression) -> Result<Vec<u8>, String> {
+pub fn with_records(header: &BatchHeader, records: &[u8], codec: Compression) -> Result<Vec<u8>, RebuildError> {
     let mut bytes = vec![0u8; batch::HEADER_LEN];
     bytes.extend_from_slice(records);
     let length = i32::try_from(bytes.len() - batch::LOG_OVERHEAD)
-        .map_err(|_| format!("batch at offset {} is too large", header.base_offset))?;
+        .map_err(|_| RebuildError::TooLarge { base_offset: header.base_offset })?;
     let header = BatchHeader {
         batch_length: length,
         attributes: batch::attributes(codec, header.timestamp_type(), header.is_transactional(), header.is_control()),
         ..*header
     };
-    header.encode(&mut bytes).map_err(|e| e.to_string())?;
-    batch::seal_crc(&mut bytes).map_err(|e| e.to_string())?;
+    header.encode(&mut bytes)?;
+    batch::seal_crc(&mut bytes)?;
     Ok(bytes)
 }
 

@@ -4,10 +4,27 @@
 
 use std::collections::BTreeMap;
 
-use rill_core::batch::{self, BatchHeader, BatchParams, Compression, Record, RecordSpec};
+use rill_core::batch::{self, BatchError, BatchHeader, BatchParams, BuildError, Compression, Record, RecordSpec};
 
-use crate::compression;
+use crate::compression::{self, DecompressError, RebuildError};
 use crate::limits::{DECOMPRESSED_BYTES_MAX, PIPELINE_OUTPUT_BATCH_BYTES};
+
+/// Why records could not be read from batches, or built into them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordsError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Decompress(#[from] DecompressError),
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
+    #[error("{0}")]
+    Build(#[from] BuildError),
+    #[error("{partitions} partitions for {records} records")]
+    PartitionCount { partitions: usize, records: usize },
+    #[error("offset {offset} is too far from {base} for one batch")]
+    OffsetTooFar { offset: u64, base: u64 },
+}
 
 /// A record with its bytes owned, for rebuilding batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,28 +50,27 @@ impl OwnedRecord {
 
 /// Calls `each` with every record of `bytes` (whole batches, compressed or not) and its batch's
 /// header.
-pub fn for_each_record(bytes: &[u8], mut each: impl FnMut(&BatchHeader, &Record<'_>)) -> Result<(), String> {
+pub fn for_each_record(bytes: &[u8], mut each: impl FnMut(&BatchHeader, &Record<'_>)) -> Result<(), RecordsError> {
     for parsed in batch::batches(bytes) {
-        let parsed = parsed.map_err(|e| e.to_string())?;
+        let parsed = parsed?;
         let header = *parsed.header();
         let decompressed;
         let records = match parsed.compression() {
-            Compression::None => parsed.records().map_err(|e| e.to_string())?,
+            Compression::None => parsed.records()?,
             codec => {
-                decompressed = compression::decompress(codec, parsed.records_section(), DECOMPRESSED_BYTES_MAX)
-                    .map_err(|e| e.to_string())?;
+                decompressed = compression::decompress(codec, parsed.records_section(), DECOMPRESSED_BYTES_MAX)?;
                 batch::records_in(&decompressed, header.records_count)
             }
         };
         for record in records {
-            each(&header, &record.map_err(|e| e.to_string())?);
+            each(&header, &record?);
         }
     }
     Ok(())
 }
 
 /// Every record of `bytes`, owned.
-pub fn owned_records(bytes: &[u8]) -> Result<Vec<OwnedRecord>, String> {
+pub fn owned_records(bytes: &[u8]) -> Result<Vec<OwnedRecord>, RecordsError> {
     let mut out = Vec::new();
     for_each_record(bytes, |header, record| out.push(OwnedRecord::of(record, header)))?;
     Ok(out)
@@ -62,7 +78,7 @@ pub fn owned_records(bytes: &[u8]) -> Result<Vec<OwnedRecord>, String> {
 
 /// Records in uncompressed batches of at most [`PIPELINE_OUTPUT_BATCH_BYTES`] (one record may
 /// make a batch larger on its own), CRCs computed.
-pub fn build_batches(records: &[OwnedRecord]) -> Result<Vec<u8>, String> {
+pub fn build_batches(records: &[OwnedRecord]) -> Result<Vec<u8>, RecordsError> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
@@ -99,10 +115,10 @@ pub fn record_specs<'a>(records: &'a [OwnedRecord], headers: &'a [Vec<HeaderRef<
         .collect()
 }
 
-pub fn build_one(records: &[OwnedRecord]) -> Result<Vec<u8>, String> {
+pub fn build_one(records: &[OwnedRecord]) -> Result<Vec<u8>, RecordsError> {
     let headers: Vec<Vec<HeaderRef<'_>>> =
         records.iter().map(|r| r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect()).collect();
-    batch::build_vec(BatchParams::default(), &record_specs(records, &headers)).map_err(|e| e.to_string())
+    Ok(batch::build_vec(BatchParams::default(), &record_specs(records, &headers))?)
 }
 
 /// Records in `bytes` (whole batches, as plugins return them).
@@ -112,15 +128,18 @@ pub fn records_count(bytes: &[u8]) -> usize {
 
 /// Splits `bytes` by record into one set of batches per partition, as `partitions` (one per
 /// record, in order) says.
-pub fn split_by_partition(bytes: &[u8], partitions: &[u32]) -> Result<BTreeMap<u32, Vec<u8>>, String> {
+pub fn split_by_partition(bytes: &[u8], partitions: &[u32]) -> Result<BTreeMap<u32, Vec<u8>>, RecordsError> {
     build_by_partition(owned_records(bytes)?, partitions)
 }
 
 /// `records` built into one set of batches per partition, as `partitions` (one per record, in
 /// order) says: each batch built once.
-pub fn build_by_partition(records: Vec<OwnedRecord>, partitions: &[u32]) -> Result<BTreeMap<u32, Vec<u8>>, String> {
+pub fn build_by_partition(
+    records: Vec<OwnedRecord>,
+    partitions: &[u32],
+) -> Result<BTreeMap<u32, Vec<u8>>, RecordsError> {
     if records.len() != partitions.len() {
-        return Err(format!("{} partitions for {} records", partitions.len(), records.len()));
+        return Err(RecordsError::PartitionCount { partitions: partitions.len(), records: records.len() });
     }
     let mut by_partition: BTreeMap<u32, Vec<OwnedRecord>> = BTreeMap::new();
     for (record, partition) in records.into_iter().zip(partitions) {

@@ -61,6 +61,8 @@ const RECORD_BYTES: usize = 100;
 /// Records per produce request in the steady case: 100 requests per second at 10k records/s.
 const STEADY_RECORDS_PER_BATCH: u32 = 100;
 
+/// The mirror benchmark from start to report. Long because it is a script: two nodes, a
+/// backlog case, a steady case, then the tables, in the order they run.
 pub async fn run(mut args: MirrorArgs) -> Result<(), String> {
     if args.quick {
         args.backlog_bytes = args.backlog_bytes.min(64 << 20);

@@ -394,7 +394,7 @@ async fn rill_latency(port: u16, run: usize, count: u64, senml: &[u8]) -> Result
         let now = epoch.elapsed().as_micros() as f64;
         while next < high_watermark {
             let read = store.read("bench", 0, next, 1024 * 1024).map_err(|e| e.to_string())?;
-            for record in crate::records::owned_records(&read.records)? {
+            for record in crate::records::owned_records(&read.records).map_err(|e| e.to_string())? {
                 if record.offset >= next && record.offset < high_watermark {
                     let value = record.value.as_deref().unwrap_or_default();
                     latencies.push((now - sent_micros(value).ok_or("a record without its send time")?) / 1000.0);

@@ -219,6 +219,8 @@ pub async fn run(args: PluginsArgs) -> Result<(), String> {
     tokio::task::spawn_blocking(move || run_blocking(&args)).await.map_err(|e| e.to_string())?
 }
 
+/// Every case of the plugin benchmark, and its tables. Long because it is the benchmark's script:
+/// cases, warm-up, repeats and report in the order they run.
 fn run_blocking(args: &PluginsArgs) -> Result<(), String> {
     let (seconds, repeat, sizes): (f64, usize, &[usize]) =
         if args.quick { (0.1, 1, &[100]) } else { (args.seconds_per_case, args.repeat.max(1), &[1, 100, 1000]) };

@@ -14,6 +14,7 @@
 //! times that do not map) goes to `<topic>.dlq` with why, and is acknowledged: the device moves on
 //! and the bytes are kept.
 
+mod errors;
 pub mod metrics;
 mod partitioning;
 pub mod serial;
@@ -22,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use rill_core::batch::{self, Batch, BatchHeader, BatchParams, RecordSpec};
+use rill_core::batch::{self, Batch, BatchHeader, BatchParams, BuildError, RecordSpec};
 use rill_core::uplink::{self, DataFrame, Deframer, Frame, UPLINK_FRAME_BYTES_MAX, UPLINK_WIRE_BYTES_MAX};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -37,6 +38,7 @@ use crate::listener::{Accepted, accept_within};
 use crate::plugins::PluginCatalog;
 use crate::plugins::StageSpec;
 use crate::storage::{AppendError, DocumentWrite, Documents, DurabilityPolicy, Store, TopicConfig};
+pub use errors::{BadBatch, ConnectionEnd, PartitionRefusal};
 use partitioning::{Append, NoPartition, Partitioning};
 
 /// `[devices]`: where sensor nodes connect, and where their readings go.
@@ -178,9 +180,9 @@ pub struct Devices {
 /// Why a frame's batch was not stored.
 enum Refusal {
     /// The batch itself: it goes to the dead-letter topic.
-    Batch(String),
+    Batch(AppendError),
     /// Storage: the connection closes, and the device sends the frame again.
-    Storage(String),
+    Storage(ConnectionEnd),
 }
 
 impl Devices {
@@ -267,10 +269,10 @@ impl Devices {
     }
 
     /// Stores one data frame (unless it is a repeat) and returns the ack to send.
-    async fn accept(&self, frame: OwnedData) -> Result<Frame<'static>, String> {
+    async fn accept(&self, frame: OwnedData) -> Result<Frame<'static>, ConnectionEnd> {
         let arrival_ms = frame.arrival_ms;
         let Some(lock) = self.device(&frame.device) else {
-            return Err(format!("device {:?} refused: this gateway takes at most {DEVICES_MAX} devices", frame.device));
+            return Err(ConnectionEnd::TooManyDevices { device: frame.device, max: DEVICES_MAX });
         };
         let mut progress = lock.lock().await;
         let held = progress.filter(|last| last.boot == frame.boot).map(|last| last.seq);
@@ -288,9 +290,9 @@ impl Devices {
         let appends = match stamped(&frame, arrival_ms) {
             Ok((batch, records)) => match self.appends(&frame, batch, records).await {
                 Ok(appends) => Ok((appends, records)),
-                Err(NoPartition::Refused(reason)) => Err(reason),
+                Err(NoPartition::Refused(reason)) => Err(BadBatch::Partition(reason)),
                 // Not acknowledged: the device keeps the frame and sends it again.
-                Err(NoPartition::Unavailable(reason)) => return Err(reason),
+                Err(NoPartition::Unavailable(reason)) => return Err(ConnectionEnd::PartitionerUnavailable(reason)),
             },
             Err(reason) => Err(reason),
         };
@@ -300,7 +302,7 @@ impl Devices {
                 // The store refused the batch itself (a control batch, larger than the topic
                 // takes, corrupt compressed records): kept with why, like any bad batch.
                 Err(Refusal::Batch(reason)) => {
-                    self.store_dead_letter(&frame, stored, &reason, arrival_ms).await?;
+                    self.store_dead_letter(&frame, stored, &BadBatch::Refused(reason), arrival_ms).await?;
                     (0, true)
                 }
                 Err(Refusal::Storage(e)) => return Err(e),
@@ -333,24 +335,25 @@ impl Devices {
         &self,
         frame: &OwnedData,
         stored: Progress,
-        reason: &str,
+        reason: &BadBatch,
         arrival_ms: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectionEnd> {
         tracing::warn!(
             device = %frame.device, boot = frame.boot, seq = frame.seq, %reason,
             "device batch refused: kept in the dead-letter topic"
         );
-        let letter = (dead_letter_topic(&self.section.topic), 0, dead_letter(frame, reason, arrival_ms)?);
+        let letter = dead_letter(frame, &reason.to_string(), arrival_ms).map_err(ConnectionEnd::DeadLetterBuild)?;
+        let letter = (dead_letter_topic(&self.section.topic), 0, letter);
         self.store_frame(frame, stored, vec![letter]).await.map_err(|refusal| match refusal {
-            Refusal::Batch(e) | Refusal::Storage(e) => format!("dead letter not stored: {e}"),
+            Refusal::Batch(e) => ConnectionEnd::DeadLetterRefused(e),
+            Refusal::Storage(e) => e,
         })
     }
 
     /// Appends `appends` and the device's new progress in one transaction, durably: the ack
     /// follows, and the device deletes on it.
     async fn store_frame(&self, frame: &OwnedData, stored: Progress, appends: Vec<Append>) -> Result<(), Refusal> {
-        let storage = |e: String| Refusal::Storage(e);
-        let document = serde_json::to_vec(&stored).map_err(|e| storage(e.to_string()))?;
+        let document = progress_document(stored);
         let write = DocumentWrite { kind: PROGRESS_KIND.into(), name: frame.device.clone(), document: Some(document) };
         // One topic per frame: the readings' or the dead letters'.
         if let Some((topic, _, _)) = appends.first() {
@@ -358,7 +361,7 @@ impl Devices {
             self.store
                 .topic_or_create(topic, partitions, TopicConfig::default())
                 .await
-                .map_err(|e| storage(e.to_string()))?;
+                .map_err(|e| Refusal::Storage(ConnectionEnd::Topic(e)))?;
         }
         // A reopen after an IO error drops commits not yet synced: none of ours may be acked.
         let generation = self.store.generation();
@@ -371,17 +374,15 @@ impl Devices {
                 | AppendError::InvalidTimestamp { .. }
                 | AppendError::Log(_)),
             ) => {
-                return Err(Refusal::Batch(e.to_string()));
+                return Err(Refusal::Batch(e));
             }
-            Err(e) => return Err(storage(e.to_string())),
+            Err(e) => return Err(Refusal::Storage(ConnectionEnd::Storage(e))),
         }
         if self.store.durability() != DurabilityPolicy::EveryCommit {
-            self.store.flush().await.map_err(|e| storage(e.to_string()))?;
+            self.store.flush().await.map_err(|e| Refusal::Storage(ConnectionEnd::Storage(e)))?;
         }
         if self.store.generation() != generation {
-            return Err(storage(
-                "the store was reopened before the batch was durable; the device sends it again".into(),
-            ));
+            return Err(Refusal::Storage(ConnectionEnd::Reopened));
         }
         Ok(())
     }
@@ -420,37 +421,34 @@ impl OwnedData {
 const FUTURE_TOLERANCE_MS: i64 = 60_000;
 
 /// The frame's batch, checked and with its timestamps on wall time; its records count.
-fn stamped(frame: &OwnedData, arrival_ms: i64) -> Result<(Vec<u8>, u64), String> {
-    let parsed = Batch::parse(&frame.batch).map_err(|e| format!("not a valid record batch: {e}"))?;
+fn stamped(frame: &OwnedData, arrival_ms: i64) -> Result<(Vec<u8>, u64), BadBatch> {
+    let parsed = Batch::parse(&frame.batch).map_err(BadBatch::Invalid)?;
     let header = *parsed.header();
     if header.producer_id >= 0 || header.is_control() || header.is_transactional() {
-        return Err("a device batch carries no producer id and is not transactional".into());
+        return Err(BadBatch::NotPlain);
     }
     let records = header.records_count.max(0) as u64;
     if frame.shift_ms == 0 {
         return Ok((frame.batch.clone(), records));
     }
     // Record timestamps are deltas from the base: moving the header's two moves them all.
-    let shift = |at: i64| at.checked_add(frame.shift_ms).ok_or("a timestamp out of range once on wall time");
+    let shift = |at: i64| at.checked_add(frame.shift_ms).ok_or(BadBatch::TimestampOverflow);
     let moved = BatchHeader {
         base_timestamp: shift(header.base_timestamp)?,
         max_timestamp: shift(header.max_timestamp)?,
         ..header
     };
     if header.base_timestamp < 0 || moved.max_timestamp > arrival_ms.saturating_add(FUTURE_TOLERANCE_MS) {
-        return Err(format!(
-            "since-boot times {}..={} do not map to wall time before the frame's arrival",
-            header.base_timestamp, header.max_timestamp
-        ));
+        return Err(BadBatch::Unmappable { base: header.base_timestamp, max: header.max_timestamp });
     }
     let mut batch = frame.batch.clone();
-    moved.encode(&mut batch).map_err(|e| e.to_string())?;
-    batch::seal_crc(&mut batch).map_err(|e| e.to_string())?;
+    moved.encode(&mut batch).map_err(BadBatch::RestampHeader)?;
+    batch::seal_crc(&mut batch).map_err(BadBatch::Restamp)?;
     Ok((batch, records))
 }
 
 /// A record holding a refused frame's batch bytes, with headers saying whose and why.
-fn dead_letter(frame: &OwnedData, reason: &str, arrival_ms: i64) -> Result<Vec<u8>, String> {
+fn dead_letter(frame: &OwnedData, reason: &str, arrival_ms: i64) -> Result<Vec<u8>, BuildError> {
     let (boot, seq) = (frame.boot.to_string(), frame.seq.to_string());
     let headers: [(&[u8], Option<&[u8]>); 4] = [
         (b"rill.device", Some(frame.device.as_bytes())),
@@ -464,7 +462,13 @@ fn dead_letter(frame: &OwnedData, reason: &str, arrival_ms: i64) -> Result<Vec<u
         value: Some(&frame.batch),
         headers: &headers,
     };
-    batch::build_vec(BatchParams::default(), &[spec]).map_err(|e| e.to_string())
+    batch::build_vec(BatchParams::default(), &[spec])
+}
+
+/// A device's progress as stored (JSON).
+fn progress_document(progress: Progress) -> Vec<u8> {
+    // Two integers always serialize.
+    serde_json::to_vec(&progress).unwrap_or_default()
 }
 
 /// The bound listener: a TCP socket, and the serial ports it keeps open.
@@ -538,7 +542,7 @@ async fn serve_device<S: AsyncRead + AsyncWrite>(
     stream: S,
     peer: &str,
     mut stopping: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), ConnectionEnd> {
     let (reader, mut writer) = tokio::io::split(stream);
     let (frames, mut queued) = tokio::sync::mpsc::channel(DEVICE_FRAMES_QUEUED);
     let mut connection =
@@ -577,7 +581,7 @@ async fn read_frames<R: AsyncRead>(
     mut reader: tokio::io::ReadHalf<R>,
     frames: tokio::sync::mpsc::Sender<OwnedData>,
     peer: &str,
-) -> Result<(), String> {
+) -> Result<(), ConnectionEnd> {
     let mut deframer = Deframer::new(vec![0u8; UPLINK_WIRE_BYTES_MAX]);
     let (mut buf, mut errors) = (vec![0u8; 16 * 1024], 0usize);
     // When the frame being read began: a frame must end within DEVICE_FRAME_TIMEOUT, so that a
@@ -591,9 +595,9 @@ async fn read_frames<R: AsyncRead>(
         let n = match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
             Ok(Ok(0)) => return Ok(()),
             Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) if frame_began.is_some() => return Err(format!("a frame not finished in {DEVICE_FRAME_TIMEOUT:?}")),
-            Err(_) => return Err(format!("nothing for {DEVICE_IDLE_TIMEOUT:?}")),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) if frame_began.is_some() => return Err(ConnectionEnd::FrameTimeout(DEVICE_FRAME_TIMEOUT)),
+            Err(_) => return Err(ConnectionEnd::Idle(DEVICE_IDLE_TIMEOUT)),
         };
         // Frames end with 0x00: a read that does not leaves one unfinished.
         frame_began = match buf[n - 1] {
@@ -619,7 +623,7 @@ async fn read_frames<R: AsyncRead>(
             errors += bad;
             tracing::warn!(%peer, error = %e, errors = bad, "uplink frames dropped");
             if errors > DEVICE_FRAME_ERRORS_MAX {
-                return Err(format!("{errors} bad frames in a row: not an uplink peer"));
+                return Err(ConnectionEnd::NotUplink(errors));
             }
         }
         for frame in complete {
@@ -646,23 +650,23 @@ impl Connection {
         stream: &mut S,
         frame: OwnedData,
         stopping: &mut watch::Receiver<bool>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectionEnd> {
         match &self.device {
             None => {
                 devices.update(&frame.device, |s| s.connections += 1);
                 self.device = Some(frame.device.clone());
             }
             Some(named) if *named != frame.device => {
-                return Err(format!("frames for {named:?} and {:?} on one connection", frame.device));
+                return Err(ConnectionEnd::MixedDevices { first: named.clone(), other: frame.device });
             }
             Some(_) => {}
         }
         let ack = devices.accept(frame).await?;
-        let len = uplink::encode(&ack, &mut self.scratch, &mut self.out).map_err(|e| e.to_string())?;
+        let len = uplink::encode(&ack, &mut self.scratch, &mut self.out).map_err(ConnectionEnd::Encode)?;
         tokio::select! {
             written = tokio::time::timeout(DEVICE_IDLE_TIMEOUT, stream.write_all(&self.out[..len])) => match written {
-                Ok(written) => written.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("an ack not taken for {DEVICE_IDLE_TIMEOUT:?}")),
+                Ok(written) => written.map_err(ConnectionEnd::Io),
+                Err(_) => Err(ConnectionEnd::AckTimeout(DEVICE_IDLE_TIMEOUT)),
             },
             () = async { drop(stopping.wait_for(|stop| *stop).await) } => Ok(()),
         }
@@ -675,7 +679,7 @@ mod tests {
 
     use tokio::io::AsyncWriteExt;
 
-    use super::read_frames;
+    use super::{ConnectionEnd, read_frames};
 
     /// A byte every 15 s keeps the idle timeout from firing, but the frame they make never ends:
     /// the connection closes after DEVICE_FRAME_TIMEOUT.
@@ -690,6 +694,6 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(15)).await;
         }
         let closed = reading.await.unwrap();
-        assert!(closed.as_ref().is_err_and(|e| e.contains("not finished")), "{closed:?}");
+        assert!(matches!(closed, Err(ConnectionEnd::FrameTimeout(_))), "{closed:?}");
     }
 }

@@ -22,6 +22,8 @@ use crate::plugins::{
 };
 use crate::records::{build_batches, owned_records};
 
+use super::errors::PartitionRefusal;
+
 /// A batch's destination: (topic, partition, batches).
 pub type Append = (String, u32, Vec<u8>);
 
@@ -29,8 +31,9 @@ pub type Append = (String, u32, Vec<u8>);
 #[derive(Debug)]
 pub enum NoPartition {
     /// The plugin refused this batch (or failed on it): the batch goes to the dead-letter topic.
-    Refused(String),
-    /// The plugin cannot be loaded now: the frame is not acknowledged, the device sends it again.
+    Refused(PartitionRefusal),
+    /// The plugin cannot be loaded now (why, as logged): the frame is not acknowledged, the
+    /// device sends it again.
     Unavailable(String),
 }
 
@@ -66,7 +69,7 @@ impl Partitioning {
     ) -> Result<Vec<Append>, NoPartition> {
         let Some(stage) = &self.stage else {
             let partition = rill_core::partitioner::partition_for_key(device.as_bytes(), partitions)
-                .map_err(|e| NoPartition::Refused(e.to_string()))?;
+                .map_err(|e| NoPartition::Refused(e.into()))?;
             return Ok(vec![(topic.to_owned(), partition, batch)]);
         };
         let mut held = self.held.lock().await;
@@ -77,9 +80,11 @@ impl Partitioning {
         // The plugin contract promises uncompressed batches.
         let compressed = Batch::parse(&batch).is_ok_and(|parsed| parsed.compression() != Compression::None);
         let decompressed = match compressed {
-            true => {
-                Some(owned_records(&batch).and_then(|records| build_batches(&records)).map_err(NoPartition::Refused)?)
-            }
+            true => Some(
+                owned_records(&batch)
+                    .and_then(|records| build_batches(&records))
+                    .map_err(|e| NoPartition::Refused(e.into()))?,
+            ),
             false => None,
         };
         let owned_topic = topic.to_owned();
@@ -96,7 +101,7 @@ impl Partitioning {
         drop(held);
         match called {
             Ok((batch, chosen)) => split(topic, batch, &chosen).map_err(NoPartition::Refused),
-            Err(e) => Err(NoPartition::Refused(format!("partitioner {label}: {e}"))),
+            Err(error) => Err(NoPartition::Refused(PartitionRefusal::Plugin { label, error })),
         }
     }
 
@@ -146,9 +151,9 @@ async fn load(catalog: &PluginCatalog, stage: &StageSpec) -> Result<(String, Plu
 
 /// The batch whole when every record goes to one partition; else its records regrouped, in
 /// order, into a batch per partition (in the order the partitions first appear).
-fn split(topic: &str, batch: Vec<u8>, chosen: &[u32]) -> Result<Vec<Append>, String> {
+fn split(topic: &str, batch: Vec<u8>, chosen: &[u32]) -> Result<Vec<Append>, PartitionRefusal> {
     match chosen {
-        [] => Err("the partitioner chose nothing".into()),
+        [] => Err(PartitionRefusal::NothingChosen),
         [first, rest @ ..] if rest.iter().all(|p| p == first) => Ok(vec![(topic.to_owned(), *first, batch)]),
         _ => {
             let records = owned_records(&batch)?;

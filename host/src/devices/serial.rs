@@ -80,7 +80,7 @@ pub(super) async fn keep_open(devices: &Devices, spec: &SerialSpec, mut stopping
                     devices.serial_port(&path, false, None);
                     return;
                 }
-                let why = result.err().unwrap_or_else(|| "hung up".into());
+                let why = result.err().map_or_else(|| "hung up".to_owned(), |e| e.to_string());
                 tracing::info!(%path, error = %why, "serial port closed; opening it again");
                 devices.serial_port(&path, false, Some(why));
             }

@@ -210,7 +210,8 @@ fn section(html: &mut String, title: &str, id: &str, empty: Option<&str>, column
     html.push_str("</table>");
 }
 
-/// The status page.
+/// The status page: one HTML document, written top to bottom. Long because it is a template;
+/// the sections that repeat (tables, replication) are functions of their own.
 pub fn render(status: &Status) -> String {
     let mut html = String::new();
     let _ = write!(
@@ -388,7 +389,7 @@ fn devices_section(html: &mut String, status: &Status) {
 }
 
 /// Mirrors (this node as an edge) and accepted edges (this node as an aggregation node), one row
-/// per partition.
+/// per partition. Long because each row is a list of cells built in column order.
 fn replication_sections(html: &mut String, status: &Status) {
     let mut rows = Vec::new();
     for mirror in &status.mirrors {

@@ -11,7 +11,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use crate::storage::{DocumentWrite, ResourceError, Store};
+use crate::storage::{DocumentWrite, ResourceError, StorageError, Store};
 
 /// The storage kind of dedup segments, named `<bridge>/<sequence>`.
 pub const KIND: &str = "mqtt-dedup";
@@ -48,12 +48,12 @@ pub(super) fn scoped(mqtt_topic: &str, id: &[u8]) -> Option<String> {
 
 impl DedupWindow {
     /// The window as stored for `bridge`.
-    pub(super) fn load(store: &Store, bridge: &str, window: usize) -> Result<Self, String> {
+    pub(super) fn load(store: &Store, bridge: &str, window: usize) -> Result<Self, ResourceError> {
         let mut segments: Vec<(u64, Vec<String>)> = Vec::new();
-        for (name, document) in store.resources(KIND).map_err(|e| e.to_string())? {
+        for (name, document) in store.resources(KIND)? {
             let Some(sequence) = segment_of(&name, bridge) else { continue };
-            let ids: Vec<String> =
-                postcard::from_bytes(&document).map_err(|e| format!("dedup segment {name:?} does not decode: {e}"))?;
+            let ids: Vec<String> = postcard::from_bytes(&document)
+                .map_err(|e| StorageError::corrupt("dedup segment", format!("{name:?}: {e}")))?;
             segments.push((sequence, ids));
         }
         segments.sort_by_key(|(sequence, _)| *sequence);

@@ -7,7 +7,7 @@
 //! and a present session whose filters differ is unsubscribed from the old ones and subscribed
 //! again. (Subscribing again makes the broker send retained messages again.)
 
-use crate::storage::{DocumentWrite, Store};
+use crate::storage::{AppendError, DocumentWrite, Store};
 
 /// The storage kind, named `<broker URL> <client id>`.
 pub const KIND: &str = "mqtt-session";
@@ -27,13 +27,13 @@ pub(super) fn granted(store: &Store, key: &str) -> Option<Filters> {
 }
 
 /// Notes that the session `key` names is subscribed to `filters`.
-pub(super) async fn note_granted(store: &Store, key: &str, filters: &Filters) -> Result<(), String> {
+pub(super) async fn note_granted(store: &Store, key: &str, filters: &Filters) -> Result<(), AppendError> {
     let write = DocumentWrite {
         kind: KIND.to_owned(),
         name: key.to_owned(),
         document: Some(serde_json::to_vec(filters).expect("filters encode")),
     };
-    store.write_documents(vec![write]).await.map_err(|e| e.to_string())
+    store.write_documents(vec![write]).await
 }
 
 /// What to do on connecting: the filters to subscribe to and those to unsubscribe from.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::client::{Client, Received};
@@ -20,7 +21,7 @@ use crate::plugins::{
     load_off_runtime,
 };
 use crate::records::{self, OwnedRecord};
-use crate::storage::{AppendError, DocumentWrite, Documents, Store, TopicConfig, TopicError};
+use crate::storage::{AppendError, DocumentWrite, Documents, ResourceError, Store, TopicConfig, TopicError};
 
 pub(super) struct Worker {
     pub spec: BridgeSpec,
@@ -78,7 +79,8 @@ struct Group {
 
 /// A group's records, ready to append.
 struct Prepared {
-    appends: Vec<(String, u32, Vec<u8>)>,
+    /// Shared, not copied, when a refused transaction is retried group by group.
+    appends: Vec<(String, u32, Bytes)>,
     records: u64,
     /// The ids stored with these records (messages' or records').
     ids: Vec<String>,
@@ -215,7 +217,7 @@ impl Worker {
         }
     }
 
-    fn reload_ids(&mut self) -> Result<(), String> {
+    fn reload_ids(&mut self) -> Result<(), ResourceError> {
         if let (Some(dedup), Some(spec)) = (&mut self.dedup, &self.spec.dedup) {
             dedup.generation = self.store.generation();
             dedup.window = DedupWindow::load(&self.store, &self.spec.name, spec.window)?;
@@ -238,36 +240,8 @@ impl Worker {
     }
 
     async fn try_commit(&mut self, batch: &[&Received]) -> Result<(), Transient> {
-        let received_ms = crate::clock::now_ms();
-        let mut groups: Vec<Group> = Vec::new();
-        let mut index: BTreeMap<String, usize> = BTreeMap::new();
         let mut batch_ids = HashSet::new();
-        let mut duplicates = 0;
-        for publish in batch {
-            let id = self.message_id(publish);
-            if let Some(id) = &id
-                && self.seen(id, &mut batch_ids)
-            {
-                duplicates += 1;
-                continue;
-            }
-            let topic = publish.topic();
-            let at = *index.entry(topic.clone()).or_insert_with(|| {
-                groups.push(Group { topic: topic.clone(), messages: Vec::new() });
-                groups.len() - 1
-            });
-            groups[at].messages.push(Message {
-                source: SourceMessage {
-                    payload: publish.payload_bytes(),
-                    topic,
-                    qos: publish.qos(),
-                    retained: publish.retained(),
-                    properties: publish.user_properties().to_vec(),
-                    received_ms,
-                },
-                id,
-            });
-        }
+        let (groups, mut duplicates) = self.gather(batch, &mut batch_ids);
         let mut rejected = Vec::new();
         let mut routed = Vec::new();
         for group in groups {
@@ -296,7 +270,7 @@ impl Worker {
         let mut appends: Vec<_> = prepared.iter().flat_map(|p| p.appends.iter().cloned()).collect();
         let mut ids: Vec<String> = prepared.iter().flat_map(|p| p.ids.iter().cloned()).collect();
         if let Some(letters) = &letters {
-            appends.push((self.spec.dead_letter_topic(), 0, letters.clone()));
+            appends.push((self.spec.dead_letter_topic(), 0, Bytes::from(letters.clone())));
             ids.extend(rejected.iter().filter_map(|r| r.message.id.clone()));
         }
         if self.append(appends, ids).await?.is_ok() {
@@ -304,8 +278,51 @@ impl Worker {
             BridgeStats::count(&self.stats.messages_dead_lettered, rejected.len() as u64);
             return Ok(());
         }
-        // Refused for good (a record too large for its topic, a topic deleted meanwhile): group
-        // by group, so only the groups refused are dead-lettered.
+        self.store_separately(prepared, rejected).await
+    }
+
+    /// The batch's messages grouped by MQTT topic, in arrival order, and how many repeated ones
+    /// were left out.
+    fn gather(&self, batch: &[&Received], batch_ids: &mut HashSet<String>) -> (Vec<Group>, u64) {
+        let received_ms = crate::clock::now_ms();
+        let mut groups: Vec<Group> = Vec::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        let mut duplicates = 0;
+        for publish in batch {
+            let id = self.message_id(publish);
+            if let Some(id) = &id
+                && self.seen(id, batch_ids)
+            {
+                duplicates += 1;
+                continue;
+            }
+            let topic = publish.topic();
+            let at = *index.entry(topic.clone()).or_insert_with(|| {
+                groups.push(Group { topic: topic.clone(), messages: Vec::new() });
+                groups.len() - 1
+            });
+            groups[at].messages.push(Message {
+                source: SourceMessage {
+                    payload: publish.payload_bytes(),
+                    topic,
+                    qos: publish.qos(),
+                    retained: publish.retained(),
+                    properties: publish.user_properties().to_vec(),
+                    received_ms,
+                },
+                id,
+            });
+        }
+        (groups, duplicates)
+    }
+
+    /// After the batch's transaction was refused for good (a record too large for its topic, a
+    /// topic deleted meanwhile): group by group, so only the groups refused are dead-lettered.
+    async fn store_separately(
+        &mut self,
+        prepared: Vec<Prepared>,
+        mut rejected: Vec<Rejected>,
+    ) -> Result<(), Transient> {
         for group in prepared {
             match self.append(group.appends.clone(), group.ids.clone()).await? {
                 Ok(()) => self.stored(std::slice::from_ref(&group)),
@@ -321,7 +338,7 @@ impl Worker {
         }
         let letters = self.dead_letters(&rejected).await?;
         let ids = rejected.iter().filter_map(|r| r.message.id.clone()).collect();
-        match self.append(vec![(self.spec.dead_letter_topic(), 0, letters)], ids).await? {
+        match self.append(vec![(self.spec.dead_letter_topic(), 0, Bytes::from(letters))], ids).await? {
             Ok(()) => BridgeStats::count(&self.stats.messages_dead_lettered, rejected.len() as u64),
             Err(error) => tracing::error!(bridge = %self.spec.name, %error, messages = rejected.len(),
                 "the dead-letter topic refused rejected messages: they cannot be stored anywhere and are dropped"),
@@ -337,7 +354,7 @@ impl Worker {
     /// for storage errors, `Ok(Err)` for refusals.
     async fn append(
         &mut self,
-        appends: Vec<(String, u32, Vec<u8>)>,
+        appends: Vec<(String, u32, Bytes)>,
         ids: Vec<String>,
     ) -> Result<Result<(), AppendError>, Transient> {
         let writes: Vec<DocumentWrite> = self.dedup.as_ref().map(|d| d.window.writes(&ids)).unwrap_or_default();
@@ -435,11 +452,11 @@ impl Worker {
         // Each partition's batch is built once, from the records decoded once.
         match records::build_by_partition(records, &chosen) {
             Ok(split) => {
-                let appends = split.into_iter().map(|(p, bytes)| (target.clone(), p, bytes)).collect();
+                let appends = split.into_iter().map(|(p, bytes)| (target.clone(), p, Bytes::from(bytes))).collect();
                 Some(Prepared { appends, records: count, ids, messages })
             }
             Err(error) => {
-                reject_all(rejected, messages, "bridge", error);
+                reject_all(rejected, messages, "bridge", error.to_string());
                 None
             }
         }
@@ -498,7 +515,7 @@ impl Worker {
             return Ok(by_key(records, partitions));
         }
         let (topic, count) = (topic.to_owned(), records.len());
-        let bytes = records::build_batches(records)?;
+        let bytes = records::build_batches(records).map_err(|e| e.to_string())?;
         let chosen = self
             .plugins
             .partitioner
@@ -535,7 +552,7 @@ impl Worker {
                 .collect(),
             })
             .collect();
-        records::build_batches(&records).map_err(Transient)
+        records::build_batches(&records).map_err(|e| Transient(e.to_string()))
     }
 }
 

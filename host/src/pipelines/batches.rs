@@ -9,7 +9,7 @@ use rill_core::batch::{self, BatchParams};
 use crate::compression;
 use crate::limits::{DECOMPRESSED_BYTES_MAX, PIPELINE_INPUT_BYTES_MAX};
 use crate::plugins::SourceMessage;
-use crate::records::{HeaderRef, OwnedRecord, build_batches, build_one, owned_records, record_specs};
+use crate::records::{HeaderRef, OwnedRecord, RecordsError, build_batches, build_one, owned_records, record_specs};
 
 /// Batches read from a source partition, ready for the plugins: uncompressed, none starting
 /// before the offset the pipeline is at, control batches left out.
@@ -53,30 +53,29 @@ impl Input {
 
 /// `records` (offsets from `base` up to `last`, gaps allowed) as one sealed batch at their
 /// offsets, spanning `base..=last`.
-fn build_at(records: &[OwnedRecord], base: u64, last: u64) -> Result<Vec<u8>, String> {
-    let delta =
-        |offset: u64| i32::try_from(offset - base).map_err(|_| format!("offset {offset} is too far from {base}"));
+fn build_at(records: &[OwnedRecord], base: u64, last: u64) -> Result<Vec<u8>, RecordsError> {
+    let delta = |offset: u64| i32::try_from(offset - base).map_err(|_| RecordsError::OffsetTooFar { offset, base });
     let deltas = records.iter().map(|record| delta(record.offset)).collect::<Result<Vec<_>, _>>()?;
     let headers: Vec<Vec<HeaderRef<'_>>> =
         records.iter().map(|r| r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect()).collect();
     let specs = record_specs(records, &headers);
     let layout = batch::OffsetLayout { offset_deltas: &deltas, last_offset_delta: delta(last)? };
     let params = BatchParams { base_offset: base as i64, ..BatchParams::default() };
-    let mut bytes = batch::build_vec_at_without_crc(params, &specs, layout).map_err(|e| e.to_string())?;
-    batch::seal_crc(&mut bytes).map_err(|e| e.to_string())?;
+    let mut bytes = batch::build_vec_at_without_crc(params, &specs, layout)?;
+    batch::seal_crc(&mut bytes)?;
     Ok(bytes)
 }
 
 /// Makes stored batches (as [`crate::storage::Store::read`] returns them, the first one
 /// possibly starting before `from`) into plugin input, up to [`PIPELINE_INPUT_BYTES_MAX`]
 /// decompressed (the rest is left for the next read).
-pub fn plain_input(stored: &[u8], from: u64) -> Result<Input, String> {
+pub fn plain_input(stored: &[u8], from: u64) -> Result<Input, RecordsError> {
     let mut input = Input { next_offset: from, ..Input::default() };
     for parsed in batch::batches(stored) {
         if input.bytes.len() >= PIPELINE_INPUT_BYTES_MAX {
             break;
         }
-        let parsed = parsed.map_err(|e| e.to_string())?;
+        let parsed = parsed?;
         let header = *parsed.header();
         let last_offset = header.last_offset() as u64;
         if last_offset < from {
@@ -111,14 +110,14 @@ pub fn plain_input(stored: &[u8], from: u64) -> Result<Input, String> {
 /// (gaps where it dropped records, for mirror filters), but an appended batch takes as many
 /// offsets as its `lastOffsetDelta` says. Batches with gaps are rebuilt with offsets 0, 1, 2…;
 /// batches without records are left out.
-pub fn without_gaps(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+pub fn without_gaps(bytes: Vec<u8>) -> Result<Vec<u8>, RecordsError> {
     let dense = |parsed: &batch::Batch<'_>| parsed.header().last_offset_delta == parsed.header().records_count - 1;
     if batch::batches(&bytes).all(|parsed| parsed.is_ok_and(|parsed| dense(&parsed))) {
         return Ok(bytes);
     }
     let mut out = Vec::with_capacity(bytes.len());
     for parsed in batch::batches(&bytes) {
-        let parsed = parsed.map_err(|e| e.to_string())?;
+        let parsed = parsed?;
         if parsed.header().records_count == 0 {
             continue;
         }
@@ -133,7 +132,7 @@ pub fn without_gaps(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
 
 /// Records as ingest messages: the value is the payload, the key (or else the source topic) the
 /// topic, headers the properties, the timestamp the receive time.
-pub fn source_messages(bytes: &[u8], source_topic: &str) -> Result<Vec<SourceMessage>, String> {
+pub fn source_messages(bytes: &[u8], source_topic: &str) -> Result<Vec<SourceMessage>, RecordsError> {
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     Ok(owned_records(bytes)?
         .into_iter()
@@ -172,7 +171,7 @@ pub mod headers {
 }
 
 /// The input's records with the dead letter's headers added (after their own), in batches.
-pub fn dead_letters(input: &Input, why: &DeadLetter<'_>) -> Result<Vec<u8>, String> {
+pub fn dead_letters(input: &Input, why: &DeadLetter<'_>) -> Result<Vec<u8>, RecordsError> {
     let mut records = owned_records(&input.bytes)?;
     for record in &mut records {
         let stamp = [

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::batches::{self, Input};
 use super::spec::PipelineSpec;
 use crate::plugins::{ErrorKind, PluginCatalog, PluginError, PluginInstance, PluginKind, StageSpec, load_instance};
+use crate::records::RecordsError;
 
 /// One plugin of the chain.
 struct Stage {
@@ -204,8 +205,9 @@ impl Chain {
     }
 }
 
-fn bad_output(plugin: &str, reason: String) -> PluginError {
-    PluginError::BadOutput { plugin: plugin.to_owned(), reason }
+fn bad_output(plugin: &str, reason: RecordsError) -> PluginError {
+    // The reason becomes a dead letter's header and the pipeline's status: text from here on.
+    PluginError::BadOutput { plugin: plugin.to_owned(), reason: reason.to_string() }
 }
 
 fn build_stage(

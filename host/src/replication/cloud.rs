@@ -29,7 +29,7 @@ use crate::limits::{
     FOLLOWER_PENDING_BYTES_MAX, REPLICATION_CONNECTIONS_MAX, REPLICATION_HANDSHAKE_TIMEOUT,
     REPLICATION_HELLO_BYTES_MAX, REPLICATION_LINK_TIMEOUT,
 };
-use crate::storage::{DocumentWrite, DurabilityPolicy, ReplicaReset, Store};
+use crate::storage::{AppendError, DocumentWrite, DurabilityPolicy, ReplicaReset, Store};
 
 /// The replication listener, bound and not yet accepting.
 #[derive(Debug)]
@@ -177,7 +177,16 @@ struct Session {
 }
 
 /// A ready's writes on their way to disk.
-type Commit = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+type Commit = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CopyWriteError>> + Send>>;
+
+/// Why a copy's writes were not stored (the connection ends; the edge sends them again).
+#[derive(Debug, thiserror::Error)]
+enum CopyWriteError {
+    #[error("no copy for slot {0}")]
+    NoCopy(u32),
+    #[error(transparent)]
+    Store(#[from] AppendError),
+}
 
 /// How often a connection refreshes its status (cheap, but not per frame).
 const STATUS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -186,6 +195,9 @@ fn now_ms(started: Instant) -> u64 {
     started.elapsed().as_millis() as u64
 }
 
+/// One edge's connection: the sans-IO follower driven by frames, its commit, its timers and the
+/// node's shutdown, until the link ends. The select loop is long because every branch changes the
+/// same few locals (follower, commit, status timing); the steps inside it are functions.
 async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr, mut stopping: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     let (reader, mut writer) = stream.into_split();
@@ -206,38 +218,8 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
     let mut last_published = started.checked_sub(STATUS_EVERY).unwrap_or(started);
     let mut dirty = true;
     let error: Option<String> = loop {
-        // Move everything the follower has ready.
-        let mut failed = None;
-        while follower.has_ready() {
-            let ready = follower.ready();
-            if let Some(hello) = ready.hello {
-                match accept(&cloud, hello, peer).await {
-                    Ok((accepted, slots)) => {
-                        follower.accept(slots);
-                        // The partitions show on the status page from the first moment.
-                        publish(&cloud, &accepted, &follower);
-                        session = Some(accepted);
-                        limit.store(rill_core::limits::REPLICATION_FRAME_BYTES_MAX, Ordering::Release);
-                    }
-                    Err(reason) => {
-                        tracing::warn!(%peer, %reason, "replication connection refused");
-                        follower.refuse(reason);
-                    }
-                }
-            }
-            if let Err(e) = wire::write_all(&mut writer, &ready.send, protocol::encode_to_leader).await {
-                failed = Some(e);
-                break;
-            }
-            if let Some(session) = &session {
-                note_events(&cloud, session, ready.events);
-            }
-            if let (false, Some(session)) = (ready.writes.is_empty(), &session) {
-                let store = cloud.store.clone();
-                let copies = session.copies.clone();
-                commit = Some(Box::pin(apply(store, copies, ready.writes)));
-            }
-        }
+        let failed =
+            drain_ready(&cloud, &mut follower, &mut session, &mut commit, &mut writer, &limit, peer).await.err();
         if let Some(session) = &session
             && dirty
             && last_published.elapsed() >= STATUS_EVERY
@@ -247,7 +229,7 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
             dirty = false;
         }
         if let Some(e) = failed {
-            break Some(e);
+            break Some(e.to_string());
         }
         if let Some(reason) = follower.closed() {
             break Some(reason.to_owned());
@@ -267,7 +249,7 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
                     follower.step(message);
                 }
                 Some(Ok(None)) | None => break None,
-                Some(Err(e)) => break Some(e),
+                Some(Err(e)) => break Some(e.to_string()),
             },
             result = async { commit.as_mut().expect("guarded").await }, if commit.is_some() => {
                 commit = None;
@@ -287,21 +269,68 @@ async fn serve_connection(cloud: Arc<Cloud>, stream: TcpStream, peer: SocketAddr
     };
     // The copy must be on disk as the next connection will state it: finish the commit first.
     let last = match commit.take() {
-        Some(commit) => commit.await.err(),
+        Some(commit) => commit.await.err().map(|e| e.to_string()),
         None => None,
     };
     let error = error.or(last);
     if let Some(session) = session {
-        publish(&cloud, &session, &follower);
-        tracing::info!(edge = %session.edge, %peer, reason = error.as_deref().unwrap_or("closed"), "edge disconnected");
-        cloud.update_status(&session.edge, |status| {
-            status.connected = false;
-            if error.is_some() {
-                status.last_error = error.clone();
-            }
-        });
-        cloud.release_edge(&session.edge, session.id);
+        disconnected(&cloud, &session, &follower, peer, error);
     }
+}
+
+/// Moves everything the follower has ready: answers a Hello (accepting the edge, or refusing
+/// it), sends what it has to send, notes its events and starts the commit of its writes. An
+/// error is the link's.
+async fn drain_ready(
+    cloud: &Arc<Cloud>,
+    follower: &mut Follower,
+    session: &mut Option<Session>,
+    commit: &mut Option<Commit>,
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    limit: &AtomicUsize,
+    peer: SocketAddr,
+) -> Result<(), wire::LinkError> {
+    while follower.has_ready() {
+        let ready = follower.ready();
+        if let Some(hello) = ready.hello {
+            match accept(cloud, hello, peer).await {
+                Ok((accepted, slots)) => {
+                    follower.accept(slots);
+                    // The partitions show on the status page from the first moment.
+                    publish(cloud, &accepted, follower);
+                    *session = Some(accepted);
+                    limit.store(rill_core::limits::REPLICATION_FRAME_BYTES_MAX, Ordering::Release);
+                }
+                Err(reason) => {
+                    tracing::warn!(%peer, %reason, "replication connection refused");
+                    follower.refuse(reason);
+                }
+            }
+        }
+        wire::write_all(writer, &ready.send, protocol::encode_to_leader).await?;
+        if let Some(session) = session.as_ref() {
+            note_events(cloud, session, ready.events);
+        }
+        if let (false, Some(session)) = (ready.writes.is_empty(), session.as_ref()) {
+            let store = cloud.store.clone();
+            let copies = session.copies.clone();
+            *commit = Some(Box::pin(apply(store, copies, ready.writes)));
+        }
+    }
+    Ok(())
+}
+
+/// An accepted edge's connection ended (with `error`, or closed).
+fn disconnected(cloud: &Cloud, session: &Session, follower: &Follower, peer: SocketAddr, error: Option<String>) {
+    publish(cloud, session, follower);
+    tracing::info!(edge = %session.edge, %peer, reason = error.as_deref().unwrap_or("closed"), "edge disconnected");
+    cloud.update_status(&session.edge, |status| {
+        status.connected = false;
+        if error.is_some() {
+            status.last_error = error.clone();
+        }
+    });
+    cloud.release_edge(&session.edge, session.id);
 }
 
 /// Checks the edge and finds (or makes) each partition's copy.
@@ -369,24 +398,25 @@ async fn accept(cloud: &Cloud, hello: HelloRequest, peer: SocketAddr) -> Result<
 
 /// Applies one ready's writes in order: appends of several partitions share a commit; a
 /// truncation or gap is its own durable transaction. Durable before it returns.
-async fn apply(store: Store, copies: Vec<Option<(String, u32)>>, writes: Vec<FollowerWrite>) -> Result<(), String> {
-    let copy_of = |slot: u32| -> Result<&(String, u32), String> {
-        copies.get(slot as usize).and_then(Option::as_ref).ok_or_else(|| format!("no copy for slot {slot}"))
+async fn apply(
+    store: Store,
+    copies: Vec<Option<(String, u32)>>,
+    writes: Vec<FollowerWrite>,
+) -> Result<(), CopyWriteError> {
+    let copy_of = |slot: u32| -> Result<&(String, u32), CopyWriteError> {
+        copies.get(slot as usize).and_then(Option::as_ref).ok_or(CopyWriteError::NoCopy(slot))
     };
     let mut tickets = Vec::new();
     for write in writes {
         match write {
             FollowerWrite::Append { slot, batches } => {
                 let (topic, partition) = copy_of(slot)?;
-                tickets.push(store.enqueue_replica(topic, *partition, batches).await.map_err(|e| e.to_string())?);
+                tickets.push(store.enqueue_replica(topic, *partition, batches).await?);
             }
             FollowerWrite::Truncate { slot, offset } => {
                 wait_all(&mut tickets).await?;
                 let (topic, partition) = copy_of(slot)?;
-                store
-                    .reset_replica(topic, *partition, ReplicaReset::TruncateTo(offset), None)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                store.reset_replica(topic, *partition, ReplicaReset::TruncateTo(offset), None).await?;
             }
             FollowerWrite::Skip { slot, from, to, reason } => {
                 wait_all(&mut tickets).await?;
@@ -399,24 +429,21 @@ async fn apply(store: Store, copies: Vec<Option<(String, u32)>>, writes: Vec<Fol
                     name: format!("{topic}/{partition}/{from:020}"),
                     document: Some(record.to_string().into_bytes()),
                 };
-                store
-                    .reset_replica(topic, *partition, ReplicaReset::SkipTo(to), Some(document))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                store.reset_replica(topic, *partition, ReplicaReset::SkipTo(to), Some(document)).await?;
             }
         }
     }
     wait_all(&mut tickets).await?;
     if store.durability() != DurabilityPolicy::EveryCommit {
         // The edge may drop what the copy acknowledges: it must be on disk, whatever the policy.
-        store.flush().await.map_err(|e| e.to_string())?;
+        store.flush().await?;
     }
     Ok(())
 }
 
-async fn wait_all(tickets: &mut Vec<crate::storage::AppendTicket>) -> Result<(), String> {
+async fn wait_all(tickets: &mut Vec<crate::storage::AppendTicket>) -> Result<(), AppendError> {
     for ticket in tickets.drain(..) {
-        ticket.outcome().await.map_err(|e| e.to_string())?;
+        ticket.outcome().await?;
     }
     Ok(())
 }

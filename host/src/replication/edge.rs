@@ -468,7 +468,7 @@ impl Link<'_> {
     async fn run(
         &mut self,
         mut writer: tokio::net::tcp::OwnedWriteHalf,
-        mut frames: tokio::sync::mpsc::Receiver<Result<Option<protocol::ToLeader>, String>>,
+        mut frames: tokio::sync::mpsc::Receiver<Result<Option<protocol::ToLeader>, wire::LinkError>>,
         stop: &mut watch::Receiver<bool>,
     ) -> Ended {
         let (moved, _watchers) = watch_offsets(&self.partitions);
@@ -501,7 +501,7 @@ impl Link<'_> {
                         self.leader.step(message);
                     }
                     Some(Ok(None)) | None => return Ended::Failed("the aggregation node closed the connection".into()),
-                    Some(Err(e)) => return Ended::Failed(e),
+                    Some(Err(e)) => return Ended::Failed(e.to_string()),
                 },
                 _ = moved.notified() => {}
                 _ = tokio::time::sleep_until(wakeup) => {}
@@ -544,7 +544,9 @@ impl Link<'_> {
             .iter()
             .map(|m| if let protocol::ToFollower::Batches { bytes, .. } = m { bytes.len() as u64 } else { 0 })
             .sum();
-        wire::write_all(writer, &ready.send, protocol::encode_to_follower).await.map_err(Ended::Failed)?;
+        wire::write_all(writer, &ready.send, protocol::encode_to_follower)
+            .await
+            .map_err(|e| Ended::Failed(e.to_string()))?;
         self.leader.advance();
         note_events(self.spec, &self.partitions, &ready.events, self.status);
         let counts = self.filter.as_deref().map(MirrorFilter::counts).unwrap_or_default();

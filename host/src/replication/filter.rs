@@ -19,16 +19,17 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
 
-use rill_core::batch::{self, BatchHeader, Compression};
+use rill_core::batch::{self, BatchError, BatchHeader, Compression};
 use rill_core::replication::ReadFailure;
 use serde::{Deserialize, Serialize};
 
-use crate::compression::{self, plain_batch, with_records};
+use crate::compression::{self, RebuildError, plain_batch, with_records};
 use crate::limits::{
     DECOMPRESSED_BYTES_MAX, MIRROR_FILTER_CHECKPOINT_BYTES_MAX, MIRROR_FILTER_CHECKPOINTS_MAX,
     MIRROR_FILTER_REPLAY_BYTES_MAX, MIRROR_FRAME_BYTES,
 };
 use crate::plugins::StageSpec;
+use crate::plugins::catalog::CatalogError;
 use crate::plugins::{CompiledPlugin, ErrorKind, PluginCatalog, PluginError, PluginInstance, PluginKind, PluginLimits};
 use crate::storage::{DocumentWrite, Store};
 
@@ -170,16 +171,23 @@ fn plugin_failure(label: &str, error: PluginError) -> ReadFailure {
 impl MirrorFilter {
     /// Loads `stage` (a transform plugin) for mirror `mirror`, with the states it saved.
     /// Blocking: loading may compile.
-    pub fn load(catalog: &PluginCatalog, store: &Store, mirror: &str, stage: &StageSpec) -> Result<Self, String> {
-        let artifact = catalog.resolve(&stage.plugin, stage.version.as_deref()).map_err(|e| e.to_string())?;
-        let compiled = catalog.load(&artifact).map_err(|e| format!("{}: {e}", artifact.label()))?;
+    pub fn load(
+        catalog: &PluginCatalog,
+        store: &Store,
+        mirror: &str,
+        stage: &StageSpec,
+    ) -> Result<Self, FilterLoadError> {
+        let artifact = catalog.resolve(&stage.plugin, stage.version.as_deref())?;
+        let compiled =
+            catalog.load(&artifact).map_err(|source| FilterLoadError::Compile { label: artifact.label(), source })?;
         let label = artifact.label();
         let mut probe = instantiate(catalog, &compiled, stage)?;
-        if probe.metadata().kind != PluginKind::Transform {
-            return Err(format!("{label} is a {:?} plugin; a filter is a Transform plugin", probe.metadata().kind));
+        let kind = probe.metadata().kind;
+        if kind != PluginKind::Transform {
+            return Err(FilterLoadError::NotATransform { label, kind });
         }
         let stateful = probe.metadata().stateful;
-        let initial_state = if stateful { probe.snapshot().map_err(|e| e.to_string())? } else { Vec::new() };
+        let initial_state = if stateful { probe.snapshot()? } else { Vec::new() };
         let identity = format!("{label} {:?}", stage.config);
         let saved = store
             .resource(STATE_KIND, mirror)
@@ -349,13 +357,26 @@ impl MirrorFilter {
     }
 }
 
+/// Why a mirror's filter cannot run (the mirror waits, showing why).
+#[derive(Debug, thiserror::Error)]
+pub enum FilterLoadError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("{label}: {source}")]
+    Compile { label: String, source: CatalogError },
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("{label} is a {kind:?} plugin; a filter is a Transform plugin")]
+    NotATransform { label: String, kind: PluginKind },
+}
+
 fn instantiate(
     catalog: &PluginCatalog,
     compiled: &CompiledPlugin,
     stage: &StageSpec,
-) -> Result<PluginInstance, String> {
+) -> Result<PluginInstance, PluginError> {
     let config = stage.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    PluginInstance::new(catalog.runtime(), compiled, config, PluginLimits::default()).map_err(|e| e.to_string())
+    PluginInstance::new(catalog.runtime(), compiled, config, PluginLimits::default())
 }
 
 /// What a plugin call needs to know besides the batches.
@@ -484,7 +505,9 @@ struct Taken {
 }
 
 /// Runs the plugin over the whole batches of `raw` within `range` (a batch ending at or past
-/// its end waits), taking batches until about `max_bytes` are in.
+/// its end waits), taking batches until about `max_bytes` are in. One pass on purpose: taking,
+/// decompressing and calling share the running byte count and the list of what was taken, which
+/// [`refit`] needs in the same order.
 fn filter_batches(
     instance: &mut PluginInstance,
     plugin: &Plugin<'_>,
@@ -578,7 +601,26 @@ fn filter_batches(
 /// batch at its base offset, over its range, with the stored header's identity and codec), the
 /// stored batch itself when it was kept whole, or an empty batch in its place; transaction
 /// markers as they are.
-fn refit(raw: &[u8], taken: &[Taken], output: &[u8], filtered: &mut Filtered) -> Result<(), String> {
+/// Why a filter's output cannot stand in for the batches it was given.
+#[derive(Debug, thiserror::Error)]
+enum Misfit {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
+    #[error("cannot compress it again: {0}")]
+    Compress(#[from] std::io::Error),
+    #[error(
+        "its output batch at offset {base_offset} spans {output_offsets} offsets, its input {input_offsets}: the plugin does not keep offsets"
+    )]
+    OffsetsChanged { base_offset: i64, output_offsets: i64, input_offsets: i64 },
+    #[error(
+        "it returned a batch at offset {base_offset} that stands for no input batch (base offset -1: a record made into several, or too large to build at the input's offsets; a mirror filter keeps at most one record per input record)"
+    )]
+    Unmatched { base_offset: i64 },
+}
+
+fn refit(raw: &[u8], taken: &[Taken], output: &[u8], filtered: &mut Filtered) -> Result<(), Misfit> {
     let mut outputs = batch::batches(output).peekable();
     for item in taken {
         let stored = &item.stored;
@@ -587,9 +629,7 @@ fn refit(raw: &[u8], taken: &[Taken], output: &[u8], filtered: &mut Filtered) ->
             continue;
         };
         let mine = match outputs.peek() {
-            Some(Ok(out)) if out.header().base_offset == stored.base_offset => {
-                outputs.next().transpose().map_err(|e| e.to_string())?
-            }
+            Some(Ok(out)) if out.header().base_offset == stored.base_offset => outputs.next().transpose()?,
             _ => None,
         };
         let Some(out) = mine else {
@@ -599,12 +639,11 @@ fn refit(raw: &[u8], taken: &[Taken], output: &[u8], filtered: &mut Filtered) ->
         };
         let header = *out.header();
         if header.last_offset_delta != stored.last_offset_delta {
-            return Err(format!(
-                "its output batch at offset {} spans {} offsets, its input {}: the plugin does not keep offsets",
-                stored.base_offset,
-                i64::from(header.last_offset_delta) + 1,
-                i64::from(stored.last_offset_delta) + 1
-            ));
+            return Err(Misfit::OffsetsChanged {
+                base_offset: stored.base_offset,
+                output_offsets: i64::from(header.last_offset_delta) + 1,
+                input_offsets: i64::from(stored.last_offset_delta) + 1,
+            });
         }
         let records = out.records_section();
         let same_times = (header.base_timestamp, header.max_timestamp) == (stored.base_timestamp, stored.max_timestamp);
@@ -631,7 +670,7 @@ fn refit(raw: &[u8], taken: &[Taken], output: &[u8], filtered: &mut Filtered) ->
             Compression::None => plain_out,
             // A metered link carries it compressed, as the producer chose (unless that does not help).
             codec => {
-                let packed = compression::compress(codec, records).map_err(|e| e.to_string())?;
+                let packed = compression::compress(codec, records)?;
                 if packed.len() < records.len() { with_records(&fitted, &packed, codec)? } else { plain_out }
             }
         };
@@ -639,13 +678,8 @@ fn refit(raw: &[u8], taken: &[Taken], output: &[u8], filtered: &mut Filtered) ->
     }
     match outputs.next() {
         None => Ok(()),
-        Some(Err(e)) => Err(e.to_string()),
-        Some(Ok(extra)) => Err(format!(
-            "it returned a batch at offset {} that stands for no input batch (base offset -1: a record \
-             made into several, or too large to build at the input's offsets; a mirror filter keeps at \
-             most one record per input record)",
-            extra.header().base_offset
-        )),
+        Some(Err(e)) => Err(e.into()),
+        Some(Ok(extra)) => Err(Misfit::Unmatched { base_offset: extra.header().base_offset }),
     }
 }
 
@@ -770,9 +804,9 @@ mod tests {
         let (raw, taken) = read(&[&a]);
         let mut several = kept(10, &[0, 1], 3);
         batch::set_base_offset(&mut several, -1).unwrap();
-        let error = refit(&raw, &taken, &several, &mut fresh()).unwrap_err();
+        let error = refit(&raw, &taken, &several, &mut fresh()).unwrap_err().to_string();
         assert!(error.contains("stands for no input batch"), "{error}");
-        let error = refit(&raw, &taken, &kept(10, &[0, 1], 1), &mut fresh()).unwrap_err();
+        let error = refit(&raw, &taken, &kept(10, &[0, 1], 1), &mut fresh()).unwrap_err().to_string();
         assert!(error.contains("does not keep offsets"), "{error}");
     }
 

@@ -35,6 +35,8 @@ struct EdgeLabels {
 }
 
 impl Collector for ReplicationCollector {
+    /// Every replication family, mirrors' then edges'. Long because it is the table of families
+    /// (name, help, type, value per row), one entry each.
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
         let views = self.mirrors.list();
         let mirrors: Vec<(MirrorLabels, &crate::replication::MirrorStatus)> =

@@ -10,6 +10,21 @@ use tokio::sync::mpsc;
 
 use crate::limits::{REPLICATION_FRAMES_QUEUED, REPLICATION_LINK_TIMEOUT};
 
+/// Why a replication link failed: the connection ends, and the edge connects again.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("reading from the link: {0}")]
+    Read(std::io::Error),
+    #[error("writing to the link: {0}")]
+    Write(std::io::Error),
+    #[error("writing to the link: nothing moved for {0:?}")]
+    Stalled(std::time::Duration),
+    #[error("a frame of {len} bytes is over the {limit} allowed here")]
+    TooLong { len: usize, limit: usize },
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
 /// Reads frames from `reader`, decodes them with `decode` and queues them, until the stream ends
 /// (`None` is queued last: the peer closed) or fails (an error is queued last). Stops when the
 /// receiver is dropped.
@@ -19,12 +34,12 @@ pub fn spawn_reader<M: Send + 'static>(
     mut reader: impl AsyncRead + Unpin + Send + 'static,
     decode: fn(&[u8]) -> Result<M, FrameError>,
     limit: Arc<AtomicUsize>,
-) -> mpsc::Receiver<Result<Option<M>, String>> {
+) -> mpsc::Receiver<Result<Option<M>, LinkError>> {
     let (frames, queue) = mpsc::channel(REPLICATION_FRAMES_QUEUED);
     tokio::spawn(async move {
         loop {
             let next = match read_frame(&mut reader, limit.load(Ordering::Acquire)).await {
-                Ok(Some(body)) => decode(&body).map(Some).map_err(|e| e.to_string()),
+                Ok(Some(body)) => decode(&body).map(Some).map_err(LinkError::from),
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
             };
@@ -38,19 +53,19 @@ pub fn spawn_reader<M: Send + 'static>(
 }
 
 /// One frame's body; `None` when the stream ends cleanly between frames.
-async fn read_frame(reader: &mut (impl AsyncRead + Unpin), limit: usize) -> Result<Option<Vec<u8>>, String> {
+async fn read_frame(reader: &mut (impl AsyncRead + Unpin), limit: usize) -> Result<Option<Vec<u8>>, LinkError> {
     let mut prefix = [0; LENGTH_PREFIX];
     match reader.read_exact(&mut prefix).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(format!("reading from the link: {e}")),
+        Err(e) => return Err(LinkError::Read(e)),
     }
-    let len = protocol::frame_len(prefix).map_err(|e| e.to_string())?;
+    let len = protocol::frame_len(prefix)?;
     if len > limit {
-        return Err(format!("a frame of {len} bytes is over the {limit} allowed here"));
+        return Err(LinkError::TooLong { len, limit });
     }
     let mut body = vec![0; len];
-    reader.read_exact(&mut body).await.map_err(|e| format!("reading from the link: {e}"))?;
+    reader.read_exact(&mut body).await.map_err(LinkError::Read)?;
     Ok(Some(body))
 }
 
@@ -59,18 +74,18 @@ pub async fn write_all<M>(
     writer: &mut (impl AsyncWrite + Unpin),
     messages: &[M],
     encode: fn(&M, &mut Vec<u8>) -> Result<(), FrameError>,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     if messages.is_empty() {
         return Ok(());
     }
     let mut out = Vec::new();
     for message in messages {
-        encode(message, &mut out).map_err(|e| e.to_string())?;
+        encode(message, &mut out)?;
     }
     // A peer that stopped reading (a dead link TCP has not noticed yet) must not hold the loop
     // past the link timeout: ticks, stops and shutdowns wait on it.
     match tokio::time::timeout(REPLICATION_LINK_TIMEOUT, writer.write_all(&out)).await {
-        Ok(written) => written.map_err(|e| format!("writing to the link: {e}")),
-        Err(_) => Err(format!("writing to the link: nothing moved for {REPLICATION_LINK_TIMEOUT:?}")),
+        Ok(written) => written.map_err(LinkError::Write),
+        Err(_) => Err(LinkError::Stalled(REPLICATION_LINK_TIMEOUT)),
     }
 }

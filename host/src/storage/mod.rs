@@ -612,15 +612,15 @@ impl Store {
     /// With `generation`, the transaction is refused (a storage error) when the store has been
     /// reopened since that [`generation`](Self::generation): a caller whose state was read before
     /// a reopen must read it again, as commits it saw may be gone.
-    pub async fn transact(
+    pub async fn transact<B: Into<Bytes>>(
         &self,
-        appends: Vec<(String, u32, Vec<u8>)>,
+        appends: Vec<(String, u32, B)>,
         documents: Documents,
         generation: Option<u64>,
     ) -> Result<Vec<AppendOutcome>, AppendError> {
         let mut keyed = Vec::with_capacity(appends.len());
         for (topic, partition, batches) in appends {
-            let (partition, batches, _) = self.partition_for_append(&topic, partition, Bytes::from(batches))?;
+            let (partition, batches, _) = self.partition_for_append(&topic, partition, batches.into())?;
             let key = partition.key;
             if batches.headers.iter().any(|header| header.producer_id >= 0) {
                 return Err(LogRefusal::ProducerIdInTransaction.into());
@@ -635,7 +635,7 @@ impl Store {
     /// Writes (or deletes) resource documents, all or nothing, upserting: a transaction without
     /// appends, committed with the appends gathered around it.
     pub async fn write_documents(&self, writes: Vec<DocumentWrite>) -> Result<(), AppendError> {
-        self.transact(Vec::new(), Documents(Box::new(move |_| writes)), None).await.map(drop)
+        self.transact(Vec::<(String, u32, Bytes)>::new(), Documents(Box::new(move |_| writes)), None).await.map(drop)
     }
 
     /// Counts the times the writer reopened the database after an IO error. Commits that were

@@ -2,13 +2,19 @@
 //!
 //! A produce request's batches stay in the request frame's buffer (shared, immutable) from the
 //! listener to the commit. The writer stamps each batch's base offset and leader epoch into a
-//! 16-byte copy of its first bytes, and [`Staged::copy_to`] writes head and rest straight into the
-//! space redb reserves for a row: the one copy of produced bytes before the disk.
+//! 16-byte copy of its first bytes, and [`write_rows`] assembles each row from heads and bodies in
+//! one reused buffer, which redb copies into its page. (redb's `insert_reserve` would let the
+//! writer fill the page directly, but it allocates, zeroes and copies a buffer of the row's size
+//! itself: more work than the one reused buffer.)
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use bytes::Bytes;
 use rill_core::batch::{self, LEADER_FIELDS_LEN};
+
+use super::StorageError;
+use super::layout::extend_group;
 
 /// One partition's batches in a commit, in order.
 #[derive(Debug, Default)]
@@ -72,12 +78,9 @@ impl Staged {
         Some(i64::from_be_bytes(head[..8].try_into().unwrap_or_default()))
     }
 
-    /// Copies bytes `range` of the staged stream (as stored) into `out`, which is `range.len()`
-    /// long.
-    pub(super) fn copy_to(&self, range: Range<usize>, out: &mut [u8]) {
-        debug_assert_eq!(range.len(), out.len());
+    /// Appends bytes `range` of the staged stream (as stored) to `out`.
+    pub(super) fn extend_into(&self, range: Range<usize>, out: &mut Vec<u8>) {
         let mut piece_start = 0;
-        let mut written = 0;
         for piece in &self.pieces {
             let piece_end = piece_start + piece.batch.len();
             if piece_end <= range.start {
@@ -89,28 +92,59 @@ impl Staged {
             }
             let from = range.start.max(piece_start) - piece_start;
             let to = range.end.min(piece_end) - piece_start;
-            let dest = &mut out[written..written + (to - from)];
             let head_len = piece.head.len().min(piece.batch.len());
             if from < head_len {
                 let head_to = to.min(head_len);
-                dest[..head_to - from].copy_from_slice(&piece.head[from..head_to]);
-                dest[head_to - from..].copy_from_slice(&piece.batch[head_to..to]);
+                out.extend_from_slice(&piece.head[from..head_to]);
+                out.extend_from_slice(&piece.batch[head_to..to]);
             } else {
-                dest.copy_from_slice(&piece.batch[from..to]);
+                out.extend_from_slice(&piece.batch[from..to]);
             }
-            written += to - from;
             piece_start = piece_end;
         }
-        debug_assert_eq!(written, out.len(), "the range lies within the staged bytes");
     }
 
-    /// The staged stream, as stored, in one buffer (tests, and the rare rewrite).
+    /// The staged stream, as stored, in one buffer.
     #[cfg(test)]
     pub(super) fn to_vec(&self) -> Vec<u8> {
-        let mut out = vec![0; self.len];
-        self.copy_to(0..self.len, &mut out);
+        let mut out = Vec::with_capacity(self.len);
+        self.extend_into(0..self.len, &mut out);
         out
     }
+}
+
+/// Each partition's bytes in one commit.
+pub(super) type Groups = BTreeMap<u64, Staged>;
+
+/// Where a group's next bytes go after a commit: its partial last part (a copy, rewritten by the
+/// next commit), and that part's number.
+pub(super) struct GroupTail {
+    pub(super) next_part: u32,
+    pub(super) bytes: Vec<u8>,
+}
+
+/// Writes `staged` after the partial last part `tail` of the group at `(key, base_offset)`, from
+/// part `first_part` on, each row assembled in `scratch` (reused: no allocation per row).
+pub(super) fn write_rows(
+    rows: &mut redb::Table<(u64, u64, u32), &'static [u8]>,
+    (key, base_offset, first_part): (u64, u64, u32),
+    tail: &[u8],
+    staged: &Staged,
+    scratch: &mut Vec<u8>,
+) -> Result<GroupTail, StorageError> {
+    let extension = extend_group(first_part, tail.len(), staged.len());
+    let mut new_tail = Vec::new();
+    for (part, range) in &extension.rows {
+        scratch.clear();
+        // Ranges run over the old tail followed by the staged bytes.
+        scratch.extend_from_slice(&tail[range.start.min(tail.len())..range.end.min(tail.len())]);
+        staged.extend_into(range.start.max(tail.len()) - tail.len()..range.end - tail.len(), scratch);
+        rows.insert((key, base_offset, *part), scratch.as_slice())?;
+        if *range == extension.tail {
+            new_tail = scratch.clone();
+        }
+    }
+    Ok(GroupTail { next_part: extension.next_part, bytes: new_tail })
 }
 
 /// A batch's first [`LEADER_FIELDS_LEN`] bytes (zero-padded: only a validated batch, at least a
@@ -150,8 +184,8 @@ mod tests {
                 if end < start || end > whole.len() {
                     continue;
                 }
-                let mut out = vec![0; end - start];
-                staged.copy_to(start..end, &mut out);
+                let mut out = Vec::new();
+                staged.extend_into(start..end, &mut out);
                 assert_eq!(out, whole[start..end], "{start}..{end}");
             }
         }

@@ -18,14 +18,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::BackendFactory;
 use super::catalog::TopicState;
-use super::layout::{BATCHES, PARTITIONS, extend_group};
+use super::layout::{BATCHES, PARTITIONS};
 use super::logs::{OpenGroup, PartitionLog, publish};
 use super::meta;
 use super::offsets::{self, CommittedOffset, TopicPartition};
 use super::producers::{self, ProducerState, Producers, SequenceCheck, SequenceError};
 use super::recovery::Broken;
 use super::resources::{Blob, PutMode, ResourceError};
-use super::staged::{Mark, Staged};
+use super::staged::{Groups, Mark, Staged, write_rows};
 use super::topic::{TopicConfig, TopicError};
 use super::validate::Checked;
 use super::{
@@ -155,6 +155,8 @@ pub(super) struct Writer {
     pub(super) unsynced_since: Option<Instant>,
     /// Set after an IO error: the database must be reopened before the next write.
     pub(super) broken: Option<Broken>,
+    /// Where each row of a commit is assembled (kept: a row is at most a part, 256 KiB).
+    scratch: Vec<u8>,
 }
 
 impl Writer {
@@ -166,7 +168,18 @@ impl Writer {
         producers: Producers,
         inbox: mpsc::Receiver<Command>,
     ) -> Self {
-        Self { shared, factory, config, logs, producers, producer_ids: 0..0, inbox, unsynced_since: None, broken: None }
+        Self {
+            shared,
+            factory,
+            config,
+            logs,
+            producers,
+            producer_ids: 0..0,
+            inbox,
+            unsynced_since: None,
+            broken: None,
+            scratch: Vec::new(),
+        }
     }
 
     pub fn run(mut self) {
@@ -193,55 +206,55 @@ impl Writer {
                 },
             };
             let Some(first) = first else { break };
-            if let Command::Shutdown { reply } = first {
-                self.shutdown();
-                let _ = reply.send(());
+            if !self.commit_queued(first) {
                 return;
             }
-            let mut appends = Pending::default();
-            let mut bytes = 0;
-            let mut next = Some(first);
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Append { key, batches, reply } => {
-                        bytes += batches.bytes.len();
-                        appends.appends.push(PendingAppend { key, batches: Incoming::Produced(batches), reply });
-                    }
-                    Command::AppendReplica { key, batches, reply } => {
-                        bytes += batches.len();
-                        appends.appends.push(PendingAppend { key, batches: Incoming::Replica(batches), reply });
-                    }
-                    Command::CommitOffsets { group, offsets, reply } => {
-                        appends.offsets.push(PendingOffsets { group, offsets, reply });
-                    }
-                    Command::Transact { appends: batches, documents, generation, reply } => {
-                        bytes += batches.iter().map(|(_, b)| b.bytes.len()).sum::<usize>();
-                        appends.transactions.push(PendingTransaction {
-                            appends: batches,
-                            documents,
-                            generation,
-                            reply,
-                        });
-                    }
-                    other => {
-                        // Keep order: appends queued before an admin command commit before it.
-                        self.commit_appends(std::mem::take(&mut appends));
-                        bytes = 0;
-                        if let Command::Shutdown { reply } = other {
-                            self.shutdown();
-                            let _ = reply.send(());
-                            return;
-                        }
-                        self.handle_admin(other);
-                    }
-                }
-                if appends.len() < COMMIT_APPENDS_MAX && bytes < COMMIT_BYTES_MAX {
-                    next = self.inbox.try_recv().ok();
-                }
-            }
-            self.commit_appends(appends);
         }
         self.shutdown();
+    }
+
+    /// Commits `first` with whatever else is queued behind it, up to the commit's bounds. An
+    /// admin command commits what came before it, then runs on its own. `false` once the store
+    /// shut down.
+    fn commit_queued(&mut self, first: Command) -> bool {
+        let mut appends = Pending::default();
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Append { key, batches, reply } => {
+                    bytes += batches.bytes.len();
+                    appends.appends.push(PendingAppend { key, batches: Incoming::Produced(batches), reply });
+                }
+                Command::AppendReplica { key, batches, reply } => {
+                    bytes += batches.len();
+                    appends.appends.push(PendingAppend { key, batches: Incoming::Replica(batches), reply });
+                }
+                Command::CommitOffsets { group, offsets, reply } => {
+                    appends.offsets.push(PendingOffsets { group, offsets, reply });
+                }
+                Command::Transact { appends: batches, documents, generation, reply } => {
+                    bytes += batches.iter().map(|(_, b)| b.bytes.len()).sum::<usize>();
+                    appends.transactions.push(PendingTransaction { appends: batches, documents, generation, reply });
+                }
+                other => {
+                    // Keep order: appends queued before an admin command commit before it.
+                    self.commit_appends(std::mem::take(&mut appends));
+                    bytes = 0;
+                    if let Command::Shutdown { reply } = other {
+                        self.shutdown();
+                        let _ = reply.send(());
+                        return false;
+                    }
+                    self.handle_admin(other);
+                }
+            }
+            if appends.len() < COMMIT_APPENDS_MAX && bytes < COMMIT_BYTES_MAX {
+                next = self.inbox.try_recv().ok();
+            }
+        }
+        self.commit_appends(appends);
+        true
     }
 
     /// When the writer must act without a command: an interval sync or a reopen retry.
@@ -318,6 +331,36 @@ type Before = (Option<PartitionLog>, Mark, Option<(u64, u64)>);
 /// A transaction's assigned appends, its documents, and who waits for it.
 type TransactionResult = (Reply<Result<Vec<AppendOutcome>, AppendError>>, Result<Vec<AppendOutcome>, AppendError>);
 
+/// An append's partition, who waits for it, and its offsets (or why it was refused).
+type AppendResult = (u64, Reply<Result<AppendOutcome, AppendError>>, Result<(u64, u64), AppendError>);
+
+/// A commit's appends with their offsets assigned: what to write, and whom to answer.
+struct Assigned {
+    touched: Touched,
+    groups: Groups,
+    results: Vec<AppendResult>,
+    transacted: Vec<TransactionResult>,
+    documents: Vec<DocumentWrite>,
+}
+
+/// Answers a whole commit with `cause` (the store takes no writes now).
+fn refuse_all(
+    appends: Vec<PendingAppend>,
+    offsets: Vec<PendingOffsets>,
+    transactions: Vec<PendingTransaction>,
+    cause: &StorageError,
+) {
+    for append in appends {
+        let _ = append.reply.send(Err(AppendError::Storage(cause.clone())));
+    }
+    for commit in offsets {
+        let _ = commit.reply.send(Err(AppendError::Storage(cause.clone())));
+    }
+    for transaction in transactions {
+        let _ = transaction.reply.send(Err(AppendError::Storage(cause.clone())));
+    }
+}
+
 /// What a commit changes besides batch rows, with how to undo it in memory if the commit fails.
 #[derive(Default)]
 pub(super) struct Touched {
@@ -337,96 +380,108 @@ impl Writer {
         }
         let Pending { appends, offsets, transactions } = pending;
         if let Err(cause) = self.ensure_open() {
-            for append in appends {
-                let _ = append.reply.send(Err(AppendError::Storage(cause.clone())));
-            }
-            for commit in offsets {
-                let _ = commit.reply.send(Err(AppendError::Storage(cause.clone())));
-            }
-            for transaction in transactions {
-                let _ = transaction.reply.send(Err(AppendError::Storage(cause.clone())));
-            }
+            refuse_all(appends, offsets, transactions, &cause);
             return;
         }
-        let mut touched = Touched::default();
-        let mut groups: Groups = BTreeMap::new();
-        let mut results = Vec::with_capacity(appends.len());
-        for PendingAppend { key, batches, reply } in appends {
-            let result = match batches {
-                Incoming::Produced(batches) => self.assign(key, batches, &mut touched, &mut groups),
-                Incoming::Replica(batches) => self.assign_replica(key, batches, &mut touched, &mut groups),
-            };
-            results.push((key, reply, result));
-        }
-        let mut documents = Vec::new();
-        let mut transacted: Vec<TransactionResult> = Vec::with_capacity(transactions.len());
-        let generation = self.shared.generation.load(std::sync::atomic::Ordering::Acquire);
-        for PendingTransaction { appends, documents: build, generation: expected, reply } in transactions {
-            let result = match expected {
-                Some(expected) if expected != generation => Err(AppendError::Storage(StorageError::Reopened)),
-                _ => self.assign_all(appends, &mut touched, &mut groups),
-            };
-            if let Ok(outcomes) = &result {
-                documents.extend((build.0)(outcomes));
-            }
-            transacted.push((reply, result));
-        }
+        let assigned = self.assign_pending(appends, transactions);
         let durability = self.durability_for_commit();
         let started = Instant::now();
-        let written = self.write_groups(&groups, &touched, &offsets, &documents, durability);
+        let written = self.write_groups(&assigned.groups, &assigned.touched, &offsets, &assigned.documents, durability);
         match written {
             Ok(()) => {
                 let stats = &self.shared.stats;
-                let bytes = groups.values().map(|group| group.len() as u64).sum();
-                stats.observe_group_commit(started.elapsed().as_secs_f64(), touched.batches, bytes);
+                let bytes = assigned.groups.values().map(|group| group.len() as u64).sum();
+                stats.observe_group_commit(started.elapsed().as_secs_f64(), assigned.touched.batches, bytes);
                 stats.count_commit(matches!(durability, Durability::Immediate));
-                self.count_traffic(&touched.appended);
+                self.count_traffic(&assigned.touched.appended);
                 self.commit_succeeded();
-                self.after_commit(&touched.logs, durability);
-                for (key, reply, result) in results {
-                    let log_start_offset = self.logs.get(&key).map_or(0, |log| log.state.log_start_offset());
-                    let _ = reply.send(result.map(|(base_offset, last_offset)| AppendOutcome {
-                        base_offset,
-                        last_offset,
-                        log_start_offset,
-                        log_append_time_ms: None,
-                    }));
-                }
-                for (reply, result) in transacted {
-                    let _ = reply.send(result);
-                }
-                let mut cache = self.shared.offsets.write().unwrap_or_else(|p| p.into_inner());
-                for PendingOffsets { group, offsets, reply } in offsets {
-                    cache.entry(group).or_default().extend(offsets);
-                    let _ = reply.send(Ok(()));
-                }
+                self.after_commit(&assigned.touched.logs, durability);
+                self.answer_committed(assigned, offsets);
             }
             Err(cause) => {
-                // Nothing of this commit is on disk: forget its offsets so the next one reuses them.
-                self.logs.extend(touched.logs);
-                for ((key, producer_id), state) in touched.producers {
-                    match state {
-                        Some(state) => {
-                            self.producers.insert(key, producer_id, state);
-                        }
-                        None => self.producers.remove(key, producer_id),
-                    }
-                }
-                for (_, reply, _) in results {
-                    let _ = reply.send(Err(AppendError::Storage(cause.clone())));
-                }
-                for commit in offsets {
-                    let _ = commit.reply.send(Err(AppendError::Storage(cause.clone())));
-                }
-                for (reply, _) in transacted {
-                    let _ = reply.send(Err(AppendError::Storage(cause.clone())));
-                }
+                self.take_back(assigned, offsets, &cause);
                 if cause.needs_reopen() {
                     self.mark_broken(cause);
                 } else {
                     tracing::error!(error = %cause, "storage commit failed; nothing of it was stored");
                 }
             }
+        }
+    }
+
+    /// Assigns offsets to a commit's appends and transactions, in queue order, gathering each
+    /// partition's bytes. Refused ones keep their refusal and add nothing.
+    fn assign_pending(&mut self, appends: Vec<PendingAppend>, transactions: Vec<PendingTransaction>) -> Assigned {
+        let mut assigned = Assigned {
+            touched: Touched::default(),
+            groups: BTreeMap::new(),
+            results: Vec::with_capacity(appends.len()),
+            transacted: Vec::with_capacity(transactions.len()),
+            documents: Vec::new(),
+        };
+        let (touched, groups) = (&mut assigned.touched, &mut assigned.groups);
+        for PendingAppend { key, batches, reply } in appends {
+            let result = match batches {
+                Incoming::Produced(batches) => self.assign(key, batches, touched, groups),
+                Incoming::Replica(batches) => self.assign_replica(key, batches, touched, groups),
+            };
+            assigned.results.push((key, reply, result));
+        }
+        let generation = self.shared.generation.load(std::sync::atomic::Ordering::Acquire);
+        for PendingTransaction { appends, documents: build, generation: expected, reply } in transactions {
+            let result = match expected {
+                Some(expected) if expected != generation => Err(AppendError::Storage(StorageError::Reopened)),
+                _ => self.assign_all(appends, touched, groups),
+            };
+            if let Ok(outcomes) = &result {
+                assigned.documents.extend((build.0)(outcomes));
+            }
+            assigned.transacted.push((reply, result));
+        }
+        assigned
+    }
+
+    /// Answers everyone in a commit that is stored.
+    fn answer_committed(&mut self, assigned: Assigned, offsets: Vec<PendingOffsets>) {
+        for (key, reply, result) in assigned.results {
+            let log_start_offset = self.logs.get(&key).map_or(0, |log| log.state.log_start_offset());
+            let _ = reply.send(result.map(|(base_offset, last_offset)| AppendOutcome {
+                base_offset,
+                last_offset,
+                log_start_offset,
+                log_append_time_ms: None,
+            }));
+        }
+        for (reply, result) in assigned.transacted {
+            let _ = reply.send(result);
+        }
+        let mut cache = self.shared.offsets.write().unwrap_or_else(|p| p.into_inner());
+        for PendingOffsets { group, offsets, reply } in offsets {
+            cache.entry(group).or_default().extend(offsets);
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Nothing of a failed commit is on disk: its logs and producers go back to what they were
+    /// (so the next commit reuses its offsets), and everyone in it gets `cause`.
+    fn take_back(&mut self, assigned: Assigned, offsets: Vec<PendingOffsets>, cause: &StorageError) {
+        self.logs.extend(assigned.touched.logs);
+        for ((key, producer_id), state) in assigned.touched.producers {
+            match state {
+                Some(state) => {
+                    self.producers.insert(key, producer_id, state);
+                }
+                None => self.producers.remove(key, producer_id),
+            }
+        }
+        for (_, reply, _) in assigned.results {
+            let _ = reply.send(Err(AppendError::Storage(cause.clone())));
+        }
+        for commit in offsets {
+            let _ = commit.reply.send(Err(AppendError::Storage(cause.clone())));
+        }
+        for (reply, _) in assigned.transacted {
+            let _ = reply.send(Err(AppendError::Storage(cause.clone())));
         }
     }
 
@@ -674,7 +729,7 @@ impl Writer {
                         (base_offset, 0, Vec::new(), 0)
                     }
                 };
-                let tail = write_rows(&mut rows, (*key, base_offset, first_part), &tail, staged)?;
+                let tail = write_rows(&mut rows, (*key, base_offset, first_part), &tail, staged, &mut self.scratch)?;
                 log.open_group = Some(OpenGroup {
                     base_offset,
                     bytes: bytes_before + staged.len(),
@@ -742,39 +797,4 @@ impl Writer {
             Err(cause) => tracing::error!(error = %cause, "storage sync failed"),
         }
     }
-}
-
-/// Each partition's bytes in one commit.
-type Groups = BTreeMap<u64, Staged>;
-
-/// Where a group's next bytes go after a commit: its partial last part (a copy, rewritten by the
-/// next commit), and that part's number.
-struct GroupTail {
-    next_part: u32,
-    bytes: Vec<u8>,
-}
-
-/// Writes `staged` after the partial last part `tail` of the group at `(key, base_offset)`, from
-/// part `first_part` on: each row is copied once, into the space redb reserves for it.
-fn write_rows(
-    rows: &mut redb::Table<(u64, u64, u32), &'static [u8]>,
-    (key, base_offset, first_part): (u64, u64, u32),
-    tail: &[u8],
-    staged: &Staged,
-) -> Result<GroupTail, StorageError> {
-    let extension = extend_group(first_part, tail.len(), staged.len());
-    let mut new_tail = Vec::new();
-    for (part, range) in &extension.rows {
-        let mut row = rows.insert_reserve((key, base_offset, *part), range.len())?;
-        let out = row.as_mut();
-        // Ranges run over the old tail followed by the staged bytes.
-        let from_tail = range.start.min(tail.len())..range.end.min(tail.len());
-        out[..from_tail.len()].copy_from_slice(&tail[from_tail.clone()]);
-        let staged_range = range.start.max(tail.len()) - tail.len()..range.end - tail.len();
-        staged.copy_to(staged_range, &mut out[from_tail.len()..]);
-        if *range == extension.tail {
-            new_tail = out.to_vec();
-        }
-    }
-    Ok(GroupTail { next_part: extension.next_part, bytes: new_tail })
 }

@@ -93,6 +93,8 @@ pub struct AddArgs {
     dedup_window: usize,
 }
 
+/// `rill mqtt …`: one arm per subcommand. Long because `add` turns its many flags into a
+/// bridge spec field by field; split, the arms would only pass the flags on.
 pub async fn mqtt(admin: &AdminArgs, command: MqttCommand) -> Result<(), AdminError> {
     let client = AdminClient::new(admin)?;
     match command {

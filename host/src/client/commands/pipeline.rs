@@ -81,6 +81,7 @@ pub enum Start {
     Latest,
 }
 
+/// `rill pipeline …`: one short arm per subcommand (over 70 lines only because there are many).
 pub async fn pipeline(admin: &AdminArgs, command: PipelineCommand) -> Result<(), AdminError> {
     let client = AdminClient::new(admin)?;
     match command {

@@ -78,6 +78,8 @@ pub async fn status(admin: &AdminArgs) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// `rill status` as text: one section after another, in the page's order. Long because it is a
+/// template read top to bottom; each section is a few `writeln!`s that make sense only in place.
 fn render(status: &Status) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
