@@ -63,8 +63,14 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> PathBuf {
-    // xtask lives one level below the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."))
+    // xtask lives one level below the workspace root. `cargo run` sets CARGO_MANIFEST_DIR for the
+    // process; the value baked in at build time is only the fallback, because cargo reuses this
+    // binary for another checkout of the same sources sharing the target dir (CI's fresh clone
+    // and a developer's tree, both in ~/.cache/rill/target), and its baked path is the other one.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn cargo() -> Command {

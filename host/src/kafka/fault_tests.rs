@@ -11,7 +11,6 @@ use kafka_protocol::protocol::StrBytes;
 use rill_core::batch::{BatchParams, RecordSpec, build_vec};
 
 use super::{Broker, fetch, produce};
-use crate::config::KafkaSection;
 use crate::storage::fault::SimDisk;
 use crate::storage::{Location, Store, StoreConfig, TopicConfig};
 
@@ -38,15 +37,7 @@ async fn produce_code(broker: &Broker, records: Bytes) -> i16 {
 async fn a_full_disk_answers_storage_error_and_keeps_serving_reads() {
     let disk = SimDisk::new();
     let store = Store::open(Location::Backend(disk.factory()), StoreConfig::default()).unwrap();
-    let broker = Broker {
-        metrics: std::sync::Arc::new(crate::metrics::Metrics::new(&store)),
-        store,
-        config: KafkaSection::default(),
-        advertised_host: "127.0.0.1".into(),
-        advertised_port: 9092,
-        cluster_id: "test-cluster".into(),
-        groups: super::groups::Coordinator::default(),
-    };
+    let broker = super::tests::broker_on(store);
     broker.store.create_topic("t", 1, TopicConfig::default()).await.unwrap();
     assert_eq!(produce_code(&broker, batch(3, 100)).await, 0);
     disk.set_capacity(Some(disk.size_bytes()));

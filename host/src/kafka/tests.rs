@@ -18,7 +18,11 @@ use crate::config::KafkaSection;
 use crate::storage::{Location, Store, StoreConfig};
 
 fn broker(dir: &tempfile::TempDir) -> Broker {
-    let store = Store::open(Location::Dir(dir.path().to_owned()), StoreConfig::default()).expect("store opens");
+    broker_on(Store::open(Location::Dir(dir.path().to_owned()), StoreConfig::default()).expect("store opens"))
+}
+
+/// A broker with default settings over `store`.
+pub(super) fn broker_on(store: Store) -> Broker {
     Broker {
         metrics: std::sync::Arc::new(crate::metrics::Metrics::new(&store)),
         store,

@@ -10,8 +10,7 @@ fn spec(value: &[u8]) -> RecordSpec<'_> {
 /// A stored batch of `count` records at `base`, in leader epoch 3, by producer 7.
 fn stored(base: i64, count: usize) -> Vec<u8> {
     let specs = vec![spec(b"reading"); count];
-    let params =
-        BatchParams { base_offset: base, partition_leader_epoch: 3, producer_id: 7, ..BatchParams::default() };
+    let params = BatchParams { base_offset: base, partition_leader_epoch: 3, producer_id: 7, ..BatchParams::default() };
     batch::build_vec(params, &specs).unwrap()
 }
 
@@ -59,8 +58,7 @@ fn shipped(bytes: &[u8]) -> Vec<(i64, i64, Vec<i64>, i32, i64, Compression)> {
             let parsed = parsed.unwrap();
             let h = *parsed.header();
             let plain = plain_batch(&parsed, DECOMPRESSED_BYTES_MAX).unwrap();
-            let records =
-                Batch::parse(&plain).unwrap().records().unwrap().map(|r| r.unwrap().offset(h.base_offset));
+            let records = Batch::parse(&plain).unwrap().records().unwrap().map(|r| r.unwrap().offset(h.base_offset));
             let epoch = h.partition_leader_epoch;
             (h.base_offset, h.last_offset(), records.collect(), epoch, h.producer_id, parsed.compression())
         })
