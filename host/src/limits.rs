@@ -140,7 +140,8 @@ pub const PLUGIN_FUEL_PER_CALL_DEFAULT: u64 = 500_000_000;
 /// becomes a contained trap). A batch is at most 8 MiB; 64 MiB leaves room to decode and build.
 pub const PLUGIN_MEMORY_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
 
-/// Plugin instances alive at once (the pooling allocator reserves their slots up front).
+/// Plugin instances alive at once (the pooling allocator reserves their slots up front, where the
+/// address space allows; see `PluginRuntime::with_pooling`).
 pub const PLUGIN_INSTANCES_MAX: u32 = 64;
 
 /// Longest log message a plugin may write; the rest is cut.

@@ -135,6 +135,29 @@ pub struct SourceMessage {
 pub struct PluginRuntime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    pooled: bool,
+}
+
+/// The pool: every instance the broker may hold at once, with room for the largest memory.
+fn default_pooling() -> PoolingAllocationConfig {
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling
+        .total_component_instances(PLUGIN_INSTANCES_MAX)
+        .total_core_instances(PLUGIN_INSTANCES_MAX * 4)
+        .total_memories(PLUGIN_INSTANCES_MAX * 2)
+        .total_tables(PLUGIN_INSTANCES_MAX * 4)
+        .max_memory_size(PLUGIN_MEMORY_BYTES_DEFAULT.max(64 << 20) * 4);
+    pooling
+}
+
+fn engine_config(pooling: Option<PoolingAllocationConfig>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true).consume_fuel(true).concurrency_support(false);
+    config.allocation_strategy(match pooling {
+        Some(pooling) => InstanceAllocationStrategy::Pooling(pooling),
+        None => InstanceAllocationStrategy::OnDemand,
+    });
+    config
 }
 
 impl std::fmt::Debug for PluginRuntime {
@@ -164,24 +187,39 @@ impl std::fmt::Debug for CompiledPlugin {
 
 impl PluginRuntime {
     pub fn new() -> Result<Self, String> {
-        let mut config = Config::new();
-        config.wasm_component_model(true).consume_fuel(true).concurrency_support(false);
-        let mut pooling = PoolingAllocationConfig::default();
-        pooling
-            .total_component_instances(PLUGIN_INSTANCES_MAX)
-            .total_core_instances(PLUGIN_INSTANCES_MAX * 4)
-            .total_memories(PLUGIN_INSTANCES_MAX * 2)
-            .total_tables(PLUGIN_INSTANCES_MAX * 4)
-            .max_memory_size(PLUGIN_MEMORY_BYTES_DEFAULT.max(64 << 20) * 4);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-        let engine = Engine::new(&config).map_err(|e| format!("cannot start the plugin engine: {e:#}"))?;
+        Self::with_pooling(default_pooling())
+    }
+
+    /// An engine that takes instances from the pooling allocator `pooling` describes, or, where
+    /// the machine cannot reserve the address space that needs (32-bit targets, kernels with a
+    /// 39-bit virtual address space), one that allocates them on demand: slower to instantiate,
+    /// the same otherwise. One log line says which.
+    fn with_pooling(pooling: PoolingAllocationConfig) -> Result<Self, String> {
+        let (engine, pooled) = match Engine::new(&engine_config(Some(pooling))) {
+            Ok(engine) => {
+                tracing::info!("plugin instances come from the pooling allocator");
+                (engine, true)
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"),
+                    "plugin instances are allocated on demand: the pooling allocator cannot reserve its address space here");
+                let engine =
+                    Engine::new(&engine_config(None)).map_err(|e| format!("cannot start the plugin engine: {e:#}"))?;
+                (engine, false)
+            }
+        };
         let mut linker = Linker::new(&engine);
         // Every world imports the same `log`: linking it once serves all three.
         bindings::transform::TransformPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| {
             state
         })
         .map_err(|e| format!("cannot link the host's log: {e:#}"))?;
-        Ok(Self { engine, linker: Arc::new(linker) })
+        Ok(Self { engine, linker: Arc::new(linker), pooled })
+    }
+
+    /// Whether instances come from the pooling allocator (else: allocated on demand).
+    pub fn is_pooled(&self) -> bool {
+        self.pooled
     }
 
     /// Compiles `bytes` (15–45 ms for a small component) and tells its kind from its exports.
@@ -292,5 +330,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(kind_of(&[]), Err(PluginError::Version { found, .. }) if found == "nothing"));
+    }
+
+    /// Where the pool's address space cannot be reserved (a 32-bit gateway; here, a pool that no
+    /// 64-bit address space holds either), plugins still run: instances are allocated on demand.
+    #[test]
+    fn an_unreservable_pool_falls_back_to_on_demand_instances() {
+        let mut huge = default_pooling();
+        huge.total_memories(1 << 20).max_memory_size(1 << 32);
+        let runtime = PluginRuntime::with_pooling(huge).expect("the engine starts anyway");
+        assert!(!runtime.is_pooled());
+        assert!(PluginRuntime::new().expect("starts").is_pooled(), "the default pool fits this machine");
     }
 }
