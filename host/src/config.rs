@@ -10,6 +10,8 @@
 //! cache_bytes = 67108864           # redb page cache
 //! retention_check_interval_ms = 60000
 //! disk_budget_bytes = 8000000000   # past it the oldest batches go, mirrored or not (default: none)
+//! reserve_bytes = 67108864         # free space kept for deletions: appends are refused below it
+//!                                  # (default: 5% of the filesystem, 4 MiB to 256 MiB)
 //!
 //! [kafka]
 //! listen = "127.0.0.1:9092"        # port 0: any free port (the bound address is logged)
@@ -247,6 +249,9 @@ pub struct StorageSection {
     /// where a mirror has not copied them yet (logged, counted), and keeps deleting the oldest
     /// until the node is within it. `None`: no budget (mirrors hold data until it is copied).
     pub disk_budget_bytes: Option<u64>,
+    /// Free space on the data directory's filesystem kept for deletions and metadata: appends
+    /// are refused below it. `None`: 5% of the filesystem, within 4 MiB..256 MiB.
+    pub reserve_bytes: Option<u64>,
 }
 
 impl Default for StorageSection {
@@ -257,6 +262,7 @@ impl Default for StorageSection {
             cache_bytes: CACHE_BYTES_DEFAULT,
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             disk_budget_bytes: None,
+            reserve_bytes: None,
         }
     }
 }
@@ -344,6 +350,7 @@ impl Config {
             durability,
             cache_bytes: self.storage.cache_bytes,
             disk_budget_bytes: self.storage.disk_budget_bytes,
+            reserve_bytes: self.storage.reserve_bytes,
             ..StoreConfig::default()
         }
     }

@@ -55,9 +55,27 @@ pub const RECOVERY_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// read takes milliseconds; a reader stuck longer must not block recovery forever).
 pub const READERS_RELEASE_WAIT: Duration = Duration::from_secs(5);
 
+/// Free space kept for deletions and metadata once appends stop (`[storage] reserve_bytes`
+/// overrides it): a twentieth of the data directory's filesystem, within the two bounds below.
+/// redb is copy-on-write, so even a deletion needs free pages to commit.
+pub const SPACE_RESERVE_FRACTION: u64 = 20;
+/// The smallest default reserve: a few deletions' and metadata commits' pages, with room to spare.
+pub const SPACE_RESERVE_MIN: u64 = 4 * 1024 * 1024;
+/// The largest default reserve (Redpanda keeps 5 GiB; a gateway's card is smaller).
+pub const SPACE_RESERVE_MAX: u64 = 256 * 1024 * 1024;
+
+/// Room an append must find before a refusal for lack of space ends by itself (so one freed
+/// kilobyte does not resume and refuse again at once).
+pub const SPACE_RESUME_BYTES: u64 = 1024 * 1024;
+
+/// How often a writer that refuses appends for lack of space reads the free space again, so that
+/// readiness recovers without waiting for a producer to try.
+pub const SPACE_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 const _: () = assert!(RECOVERY_BACKOFF_MIN.as_millis() < RECOVERY_BACKOFF_MAX.as_millis());
 const _: () = assert!(MAX_MESSAGE_BYTES_DEFAULT as usize <= BATCH_BYTES_MAX);
 const _: () = assert!(COMMIT_BYTES_MAX >= BATCH_BYTES_MAX, "one largest batch must fit a commit");
+const _: () = assert!(SPACE_RESERVE_MIN < SPACE_RESERVE_MAX && SPACE_RESUME_BYTES < SPACE_RESERVE_MIN);
 
 /// Largest records section a compressed batch may decompress to. Kafka producers compress at most
 /// `batch.size` (16 KiB default) to a few MiB; 64 MiB stops a decompression bomb.

@@ -131,6 +131,21 @@ impl Metrics {
             "Record bytes per storage group commit",
             stats.bytes_per_commit.clone(),
         );
+        registry.register(
+            "storage_appends_refused_no_space",
+            "Appends refused because free space on the data directory's filesystem is under the reserve",
+            stats.appends_refused_no_space.clone(),
+        );
+        registry.register(
+            "storage_free_bytes",
+            "Bytes free on the data directory's filesystem, as last read by the storage writer",
+            stats.free_bytes.clone(),
+        );
+        registry.register(
+            "storage_reserve_bytes",
+            "Free space kept for deletions and metadata: appends are refused below it",
+            stats.reserve_bytes.clone(),
+        );
         registry.register_collector(Box::new(StateCollector { store: store.clone() }));
         Self { registry: RwLock::new(registry), kafka }
     }

@@ -37,7 +37,7 @@ use crate::limits::{
 use crate::listener::{Accepted, accept_within};
 use crate::plugins::PluginCatalog;
 use crate::plugins::StageSpec;
-use crate::storage::{AppendError, DocumentWrite, Documents, DurabilityPolicy, Store, TopicConfig};
+use crate::storage::{AppendError, DocumentWrite, Documents, DurabilityPolicy, StorageError, Store, TopicConfig};
 pub use errors::{BadBatch, ConnectionEnd, PartitionRefusal};
 use partitioning::{Append, NoPartition, Partitioning};
 
@@ -183,6 +183,9 @@ enum Refusal {
     Batch(AppendError),
     /// Storage: the connection closes, and the device sends the frame again.
     Storage(ConnectionEnd),
+    /// Free space is under the reserve: the frame is not stored, the device is answered `Nak`
+    /// with what is held (it keeps the frame and sends it again later), the connection stays.
+    NoSpace(AppendError),
 }
 
 impl Devices {
@@ -306,6 +309,7 @@ impl Devices {
                     (0, true)
                 }
                 Err(Refusal::Storage(e)) => return Err(e),
+                Err(Refusal::NoSpace(_)) => return Ok(Frame::Nak { boot: frame.boot, after: held }),
             },
             Err(reason) => {
                 self.store_dead_letter(&frame, stored, &reason, arrival_ms).await?;
@@ -347,6 +351,8 @@ impl Devices {
         self.store_frame(frame, stored, vec![letter]).await.map_err(|refusal| match refusal {
             Refusal::Batch(e) => ConnectionEnd::DeadLetterRefused(e),
             Refusal::Storage(e) => e,
+            // Rare (a bad batch while the disk is nearly full): the device sends it again later.
+            Refusal::NoSpace(e) => ConnectionEnd::Storage(e),
         })
     }
 
@@ -376,6 +382,7 @@ impl Devices {
             ) => {
                 return Err(Refusal::Batch(e));
             }
+            Err(e @ AppendError::Storage(StorageError::NoSpace(_))) => return Err(Refusal::NoSpace(e)),
             Err(e) => return Err(Refusal::Storage(ConnectionEnd::Storage(e))),
         }
         if self.store.durability() != DurabilityPolicy::EveryCommit {
@@ -695,5 +702,47 @@ mod tests {
         }
         let closed = reading.await.unwrap();
         assert!(matches!(closed, Err(ConnectionEnd::FrameTimeout(_))), "{closed:?}");
+    }
+
+    /// While free space is under the reserve a frame is not stored: the device is answered `Nak`
+    /// with what the gateway holds (it keeps the frame) and stays connected; once space is back
+    /// the same frame is stored and acknowledged.
+    #[tokio::test]
+    async fn a_frame_refused_for_lack_of_space_is_nakked_then_stored_once_space_is_back() {
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+        use crate::plugins::{PluginCatalog, PluginRuntime};
+        use crate::records::{OwnedRecord, build_batches};
+        use crate::storage::fault::SimDisk;
+        use crate::storage::{FsSpace, Location, SpaceProbe, Store, StoreConfig};
+        use rill_core::uplink::Frame;
+
+        let available = std::sync::Arc::new(AtomicU64::new(0));
+        let reading = available.clone();
+        let probe = SpaceProbe::new(move || Ok(FsSpace { available: reading.load(Relaxed), total: 1 << 30 }));
+        let config = StoreConfig { space_probe: Some(probe), ..StoreConfig::default() };
+        let store = Store::open(Location::Backend(SimDisk::new().factory()), config).unwrap();
+        let catalog = PluginCatalog::new(PluginRuntime::new().unwrap(), store.clone(), None);
+        let devices = super::Devices::new(store.clone(), super::DevicesSection::default(), catalog).unwrap();
+        let now = crate::clock::now_ms();
+        let record =
+            OwnedRecord { offset: 0, timestamp: now, key: None, value: Some(b"21.5".to_vec()), headers: vec![] };
+        let frame = || super::OwnedData {
+            device: "node-1".into(),
+            boot: 7,
+            seq: 0,
+            prev: None,
+            dropped: 0,
+            arrival_ms: now,
+            shift_ms: 0,
+            batch: build_batches(std::slice::from_ref(&record)).unwrap(),
+        };
+        let answer = devices.accept(frame()).await.expect("the connection stays");
+        assert_eq!(answer, Frame::Nak { boot: 7, after: None });
+        assert_eq!(store.topic("devices").map(|t| t.partitions[0].offsets().high_watermark), Some(0));
+        available.store(1 << 30, Relaxed);
+        let answer = devices.accept(frame()).await.expect("stored");
+        assert_eq!(answer, Frame::Ack { boot: 7, seq: 0 });
+        store.shutdown().await;
     }
 }

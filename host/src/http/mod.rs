@@ -149,7 +149,10 @@ async fn health(State(state): State<AppState>) -> Response {
         .iter()
         .map(|(name, serving)| (*name, if *serving { "serving" } else { "stopped" }))
         .collect();
-    let ok = writer == WriterState::Accepting && listeners.values().all(|state| *state == "serving");
+    // Refusing appends for lack of space is the broker working as designed (a restart would not
+    // help): healthy, but not ready (`/ready`).
+    let writer_ok = matches!(writer, WriterState::Accepting | WriterState::RefusingAppends(_));
+    let ok = writer_ok && listeners.values().all(|state| *state == "serving");
     let body = Health { status: if ok { "ok" } else { "failing" }, writer, listeners };
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
@@ -160,15 +163,27 @@ struct Readiness {
     ready: bool,
     storage: &'static str,
     listeners: &'static str,
+    /// `accepted`, or `refused` with why (free space under the reserve: `reason`, the bytes free
+    /// and the reserve).
+    appends: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    space: Option<crate::storage::NoSpace>,
 }
 
+/// Readiness: storage open, listeners bound, appends accepted (503 otherwise, with why).
 async fn ready(State(state): State<AppState>) -> Response {
     let storage_open = state.store.is_open();
     let listeners_up = state.listeners.ready();
+    let refusal = state.store.appends_refused();
     let body = Readiness {
-        ready: storage_open && listeners_up,
+        ready: storage_open && listeners_up && refusal.is_none(),
         storage: if storage_open { "open" } else { "unavailable" },
         listeners: if listeners_up { "bound" } else { "starting" },
+        appends: if refusal.is_some() { "refused" } else { "accepted" },
+        reason: refusal.map(|refusal| refusal.to_string()),
+        space: refusal,
     };
     let status = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()

@@ -84,7 +84,7 @@ pub fn status(state: &AppState) -> Result<Status, ApiError> {
         })
         .collect();
     Ok(Status {
-        ready: state.store.is_open() && state.listeners.ready(),
+        ready: state.store.is_open() && state.listeners.ready() && state.store.appends_refused().is_none(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_s: state.started.elapsed().as_secs(),
         kafka_connections: state.metrics.kafka.connections_open(),

@@ -50,13 +50,26 @@ async fn a_full_disk_answers_storage_error_and_keeps_serving_reads() {
     }
     assert_eq!(codes.last().copied(), Some(ResponseError::KafkaStorageError.code()), "{codes:?}");
 
-    let partition = FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20);
-    let topic =
-        FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("t"))).with_partitions(vec![partition]);
-    let request = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![topic]);
-    let (_stop, stopping) = tokio::sync::watch::channel(false);
-    let response = fetch::fetch(&broker, request, 12, stopping).await;
-    let read = &response.responses[0].partitions[0];
+    // The writer reopens the database after the failed commit; a fetch that comes meanwhile gets
+    // the retriable NOT_LEADER_OR_FOLLOWER, as from a restarting broker, and the retry is served.
+    let mut read = None;
+    for _ in 0..100 {
+        let partition =
+            FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20);
+        let topic = FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![partition]);
+        let request = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![topic]);
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        let response = fetch::fetch(&broker, request, 12, stopping).await;
+        let answer = response.responses[0].partitions[0].clone();
+        if answer.error_code != ResponseError::NotLeaderOrFollower.code() {
+            read = Some(answer);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let read = read.expect("the reopen ends");
     assert_eq!(read.error_code, 0, "reads are served while the disk is full");
     assert!(!read.records.as_ref().unwrap().is_empty());
 

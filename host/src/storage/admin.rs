@@ -58,6 +58,14 @@ impl Writer {
                 let _ = reply.send(self.allocate_producer_id().map_err(AppendError::Storage));
             }
             Command::PutResource { kind, name, document, mode, blob, reply } => {
+                // A plugin's component may be megabytes: it does not go into the reserve.
+                let blob_bytes = blob.as_ref().map_or(0, |blob| blob.bytes.len() as u64);
+                if blob_bytes > 0
+                    && let Err(refusal) = self.admit_space(blob_bytes)
+                {
+                    let _ = reply.send(Err(ResourceError::Storage(refusal)));
+                    return;
+                }
                 let written = self.durable_txn(|txn| resources::put(txn, &kind, &name, &document, mode, blob.as_ref()));
                 let _ = reply.send(written.map_err(ResourceError::Storage).and_then(|put| put));
             }
@@ -224,6 +232,7 @@ impl Writer {
         drop(group_offsets);
         self.shared.catalog.write().unwrap_or_else(|p| p.into_inner()).remove(name);
         tracing::info!(topic = name, "topic deleted");
+        self.recheck_space();
         Ok(())
     }
 
@@ -284,6 +293,8 @@ impl Writer {
         .map_err(AppendError::Storage)?;
         self.logs.insert(key, updated);
         self.republish(key);
+        // Before answering: whoever freed space sees appends accepted again.
+        self.recheck_space();
         Ok(new_start)
     }
 
@@ -374,11 +385,12 @@ impl Writer {
         if let Some(budget) = budget {
             self.enforce_budget(budget, &mut report).map_err(AppendError::Storage)?;
         }
+        self.recheck_space();
         Ok(report)
     }
 
     /// Batch bytes stored over all partitions.
-    fn stored_bytes(&self) -> u64 {
+    pub(super) fn stored_bytes(&self) -> u64 {
         self.logs.values().map(|log| log.size_bytes).sum()
     }
 

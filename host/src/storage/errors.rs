@@ -100,6 +100,9 @@ pub enum WriterState {
         /// The error was a full disk: freeing space ends it.
         disk_full: bool,
     },
+    /// Free space is under the reserve: appends are refused, reads, deletions and metadata go on
+    /// (the process is healthy; `/ready` says it takes no appends).
+    RefusingAppends(super::space::NoSpace),
     /// The writer thread has ended (shut down, or it failed): nothing more is stored.
     Stopped,
 }
@@ -113,6 +116,10 @@ pub enum WriterState {
 pub enum StorageError {
     #[error("disk full: {0}")]
     Full(IoFailure),
+    /// Appends are refused before the disk is full: free space is under the reserve kept for
+    /// deletions (see `storage::space`). Nothing failed; retrying once space is freed works.
+    #[error("{0}")]
+    NoSpace(super::space::NoSpace),
     #[error("I/O error: {0}")]
     Io(IoFailure),
     #[error("corrupt {what}: {detail}")]
@@ -139,7 +146,7 @@ impl StorageError {
     /// The disk (or quota) is full: freeing space, not retrying at once, helps.
     pub fn is_full(&self) -> bool {
         match self {
-            StorageError::Full(_) => true,
+            StorageError::Full(_) | StorageError::NoSpace(_) => true,
             StorageError::Recovering { cause, .. } => cause.is_full(),
             _ => false,
         }

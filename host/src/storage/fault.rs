@@ -8,6 +8,9 @@ use redb::StorageBackend;
 
 use super::BackendFactory;
 
+/// A filesystem block: the unit a sparse disk allocates.
+const BLOCK: u64 = 4096;
+
 #[derive(Debug, Default)]
 pub struct SimDisk {
     state: Mutex<DiskState>,
@@ -23,6 +26,11 @@ struct DiskState {
     unsynced: Vec<(u64, Vec<u8>)>,
     /// Bytes the disk can hold; growing past it fails with ENOSPC.
     capacity: Option<u64>,
+    /// Like ext4 or tmpfs: growing the file (`set_len`) takes no space, writing does; only writes
+    /// past the written end count against the capacity.
+    sparse: bool,
+    /// Which 4 KiB blocks of the file were written (what a sparse file occupies).
+    written_blocks: std::collections::BTreeSet<u64>,
     /// Mutating operations left before the power goes out (every later operation fails).
     ops_until_cut: Option<u64>,
     dead: bool,
@@ -82,6 +90,27 @@ impl SimDisk {
         self.state().capacity = bytes;
     }
 
+    /// Makes the disk sparse (see [`DiskState::sparse`]), as the filesystems Rill runs on are.
+    pub fn set_sparse(&self, sparse: bool) {
+        self.state().sparse = sparse;
+    }
+
+    /// Bytes the disk's file occupies: its length, or on a sparse disk what was written of it.
+    fn occupied(state: &DiskState) -> u64 {
+        if state.sparse { state.written_blocks.len() as u64 * BLOCK } else { state.current.len() as u64 }
+    }
+
+    /// Reads the simulated disk's free space (capacity less what it holds), for the store's
+    /// free-space reserve; a disk without a capacity reads as 1 TiB free.
+    pub fn space_probe(self: &Arc<Self>) -> super::SpaceProbe {
+        let disk = self.clone();
+        super::SpaceProbe::new(move || {
+            let state = disk.state();
+            let total = state.capacity.unwrap_or(1 << 40);
+            Ok(super::FsSpace { available: total.saturating_sub(Self::occupied(&state)), total })
+        })
+    }
+
     /// Bytes the disk holds now (the page cache's view).
     pub fn size_bytes(&self) -> u64 {
         self.state().current.len() as u64
@@ -109,7 +138,7 @@ impl DiskState {
     }
 
     fn grow_to(&mut self, len: u64) -> Result<(), Error> {
-        if self.capacity.is_some_and(|cap| len > cap) {
+        if !self.sparse && self.capacity.is_some_and(|cap| len > cap) {
             return Err(Error::new(ErrorKind::StorageFull, "No space left on device (simulated)"));
         }
         if len as usize > self.current.len() {
@@ -150,6 +179,7 @@ impl StorageBackend for SimBackend {
         state.spend_op()?;
         if len as usize <= state.current.len() {
             state.current.truncate(len as usize);
+            state.written_blocks.retain(|block| block * BLOCK < len);
             return Ok(());
         }
         state.grow_to(len)
@@ -170,6 +200,15 @@ impl StorageBackend for SimBackend {
         let mut state = self.0.state();
         state.spend_op()?;
         let end = offset + data.len() as u64;
+        if state.sparse && !data.is_empty() {
+            let blocks = offset / BLOCK..=(end - 1) / BLOCK;
+            let new = blocks.clone().filter(|block| !state.written_blocks.contains(block)).count() as u64;
+            let occupied = SimDisk::occupied(&state);
+            if state.capacity.is_some_and(|cap| occupied + new * BLOCK > cap) {
+                return Err(Error::new(ErrorKind::StorageFull, "No space left on device (simulated)"));
+            }
+            state.written_blocks.extend(blocks);
+        }
         state.grow_to(end)?;
         state.current[offset as usize..end as usize].copy_from_slice(data);
         state.unsynced.push((offset, data.to_vec()));

@@ -232,3 +232,75 @@ async fn a_failed_interval_sync_counts_one_failure_not_one_per_wake_up() {
     }
     store.shutdown().await;
 }
+
+/// A disk that fills up meets the free-space reserve before it is full: appends are refused at
+/// once with `NoSpace` (no IO error, no reopen), while offset commits, reads and deletions go on;
+/// DeleteRecords frees pages inside the file (not on the filesystem) and appends resume by
+/// themselves, without a restart, up to what the deletion freed.
+#[tokio::test]
+async fn appends_stop_at_the_free_space_reserve_and_deletions_make_room() {
+    const RESERVE: u64 = 2 << 20;
+    let disk = SimDisk::new();
+    let config = StoreConfig {
+        reserve_bytes: Some(RESERVE),
+        space_probe: Some(disk.space_probe()),
+        group_bytes_max: 64 << 10,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(Location::Backend(disk.factory()), config.clone()).unwrap();
+    store.create_topic("t", 1, no_retention()).await.unwrap();
+    disk.set_sparse(true);
+    disk.set_capacity(Some(disk.size_bytes() + (12 << 20)));
+    let mut acked = Vec::new();
+    let refusal = loop {
+        let produced = batch(4, 8000, T0, acked.len() as u8);
+        match store.append("t", 0, produced.clone()).await {
+            Ok(at) => acked.push((at.base_offset, produced)),
+            Err(AppendError::Storage(cause)) => break cause,
+            Err(other) => panic!("unexpected error {other}"),
+        }
+        assert!(acked.len() < 10_000, "the reserve is reached");
+    };
+    assert!(matches!(refusal, StorageError::NoSpace(_)), "refused before the disk is full: {refusal:?}");
+    assert!(refusal.is_full() && !refusal.needs_reopen(), "{refusal:?}");
+    assert!(matches!(store.writer_state(), WriterState::RefusingAppends(_)));
+    assert_eq!(
+        store.appends_refused(),
+        match refusal {
+            StorageError::NoSpace(no_space) => Some(no_space),
+            _ => None,
+        }
+    );
+    assert!(store.stats().appends_refused_no_space.get() >= 1);
+    // Metadata still commits from the reserve; everything acknowledged reads back.
+    let committed = CommittedOffset { offset: 5, leader_epoch: -1, metadata: String::new(), commit_ms: T0 };
+    store.commit_offsets("g", vec![(("t".to_owned(), 0), committed)]).await.expect("offset commits go on");
+    for (offset, produced) in &acked {
+        assert_eq!(&stored_as_produced(&store, "t", 0, *offset), produced, "reads go on");
+    }
+    // Freeing space through Kafka's DeleteRecords: appends resume by themselves.
+    let half = acked[acked.len() / 2].0;
+    store.delete_records("t", 0, half).await.expect("deletions use the reserve");
+    assert_eq!(store.writer_state(), WriterState::Accepting, "the deletion ended the refusal");
+    let resumed_at = acked.len();
+    // They refill the pages the deletion freed, and stop again before the disk is full.
+    let refusal = loop {
+        let produced = batch(4, 8000, T0, acked.len() as u8);
+        match store.append("t", 0, produced.clone()).await {
+            Ok(at) => acked.push((at.base_offset, produced)),
+            Err(AppendError::Storage(cause)) => break cause,
+            Err(other) => panic!("unexpected error {other}"),
+        }
+        assert!(acked.len() < 20_000, "the reserve is reached again");
+    };
+    assert!(acked.len() - resumed_at > 10, "appends resumed without a restart");
+    assert!(matches!(refusal, StorageError::NoSpace(_)), "reusing freed pages did not fill the disk: {refusal:?}");
+    store.delete_records("t", 0, acked[acked.len() - 1].0).await.expect("the reserve still holds a deletion");
+    store.shutdown().await;
+    let store = Store::open(Location::Backend(disk.factory()), config).unwrap();
+    let last = acked.len() - 1;
+    for (offset, produced) in acked[last..].iter() {
+        assert_eq!(&stored_as_produced(&store, "t", 0, *offset), produced, "acknowledged batch lost");
+    }
+    store.shutdown().await;
+}

@@ -25,6 +25,8 @@ pub mod producers;
 mod read;
 mod recovery;
 pub mod resources;
+mod space;
+mod space_writer;
 mod staged;
 mod stats;
 pub mod topic;
@@ -55,6 +57,7 @@ pub use errors::{AppendError, IoFailure, LogRefusal, OpenError, ReadError, Stora
 pub use offsets::{CommittedOffset, GroupOffsets, TopicPartition};
 pub use read::ReadOutcome;
 pub use resources::{Blob, PutMode, ResourceError};
+pub use space::{FsSpace, NoSpace, SpaceProbe, SpaceUsage};
 pub use stats::StoreStats;
 pub use topic::{MessageTimestampType, TimestampOutOfRange, TopicConfig, TopicError};
 use validate::Checked;
@@ -87,6 +90,12 @@ pub struct StoreConfig {
     /// Past this many stored bytes, retention ignores retention floors and deletes the oldest
     /// groups until the store is within it (`[storage] disk_budget_bytes`).
     pub disk_budget_bytes: Option<u64>,
+    /// Free space kept for deletions and metadata: appends are refused below it
+    /// (`[storage] reserve_bytes`; `None`: [`space::default_reserve`]). See [`space`].
+    pub reserve_bytes: Option<u64>,
+    /// Reads the free space; `None`: the data directory's filesystem (a [`Location::Dir`]), or
+    /// no reserve at all (a [`Location::Backend`]).
+    pub space_probe: Option<SpaceProbe>,
     /// What appends are stamped with: their age for `retention.ms`, the time of
     /// `LogAppendTime` topics, the "now" of timestamp bounds.
     pub clock: Clock,
@@ -99,6 +108,8 @@ impl Default for StoreConfig {
             cache_bytes: CACHE_BYTES_DEFAULT,
             group_bytes_max: GROUP_BYTES_MAX_DEFAULT,
             disk_budget_bytes: None,
+            reserve_bytes: None,
+            space_probe: None,
             clock: Clock::System,
         }
     }
@@ -198,19 +209,6 @@ pub struct RetentionReport {
     pub partitions_trimmed: u64,
 }
 
-/// How redb uses the file (its own accounting): what the row layout costs, apart from the
-/// free space the file grows ahead of use (redb doubles a small file, then adds whole regions).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SpaceUsage {
-    /// Pages in use, of every kind.
-    pub allocated_bytes: u64,
-    /// B-tree leaf pages (where values live).
-    pub leaf_bytes: u64,
-    pub branch_bytes: u64,
-    /// Key and value bytes stored in leaves.
-    pub stored_bytes: u64,
-}
-
 /// The storage engine. Cheap to clone; every clone talks to the same writer thread.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -246,6 +244,8 @@ struct Shared {
     cluster_id: uuid::Uuid,
     /// The writer's recovery from an IO error, while it lasts (see [`Store::writer_state`]).
     recovery: Mutex<Option<recovery::Broken>>,
+    /// Why appends are refused for lack of space, while they are (see [`space`]).
+    no_space: Mutex<Option<NoSpace>>,
 }
 
 /// The topic guards by holder (shown by holder name only).
@@ -263,9 +263,12 @@ pub type TopicGuard = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl Store {
     /// Opens (or creates) the store and starts its writer thread.
-    pub fn open(location: Location, config: StoreConfig) -> Result<Store, OpenError> {
+    pub fn open(location: Location, mut config: StoreConfig) -> Result<Store, OpenError> {
         let factory = match location {
-            Location::Dir(dir) => backend::file_factory(&dir)?,
+            Location::Dir(dir) => {
+                config.space_probe.get_or_insert_with(|| SpaceProbe::filesystem(&dir));
+                backend::file_factory(&dir)?
+            }
             Location::Backend(factory) => factory,
         };
         let db = backend::open_database(&factory, config.cache_bytes)?;
@@ -287,6 +290,7 @@ impl Store {
             clock: config.clock.clone(),
             cluster_id,
             recovery: Mutex::new(None),
+            no_space: Mutex::new(None),
         });
         let marked = resources::list(&shared, READ_ONLY_KIND).map_err(OpenError::Storage)?;
         let read_only = marked.into_iter().map(|(topic, document)| {
@@ -409,8 +413,16 @@ impl Store {
             _ if self.shared.database().is_err() => {
                 WriterState::Recovering { cause: "the database is being reopened".into(), disk_full: false }
             }
-            _ => WriterState::Accepting,
+            _ => match self.appends_refused() {
+                Some(refusal) => WriterState::RefusingAppends(refusal),
+                None => WriterState::Accepting,
+            },
         }
+    }
+
+    /// Why appends are refused for lack of space, while they are (see [`space`]).
+    pub fn appends_refused(&self) -> Option<NoSpace> {
+        *self.shared.no_space.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the database is open and the writer runs (readiness): false while the writer

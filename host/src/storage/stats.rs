@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 /// Counters and histograms of the storage writer, for benchmarks and `/metrics`.
@@ -16,6 +18,12 @@ pub struct StoreStats {
     pub batches_per_commit: Histogram,
     /// Record batch bytes per group commit.
     pub bytes_per_commit: Histogram,
+    /// Appends (and transactions with appends) refused because free space is under the reserve.
+    pub appends_refused_no_space: Counter,
+    /// Free bytes on the data directory's filesystem, as last read by the writer.
+    pub free_bytes: Gauge,
+    /// The free-space reserve in force (see `storage::space`).
+    pub reserve_bytes: Gauge,
 }
 
 impl Default for StoreStats {
@@ -28,6 +36,9 @@ impl Default for StoreStats {
             batches_per_commit: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             // 256 B .. 16 MiB (COMMIT_BYTES_MAX is 8 MiB).
             bytes_per_commit: Histogram::new(exponential_buckets(256.0, 4.0, 9)),
+            appends_refused_no_space: Counter::default(),
+            free_bytes: Gauge::default(),
+            reserve_bytes: Gauge::default(),
         }
     }
 }

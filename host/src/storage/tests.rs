@@ -35,7 +35,14 @@ pub(super) fn open_at(
     group_bytes_max: usize,
     clock: Clock,
 ) -> Store {
-    let config = StoreConfig { durability, cache_bytes: 4 << 20, group_bytes_max, disk_budget_bytes: None, clock };
+    let config = StoreConfig {
+        durability,
+        cache_bytes: 4 << 20,
+        group_bytes_max,
+        disk_budget_bytes: None,
+        clock,
+        ..StoreConfig::default()
+    };
     Store::open(Location::Backend(disk.factory()), config).expect("store opens")
 }
 

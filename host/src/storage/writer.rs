@@ -25,6 +25,7 @@ use super::offsets::{self, CommittedOffset, TopicPartition};
 use super::producers::{self, ProducerState, Producers, SequenceCheck, SequenceError};
 use super::recovery::Broken;
 use super::resources::{Blob, PutMode, ResourceError};
+use super::space::SpaceGuard;
 use super::staged::{Groups, Mark, Staged, write_rows};
 use super::topic::{TopicConfig, TopicError};
 use super::validate::Checked;
@@ -157,6 +158,10 @@ pub(super) struct Writer {
     pub(super) broken: Option<Broken>,
     /// Where each row of a commit is assembled (kept: a row is at most a part, 256 KiB).
     scratch: Vec<u8>,
+    /// Refuses appends before the disk is full (see [`super::space`]).
+    pub(super) space: SpaceGuard,
+    /// When the free space was last read while appends are refused.
+    pub(super) space_checked_at: Option<Instant>,
 }
 
 impl Writer {
@@ -171,7 +176,6 @@ impl Writer {
         Self {
             shared,
             factory,
-            config,
             logs,
             producers,
             producer_ids: 0..0,
@@ -179,6 +183,9 @@ impl Writer {
             unsynced_since: None,
             broken: None,
             scratch: Vec::new(),
+            space: SpaceGuard::new(config.reserve_bytes),
+            space_checked_at: None,
+            config,
         }
     }
 
@@ -263,15 +270,15 @@ impl Writer {
             (DurabilityPolicy::Interval(interval), Some(since)) => Some(since + interval),
             _ => None,
         };
-        match (flush, self.reopen_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [flush, self.reopen_deadline(), self.space_recheck_deadline()].into_iter().flatten().min()
     }
 
     fn on_wake(&mut self) {
         if self.reopen_deadline().is_some_and(|at| at <= Instant::now()) {
             let _ = self.retry_reopen();
+        }
+        if self.space_recheck_deadline().is_some_and(|at| at <= Instant::now()) {
+            self.recheck_space();
         }
         self.sync_now();
     }
@@ -285,13 +292,13 @@ impl Writer {
     }
 }
 
-struct PendingAppend {
+pub(super) struct PendingAppend {
     key: u64,
-    batches: Incoming,
-    reply: Reply<Result<AppendOutcome, AppendError>>,
+    pub(super) batches: Incoming,
+    pub(super) reply: Reply<Result<AppendOutcome, AppendError>>,
 }
 
-enum Incoming {
+pub(super) enum Incoming {
     /// A producer's: offsets and epochs are assigned here.
     Produced(Checked),
     /// A mirror's copy: offsets and epochs came with the batches, and are kept.
@@ -304,23 +311,23 @@ struct PendingOffsets {
     reply: Reply<Result<(), AppendError>>,
 }
 
-struct PendingTransaction {
-    appends: Vec<(u64, Checked)>,
+pub(super) struct PendingTransaction {
+    pub(super) appends: Vec<(u64, Checked)>,
     documents: Documents,
     generation: Option<u64>,
-    reply: Reply<Result<Vec<AppendOutcome>, AppendError>>,
+    pub(super) reply: Reply<Result<Vec<AppendOutcome>, AppendError>>,
 }
 
 /// What one group commit writes.
 #[derive(Default)]
-struct Pending {
-    appends: Vec<PendingAppend>,
+pub(super) struct Pending {
+    pub(super) appends: Vec<PendingAppend>,
     offsets: Vec<PendingOffsets>,
-    transactions: Vec<PendingTransaction>,
+    pub(super) transactions: Vec<PendingTransaction>,
 }
 
 impl Pending {
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.appends.len() + self.offsets.len() + self.transactions.len()
     }
 }
@@ -378,9 +385,12 @@ impl Writer {
         if pending.len() == 0 {
             return;
         }
-        let Pending { appends, offsets, transactions } = pending;
         if let Err(cause) = self.ensure_open() {
-            refuse_all(appends, offsets, transactions, &cause);
+            refuse_all(pending.appends, pending.offsets, pending.transactions, &cause);
+            return;
+        }
+        let Pending { appends, offsets, transactions } = self.hold_back_for_space(pending);
+        if appends.is_empty() && offsets.is_empty() && transactions.is_empty() {
             return;
         }
         let assigned = self.assign_pending(appends, transactions);
