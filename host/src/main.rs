@@ -15,8 +15,37 @@ use rill::config::Config;
 #[global_allocator]
 static ALLOCATOR: rill::alloc::NoReserveHuge = rill::alloc::NoReserveHuge;
 
+/// The man-page part of `rill --help`.
+const RILL_HELP: &str = "\
+Environment:
+  RILL_LOG            Log filter (default info; e.g. rill=debug). Logs go to stderr: under
+                      systemd, to the journal (journalctl -u rill).
+  RILL_ADMIN_TOKEN    Bearer token the admin API requires for changes (also [http] admin_token).
+
+Every command but `serve` is a client of a running broker: see each command's --help.";
+
+/// The man-page part of `rill serve --help`: where things live, signals, exit status.
+const SERVE_HELP: &str = "\
+Files:
+  ./rill-data/rill.redb   The log and all metadata, without --data-dir or data_dir.
+  /etc/rill/rill.toml     The config the Debian package installs (loopback only); the rill.service
+                          unit runs `rill serve --config /etc/rill/rill.toml` as user rill.
+  /var/lib/rill           The package's data directory (data_dir in that config).
+
+Signals:
+  SIGTERM, SIGINT         Stop listening, finish what is queued, close the store, exit 0.
+
+Exit status:
+  0 after a clean stop; 1 when the config is invalid, a port is taken, or the data directory is
+  locked by another rill or cannot be opened.
+
+Examples:
+  rill serve                                      embedded defaults, data in ./rill-data
+  rill serve --config /etc/rill/rill.toml         as the systemd unit runs it
+  rill serve --listen 0.0.0.0:9092 --data-dir /srv/rill";
+
 #[derive(Debug, Parser)]
-#[command(name = "rill", version, about = "Rill: a streaming log for the edge, speaking Kafka.")]
+#[command(name = "rill", version, about = "Rill: a streaming log for the edge, speaking Kafka.", after_long_help = RILL_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,6 +54,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the broker on embedded defaults (data in ./rill-data).
+    #[command(after_long_help = SERVE_HELP)]
     Serve {
         /// Directory for the log and metadata (default ./rill-data).
         #[arg(long, value_name = "DIR")]

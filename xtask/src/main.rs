@@ -13,10 +13,18 @@
 //! - `cargo xtask firmware build|size|run --gateway HOST:PORT`: the sensor-node firmware for the
 //!   board QEMU emulates (`firmware/mps2-an386`): build it, report its flash and RAM against the
 //!   budget, or run it in QEMU with its uplink connected to a gateway's device listener.
+//! - `cargo xtask cross aarch64|armv7`: the release `rill` for an ARM gateway (Debian's cross
+//!   toolchains), its stripped size, and `rill-core`'s tests and the black-box smoke test under
+//!   qemu-user. `test` runs it for armv7.
+//! - `cargo xtask package [aarch64|armv7]`: the Debian package (amd64, or arm64/armhf), built by
+//!   cargo-deb (installed when missing). `test` builds the amd64 one and installs, runs, verifies
+//!   and purges it (`tests/tests/package.rs`), and builds the armhf one.
 //! - `cargo xtask soak replication [--seconds N]`: the replication simulation for longer than CI
 //!   runs it (600 s of seeds by default, release build).
 
+mod cross;
 mod firmware;
+mod package;
 mod plugins;
 
 use std::path::{Path, PathBuf};
@@ -44,11 +52,14 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("soak") => soak(&args[1..]),
+        Some("cross") => install_targets().and_then(|()| cross::command(&workspace_root(), &args[1..])),
+        Some("package") => package::command(&args[1..]),
         Some("firmware") => install_targets().and_then(|()| firmware::command(&workspace_root(), &args[1..])),
         Some("plugins") => install_targets().and_then(|()| plugins::build(&workspace_root())).map(drop),
         _ => Err(format!(
             "usage: cargo xtask test | cargo xtask plugins | cargo xtask bench storage|kafka|mirror|plugins|mqtt [ARGS] | \
-             cargo xtask firmware build|size|run --gateway HOST:PORT | cargo xtask soak replication [--seconds N]\n\
+             cargo xtask firmware build|size|run --gateway HOST:PORT | cargo xtask soak replication [--seconds N] | \
+             cargo xtask cross aarch64|armv7 | cargo xtask package [aarch64|armv7]\n\
              (got {:?})",
             args.first()
         )),
@@ -253,6 +264,21 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
         }
         Ok(())
     })?;
+    phases.run("package (amd64): build, install, run, purge", || {
+        let deb = package::build(None, true)?;
+        run_counting_tests(
+            cargo()
+                .args(["test", "-p", "rill-tests", "--test", "package", "--", "--ignored"])
+                .env("RILL_DEB", &deb)
+                .env("RILL_BIN", &rill_bin),
+            counts,
+        )
+    })?;
+    phases.run("armv7: release build, tests under qemu, package", || {
+        let armv7 = cross::Target::named("armv7")?;
+        cross::build_and_test(&workspace_root(), armv7, counts)?;
+        package::build(Some(armv7), false).map(drop)
+    })?;
     phases.run("benchmark smoke run", || {
         let scratch = std::env::temp_dir();
         for which in ["storage", "kafka", "mirror"] {
@@ -273,12 +299,18 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
 }
 
 fn install_targets() -> Result<(), String> {
+    let targets: Vec<&str> = TARGETS.iter().copied().chain([plugins::PLUGIN_TARGET]).collect();
+    install_rustup_targets(&targets)
+}
+
+/// Adds the rustup targets of `targets` that are missing.
+fn install_rustup_targets(targets: &[&str]) -> Result<(), String> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
         .map_err(|e| format!("rustup is needed to add targets: {e}"))?;
     let installed = String::from_utf8_lossy(&installed.stdout).to_string();
-    for target in TARGETS.iter().chain([&plugins::PLUGIN_TARGET]) {
+    for target in targets {
         if installed.lines().any(|line| line.trim() == *target) {
             eprintln!("{target}: installed");
             continue;
@@ -288,13 +320,19 @@ fn install_targets() -> Result<(), String> {
     Ok(())
 }
 
-/// Installs the Debian packages of [`PROGRAMS`] that are missing (CI runs as root; elsewhere the
-/// error names the packages to install).
+/// Installs the Debian packages of [`PROGRAMS`] that are missing.
 fn install_programs() -> Result<(), String> {
-    let missing: Vec<&str> =
-        PROGRAMS.iter().filter(|(program, _)| !on_path(program)).map(|&(_, package)| package).collect();
+    install_debian_packages(PROGRAMS)
+}
+
+/// Installs the Debian package of each (program, package) whose program is not on the PATH (CI
+/// runs as root; elsewhere the error names the packages to install).
+fn install_debian_packages(programs: &[(&str, &str)]) -> Result<(), String> {
+    let mut missing: Vec<&str> =
+        programs.iter().filter(|(program, _)| !on_path(program)).map(|&(_, package)| package).collect();
+    missing.dedup();
     if missing.is_empty() {
-        eprintln!("test programs: installed");
+        eprintln!("programs {:?}: installed", programs.iter().map(|(program, _)| program).collect::<Vec<_>>());
         return Ok(());
     }
     let hint = format!("install the Debian packages {missing:?} (apt-get install {})", missing.join(" "));
@@ -342,7 +380,12 @@ fn build_rill() -> Result<PathBuf, String> {
 }
 
 fn build_binary(args: &[&str]) -> Result<PathBuf, String> {
-    let output = cargo()
+    build_binary_with(cargo(), args)
+}
+
+/// Runs `command` (a `cargo`) with `args` and returns the `rill` binary it reports building.
+fn build_binary_with(mut command: Command, args: &[&str]) -> Result<PathBuf, String> {
+    let output = command
         .args(args)
         .args(["--message-format", "json-render-diagnostics"])
         .stderr(std::process::Stdio::inherit())

@@ -233,6 +233,20 @@ async fn a_failed_interval_sync_counts_one_failure_not_one_per_wake_up() {
     store.shutdown().await;
 }
 
+/// Appends 32 KB batches to `t`/0 until one is refused, adding the acknowledged ones to `acked`;
+/// returns the refusal.
+async fn fill_until_refused(store: &Store, acked: &mut Vec<(u64, Vec<u8>)>) -> StorageError {
+    for _ in 0..10_000 {
+        let produced = batch(4, 8000, T0, acked.len() as u8);
+        match store.append("t", 0, produced.clone()).await {
+            Ok(at) => acked.push((at.base_offset, produced)),
+            Err(AppendError::Storage(cause)) => return cause,
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    panic!("10,000 batches fitted: the disk never filled up");
+}
+
 /// A disk that fills up meets the free-space reserve before it is full: appends are refused at
 /// once with `NoSpace` (no IO error, no reopen), while offset commits, reads and deletions go on;
 /// DeleteRecords frees pages inside the file (not on the filesystem) and appends resume by
@@ -252,15 +266,7 @@ async fn appends_stop_at_the_free_space_reserve_and_deletions_make_room() {
     disk.set_sparse(true);
     disk.set_capacity(Some(disk.size_bytes() + (12 << 20)));
     let mut acked = Vec::new();
-    let refusal = loop {
-        let produced = batch(4, 8000, T0, acked.len() as u8);
-        match store.append("t", 0, produced.clone()).await {
-            Ok(at) => acked.push((at.base_offset, produced)),
-            Err(AppendError::Storage(cause)) => break cause,
-            Err(other) => panic!("unexpected error {other}"),
-        }
-        assert!(acked.len() < 10_000, "the reserve is reached");
-    };
+    let refusal = fill_until_refused(&store, &mut acked).await;
     assert!(matches!(refusal, StorageError::NoSpace(_)), "refused before the disk is full: {refusal:?}");
     assert!(refusal.is_full() && !refusal.needs_reopen(), "{refusal:?}");
     assert!(matches!(store.writer_state(), WriterState::RefusingAppends(_)));
@@ -284,15 +290,7 @@ async fn appends_stop_at_the_free_space_reserve_and_deletions_make_room() {
     assert_eq!(store.writer_state(), WriterState::Accepting, "the deletion ended the refusal");
     let resumed_at = acked.len();
     // They refill the pages the deletion freed, and stop again before the disk is full.
-    let refusal = loop {
-        let produced = batch(4, 8000, T0, acked.len() as u8);
-        match store.append("t", 0, produced.clone()).await {
-            Ok(at) => acked.push((at.base_offset, produced)),
-            Err(AppendError::Storage(cause)) => break cause,
-            Err(other) => panic!("unexpected error {other}"),
-        }
-        assert!(acked.len() < 20_000, "the reserve is reached again");
-    };
+    let refusal = fill_until_refused(&store, &mut acked).await;
     assert!(acked.len() - resumed_at > 10, "appends resumed without a restart");
     assert!(matches!(refusal, StorageError::NoSpace(_)), "reusing freed pages did not fill the disk: {refusal:?}");
     store.delete_records("t", 0, acked[acked.len() - 1].0).await.expect("the reserve still holds a deletion");
