@@ -9,7 +9,9 @@
 //! - `cargo xtask plugins`: builds the plugins under `plugins/` for `wasm32-unknown-unknown` and
 //!   makes them components (`<target dir>/plugins/<name>.wasm`); `test` does it too and hands the
 //!   directory to the tests in `RILL_PLUGIN_DIR`.
-//! - `cargo xtask bench storage|kafka|mirror|plugins|mqtt [ARGS]`: a benchmark on a release build.
+//! - `cargo xtask bench storage|kafka|mirror|plugins|mqtt [ARGS]`: a benchmark on a release build;
+//!   `bench footprint`: the stripped size and idle memory of the release binary, against the
+//!   budget `test` enforces (`footprint.rs`), with mosquitto's idle memory beside it.
 //! - `cargo xtask firmware build|size|run --gateway HOST:PORT`: the sensor-node firmware for the
 //!   board QEMU emulates (`firmware/mps2-an386`): build it, report its flash and RAM against the
 //!   budget, or run it in QEMU with its uplink connected to a gateway's device listener.
@@ -24,6 +26,7 @@
 
 mod cross;
 mod firmware;
+mod footprint;
 mod package;
 mod plugins;
 
@@ -57,7 +60,7 @@ fn main() -> ExitCode {
         Some("firmware") => install_targets().and_then(|()| firmware::command(&workspace_root(), &args[1..])),
         Some("plugins") => install_targets().and_then(|()| plugins::build(&workspace_root())).map(drop),
         _ => Err(format!(
-            "usage: cargo xtask test | cargo xtask plugins | cargo xtask bench storage|kafka|mirror|plugins|mqtt [ARGS] | \
+            "usage: cargo xtask test | cargo xtask plugins | cargo xtask bench storage|kafka|mirror|plugins|mqtt|footprint [ARGS] | \
              cargo xtask firmware build|size|run --gateway HOST:PORT | cargo xtask soak replication [--seconds N] | \
              cargo xtask cross aarch64|armv7 | cargo xtask package [aarch64|armv7]\n\
              (got {:?})",
@@ -264,8 +267,10 @@ fn test_phases(phases: &mut Phases, counts: &mut TestCounts) -> Result<(), Strin
         }
         Ok(())
     })?;
-    phases.run("package (amd64): build, install, run, purge", || {
-        let deb = package::build(None, true)?;
+    phases.run("release build, footprint, package (amd64)", || {
+        let release = build_binary(&["build", "--release", "-p", "rill", "--bin", "rill"])?;
+        footprint::check(&release, 3)?;
+        let deb = package::build(None, false)?;
         run_counting_tests(
             cargo()
                 .args(["test", "-p", "rill-tests", "--test", "package", "--", "--ignored"])
@@ -424,12 +429,18 @@ fn bench(args: &[String]) -> Result<(), String> {
                 install_programs()?;
             }
             let components = plugins::build(&workspace_root())?;
-            let rill = build_binary(&["build", "--release", "-p", "rill", "--bin", "rill"])?;
+            // `--pulley` measures wasmtime's interpreter too, which x86-64 builds leave out.
+            let features = if args.iter().any(|a| a == "--pulley") { "pulley" } else { "" };
+            let rill = build_binary(&["build", "--release", "-p", "rill", "--bin", "rill", "--features", features])?;
             let mut command = Command::new(rill);
             command.current_dir(workspace_root()).args(["bench", which, "--plugins"]).arg(components).args(&args[1..]);
             run(&format!("rill bench {which}"), &mut command)
         }
-        other => Err(format!("unknown benchmark {other:?}; known: storage, kafka, mirror, plugins, mqtt")),
+        Some("footprint") => {
+            install_programs()?;
+            footprint::bench(&build_binary(&["build", "--release", "-p", "rill", "--bin", "rill"])?)
+        }
+        other => Err(format!("unknown benchmark {other:?}; known: storage, kafka, mirror, plugins, mqtt, footprint")),
     }
 }
 

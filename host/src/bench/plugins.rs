@@ -9,6 +9,8 @@
 //! apply → build → seal in Rust in this process (the ceiling). Reported: ns per record for both,
 //! the difference (the per-record overhead of the plugin boundary) and the ratio. Also the cold
 //! start: compiling a component (or loading it compiled from the disk cache) and instantiating it.
+//! With `--pulley`, the transform cases again, compiled for Pulley, wasmtime's interpreter (what
+//! armv7 gateways run), beside Cranelift in the same run.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -37,6 +39,11 @@ pub struct PluginsArgs {
     /// Also write the markdown tables to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also run each transform case compiled for Pulley (`pulley64`, wasmtime's interpreter), as
+    /// armv7 gateways run plugins, beside Cranelift. Needs a build with the `pulley` feature
+    /// (`cargo xtask bench plugins --pulley` makes one).
+    #[arg(long)]
+    pulley: bool,
 }
 
 /// A plugin case: the component, its configuration, and the same work natively.
@@ -193,6 +200,49 @@ fn cold_start(
     Ok((plugin, bytes.len(), compile, cached, instantiate))
 }
 
+/// Each transform case compiled by Cranelift and for Pulley (`pulley64`) in the same run: what a
+/// plugin costs where it is interpreted (armv7 gateways) against where it is compiled.
+fn pulley_table(plugins: &std::path::Path, seconds: f64, repeat: usize, sizes: &[usize]) -> Result<String, String> {
+    let runtimes = [
+        PluginRuntime::new()?,
+        PluginRuntime::for_target("pulley64").map_err(|e| {
+            format!("{e} (Pulley on this machine needs the `pulley` feature: cargo xtask bench plugins --pulley)")
+        })?,
+    ];
+    let mut table = String::from(
+        "\nPulley (wasmtime's interpreter, as on armv7) against Cranelift, same run:\n\n\
+         | plugin | records/call | cranelift ns/record | pulley ns/record | pulley / cranelift |\n\
+         |---|---|---|---|---|\n",
+    );
+    for case in CASES {
+        let path = plugins.join(format!("{}.wasm", case.plugin));
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let config: Vec<(String, String)> = case.config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut instances = Vec::new();
+        for runtime in &runtimes {
+            let compiled = runtime.compile(&bytes).map_err(|e| e.to_string())?;
+            instances.push(
+                PluginInstance::new(runtime, &compiled, config.clone(), PluginLimits::default())
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        for &size in sizes {
+            let batch = input(size)?;
+            let mut times = [Vec::new(), Vec::new()];
+            for _ in 0..repeat {
+                for (instance, times) in instances.iter_mut().zip(&mut times) {
+                    let transform = || instance.transform("bench", 0, 0, &batch).map(drop).map_err(|e| e.to_string());
+                    times.push(time_calls(seconds, transform)? / size as f64);
+                }
+            }
+            let (cranelift, pulley) = (median(&mut times[0]), median(&mut times[1]));
+            let ratio = pulley / cranelift;
+            table.push_str(&format!("| {} | {size} | {cranelift:.0} | {pulley:.0} | {ratio:.1} |\n", case.plugin));
+        }
+    }
+    Ok(table)
+}
+
 /// Calls `f` for `seconds` after a warm-up; returns ns per call.
 fn time_calls(seconds: f64, mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
     let warm_up = Instant::now() + Duration::from_secs_f64(seconds / 5.0);
@@ -310,6 +360,11 @@ fn run_blocking(args: &PluginsArgs) -> Result<(), String> {
     }
     print!("{table}");
     out.push_str(&table);
+    if args.pulley {
+        let table = pulley_table(&args.plugins, seconds, repeat, sizes)?;
+        print!("{table}");
+        out.push_str(&table);
+    }
     if let Some(path) = &args.out {
         std::fs::write(path, out).map_err(|e| format!("{}: {e}", path.display()))?;
     }

@@ -150,14 +150,17 @@ fn default_pooling() -> PoolingAllocationConfig {
     pooling
 }
 
-fn engine_config(pooling: Option<PoolingAllocationConfig>) -> Config {
+fn engine_config(pooling: Option<PoolingAllocationConfig>, target: Option<&str>) -> Result<Config, String> {
     let mut config = Config::new();
+    if let Some(target) = target {
+        config.target(target).map_err(|e| format!("cannot compile plugins for {target}: {e:#}"))?;
+    }
     config.wasm_component_model(true).consume_fuel(true).concurrency_support(false);
     config.allocation_strategy(match pooling {
         Some(pooling) => InstanceAllocationStrategy::Pooling(pooling),
         None => InstanceAllocationStrategy::OnDemand,
     });
-    config
+    Ok(config)
 }
 
 impl std::fmt::Debug for PluginRuntime {
@@ -187,15 +190,23 @@ impl std::fmt::Debug for CompiledPlugin {
 
 impl PluginRuntime {
     pub fn new() -> Result<Self, String> {
-        Self::with_pooling(default_pooling())
+        Self::with_pooling(default_pooling(), None)
+    }
+
+    /// An engine that compiles plugins for `target`, a wasmtime target such as `pulley64`
+    /// (Pulley, wasmtime's interpreter) instead of this machine: `rill bench plugins --pulley`
+    /// measures with it what plugins cost where they run on Pulley (armv7 gateways). Where
+    /// Cranelift has a backend, Pulley needs the `pulley` feature.
+    pub fn for_target(target: &str) -> Result<Self, String> {
+        Self::with_pooling(default_pooling(), Some(target))
     }
 
     /// An engine that takes instances from the pooling allocator `pooling` describes, or, where
     /// the machine cannot reserve the address space that needs (32-bit targets, kernels with a
     /// 39-bit virtual address space), one that allocates them on demand: slower to instantiate,
     /// the same otherwise. One log line says which.
-    fn with_pooling(pooling: PoolingAllocationConfig) -> Result<Self, String> {
-        let (engine, pooled) = match Engine::new(&engine_config(Some(pooling))) {
+    fn with_pooling(pooling: PoolingAllocationConfig, target: Option<&str>) -> Result<Self, String> {
+        let (engine, pooled) = match Engine::new(&engine_config(Some(pooling), target)?) {
             Ok(engine) => {
                 tracing::info!("plugin instances come from the pooling allocator");
                 (engine, true)
@@ -203,8 +214,8 @@ impl PluginRuntime {
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"),
                     "plugin instances are allocated on demand: the pooling allocator cannot reserve its address space here");
-                let engine =
-                    Engine::new(&engine_config(None)).map_err(|e| format!("cannot start the plugin engine: {e:#}"))?;
+                let engine = Engine::new(&engine_config(None, target)?)
+                    .map_err(|e| format!("cannot start the plugin engine: {e:#}"))?;
                 (engine, false)
             }
         };
@@ -338,7 +349,7 @@ mod tests {
     fn an_unreservable_pool_falls_back_to_on_demand_instances() {
         let mut huge = default_pooling();
         huge.total_memories(1 << 20).max_memory_size(1 << 32);
-        let runtime = PluginRuntime::with_pooling(huge).expect("the engine starts anyway");
+        let runtime = PluginRuntime::with_pooling(huge, None).expect("the engine starts anyway");
         assert!(!runtime.is_pooled());
         assert!(PluginRuntime::new().expect("starts").is_pooled(), "the default pool fits this machine");
     }
