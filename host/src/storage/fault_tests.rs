@@ -302,3 +302,38 @@ async fn appends_stop_at_the_free_space_reserve_and_deletions_make_room() {
     }
     store.shutdown().await;
 }
+
+/// While appends are refused, retention (here `retention.bytes`, lowered through the topic's
+/// config) and deleting another topic free space too, and each ends the refusal by itself.
+#[tokio::test]
+async fn retention_and_topic_deletion_end_a_refusal_for_lack_of_space() {
+    let disk = SimDisk::new();
+    let config = StoreConfig {
+        reserve_bytes: Some(2 << 20),
+        space_probe: Some(disk.space_probe()),
+        group_bytes_max: 64 << 10,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(Location::Backend(disk.factory()), config).unwrap();
+    store.create_topic("t", 1, no_retention()).await.unwrap();
+    store.create_topic("other", 1, no_retention()).await.unwrap();
+    disk.set_sparse(true);
+    disk.set_capacity(Some(disk.size_bytes() + (12 << 20)));
+    for i in 0..40u8 {
+        store.append("other", 0, batch(4, 8000, T0, i)).await.expect("room for the other topic");
+    }
+    let mut acked = Vec::new();
+    assert!(matches!(fill_until_refused(&store, &mut acked).await, StorageError::NoSpace(_)));
+
+    let trimmed = TopicConfig { retention_bytes: Some(1 << 20), ..no_retention() };
+    store.alter_topic_config("t", trimmed).await.expect("metadata commits from the reserve");
+    let report = store.enforce_retention(T0).await.expect("retention runs while appends are refused");
+    assert!(report.bytes_deleted > 0, "{report:?}");
+    assert_eq!(store.writer_state(), WriterState::Accepting, "retention ended the refusal");
+
+    assert!(matches!(fill_until_refused(&store, &mut acked).await, StorageError::NoSpace(_)));
+    store.delete_topic("other").await.expect("a topic deletion commits from the reserve");
+    assert_eq!(store.writer_state(), WriterState::Accepting, "the deletion ended the refusal");
+    store.append("t", 0, batch(4, 8000, T0, 1)).await.expect("appends resume");
+    store.shutdown().await;
+}

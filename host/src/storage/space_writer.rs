@@ -20,19 +20,17 @@ impl Writer {
             return pending;
         }
         let Err(cause) = self.admit_space(incoming) else { return pending };
-        let mut refused = 0;
-        for append in pending.appends.drain(..) {
-            let _ = append.reply.send(Err(AppendError::Storage(cause.clone())));
-            refused += 1;
-        }
         let (appending, documents_only): (Vec<_>, Vec<_>) =
             pending.transactions.into_iter().partition(|transaction| !transaction.appends.is_empty());
+        // Counted before anyone hears of it: whoever got the refusal finds it in the metric.
+        self.shared.stats.appends_refused_no_space.inc_by((pending.appends.len() + appending.len()) as u64);
+        for append in pending.appends.drain(..) {
+            let _ = append.reply.send(Err(AppendError::Storage(cause.clone())));
+        }
         for transaction in appending {
             let _ = transaction.reply.send(Err(AppendError::Storage(cause.clone())));
-            refused += 1;
         }
         pending.transactions = documents_only;
-        self.shared.stats.appends_refused_no_space.inc_by(refused);
         pending
     }
 
