@@ -389,17 +389,12 @@ impl Writer {
         Ok(report)
     }
 
-    /// Batch bytes stored over all partitions.
-    pub(super) fn stored_bytes(&self) -> u64 {
-        self.logs.values().map(|log| log.size_bytes).sum()
-    }
-
     /// Deletes the oldest group of the store (by when its newest batch was appended), one at a time,
     /// until the store is within `budget` (at most `BUDGET_GROUPS_PER_PASS` per pass). Only
     /// committed groups go (never above the high watermark), whatever floors say: loudly.
     fn enforce_budget(&mut self, budget: u64, report: &mut RetentionReport) -> Result<(), StorageError> {
         for _ in 0..BUDGET_GROUPS_PER_PASS {
-            let stored = self.stored_bytes();
+            let stored = super::logs::stored_bytes(&self.logs);
             if stored <= budget {
                 return Ok(());
             }

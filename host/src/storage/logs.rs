@@ -119,3 +119,8 @@ pub(super) fn open_group(table: &impl BatchRows, key: u64) -> Result<Option<Open
     let next_part = if tail.is_empty() { last_part + 1 } else { last_part };
     Ok(Some(OpenGroup { base_offset, bytes, next_part, tail }))
 }
+
+/// Batch bytes stored over all partitions.
+pub(super) fn stored_bytes(logs: &HashMap<u64, PartitionLog>) -> u64 {
+    logs.values().map(|log| log.size_bytes).sum()
+}

@@ -15,6 +15,7 @@ mod admin;
 mod ages;
 mod backend;
 mod catalog;
+mod command;
 mod errors;
 pub mod layout;
 mod logs;

@@ -141,9 +141,15 @@ impl SpaceGuard {
         self.low.and_then(|low| low.refusing)
     }
 
-    /// Whether `incoming` more batch bytes may be written with the store holding `stored`, and
-    /// the transition this decision makes, if any.
-    pub fn admit(&mut self, space: FsSpace, stored: u64, incoming: u64) -> (Result<(), NoSpace>, Option<Transition>) {
+    /// Whether `incoming` more batch bytes may be written with the store holding `stored()` bytes
+    /// (asked only when space is low: summing every partition is not for each commit), and the
+    /// transition this decision makes, if any.
+    pub fn admit(
+        &mut self,
+        space: FsSpace,
+        stored: impl FnOnce() -> u64,
+        incoming: u64,
+    ) -> (Result<(), NoSpace>, Option<Transition>) {
         let reserve = self.reserve(space);
         let was_refusing = self.low.and_then(|low| low.refusing);
         let since = self.low.map(|low| low.since);
@@ -151,6 +157,7 @@ impl SpaceGuard {
             self.low = None;
             Ok(())
         } else {
+            let stored = stored();
             let low = self.low.get_or_insert(Low {
                 ceiling: stored,
                 refusing: None,
@@ -188,7 +195,7 @@ impl SpaceGuard {
     /// room inside the file), ending the refusal without waiting for a producer to try.
     pub fn recheck(&mut self, space: FsSpace, stored: u64) -> Option<Transition> {
         self.refusing()?;
-        let (_, transition) = self.admit(space, stored, SPACE_RESUME_BYTES);
+        let (_, transition) = self.admit(space, || stored, SPACE_RESUME_BYTES);
         transition
     }
 }
@@ -213,17 +220,17 @@ mod tests {
     #[test]
     fn appends_stop_at_the_reserve_and_resume_when_space_comes_back() {
         let mut guard = SpaceGuard::new(Some(10 * MIB));
-        assert_eq!(guard.admit(space(20 * MIB), 50 * MIB, MIB), (Ok(()), None));
+        assert_eq!(guard.admit(space(20 * MIB), || 50 * MIB, MIB), (Ok(()), None));
         // The append would eat into the reserve: refused, once logged.
         let refusal = NoSpace { available_bytes: 10 * MIB, reserve_bytes: 10 * MIB };
         assert_eq!(
-            guard.admit(space(10 * MIB), 60 * MIB, MIB),
+            guard.admit(space(10 * MIB), || 60 * MIB, MIB),
             (Err(refusal), Some(Transition::StartedRefusing(refusal)))
         );
-        assert_eq!(guard.admit(space(10 * MIB), 60 * MIB, MIB).1, None, "one log line, not one per append");
+        assert_eq!(guard.admit(space(10 * MIB), || 60 * MIB, MIB).1, None, "one log line, not one per append");
         assert_eq!(guard.refusing(), Some(refusal));
         // Another program freed space on the filesystem.
-        let (decision, transition) = guard.admit(space(30 * MIB), 60 * MIB, MIB);
+        let (decision, transition) = guard.admit(space(30 * MIB), || 60 * MIB, MIB);
         assert_eq!(decision, Ok(()));
         assert!(matches!(transition, Some(Transition::Resumed { .. })));
         assert_eq!(guard.refusing(), None);
@@ -234,12 +241,12 @@ mod tests {
     #[test]
     fn deletions_make_room_inside_the_file() {
         let mut guard = SpaceGuard::new(Some(10 * MIB));
-        assert!(guard.admit(space(9 * MIB), 60 * MIB, MIB).0.is_err());
+        assert!(guard.admit(space(9 * MIB), || 60 * MIB, MIB).0.is_err());
         // Retention deleted 5 MiB: the filesystem's free space did not change.
         assert!(matches!(guard.recheck(space(9 * MIB), 55 * MIB), Some(Transition::Resumed { .. })));
-        assert!(guard.admit(space(9 * MIB), 55 * MIB, 3 * MIB).0.is_ok());
-        assert!(guard.admit(space(9 * MIB), 58 * MIB, 2 * MIB).0.is_ok());
-        assert!(guard.admit(space(9 * MIB), 60 * MIB, MIB).0.is_err(), "the freed pages are used up");
+        assert!(guard.admit(space(9 * MIB), || 55 * MIB, 3 * MIB).0.is_ok());
+        assert!(guard.admit(space(9 * MIB), || 58 * MIB, 2 * MIB).0.is_ok());
+        assert!(guard.admit(space(9 * MIB), || 60 * MIB, MIB).0.is_err(), "the freed pages are used up");
     }
 
     /// Where reusing pages still grew the file, the guard lowers its ceiling below half the
@@ -247,13 +254,13 @@ mod tests {
     #[test]
     fn below_half_the_reserve_a_growing_file_lowers_the_ceiling() {
         let mut guard = SpaceGuard::new(Some(10 * MIB));
-        assert!(guard.admit(space(9 * MIB), 60 * MIB, MIB).0.is_err());
-        assert!(guard.admit(space(9 * MIB), 50 * MIB, MIB).0.is_ok(), "10 MiB deleted");
-        assert!(guard.admit(space(4 * MIB), 51 * MIB, MIB).0.is_err(), "the file grew anyway");
+        assert!(guard.admit(space(9 * MIB), || 60 * MIB, MIB).0.is_err());
+        assert!(guard.admit(space(9 * MIB), || 50 * MIB, MIB).0.is_ok(), "10 MiB deleted");
+        assert!(guard.admit(space(4 * MIB), || 51 * MIB, MIB).0.is_err(), "the file grew anyway");
         assert_eq!(guard.recheck(space(4 * MIB), 51 * MIB), None, "still refusing");
-        assert!(guard.admit(space(4 * MIB), 40 * MIB, MIB).0.is_ok(), "until more is deleted");
-        assert!(guard.admit(space(3 * MIB), 45 * MIB, MIB).0.is_ok(), "less than an eighth more lost");
-        assert!(guard.admit(space(2 * MIB), 45 * MIB, MIB).0.is_err(), "an eighth more lost: ceiling drops again");
+        assert!(guard.admit(space(4 * MIB), || 40 * MIB, MIB).0.is_ok(), "until more is deleted");
+        assert!(guard.admit(space(3 * MIB), || 45 * MIB, MIB).0.is_ok(), "less than an eighth more lost");
+        assert!(guard.admit(space(2 * MIB), || 45 * MIB, MIB).0.is_err(), "an eighth more lost: ceiling drops again");
     }
 
     #[test]

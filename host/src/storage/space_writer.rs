@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::StorageError;
+use super::logs::stored_bytes;
 use super::space::{FsSpace, Transition};
 use super::writer::{Incoming, Pending, Writer};
 use crate::limits::SPACE_RECHECK_INTERVAL;
@@ -38,7 +39,8 @@ impl Writer {
     /// [`StorageError::NoSpace`] while free space is under the reserve.
     pub(super) fn admit_space(&mut self, incoming: u64) -> Result<(), StorageError> {
         let Some(space) = self.read_space() else { return Ok(()) };
-        let (decision, transition) = self.space.admit(space, self.stored_bytes(), incoming);
+        let logs = &self.logs;
+        let (decision, transition) = self.space.admit(space, || stored_bytes(logs), incoming);
         self.space_changed(transition);
         decision.map_err(StorageError::NoSpace)
     }
@@ -50,7 +52,7 @@ impl Writer {
             return;
         }
         let Some(space) = self.read_space() else { return };
-        let transition = self.space.recheck(space, self.stored_bytes());
+        let transition = self.space.recheck(space, stored_bytes(&self.logs));
         self.space_changed(transition);
     }
 
