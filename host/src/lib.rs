@@ -1,7 +1,8 @@
 //! `rill`: the daemon and CLI. Everything that touches a disk, socket or clock lives here;
 //! the pure logic lives in `rill-core`.
 
-pub mod alloc;
+#[cfg(test)]
+mod alloc;
 pub mod bench;
 pub mod client;
 pub mod clock;
@@ -23,7 +24,7 @@ pub mod replication;
 pub mod serve;
 pub mod storage;
 
-/// Unit tests decode hostile Kafka requests too: they need the same allocator as the binary.
+/// Unit tests measure what decoding hostile Kafka requests allocates.
 #[cfg(test)]
 #[global_allocator]
-static ALLOCATOR: alloc::NoReserveHuge = alloc::NoReserveHuge;
+static ALLOCATOR: alloc::Counting = alloc::Counting;

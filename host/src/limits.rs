@@ -96,6 +96,16 @@ pub const KAFKA_REQUEST_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
 /// Metadata) must fit.
 pub const KAFKA_REQUEST_BYTES_MIN: usize = 64 * 1024;
 
+/// Most memory decoding a request may allocate for its arrays, per byte of the request
+/// (`kafka::bounds`). Real clients' requests stay far below (a Fetch for a thousand partitions
+/// decodes into ~3 bytes per byte); a request of tiny elements, such as a LeaveGroup of a million
+/// null members, would take ~30 and is refused, so no request can make the broker allocate more
+/// than this multiple of what it was sent.
+pub const DECODE_AMPLIFICATION_MAX: usize = 16;
+
+/// Small requests may always decode into this much, whatever their ratio.
+pub const DECODE_BYTES_FLOOR: usize = 64 * 1024;
+
 /// Produce requests one connection may have in progress (queued for or waiting on the storage
 /// writer) while its next request is read. Kafka brokers handle one request per connection at a
 /// time, which makes a producer's in-flight window (5 for idempotent clients) wait a full commit

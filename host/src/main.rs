@@ -11,10 +11,6 @@ use rill::client::commands::{
 };
 use rill::config::Config;
 
-/// A request claiming billions of array elements must not abort the broker (see `rill::alloc`).
-#[global_allocator]
-static ALLOCATOR: rill::alloc::NoReserveHuge = rill::alloc::NoReserveHuge;
-
 /// The man-page part of `rill --help`.
 const RILL_HELP: &str = "\
 Environment:

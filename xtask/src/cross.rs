@@ -1,7 +1,8 @@
 //! `cargo xtask cross aarch64|armv7`: the release `rill` for an ARM gateway, built with Debian's
 //! cross toolchains (the C code of the compression crates included), then proven under qemu-user:
-//! `rill-core`'s tests and the black-box smoke test (`tests/tests/platform_smoke.rs`) run against
-//! the ARM binary. Installs what is missing, as `cargo xtask test` does.
+//! `rill-core`'s tests, the black-box smoke test (`tests/tests/platform_smoke.rs`) and the hostile
+//! frames (`tests/tests/hostile_frames.rs`) run against the ARM binary. Installs what is missing,
+//! as `cargo xtask test` does.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,8 +85,8 @@ pub fn command(root: &Path, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// What CI runs for `target`: the release binary, its size, `rill-core`'s tests and the smoke test
-/// under qemu-user.
+/// What CI runs for `target`: the release binary, its size, `rill-core`'s tests, the smoke test and
+/// the hostile frames under qemu-user.
 pub fn build_and_test(root: &Path, target: &Target, counts: &mut crate::TestCounts) -> Result<(), String> {
     install(target)?;
     let binary = build(target)?;
@@ -95,7 +96,7 @@ pub fn build_and_test(root: &Path, target: &Target, counts: &mut crate::TestCoun
     let wrapper = qemu_wrapper(target, &binary)?;
     run_counting_tests(
         cargo()
-            .args(["test", "-p", "rill-tests", "--test", "platform_smoke"])
+            .args(["test", "-p", "rill-tests", "--test", "platform_smoke", "--test", "hostile_frames"])
             .env("RILL_BIN", &wrapper)
             .env("RILL_PLUGIN_DIR", &components),
         counts,

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::errors::ErrorCodes;
 use super::frame::{self, FrameError};
-use super::{Broker, admin, configs, fetch, groups, metadata, produce, versions};
+use super::{Broker, admin, bounds, configs, fetch, groups, metadata, produce, versions};
 use crate::limits::{KAFKA_PIPELINE_BYTES_MAX, KAFKA_PIPELINE_MAX};
 use crate::metrics::ApiLabels;
 
@@ -216,6 +216,7 @@ pub fn parse(frame: Bytes) -> Result<Parsed, String> {
     let header = RequestHeader::decode(&mut body, key.request_header_version(version))
         .map_err(|e| format!("{key:?} v{version}: bad request header: {e}"))?;
     tracing::trace!(api = ?key, version, correlation_id, client = ?header.client_id, "kafka request");
+    bounds::check(key, version, &body).map_err(|e| format!("{key:?} v{version}: refused before decoding: {e}"))?;
     let mut reader = Reader { key, version, body };
     let body = match key {
         ApiKey::ApiVersions => {

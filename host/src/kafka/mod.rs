@@ -12,6 +12,7 @@
 //! Which APIs and versions are served: [`versions`].
 
 mod admin;
+mod bounds;
 mod codes;
 mod configs;
 mod connection;
@@ -21,8 +22,11 @@ mod frame;
 pub mod groups;
 mod metadata;
 mod produce;
+mod schemas;
 pub mod versions;
 
+#[cfg(test)]
+mod bounds_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]

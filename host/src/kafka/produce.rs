@@ -7,7 +7,7 @@ use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProducerId, RequestHeader, TopicName};
+use kafka_protocol::messages::{ApiKey, ProducerId, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::{Broker, codes};
@@ -116,6 +116,8 @@ fn with_error(
 pub fn legacy_unsupported(frame: Bytes, version: i16, correlation_id: i32) -> Result<Option<BytesMut>, String> {
     let mut body = frame;
     RequestHeader::decode(&mut body, 1).map_err(|e| format!("Produce v{version}: bad request header: {e}"))?;
+    super::bounds::check(ApiKey::Produce, version, &body)
+        .map_err(|e| format!("Produce v{version}: refused before decoding: {e}"))?;
     let mut as_v3 = BytesMut::with_capacity(body.len() + 2);
     as_v3.put_i16(-1);
     as_v3.put_slice(&body);
