@@ -71,7 +71,7 @@ impl Gateway {
     }
 }
 
-/// A NOR flash in RAM, as `sequential-storage` sees one: erasing sets a page to `0xFF`, writing
+/// A NOR flash in RAM, as `embedded-storage` describes one: erasing sets a page to `0xFF`, writing
 /// only clears bits (words of 4 bytes, written as often as wanted), and the power can be cut
 /// after a given number of bytes written or erased — mid-word or mid-erase — after which every
 /// operation fails until [`revive`](Self::revive) (the reboot). How the cut leaves the flash is

@@ -22,7 +22,7 @@ mod uart;
 
 use core::convert::Infallible;
 
-use embedded_storage_async::nor_flash::{ErrorType, MultiwriteNorFlash, NorFlash, ReadNorFlash};
+use embedded_storage_async::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use panic_halt as _;
 
 /// Pages of the RAM standing in for NOR flash.
@@ -66,8 +66,6 @@ impl NorFlash for RamNor<'_> {
     }
 }
 
-impl MultiwriteNorFlash for RamNor<'_> {}
-
 #[cortex_m_rt::entry]
 fn main() -> ! {
     console::start();
@@ -75,7 +73,7 @@ fn main() -> ! {
     let mut nor = RamNor(&mut flash);
     // A batch of 512 bytes, as the firmware's batching task makes them.
     let batch = [0x5Au8; 512];
-    let mut buf = [0u8; 512 + 8];
+    let mut buf = [0u8; rill_node::flash_log::buffer_bytes(512)];
     let (pushed, popped) = embassy_futures::block_on(exercise(&mut nor, &batch, &mut buf));
     console::line(format_args!("flash backlog probe: {pushed} batches pushed, {popped} read back intact and popped"));
     loop {
@@ -86,7 +84,7 @@ fn main() -> ! {
 #[cfg(not(feature = "probe-baseline"))]
 async fn exercise(nor: &mut RamNor<'_>, batch: &[u8], buf: &mut [u8]) -> (u32, u32) {
     use rill_node::flash_log::FlashBacklog;
-    let mut backlog = FlashBacklog::new(nor, 0..(PAGES * PAGE_BYTES) as u32);
+    let Ok(mut backlog) = FlashBacklog::open(nor, 0..(PAGES * PAGE_BYTES) as u32, buf).await else { return (0, 0) };
     let mut item = [0u8; 512];
     let (mut pushed, mut popped) = (0, 0);
     for seq in 0..100u32 {
