@@ -7,7 +7,7 @@
 //! [storage]
 //! durability = "every-commit"      # or "interval"
 //! flush_interval_ms = 100          # with durability = "interval": the loss window on power cut
-//! cache_bytes = 67108864           # redb page cache
+//! cache_bytes = 16777216           # redb page cache
 //! retention_check_interval_ms = 60000
 //! disk_budget_bytes = 8000000000   # past it the oldest batches go, mirrored or not (default: none)
 //! reserve_bytes = 67108864         # free space kept for deletions: appends are refused below it

@@ -24,8 +24,12 @@ pub const COMMIT_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// 256 KiB: 64 full 4 KiB leaves, so the partial last leaf wastes under 2%.
 pub const GROUP_BYTES_MAX_DEFAULT: usize = 256 * 1024;
 
-/// redb's page cache. redb's default (1 GiB) is too much for a gateway with 1–2 GiB of RAM.
-pub const CACHE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
+/// redb's page cache. It fills with what was just written, so a broker's memory follows it up to
+/// the cap: under a steady 1 MB/s of produce, 76 MiB resident with a 64 MiB cache, 34 MiB with
+/// 16 MiB. A gateway's consumers read mostly what was just written, which the OS page cache holds
+/// too: the same-session A/B of `bench kafka` showed no loss, produce or consume
+/// (docs/benchmarks.md). redb's own default (1 GiB) is far too much for a gateway.
+pub const CACHE_BYTES_DEFAULT: usize = 16 * 1024 * 1024;
 
 /// Longest interval the `interval` durability policy may be set to: the loss window on power cut.
 pub const FLUSH_INTERVAL_MS_MAX: u64 = 60_000;

@@ -2,7 +2,7 @@
 //! idling on embedded defaults, checked against a budget so that they do not creep up
 //! (`cargo xtask test` fails past it) and reported beside issue 20's targets, which are lower.
 //! `cargo xtask bench footprint` measures more starts and mosquitto beside it, as a reference from
-//! the same run.
+//! the same run, and the server's memory under a gateway's steady produce load (1 MB/s).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -55,7 +55,8 @@ pub fn check(binary: &Path, starts: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo xtask bench footprint`: the check with 5 starts, and mosquitto's idle RSS beside it.
+/// `cargo xtask bench footprint`: the check with 5 starts, mosquitto's idle RSS beside it, and
+/// `rill serve`'s memory under a gateway's steady load.
 pub fn bench(binary: &Path) -> Result<(), String> {
     check(binary, 5)?;
     let mut rss = Vec::new();
@@ -64,7 +65,94 @@ pub fn bench(binary: &Path) -> Result<(), String> {
     }
     rss.sort_unstable();
     eprintln!("reference: mosquitto idle RSS {:.1} MiB median of 3", rss[1] as f64 / (1 << 20) as f64);
+    for (name, config) in [("default config", None), ("256 MiB gateway settings", Some(SMALL_GATEWAY_CONFIG))] {
+        let loaded = loaded_rss(binary, config)?;
+        let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+        eprintln!(
+            "under {} KiB/s of produce for {} s ({name}, fsync before ack): RSS peak {:.1} MiB, at the end {:.1} MiB; {} records acknowledged",
+            LOAD_LINE_BYTES * LOAD_LINES_PER_TICK * 1000 / LOAD_TICK.as_millis() as usize / 1024,
+            LOADED_FOR.as_secs(),
+            mib(loaded.peak),
+            mib(loaded.end),
+            loaded.records,
+        );
+    }
     Ok(())
+}
+
+/// The settings `docs/benchmarks.md` gives for a gateway with 256 MiB of RAM.
+const SMALL_GATEWAY_CONFIG: &str =
+    "[storage]\ncache_bytes = 8388608\n[kafka]\nmax_connections = 16\nrequest_bytes_max = 1048576\n";
+
+/// The steady load: 100 records of 1 KiB every 100 ms (1 MB/s, as a gateway's producer with a
+/// 100 ms linger sends), for a minute.
+const LOAD_LINE_BYTES: usize = 1024;
+const LOAD_LINES_PER_TICK: usize = 100;
+const LOAD_TICK: Duration = Duration::from_millis(100);
+const LOADED_FOR: Duration = Duration::from_secs(60);
+
+/// `rill serve`'s resident memory under the steady load.
+struct Loaded {
+    peak: u64,
+    end: u64,
+    records: u64,
+}
+
+/// Starts `rill serve` (on its defaults, or with `config`) and `rill produce` fed at the steady
+/// pace beside it, sampling the server's VmRSS every second.
+fn loaded_rss(binary: &Path, config: Option<&str>) -> Result<Loaded, String> {
+    let dir = scratch_dir("rill-footprint-loaded")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?;
+    let bootstrap = format!("127.0.0.1:{}", port.port());
+    let mut server = Command::new(binary);
+    server.args(["serve", "--listen", &bootstrap, "--http-listen", "127.0.0.1:0", "--data-dir"]).arg(dir.join("data"));
+    if let Some(config) = config {
+        let file = dir.join("rill.toml");
+        std::fs::write(&file, config).map_err(|e| format!("{}: {e}", file.display()))?;
+        server.arg("--config").arg(file);
+    }
+    let mut server = spawn_quiet(&mut server)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let measured = produce_and_sample(binary, &bootstrap, server.id());
+    stop(&mut server);
+    let _ = std::fs::remove_dir_all(&dir);
+    measured
+}
+
+fn produce_and_sample(binary: &Path, bootstrap: &str, server: u32) -> Result<Loaded, String> {
+    use std::io::Write;
+    let mut producer = Command::new(binary)
+        .args(["produce", "footprint", "--bootstrap", bootstrap])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start rill produce: {e}"))?;
+    let mut input = producer.stdin.take().ok_or("no stdin for rill produce")?;
+    let line = format!("{}\n", "r".repeat(LOAD_LINE_BYTES - 1));
+    let started = std::time::Instant::now();
+    let (mut peak, mut end, mut records, mut next_sample) = (0, 0, 0u64, Duration::from_secs(1));
+    let mut tick = 0u32;
+    while started.elapsed() < LOADED_FOR {
+        for _ in 0..LOAD_LINES_PER_TICK {
+            input.write_all(line.as_bytes()).map_err(|e| format!("rill produce stopped reading: {e}"))?;
+        }
+        input.flush().map_err(|e| e.to_string())?;
+        records += LOAD_LINES_PER_TICK as u64;
+        if started.elapsed() >= next_sample {
+            end = vm_rss(server)?;
+            peak = peak.max(end);
+            next_sample += Duration::from_secs(1);
+        }
+        tick += 1;
+        std::thread::sleep((LOAD_TICK * tick).saturating_sub(started.elapsed()));
+    }
+    drop(input);
+    let done = producer.wait().map_err(|e| e.to_string())?;
+    if !done.success() {
+        return Err(format!("rill produce failed: {done}"));
+    }
+    Ok(Loaded { peak, end, records })
 }
 
 fn stripped_size(binary: &Path) -> Result<u64, String> {
@@ -102,21 +190,42 @@ fn scratch_dir(name: &str) -> Result<PathBuf, String> {
 
 /// VmRSS of `command`'s process after [`IDLE_AFTER`]; the process is stopped with SIGTERM.
 fn idle_rss_of(command: &mut Command) -> Result<u64, String> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    let mut child = spawn_quiet(command)?;
     std::thread::sleep(IDLE_AFTER);
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+    stop(&mut child);
     let status = status.map_err(|e| format!("{command:?} ended before its memory was read: {e}"))?;
+    vm_rss_in(&status)
+}
+
+fn vm_rss(pid: u32) -> Result<u64, String> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("rill serve ended: {e}"))?;
+    vm_rss_in(&status)
+}
+
+/// VmRSS in bytes from a `/proc/PID/status`.
+fn vm_rss_in(status: &str) -> Result<u64, String> {
     let kib: u64 = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or("no VmRSS in /proc/PID/status")?;
     Ok(kib * 1024)
+}
+
+/// Starts `command` with no input and its output discarded.
+fn spawn_quiet(command: &mut Command) -> Result<std::process::Child, String> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))
+}
+
+/// Stops a server with SIGTERM, as systemd would, and waits for it.
+fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
 }
