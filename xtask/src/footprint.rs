@@ -102,8 +102,7 @@ struct Loaded {
 /// pace beside it, sampling the server's VmRSS every second.
 fn loaded_rss(binary: &Path, config: Option<&str>) -> Result<Loaded, String> {
     let dir = scratch_dir("rill-footprint-loaded")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?;
-    let bootstrap = format!("127.0.0.1:{}", port.port());
+    let bootstrap = format!("127.0.0.1:{}", free_port()?);
     let mut server = Command::new(binary);
     server.args(["serve", "--listen", &bootstrap, "--http-listen", "127.0.0.1:0", "--data-dir"]).arg(dir.join("data"));
     if let Some(config) = config {
@@ -175,8 +174,7 @@ fn idle_rss(binary: &Path) -> Result<u64, String> {
 fn mosquitto_idle_rss() -> Result<u64, String> {
     let dir = scratch_dir("mosquitto-footprint")?;
     let config = dir.join("mosquitto.conf");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?;
-    std::fs::write(&config, format!("listener {} 127.0.0.1\n", port.port())).map_err(|e| e.to_string())?;
+    std::fs::write(&config, format!("listener {} 127.0.0.1\n", free_port()?)).map_err(|e| e.to_string())?;
     let rss = idle_rss_of(Command::new("mosquitto").arg("-c").arg(&config));
     let _ = std::fs::remove_dir_all(&dir);
     rss
@@ -228,4 +226,10 @@ fn spawn_quiet(command: &mut Command) -> Result<std::process::Child, String> {
 fn stop(child: &mut std::process::Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
+}
+
+/// A port free on loopback now (taken again by whoever binds it next).
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener.local_addr().map(|addr| addr.port()).map_err(|e| e.to_string())
 }

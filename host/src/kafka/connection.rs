@@ -209,14 +209,14 @@ pub fn parse(frame: Bytes) -> Result<Parsed, String> {
     if !versions::is_served(key, version) {
         return Err(format!("{key:?} v{version} is not served (see ApiVersions)"));
     }
-    if key == ApiKey::Produce && version < versions::PRODUCE_UNSUPPORTED_BELOW {
-        return produce::legacy_unsupported(frame, version, correlation_id).map(Parsed::Answer);
-    }
     let mut body = frame;
     let header = RequestHeader::decode(&mut body, key.request_header_version(version))
         .map_err(|e| format!("{key:?} v{version}: bad request header: {e}"))?;
     tracing::trace!(api = ?key, version, correlation_id, client = ?header.client_id, "kafka request");
     bounds::check(key, version, &body).map_err(|e| format!("{key:?} v{version}: refused before decoding: {e}"))?;
+    if key == ApiKey::Produce && version < versions::PRODUCE_UNSUPPORTED_BELOW {
+        return produce::legacy_unsupported(body, version, correlation_id).map(Parsed::Answer);
+    }
     let mut reader = Reader { key, version, body };
     let body = match key {
         ApiKey::ApiVersions => {

@@ -7,7 +7,7 @@ use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProducerId, RequestHeader, TopicName};
+use kafka_protocol::messages::{ProducerId, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::{Broker, codes};
@@ -112,12 +112,9 @@ fn with_error(
 /// Produce v0–v2: advertised for librdkafka's sake (KAFKA-18659), answered with
 /// `UNSUPPORTED_VERSION` for every partition. kafka-protocol decodes Produce from v3 on, and v3
 /// is v2 with a leading nullable transactional id, so the body is read as v3 behind a null id;
-/// the v0–v2 response is written here.
-pub fn legacy_unsupported(frame: Bytes, version: i16, correlation_id: i32) -> Result<Option<BytesMut>, String> {
-    let mut body = frame;
-    RequestHeader::decode(&mut body, 1).map_err(|e| format!("Produce v{version}: bad request header: {e}"))?;
-    super::bounds::check(ApiKey::Produce, version, &body)
-        .map_err(|e| format!("Produce v{version}: refused before decoding: {e}"))?;
+/// the v0–v2 response is written here. `body` is what follows the request header, already
+/// checked by `bounds` (`connection::parse`).
+pub fn legacy_unsupported(body: Bytes, version: i16, correlation_id: i32) -> Result<Option<BytesMut>, String> {
     let mut as_v3 = BytesMut::with_capacity(body.len() + 2);
     as_v3.put_i16(-1);
     as_v3.put_slice(&body);
