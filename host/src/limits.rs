@@ -31,6 +31,15 @@ pub const GROUP_BYTES_MAX_DEFAULT: usize = 256 * 1024;
 /// (docs/benchmarks.md). redb's own default (1 GiB) is far too much for a gateway.
 pub const CACHE_BYTES_DEFAULT: usize = 16 * 1024 * 1024;
 
+/// The storage journal's size (`rill.journal`, made once, reused from its start after each
+/// checkpoint). A checkpoint (a durable redb commit) comes at the latest when it is full, so this
+/// bounds what a start replays. At a gateway's 10 × 1 KB a second, 4 MiB last about six minutes.
+pub const JOURNAL_BYTES: u64 = 4 * 1024 * 1024;
+/// The largest commit the journal takes. A durable redb commit costs ≈ 32 KiB of writes whatever it
+/// carries, a journaled one its own size now and again at the next checkpoint: past this size the
+/// commit goes to redb durably instead (a checkpoint), as high-rate commits do.
+pub const JOURNAL_RECORD_BYTES_MAX: usize = 32 * 1024;
+
 /// Longest interval the `interval` durability policy may be set to: the loss window on power cut.
 pub const FLUSH_INTERVAL_MS_MAX: u64 = 60_000;
 

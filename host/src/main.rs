@@ -24,6 +24,8 @@ Every command but `serve` is a client of a running broker: see each command's --
 const SERVE_HELP: &str = "\
 Files:
   ./rill-data/rill.redb   The log and all metadata, without --data-dir or data_dir.
+  ./rill-data/rill.journal  The most recent small commits until they are checkpointed into
+                          rill.redb (4 MiB, made once); both files belong together.
   /etc/rill/rill.toml     The config the Debian package installs (loopback only); the rill.service
                           unit runs `rill serve --config /etc/rill/rill.toml` as user rill.
   /var/lib/rill           The package's data directory (data_dir in that config).

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::ages;
 use super::catalog::{PartitionState, TopicState};
+use super::journal::redo::Txn;
 use super::layout::extend_group;
 use super::layout::{BATCHES, GROUP_TIMES, META, NEXT_PARTITION_KEY, NEXT_PRODUCER_ID_KEY, PARTITIONS, TOPICS};
 use super::logs::PartitionLog;
@@ -107,7 +108,9 @@ impl Writer {
             Ok(_) => {
                 self.shared.stats.count_commit(true);
                 self.commit_succeeded();
-                self.after_commit(&HashMap::new(), Durability::Immediate)
+                // Everything the journal held is in the database, durably.
+                self.journal.restart();
+                self.after_commit(&HashMap::new(), true)
             }
             // After an IO error redb refuses every later call until the database is reopened;
             // any other failure (a document that does not decode, a rule of Rill's) left the
@@ -314,7 +317,7 @@ impl Writer {
             ReplicaReset::SkipTo(offset) => {
                 updated.state.skip_to(offset).map_err(LogRefusal::from)?;
                 self.durable_txn(|txn| {
-                    resources::write_documents(txn, document.as_slice())?;
+                    resources::write_documents(&Txn::unjournaled(txn), document.as_slice())?;
                     write_partition(txn, key, &updated)
                 })
                 .map_err(AppendError::Storage)?;
@@ -326,7 +329,7 @@ impl Writer {
                 updated.state.truncate_to(offset).map_err(LogRefusal::from)?;
                 self.durable_txn(|txn| {
                     truncate_groups(txn, key, offset, &mut updated)?;
-                    resources::write_documents(txn, document.as_slice())?;
+                    resources::write_documents(&Txn::unjournaled(txn), document.as_slice())?;
                     write_partition(txn, key, &updated)
                 })
                 .map_err(AppendError::Storage)?;
@@ -456,7 +459,7 @@ impl Writer {
         if expired.is_empty() {
             return Ok(());
         }
-        self.durable_txn(|txn| producers::write(txn, expired.iter().map(|&id| (id, None))))?;
+        self.durable_txn(|txn| producers::write(&Txn::unjournaled(txn), expired.iter().map(|&id| (id, None))))?;
         for &(key, producer_id) in &expired {
             self.producers.remove(key, producer_id);
         }

@@ -19,13 +19,13 @@ use std::ops::Bound;
 use redb::{ReadableTable, WriteTransaction};
 
 use super::StorageError;
+use super::journal::redo::{self, Txn};
 use super::layout::GROUP_TIMES;
 
 /// Records that the group of partition `key` at `base_offset` was started at `at_ms`.
-pub(super) fn started(txn: &WriteTransaction, key: u64, base_offset: u64, at_ms: i64) -> Result<(), StorageError> {
-    let mut times = txn.open_table(GROUP_TIMES)?;
-    times.insert((key, base_offset), at_ms)?;
-    Ok(())
+pub(super) fn started(txn: &Txn<'_>, key: u64, base_offset: u64, at_ms: i64) -> Result<(), StorageError> {
+    let mut times = txn.open(&redo::GROUP_TIMES)?;
+    times.insert((key, base_offset), at_ms)
 }
 
 /// Forgets the start times of deleted groups.
@@ -75,10 +75,10 @@ mod tests {
         let file = tempfile::NamedTempFile::new().unwrap();
         let db = redb::Database::create(file.path()).unwrap();
         let txn = db.begin_write().unwrap();
-        started(&txn, 7, 0, 1_000).unwrap();
-        started(&txn, 7, 50, 2_000).unwrap();
-        started(&txn, 7, 90, 3_000).unwrap();
-        started(&txn, 8, 0, 9_000).unwrap();
+        started(&Txn::unjournaled(&txn), 7, 0, 1_000).unwrap();
+        started(&Txn::unjournaled(&txn), 7, 50, 2_000).unwrap();
+        started(&Txn::unjournaled(&txn), 7, 90, 3_000).unwrap();
+        started(&Txn::unjournaled(&txn), 8, 0, 9_000).unwrap();
         forget(&txn, 7, [50]).unwrap();
         txn.commit().unwrap();
 

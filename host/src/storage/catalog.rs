@@ -161,25 +161,26 @@ impl Catalog {
     }
 }
 
-/// Reads the catalog and every partition's metadata; checks the format version, and migrates an
-/// older one (`now_ms`: see [`super::migrate`]).
-pub(super) fn load(db: &redb::Database, now_ms: i64) -> Result<(Catalog, BTreeMap<u64, PartitionMeta>), OpenError> {
+/// Makes a database ready to read: creates what a new one lacks, checks the format version, and
+/// migrates an older one (`now_ms`: see [`super::migrate`]). `true` when the database is new.
+pub(super) fn prepare(db: &redb::Database, now_ms: i64) -> Result<bool, OpenError> {
+    let fresh = super::migrate::found_version(db).ok().flatten().is_none();
     ensure_tables(db)?;
     if let Some(found) = super::migrate::found_version(db)?
         && found < FORMAT_VERSION
     {
         super::migrate::to_current(db, found, now_ms)?;
     }
-    let txn = db.begin_read().map_err(|e| OpenError::Storage(e.into()))?;
-    let meta_table = txn.open_table(META).map_err(|e| OpenError::Storage(e.into()))?;
-    let found = meta_table.get(FORMAT_VERSION_KEY).map_err(|e| OpenError::Storage(e.into()))?.map(|v| v.value());
-    match found {
-        Some(found) if found > FORMAT_VERSION => {
-            return Err(OpenError::NewerFormat { found, supported: FORMAT_VERSION });
-        }
-        Some(_) => {}
-        None => return Err(OpenError::Storage(StorageError::corrupt("database", "it has no format version"))),
+    match super::migrate::found_version(db)? {
+        Some(found) if found > FORMAT_VERSION => Err(OpenError::NewerFormat { found, supported: FORMAT_VERSION }),
+        Some(_) => Ok(fresh),
+        None => Err(OpenError::Storage(StorageError::corrupt("database", "it has no format version"))),
     }
+}
+
+/// Reads the catalog and every partition's metadata (of a database [`prepare`]d).
+pub(super) fn load(db: &redb::Database) -> Result<(Catalog, BTreeMap<u64, PartitionMeta>), OpenError> {
+    let txn = db.begin_read().map_err(|e| OpenError::Storage(e.into()))?;
     let partitions_table = txn.open_table(PARTITIONS).map_err(|e| OpenError::Storage(e.into()))?;
     let mut partitions = BTreeMap::new();
     for row in partitions_table.iter().map_err(|e| OpenError::Storage(e.into()))? {

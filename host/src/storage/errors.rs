@@ -23,6 +23,8 @@ pub enum OpenError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Meta(#[from] MetaDecodeError),
+    #[error(transparent)]
+    Journal(#[from] super::journal::JournalError),
 }
 
 /// Why an append failed. Nothing of a failed append is stored.

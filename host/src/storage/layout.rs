@@ -64,7 +64,10 @@ pub const CLUSTER_ID_KEYS: [&str; 2] = ["cluster_id_high", "cluster_id_low"];
 /// |---|---|
 /// | 1 | the first layout |
 /// | 2 | `group_times`; `PartitionMeta::last_append_ms`; the topic config's timestamp settings |
-pub const FORMAT_VERSION: u64 = 2;
+/// | 3 | the journal: recent commits may be only in `rill.journal` until a checkpoint (`journal_seq`) |
+pub const FORMAT_VERSION: u64 = 3;
+/// Key in `meta` of the last journal record a commit applied (see `storage::journal`).
+pub const JOURNAL_SEQ_KEY: &str = "journal_seq";
 
 /// redb's page size (its default, which Rill keeps).
 const PAGE_BYTES: usize = 4096;

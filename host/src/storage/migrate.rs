@@ -5,6 +5,7 @@
 //! | from | to | what changes |
 //! |---|---|---|
 //! | 1 | 2 | topic rows gain the timestamp settings (Kafka's defaults); partition rows gain `last_append_ms`; every group gets a row in `group_times` |
+//! | 2 | 3 | nothing in the file: the version says that commits may live in the journal (`rill.journal`, [`super::journal`]) until a checkpoint, so a build that does not replay it refuses the data instead of losing them |
 //!
 //! Format 1 kept no append times, so its data is taken to have been appended when it is
 //! migrated: time retention then keeps it at least `retention.ms` longer, never deletes it
@@ -15,6 +16,7 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::Deserialize;
 
 use super::StorageError;
+use super::journal::redo::Txn;
 use super::layout::{BATCHES, FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITIONS, TOPICS};
 use super::meta::{self, PartitionMeta, TopicMeta};
 use super::topic::{CleanupPolicy, TopicConfig};
@@ -29,6 +31,7 @@ pub(super) fn to_current(db: &redb::Database, found: u64, now_ms: i64) -> Result
     let txn = db.begin_write().map_err(|e| OpenError::Storage(e.into()))?;
     match found {
         1 => v1_to_v2(&txn, now_ms).map_err(OpenError::Storage)?,
+        2 => {}
         unknown => {
             return Err(OpenError::Storage(StorageError::corrupt(
                 "database",
@@ -126,7 +129,7 @@ fn v1_to_v2(txn: &WriteTransaction, now_ms: i64) -> Result<(), StorageError> {
         }
     }
     for (partition, base_offset) in groups {
-        ages::started(txn, partition, base_offset, now_ms)?;
+        ages::started(&Txn::unjournaled(txn), partition, base_offset, now_ms)?;
     }
     Ok(())
 }

@@ -6,6 +6,8 @@
 //! - Reads ([`Store::read`]) run in redb read transactions (MVCC) and never block the writer.
 //! - Durability: `fsync every commit` (default) or `interval` (commits are visible at once and made
 //!   durable together every N ms: a power cut loses at most the last N ms of acknowledged appends).
+//!   A small commit becomes durable through the [`journal`] in front of redb (one page synced, not
+//!   redb's ≈ 32 KiB), a large one through a durable redb commit, which is also a checkpoint.
 //! - After an IO error (disk full, failed fsync) redb refuses every later write until the database
 //!   is reopened; the writer reopens it by itself and appends resume once the cause is gone.
 //!
@@ -16,7 +18,9 @@ mod ages;
 mod backend;
 mod catalog;
 mod command;
+mod config;
 mod errors;
+mod journal;
 pub mod layout;
 mod logs;
 pub mod meta;
@@ -44,17 +48,17 @@ mod tests;
 mod time_tests;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use backend::BackendFactory;
+pub use backend::{BackendFactory, StoreFile};
 pub use catalog::{PartitionOffsets, PartitionState, TopicState, TrafficCounts};
+pub use config::{DurabilityPolicy, Location, StoreConfig};
 pub use errors::{AppendError, IoFailure, LogRefusal, OpenError, ReadError, StorageError, WriterState};
+pub use journal::JournalError;
 pub use offsets::{CommittedOffset, GroupOffsets, TopicPartition};
 pub use read::ReadOutcome;
 pub use resources::{Blob, PutMode, ResourceError};
@@ -65,74 +69,9 @@ use validate::Checked;
 pub use validate::InvalidBatch;
 
 use crate::clock::Clock;
-use crate::limits::{CACHE_BYTES_DEFAULT, GROUP_BYTES_MAX_DEFAULT, WRITER_QUEUE_MAX};
+use crate::limits::WRITER_QUEUE_MAX;
 use catalog::Catalog;
 use writer::{Command, Writer};
-
-/// When an acknowledged append is on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DurabilityPolicy {
-    /// fsync before every acknowledgement (the default). Nothing acknowledged is ever lost.
-    EveryCommit,
-    /// Acknowledge once committed (visible to readers), fsync at most this often. A power cut or
-    /// kernel crash loses at most this window of acknowledged appends; a process crash loses
-    /// nothing (the data is in the page cache).
-    Interval(Duration),
-}
-
-/// How to open a store.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    pub durability: DurabilityPolicy,
-    /// redb's page cache (`[storage] cache_bytes`).
-    pub cache_bytes: usize,
-    /// When a partition's newest row group closes (see [`layout`]).
-    pub group_bytes_max: usize,
-    /// Past this many stored bytes, retention ignores retention floors and deletes the oldest
-    /// groups until the store is within it (`[storage] disk_budget_bytes`).
-    pub disk_budget_bytes: Option<u64>,
-    /// Free space kept for deletions and metadata: appends are refused below it
-    /// (`[storage] reserve_bytes`; `None`: [`space::default_reserve`]). See [`space`].
-    pub reserve_bytes: Option<u64>,
-    /// Reads the free space; `None`: the data directory's filesystem (a [`Location::Dir`]), or
-    /// no reserve at all (a [`Location::Backend`]).
-    pub space_probe: Option<SpaceProbe>,
-    /// What appends are stamped with: their age for `retention.ms`, the time of
-    /// `LogAppendTime` topics, the "now" of timestamp bounds.
-    pub clock: Clock,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            durability: DurabilityPolicy::EveryCommit,
-            cache_bytes: CACHE_BYTES_DEFAULT,
-            group_bytes_max: GROUP_BYTES_MAX_DEFAULT,
-            disk_budget_bytes: None,
-            reserve_bytes: None,
-            space_probe: None,
-            clock: Clock::System,
-        }
-    }
-}
-
-/// Where the database lives.
-#[derive(Clone)]
-pub enum Location {
-    /// `<dir>/rill.redb`, created with the directory when missing.
-    Dir(PathBuf),
-    /// Any redb backend; tests use it to inject power cuts and full disks.
-    Backend(BackendFactory),
-}
-
-impl std::fmt::Debug for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Location::Dir(dir) => f.debug_tuple("Dir").field(dir).finish(),
-            Location::Backend(_) => f.write_str("Backend(..)"),
-        }
-    }
-}
 
 /// The resource kind that marks a topic read-only (the document says why).
 pub const READ_ONLY_KIND: &str = "topic-read-only";
@@ -144,6 +83,8 @@ struct ReadOnlyDocument {
 
 /// The database file's name inside the data directory.
 pub const DB_FILE_NAME: &str = "rill.redb";
+/// The write-ahead journal beside it (see [`journal`]).
+pub const JOURNAL_FILE_NAME: &str = "rill.journal";
 
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,8 +213,8 @@ impl Store {
             }
             Location::Backend(factory) => factory,
         };
-        let db = backend::open_database(&factory, config.cache_bytes)?;
-        let (catalog, metas) = catalog::load(&db, config.clock.now_ms())?;
+        let (db, journal) = backend::open_store(&factory, &config)?;
+        let (catalog, metas) = catalog::load(&db)?;
         let cluster_id = catalog::cluster_id(&db)?;
         let logs = logs::load_logs(&db, &metas).map_err(OpenError::Storage)?;
         let group_offsets = offsets::load(&db).map_err(OpenError::Storage)?;
@@ -300,7 +241,7 @@ impl Store {
         });
         shared.read_only.write().unwrap_or_else(|p| p.into_inner()).extend(read_only);
         let (commands, inbox) = mpsc::channel(WRITER_QUEUE_MAX);
-        let writer = Writer::new(shared.clone(), factory, config, logs, producers, inbox);
+        let writer = Writer::new(shared.clone(), factory, journal, config, logs, producers, inbox);
         let thread = std::thread::Builder::new()
             .name("rill-storage-writer".into())
             .spawn(move || writer.run())

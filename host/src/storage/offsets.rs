@@ -8,6 +8,7 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::StorageError;
+use super::journal::redo::{self, Txn};
 use super::layout::GROUP_OFFSETS;
 use super::meta;
 
@@ -46,11 +47,11 @@ pub(super) fn load(db: &redb::Database) -> Result<GroupOffsets, StorageError> {
 
 /// Writes one group's commit into `txn`.
 pub(super) fn write(
-    txn: &WriteTransaction,
+    txn: &Txn<'_>,
     group: &str,
     offsets: &[(TopicPartition, CommittedOffset)],
 ) -> Result<(), StorageError> {
-    let mut table = txn.open_table(GROUP_OFFSETS)?;
+    let mut table = txn.open(&redo::GROUP_OFFSETS)?;
     for ((topic, partition), committed) in offsets {
         table.insert((group, topic.as_str(), *partition), meta::encode(committed).as_slice())?;
     }

@@ -11,6 +11,7 @@ use rill_core::batch::BatchHeader;
 use serde::{Deserialize, Serialize};
 
 use super::StorageError;
+use super::journal::redo::{self, Txn};
 use super::layout::PRODUCERS;
 use super::meta;
 use crate::limits::{PRODUCER_BATCHES_REMEMBERED, PRODUCER_ID_EXPIRATION_MS, PRODUCERS_PER_PARTITION_MAX};
@@ -188,14 +189,14 @@ pub(super) fn load(db: &redb::Database) -> Result<Producers, StorageError> {
 
 /// Writes the given producers' rows (`None`: delete the row) into `txn`.
 pub(super) fn write(
-    txn: &WriteTransaction,
+    txn: &Txn<'_>,
     changes: impl IntoIterator<Item = ((u64, i64), Option<ProducerState>)>,
 ) -> Result<(), StorageError> {
-    let mut table = txn.open_table(PRODUCERS)?;
+    let mut table = txn.open(&redo::PRODUCERS)?;
     for ((key, producer_id), state) in changes {
         match state {
             Some(state) => table.insert((key, producer_id), meta::encode(&state).as_slice()),
-            None => table.remove((key, producer_id)).map(|_| None),
+            None => table.remove((key, producer_id)),
         }?;
     }
     Ok(())

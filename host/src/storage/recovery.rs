@@ -121,8 +121,9 @@ impl Writer {
         if let Some(old) = old {
             wait_for_readers(old);
         }
-        let db = backend::open_database(&self.factory, self.config.cache_bytes)?;
-        let (_, metas) = catalog::load(&db, self.config.clock.now_ms())?;
+        let (db, journal) = backend::open_store(&self.factory, &self.config)?;
+        self.journal = journal;
+        let (_, metas) = catalog::load(&db)?;
         // The file is the truth now: commits that were not durable may be gone.
         self.logs = load_logs(&db, &metas)?;
         self.producers = producers::load(&db)?;

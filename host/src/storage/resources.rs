@@ -7,6 +7,7 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::Shared;
 use super::StorageError;
+use super::journal::redo::{self, Txn};
 use super::layout::{BLOBS, RESOURCES};
 
 /// Why a resource change was refused.
@@ -68,16 +69,16 @@ pub(super) fn put(
 }
 
 /// Writes or deletes documents as a transaction says (no blobs, no existence checks).
-pub(super) fn write_documents(txn: &WriteTransaction, documents: &[super::DocumentWrite]) -> Result<(), StorageError> {
+pub(super) fn write_documents(txn: &Txn<'_>, documents: &[super::DocumentWrite]) -> Result<(), StorageError> {
     if documents.is_empty() {
         return Ok(());
     }
-    let mut table = txn.open_table(RESOURCES)?;
+    let mut table = txn.open(&redo::RESOURCES)?;
     for write in documents {
         let key = (write.kind.as_str(), write.name.as_str());
         match &write.document {
-            Some(document) => table.insert(key, document.as_slice()).map(drop),
-            None => table.remove(key).map(drop),
+            Some(document) => table.insert(key, document.as_slice()),
+            None => table.remove(key),
         }?;
     }
     Ok(())

@@ -38,11 +38,32 @@ impl Writer {
     /// Whether `incoming` more bytes may be stored (appends, a plugin's blob): a
     /// [`StorageError::NoSpace`] while free space is under the reserve.
     pub(super) fn admit_space(&mut self, incoming: u64) -> Result<(), StorageError> {
-        let Some(space) = self.read_space() else { return Ok(()) };
+        let Some(mut space) = self.read_space() else { return Ok(()) };
+        let needed = self.space.reserve(space).saturating_add(incoming);
+        if self.journal.holds_records() && space.available < needed.saturating_add(self.deferred_bytes()) {
+            // Near the reserve, what the journal holds is checkpointed first, so that refusals
+            // start at the reserve itself rather than a journal's worth before it.
+            match self.checkpoint() {
+                Ok(()) => space = self.read_space().unwrap_or(space),
+                Err(cause) if cause.needs_reopen() => {
+                    self.mark_broken(cause.clone());
+                    return Err(cause);
+                }
+                Err(cause) => tracing::error!(error = %cause, "storage checkpoint failed"),
+            }
+        }
+        let incoming = incoming.saturating_add(self.deferred_bytes());
         let logs = &self.logs;
         let (decision, transition) = self.space.admit(space, || stored_bytes(logs), incoming);
         self.space_changed(transition);
         decision.map_err(StorageError::NoSpace)
+    }
+
+    /// What the journal holds reaches the database's file only at the next checkpoint, and may
+    /// take up to twice its size there (rewritten rows' old pages stay until then): the free space
+    /// read now does not show it yet.
+    fn deferred_bytes(&self) -> u64 {
+        self.journal.pending_bytes().saturating_mul(2)
     }
 
     /// While appends are refused: reads the free space again (after every deletion, and every

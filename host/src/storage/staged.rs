@@ -14,6 +14,7 @@ use bytes::Bytes;
 use rill_core::batch::{self, LEADER_FIELDS_LEN};
 
 use super::StorageError;
+use super::journal::redo::Logged;
 use super::layout::extend_group;
 
 /// One partition's batches in a commit, in order.
@@ -126,7 +127,7 @@ pub(super) struct GroupTail {
 /// Writes `staged` after the partial last part `tail` of the group at `(key, base_offset)`, from
 /// part `first_part` on, each row assembled in `scratch` (reused: no allocation per row).
 pub(super) fn write_rows(
-    rows: &mut redb::Table<(u64, u64, u32), &'static [u8]>,
+    rows: &mut Logged<'_, '_, (u64, u64, u32), &'static [u8]>,
     (key, base_offset, first_part): (u64, u64, u32),
     tail: &[u8],
     staged: &Staged,
@@ -139,7 +140,12 @@ pub(super) fn write_rows(
         // Ranges run over the old tail followed by the staged bytes.
         scratch.extend_from_slice(&tail[range.start.min(tail.len())..range.end.min(tail.len())]);
         staged.extend_into(range.start.max(tail.len()) - tail.len()..range.end - tail.len(), scratch);
-        rows.insert((key, base_offset, *part), scratch.as_slice())?;
+        if range.start == 0 && !tail.is_empty() {
+            // The partial last part, completed: the journal records only what was added.
+            rows.insert_extending((key, base_offset, *part), tail.len(), scratch.as_slice())?;
+        } else {
+            rows.insert((key, base_offset, *part), scratch.as_slice())?;
+        }
         if *range == extension.tail {
             new_tail = scratch.clone();
         }

@@ -46,6 +46,16 @@ pub(super) fn open_at(
     Store::open(Location::Backend(disk.factory()), config).expect("store opens")
 }
 
+/// A data directory holding the gzipped `rill.redb` of a test fixture (`testdata/`).
+pub(super) fn data_dir_of(gzipped: &[u8]) -> tempfile::TempDir {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = Vec::new();
+    flate2::read::GzDecoder::new(gzipped).read_to_end(&mut file).unwrap();
+    std::fs::write(dir.path().join(DB_FILE_NAME), file).unwrap();
+    dir
+}
+
 pub(super) fn no_retention() -> TopicConfig {
     TopicConfig { retention_ms: None, ..TopicConfig::default() }
 }
@@ -507,7 +517,7 @@ proptest! {
 // ---- idempotent producers and committed offsets ----------------------------------------------------
 
 /// A batch of idempotent producer `producer_id` (epoch `epoch`) starting at `sequence`.
-fn sequenced(records: usize, producer_id: i64, epoch: i16, sequence: i32) -> Vec<u8> {
+pub(super) fn sequenced(records: usize, producer_id: i64, epoch: i16, sequence: i32) -> Vec<u8> {
     let specs: Vec<RecordSpec> =
         (0..records).map(|_| RecordSpec { timestamp: T0, key: None, value: Some(b"v"), headers: &[] }).collect();
     let params = BatchParams { producer_id, producer_epoch: epoch, base_sequence: sequence, ..BatchParams::default() };

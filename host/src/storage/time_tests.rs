@@ -221,12 +221,7 @@ async fn format_1_data_opens_whole_and_ages_from_the_upgrade() {
 /// stamped 2023 and 2025, are kept `retention.ms` (an hour) after the upgrade.
 #[tokio::test]
 async fn a_data_directory_of_format_1_opens_and_migrates() {
-    use std::io::Read;
-    let dir = tempfile::tempdir().unwrap();
-    let gzipped: &[u8] = include_bytes!("testdata/format-1.redb.gz");
-    let mut file = Vec::new();
-    flate2::read::GzDecoder::new(gzipped).read_to_end(&mut file).unwrap();
-    std::fs::write(dir.path().join("rill.redb"), file).unwrap();
+    let dir = super::tests::data_dir_of(include_bytes!("testdata/format-1.redb.gz"));
     let clock = Clock::manual(NOW);
     let open = || {
         let config = StoreConfig { clock: clock.clone(), ..StoreConfig::default() };

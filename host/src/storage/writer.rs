@@ -16,7 +16,9 @@ use rill_core::batch;
 use tokio::sync::mpsc;
 
 use super::backend::BackendFactory;
-use super::layout::{BATCHES, PARTITIONS};
+use super::journal::Journal;
+use super::journal::redo::{self, Txn};
+use super::layout::{JOURNAL_SEQ_KEY, META};
 use super::logs::{OpenGroup, PartitionLog, publish};
 use super::meta;
 use super::offsets::{self, CommittedOffset, TopicPartition};
@@ -27,7 +29,7 @@ use super::staged::{Groups, Mark, Staged, write_rows};
 use super::validate::Checked;
 use super::{AppendError, AppendOutcome, DocumentWrite, Documents, DurabilityPolicy, Shared, StoreConfig};
 use super::{LogRefusal, StorageError};
-use crate::limits::{COMMIT_APPENDS_MAX, COMMIT_BYTES_MAX};
+use crate::limits::{COMMIT_APPENDS_MAX, COMMIT_BYTES_MAX, JOURNAL_RECORD_BYTES_MAX};
 use bytes::Bytes;
 use rill_core::batch::BatchHeader;
 
@@ -36,6 +38,8 @@ pub(super) use super::command::{Command, Reply};
 pub(super) struct Writer {
     pub(super) shared: Arc<Shared>,
     pub(super) factory: BackendFactory,
+    /// Where small commits become durable (see [`super::journal`]).
+    pub(super) journal: Journal,
     pub(super) config: StoreConfig,
     pub(super) logs: HashMap<u64, PartitionLog>,
     /// Idempotent producers' state, as committed.
@@ -43,7 +47,7 @@ pub(super) struct Writer {
     /// Producer ids reserved on disk and not yet handed out.
     pub(super) producer_ids: std::ops::Range<i64>,
     pub(super) inbox: mpsc::Receiver<Command>,
-    /// Commits made with `Durability::None` since the last durable one (interval policy).
+    /// Commits made since the journal was last synced (interval policy).
     pub(super) unsynced_since: Option<Instant>,
     /// Set after an IO error: the database must be reopened before the next write.
     pub(super) broken: Option<Broken>,
@@ -59,6 +63,7 @@ impl Writer {
     pub fn new(
         shared: Arc<Shared>,
         factory: BackendFactory,
+        journal: Journal,
         config: StoreConfig,
         logs: HashMap<u64, PartitionLog>,
         producers: Producers,
@@ -67,6 +72,7 @@ impl Writer {
         Self {
             shared,
             factory,
+            journal,
             logs,
             producers,
             producer_ids: 0..0,
@@ -176,6 +182,9 @@ impl Writer {
 
     fn shutdown(&mut self) {
         self.sync_now();
+        if let Err(cause) = self.checkpoint() {
+            tracing::error!(error = %cause, "storage checkpoint failed; the next start replays the journal");
+        }
         // Dropping the last handle closes the database cleanly (no repair on the next open).
         let db = self.shared.db.write().unwrap_or_else(|p| p.into_inner()).take();
         drop(db);
@@ -285,18 +294,18 @@ impl Writer {
             return;
         }
         let assigned = self.assign_pending(appends, transactions);
-        let durability = self.durability_for_commit();
+        let sync = self.sync_due();
         let started = Instant::now();
-        let written = self.write_groups(&assigned.groups, &assigned.touched, &offsets, &assigned.documents, durability);
+        let written = self.write_commit(&assigned.groups, &assigned.touched, &offsets, &assigned.documents, sync);
         match written {
-            Ok(()) => {
+            Ok(durable) => {
                 let stats = &self.shared.stats;
                 let bytes = assigned.groups.values().map(|group| group.len() as u64).sum();
                 stats.observe_group_commit(started.elapsed().as_secs_f64(), assigned.touched.batches, bytes);
-                stats.count_commit(matches!(durability, Durability::Immediate));
+                stats.count_commit(durable);
                 self.count_traffic(&assigned.touched.appended);
                 self.commit_succeeded();
-                self.after_commit(&assigned.touched.logs, durability);
+                self.after_commit(&assigned.touched.logs, durable);
                 self.answer_committed(assigned, offsets);
             }
             Err(cause) => {
@@ -581,66 +590,97 @@ impl Writer {
         Ok(None)
     }
 
-    fn durability_for_commit(&mut self) -> Durability {
+    /// Whether this commit must be durable before it is answered.
+    fn sync_due(&self) -> bool {
         match self.config.durability {
-            DurabilityPolicy::EveryCommit => Durability::Immediate,
-            DurabilityPolicy::Interval(interval) => match self.unsynced_since {
-                Some(since) if since.elapsed() >= interval => Durability::Immediate,
-                _ => Durability::None,
-            },
+            DurabilityPolicy::EveryCommit => true,
+            DurabilityPolicy::Interval(interval) => {
+                self.unsynced_since.is_some_and(|since| since.elapsed() >= interval)
+            }
         }
     }
 
-    fn write_groups(
+    /// Writes a commit. A small one is journaled: redb commits it without an fsync and its row
+    /// changes are appended to the journal, synced when `sync`. A large one, or one the journal
+    /// has no room for, is a durable redb commit, which is also a checkpoint. Returns whether the
+    /// commit is durable now.
+    fn write_commit(
         &mut self,
         groups: &Groups,
         touched: &Touched,
         offsets: &[PendingOffsets],
         documents: &[DocumentWrite],
-        durability: Durability,
-    ) -> Result<(), StorageError> {
+        sync: bool,
+    ) -> Result<bool, StorageError> {
         let db = self.shared.database()?;
         let mut txn = db.begin_write()?;
-        txn.set_durability(durability)?;
-        for commit in offsets {
-            offsets::write(&txn, &commit.group, &commit.offsets)?;
+        // A commit whose batches alone pass what the journal takes is not even recorded.
+        let staged: usize = groups.values().map(Staged::len).sum();
+        let rows = if staged > JOURNAL_RECORD_BYTES_MAX { Txn::unjournaled(&txn) } else { Txn::journaled(&txn) };
+        self.write_rows_of(&rows, groups, touched, offsets, documents)?;
+        let redo = rows.into_redo().filter(|redo| self.journal.takes(redo.body_len()));
+        let Some(mut redo) = redo else {
+            txn.set_durability(Durability::Immediate)?;
+            txn.commit()?;
+            self.journal.restart();
+            return Ok(true);
+        };
+        txn.open_table(META)?.insert(JOURNAL_SEQ_KEY, self.journal.next_seq())?;
+        txn.set_durability(Durability::None)?;
+        txn.commit()?;
+        self.journal.append(redo.record_mut())?;
+        if sync {
+            self.journal.sync()?;
         }
-        super::resources::write_documents(&txn, documents)?;
+        Ok(sync)
+    }
+
+    /// Writes a commit's rows in `txn`.
+    fn write_rows_of(
+        &mut self,
+        txn: &Txn<'_>,
+        groups: &Groups,
+        touched: &Touched,
+        offsets: &[PendingOffsets],
+        documents: &[DocumentWrite],
+    ) -> Result<(), StorageError> {
+        for commit in offsets {
+            offsets::write(txn, &commit.group, &commit.offsets)?;
+        }
+        super::resources::write_documents(txn, documents)?;
         if !touched.producers.is_empty() {
             let changes = touched.producers.keys().map(|&(key, id)| ((key, id), self.producers.get(key, id).cloned()));
-            producers::write(&txn, changes)?;
+            producers::write(txn, changes)?;
         }
         let now_ms = self.config.clock.now_ms();
-        {
-            let mut rows = txn.open_table(BATCHES)?;
-            let mut partitions = txn.open_table(PARTITIONS)?;
-            for (key, staged) in groups.iter().filter(|(_, staged)| !staged.is_empty()) {
-                let log = self.logs.get_mut(key).ok_or(StorageError::internal("partition vanished during commit"))?;
-                // Never before the partition's previous append, whatever the wall clock did.
-                log.last_append_ms = log.last_append_ms.max(now_ms);
-                // Extend the open group (rewriting its partial last part), or start a new one.
-                let (base_offset, first_part, tail, bytes_before) = match log.open_group.take() {
-                    Some(open) if open.bytes < self.config.group_bytes_max => {
-                        (open.base_offset, open.next_part, open.tail, open.bytes)
-                    }
-                    // A new group is keyed by its first batch's base offset.
-                    Some(_) | None => {
-                        let base_offset = staged.first_base_offset().unwrap_or_default() as u64;
-                        super::ages::started(&txn, *key, base_offset, log.last_append_ms)?;
-                        (base_offset, 0, Vec::new(), 0)
-                    }
-                };
-                let tail = write_rows(&mut rows, (*key, base_offset, first_part), &tail, staged, &mut self.scratch)?;
-                log.open_group = Some(OpenGroup {
-                    base_offset,
-                    bytes: bytes_before + staged.len(),
-                    next_part: tail.next_part,
-                    tail: tail.bytes,
-                });
-                partitions.insert(*key, meta::encode(&log.to_meta()).as_slice())?;
-            }
+        let mut rows = txn.open(&redo::BATCHES)?;
+        let mut partitions = txn.open(&redo::PARTITIONS)?;
+        for (key, staged) in groups.iter().filter(|(_, staged)| !staged.is_empty()) {
+            let log = self.logs.get_mut(key).ok_or(StorageError::internal("partition vanished during commit"))?;
+            // Never before the partition's previous append, whatever the wall clock did.
+            log.last_append_ms = log.last_append_ms.max(now_ms);
+            // Extend the open group (rewriting its partial last part), or start a new one.
+            let (base_offset, first_part, tail, bytes_before) = match log.open_group.take() {
+                Some(open) if open.bytes < self.config.group_bytes_max => {
+                    (open.base_offset, open.next_part, open.tail, open.bytes)
+                }
+                // A new group is keyed by its first batch's base offset.
+                Some(_) | None => {
+                    let base_offset = staged.first_base_offset().unwrap_or_default() as u64;
+                    super::ages::started(txn, *key, base_offset, log.last_append_ms)?;
+                    (base_offset, 0, Vec::new(), 0)
+                }
+            };
+            let tail = write_rows(&mut rows, (*key, base_offset, first_part), &tail, staged, &mut self.scratch)?;
+            log.open_group = Some(OpenGroup {
+                base_offset,
+                bytes: bytes_before + staged.len(),
+                next_part: tail.next_part,
+                tail: tail.bytes,
+            });
+            partitions.insert(*key, meta::encode(&log.to_meta()).as_slice())?;
         }
-        txn.commit().map_err(StorageError::from)
+        Ok(())
     }
 
     fn count_traffic(&self, appended: &HashMap<u64, (u64, u64)>) {
@@ -653,8 +693,7 @@ impl Writer {
     }
 
     /// Publishes what a successful commit made visible (and durable).
-    pub(super) fn after_commit(&mut self, touched: &HashMap<u64, PartitionLog>, durability: Durability) {
-        let durable = matches!(durability, Durability::Immediate);
+    pub(super) fn after_commit(&mut self, touched: &HashMap<u64, PartitionLog>, durable: bool) {
         if durable {
             self.unsynced_since = None;
         } else if !touched.is_empty() {
@@ -677,25 +716,35 @@ impl Writer {
         }
     }
 
-    /// Makes all commits so far durable with an empty durable commit. Not while the database
-    /// is broken: its unsynced commits cannot be made durable any more (the reopen reads back
-    /// what the file kept), and trying would count one more failure per wake-up.
+    /// Makes all commits so far durable: the journal's records are synced. Not while the
+    /// database is broken: its unsynced commits cannot be made durable any more (the reopen reads
+    /// back what the files kept), and trying would count one more failure per wake-up.
     fn sync_now(&mut self) {
         if self.unsynced_since.is_none() || self.broken.is_some() {
             return;
         }
-        let synced = self.shared.database().and_then(|db| {
-            let txn = db.begin_write()?;
-            txn.commit().map_err(StorageError::from)
-        });
-        match synced {
+        match self.journal.sync().map_err(StorageError::from) {
             Ok(()) => {
                 self.shared.stats.count_commit(true);
                 self.commit_succeeded();
-                self.after_commit(&HashMap::new(), Durability::Immediate)
+                self.after_commit(&HashMap::new(), true)
             }
-            Err(cause) if cause.needs_reopen() => self.mark_broken(cause),
-            Err(cause) => tracing::error!(error = %cause, "storage sync failed"),
+            Err(cause) => self.mark_broken(cause),
         }
+    }
+
+    /// Makes the database hold everything the journal does (a durable redb commit): the journal
+    /// starts a new round, and the next start replays nothing.
+    pub(super) fn checkpoint(&mut self) -> Result<(), StorageError> {
+        if !self.journal.holds_records() || self.broken.is_some() {
+            return Ok(());
+        }
+        let db = self.shared.database()?;
+        let txn = db.begin_write()?;
+        txn.commit()?;
+        self.journal.restart();
+        self.shared.stats.count_commit(true);
+        self.after_commit(&HashMap::new(), true);
+        Ok(())
     }
 }
