@@ -618,8 +618,17 @@ impl Writer {
         let staged: usize = groups.values().map(Staged::len).sum();
         let rows = if staged > JOURNAL_RECORD_BYTES_MAX { Txn::unjournaled(&txn) } else { Txn::journaled(&txn) };
         self.write_rows_of(&rows, groups, touched, offsets, documents)?;
-        let redo = rows.into_redo().filter(|redo| self.journal.takes(redo.body_len()));
-        let Some(mut redo) = redo else {
+        let redo = rows.into_redo();
+        if redo.as_ref().is_some_and(|redo| redo.body_len() == 0) {
+            // Nothing changed (retries answered with their first offsets, refusals): nothing to
+            // commit or journal, but what the journal holds may be due for its sync.
+            txn.abort()?;
+            if sync {
+                self.journal.sync()?;
+            }
+            return Ok(sync);
+        }
+        let Some(mut redo) = redo.filter(|redo| self.journal.takes(redo.body_len())) else {
             txn.set_durability(Durability::Immediate)?;
             txn.commit()?;
             self.journal.restart();
@@ -631,6 +640,9 @@ impl Writer {
         self.journal.append(redo.record_mut())?;
         if sync {
             self.journal.sync()?;
+        } else {
+            // Whatever the commit touched (offsets and documents too), the interval's sync is due.
+            self.unsynced_since.get_or_insert_with(Instant::now);
         }
         Ok(sync)
     }

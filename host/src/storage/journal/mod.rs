@@ -12,14 +12,14 @@
 //! through), so a record's `fdatasync` overwrites blocks the filesystem already allocated and has
 //! no metadata to commit. Its first 4 KiB hold a header, written once and never again (so a torn
 //! record cannot damage it): magic, version, and the cluster id of the database it belongs to.
-//! Records follow, each `[body length: u32][CRC-32C of sequence and body: u32][sequence: u64]
-//! [body]` (little-endian), with consecutive sequence numbers. A record that would cross into the
+//! Records follow, each `[body length: u32][CRC-32C of the rest: u32][sequence: u64][previous
+//! record's sequence: u64][body]` (little-endian): a chain, each record naming the one before it. A record that would cross into the
 //! next 4 KiB page but fits in one starts on the next page instead (a reader that finds no record
 //! where one would follow looks there): a small commit's sync then writes one page, not two. The
 //! database's `meta` row `journal_seq` says which record a redb commit applied last. A scan stops
-//! at the first record that is short, fails its CRC or breaks the sequence: a torn tail, or what
-//! an earlier round of the journal left behind (its records are older than the database's
-//! `journal_seq`, and the sequence numbers of the new round cannot continue theirs).
+//! at the first record that is short, fails its CRC or does not name the one before it: a torn
+//! tail, or what an earlier round left behind. Numbers only grow, and at every open they jump
+//! past any the file could hold, so no leftover record can continue a newer chain.
 
 pub(super) mod redo;
 mod replay;
@@ -44,8 +44,8 @@ const MAGIC: [u8; 8] = *b"RILLJRNL";
 const VERSION: u32 = 1;
 /// Magic, version, cluster id, CRC-32C of those.
 const HEADER_LEN: usize = 8 + 4 + 16 + 4;
-/// A record's length, CRC and sequence number.
-pub(super) const RECORD_HEADER_BYTES: usize = 16;
+/// A record's length, CRC, sequence number and the sequence number of the record before it.
+pub(super) const RECORD_HEADER_BYTES: usize = 24;
 
 /// Why a journal cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,8 @@ pub enum JournalError {
 #[derive(Debug)]
 pub(super) struct Record {
     pub(super) seq: u64,
+    /// The record before it in the chain (or the database's `journal_seq`, for a round's first).
+    pub(super) prev: u64,
     pub(super) body: Vec<u8>,
 }
 
@@ -89,6 +91,8 @@ pub(super) struct Journal {
     end: u64,
     /// The sequence number the next record gets.
     next_seq: u64,
+    /// The sequence number the next record names as the one before it.
+    last_seq: u64,
     /// Records were written since the last `fdatasync`.
     unsynced: bool,
 }
@@ -117,7 +121,7 @@ impl Journal {
             return Ok((Self::create(file, cluster_id, new_bytes)?, Vec::new()));
         }
         check_header(&header, cluster_id)?;
-        let mut journal = Journal { file, capacity: len, end: HEADER_BYTES, next_seq: 0, unsynced: false };
+        let mut journal = Journal { file, capacity: len, end: HEADER_BYTES, next_seq: 1, last_seq: 0, unsynced: false };
         let records = journal.scan()?;
         Ok((journal, records))
     }
@@ -138,7 +142,7 @@ impl Journal {
         file.sync_data()?;
         file.write(0, &encode_header(cluster_id))?;
         file.sync_data()?;
-        Ok(Journal { file, capacity: bytes, end: HEADER_BYTES, next_seq: 0, unsynced: false })
+        Ok(Journal { file, capacity: bytes, end: HEADER_BYTES, next_seq: 1, last_seq: 0, unsynced: false })
     }
 
     /// Reads the chain of records from the start. Where a record is not valid, the writer may
@@ -163,7 +167,6 @@ impl Journal {
             at += (RECORD_HEADER_BYTES + record.body.len()) as u64;
             records.push(record);
         }
-        self.next_seq = records.last().map_or(0, |last| last.seq + 1);
         Ok(records)
     }
 
@@ -174,9 +177,9 @@ impl Journal {
         }
         let mut head = [0u8; RECORD_HEADER_BYTES];
         self.file.read(at, &mut head)?;
-        let (len, crc, seq) = split_record_header(&head);
+        let (len, crc, seq, prev) = split_record_header(&head);
         let fits = at + (RECORD_HEADER_BYTES + len) as u64 <= self.capacity;
-        let follows = previous.is_none_or(|previous| seq == previous + 1);
+        let follows = seq > prev && previous.is_none_or(|previous| prev == previous);
         if len == 0 || len > JOURNAL_RECORD_BYTES_MAX || !fits || !follows {
             return Ok(None);
         }
@@ -186,7 +189,7 @@ impl Journal {
             return Ok(None);
         }
         record.drain(..RECORD_HEADER_BYTES);
-        Ok(Some(Record { seq, body: record }))
+        Ok(Some(Record { seq, prev, body: record }))
     }
 
     /// The sequence number the next record gets.
@@ -210,7 +213,8 @@ impl Journal {
         let body_len = record.len() - RECORD_HEADER_BYTES;
         record[0..4].copy_from_slice(&(body_len as u32).to_le_bytes());
         record[8..16].copy_from_slice(&self.next_seq.to_le_bytes());
-        // The CRC covers the sequence number too: a stale record whose bytes sit where a new one
+        record[16..24].copy_from_slice(&self.last_seq.to_le_bytes());
+        // The CRC covers both sequence numbers: a stale record whose bytes sit where a new one
         // was expected cannot pass for it.
         let crc = crc32c(&record[8..]);
         record[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -220,6 +224,7 @@ impl Journal {
         self.end += padding_before(self.end, record.len() as u64);
         self.file.write(self.end, record)?;
         self.end += record.len() as u64;
+        self.last_seq = self.next_seq;
         self.next_seq += 1;
         Ok(())
     }
@@ -250,10 +255,15 @@ impl Journal {
         self.end > HEADER_BYTES
     }
 
-    /// Moves the sequence on past `applied` (the database's last applied record), so a new
-    /// round never reuses a number an older round or the database has seen.
-    fn continue_after(&mut self, applied: u64) {
-        self.next_seq = self.next_seq.max(applied + 1);
+    /// After an open: the database applied every record through `applied`, and `highest` is the
+    /// highest sequence number read. Records of a round cut short may lie past the chain's end
+    /// (an unsynced tail that a power cut half kept), with numbers just above `highest`; numbers
+    /// jump past any the file could hold, so none of them can ever follow a new record. The next
+    /// record names `applied` as the one before it, which replay checks against the database.
+    fn resume_after(&mut self, applied: u64, highest: u64) {
+        let records_max = self.capacity / (RECORD_HEADER_BYTES as u64 + 1);
+        self.last_seq = applied;
+        self.next_seq = applied.max(highest) + 1 + records_max;
     }
 }
 
@@ -299,9 +309,10 @@ fn check_header(header: &[u8; HEADER_LEN], cluster_id: Uuid) -> Result<(), Journ
     Ok(())
 }
 
-fn split_record_header(head: &[u8; RECORD_HEADER_BYTES]) -> (usize, u32, u64) {
+fn split_record_header(head: &[u8; RECORD_HEADER_BYTES]) -> (usize, u32, u64, u64) {
     let len = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
     let seq = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
-    (len, crc, seq)
+    let prev = u64::from_le_bytes(head[16..24].try_into().expect("8 bytes"));
+    (len, crc, seq, prev)
 }

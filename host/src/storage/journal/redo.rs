@@ -178,6 +178,9 @@ impl<K: Key + 'static> Logged<'_, '_, K, &'static [u8]> {
         kept: usize,
         value: &[u8],
     ) -> Result<(), StorageError> {
+        if kept == 0 {
+            return self.insert(key, value);
+        }
         if let Some(redo) = self.redo {
             let mut redo = redo.borrow_mut();
             let key_bytes = K::as_bytes(key.borrow());

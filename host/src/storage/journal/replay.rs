@@ -28,14 +28,15 @@ pub(in crate::storage) fn open(
         }
         opened => opened?,
     };
-    let applied = applied_seq(db)?;
-    let pending: Vec<_> = records.iter().filter(|record| applied.is_none_or(|applied| record.seq > applied)).collect();
+    let applied = applied_seq(db)?.unwrap_or(0);
+    let highest = records.iter().map(|record| record.seq).max().unwrap_or(0);
+    let pending: Vec<_> = records.iter().filter(|record| record.seq > applied).collect();
+    let mut covered = applied;
     if let Some(first) = pending.first() {
-        let expected = applied.map_or(0, |applied| applied + 1);
-        // Records never skip a number, and a round starts only after a durable commit applied
-        // everything before it: a later first record means the journal lost some.
-        if first.seq != expected {
-            return Err(JournalError::Gap { first: first.seq, applied: expected.saturating_sub(1) }.into());
+        // A round starts only after a durable commit applied everything before it, and its first
+        // record names that commit's `journal_seq`: anything else means the journal lost some.
+        if first.prev != applied {
+            return Err(JournalError::Gap { first: first.seq, applied }.into());
         }
         let last = pending.last().map_or(first.seq, |record| record.seq);
         let txn = db.begin_write().map_err(StorageError::from)?;
@@ -45,10 +46,9 @@ pub(in crate::storage) fn open(
         txn.open_table(META).map_err(StorageError::from)?.insert(JOURNAL_SEQ_KEY, last).map_err(StorageError::from)?;
         txn.commit().map_err(StorageError::from)?;
         tracing::info!(records = pending.len(), last, "storage journal replayed");
-        journal.continue_after(last);
-    } else if let Some(applied) = applied {
-        journal.continue_after(applied);
+        covered = last;
     }
+    journal.resume_after(covered, highest);
     journal.restart();
     Ok(journal)
 }
