@@ -12,7 +12,12 @@
 # boot's first batches for repeats. (A reset inside QEMU, rather than a new QEMU, loads the same
 # counter again: quit QEMU and start it anew instead.)
 #
-# usage: qemu.sh FIRMWARE GATEWAY_HOST:PORT|pty [CONSOLE] [BOOT_COUNTER]
+# The flash backlog lives in the board's PSRAM (QEMU's machine RAM, see src/board.rs): with FLASH
+# (a file path), that memory is the file, shared, so what the firmware wrote there outlives QEMU,
+# as a chip's flash outlives a power cut (`kill -9` of QEMU is the power cut). A missing file is
+# made erased (all 0xFF), as a new chip comes. Without FLASH the backlog is plain RAM.
+#
+# usage: qemu.sh FIRMWARE GATEWAY_HOST:PORT|pty [CONSOLE] [BOOT_COUNTER] [FLASH]
 # (`cargo run --release -- HOST:PORT` here runs it on the built firmware.)
 set -euo pipefail
 if (( $# < 2 )); then
@@ -23,6 +28,17 @@ firmware=$1
 gateway=$2
 console=${3:-stdio}
 boot_counter=${4:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+flash=${5:-}
+
+# The board's PSRAM is 16 MiB: a file backing it must be as large.
+machine=(-M mps2-an386)
+if [[ -n ${flash} ]]; then
+    if [[ ! -e ${flash} ]]; then
+        head -c 16777216 /dev/zero | tr '\0' '\377' >"${flash}"
+    fi
+    machine=(-M mps2-an386,memory-backend=flash
+        -object "memory-backend-file,id=flash,size=16M,mem-path=${flash},share=on")
+fi
 
 if [[ ${gateway} == pty ]]; then
     uplink=pty
@@ -36,7 +52,7 @@ else
     fi
 fi
 
-exec qemu-system-arm -M mps2-an386 -nographic -monitor none \
+exec qemu-system-arm "${machine[@]}" -nographic -monitor none \
     -serial "${uplink}" \
     -serial "${console}" \
     -kernel "${firmware}" \

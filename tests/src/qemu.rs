@@ -27,13 +27,19 @@ impl Qemu {
     /// Boots the firmware with its uplink connected to `uplink` and the boot counter at
     /// `boot_counter` (the firmware's boot id is one more), its console in `console`.
     pub fn start(uplink: &str, boot_counter: u32, console: &Path) -> Qemu {
-        Qemu::boot(uplink, boot_counter, console, Stdio::null())
+        Qemu::boot(uplink, boot_counter, console, None, Stdio::null())
+    }
+
+    /// As [`start`](Self::start), with the board's flash backlog in `flash`, a file that outlives
+    /// QEMU as a chip's flash outlives a power cut (made erased if missing; see `qemu.sh`).
+    pub fn start_with_flash(uplink: &str, boot_counter: u32, console: &Path, flash: &Path) -> Qemu {
+        Qemu::boot(uplink, boot_counter, console, Some(flash), Stdio::null())
     }
 
     /// Boots the firmware with its uplink UART on a pseudo-terminal, as if on a serial cable;
     /// returns it with the terminal's path, for a gateway's `[[devices.serial]]`.
     pub fn start_on_pty(boot_counter: u32, console: &Path) -> (Qemu, PathBuf) {
-        let mut qemu = Qemu::boot("pty", boot_counter, console, Stdio::piped());
+        let mut qemu = Qemu::boot("pty", boot_counter, console, None, Stdio::piped());
         // QEMU says `char device redirected to /dev/pts/N (label serial0)` on stdout once it made
         // the pty; the reader goes on reading, so that QEMU never blocks on a full pipe.
         let stdout = qemu.child.stdout.take().expect("stdout is piped");
@@ -51,13 +57,14 @@ impl Qemu {
     }
 
     /// Runs the board's QEMU command line, `firmware/mps2-an386/qemu.sh` (which execs QEMU).
-    fn boot(uplink: &str, boot_counter: u32, console: &Path, stdout: Stdio) -> Qemu {
+    fn boot(uplink: &str, boot_counter: u32, console: &Path, flash: Option<&Path>, stdout: Stdio) -> Qemu {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/mps2-an386/qemu.sh");
         let child = Command::new(script)
             .arg(firmware())
             .arg(uplink)
             .arg(format!("file:{}", console.display()))
             .arg(boot_counter.to_string())
+            .args(flash)
             .stdin(Stdio::null())
             .stdout(stdout)
             .spawn()
@@ -70,7 +77,8 @@ impl Qemu {
         std::fs::read_to_string(&self.console).unwrap_or_default()
     }
 
-    /// Powers the board off (its RAM, and the readings in it, are gone).
+    /// Powers the board off (`kill -9`: its RAM, and the readings in it, are gone; a flash
+    /// file keeps what was written to it).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -1,8 +1,9 @@
 //! The sensor-node firmware, built for the MPS2 AN386 board and run in QEMU, its uplink UART
 //! connected through a proxy to a real `rill serve`'s device listener. A Kafka client (kcat)
 //! checks that the readings arrive in order; that readings taken while the link is cut arrive
-//! after it returns, none lost or repeated; and that after a reboot the new boot's readings —
-//! whose sequence numbers start again — are stored, not taken for repeats.
+//! after it returns, none lost or repeated; that after a reboot the new boot's readings —
+//! whose sequence numbers start again — are stored, not taken for repeats; and that readings the
+//! node confirmed as stored in its flash backlog outlive a power cut.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -102,15 +103,22 @@ fn assert_each_boot_complete(stored: &[Stored], console: &str) {
     }
 }
 
-#[test]
-fn firmware_in_qemu_forwards_readings_through_a_cut_link_and_a_reboot() {
+/// A gateway with a device listener (topic `sensors`, one partition) in a fresh directory, and a
+/// fault proxy in front of the listener for the node to connect to.
+fn gateway_behind_a_proxy() -> (tempfile::TempDir, Running, FaultProxy) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("rill.toml");
     std::fs::write(&config, "[devices]\nlisten = \"127.0.0.1:0\"\ntopic = \"sensors\"\npartitions = 1\n").unwrap();
     let mut gateway =
         Running::start(rill_tests::serve().arg("--config").arg(&config).arg("--data-dir").arg(dir.path().join("data")));
-    let kafka = gateway.kafka_addr();
     let proxy = FaultProxy::start(&gateway.devices_addr());
+    (dir, gateway, proxy)
+}
+
+#[test]
+fn firmware_in_qemu_forwards_readings_through_a_cut_link_and_a_reboot() {
+    let (dir, mut gateway, proxy) = gateway_behind_a_proxy();
+    let kafka = gateway.kafka_addr();
     let started_ms = now_ms();
 
     // The board's boot counter says 100: this boot is 101.
@@ -134,12 +142,14 @@ fn firmware_in_qemu_forwards_readings_through_a_cut_link_and_a_reboot() {
     std::thread::sleep(Duration::from_secs(5));
     let during_cut = readings(&kafka);
     assert_eq!(during_cut.len(), stored_in_cut, "the cut held: nothing arrived through it");
+    // The node kept the readings of the cut: in its RAM log (`held`), or moved to its flash
+    // backlog (`spilled`; here without a flash file, memory that lasts as long as QEMU).
     let console = qemu.console();
-    let held = console[console_at_cut..]
+    let kept = console[console_at_cut..]
         .lines()
-        .filter_map(|line| line.split(" held ").nth(1)?.split_whitespace().next()?.parse::<u32>().ok())
+        .filter_map(|line| Some(status_field(line, "held")? + status_field(line, "spilled")?))
         .max();
-    assert!(held.is_some_and(|batches| batches > 0), "the node held batches during the cut:\n{console}");
+    assert!(kept.is_some_and(|batches| batches > 0), "the node kept batches during the cut:\n{console}");
     proxy.heal();
     // Readings of the cut are ~60; wait for them and 20 more.
     let target = last_n(&during_cut, 101).unwrap() + 80;
@@ -164,6 +174,64 @@ fn firmware_in_qemu_forwards_readings_through_a_cut_link_and_a_reboot() {
     assert_eq!((device["device"].as_str(), device["boot"].as_u64()), (Some("mps2-node-1"), Some(102)), "{listed}");
     assert_eq!((device["refused"].as_u64(), device["dropped_by_device"].as_u64()), (Some(0), Some(0)), "{listed}");
     assert!(device["records"].as_u64() >= Some(stored.len() as u64), "{listed}");
+    gateway.stop();
+}
+
+/// The number after `name` in a status line of the firmware's console.
+fn status_field(line: &str, name: &str) -> Option<u64> {
+    line.split(&format!(" {name} ")).nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+/// The last status line's `stored` and `spilled` (see the firmware's status task).
+fn last_status(console: &str) -> Option<(u64, u64)> {
+    let line = console.lines().rev().find(|line| line.contains(" stored "))?;
+    Some((status_field(line, "stored")?, status_field(line, "spilled")?))
+}
+
+/// A power cut of the node with its link down: the node had moved the readings of the outage
+/// into its flash backlog (a file that outlives QEMU, as flash outlives a power cut) and said so
+/// on its console (`stored`: below it, readings are at the gateway or in flash). After `kill -9`
+/// and a new boot, every reading the first boot confirmed arrives, once, in order, under the
+/// first boot's numbers and before the new boot's.
+#[test]
+fn firmware_in_qemu_keeps_what_it_confirmed_through_a_power_cut() {
+    let (dir, mut gateway, proxy) = gateway_behind_a_proxy();
+    let kafka = gateway.kafka_addr();
+    let flash = dir.path().join("flash.bin");
+    let mut qemu = Qemu::start_with_flash(&proxy.addr(), 300, &dir.path().join("console-1.txt"), &flash);
+    wait_until(&kafka, &qemu, "10 readings of boot 301", |s| last_n(s, 301) >= Some(9));
+
+    // The link goes down; once the answer timeout says so, each batch goes to flash. Wait for
+    // a status line that counts some.
+    proxy.cut();
+    let deadline = Instant::now() + STEP;
+    let confirmed = loop {
+        let console = qemu.console();
+        if let Some((stored, spilled)) = last_status(&console)
+            && spilled >= 4
+        {
+            break stored;
+        }
+        assert!(Instant::now() < deadline, "no batch went to flash within {STEP:?}:\n{console}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    qemu.kill();
+    let before = readings(&kafka);
+    let delivered = last_n(&before, 301).map_or(0, |n| n + 1);
+    assert!(confirmed > delivered + 10, "the flash held readings the gateway lacked: {delivered} < {confirmed}");
+
+    proxy.heal();
+    let qemu = Qemu::start_with_flash(&proxy.addr(), 301, &dir.path().join("console-2.txt"), &flash);
+    let stored = wait_until(&kafka, &qemu, "20 readings of boot 302", |s| last_n(s, 302) >= Some(19));
+    assert_each_boot_complete(&stored, &qemu.console());
+    let first_boot = by_boot(&stored)[&301].len() as u64;
+    assert!(first_boot >= confirmed, "{first_boot} readings of boot 301 arrived; it had confirmed {confirmed}");
+    let boots: Vec<u64> = stored.iter().map(|r| r.boot).collect();
+    assert!(boots.is_sorted(), "boot 301's readings all came before boot 302's");
+    let (status, listed) = rill_tests::Http::new(&gateway.http_addr()).get("/v1/devices");
+    assert_eq!(status, 200);
+    let device = &listed[0];
+    assert_eq!((device["refused"].as_u64(), device["dropped_by_device"].as_u64()), (Some(0), Some(0)), "{listed}");
     gateway.stop();
 }
 

@@ -182,9 +182,9 @@ fn readelf(elf: &Path, what: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// `cargo xtask firmware build|size|run --gateway ADDR [--boot-counter N]`.
+/// `cargo xtask firmware build|size|run --gateway ADDR [--boot-counter N] [--flash FILE]`.
 pub fn command(root: &Path, args: &[String]) -> Result<(), String> {
-    let usage = "usage: cargo xtask firmware build | size | run --gateway HOST:PORT [--boot-counter N]";
+    let usage = "usage: cargo xtask firmware build | size | run --gateway HOST:PORT [--boot-counter N] [--flash FILE]";
     match args.first().map(String::as_str) {
         Some("build") => build(root).map(|elf| eprintln!("firmware: {}", elf.display())),
         Some("size") => {
@@ -195,17 +195,21 @@ pub fn command(root: &Path, args: &[String]) -> Result<(), String> {
             size.check_budget()
         }
         Some("run") => {
-            let (gateway, boot_counter) = match &args[1..] {
-                [flag, gateway] if flag == "--gateway" => (gateway, None),
-                [flag, gateway, counter_flag, counter] if flag == "--gateway" && counter_flag == "--boot-counter" => {
-                    (gateway, Some(counter))
+            let (mut gateway, mut boot_counter, mut flash) = (None, String::new(), String::new());
+            for pair in args[1..].chunks(2) {
+                match pair {
+                    [flag, value] if flag == "--gateway" => gateway = Some(value),
+                    [flag, value] if flag == "--boot-counter" => boot_counter.clone_from(value),
+                    [flag, value] if flag == "--flash" => flash.clone_from(value),
+                    _ => return Err(usage.into()),
                 }
-                _ => return Err(usage.into()),
-            };
+            }
+            let gateway = gateway.ok_or(usage)?;
             let elf = build(root)?;
-            // qemu.sh holds the board's QEMU command line (the tests use it too).
+            // qemu.sh holds the board's QEMU command line (the tests use it too); an empty boot
+            // counter is a random one, an empty flash none.
             let mut qemu = Command::new(board_dir(root).join("qemu.sh"));
-            qemu.arg(&elf).arg(gateway).arg("stdio").args(boot_counter);
+            qemu.arg(&elf).arg(gateway).arg("stdio").arg(boot_counter).arg(flash);
             eprintln!("{qemu:?} (Ctrl-C quits QEMU)");
             super::run("qemu", &mut qemu)
         }

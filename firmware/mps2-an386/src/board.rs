@@ -1,7 +1,8 @@
 //! The MPS2 AN386 board as QEMU models it: clock, peripheral addresses, interrupt numbers, and
-//! where the boot counter lives. Porting to another board starts here.
+//! where the boot counter and the flash backlog live. Porting to another board starts here.
 
 use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// The core and peripheral clock (SysTick counts it; the UARTs divide it).
 pub const SYSCLK_HZ: u32 = 25_000_000;
@@ -45,4 +46,26 @@ pub fn next_boot_id() -> u32 {
         ptr::write_volatile(BOOT_COUNTER, boot);
         boot
     }
+}
+
+/// Where the flash backlog lives: the first 64 KiB (16 pages of 4 KiB) of the board's 16 MiB
+/// PSRAM at `0x2100_0000`, which the firmware does not otherwise use (the linker script places
+/// nothing there). QEMU's machine RAM is that PSRAM: the harness backs it with a file
+/// (`qemu.sh`'s FLASH argument), so it outlives QEMU as a chip's flash outlives a power cut.
+/// Without the file it is RAM that every start of QEMU zeroes. A real board names a region of
+/// its flash here instead, with its flash driver.
+const BACKLOG_BASE: usize = 0x2100_0000;
+pub const BACKLOG_BYTES: usize = 64 * 1024;
+
+static BACKLOG_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The memory of the flash backlog; `None` once taken (it is handed out once).
+pub fn backlog_memory() -> Option<&'static mut [u8]> {
+    if BACKLOG_TAKEN.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    // SAFETY: BACKLOG_BASE..+BACKLOG_BYTES is memory of the board that nothing else in the
+    // firmware maps or touches, and the flag above hands it out once, so the slice is the only
+    // reference to it for the rest of the program.
+    Some(unsafe { core::slice::from_raw_parts_mut(BACKLOG_BASE as *mut u8, BACKLOG_BYTES) })
 }

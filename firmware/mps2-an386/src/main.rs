@@ -1,6 +1,7 @@
 //! Rill's sensor-node firmware for the MPS2 AN386 board (Cortex-M4F), as QEMU emulates it
 //! (`qemu-system-arm -M mps2-an386`). The board-independent work is `rill-node`'s three tasks;
-//! this binary gives them a sensor (simulated), the uplink UART, a time driver and a boot id.
+//! this binary gives them a sensor (simulated), the uplink UART, a time driver, a boot id and a
+//! region of memory with flash's rules for the backlog that outlives a power cut.
 //! See `firmware/README.md` for building, running in QEMU, and porting to a real board.
 #![no_std]
 #![no_main]
@@ -11,6 +12,7 @@ mod console;
 mod executor;
 mod irq;
 mod limits;
+mod nor;
 mod sensor;
 mod time_driver;
 mod uart;
@@ -19,8 +21,10 @@ use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, ThreadModeRawMu
 use embassy_time::Timer;
 use panic_halt as _;
 use rill_core::uplink::Clock;
+use rill_node::backlog::FlashSpill;
+use rill_node::flash_log::{FlashBacklog, buffer_bytes};
 use rill_node::{
-    ANSWER_WIRE_BYTES_MAX, NodeState, UplinkBuffers, UplinkClient, collect, frame_bytes_for, run_uplink, sample,
+    ANSWER_WIRE_BYTES_MAX, NodeState, UplinkBuffers, UplinkClient, collect, frame_bytes_for, run_uplink_with, sample,
     wire_bytes_for,
 };
 
@@ -64,13 +68,18 @@ async fn status() {
     loop {
         Timer::after(STATUS_PERIOD).await;
         let stats = NODE.stats();
+        // `stored` is what a power cut cannot take: readings below it are at the gateway or in
+        // the flash backlog.
         console::line(format_args!(
-            "up {} s: read {} held {} batches {} B dropped {} rx-overruns {}",
+            "up {} s: read {} held {} batches {} B dropped {} stored {} spilled {} flash-errors {} rx-overruns {}",
             embassy_time::Instant::now().as_secs(),
             stats.next_offset,
             stats.held_batches,
             stats.held_bytes,
             stats.dropped_records,
+            stats.stored_until,
+            stats.spilled_batches,
+            stats.backlog_errors,
             uart::rx_overruns(),
         ));
     }
@@ -99,5 +108,17 @@ async fn uplink(
     let mut wire = [0u8; wire_bytes_for(BATCH_BYTES)];
     let mut answer = [0u8; ANSWER_WIRE_BYTES_MAX];
     let buffers = UplinkBuffers { frame: &mut frame, wire: &mut wire, answer: &mut answer };
-    run_uplink(&mut client, &NODE, rx, tx, buffers).await
+    // While the gateway is out of reach, batches go to the flash backlog, where a power cut
+    // cannot take them; after a reboot, what it holds from earlier boots goes first.
+    let mut flash_buf = [0u8; buffer_bytes(BATCH_BYTES)];
+    let memory = board::backlog_memory().expect("the backlog's memory is taken once");
+    // The memory cannot fail: open fails only when the region or the buffer does not suit the
+    // layout, a sizing bug.
+    let Ok(log) = FlashBacklog::open(nor::MemoryNor(memory), 0..board::BACKLOG_BYTES as u32, &mut flash_buf).await
+    else {
+        panic!("the flash backlog's region or buffer does not suit its layout")
+    };
+    console::line(format_args!("flash backlog: {} KiB", board::BACKLOG_BYTES / 1024));
+    let mut backlog = FlashSpill::new(log, &mut flash_buf);
+    run_uplink_with(&mut client, &NODE, &mut backlog, rx, tx, buffers).await
 }

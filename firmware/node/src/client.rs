@@ -7,10 +7,17 @@
 //! `window` frames ahead of the acks; an ack releases the batches up to the one it names. Each
 //! frame names the batch before it still held (`prev`): a gateway that lacks it (a frame lost on
 //! the way) answers `Nak`, and sending starts again after what it holds.
+//!
+//! Batches the uplink moved to the backlog while the link was down ([`crate::backlog`]) go before
+//! anything in RAM, one at a time (stop and wait: the next only once the gateway answered), each
+//! under the (boot, sequence) it was first numbered with. One at a time because a frame of the
+//! backlog cannot name a `prev` the gateway could check: its predecessor may be of another boot.
 
 use rill_core::batch::BatchHeader;
 use rill_core::ram_log::RamLog;
 use rill_core::uplink::{self, Clock, DataFrame, EncodeError, Frame};
+
+use crate::backlog::Spilled;
 
 /// How the client behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +86,10 @@ pub struct UplinkClient<'a> {
     /// gateway naks every frame after a lost one: the naks for frames sent before the rewind
     /// must not rewind again, or one lost frame costs `window` × `window` frames.
     rewound_after: Option<Option<u32>>,
+    /// The (boot, sequence) of the backlog's batch on the link, waiting for its answer.
+    backlog_in_flight: Option<(u32, u32)>,
+    /// Records the backlog dropped, full: reported upstream with the RAM log's.
+    backlog_dropped: u64,
 }
 
 impl<'a> UplinkClient<'a> {
@@ -86,7 +97,17 @@ impl<'a> UplinkClient<'a> {
     /// readings are stamped on `clock`. The link starts down, to be tried at once.
     pub fn new(device: &'a str, boot: u32, clock: Clock, config: ClientConfig) -> Self {
         let backoff = Backoff::new(config.backoff_first_ms, config.backoff_max_ms);
-        UplinkClient { device, boot, clock, config, link: Link::Down { retry_at_ms: 0 }, backoff, rewound_after: None }
+        UplinkClient {
+            device,
+            boot,
+            clock,
+            config,
+            link: Link::Down { retry_at_ms: 0 },
+            backoff,
+            rewound_after: None,
+            backlog_in_flight: None,
+            backlog_dropped: 0,
+        }
     }
 
     /// Whether to try connecting now.
@@ -118,7 +139,19 @@ impl<'a> UplinkClient<'a> {
     /// Whether `frame` is the gateway answering this boot (an ack or a nak): a sign the link
     /// works, whether or not it releases anything.
     pub fn is_answer(&self, frame: &Frame<'_>) -> bool {
-        matches!(*frame, Frame::Ack { boot, .. } | Frame::Nak { boot, .. } if boot == self.boot)
+        let backlog_boot = self.backlog_in_flight.map(|(boot, _)| boot);
+        matches!(*frame, Frame::Ack { boot, .. } | Frame::Nak { boot, .. }
+            if boot == self.boot || Some(boot) == backlog_boot)
+    }
+
+    /// Whether a batch of the backlog is on the link, waiting for its answer.
+    pub fn backlog_in_flight(&self) -> bool {
+        self.backlog_in_flight.is_some()
+    }
+
+    /// The backlog's count of records it dropped, full, to report with the RAM log's.
+    pub fn set_backlog_dropped(&mut self, records: u64) {
+        self.backlog_dropped = records;
     }
 
     /// Batches sent on this connection and not yet acknowledged.
@@ -134,11 +167,76 @@ impl<'a> UplinkClient<'a> {
     pub fn connected(&mut self) {
         self.link = Link::Up { sent_through: None };
         self.rewound_after = None;
+        self.backlog_in_flight = None;
     }
 
     /// The link went down (or a connection attempt failed).
     pub fn disconnected(&mut self, now_ms: u64) {
         self.link = Link::Down { retry_at_ms: now_ms.saturating_add(self.backoff.next_wait()) };
+        self.backlog_in_flight = None;
+    }
+
+    /// Records dropped so far, by the RAM log and the backlog: every frame reports it.
+    fn dropped(&self, ram_dropped: u64) -> u32 {
+        ram_dropped.saturating_add(self.backlog_dropped).min(u64::from(u32::MAX)) as u32
+    }
+
+    /// Writes the frame of `spilled`, the backlog's oldest batch, into `out` as
+    /// [`next_frame`](Self::next_frame) does; `None` when the link is down or a batch of the
+    /// backlog still waits for its answer. Nothing from RAM may go while the backlog holds any.
+    ///
+    /// A batch of an earlier boot on a since-boot clock is sent as if just read: that boot's
+    /// clock ended with its power, so the gateway stamps its readings with their arrival (keeping
+    /// their spacing within the batch). A board with a wall clock keeps their true times.
+    pub fn next_backlog_frame(
+        &mut self,
+        spilled: &Spilled<'_>,
+        ram_dropped: u64,
+        now_ms: u64,
+        scratch: &mut [u8],
+        out: &mut [u8],
+    ) -> Result<Option<usize>, EncodeError> {
+        if !self.is_up() || self.backlog_in_flight.is_some() {
+            return Ok(None);
+        }
+        let sent_at = match self.clock {
+            Clock::SinceBoot if spilled.boot != self.boot => {
+                BatchHeader::decode(spilled.batch).map_or(0, |header| header.max_timestamp.max(0) as u64)
+            }
+            _ => now_ms,
+        };
+        let frame = Frame::Data(DataFrame {
+            device: self.device,
+            boot: spilled.boot,
+            seq: spilled.seq,
+            prev: None,
+            dropped: self.dropped(ram_dropped),
+            clock: self.clock,
+            sent_at,
+            batch: spilled.batch,
+        });
+        let len = uplink::encode(&frame, scratch, out)?;
+        self.backlog_in_flight = Some((spilled.boot, spilled.seq));
+        Ok(Some(len))
+    }
+
+    /// An answer to the backlog's batch on the link: the (boot, sequence) to pop once the gateway
+    /// holds it (an ack of that boot at or past it: what it acknowledges is durable there). A nak
+    /// (the gateway could not store it) lets it go again.
+    pub fn on_backlog_answer(&mut self, frame: &Frame<'_>) -> Option<(u32, u32)> {
+        let (boot, seq) = self.backlog_in_flight?;
+        match *frame {
+            Frame::Ack { boot: acked_boot, seq: acked } if acked_boot == boot && acked >= seq => {
+                self.backlog_in_flight = None;
+                self.backoff.reset();
+                Some((boot, seq))
+            }
+            Frame::Nak { boot: naked_boot, .. } if naked_boot == boot => {
+                self.backlog_in_flight = None;
+                None
+            }
+            _ => None,
+        }
     }
 
     /// Writes the next frame to send into `out` (COBS, with its `0x00`), using `scratch`;
@@ -172,7 +270,7 @@ impl<'a> UplinkClient<'a> {
             boot: self.boot,
             seq: base as u32,
             prev,
-            dropped: log.dropped_records().min(u64::from(u32::MAX)) as u32,
+            dropped: self.dropped(log.dropped_records()),
             clock: self.clock,
             sent_at: now_ms,
             batch,
@@ -195,8 +293,10 @@ impl<'a> UplinkClient<'a> {
             Frame::Nak { after, .. } => after,
             Frame::Data(_) => return 0,
         };
-        if !self.is_answer(frame) {
-            return 0; // from an earlier boot (the gateway knew the device before it rebooted)
+        if !matches!(*frame, Frame::Ack { boot, .. } | Frame::Nak { boot, .. } if boot == self.boot) {
+            // From an earlier boot: the gateway knew the device before it rebooted, or answers
+            // the backlog's batch of that boot (see `on_backlog_answer`). Not about the RAM log.
+            return 0;
         }
         self.backoff.reset();
         match (frame, self.link) {
@@ -402,6 +502,49 @@ mod tests {
         assert_eq!(u64::from(seq), log.first_offset().unwrap(), "the gap shows in the sequence");
         // An ack of another boot releases nothing.
         assert_eq!(client.on_frame(&Frame::Ack { boot: 7, seq: 1_000 }, &mut log), 0);
+    }
+
+    /// The one data frame in `wire`.
+    fn data_of(wire: &[u8]) -> (u32, u32, Option<u32>, u64) {
+        let mut deframer = Deframer::new(vec![0u8; UPLINK_WIRE_BYTES_MAX]);
+        let mut seen = None;
+        deframer.feed(wire, |frame| {
+            if let Ok(Frame::Data(data)) = frame {
+                seen = Some((data.boot, data.seq, data.prev, data.sent_at));
+            }
+        });
+        seen.expect("a data frame")
+    }
+
+    #[test]
+    fn the_backlog_goes_one_batch_at_a_time_and_an_earlier_boots_ack_pops_it_not_the_ram_log() {
+        let mut client = UplinkClient::new("node-1", 5, Clock::SinceBoot, ClientConfig::default());
+        let mut log = Log::new(FullPolicy::Reject);
+        record(&mut log, 40, &["now"]);
+        let mut old = Log::new(FullPolicy::Reject);
+        record(&mut old, 1_234, &["then"]);
+        let spilled = Spilled { boot: 4, seq: 17, batch: old.oldest().unwrap() };
+        let (mut scratch, mut out) = (vec![0u8; UPLINK_FRAME_BYTES_MAX], vec![0u8; UPLINK_WIRE_BYTES_MAX]);
+        assert_eq!(client.next_backlog_frame(&spilled, 0, 50, &mut scratch, &mut out), Ok(None), "link down");
+        client.connected();
+        let len = client.next_backlog_frame(&spilled, 0, 50, &mut scratch, &mut out).unwrap().unwrap();
+        // Boot 4's clock ended with its power: the batch goes as if just read.
+        assert_eq!(data_of(&out[..len]), (4, 17, None, 1_234));
+        assert_eq!(client.next_backlog_frame(&spilled, 0, 60, &mut scratch, &mut out), Ok(None), "one at a time");
+        // An ack of boot 4 is an answer, pops the batch, and releases nothing of boot 5's log.
+        let ack = Frame::Ack { boot: 4, seq: 17 };
+        assert!(client.is_answer(&ack));
+        assert_eq!(client.on_backlog_answer(&ack), Some((4, 17)));
+        assert_eq!(client.on_frame(&ack, &mut log), 0);
+        assert_eq!(log.len(), 1);
+        assert!(!client.backlog_in_flight() && !client.is_answer(&ack), "boot 4 is done with");
+        // A batch of this boot, moved to the backlog during an outage, keeps its age.
+        let spilled = Spilled { boot: 5, seq: 0, batch: log.oldest().unwrap() };
+        let len = client.next_backlog_frame(&spilled, 0, 90, &mut scratch, &mut out).unwrap().unwrap();
+        assert_eq!(data_of(&out[..len]), (5, 0, None, 90));
+        // A nak (the gateway could not store it) lets it go again.
+        assert_eq!(client.on_backlog_answer(&Frame::Nak { boot: 5, after: None }), None);
+        assert!(client.next_backlog_frame(&spilled, 0, 95, &mut scratch, &mut out).unwrap().is_some());
     }
 
     fn record_small(log: &mut RamLog<600, 16>, i: i64) {

@@ -10,13 +10,16 @@
 //! - [`run_uplink`]: forwards the log to the gateway with [`UplinkClient`] — what to send next,
 //!   what an ack releases, when the link counts as down and when to try again.
 //!
-//! With the feature `flash-backlog`, [`flash_log`] keeps batches in NOR flash across power cuts.
+//! While the link is down, [`run_uplink_with`] moves batches to a [`backlog::Backlog`]: with the
+//! feature `flash-backlog`, [`backlog::FlashSpill`] keeps them in NOR flash ([`flash_log`]), so
+//! that a power cut takes no reading [`NodeStats::stored_until`] had confirmed as stored.
 #![no_std]
 #![forbid(unsafe_code)]
 
 #[cfg(test)]
 extern crate std;
 
+pub mod backlog;
 mod batching;
 mod client;
 #[cfg(feature = "flash-backlog")]
@@ -29,7 +32,7 @@ mod testing;
 
 pub use batching::collect;
 pub use client::{Backoff, ClientConfig, UplinkClient};
-pub use link::{ANSWER_WIRE_BYTES_MAX, UplinkBuffers, frame_bytes_for, run_uplink, wire_bytes_for};
+pub use link::{ANSWER_WIRE_BYTES_MAX, UplinkBuffers, frame_bytes_for, run_uplink, run_uplink_with, wire_bytes_for};
 pub use node::{NodeState, NodeStats};
 pub use sampling::{Measurement, Reading, Sensor, Value, sample};
 

@@ -24,6 +24,10 @@ struct Held<const BYTES: usize, const BATCHES: usize> {
     log: RamLog<BYTES, BATCHES>,
     /// Readings lost before reaching the log because the board's sizes cannot hold them.
     unbatchable: u32,
+    /// Batches moved from the log to the backlog while the link was down.
+    spilled_batches: u32,
+    /// Backlog operations that failed (the flash failed): the console shows them.
+    backlog_errors: u32,
 }
 
 /// A snapshot for the board's console.
@@ -36,6 +40,14 @@ pub struct NodeStats {
     /// Records the full log dropped (oldest first); reported upstream in every frame.
     pub dropped_records: u64,
     pub unbatchable: u32,
+    /// Every reading below this offset is stored: acknowledged by the gateway, or in the flash
+    /// backlog (or counted in `dropped_records`). What a power cut cannot take; a reading at or
+    /// past it is in RAM only.
+    pub stored_until: u64,
+    /// Batches moved to the backlog while the link was down.
+    pub spilled_batches: u32,
+    /// Backlog operations that failed.
+    pub backlog_errors: u32,
 }
 
 impl<M: RawMutex, const BYTES: usize, const BATCHES: usize, const QUEUE: usize> NodeState<M, BYTES, BATCHES, QUEUE> {
@@ -43,7 +55,12 @@ impl<M: RawMutex, const BYTES: usize, const BATCHES: usize, const QUEUE: usize> 
     /// node wants its newest readings, and the drops are counted and reported upstream.
     pub const fn new() -> Self {
         NodeState {
-            held: Mutex::new(RefCell::new(Held { log: RamLog::new(FullPolicy::DropOldest), unbatchable: 0 })),
+            held: Mutex::new(RefCell::new(Held {
+                log: RamLog::new(FullPolicy::DropOldest),
+                unbatchable: 0,
+                spilled_batches: 0,
+                backlog_errors: 0,
+            })),
             readings: Channel::new(),
             appended: Signal::new(),
         }
@@ -70,6 +87,22 @@ impl<M: RawMutex, const BYTES: usize, const BATCHES: usize, const QUEUE: usize> 
         });
     }
 
+    /// The oldest batch, ending at offset `last`, is in the backlog now: the log lets it go.
+    pub(crate) fn spilled(&self, last: u64) {
+        self.held.lock(|held| {
+            let mut held = held.borrow_mut();
+            held.log.release_through(last);
+            held.spilled_batches = held.spilled_batches.saturating_add(1);
+        });
+    }
+
+    pub(crate) fn count_backlog_error(&self) {
+        self.held.lock(|held| {
+            let mut held = held.borrow_mut();
+            held.backlog_errors = held.backlog_errors.saturating_add(1);
+        });
+    }
+
     /// Runs `f` on the log, holding the lock (keep it short: no awaiting inside).
     pub fn with_log<R>(&self, f: impl FnOnce(&mut RamLog<BYTES, BATCHES>) -> R) -> R {
         self.held.lock(|held| f(&mut held.borrow_mut().log))
@@ -89,6 +122,11 @@ impl<M: RawMutex, const BYTES: usize, const BATCHES: usize, const QUEUE: usize> 
                 next_offset: held.log.next_offset(),
                 dropped_records: held.log.dropped_records(),
                 unbatchable: held.unbatchable,
+                // The log holds exactly what is neither acknowledged, nor in the backlog, nor
+                // dropped.
+                stored_until: held.log.first_offset().unwrap_or_else(|| held.log.next_offset()),
+                spilled_batches: held.spilled_batches,
+                backlog_errors: held.backlog_errors,
             }
         })
     }

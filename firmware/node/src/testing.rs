@@ -85,6 +85,8 @@ pub struct FakeNor {
     pub written: u64,
     pub erased_pages: u64,
     budget: Option<u64>,
+    /// Only erases spend the budget: the cut comes in the next erase.
+    erase_only: bool,
     dead: bool,
     style: CutStyle,
 }
@@ -110,8 +112,10 @@ pub enum FakeNorError {
 
 #[cfg(feature = "flash-backlog")]
 mod fake_nor {
+    use core::cell::RefCell;
     use std::vec;
 
+    use embassy_futures::block_on;
     use embedded_storage_async::nor_flash::{
         ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
     };
@@ -132,20 +136,37 @@ mod fake_nor {
                 written: 0,
                 erased_pages: 0,
                 budget: None,
+                erase_only: false,
                 dead: false,
                 style: CutStyle::Clean,
             }
         }
 
+        /// A flash whose pages hold old bytes (a chip used before, with no backlog on it): the
+        /// backlog must erase each page before writing it.
+        pub fn used(pages: usize) -> FakeNor {
+            FakeNor { bytes: vec![0x00; pages * PAGE_BYTES], ..FakeNor::new(pages) }
+        }
+
         /// The power goes after `bytes` more bytes written or erased, leaving the flash as
         /// `style` says.
         pub fn cut_after(&mut self, bytes: u64, style: CutStyle) {
-            (self.budget, self.style) = (Some(bytes), style);
+            (self.budget, self.style, self.erase_only) = (Some(bytes), style, false);
+        }
+
+        /// The power goes `bytes` into the next erase, whatever is written before it.
+        pub fn cut_in_next_erase(&mut self, bytes: u64, style: CutStyle) {
+            (self.budget, self.style, self.erase_only) = (Some(bytes), style, true);
+        }
+
+        /// Whether the power is still on (false once a cut happened, until `revive`).
+        pub fn powered(&self) -> bool {
+            !self.dead
         }
 
         /// Power back on: the flash keeps what it holds.
         pub fn revive(&mut self) {
-            (self.budget, self.dead) = (None, false);
+            (self.budget, self.dead, self.erase_only) = (None, false, false);
         }
 
         /// Takes one byte of the budget; false when the power just went.
@@ -238,7 +259,7 @@ mod fake_nor {
             }
             for (i, &byte) in bytes.iter().enumerate() {
                 // A write cut short leaves the bytes before the cut written.
-                if !self.spend() {
+                if !self.erase_only && !self.spend() {
                     if self.style == CutStyle::Garbled {
                         // Some of the bits the write clears are cleared.
                         self.bytes[at + i] &= byte | 0xA5;
@@ -253,7 +274,41 @@ mod fake_nor {
     }
 
     impl MultiwriteNorFlash for FakeNor {}
+
+    /// A [`FakeNor`] shared with the test that cuts its power while a backlog writes to it. The
+    /// fake's operations never wait, so each borrow ends within the call.
+    #[derive(Debug, Clone, Copy)]
+    pub struct SharedNor<'a>(pub &'a RefCell<FakeNor>);
+
+    impl ErrorType for SharedNor<'_> {
+        type Error = FakeNorError;
+    }
+
+    impl ReadNorFlash for SharedNor<'_> {
+        const READ_SIZE: usize = FakeNor::READ_SIZE;
+
+        async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FakeNorError> {
+            block_on(self.0.borrow_mut().read(offset, bytes))
+        }
+
+        fn capacity(&self) -> usize {
+            self.0.borrow().capacity()
+        }
+    }
+
+    impl NorFlash for SharedNor<'_> {
+        const WRITE_SIZE: usize = FakeNor::WRITE_SIZE;
+        const ERASE_SIZE: usize = FakeNor::ERASE_SIZE;
+
+        async fn erase(&mut self, from: u32, to: u32) -> Result<(), FakeNorError> {
+            block_on(self.0.borrow_mut().erase(from, to))
+        }
+
+        async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FakeNorError> {
+            block_on(self.0.borrow_mut().write(offset, bytes))
+        }
+    }
 }
 
 #[cfg(feature = "flash-backlog")]
-pub use fake_nor::PAGE_BYTES;
+pub use fake_nor::{PAGE_BYTES, SharedNor};

@@ -1,7 +1,6 @@
 //! The flash backlog (`rill-node`'s feature `flash-backlog`) on this board's CPU: pushes and
-//! pops batches through a 16 KiB region of RAM that behaves as NOR flash (erase to `0xFF`,
-//! writes only clear bits; the MPS2 board has no flash controller QEMU models), and prints what
-//! it did on the console. `cargo xtask firmware size` builds it twice, with and without the
+//! pops batches through a 16 KiB region of RAM that behaves as NOR flash (`nor.rs`), and prints
+//! what it did on the console. `cargo xtask firmware size` builds it twice, with and without the
 //! backlog (feature `probe-baseline`), to report the flash the backlog's code takes.
 #![no_std]
 #![no_main]
@@ -16,61 +15,24 @@ mod irq;
 #[path = "../limits.rs"]
 #[allow(dead_code)]
 mod limits;
+#[path = "../nor.rs"]
+mod nor;
 #[path = "../uart.rs"]
 #[allow(dead_code)]
 mod uart;
 
-use core::convert::Infallible;
-
-use embedded_storage_async::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use panic_halt as _;
+
+use crate::nor::{MemoryNor, PAGE_BYTES};
 
 /// Pages of the RAM standing in for NOR flash.
 const PAGES: usize = 4;
-const PAGE_BYTES: usize = 4096;
-
-/// RAM with NOR flash's rules.
-struct RamNor<'a>(&'a mut [u8]);
-
-impl ErrorType for RamNor<'_> {
-    type Error = Infallible;
-}
-
-impl ReadNorFlash for RamNor<'_> {
-    const READ_SIZE: usize = 1;
-
-    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Infallible> {
-        bytes.copy_from_slice(&self.0[offset as usize..offset as usize + bytes.len()]);
-        Ok(())
-    }
-
-    fn capacity(&self) -> usize {
-        self.0.len()
-    }
-}
-
-impl NorFlash for RamNor<'_> {
-    const WRITE_SIZE: usize = 4;
-    const ERASE_SIZE: usize = PAGE_BYTES;
-
-    async fn erase(&mut self, from: u32, to: u32) -> Result<(), Infallible> {
-        self.0[from as usize..to as usize].fill(0xFF);
-        Ok(())
-    }
-
-    async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Infallible> {
-        for (stored, byte) in self.0[offset as usize..].iter_mut().zip(bytes) {
-            *stored &= byte;
-        }
-        Ok(())
-    }
-}
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
     console::start();
     let mut flash = [0xFFu8; PAGES * PAGE_BYTES];
-    let mut nor = RamNor(&mut flash);
+    let mut nor = MemoryNor(&mut flash);
     // A batch of 512 bytes, as the firmware's batching task makes them.
     let batch = [0x5Au8; 512];
     let mut buf = [0u8; rill_node::flash_log::buffer_bytes(512)];
@@ -82,7 +44,7 @@ fn main() -> ! {
 }
 
 #[cfg(not(feature = "probe-baseline"))]
-async fn exercise(nor: &mut RamNor<'_>, batch: &[u8], buf: &mut [u8]) -> (u32, u32) {
+async fn exercise(nor: &mut MemoryNor<'_>, batch: &[u8], buf: &mut [u8]) -> (u32, u32) {
     use rill_node::flash_log::FlashBacklog;
     let Ok(mut backlog) = FlashBacklog::open(nor, 0..(PAGES * PAGE_BYTES) as u32, buf).await else { return (0, 0) };
     let mut item = [0u8; 512];
@@ -112,7 +74,8 @@ async fn exercise(nor: &mut RamNor<'_>, batch: &[u8], buf: &mut [u8]) -> (u32, u
 
 /// The same writes without the backlog: what the probe costs on its own.
 #[cfg(feature = "probe-baseline")]
-async fn exercise(nor: &mut RamNor<'_>, batch: &[u8], buf: &mut [u8]) -> (u32, u32) {
+async fn exercise(nor: &mut MemoryNor<'_>, batch: &[u8], buf: &mut [u8]) -> (u32, u32) {
+    use embedded_storage_async::nor_flash::NorFlash;
     buf[..batch.len()].copy_from_slice(batch);
     let _ = nor.erase(0, PAGE_BYTES as u32).await;
     let _ = nor.write(0, &buf[..batch.len()]).await;
