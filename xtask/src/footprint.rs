@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use crate::run;
 
-/// What CI enforces: today's figures (33.3 MB stripped, 16 MiB idle on x86-64) with headroom for
-/// noise. Lower them as the targets below are reached; never raise them without saying why in
-/// `docs/benchmarks.md`.
+/// What CI enforces: today's figures with headroom for noise (33.3 MB stripped; 8.4 MiB idle on
+/// x86-64 since start-up's functions lie together, `startup_order.rs`, for which the target
+/// below is the headroom). Lower them as the targets are reached; never raise them without
+/// saying why in `docs/benchmarks.md`.
 const STRIPPED_BYTES_BUDGET: u64 = 35_000_000;
-const IDLE_RSS_BYTES_BUDGET: u64 = 18 << 20;
+const IDLE_RSS_BYTES_BUDGET: u64 = IDLE_RSS_BYTES_TARGET;
 
 /// Issue 20's targets: the budget once they are reached.
 const STRIPPED_BYTES_TARGET: u64 = 20_000_000;
@@ -180,7 +181,7 @@ fn mosquitto_idle_rss() -> Result<u64, String> {
     rss
 }
 
-fn scratch_dir(name: &str) -> Result<PathBuf, String> {
+pub(crate) fn scratch_dir(name: &str) -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
@@ -213,7 +214,7 @@ fn vm_rss_in(status: &str) -> Result<u64, String> {
 }
 
 /// Starts `command` with no input and its output discarded.
-fn spawn_quiet(command: &mut Command) -> Result<std::process::Child, String> {
+pub(crate) fn spawn_quiet(command: &mut Command) -> Result<std::process::Child, String> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -223,7 +224,7 @@ fn spawn_quiet(command: &mut Command) -> Result<std::process::Child, String> {
 }
 
 /// Stops a server with SIGTERM, as systemd would, and waits for it.
-fn stop(child: &mut std::process::Child) {
+pub(crate) fn stop(child: &mut std::process::Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
 }

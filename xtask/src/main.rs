@@ -23,12 +23,16 @@
 //!   and purges it (`tests/tests/package.rs`), and builds the armhf one.
 //! - `cargo xtask soak replication [--seconds N]`: the replication simulation for longer than CI
 //!   runs it (600 s of seeds by default, release build).
+//! - `cargo xtask startup-order`: traces `rill serve` from start to idle under valgrind and
+//!   rewrites `host/startup-order.txt`, the functions the linker places together
+//!   (`startup_order.rs`). Rerun it when start-up changes.
 
 mod cross;
 mod firmware;
 mod footprint;
 mod package;
 mod plugins;
+mod startup_order;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -59,10 +63,11 @@ fn main() -> ExitCode {
         Some("package") => package::command(&args[1..]),
         Some("firmware") => install_targets().and_then(|()| firmware::command(&workspace_root(), &args[1..])),
         Some("plugins") => install_targets().and_then(|()| plugins::build(&workspace_root())).map(drop),
+        Some("startup-order") => startup_order(),
         _ => Err(format!(
             "usage: cargo xtask test | cargo xtask plugins | cargo xtask bench storage|kafka|mirror|plugins|mqtt|footprint [ARGS] | \
              cargo xtask firmware build|size|run --gateway HOST:PORT | cargo xtask soak replication [--seconds N] | \
-             cargo xtask cross aarch64|armv7 | cargo xtask package [aarch64|armv7]\n\
+             cargo xtask cross aarch64|armv7 | cargo xtask package [aarch64|armv7] | cargo xtask startup-order\n\
              (got {:?})",
             args.first()
         )),
@@ -442,6 +447,17 @@ fn bench(args: &[String]) -> Result<(), String> {
         }
         other => Err(format!("unknown benchmark {other:?}; known: storage, kafka, mirror, plugins, mqtt, footprint")),
     }
+}
+
+/// `cargo xtask startup-order`: traces a release `rill serve` and rewrites the ordering file
+/// (`startup_order.rs`).
+fn startup_order() -> Result<(), String> {
+    install_debian_packages(&[("valgrind", "valgrind"), ("nm", "binutils")])?;
+    let binary = build_binary(&["build", "--release", "-p", "rill", "--bin", "rill"])?;
+    let out = workspace_root().join("host/startup-order.txt");
+    let functions = startup_order::write(&binary, &out)?;
+    eprintln!("{}: {functions} functions; rebuild to link with it", out.display());
+    Ok(())
 }
 
 /// `cargo xtask soak replication [--seconds N]`: the replication simulation on a release build
