@@ -664,6 +664,10 @@ impl Writer {
             let changes = touched.producers.keys().map(|&(key, id)| ((key, id), self.producers.get(key, id).cloned()));
             producers::write(txn, changes)?;
         }
+        if groups.iter().all(|(_, staged)| staged.is_empty()) {
+            // Offsets or documents alone (a consumer's commit): no partition table to open.
+            return Ok(());
+        }
         let now_ms = self.config.clock.now_ms();
         let mut rows = txn.open(&redo::BATCHES)?;
         let mut partitions = txn.open(&redo::PARTITIONS)?;

@@ -132,7 +132,7 @@ impl Journal {
     /// made every later 1 KB record cost 64 KiB of writes (measured on ext4: 60× the record).
     fn create(file: Box<dyn StorageBackend>, cluster_id: Uuid, bytes: u64) -> Result<Journal, JournalError> {
         let bytes = bytes.max(2 * HEADER_BYTES);
-        let zeros = vec![0u8; 4096];
+        let zeros = vec![0u8; PAGE_BYTES as usize];
         let mut at = 0;
         while at < bytes {
             let n = (bytes - at).min(zeros.len() as u64);
