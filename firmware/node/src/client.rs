@@ -140,8 +140,7 @@ impl<'a> UplinkClient<'a> {
     /// works, whether or not it releases anything.
     pub fn is_answer(&self, frame: &Frame<'_>) -> bool {
         let backlog_boot = self.backlog_in_flight.map(|(boot, _)| boot);
-        matches!(*frame, Frame::Ack { boot, .. } | Frame::Nak { boot, .. }
-            if boot == self.boot || Some(boot) == backlog_boot)
+        answer_boot(frame).is_some_and(|boot| boot == self.boot || Some(boot) == backlog_boot)
     }
 
     /// Whether a batch of the backlog is on the link, waiting for its answer.
@@ -293,7 +292,7 @@ impl<'a> UplinkClient<'a> {
             Frame::Nak { after, .. } => after,
             Frame::Data(_) => return 0,
         };
-        if !matches!(*frame, Frame::Ack { boot, .. } | Frame::Nak { boot, .. } if boot == self.boot) {
+        if answer_boot(frame) != Some(self.boot) {
             // From an earlier boot: the gateway knew the device before it rebooted, or answers
             // the backlog's batch of that boot (see `on_backlog_answer`). Not about the RAM log.
             return 0;
@@ -315,6 +314,14 @@ impl<'a> UplinkClient<'a> {
             .filter(|header| header.base_offset as u64 == acked)
             .map_or(acked, |header| header.last_offset() as u64);
         log.release_through(last)
+    }
+}
+
+/// The boot an ack or a nak answers.
+fn answer_boot(frame: &Frame<'_>) -> Option<u32> {
+    match *frame {
+        Frame::Ack { boot, .. } | Frame::Nak { boot, .. } => Some(boot),
+        Frame::Data(_) => None,
     }
 }
 

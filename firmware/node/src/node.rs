@@ -68,8 +68,7 @@ impl<M: RawMutex, const BYTES: usize, const BATCHES: usize, const QUEUE: usize> 
 
     /// Appends a finished batch and wakes the uplink.
     pub fn append(&self, batch: &[u8]) {
-        self.held.lock(|held| {
-            let mut held = held.borrow_mut();
+        self.with_held(|held| {
             // Under drop-oldest the only failures are a batch larger than the whole log or one
             // that does not parse: the board's sizes or a bug. Counted, not silently lost.
             if held.log.append(batch).is_err() {
@@ -81,31 +80,28 @@ impl<M: RawMutex, const BYTES: usize, const BATCHES: usize, const QUEUE: usize> 
     }
 
     pub(crate) fn count_unbatchable(&self) {
-        self.held.lock(|held| {
-            let mut held = held.borrow_mut();
-            held.unbatchable = held.unbatchable.saturating_add(1);
-        });
+        self.with_held(|held| held.unbatchable = held.unbatchable.saturating_add(1));
     }
 
     /// The oldest batch, ending at offset `last`, is in the backlog now: the log lets it go.
     pub(crate) fn spilled(&self, last: u64) {
-        self.held.lock(|held| {
-            let mut held = held.borrow_mut();
+        self.with_held(|held| {
             held.log.release_through(last);
             held.spilled_batches = held.spilled_batches.saturating_add(1);
         });
     }
 
     pub(crate) fn count_backlog_error(&self) {
-        self.held.lock(|held| {
-            let mut held = held.borrow_mut();
-            held.backlog_errors = held.backlog_errors.saturating_add(1);
-        });
+        self.with_held(|held| held.backlog_errors = held.backlog_errors.saturating_add(1));
+    }
+
+    fn with_held<R>(&self, f: impl FnOnce(&mut Held<BYTES, BATCHES>) -> R) -> R {
+        self.held.lock(|held| f(&mut held.borrow_mut()))
     }
 
     /// Runs `f` on the log, holding the lock (keep it short: no awaiting inside).
     pub fn with_log<R>(&self, f: impl FnOnce(&mut RamLog<BYTES, BATCHES>) -> R) -> R {
-        self.held.lock(|held| f(&mut held.borrow_mut().log))
+        self.with_held(|held| f(&mut held.log))
     }
 
     /// Waits until a batch is appended after the last wait.

@@ -145,9 +145,9 @@ where
         return Ok(false);
     }
     client.set_backlog_dropped(backlog.dropped_records());
-    let ram_dropped = node.with_log(|log| log.dropped_records());
     match backlog.oldest().await {
         Ok(Some(spilled)) => {
+            let ram_dropped = node.with_log(|log| log.dropped_records());
             let now = Instant::now().as_millis();
             let next = client.next_backlog_frame(&spilled, ram_dropped, now, frame, wire);
             let Some(len) = next.unwrap_or_else(|e| too_small(e)) else { return Ok(false) };

@@ -13,9 +13,10 @@
 //! no metadata to commit. Its first 4 KiB hold a header, written once and never again (so a torn
 //! record cannot damage it): magic, version, and the cluster id of the database it belongs to.
 //! Records follow, each `[body length: u32][CRC-32C of the rest: u32][sequence: u64][previous
-//! record's sequence: u64][body]` (little-endian): a chain, each record naming the one before it. A record that would cross into the
-//! next 4 KiB page but fits in one starts on the next page instead (a reader that finds no record
-//! where one would follow looks there): a small commit's sync then writes one page, not two. The
+//! record's sequence: u64][body]` (little-endian): a chain, each record naming the one before
+//! it. A record that would cross into the next 4 KiB page but fits in one starts on the next page
+//! instead (a reader that finds no record where one would follow looks there): a small commit's
+//! sync then writes one page, not two. The
 //! database's `meta` row `journal_seq` says which record a redb commit applied last. A scan stops
 //! at the first record that is short, fails its CRC or does not name the one before it: a torn
 //! tail, or what an earlier round left behind. Numbers only grow, and at every open they jump
